@@ -1,0 +1,1 @@
+"""Admin screens of the data side, one module per subject."""

@@ -1,0 +1,366 @@
+"""The data side: drawings and their page images, production records, tasks, examples, datasets."""
+from django.conf import settings
+from django.db import models
+
+
+class Drawing(models.Model):
+    class Status(models.TextChoices):
+        UPLOADED = "uploaded", "Uploaded"
+        RENDERING = "rendering", "Rendering"
+        RENDERED = "rendered", "Rendered"
+        FAILED = "failed", "Failed"
+
+    file = models.FileField(upload_to="drawings/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, unique=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    part_number = models.CharField(max_length=100, blank=True, db_index=True)
+    page_count = models.PositiveIntegerField(null=True, blank=True)
+    has_text_layer = models.BooleanField(null=True, help_text="True: vector drawing; False: scan.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.UPLOADED, db_index=True)
+    error = models.TextField(blank=True)
+    repaired = models.BooleanField(default=False, help_text="MuPDF had to repair the file to read it.")
+    warning_count = models.PositiveIntegerField(default=0)
+    warnings = models.TextField(blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    rendered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("render_drawing", "Can render drawings again")]
+
+    def __str__(self):
+        return self.part_number or self.original_name
+
+    @property
+    def is_scan(self):
+        return self.has_text_layer is False
+
+
+class DrawingPage(models.Model):
+    drawing = models.ForeignKey(Drawing, on_delete=models.CASCADE, related_name="pages")
+    number = models.PositiveIntegerField(help_text="1-based page number.")
+    image = models.FileField(upload_to="pages/%Y/%m/")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=10, help_text="png or jpeg")
+    bytes = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    phash = models.CharField(max_length=16, blank=True, db_index=True, help_text="64-bit perceptual hash, hex.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["drawing_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["drawing", "number"], name="unique_page_per_drawing")]
+
+    def __str__(self):
+        return f"{self.drawing} p.{self.number}"
+
+
+class Machine(models.Model):
+    """Reference table: a machine as production records and targets name it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    spindles = models.PositiveSmallIntegerField(default=1)
+    kind = models.CharField(max_length=50, blank=True, help_text="lathe, mill, saw, ...")
+    aliases = models.JSONField(default=list, blank=True, help_text="Other spellings seen in records.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class MaterialAlias(models.Model):
+    """Reference table: material as written on a drawing -> normalised material."""
+
+    written = models.CharField(max_length=100, unique=True)
+    norm = models.CharField(max_length=100, db_index=True)
+
+    class Meta:
+        ordering = ["norm", "written"]
+        verbose_name_plural = "material aliases"
+
+    def __str__(self):
+        return f"{self.written} → {self.norm}"
+
+
+class ProductionRecord(models.Model):
+    part_number = models.CharField(max_length=100, db_index=True)
+    order_id = models.CharField(max_length=50)
+    machine = models.CharField(max_length=100)
+    operation = models.CharField(max_length=50)
+    pieces = models.PositiveIntegerField()
+    machine_time_min_per_piece = models.DecimalField(max_digits=10, decimal_places=3)
+    setup_min = models.DecimalField(max_digits=10, decimal_places=3)
+    recorded_at = models.DateField(null=True, blank=True)
+    source_name = models.CharField(max_length=255, blank=True)
+    imported_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["part_number", "recorded_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["part_number", "order_id", "machine", "operation"], name="production_record_natural_key"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.part_number} {self.order_id} {self.machine} {self.operation}"
+
+
+class GroundTruth(models.Model):
+    """Trimmed-mean machine and setup times per part, recomputed when records change."""
+
+    part_number = models.CharField(max_length=100, unique=True)
+    material = models.CharField(max_length=100, blank=True)
+    operations = models.JSONField(
+        default=list, help_text="[{machine, operation, machine_time_min_per_piece, setup_min, n, cv}]"
+    )
+    record_count = models.PositiveIntegerField(default=0)
+    max_cv = models.FloatField(null=True, blank=True)
+    high_cv = models.BooleanField(default=False, db_index=True)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["part_number"]
+        verbose_name_plural = "ground truth"
+
+    def __str__(self):
+        return self.part_number
+
+
+class BaseModel(models.Model):
+    """A model one can fine-tune or evaluate: price, token rules and shutdown dates, editable as data."""
+
+    class ImageTokens(models.TextChoices):
+        TILES = "tiles", "512-px tiles (85 + 170 per tile)"
+        TILES_MINI = "tiles_mini", "512-px tiles, gpt-4o-mini (2833 + 5667 per tile)"
+        PATCHES = "patches", "32-px patches"
+        NONE = "none", "No images"
+
+    name = models.CharField(max_length=100, unique=True)
+    provider = models.CharField(max_length=20, default="openai")
+    training_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, help_text="USD per 1M training tokens")
+    input_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    output_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    encoding = models.CharField(max_length=30, default="o200k_base")
+    image_tokens = models.CharField(max_length=20, choices=ImageTokens.choices, default=ImageTokens.TILES)
+    patch_multiplier = models.FloatField(default=1.0)
+    supports_vision = models.BooleanField(default=True)
+    max_tokens_per_example = models.PositiveIntegerField(default=65536)
+    jobs_end_date = models.DateField(null=True, blank=True, help_text="No new fine-tuning jobs after this date.")
+    shutdown_date = models.DateField(null=True, blank=True, help_text="The model stops serving on this date.")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Task(models.Model):
+    """One thing we train: its output contract, prompts, image settings and metrics."""
+
+    class Detail(models.TextChoices):
+        LOW = "low", "low"
+        HIGH = "high", "high"
+        AUTO = "auto", "auto"
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    output_schema = models.JSONField(default=dict, help_text="JSON Schema every target must satisfy.")
+    schema_version = models.PositiveIntegerField(default=1)
+    system_prompt = models.TextField(help_text="Full prompt, for base models.")
+    compact_prompt = models.TextField(blank=True, help_text="Short prompt, for fine-tuned models.")
+    user_prompt_template = models.TextField(
+        blank=True, help_text="Python format string; fields such as {part_number} come from the example."
+    )
+    prompt_version = models.PositiveIntegerField(default=1)
+    uses_images = models.BooleanField(default=True)
+    image_detail = models.CharField(max_length=10, choices=Detail.choices, default=Detail.HIGH)
+    max_images = models.PositiveSmallIntegerField(default=4, help_text="At most 10 (OpenAI's limit).")
+    metric_spec = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"numeric": ["operations[].machine_time_min_per_piece", ...], "categorical": ["material", ...]}',
+    )
+    promotion_policy = models.JSONField(
+        default=dict, blank=True, help_text='{"max_mape": 0.15, "min_json_validity": 0.98, ...}'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self):
+        return self.name
+
+
+class Example(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        NEEDS_CHANGES = "needs_changes", "Needs changes"
+
+    class Source(models.TextChoices):
+        BUILT = "built", "Built from drawing + ground truth"
+        IMPORTED = "imported", "Imported JSONL"
+        CORRECTION = "correction", "Expert correction of an estimate"
+        MANUAL = "manual", "Manual"
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="examples")
+    drawing = models.ForeignKey(Drawing, null=True, blank=True, on_delete=models.SET_NULL, related_name="examples")
+    # Chat messages before the target (system, user, earlier turns). Page images are referenced as
+    # {"type": "image_url", "image_url": {"url": "page:<DrawingPage id>", "detail": ...}} and embedded at export.
+    messages = models.JSONField(default=list)
+    target = models.TextField(help_text="The assistant's answer: JSON text valid against the task schema.")
+    schema_version = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    rejection_reason = models.TextField(blank=True)
+    review_note = models.TextField(blank=True, help_text="Why the example is where it is (e.g. ground truth changed).")
+    quality_score = models.FloatField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.BUILT)
+    tags = models.JSONField(default=dict, blank=True, help_text='{"industry": "...", "machine": [...], ...}')
+    group_key = models.CharField(max_length=100, blank=True, db_index=True, help_text="Part number: one split per group.")
+    content_hash = models.CharField(max_length=64, db_index=True)
+    near_duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="near_duplicates"
+    )
+    is_near_duplicate = models.BooleanField(default=False, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "content_hash"], name="unique_example_content_per_task")
+        ]
+        permissions = [("review_example", "Can review examples (approve, reject, edit target)")]
+
+    def __str__(self):
+        return f"{self.task.slug} #{self.pk} {self.group_key}"
+
+
+class ExampleChange(models.Model):
+    """Audit trail: every status or target change of an example."""
+
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="changes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    field = models.CharField(max_length=20, help_text="status or target")
+    before = models.TextField(blank=True)
+    after = models.TextField(blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.example_id} {self.field} {self.at:%Y-%m-%d %H:%M}"
+
+
+class Dataset(models.Model):
+    """A dataset definition: which examples, how to split, and the policy a version must pass."""
+
+    name = models.CharField(max_length=100, unique=True)
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="datasets")
+    statuses = models.JSONField(default=list, blank=True, help_text='Example statuses to include; default ["approved"].')
+    min_quality = models.FloatField(null=True, blank=True)
+    min_confidence = models.FloatField(null=True, blank=True)
+    tag_filters = models.JSONField(default=dict, blank=True, help_text='{"industry": ["automotive"]}')
+    validation_fraction = models.FloatField(default=0.1)
+    split_seed = models.PositiveIntegerField(default=42)
+    split_group = models.CharField(max_length=50, default="group_key", help_text="group_key (part number) or a tag name")
+    min_rows = models.PositiveIntegerField(default=10, help_text="Never below OpenAI's 10.")
+    min_groups = models.PositiveIntegerField(default=2)
+    max_tag_share = models.JSONField(default=dict, blank=True, help_text='{"industry": 0.8}')
+    max_duplicate_target_share = models.FloatField(default=0.2)
+    max_same_prefix_share = models.FloatField(default=0.5)
+    prefix_chars = models.PositiveIntegerField(default=40)
+    epochs = models.PositiveSmallIntegerField(default=3, help_text="Epochs used for the cost estimate.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("build_dataset", "Can build dataset versions"), ("export_dataset", "Can export dataset versions")]
+
+    def __str__(self):
+        return self.name
+
+
+class DatasetVersion(models.Model):
+    """A frozen build of a dataset: members, split, tokens, cost and gate results never change."""
+
+    class ExportStatus(models.TextChoices):
+        NONE = "none", "Not exported"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    content_hash = models.CharField(max_length=64, db_index=True)
+    prompt_version = models.PositiveIntegerField(default=1)
+    schema_version = models.PositiveIntegerField(default=1)
+    counts = models.JSONField(default=dict, help_text='{"train": n, "validation": n, "groups": n}')
+    tag_counts = models.JSONField(default=dict)
+    tokens = models.JSONField(default=dict, help_text="Totals per split: text, image, total.")
+    cost_estimates = models.JSONField(default=dict, help_text="{base model: USD} for the dataset's epochs.")
+    gates = models.JSONField(default=list, help_text="[{name, passed, value, threshold, message}]")
+    problems = models.JSONField(default=list, help_text="[{example_id, line, split, code, message}]")
+    gates_passed = models.BooleanField(default=False)
+    export_status = models.CharField(max_length=10, choices=ExportStatus.choices, default=ExportStatus.NONE)
+    export_progress = models.PositiveIntegerField(default=0, help_text="Lines written so far.")
+    export_dir = models.CharField(max_length=500, blank=True)
+    export_error = models.TextField(blank=True)
+    exported_at = models.DateTimeField(null=True, blank=True)
+    manifest = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset_id", "-number"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="unique_version_number")]
+
+    def __str__(self):
+        return f"{self.dataset.name} v{self.number}"
+
+
+class DatasetMember(models.Model):
+    """One example frozen into a version: its split and a snapshot of what was trained on."""
+
+    class Split(models.TextChoices):
+        TRAIN = "train", "Train"
+        VALIDATION = "validation", "Validation"
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="members")
+    example = models.ForeignKey(Example, on_delete=models.PROTECT, related_name="memberships")
+    split = models.CharField(max_length=12, choices=Split.choices, db_index=True)
+    position = models.PositiveIntegerField()
+    messages = models.JSONField(help_text="Snapshot of the example's messages (image refs carry page sha256).")
+    target = models.TextField()
+    text_tokens = models.PositiveIntegerField(default=0)
+    image_tokens = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["version_id", "split", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "example"], name="unique_member"),
+        ]

@@ -1,0 +1,60 @@
+"""The two roles: Reviewer (review examples) and Manager (also datasets, runs, promotion)."""
+from django.contrib.auth.models import Group, Permission
+
+REVIEWER_PERMISSIONS = [
+    ("curation", "view_drawing"),
+    ("curation", "view_drawingpage"),
+    ("curation", "view_groundtruth"),
+    ("curation", "view_productionrecord"),
+    ("curation", "view_task"),
+    ("curation", "view_example"),
+    ("curation", "change_example"),
+    ("curation", "review_example"),
+    ("curation", "view_examplechange"),
+]
+
+MANAGER_EXTRA_PERMISSIONS = [
+    ("curation", "add_drawing"),
+    ("curation", "change_drawing"),
+    ("curation", "render_drawing"),
+    ("curation", "add_productionrecord"),
+    ("curation", "view_machine"),
+    ("curation", "change_machine"),
+    ("curation", "add_machine"),
+    ("curation", "view_materialalias"),
+    ("curation", "change_materialalias"),
+    ("curation", "add_materialalias"),
+    ("curation", "add_task"),
+    ("curation", "change_task"),
+    ("curation", "add_example"),
+    ("curation", "view_basemodel"),
+    ("curation", "change_basemodel"),
+    ("curation", "view_dataset"),
+    ("curation", "add_dataset"),
+    ("curation", "change_dataset"),
+    ("curation", "build_dataset"),
+    ("curation", "export_dataset"),
+    ("curation", "view_datasetversion"),
+    ("finetune", "view_trainingrun"),
+    ("finetune", "add_trainingrun"),
+    ("finetune", "change_trainingrun"),
+    ("finetune", "launch_run"),
+]
+
+
+def _permissions(pairs):
+    found = []
+    for app_label, codename in pairs:
+        permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+        if permission is not None:
+            found.append(permission)
+    return found
+
+
+def roles_sync() -> dict[str, Group]:
+    """Create or update the groups; permissions that do not exist (yet) are skipped."""
+    reviewer, _ = Group.objects.get_or_create(name="Reviewer")
+    manager, _ = Group.objects.get_or_create(name="Manager")
+    reviewer.permissions.set(_permissions(REVIEWER_PERMISSIONS))
+    manager.permissions.set(_permissions(REVIEWER_PERMISSIONS + MANAGER_EXTRA_PERMISSIONS))
+    return {"Reviewer": reviewer, "Manager": manager}

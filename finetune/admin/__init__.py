@@ -1,0 +1,1 @@
+"""Admin screens of the training side, one module per subject."""

@@ -1,0 +1,3 @@
+"""Evaluations, the model registry and estimates."""
+
+__all__ = []

@@ -1,0 +1,57 @@
+"""Enqueueing background jobs: ids only, after the transaction commits, once per job id.
+
+Callers learn at once when Redis is away (`QueueUnavailable`) so the admin can say so; the rows stay
+in their waiting state and the reconcilers enqueue them again later.
+"""
+import logging
+
+import django_rq
+from django.db import transaction
+from redis.exceptions import RedisError
+from rq.job import Job, JobStatus
+from rq.exceptions import NoSuchJobError
+
+logger = logging.getLogger(__name__)
+
+_PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+class QueueUnavailable(Exception):
+    """Redis does not answer: the job was not enqueued (the row keeps its waiting state)."""
+
+
+def queue_ping(name: str = "default") -> None:
+    try:
+        django_rq.get_connection(name).ping()
+    except (RedisError, OSError) as exc:
+        raise QueueUnavailable(f"The job queue is unavailable (Redis: {exc}); it will be retried automatically.") from exc
+
+
+def job_is_pending(*, queue_name: str, job_id: str) -> bool:
+    connection = django_rq.get_connection(queue_name)
+    try:
+        return Job.fetch(job_id, connection=connection).get_status(refresh=True) in _PENDING
+    except NoSuchJobError:
+        return False
+
+
+def enqueue_on_commit(queue_name: str, func, *args, job_id: str | None = None, **kwargs) -> None:
+    """Enqueue `func(*args)` once the current transaction commits (at once outside one).
+
+    With a `job_id`, a job already waiting or running under that id is not enqueued again, so a
+    reconciler and a user click can never render the same drawing twice at once.
+    Raises QueueUnavailable when Redis does not answer now; a failure after commit is logged and
+    left to the reconciler.
+    """
+    queue_ping(queue_name)
+
+    def send():
+        try:
+            if job_id and job_is_pending(queue_name=queue_name, job_id=job_id):
+                return
+            queue = django_rq.get_queue(queue_name, commit_mode="auto")
+            queue.enqueue(func, *args, job_id=job_id, **kwargs)
+        except (RedisError, OSError):
+            logger.exception("enqueue of %s failed after commit; the reconciler will retry", job_id or func)
+
+    transaction.on_commit(send)

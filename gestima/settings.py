@@ -1,0 +1,161 @@
+"""Settings for Gestima Studio: every value comes from the environment or a `.env` file."""
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+SECRET_KEY = env("SECRET_KEY", default="dev-insecure-key-change-me")
+DEBUG = env.bool("DEBUG", default=True)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "gestima",
+    "curation",
+    "finetune",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "gestima.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "gestima.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Workers and the server write concurrently: wait for the lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "var" / "staticfiles")))
+WHITENOISE_AUTOREFRESH = DEBUG
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": env(
+            "STATICFILES_BACKEND",
+            default="django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage",
+        )
+    },
+}
+
+# Uploads: a drawing above this size is refused before it is stored.
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=50 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = env.int("DATA_UPLOAD_MAX_NUMBER_FILES", default=200)
+
+# Rendering: OpenAI scales every image to fit 2048 px, so rendering larger only costs disk and time.
+RENDER_MAX_SIDE_PX = env.int("RENDER_MAX_SIDE_PX", default=2048)
+RENDER_DPI_CAP = env.int("RENDER_DPI_CAP", default=300)
+RENDER_MAX_PIXELS = env.int("RENDER_MAX_PIXELS", default=2048 * 2048)
+RENDER_MAX_PAGES = env.int("RENDER_MAX_PAGES", default=50)
+RENDER_MAX_IMAGE_BYTES = env.int("RENDER_MAX_IMAGE_BYTES", default=10 * 1024 * 1024)
+# A page whose size at 72 dpi is above this many pixels on a side is refused (the 200 x 200 in case).
+RENDER_MAX_PAGE_POINTS = env.int("RENDER_MAX_PAGE_POINTS", default=10_000)
+# Address-space cap for the render subprocess, so a hostile PDF cannot take the machine down.
+RENDER_MEMORY_LIMIT_MB = env.int("RENDER_MEMORY_LIMIT_MB", default=1024)
+
+# Ground truth: fraction trimmed from each end before averaging machine times.
+GROUND_TRUTH_TRIM_FRACTION = env.float("GROUND_TRUTH_TRIM_FRACTION", default=0.1)
+GROUND_TRUTH_HIGH_CV = env.float("GROUND_TRUTH_HIGH_CV", default=0.35)
+
+# Redis and RQ: ids only are enqueued, after the transaction commits.
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# A short connect timeout: when Redis is away the admin says so at once instead of hanging.
+_REDIS_KWARGS = {"socket_connect_timeout": 2}
+RQ_QUEUES = {
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env.int("RQ_DEFAULT_TIMEOUT", default=600)},
+    "render": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env.int("RQ_RENDER_TIMEOUT", default=300)},
+    "openai": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env.int("RQ_OPENAI_TIMEOUT", default=3600)},
+}
+for _queue in RQ_QUEUES.values():
+    _queue["REDIS_CLIENT_KWARGS"] = _REDIS_KWARGS
+RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ_SHOW_ADMIN_LINK = True
+# How often the scheduler re-enqueues drawings left waiting (e.g. after Redis was away).
+RECONCILE_INTERVAL_SECONDS = env.int("RECONCILE_INTERVAL_SECONDS", default=300)
+
+# OpenAI / Azure OpenAI. Without a key the dry-run provider is used.
+OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="") or None
+AZURE_OPENAI_ENDPOINT = env("AZURE_OPENAI_ENDPOINT", default="")
+AZURE_OPENAI_API_KEY = env("AZURE_OPENAI_API_KEY", default="")
+AZURE_OPENAI_API_VERSION = env("AZURE_OPENAI_API_VERSION", default="2025-04-01-preview")
+OPENAI_UPLOAD_PART_THRESHOLD = env.int("OPENAI_UPLOAD_PART_THRESHOLD", default=512 * 1024 * 1024)
+OPENAI_UPLOAD_PART_SIZE = env.int("OPENAI_UPLOAD_PART_SIZE", default=64 * 1024 * 1024)
+RUN_SYNC_INTERVAL_SECONDS = env.int("RUN_SYNC_INTERVAL_SECONDS", default=60)
+EVAL_CONCURRENCY = env.int("EVAL_CONCURRENCY", default=8)
+RUNS_ROOT = Path(env("RUNS_ROOT", default=str(MEDIA_ROOT / "runs")))
+EXPORTS_ROOT = Path(env("EXPORTS_ROOT", default=str(MEDIA_ROOT / "exports")))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+}
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

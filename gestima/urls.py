@@ -1,0 +1,21 @@
+"""URL configuration: the admin is the application; the API serves estimates."""
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from gestima import rq_dashboard
+
+rq_dashboard.install()
+
+admin.site.site_header = "Gestima Studio"
+admin.site.site_title = "Gestima Studio"
+admin.site.index_title = "Curate data, train and evaluate models"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+]
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

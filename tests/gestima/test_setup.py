@@ -1,0 +1,40 @@
+"""Project set-up: the queue dashboard is for superusers only; production settings pass Django's checks."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.django_db
+def test_queue_dashboard_refuses_staff_and_serves_superusers(client):
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/admin/django_rq/dashboard/").status_code == 403
+    assert client.get("/admin/django_rq/dashboard/queues/0/").status_code == 403
+
+    boss = User.objects.create_superuser("boss", password="pw")
+    client.force_login(boss)
+    response = client.get("/admin/django_rq/dashboard/")
+    assert response.status_code == 200
+    assert b"render" in response.content and b"openai" in response.content
+
+
+def test_check_deploy_passes_with_production_settings(tmp_path):
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("SECURE_SSL_REDIRECT", "DEBUG")},
+        "DJANGO_SETTINGS_MODULE": "gestima.settings",
+        "DEBUG": "False",
+        "SECRET_KEY": "k3J9-vQz8_pL2mWx7RtY4uNc6HbE1aSd5FgT0oPiUyKjMnBvCxZq",
+        "ALLOWED_HOSTS": "gestima.example.com",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
