@@ -1,0 +1,90 @@
+"""The provider adapter: what the rest of the project may ask of a fine-tuning/inference provider.
+
+Implementations: `openai.py` (OpenAI and Azure OpenAI through the `openai` SDK) and `dryrun.py`
+(writes files, calls nothing). Fine-tuning methods are implemented with the training-run code; the
+chat method (evaluation, estimates) comes from `chat.py`'s mixin, which reads `self.client`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ProviderError(Exception):
+    """A provider call failed. `retryable` says whether trying again later may succeed."""
+
+    def __init__(self, message: str, *, code: str = "", param: str = "", retryable: bool = False, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass
+class ChatResult:
+    """One chat completion: the raw text, usage and timing, or a refusal."""
+
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: int = 0
+    refusal: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider:
+    """Base class; subclasses set `name` and implement what they support."""
+
+    name = "base"
+    calls_api = True
+
+    # --- inference (evaluation, estimates) -------------------------------------------------
+    def chat(self, *, model: str, messages: list[dict], json_output: bool = True, temperature: float = 0.0, timeout: float = 120.0) -> ChatResult:
+        raise ProviderError(f"the {self.name} provider cannot run models", code="unsupported")
+
+
+_REGISTRY: dict[str, type[Provider]] = {}
+
+
+def register(cls: type[Provider]) -> type[Provider]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_providers() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def default_provider_name() -> str:
+    """OpenAI when a key is configured, dry-run otherwise."""
+    from django.conf import settings
+
+    if settings.OPENAI_API_KEY:
+        return "openai"
+    if settings.AZURE_OPENAI_API_KEY and settings.AZURE_OPENAI_ENDPOINT:
+        return "azure"
+    return "dryrun"
+
+
+def get_provider(name: str | None = None) -> Provider:
+    _load_all()
+    name = name or default_provider_name()
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise ProviderError(f"unknown provider {name!r}; known: {', '.join(sorted(_REGISTRY))}", code="unknown_provider")
+
+
+def _load_all() -> None:
+    # Importing the modules registers their classes.
+    import importlib
+
+    for module in ("finetune.providers.openai", "finetune.providers.dryrun"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
