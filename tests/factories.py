@@ -1,0 +1,121 @@
+"""Small factories for tests: users in roles, tasks from presets, drawings with real page images, examples.
+
+Append new makers here rather than writing them again in a test module.
+"""
+import hashlib
+import io
+import json
+import itertools
+
+from django.contrib.auth.models import Group, User
+from django.core.files.base import ContentFile
+from PIL import Image, ImageDraw
+
+from curation.models import Drawing, DrawingPage, Example, Task
+from curation.services.roles import roles_sync
+from curation.task_presets import PRESETS
+
+_seq = itertools.count(1)
+
+
+def make_user(role: str | None = None, *, username: str | None = None, password: str = "pw-Gestima-1", superuser=False) -> User:
+    """A staff user in the Reviewer or Manager group (role=None: staff without a group)."""
+    username = username or f"{(role or 'user').lower()}{next(_seq)}"
+    if superuser:
+        return User.objects.create_superuser(username, password=password)
+    user = User.objects.create_user(username, password=password, is_staff=True)
+    if role:
+        roles_sync()
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def make_task(slug: str = "technology_builder", **overrides) -> Task:
+    preset = {**PRESETS[slug], **overrides}
+    task, _ = Task.objects.get_or_create(slug=preset["slug"], defaults=preset)
+    return task
+
+
+def page_image_bytes(*, width=1200, height=850, seed=0, fmt="PNG") -> bytes:
+    """A drawing-like page: white sheet, frame, a few lines and a title block (different per seed)."""
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([10, 10, width - 10, height - 10], outline="black", width=3)
+    for i in range(6):
+        x = 60 + (seed * 37 + i * 131) % (width - 200)
+        y = 60 + (seed * 53 + i * 89) % (height - 250)
+        draw.rectangle([x, y, x + 120 + 10 * i, y + 80], outline="black", width=2)
+    draw.rectangle([width - 420, height - 140, width - 12, height - 12], outline="black", width=2)
+    draw.text((width - 400, height - 120), f"PART {seed}", fill="black")
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def make_drawing(*, part_number: str | None = None, pages: int = 1, status=Drawing.Status.RENDERED, seed: int | None = None, **fields) -> Drawing:
+    """A drawing as rendering leaves it: a (tiny) PDF file and real PNG page images."""
+    n = next(_seq)
+    seed = n if seed is None else seed
+    part_number = part_number or f"P-{n:05d}"
+    pdf = b"%PDF-1.4\n% test drawing " + part_number.encode() + b"\n%%EOF\n"
+    drawing = Drawing(
+        original_name=f"{part_number}.pdf",
+        sha256=hashlib.sha256(pdf + str(n).encode()).hexdigest(),
+        size_bytes=len(pdf),
+        part_number=part_number,
+        page_count=pages,
+        has_text_layer=True,
+        status=status,
+        **fields,
+    )
+    drawing.file.save(f"{part_number}.pdf", ContentFile(pdf), save=False)
+    drawing.save()
+    if status == Drawing.Status.RENDERED:
+        for number in range(1, pages + 1):
+            data = page_image_bytes(seed=seed * 10 + number)
+            page = DrawingPage(
+                drawing=drawing, number=number, width=1200, height=850, format="png",
+                bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), phash=f"{seed * 10 + number:016x}",
+            )
+            page.image.save(f"{part_number}-p{number}.png", ContentFile(data), save=False)
+            page.save()
+    return drawing
+
+
+def technology_target(part_number: str, *, material="C45", minutes=12.5, setup=30.0) -> dict:
+    return {
+        "part_number": part_number,
+        "material": material,
+        "machines": ["NZX 2000", "DMU 50"],
+        "operations": [
+            {"machine": "NZX 2000", "operation": "turning", "machine_time_min_per_piece": minutes, "setup_min": setup},
+            {"machine": "DMU 50", "operation": "milling", "machine_time_min_per_piece": round(minutes / 2, 2), "setup_min": setup},
+        ],
+    }
+
+
+def make_example(*, task: Task | None = None, drawing: Drawing | None = None, target: dict | str | None = None,
+                 status=Example.Status.PENDING, tags: dict | None = None, **fields) -> Example:
+    """An example as the build step makes it: compact system prompt, user text, page image refs, target JSON."""
+    task = task or make_task()
+    if task.uses_images and drawing is None:
+        drawing = make_drawing()
+    part_number = drawing.part_number if drawing else f"T-{next(_seq)}"
+    if target is None:
+        target = technology_target(part_number) if task.slug == "technology_builder" else "Thanks, done."
+    target_text = target if isinstance(target, str) else json.dumps(target, ensure_ascii=False)
+    user_content = [{"type": "text", "text": f"Drawing of part {part_number}."}]
+    if drawing is not None:
+        for page in drawing.pages.all():
+            user_content.append({"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": task.image_detail}})
+    messages = [
+        {"role": "system", "content": task.compact_prompt or task.system_prompt},
+        {"role": "user", "content": user_content if drawing is not None else f"Question {part_number}"},
+    ]
+    content_hash = hashlib.sha256(json.dumps([messages, target_text], sort_keys=True).encode()).hexdigest()
+    return Example.objects.create(
+        task=task, drawing=drawing, messages=messages, target=target_text, status=status,
+        tags=tags if tags is not None else {"industry": "automotive", "machine": ["NZX 2000", "DMU 50"], "material": "C45"},
+        group_key=fields.pop("group_key", part_number), content_hash=fields.pop("content_hash", content_hash),
+        schema_version=task.schema_version, **fields,
+    )
