@@ -13,6 +13,7 @@ admin.site.index_title = "Curate data, train and evaluate models"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("finetune.urls")),
 ]
 
 if settings.DEBUG:
