@@ -1,0 +1,77 @@
+"""Tasks: creating them from presets, and checking targets (and schemas) against a task's output contract."""
+import json
+
+import jsonschema
+from django.db import transaction
+
+from curation.models import Task
+from curation.task_presets import PRESETS
+
+
+class TargetInvalid(ValueError):
+    """A target does not satisfy the task's schema; the message names the failing path."""
+
+
+class SchemaInvalid(ValueError):
+    """A task's output schema is not itself a valid JSON Schema."""
+
+
+class UnknownPreset(ValueError):
+    pass
+
+
+def _is_text_schema(schema: dict) -> bool:
+    # Chat tasks (support_reply, code_fix) answer in free text: the target is the text itself, not JSON.
+    return isinstance(schema, dict) and schema.get("type") == "string"
+
+
+def _error_path(error: jsonschema.ValidationError) -> str:
+    path = "$"
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def schema_check(*, schema) -> None:
+    """Raise SchemaInvalid when `schema` is not a usable JSON Schema (so a task edit cannot break every target)."""
+    if not isinstance(schema, dict):
+        raise SchemaInvalid("The output schema must be a JSON object.")
+    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise SchemaInvalid(f"The output schema is not valid JSON Schema at {where}: {exc.message}") from exc
+
+
+def target_validate(*, task: Task, target_text: str):
+    """Return the parsed target (dict/list/str) or raise TargetInvalid with the schema error path."""
+    schema = task.output_schema or {}
+    if _is_text_schema(schema):
+        value = target_text
+    else:
+        try:
+            value = json.loads(target_text)
+        except (TypeError, ValueError) as exc:
+            raise TargetInvalid(f"The target is not valid JSON: {exc}") from exc
+    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    errors = sorted(validator_class(schema).iter_errors(value), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors)
+        raise TargetInvalid(f"{_error_path(error)}: {error.message}")
+    return value
+
+
+def task_create_from_preset(*, slug: str) -> Task:
+    """The task with this slug, created from its preset when missing (an existing task is left as edited)."""
+    if slug not in PRESETS:
+        raise UnknownPreset(f"No task preset named {slug!r}; known: {', '.join(sorted(PRESETS))}.")
+    with transaction.atomic():
+        task, _ = Task.objects.get_or_create(slug=slug, defaults=dict(PRESETS[slug]))
+    return task
+
+
+def task_get_or_create(*, slug: str) -> Task:
+    """An existing task by slug, or one made from its preset; UnknownPreset when neither exists."""
+    task = Task.objects.filter(slug=slug).first()
+    return task or task_create_from_preset(slug=slug)
