@@ -1,0 +1,294 @@
+"""Build and validate OpenAI chat fine-tuning lines, one at a time (no ORM, streaming-friendly).
+
+The checks start from OpenAI's cookbook ("data_type", "missing_messages_list", ...) and extend them for
+image parts, tools and `weight`, with the limits of `../shared/reference/openai-fine-tuning.md`.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+MAX_IMAGES_PER_EXAMPLE = 10
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+IMAGE_FORMATS = {"JPEG", "PNG", "WEBP"}
+IMAGE_MODES = {"RGB", "RGBA"}
+MIME_BY_FORMAT = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+PAGE_REF_PREFIX = "page:"
+
+ROLES = {"system", "developer", "user", "assistant", "tool"}
+MESSAGE_KEYS = {
+    "system": {"role", "content", "name"},
+    "developer": {"role", "content", "name"},
+    "user": {"role", "content", "name"},
+    "assistant": {"role", "content", "name", "weight", "tool_calls", "function_call", "refusal"},
+    "tool": {"role", "content", "tool_call_id"},
+}
+LINE_KEYS = {"messages", "tools", "parallel_tool_calls", "functions"}
+
+# A loader returns the image bytes of a page: load_page(page_id, expected_sha256 or None) -> bytes.
+PageLoader = Callable[[int, "str | None"], bytes]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    mode: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+class ImageProblem(ValueError):
+    """An image OpenAI would refuse; the message says what to do about it."""
+
+
+# --- images -----------------------------------------------------------------------------------
+
+def sniff_mime(data: bytes) -> str:
+    """MIME type from the first bytes (cheap: used on every exported image)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
+def data_url(data: bytes) -> str:
+    return f"data:{sniff_mime(data)};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def image_inspect(data: bytes) -> ImageInfo:
+    """Check image bytes against OpenAI's limits; raises ImageProblem with an actionable message."""
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageProblem(
+            f"image is {len(data) / 1024 / 1024:.1f} MB: above OpenAI's 10 MB limit (render the page smaller)"
+        )
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt, mode, (width, height) = image.format, image.mode, image.size
+            # verify() walks the file structure (PNG chunk CRCs, JPEG markers) without decoding pixels.
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageProblem(f"image cannot be decoded ({exc.__class__.__name__}: {exc}); render the page again") from exc
+    if fmt not in IMAGE_FORMATS:
+        raise ImageProblem(f"image format {fmt} is not accepted: use JPEG, PNG or WEBP")
+    if mode not in IMAGE_MODES:
+        raise ImageProblem(f"image mode {mode} is not accepted: OpenAI needs RGB or RGBA (convert the page)")
+    return ImageInfo(format=fmt, mode=mode, width=width, height=height, size_bytes=len(data))
+
+
+def decode_data_url(url: str) -> bytes:
+    header, sep, payload = url.partition(",")
+    if not sep or not header.startswith("data:") or ";base64" not in header:
+        raise ImageProblem("image URL is not a base64 data URL (data:image/...;base64,...)")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageProblem(f"image data URL is not valid base64 ({exc})") from exc
+
+
+def parse_page_ref(url: str) -> int | None:
+    """`page:<DrawingPage id>` -> id; anything else -> None."""
+    if isinstance(url, str) and url.startswith(PAGE_REF_PREFIX):
+        try:
+            return int(url[len(PAGE_REF_PREFIX):])
+        except ValueError:
+            return None
+    return None
+
+
+def iter_image_parts(messages: list) -> Iterator[tuple[int, dict]]:
+    """(message index, part) for every image_url part."""
+    for index, message in enumerate(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    yield index, part
+
+
+def resolve_image_refs(messages: list[dict], load_page: PageLoader) -> list[dict]:
+    """A copy of `messages` with every `page:<id>` image URL replaced by a base64 data URL.
+
+    A part may carry `"sha256"` (the page hash frozen into a dataset version); it is passed to the
+    loader, which must refuse bytes that differ, and is dropped from the output.
+    """
+    resolved = []
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, list):
+            resolved.append(message)
+            continue
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                image_url = dict(part.get("image_url") or {})
+                page_id = parse_page_ref(image_url.get("url"))
+                if page_id is not None:
+                    image_url["url"] = data_url(load_page(page_id, part.get("sha256")))
+                part = {"type": "image_url", "image_url": image_url}
+            parts.append(part)
+        resolved.append({**message, "content": parts})
+    return resolved
+
+
+def build_line(messages: list[dict], target: str, *, load_page: PageLoader | None = None, weight: int | None = None) -> dict:
+    """One training example: the prompt messages, then the target as the assistant's message."""
+    if load_page is not None:
+        messages = resolve_image_refs(messages, load_page)
+    assistant = {"role": "assistant", "content": target}
+    if weight is not None:
+        assistant["weight"] = weight
+    return {"messages": [*messages, assistant]}
+
+
+def dumps_line(line: dict) -> str:
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+# --- validation -------------------------------------------------------------------------------
+
+def _problem(code: str, message: str, index: int | None = None) -> dict:
+    return {"code": code, "message": message, "message_index": index}
+
+
+def _check_tool_calls(tool_calls, index: int, problems: list) -> None:
+    if not isinstance(tool_calls, list) or not tool_calls:
+        problems.append(_problem("invalid_tool_calls", f"message {index}: tool_calls must be a non-empty list", index))
+        return
+    for call in tool_calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not call.get("id") or call.get("type", "function") != "function" or not isinstance(function, dict):
+            problems.append(_problem("invalid_tool_calls", f"message {index}: each tool call needs id, type 'function' and function", index))
+            continue
+        if not function.get("name"):
+            problems.append(_problem("invalid_tool_calls", f"message {index}: a tool call has no function name", index))
+        arguments = function.get("arguments")
+        try:
+            if not isinstance(arguments, str):
+                raise ValueError
+            json.loads(arguments)
+        except ValueError:
+            problems.append(_problem("invalid_tool_calls", f"message {index}: tool call arguments must be a JSON string", index))
+
+
+def _check_content_parts(content: list, role: str, index: int, problems: list, images: list, check_images: bool) -> None:
+    if not content:
+        problems.append(_problem("missing_content", f"message {index} ({role}) has an empty content list", index))
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                problems.append(_problem("invalid_content_part", f"message {index}: a text part has no text", index))
+        elif kind == "image_url":
+            if role == "assistant":
+                problems.append(_problem("image_in_assistant_message", f"message {index}: images are not allowed in assistant messages", index))
+                continue
+            if role not in {"user", "system", "developer"}:
+                problems.append(_problem("image_in_wrong_role", f"message {index}: images are only allowed in user messages", index))
+            image_url = part.get("image_url")
+            url = image_url.get("url") if isinstance(image_url, dict) else None
+            if not isinstance(url, str) or not url:
+                problems.append(_problem("invalid_image_part", f"message {index}: image part without image_url.url", index))
+                continue
+            detail = image_url.get("detail", "auto")
+            if detail not in {"low", "high", "auto"}:
+                problems.append(_problem("invalid_image_part", f"message {index}: image detail {detail!r} is not low, high or auto", index))
+            images.append(url)
+            if check_images and url.startswith("data:"):
+                try:
+                    image_inspect(decode_data_url(url))
+                except ImageProblem as exc:
+                    problems.append(_problem("invalid_image", f"message {index}, image {len(images)}: {exc}", index))
+            elif check_images and not url.startswith(("https://", "http://")):
+                problems.append(_problem("invalid_image_part", f"message {index}: image URL must be a data URL or http(s) URL", index))
+        else:
+            problems.append(_problem("invalid_content_part", f"message {index}: content part type {kind!r} is not text or image_url", index))
+
+
+def validate_line(line, *, check_images: bool = True) -> list[dict]:
+    """Problems of one parsed line: [{code, message, message_index}]; [] when OpenAI would accept it.
+
+    `line` is the parsed JSON value (a str is parsed first: invalid JSON is `invalid_json`).
+    With check_images=False, image bytes are not decoded (the caller checks them from the source files).
+    """
+    if isinstance(line, (str, bytes)):
+        try:
+            line = json.loads(line)
+        except ValueError as exc:
+            return [_problem("invalid_json", f"line is not valid JSON ({exc})")]
+    if not isinstance(line, dict):
+        return [_problem("data_type", "line is not a JSON object")]
+    problems: list[dict] = []
+    unknown = set(line) - LINE_KEYS
+    if unknown:
+        problems.append(_problem("unrecognized_key", f"unrecognized top-level key(s): {', '.join(sorted(unknown))}"))
+    messages = line.get("messages")
+    if not isinstance(messages, list) or not messages:
+        problems.append(_problem("missing_messages_list", "line has no messages list"))
+        return problems
+    if "tools" in line and not isinstance(line["tools"], list):
+        problems.append(_problem("invalid_tools", "tools must be a list"))
+    images: list[str] = []
+    has_assistant = False
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            problems.append(_problem("data_type", f"message {index} is not an object", index))
+            continue
+        if "role" not in message or ("content" not in message and "tool_calls" not in message):
+            problems.append(_problem("message_missing_key", f"message {index} lacks role or content", index))
+        role = message.get("role")
+        if role not in ROLES:
+            problems.append(_problem("unrecognized_role", f"message {index}: role {role!r} is not recognised", index))
+            continue
+        extra = set(message) - MESSAGE_KEYS[role] - {"weight"}
+        if extra:
+            problems.append(_problem("message_unrecognized_key", f"message {index} ({role}): unrecognized key(s) {', '.join(sorted(extra))}", index))
+        if "weight" in message:
+            weight = message["weight"]
+            if role != "assistant":
+                problems.append(_problem("invalid_weight", f"message {index} ({role}): weight is allowed on assistant messages only", index))
+            elif isinstance(weight, bool) or weight not in (0, 1):
+                problems.append(_problem("invalid_weight", f"message {index}: weight must be 0 or 1, not {weight!r}", index))
+        content = message.get("content")
+        if role == "assistant":
+            has_assistant = True
+            if message.get("tool_calls") is not None:
+                _check_tool_calls(message["tool_calls"], index, problems)
+                if content not in (None, ""):
+                    problems.append(_problem("invalid_tool_calls", f"message {index}: an assistant message with tool_calls has no content", index))
+                continue
+        if role == "tool" and not message.get("tool_call_id"):
+            problems.append(_problem("message_missing_key", f"message {index}: tool message without tool_call_id", index))
+        if isinstance(content, list):
+            _check_content_parts(content, role, index, problems, images, check_images)
+        elif not isinstance(content, str) or (not content and role != "assistant") or (role == "assistant" and not content):
+            problems.append(_problem("missing_content", f"message {index} ({role}) has no text content", index))
+    if not has_assistant:
+        problems.append(_problem("example_missing_assistant_message", "example has no assistant message to learn from"))
+    if len(images) > MAX_IMAGES_PER_EXAMPLE:
+        problems.append(_problem("too_many_images", f"{len(images)} images: above OpenAI's limit of {MAX_IMAGES_PER_EXAMPLE} per example"))
+    return problems
+
+
+def validate_jsonl(lines: Iterable[str | bytes]) -> Iterator[tuple[int, list[dict]]]:
+    """(1-based line number, problems) for each line with problems; reads one line at a time."""
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        problems = validate_line(raw)
+        if problems:
+            yield number, problems
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
