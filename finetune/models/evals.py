@@ -1,3 +1,166 @@
-"""Evaluations, the model registry and estimates."""
+"""Evaluations (EvalRun, EvalResult), the model registry (ModelVersion) and estimates for new drawings."""
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
 
-__all__ = []
+__all__ = ["ModelKind", "EvalRun", "EvalResult", "ModelVersion", "Estimate"]
+
+
+class ModelKind(models.TextChoices):
+    BASE = "base", "Base model"
+    FINE_TUNED = "fine_tuned", "Fine-tuned model"
+    CHECKPOINT = "checkpoint", "Checkpoint"
+
+
+class EvalRun(models.Model):
+    """One model on one split of one dataset version; results per example, metrics at the end."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class PromptKind(models.TextChoices):
+        FULL = "full", "Full prompt (base models)"
+        COMPACT = "compact", "Compact prompt (fine-tuned models)"
+
+    task = models.ForeignKey("curation.Task", on_delete=models.PROTECT, related_name="eval_runs")
+    model_name = models.CharField(max_length=200)
+    model_kind = models.CharField(max_length=20, choices=ModelKind.choices, default=ModelKind.BASE)
+    provider = models.CharField(max_length=20, default="openai")
+    dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, related_name="eval_runs")
+    split = models.CharField(max_length=12, default="validation")
+    training_run = models.ForeignKey("finetune.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="eval_runs")
+    prompt_kind = models.CharField(max_length=10, choices=PromptKind.choices)
+    prompt_text = models.TextField(help_text="The system prompt sent with every example.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    concurrency = models.PositiveSmallIntegerField(default=8)
+    total = models.PositiveIntegerField(default=0)
+    done_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="Why the run stopped (the examples' own errors are on the results).")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker started the run.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [
+            ("run_eval", "Can start, resume and compare evaluations"),
+            ("promote_model", "Can promote a model to the active one of its task"),
+        ]
+
+    def __str__(self):
+        return f"Eval {self.pk}: {self.model_name} on {self.dataset_version_id}/{self.split}"
+
+    @property
+    def progress(self) -> str:
+        return f"{self.done_count + self.error_count}/{self.total}"
+
+    @property
+    def job_id(self) -> str:
+        return f"eval-run-{self.pk}"
+
+
+class EvalResult(models.Model):
+    """One example's answer in one eval run; unique per example so a resumed run never pays twice."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+
+    class ErrorKind(models.TextChoices):
+        NONE = "", "—"
+        REFUSAL = "refusal", "Refusal"
+        INVALID_JSON = "invalid_json", "Invalid JSON"
+        SCHEMA_MISMATCH = "schema_mismatch", "Schema mismatch"
+        API_ERROR = "api_error", "API error"
+
+    eval_run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="results")
+    member = models.ForeignKey("curation.DatasetMember", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    example = models.ForeignKey("curation.Example", on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=6, choices=Status.choices, default=Status.OK)
+    raw_output = models.TextField(blank=True)
+    parsed = models.JSONField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True, default="")
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["eval_run_id", "id"]
+        constraints = [models.UniqueConstraint(fields=["eval_run", "example"], name="unique_eval_result_per_example")]
+
+    def __str__(self):
+        return f"Eval {self.eval_run_id} example {self.example_id}"
+
+
+class ModelVersion(models.Model):
+    """The registry: a promoted model of a task; one per task is active and serves estimates."""
+
+    task = models.ForeignKey("curation.Task", on_delete=models.PROTECT, related_name="model_versions")
+    model_name = models.CharField(max_length=200)
+    provider = models.CharField(max_length=20, default="openai")
+    kind = models.CharField(max_length=20, choices=ModelKind.choices)
+    prompt_text = models.TextField(blank=True, help_text="The system prompt the model was evaluated (and serves) with.")
+    training_run = models.ForeignKey("finetune.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    eval_run = models.ForeignKey(EvalRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
+    is_active = models.BooleanField(default=False, db_index=True)
+    promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    promoted_at = models.DateTimeField(auto_now_add=True)
+    policy_passed = models.BooleanField(default=True)
+    override_reason = models.TextField(blank=True)
+    report = models.JSONField(default=dict, blank=True)
+    model_card = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-promoted_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["task"], condition=Q(is_active=True), name="one_active_model_per_task"),
+        ]
+
+    def __str__(self):
+        return f"{self.task.slug}: {self.model_name}{' (active)' if self.is_active else ''}"
+
+
+class Estimate(models.Model):
+    """The active model's answer for a drawing, and an expert's correction of it."""
+
+    task = models.ForeignKey("curation.Task", on_delete=models.PROTECT, related_name="estimates")
+    drawing = models.ForeignKey("curation.Drawing", on_delete=models.CASCADE, related_name="estimates")
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="estimates")
+    model_name = models.CharField(max_length=200)
+    provider = models.CharField(max_length=20, help_text="Provider tag: openai (base model), openai_ft (fine-tuned), ...")
+    output = models.JSONField(null=True, blank=True)
+    raw_output = models.TextField(blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    error_kind = models.CharField(max_length=20, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    corrected_target = models.TextField(blank=True)
+    corrected_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    corrected_at = models.DateTimeField(null=True, blank=True)
+    example = models.ForeignKey("curation.Example", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                help_text="The pending example made from the correction.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("correct_estimate", "Can correct estimates (makes a pending example)")]
+
+    def __str__(self):
+        return f"Estimate {self.pk} for {self.drawing}"
