@@ -6,9 +6,30 @@ files appear under their final names only when complete (temp name in the same d
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
 
-from curation.models import DrawingPage
-from curation.openai_format import resolve_image_refs
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from curation.models import DatasetVersion, DrawingPage
+from curation.openai_format import (
+    build_line,
+    decode_data_url,
+    dumps_line,
+    iter_image_parts,
+    parse_page_ref,
+    resolve_image_refs,
+    sniff_mime,
+)
+from gestima.queues import enqueue_on_commit
 
 
 class ExportError(Exception):
@@ -42,3 +63,303 @@ def messages_with_images(messages: list[dict]) -> list[dict]:
     Raises ExportError when a page is missing or its file cannot be read.
     """
     return resolve_image_refs(messages, _load_page)
+
+
+# --- export of a dataset version --------------------------------------------------------------
+
+FORMATS = ("openai", "open_weights")
+_BATCH = 100
+IMAGE_PLACEHOLDER = "<image>"
+
+
+def _format_errors(version: DatasetVersion) -> list[dict]:
+    return [p for p in (version.problems or []) if p.get("level", "error") == "error"]
+
+
+class _AtomicFile:
+    """Writes to a temp name in the target's directory; `commit()` fsyncs and renames, `discard()` removes.
+
+    Readers therefore see either no file or the complete file under the final name, even if the
+    process is killed midway (a killed export leaves only a dot-file with `.partial` in its name).
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
+        self.handle = open(self.tmp, "wb", buffering=1024 * 1024)
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+        self.lines = 0
+
+    def write_line(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.sha256.update(data)
+        self.bytes += len(data)
+        self.lines += 1
+
+    def finish(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+
+    def commit(self) -> None:
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def summary(self) -> dict:
+        return {"sha256": self.sha256.hexdigest(), "bytes": self.bytes, "lines": self.lines}
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _batches(iterator, size):
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _batch_loader(batch) -> Callable[[int, str | None], bytes]:
+    """A page loader for one batch of members: one query for all their pages."""
+    ids = {pid for member in batch for pid in _page_ids_of(member.messages)}
+    pages = {p.pk: p for p in DrawingPage.objects.filter(pk__in=ids).only("id", "image", "number", "drawing_id")}
+
+    def load(page_id: int, expected_sha256: str | None) -> bytes:
+        page = pages.get(page_id)
+        if page is None:
+            raise ExportError(f"page {page_id} no longer exists: rebuild the dataset")
+        return page_bytes(page, expected_sha256)
+
+    return load
+
+
+def _page_ids_of(messages) -> list[int]:
+    return [pid for _, part in iter_image_parts(messages)
+            if (pid := parse_page_ref((part.get("image_url") or {}).get("url"))) is not None]
+
+
+class _OpenWeightsImages:
+    """Image files beside the JSONL, named by content hash (a page used twice is written once)."""
+
+    def __init__(self, out_dir: Path):
+        self.dir = out_dir / "images"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.written = 0
+
+    def save(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(sniff_mime(data), "bin")
+        path = self.dir / f"{digest}.{ext}"
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            self.written += 1
+        return f"images/{path.name}"
+
+
+def _open_weights_line(messages: list[dict], target: str, load, images: _OpenWeightsImages) -> dict:
+    """LLaMA-Factory / TRL "sharegpt" style: string contents with <image> where each image was, plus paths."""
+    out, paths = [], []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            pieces = []
+            for part in content:
+                if part.get("type") == "text":
+                    pieces.append(part.get("text", ""))
+                elif part.get("type") == "image_url":
+                    url = (part.get("image_url") or {}).get("url", "")
+                    page_id = parse_page_ref(url)
+                    data = load(page_id, part.get("sha256")) if page_id is not None else decode_data_url(url)
+                    paths.append(images.save(data))
+                    pieces.append(IMAGE_PLACEHOLDER)
+            content = "\n".join(pieces)
+        out.append({"role": message["role"], "content": content})
+    out.append({"role": "assistant", "content": target})
+    return {"messages": out, "images": paths}
+
+
+def default_export_dir(version: DatasetVersion, fmt: str = "openai") -> Path:
+    name = slugify(version.dataset.name) or f"dataset-{version.dataset_id}"
+    return Path(settings.EXPORTS_ROOT) / f"{name}-v{version.number}-{fmt}"
+
+
+def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = "openai",
+                           progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write train.jsonl, validation.jsonl and manifest.json for `version`; returns their paths.
+
+    {"train": Path, "validation": Path | None (no validation rows), "manifest": Path}. Streams one line
+    at a time; files appear atomically. `progress(done, total)` is called after every line (raising
+    from it aborts the export and leaves no file under a final name). Raises ExportError.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
+    errors = _format_errors(version)
+    if errors:
+        first = errors[0]
+        raise ExportError(
+            f"{version} has {len(errors)} format error(s) (first: example {first.get('example_id')}: {first.get('message')}); "
+            "OpenAI would refuse the file. Fix the examples and build a new version."
+        )
+    out_dir = Path(out_dir) if out_dir else default_export_dir(version, fmt)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"Cannot create the export directory {out_dir}: {exc}") from exc
+    total = version.members.count()
+    files = {split: _AtomicFile(out_dir / f"{split}.jsonl") for split in ("train", "validation")}
+    images = _OpenWeightsImages(out_dir) if fmt == "open_weights" else None
+    done = 0
+    try:
+        members = version.members.order_by("split", "position").only("split", "messages", "target").iterator(chunk_size=_BATCH)
+        for batch in _batches(members, _BATCH):
+            load = _batch_loader(batch)
+            for member in batch:
+                if images is None:
+                    line = build_line(member.messages, member.target, load_page=load)
+                else:
+                    line = _open_weights_line(member.messages, member.target, load, images)
+                files[member.split].write_line(dumps_line(line).encode("utf-8"))
+                done += 1
+                if progress:
+                    progress(done, total)
+        for handle in files.values():
+            handle.finish()
+        manifest = _manifest(version, fmt, {f"{s}.jsonl": h.summary() for s, h in files.items()}, images)
+        manifest_file = _AtomicFile(out_dir / "manifest.json")
+        manifest_file.write_line(json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
+        manifest_file.finish()
+        files["manifest"] = manifest_file
+        # The manifest is renamed last: its presence says the JSONL files beside it are complete.
+        for key in ("train", "validation", "manifest"):
+            files[key].commit()
+        _fsync_dir(out_dir)
+    except BaseException:
+        for handle in files.values():
+            handle.discard()
+        raise
+    return {
+        "train": files["train"].path,
+        "validation": files["validation"].path if files["validation"].lines else None,
+        "manifest": files["manifest"].path,
+    }
+
+
+def _manifest(version: DatasetVersion, fmt: str, file_summaries: dict, images) -> dict:
+    task = version.dataset.task
+    manifest = {
+        "format": fmt,
+        "version_id": version.pk,
+        "dataset": version.dataset.name,
+        "version_number": version.number,
+        "task": task.slug,
+        "content_hash": version.content_hash,
+        "prompt_version": version.prompt_version,
+        "schema_version": version.schema_version,
+        "files": file_summaries,
+        "counts": version.counts,
+        "tag_counts": version.tag_counts,
+        "tokens": version.tokens,
+        "cost_estimates": version.cost_estimates,
+        "gates": version.gates,
+        "gates_passed": version.gates_passed,
+        "exported_at": timezone.now().isoformat(),
+    }
+    if images is not None:
+        manifest["images_dir"] = "images"
+        manifest["image_placeholder"] = IMAGE_PLACEHOLDER
+    return manifest
+
+
+# --- export as a background job: status claim, throttled progress, errors on the row -----------
+
+PROGRESS_EVERY_SECONDS = 1.0
+EXPORT_QUEUE = "default"
+
+
+def export_job_id(version_id: int) -> str:
+    return f"dataset-version-export-{version_id}"
+
+
+def dataset_version_export_request(*, version: DatasetVersion, fmt: str = "openai") -> DatasetVersion:
+    """Queue the export job (after commit). Raises ExportError when it cannot, QueueUnavailable when Redis is away."""
+    from curation.jobs import dataset_version_export_job, dataset_version_export_job_failed
+
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
+    errors = _format_errors(version)
+    if errors:
+        raise ExportError(f"{version} has {len(errors)} format error(s): fix the examples and build a new version.")
+    with transaction.atomic():
+        claimed = DatasetVersion.objects.filter(pk=version.pk).exclude(
+            export_status__in=[DatasetVersion.ExportStatus.QUEUED, DatasetVersion.ExportStatus.RUNNING]
+        ).update(export_status=DatasetVersion.ExportStatus.QUEUED, export_progress=0, export_error="")
+        if not claimed:
+            raise ExportError(f"{version} is already being exported.")
+        enqueue_on_commit(EXPORT_QUEUE, dataset_version_export_job, version.pk, fmt, job_id=export_job_id(version.pk),
+                          on_failure=dataset_version_export_job_failed)
+    version.refresh_from_db()
+    return version
+
+
+def dataset_version_export_run(*, version_id: int, fmt: str = "openai") -> DatasetVersion | None:
+    """The job's work: claim queued → running (so two workers never export one version), export, record."""
+    claimed = DatasetVersion.objects.filter(pk=version_id, export_status=DatasetVersion.ExportStatus.QUEUED).update(
+        export_status=DatasetVersion.ExportStatus.RUNNING, export_progress=0, export_error=""
+    )
+    if not claimed:
+        return None  # done already, or another worker has it
+    version = DatasetVersion.objects.select_related("dataset__task").get(pk=version_id)
+    last = [0.0]
+
+    def record(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_SECONDS or done == total:
+            last[0] = now
+            DatasetVersion.objects.filter(pk=version_id).update(export_progress=done)
+
+    try:
+        paths = dataset_version_export(version=version, fmt=fmt, progress=record)
+    except Exception as exc:
+        dataset_version_export_fail(version_id=version_id, error=str(exc))
+        raise
+    manifest = json.loads(paths["manifest"].read_text())
+    DatasetVersion.objects.filter(pk=version_id).update(
+        export_status=DatasetVersion.ExportStatus.DONE, export_dir=str(paths["manifest"].parent),
+        manifest=manifest, exported_at=timezone.now(), export_error="",
+    )
+    version.refresh_from_db()
+    return version
+
+
+def dataset_version_export_fail(*, version_id: int, error: str) -> None:
+    """Store why an export failed (also called by the job's on_failure hook, e.g. on a timeout)."""
+    DatasetVersion.objects.filter(pk=version_id).exclude(export_status=DatasetVersion.ExportStatus.DONE).update(
+        export_status=DatasetVersion.ExportStatus.FAILED, export_error=(error or "export failed")[:5000]
+    )
+
+
+def export_file_path(*, version: DatasetVersion, name: str) -> Path:
+    """An exported file of the version for download; only the three known names, only when exported."""
+    if name not in {"train.jsonl", "validation.jsonl", "manifest.json"}:
+        raise ExportError(f"No exported file named {name!r}.")
+    if version.export_status != DatasetVersion.ExportStatus.DONE or not version.export_dir:
+        raise ExportError(f"{version} has not been exported yet.")
+    path = Path(version.export_dir) / name
+    if not path.is_file():
+        raise ExportError(f"{name} of {version} is gone from {version.export_dir}: export again.")
+    return path

@@ -1,0 +1,50 @@
+"""Base models one can fine-tune: seeded from the reference's prices and dates, then edited as data."""
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+
+from curation.models import BaseModel
+
+# No new OpenAI fine-tuning jobs for anyone after this date (reference: platform status).
+OPENAI_JOBS_END = datetime.date(2027, 1, 6)
+
+SEED = [
+    {"name": "gpt-4.1-2025-04-14", "training_price_per_1m": Decimal("25.00"), "image_tokens": BaseModel.ImageTokens.TILES},
+    {"name": "gpt-4.1-mini-2025-04-14", "training_price_per_1m": Decimal("5.00"),
+     "image_tokens": BaseModel.ImageTokens.PATCHES, "patch_multiplier": 1.62},
+    {"name": "gpt-4.1-nano-2025-04-14", "training_price_per_1m": Decimal("1.50"),
+     "image_tokens": BaseModel.ImageTokens.PATCHES, "patch_multiplier": 2.46},
+    {"name": "gpt-4o-2024-08-06", "training_price_per_1m": Decimal("25.00"), "image_tokens": BaseModel.ImageTokens.TILES,
+     "shutdown_date": datetime.date(2027, 1, 14)},
+    # gpt-4o-mini fine-tuning is text-only; its image tokens (if ever used) follow the mini tile scheme.
+    {"name": "gpt-4o-mini-2024-07-18", "training_price_per_1m": Decimal("3.00"),
+     "image_tokens": BaseModel.ImageTokens.TILES_MINI, "supports_vision": False},
+]
+
+
+def base_models_seed() -> list[BaseModel]:
+    """Create the reference base models that do not exist yet; existing rows (admin edits) are left alone."""
+    rows = []
+    for spec in SEED:
+        defaults = {"provider": "openai", "encoding": "o200k_base", "max_tokens_per_example": 65536,
+                    "jobs_end_date": OPENAI_JOBS_END, **spec}
+        name = defaults.pop("name")
+        row, _ = BaseModel.objects.get_or_create(name=name, defaults=defaults)
+        rows.append(row)
+    return rows
+
+
+def base_model_date_warning(base_model: BaseModel, *, today: datetime.date | None = None, soon_days: int = 90) -> str:
+    """A warning when no new jobs can be made soon (or any more), or the model stops serving; '' otherwise."""
+    today = today or datetime.date.today()
+    notes = []
+    for label, date in (("no new fine-tuning jobs after", base_model.jobs_end_date),
+                        ("stops serving on", base_model.shutdown_date)):
+        if date is None:
+            continue
+        if date < today:
+            notes.append(f"{label} {date:%Y-%m-%d} (past)")
+        elif (date - today).days <= soon_days:
+            notes.append(f"{label} {date:%Y-%m-%d} (in {(date - today).days} days)")
+    return "; ".join(notes)
