@@ -114,6 +114,11 @@ RENDER_MEMORY_LIMIT_MB = env.int("RENDER_MEMORY_LIMIT_MB", default=1024)
 GROUND_TRUTH_TRIM_FRACTION = env.float("GROUND_TRUTH_TRIM_FRACTION", default=0.1)
 GROUND_TRUTH_HIGH_CV = env.float("GROUND_TRUTH_HIGH_CV", default=0.35)
 
+# Review in the admin (issue 3): which JSON tags get a changelist filter, and how many history rows the
+# review screen and the change page show (the newest; the full trail stays in ExampleChange).
+REVIEW_TAG_FILTERS = env.list("REVIEW_TAG_FILTERS", default=["industry", "machine", "material"])
+REVIEW_HISTORY_LIMIT = env.int("REVIEW_HISTORY_LIMIT", default=50)
+
 # Redis and RQ: ids only are enqueued, after the transaction commits.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # A short connect timeout: when Redis is away the admin says so at once instead of hanging.

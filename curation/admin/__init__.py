@@ -1,1 +1,2 @@
 """Admin screens of the data side, one module per subject."""
+from curation.admin import examples  # noqa: F401

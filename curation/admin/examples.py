@@ -1,0 +1,417 @@
+"""Examples in the admin: the review changelist, bulk decisions, and the review screen of one example.
+
+Thin on purpose: every write is one call into `curation.services.review`, every read a selector; this
+module turns requests into those calls and their errors into messages.
+"""
+import json
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+
+from curation import selectors
+from curation.models import Example
+from curation.services.review import (
+    ReviewError,
+    TargetInvalid,
+    example_approve,
+    example_mark_needs_changes,
+    example_reject,
+    example_target_update,
+    examples_approve,
+    examples_reject,
+)
+
+REVIEW_PERMISSION = "curation.review_example"
+EXPORT_PERMISSION = "curation.export_dataset"
+
+
+# --- Filters ------------------------------------------------------------------------------------------
+
+def tag_filter(key: str) -> type[admin.SimpleListFilter]:
+    """A filter over one key of the JSON tags; a tag may hold one value or a list (machine: [...])."""
+
+    class TagFilter(admin.SimpleListFilter):
+        title = f"tag: {key}"
+        parameter_name = f"tag_{key}"
+
+        def lookups(self, request, model_admin):
+            return [(value, value) for value in selectors.example_tag_values(key=key)]
+
+        def queryset(self, request, queryset):
+            value = self.value()
+            if value is None:
+                return queryset
+            # A list tag is matched as a quoted element inside its JSON text, so "DMU" never matches "DMU 50";
+            # both escapings, because SQLite keeps Django's \u escapes and PostgreSQL does not.
+            return queryset.filter(
+                Q(**{f"tags__{key}": value})
+                | Q(**{f"tags__{key}__icontains": json.dumps(value)})
+                | Q(**{f"tags__{key}__icontains": json.dumps(value, ensure_ascii=False)})
+            )
+
+    TagFilter.__name__ = f"Tag{key.title().replace('_', '')}Filter"
+    return TagFilter
+
+
+class _RangeFilter(admin.SimpleListFilter):
+    field = ""
+    BUCKETS = [
+        ("low", "below 0.5", {"lt": 0.5}),
+        ("mid", "0.5 to 0.8", {"gte": 0.5, "lt": 0.8}),
+        ("high", "0.8 and above", {"gte": 0.8}),
+        ("none", "not set", {"isnull": True}),
+    ]
+
+    def lookups(self, request, model_admin):
+        return [(slug, label) for slug, label, _ in self.BUCKETS]
+
+    def queryset(self, request, queryset):
+        for slug, _, bounds in self.BUCKETS:
+            if self.value() == slug:
+                return queryset.filter(**{f"{self.field}__{op}": bound for op, bound in bounds.items()})
+        return queryset
+
+
+class ConfidenceFilter(_RangeFilter):
+    title = "confidence"
+    parameter_name = "confidence"
+    field = "confidence"
+
+
+class QualityFilter(_RangeFilter):
+    title = "quality score"
+    parameter_name = "quality"
+    field = "quality_score"
+
+
+# --- The admin ----------------------------------------------------------------------------------------
+
+@admin.register(Example)
+class ExampleAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "review_link", "group_key", "task", "status_badge", "confidence", "quality_score", "reviewer",
+        "reviewed_at", "is_near_duplicate", "source",
+    ]
+    list_display_links = ["id"]
+    list_select_related = ["task", "reviewer"]
+    list_filter = [
+        "task", "status",
+        *[tag_filter(key) for key in settings.REVIEW_TAG_FILTERS],
+        ConfidenceFilter, QualityFilter,
+        ("reviewer", admin.RelatedOnlyFieldListFilter),
+        "is_near_duplicate", "source",
+    ]
+    search_fields = ["group_key", "drawing__part_number"]
+    search_help_text = "Part number (group key or the drawing's part number)."
+    list_per_page = 100
+    actions = ["approve_selected", "reject_selected", "download_jsonl"]
+    change_form_template = "admin/curation/example/change_form.html"
+    change_list_template = "admin/curation/example/change_list.html"
+    # Status, target and the review fields change only through the review screen (services: audited,
+    # validated); the change form edits what is not audited: scores and tags.
+    readonly_fields = [
+        "task", "drawing", "group_key", "source", "status_badge", "reviewer", "reviewed_at", "rejection_reason",
+        "review_note", "target_pretty", "schema_version", "content_hash", "is_near_duplicate", "near_duplicate_of",
+        "messages", "created_at", "updated_at", "change_history",
+    ]
+    fieldsets = [
+        (None, {"fields": ["task", "drawing", "group_key", "source", "status_badge", "reviewer", "reviewed_at",
+                           "rejection_reason", "review_note"]}),
+        ("Target", {"fields": ["target_pretty", "schema_version"]}),
+        ("Scores and tags", {"fields": ["quality_score", "confidence", "tags", "is_near_duplicate",
+                                        "near_duplicate_of"]}),
+        ("Messages", {"classes": ["collapse"], "fields": ["messages", "content_hash", "created_at", "updated_at"]}),
+        ("History", {"fields": ["change_history"]}),
+    ]
+
+    # Examples are made by the build step, the import and estimate corrections: a hand-made one would
+    # skip schema validation and content hashing.
+    def has_add_permission(self, request):
+        return False
+
+    def has_review_permission(self, request):
+        return request.user.has_perm(REVIEW_PERMISSION)
+
+    def has_export_permission(self, request):
+        return request.user.has_perm(EXPORT_PERMISSION)
+
+    # --- columns ---
+
+    @admin.display(description="Review")
+    def review_link(self, obj):
+        return format_html('<a class="button" href="{}">Review</a>', reverse("admin:curation_example_review", args=[obj.pk]))
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj):
+        return format_html('<span class="review-status review-status-{}">{}</span>', obj.status, obj.get_status_display())
+
+    @admin.display(description="Target")
+    def target_pretty(self, obj):
+        try:
+            text = json.dumps(json.loads(obj.target), ensure_ascii=False, indent=2)
+        except (TypeError, ValueError):
+            text = obj.target
+        return format_html('<pre class="review-pre">{}</pre>', text)
+
+    @admin.display(description="Changes (newest first)")
+    def change_history(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"
+        changes = selectors.example_history(example=obj, limit=settings.REVIEW_HISTORY_LIMIT)
+        if not changes:
+            return "No changes yet."
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((c.at.strftime("%Y-%m-%d %H:%M:%S"), c.user or "system", c.field, _short(c.before), _short(c.after),
+              c.note) for c in changes),
+        )
+        return format_html(
+            '<table class="review-history"><thead><tr><th>When</th><th>Who</th><th>Field</th><th>Before</th>'
+            "<th>After</th><th>Note</th></tr></thead><tbody>{}</tbody></table>", rows,
+        )
+
+    # --- changelist ---
+
+    def changelist_view(self, request, extra_context=None):
+        task_id = request.GET.get("task__id__exact")
+        task_id = int(task_id) if task_id and task_id.isdigit() else None
+        counts = selectors.example_status_counts(task_id=task_id)
+        params = request.GET.copy()
+        params.pop("p", None)
+        status_links = []
+        for value, label in Example.Status.choices:
+            params["status__exact"] = value
+            status_links.append({"value": value, "label": label, "count": counts[value],
+                                 "url": "?" + params.urlencode(),
+                                 "active": request.GET.get("status__exact") == value})
+        next_pending = reverse("admin:curation_example_next_pending")
+        if task_id:
+            next_pending += "?" + urlencode({"task": task_id})
+        extra_context = {**(extra_context or {}), "status_links": status_links, "status_total": sum(counts.values()),
+                         "next_pending_url": next_pending}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    @admin.action(description="Approve selected examples", permissions=["review"])
+    def approve_selected(self, request, queryset):
+        result = examples_approve(examples=queryset, user=request.user)
+        self.message_user(request, f"Approved {result.changed} example(s); {result.skipped} skipped "
+                                   "(already approved or changed meanwhile).", messages.SUCCESS)
+
+    @admin.action(description="Reject selected examples (asks for a reason)", permissions=["review"])
+    def reject_selected(self, request, queryset):
+        # Like delete_selected: the first POST shows the confirmation page, the second (post=yes) acts.
+        error = ""
+        reason = request.POST.get("reason", "")
+        if request.POST.get("post") == "yes":
+            try:
+                result = examples_reject(examples=queryset, user=request.user, reason=reason)
+            except ReviewError as exc:
+                error = str(exc)
+            else:
+                self.message_user(request, f"Rejected {result.changed} example(s); {result.skipped} skipped "
+                                           "(already rejected or changed meanwhile).", messages.SUCCESS)
+                return None
+        select_across = request.POST.get("select_across") == "1"
+        shown = list(queryset.select_related("task")[:50])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reject examples",
+            "opts": self.model._meta,
+            "queryset": shown,
+            "count": queryset.count(),
+            "selected_ids": [str(pk) for pk in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)],
+            "select_across": select_across,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "reason": reason,
+            "error": error,
+            "form_url": request.get_full_path(),
+        }
+        return TemplateResponse(request, "admin/curation/example/reject_selected_confirmation.html", context)
+
+    @admin.action(description="Download selected as JSONL (managers)", permissions=["export"])
+    def download_jsonl(self, request, queryset):
+        lines = selectors.examples_jsonl_lines(examples=queryset)
+        response = HttpResponse("".join(lines), content_type="application/x-ndjson; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="examples.jsonl"'
+        return response
+
+    # --- review screen ---
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("next-pending/", view(self.next_pending_view), name="curation_example_next_pending"),
+            path("<int:object_id>/review/", view(self.review_view), name="curation_example_review"),
+            *super().get_urls(),
+        ]
+
+    def next_pending_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        task_id = request.GET.get("task", "")
+        after = request.GET.get("after", "")
+        after = int(after) if after.isdigit() else 0
+        if not task_id.isdigit():
+            task_id = Example.objects.filter(status=Example.Status.PENDING).order_by("pk").values_list("task_id", flat=True).first()
+        next_id = selectors.example_next_pending(after=after, task=int(task_id)) if task_id else None
+        if next_id is None:
+            self.message_user(request, "No pending examples left. Well done.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:curation_example_changelist"))
+        return HttpResponseRedirect(reverse("admin:curation_example_review", args=[next_id]))
+
+    def review_view(self, request, object_id):
+        example = get_object_or_404(Example.objects.select_related("task", "drawing", "reviewer"), pk=object_id)
+        if not self.has_view_permission(request, example):
+            raise PermissionDenied
+        edited_target = None
+        if request.method == "POST":
+            # Checked here and in nothing else: the buttons are hidden for users without it, but a
+            # hand-made POST must be refused just the same.
+            if not request.user.has_perm(REVIEW_PERMISSION):
+                raise PermissionDenied
+            response, edited_target = self._review_post(request, example)
+            if response is not None:
+                return response
+        return TemplateResponse(request, "admin/curation/example/review.html",
+                                self._review_context(request, example, edited_target))
+
+    def _review_post(self, request, example):
+        """Run the decision; (redirect, None) when done, (None, text to show again) when refused."""
+        decision = request.POST.get("decision", "")
+        expected_status = request.POST.get("expected_status") or None
+        post = request.POST
+        try:
+            if decision == "approve":
+                example_approve(example=example, user=request.user, note=post.get("note", ""),
+                                expected_status=expected_status)
+                done = f"Approved example #{example.pk}."
+            elif decision == "reject":
+                example_reject(example=example, user=request.user, reason=post.get("reason", ""),
+                               expected_status=expected_status)
+                done = f"Rejected example #{example.pk}."
+            elif decision == "needs_changes":
+                example_mark_needs_changes(example=example, user=request.user, note=post.get("note", ""),
+                                           expected_status=expected_status)
+                done = f"Example #{example.pk} needs changes."
+            elif decision == "edit":
+                example_target_update(example=example, user=request.user, target_text=post.get("target", ""),
+                                      expected_target=post.get("expected_target"))
+                self.message_user(request, f"Target of example #{example.pk} saved.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:curation_example_review", args=[example.pk])), None
+            else:
+                self.message_user(request, "Unknown decision.", messages.ERROR)
+                return None, None
+        except TargetInvalid as exc:
+            self.message_user(request, f"Target not saved: {exc}", messages.ERROR)
+            return None, post.get("target", "")
+        except ReviewError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None, post.get("target") if decision == "edit" else None
+        # A decision moves the reviewer on to the next pending example of the task; when none is left the
+        # screen stays on this one and says so.
+        next_id = selectors.example_next_pending(after=example.pk, task=example.task_id)
+        if next_id is None:
+            self.message_user(request, f"{done} No pending examples left.", messages.SUCCESS)
+            next_id = example.pk
+        else:
+            self.message_user(request, done, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:curation_example_review", args=[next_id])), None
+
+    def _review_context(self, request, example, edited_target):
+        previous_id, next_id = selectors.example_neighbours(example=example)
+        next_pending_id = selectors.example_next_pending(after=example.pk, task=example.task_id)
+        ground_truth = selectors.example_ground_truth(example=example)
+        target_value = _parsed(example.target)
+        try:
+            editable_target = json.dumps(target_value, ensure_ascii=False, indent=2) if not isinstance(target_value, str) else example.target
+        except (TypeError, ValueError):
+            editable_target = example.target
+        return {
+            **self.admin_site.each_context(request),
+            "title": f"Review example #{example.pk}",
+            "opts": self.model._meta,
+            "example": example,
+            "part_number": selectors.example_part_number(example),
+            "pages": [{"page": page, "url": _page_url(page)} for page in selectors.example_pages(example=example)],
+            "tag_items": [(key, ", ".join(map(str, value)) if isinstance(value, list) else value)
+                          for key, value in (example.tags or {}).items()] if isinstance(example.tags, dict) else [],
+            "target": target_value,
+            "target_rows": _target_rows(target_value),
+            "ground_truth": ground_truth,
+            "ground_truth_rows": _ground_truth_rows(ground_truth, target_value),
+            "history": selectors.example_history(example=example, limit=settings.REVIEW_HISTORY_LIMIT),
+            "previous_id": previous_id,
+            "next_id": next_id,
+            "next_pending_id": next_pending_id,
+            "can_review": request.user.has_perm(REVIEW_PERMISSION),
+            "editable_target": edited_target if edited_target is not None else editable_target,
+            "edit_open": edited_target is not None,
+            "schema_json": json.dumps(example.task.output_schema, ensure_ascii=False, indent=2),
+        }
+
+
+# --- presentation helpers (no ORM) -------------------------------------------------------------------
+
+def _short(text: str, limit: int = 300) -> str:
+    text = text or ""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _parsed(target: str):
+    try:
+        return json.loads(target)
+    except (TypeError, ValueError):
+        return target
+
+
+def _page_url(page) -> str:
+    # The rendering side serves page images to staff through its own view; until it exists (or where it
+    # is not installed) the storage url is used.
+    try:
+        return reverse("admin:curation_page_image", args=[page.pk])
+    except NoReverseMatch:
+        return page.image.url
+
+
+def _number(value) -> float | None:
+    # Ground truth may store decimals as strings (JSON has no decimal type).
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _target_rows(target) -> list[dict]:
+    operations = target.get("operations") if isinstance(target, dict) else None
+    return [row for row in operations if isinstance(row, dict)] if isinstance(operations, list) else []
+
+
+def _ground_truth_rows(ground_truth, target) -> list[dict]:
+    if ground_truth is None:
+        return []
+    by_key = {(row.get("machine"), row.get("operation")): row for row in _target_rows(target)}
+    rows = []
+    for row in ground_truth.operations or []:
+        cv = _number(row.get("cv"))
+        truth = _number(row.get("machine_time_min_per_piece"))
+        target_row = by_key.get((row.get("machine"), row.get("operation")))
+        target_time = _number(target_row.get("machine_time_min_per_piece")) if target_row else None
+        deviation = None
+        if truth and target_time is not None:
+            deviation = round(100 * (target_time - truth) / truth, 1)
+        rows.append({
+            **row,
+            "high_cv": cv is not None and cv > settings.GROUND_TRUTH_HIGH_CV,
+            "target_time": target_time,
+            "deviation_pct": deviation,
+        })
+    return rows

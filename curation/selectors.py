@@ -1,0 +1,106 @@
+"""Reads of the data side that more than one caller needs (admin screens, commands, benchmarks)."""
+import json
+
+from django.db.models import Count
+
+from curation.models import DrawingPage, Example, ExampleChange, GroundTruth
+
+# --- Review (issue 3): what the review screen and the example changelist read. Each is one query. ---
+
+PAGE_REF_PREFIX = "page:"
+
+
+def example_status_counts(*, task_id=None) -> dict[str, int]:
+    """{status: count} for every status (zeros included), in one aggregate query."""
+    queryset = Example.objects.all()
+    if task_id:
+        queryset = queryset.filter(task_id=task_id)
+    counts = dict.fromkeys(Example.Status.values, 0)
+    for row in queryset.order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def example_neighbours(*, example: Example) -> tuple[int | None, int | None]:
+    """Ids of the previous and next example of the same task, in changelist order (by id)."""
+    same_task = Example.objects.filter(task_id=example.task_id).order_by()
+    previous_id = same_task.filter(pk__lt=example.pk).order_by("-pk").values_list("pk", flat=True).first()
+    next_id = same_task.filter(pk__gt=example.pk).order_by("pk").values_list("pk", flat=True).first()
+    return previous_id, next_id
+
+
+def example_next_pending(*, after: int, task) -> int | None:
+    """Id of the next pending example of the task after `after`, wrapping around; None when none is left."""
+    task_id = getattr(task, "pk", task)
+    pending = Example.objects.filter(task_id=task_id, status=Example.Status.PENDING).exclude(pk=after)
+    found = pending.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True).first()
+    if found is None:
+        found = pending.order_by("pk").values_list("pk", flat=True).first()
+    return found
+
+
+def example_history(*, example: Example, limit: int = 50) -> list[ExampleChange]:
+    """The newest `limit` changes of an example, with their users."""
+    return list(example.changes.select_related("user").order_by("-at", "-id")[:limit])
+
+
+def example_page_ids(example: Example) -> list[int]:
+    """Page ids referenced by the example's messages ("page:<id>" image urls), in message order."""
+    ids = []
+    for message in example.messages or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            url = (part.get("image_url") or {}).get("url", "") if isinstance(part, dict) else ""
+            if isinstance(url, str) and url.startswith(PAGE_REF_PREFIX):
+                try:
+                    ids.append(int(url[len(PAGE_REF_PREFIX):]))
+                except ValueError:
+                    continue
+    return ids
+
+
+def example_pages(*, example: Example) -> list[DrawingPage]:
+    """The pages the model is shown for this example; the drawing's pages when messages name none."""
+    ids = example_page_ids(example)
+    if ids:
+        by_id = {page.pk: page for page in DrawingPage.objects.filter(pk__in=ids)}
+        return [by_id[pk] for pk in ids if pk in by_id]
+    if example.drawing_id:
+        return list(DrawingPage.objects.filter(drawing_id=example.drawing_id).order_by("number"))
+    return []
+
+
+def example_part_number(example: Example) -> str:
+    return example.group_key or (example.drawing.part_number if example.drawing_id else "")
+
+
+def example_ground_truth(*, example: Example) -> GroundTruth | None:
+    part_number = example_part_number(example)
+    if not part_number:
+        return None
+    return GroundTruth.objects.filter(part_number=part_number).first()
+
+
+def example_tag_values(*, key: str) -> list[str]:
+    """Distinct values of one tag over all examples; list-valued tags (machine: [...]) are flattened.
+
+    The database does the DISTINCT on the JSON value, so this reads a handful of rows, not every example.
+    """
+    values = set()
+    for value in Example.objects.order_by().values_list(f"tags__{key}", flat=True).distinct():
+        if isinstance(value, list):
+            values.update(str(item) for item in value if item not in (None, ""))
+        elif value not in (None, ""):
+            values.add(str(value))
+    return sorted(values)
+
+
+def examples_jsonl_lines(*, examples):
+    """One JSON line per example (messages with page references unresolved, target, status, tags)."""
+    for example in examples.select_related("task").order_by("pk").iterator(chunk_size=500):
+        yield json.dumps({
+            "id": example.pk, "task": example.task.slug, "status": example.status, "group_key": example.group_key,
+            "tags": example.tags, "messages": example.messages, "target": example.target,
+        }, ensure_ascii=False) + "\n"

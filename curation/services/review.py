@@ -1,0 +1,205 @@
+"""Expert review of examples: approve, reject, ask for changes, correct the target; every change is audited.
+
+Transitions (decided here, shown in the README):
+- A reviewer may move an example from any status to approved, rejected or needs_changes; moving it to the
+  status it already has is refused (nothing would change, and a second click must not add a history row).
+- Only the system moves an example back to pending (ground truth changed, or its target was edited after
+  approval: an approval is for one target, never silently for another).
+- Reject needs a reason and needs-changes needs a note: the next person has to know what was wrong.
+
+Two reviewers at once: the row is locked (`select_for_update`, PostgreSQL) and the write is a conditional
+update on the status/target that was read (works on SQLite too), so a concurrent change is never
+overwritten silently; the caller may also pass what the reviewer saw (`expected_*`), and a change made
+meanwhile by someone else is refused with ReviewConflict instead of being lost.
+"""
+import json
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from curation.models import Example
+from curation.services.audit import example_change_record
+from curation.services.tasks import TargetInvalid, target_validate
+
+__all__ = [
+    "ReviewError", "ReasonRequired", "TransitionNotAllowed", "ReviewConflict", "TargetInvalid", "BulkResult",
+    "example_approve", "example_reject", "example_mark_needs_changes", "example_target_update",
+    "examples_approve", "examples_reject",
+]
+
+Status = Example.Status
+
+
+class ReviewError(ValueError):
+    """A review step that cannot be done; the message is shown to the reviewer as is."""
+
+
+class ReasonRequired(ReviewError):
+    pass
+
+
+class TransitionNotAllowed(ReviewError):
+    pass
+
+
+class ReviewConflict(ReviewError):
+    """Someone else changed the example after the reviewer loaded it."""
+
+
+# Where a reviewer may send an example from each status. Pending is missing on purpose: only the system
+# (ground-truth rebuild, target edit after approval) sends an example back to pending.
+ALLOWED_TRANSITIONS = {
+    Status.PENDING: {Status.APPROVED, Status.REJECTED, Status.NEEDS_CHANGES},
+    Status.NEEDS_CHANGES: {Status.APPROVED, Status.REJECTED},
+    Status.APPROVED: {Status.REJECTED, Status.NEEDS_CHANGES},
+    Status.REJECTED: {Status.APPROVED, Status.NEEDS_CHANGES},
+}
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    changed: int
+    skipped: int  # already in the wanted status, or changed by someone else meanwhile
+
+
+def _label(status: str) -> str:
+    return Status(status).label if status in Status.values else status
+
+
+def _locked(example: Example) -> Example:
+    # Re-read under a row lock: the instance the caller holds may be minutes old (an open review screen).
+    return Example.objects.select_for_update().select_related("task").get(pk=example.pk)
+
+
+def _check_expected(current: Example, expected_status: str | None) -> None:
+    if expected_status is not None and current.status != expected_status:
+        raise ReviewConflict(
+            f"Example #{current.pk} was changed meanwhile (now {_label(current.status)}, you saw "
+            f"{_label(expected_status)}). Reload it and decide again."
+        )
+
+
+def _set_status(*, example: Example, user, status: str, note: str, expected_status: str | None,
+                rejection_reason: str | None = None) -> Example:
+    with transaction.atomic():
+        current = _locked(example)
+        _check_expected(current, expected_status)
+        before = current.status
+        if status == before:
+            raise TransitionNotAllowed(f"Example #{current.pk} is already {_label(status).lower()}.")
+        if status not in ALLOWED_TRANSITIONS.get(before, set()):
+            raise TransitionNotAllowed(f"An example cannot go from {_label(before)} to {_label(status)}.")
+        now = timezone.now()
+        fields = {
+            "status": status,
+            "reviewer": user if getattr(user, "is_authenticated", False) else None,
+            "reviewed_at": now,
+            "review_note": note,
+            # The reason belongs to a rejection: a later approval clears it (the history keeps it).
+            "rejection_reason": rejection_reason or "",
+            "updated_at": now,
+        }
+        # Conditional on the status read above: on SQLite there is no row lock, so this is what makes a
+        # concurrent decision lose loudly (0 rows) instead of overwriting the other one.
+        if Example.objects.filter(pk=current.pk, status=before).update(**fields) != 1:
+            raise ReviewConflict(f"Example #{current.pk} was changed meanwhile. Reload it and decide again.")
+        example_change_record(
+            example=current, user=user, field="status", before=before, after=status,
+            note=rejection_reason or note,
+        )
+    for name, value in fields.items():
+        setattr(example, name, value)
+    return example
+
+
+def example_approve(*, example: Example, user, note: str = "", expected_status: str | None = None) -> Example:
+    return _set_status(example=example, user=user, status=Status.APPROVED, note=(note or "").strip(),
+                       expected_status=expected_status)
+
+
+def example_reject(*, example: Example, user, reason: str, expected_status: str | None = None) -> Example:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReasonRequired("A rejection needs a reason.")
+    return _set_status(example=example, user=user, status=Status.REJECTED, note="", rejection_reason=reason,
+                       expected_status=expected_status)
+
+
+def example_mark_needs_changes(*, example: Example, user, note: str, expected_status: str | None = None) -> Example:
+    note = (note or "").strip()
+    if not note:
+        raise ReasonRequired("Say what needs to change.")
+    return _set_status(example=example, user=user, status=Status.NEEDS_CHANGES, note=note,
+                       expected_status=expected_status)
+
+
+def _normalised(task, value, target_text: str) -> str:
+    # Text tasks keep the text as typed; JSON targets are stored in one canonical form so that a
+    # reformatting alone is not a change and the export writes what the reviewer saw.
+    if isinstance(value, str) and (task.output_schema or {}).get("type") == "string":
+        return target_text
+    return json.dumps(value, ensure_ascii=False)
+
+
+def example_target_update(*, example: Example, user, target_text: str, expected_target: str | None = None,
+                          note: str = "") -> Example:
+    """Replace the target after validating it against the task's schema; TargetInvalid saves nothing.
+
+    Editing an approved example sends it back to pending: the approval was given to the old target.
+    """
+    with transaction.atomic():
+        current = _locked(example)
+        if expected_target is not None and current.target != expected_target:
+            raise ReviewConflict(
+                f"The target of example #{current.pk} was changed meanwhile by someone else. "
+                "Reload it, then make your edit again."
+            )
+        value = target_validate(task=current.task, target_text=target_text)  # raises TargetInvalid
+        new_target = _normalised(current.task, value, target_text)
+        if new_target == current.target:
+            raise ReviewError("The target is unchanged.")
+        now = timezone.now()
+        fields = {"target": new_target, "schema_version": current.task.schema_version, "updated_at": now}
+        status_before = current.status
+        if status_before == Status.APPROVED:
+            fields.update(status=Status.PENDING, review_note="Target edited after approval: review again.")
+        if Example.objects.filter(pk=current.pk, target=current.target, status=status_before).update(**fields) != 1:
+            raise ReviewConflict(f"Example #{current.pk} was changed meanwhile. Reload it and edit again.")
+        example_change_record(example=current, user=user, field="target", before=current.target, after=new_target,
+                              note=(note or "").strip())
+        if status_before == Status.APPROVED:
+            example_change_record(example=current, user=user, field="status", before=status_before,
+                                  after=Status.PENDING, note=fields["review_note"])
+    for name, field_value in fields.items():
+        setattr(example, name, field_value)
+    return example
+
+
+def _bulk(*, examples, apply) -> BulkResult:
+    changed = skipped = 0
+    # One example at a time, each with its own conditional update: a row someone else decided meanwhile
+    # is skipped and counted, never overwritten. The ids are read first so a changing queryset is stable.
+    ids = list(examples.values_list("pk", flat=True)) if hasattr(examples, "values_list") else [e.pk for e in examples]
+    with transaction.atomic():
+        for example in Example.objects.filter(pk__in=ids).order_by("pk"):
+            try:
+                apply(example)
+            except (TransitionNotAllowed, ReviewConflict):
+                skipped += 1
+            else:
+                changed += 1
+    return BulkResult(changed=changed, skipped=skipped)
+
+
+def examples_approve(*, examples, user) -> BulkResult:
+    """Approve many examples; those already approved are skipped and counted."""
+    return _bulk(examples=examples, apply=lambda e: example_approve(example=e, user=user))
+
+
+def examples_reject(*, examples, user, reason: str) -> BulkResult:
+    """Reject many examples with one reason (required); those already rejected are skipped and counted."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReasonRequired("A rejection needs a reason.")
+    return _bulk(examples=examples, apply=lambda e: example_reject(example=e, user=user, reason=reason))
