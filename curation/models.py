@@ -117,8 +117,14 @@ class ProductionRecord(models.Model):
 class GroundTruth(models.Model):
     """Trimmed-mean machine and setup times per part, recomputed when records change."""
 
+    class MaterialSource(models.TextChoices):
+        NONE = "", "Unknown"
+        DRAWING = "drawing", "Read from the drawing's title block"
+        MANUAL = "manual", "Entered by hand"
+
     part_number = models.CharField(max_length=100, unique=True)
-    material = models.CharField(max_length=100, blank=True)
+    material = models.CharField(max_length=100, blank=True, help_text="As printed in the title block.")
+    material_source = models.CharField(max_length=10, choices=MaterialSource.choices, default="", blank=True)
     operations = models.JSONField(
         default=list, help_text="[{machine, operation, machine_time_min_per_piece, setup_min, n, cv}]"
     )

@@ -1,2 +1,3 @@
 """Admin screens of the data side, one module per subject."""
 from curation.admin import examples  # noqa: F401
+from curation.admin import records  # noqa: F401

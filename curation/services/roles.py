@@ -18,6 +18,8 @@ MANAGER_EXTRA_PERMISSIONS = [
     ("curation", "change_drawing"),
     ("curation", "render_drawing"),
     ("curation", "add_productionrecord"),
+    ("curation", "change_productionrecord"),
+    ("curation", "change_groundtruth"),
     ("curation", "view_machine"),
     ("curation", "change_machine"),
     ("curation", "add_machine"),

@@ -1,0 +1,370 @@
+"""Examples: built from rendered drawings + ground truth, rebuilt when ground truth changes, imported from
+chat JSONL, and flagged as near-duplicates by the perceptual hashes of their pages.
+"""
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+from curation.models import Drawing, Example, GroundTruth, Task
+from curation.services.audit import example_change_record
+from curation.services.ground_truth import ground_truth_compute, ground_truth_target, material_normalise
+from curation.services.tasks import TargetInvalid, UnknownPreset, target_validate, task_get_or_create
+
+CHAT_ROLES = {"system", "developer", "user", "assistant", "tool"}
+
+
+def content_hash(messages, target_text: str) -> str:
+    """Same messages and target -> same hash: exact duplicates within a task are refused by a constraint."""
+    return hashlib.sha256(json.dumps([messages, target_text], sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _target_text(target) -> str:
+    return target if isinstance(target, str) else json.dumps(target, ensure_ascii=False)
+
+
+class _Fields(dict):
+    # A template field the example cannot fill stays visible instead of failing the build.
+    def __missing__(self, key):
+        return "{" + key + "}"
+
+
+# ------------------------------------------------------------------------------------------ build
+
+
+@dataclass
+class BuildReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: list = field(default_factory=list)  # [{"drawing_id", "part_number", "reason"}]
+    near_duplicates: int = 0
+
+    def summary(self) -> str:
+        return (f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+                f"{len(self.skipped)} drawings skipped, {self.near_duplicates} near-duplicates flagged")
+
+
+def _drawing_messages(*, task: Task, drawing: Drawing) -> list:
+    pages = list(drawing.pages.order_by("number")[: max(0, min(task.max_images, 10))]) if task.uses_images else []
+    text = (task.user_prompt_template or "Drawing of part {part_number}.").format_map(
+        _Fields(part_number=drawing.part_number, page_count=drawing.page_count or len(pages))
+    )
+    content = [{"type": "text", "text": text}] + [
+        {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": task.image_detail}} for page in pages
+    ]
+    return [
+        {"role": "system", "content": task.compact_prompt or task.system_prompt},
+        {"role": "user", "content": content},
+    ]
+
+
+def _drawing_tags(*, drawing: Drawing, ground_truth: GroundTruth, target: dict) -> dict:
+    # Industry is not known for drawings (the title block names the customer, not its trade): left out,
+    # a reviewer may add it. Scan and high-CV are tags so evaluation can report them separately.
+    return {
+        "machine": target["machines"],
+        "operation": sorted({op["operation"] for op in target["operations"]}),
+        "material": material_normalise(ground_truth.material),
+        "scanned": bool(drawing.is_scan),
+        "high_cv": bool(ground_truth.high_cv),
+    }
+
+
+def _built_example(*, task: Task, drawing: Drawing) -> Example | None:
+    return Example.objects.filter(task=task, drawing=drawing, source=Example.Source.BUILT).first()
+
+
+def examples_build(*, task: Task, drawings=None) -> BuildReport:
+    """One pending example per rendered drawing with ground truth; re-running changes nothing.
+
+    A drawing without production records, without a material (a scan: enter it on the ground truth) or
+    whose target fails the task schema is skipped and listed with the reason.
+    """
+    report = BuildReport()
+    if drawings is None:
+        drawings = Drawing.objects.filter(status=Drawing.Status.RENDERED)
+    for drawing in drawings:
+        reason = ""
+        if drawing.status != Drawing.Status.RENDERED:
+            reason = f"not rendered (status {drawing.status})"
+        elif not drawing.part_number:
+            reason = "no part number: set it on the drawing"
+        if reason:
+            report.skipped.append({"drawing_id": drawing.pk, "part_number": drawing.part_number, "reason": reason})
+            continue
+        ground_truth = GroundTruth.objects.filter(part_number=drawing.part_number).first()
+        if ground_truth is None:
+            ground_truth = ground_truth_compute(part_number=drawing.part_number)
+        if ground_truth is None:
+            report.skipped.append({"drawing_id": drawing.pk, "part_number": drawing.part_number,
+                                   "reason": "no production records for this part: no ground truth"})
+            continue
+        if not ground_truth.material:
+            report.skipped.append({"drawing_id": drawing.pk, "part_number": drawing.part_number,
+                                   "reason": "no material (scan without text layer?): enter it on the ground truth"})
+            continue
+        target = ground_truth_target(ground_truth)
+        target_text = _target_text(target)
+        try:
+            target_validate(task=task, target_text=target_text)
+        except TargetInvalid as exc:
+            report.skipped.append({"drawing_id": drawing.pk, "part_number": drawing.part_number,
+                                   "reason": f"target does not fit the task schema: {exc}"})
+            continue
+        existing = _built_example(task=task, drawing=drawing)
+        if existing is not None:
+            if existing.target == target_text:
+                report.unchanged += 1
+            else:
+                _example_target_replace(example=existing, target_text=target_text,
+                                        note="Ground truth changed since the example was built.")
+                report.updated += 1
+            continue
+        messages = _drawing_messages(task=task, drawing=drawing)
+        digest = content_hash(messages, target_text)
+        if Example.objects.filter(task=task, content_hash=digest).exists():
+            report.unchanged += 1
+            continue
+        Example.objects.create(
+            task=task, drawing=drawing, messages=messages, target=target_text, schema_version=task.schema_version,
+            source=Example.Source.BUILT, tags=_drawing_tags(drawing=drawing, ground_truth=ground_truth, target=target),
+            group_key=drawing.part_number, content_hash=digest,
+        )
+        report.created += 1
+    report.near_duplicates = examples_flag_near_duplicates(task=task)
+    return report
+
+
+def _example_target_replace(*, example: Example, target_text: str, note: str, user=None) -> Example:
+    """New target (audited); an approved example goes back to pending with `note` as the reason."""
+    with transaction.atomic():
+        example = Example.objects.select_for_update().get(pk=example.pk)
+        if example.target == target_text:
+            return example
+        before_target, before_status = example.target, example.status
+        example.target = target_text
+        example.content_hash = content_hash(example.messages, target_text)
+        example.review_note = note
+        fields = ["target", "content_hash", "review_note", "updated_at"]
+        if example.status == Example.Status.APPROVED:
+            example.status = Example.Status.PENDING
+            fields.append("status")
+        example.save(update_fields=fields)
+        example_change_record(example=example, user=user, field="target", before=before_target, after=target_text, note=note)
+        if example.status != before_status:
+            example_change_record(example=example, user=user, field="status", before=before_status,
+                                  after=example.status, note=note)
+    return example
+
+
+def examples_rebuild_targets(*, part_numbers, user=None) -> list[Example]:
+    """Rebuild the targets of built examples of these parts from their ground truth; return those changed."""
+    changed = []
+    examples = Example.objects.filter(group_key__in=list(part_numbers), source=Example.Source.BUILT,
+                                      drawing__isnull=False).select_related("task")
+    for example in examples:
+        ground_truth = GroundTruth.objects.filter(part_number=example.group_key).first()
+        if ground_truth is None or not ground_truth.material:
+            continue
+        target_text = _target_text(ground_truth_target(ground_truth))
+        if target_text == example.target:
+            continue
+        try:
+            target_validate(task=example.task, target_text=target_text)
+        except TargetInvalid:
+            continue  # the task's schema no longer fits built targets: keep the reviewed one
+        note = (f"Ground truth of {example.group_key} changed ({ground_truth.record_count} production records): "
+                f"target rebuilt, please review again.")
+        changed.append(_example_target_replace(example=example, target_text=target_text, note=note, user=user))
+    return changed
+
+
+# ------------------------------------------------------------------------------------------ near-duplicates
+
+
+def _hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+def _chunks(value: int, parts: int) -> list[tuple[int, int]]:
+    # Pigeonhole: two 64-bit hashes within distance d agree exactly on at least one of d + 1 chunks,
+    # so candidates come from chunk buckets instead of comparing every pair.
+    width = -(-64 // parts)
+    return [(i, (value >> (i * width)) & ((1 << width) - 1)) for i in range(parts)]
+
+
+def examples_flag_near_duplicates(*, task: Task) -> int:
+    """Flag examples whose drawing has a page within NEAR_DUPLICATE_MAX_DISTANCE bits (dHash) of a page of
+    an earlier example of another part; the flag points at that earlier example. Returns the count flagged.
+    """
+    max_distance = settings.NEAR_DUPLICATE_MAX_DISTANCE
+    examples = list(Example.objects.filter(task=task, drawing__isnull=False).order_by("id")
+                    .prefetch_related("drawing__pages").only("id", "group_key", "drawing", "is_near_duplicate", "near_duplicate_of"))
+    buckets = defaultdict(list)  # (chunk index, chunk value) -> [(example, page hash)]
+    found = {}
+    for example in examples:
+        hashes = []
+        for page in example.drawing.pages.all():
+            try:
+                hashes.append(int(page.phash, 16))
+            except (TypeError, ValueError):
+                continue  # no hash (not rendered by a renderer that computes one)
+        match = None
+        for value in hashes:
+            for key in _chunks(value, max_distance + 1):
+                for other, other_value in buckets[key]:
+                    if other.group_key != example.group_key and _hamming(value, other_value) <= max_distance:
+                        match = other
+                        break
+                if match:
+                    break
+            if match:
+                break
+        found[example.pk] = match.pk if match else None
+        for value in hashes:
+            for key in _chunks(value, max_distance + 1):
+                buckets[key].append((example, value))
+    updates = []
+    for example in examples:
+        target = found[example.pk]
+        if example.near_duplicate_of_id != target or example.is_near_duplicate != (target is not None):
+            example.near_duplicate_of_id = target
+            example.is_near_duplicate = target is not None
+            updates.append(example)
+    Example.objects.bulk_update(updates, ["near_duplicate_of", "is_near_duplicate"], batch_size=500)
+    return sum(1 for target in found.values() if target is not None)
+
+
+# ------------------------------------------------------------------------------------------ JSONL import
+
+
+@dataclass
+class ChatImportReport:
+    source_name: str = ""
+    lines: int = 0
+    created: int = 0
+    duplicates: int = 0
+    below_min_confidence: int = 0
+    defects: list = field(default_factory=list)  # [{"line", "code", "reason"}]
+    tasks: dict = field(default_factory=dict)  # slug -> created count
+
+    def summary(self) -> str:
+        return (f"{self.lines} lines: {self.created} imported, {self.duplicates} exact duplicates skipped, "
+                f"{self.below_min_confidence} below the minimum confidence, {len(self.defects)} defective")
+
+
+class _Defect(Exception):
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def _token_count(text: str) -> int:
+    from bpe_openai import get_encoding
+
+    return len(get_encoding("o200k_base").encode(text))
+
+
+def _content_text(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def _parse_chat_line(raw: str) -> dict:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise _Defect("invalid_json", f"invalid JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("messages"), list) or not data["messages"]:
+        raise _Defect("no_messages", "no \"messages\" list")
+    for index, message in enumerate(data["messages"], 1):
+        if not isinstance(message, dict):
+            raise _Defect("bad_message", f"message {index} is not an object")
+        role = message.get("role")
+        if role not in CHAT_ROLES:
+            raise _Defect("unknown_role", f"message {index} has unknown role {role!r} (expected {', '.join(sorted(CHAT_ROLES))})")
+        if not message.get("tool_calls") and not _content_text(message.get("content")).strip():
+            raise _Defect("empty_content", f"message {index} ({role}) has empty content")
+    if data["messages"][-1].get("role") != "assistant":
+        raise _Defect("missing_assistant_message", "the last message is not an assistant answer: nothing to learn")
+    tokens = _token_count("\n".join(_content_text(m.get("content")) for m in data["messages"]))
+    if tokens > settings.EXAMPLES_IMPORT_MAX_TOKENS:
+        raise _Defect("too_long", f"too long: {tokens} tokens, above the limit of {settings.EXAMPLES_IMPORT_MAX_TOKENS}")
+    confidence = data.get("confidence")
+    if confidence is not None and (isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1):
+        raise _Defect("bad_confidence", f"confidence {confidence!r} is not a number between 0 and 1")
+    return data
+
+
+def examples_import_jsonl(*, file=None, text: str | None = None, task: Task | None = None,
+                          min_confidence: float | None = None, source_name: str = "") -> ChatImportReport:
+    """Import chat examples (OpenAI format plus task, industry, confidence, source keys) as pending examples.
+
+    Defective lines are reported by number and reason; lines below `min_confidence` (or without one when a
+    minimum is set) and exact duplicates (in the file or already stored) are skipped and counted.
+    """
+    if text is None:
+        data = file.read()
+        text = data.decode("utf-8-sig", errors="replace") if isinstance(data, bytes) else data
+    report = ChatImportReport(source_name=source_name)
+    tasks: dict[str, Task] = {}
+    seen: dict[tuple, int] = {}  # (task id, content hash) -> line
+    for number, raw in enumerate(text.lstrip("\ufeff").splitlines(), 1):
+        if not raw.strip():
+            continue
+        report.lines += 1
+        try:
+            data = _parse_chat_line(raw)
+            line_task = task
+            if line_task is None:
+                slug = data.get("task")
+                if not slug or not isinstance(slug, str):
+                    raise _Defect("no_task", "no \"task\" slug on the line and no task chosen for the import")
+                if slug not in tasks:
+                    try:
+                        tasks[slug] = task_get_or_create(slug=slug)
+                    except UnknownPreset as exc:
+                        raise _Defect("unknown_task", f"unknown task {slug!r}: create it first") from exc
+                line_task = tasks[slug]
+            messages, target_text = data["messages"][:-1], _content_text(data["messages"][-1]["content"])
+            try:
+                target_validate(task=line_task, target_text=target_text)
+            except TargetInvalid as exc:
+                raise _Defect("target_invalid", f"answer does not fit task {line_task.slug}: {exc}") from exc
+        except _Defect as defect:
+            report.defects.append({"line": number, "code": defect.code, "reason": defect.reason})
+            continue
+        digest = content_hash(messages, target_text)
+        key = (line_task.pk, digest)
+        if key in seen:
+            report.duplicates += 1
+            report.defects.append({"line": number, "code": f"duplicate_of_line_{seen[key]}",
+                                   "reason": f"exact duplicate of line {seen[key]}"})
+            continue
+        seen[key] = number
+        confidence = data.get("confidence")
+        if min_confidence is not None and (confidence is None or confidence < min_confidence):
+            report.below_min_confidence += 1
+            continue
+        if Example.objects.filter(task=line_task, content_hash=digest).exists():
+            report.duplicates += 1
+            continue
+        tags = {key: data[key] for key in ("industry",) if isinstance(data.get(key), str) and data[key]}
+        if isinstance(data.get("source"), str):
+            tags["origin"] = data["source"]
+        Example.objects.create(
+            task=line_task, messages=messages, target=target_text, schema_version=line_task.schema_version,
+            source=Example.Source.IMPORTED, confidence=confidence, tags=tags,
+            # Each conversation is its own group: no two lines share a part or a customer thread we know of.
+            group_key=f"chat-{digest[:16]}", content_hash=digest,
+        )
+        report.created += 1
+        report.tasks[line_task.slug] = report.tasks.get(line_task.slug, 0) + 1
+    return report

@@ -1,0 +1,108 @@
+"""Production-record import: report by line, re-import is a no-op, machine aliases, admin upload by role."""
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from curation.models import Drawing, GroundTruth, Machine, ProductionRecord
+from curation.services.production import ProductionCsvInvalid, production_records_import
+from tests.factories import make_drawing, make_user
+
+pytestmark = pytest.mark.django_db
+
+HEADER = "part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min,recorded_at\n"
+
+
+@pytest.fixture
+def corpus_drawings(corpus):
+    expected = json.loads((corpus / "ground_truth.json").read_text())
+    for part_number in expected["parts"]:
+        make_drawing(part_number=part_number, status=Drawing.Status.UPLOADED)
+    return expected
+
+
+def test_corpus_import_reports_invalid_rows_and_parts_without_drawing(corpus, corpus_drawings):
+    expected = corpus_drawings["csv"]
+    report = production_records_import(text=(corpus / "production_times.csv").read_text(), source_name="corpus.csv")
+    assert report.rows == expected["data_rows"]
+    assert [(r["line"], r["reason"]) for r in report.invalid] == \
+        [(r["line"], r["reason"]) for r in expected["invalid_rows"]]
+    assert report.without_drawing == expected["parts_without_drawing"]
+    assert report.created == expected["data_rows"] - len(expected["invalid_rows"])
+    assert ProductionRecord.objects.count() == report.created
+
+
+def test_reimporting_the_same_file_changes_nothing(corpus, corpus_drawings):
+    text = (corpus / "production_times.csv").read_text()
+    production_records_import(text=text)
+    computed = {g.part_number: g.computed_at for g in GroundTruth.objects.all()}
+    again = production_records_import(text=text)
+    assert (again.created, again.updated) == (0, 0)
+    assert again.unchanged == ProductionRecord.objects.count()
+    assert again.ground_truth_updated == []
+    assert {g.part_number: g.computed_at for g in GroundTruth.objects.all()} == computed
+
+
+def test_changed_value_updates_the_record_and_the_ground_truth():
+    make_drawing(part_number="U-1", status=Drawing.Status.UPLOADED)
+    production_records_import(text=HEADER + "U-1,A1,DMU 50,milling,10,4.00,20,2024-02-01\n")
+    report = production_records_import(text=HEADER + "U-1,A1,DMU 50,milling,10,6.00,20,2024-02-01\n")
+    assert (report.created, report.updated) == (0, 1)
+    assert report.ground_truth_updated == ["U-1"]
+    assert GroundTruth.objects.get(part_number="U-1").operations[0]["machine_time_min_per_piece"] == 6.0
+
+
+def test_machine_alias_is_normalised_to_the_reference_name():
+    Machine.objects.create(name="NLX 2500 (2 spindles)", spindles=2, kind="lathe", aliases=["NLX2500", "NLX 2500"])
+    production_records_import(text=HEADER + "A-1,O1,nlx2500,turning,5,2.5,30,\nA-1,O2,NLX 2500 (2 spindles),turning,5,2.7,30,\n")
+    assert set(ProductionRecord.objects.values_list("machine", flat=True)) == {"NLX 2500 (2 spindles)"}
+
+
+def test_each_bad_row_gets_its_line_and_a_reason_the_good_ones_are_kept():
+    text = HEADER + (
+        "B-1,O1,DMU 50,milling,10,1.5,20,2024-01-01\n"
+        "B-1,O2,DMU 50,grinding,10,1.5,20,2024-01-01\n"
+        "B-1,O3,DMU 50,milling,ten,1.5,20,2024-01-01\n"
+        "B-1,O4,DMU 50,milling,10,1.5,20,01/02/2024\n"
+        "B-1,O1,DMU 50,milling,10,1.6,20,2024-01-01\n"
+    )
+    report = production_records_import(text=text)
+    assert [r["line"] for r in report.invalid] == [3, 4, 5, 6]
+    reasons = " | ".join(r["reason"] for r in report.invalid)
+    assert "unknown operation 'grinding'" in reasons and "pieces" in reasons and "recorded_at" in reasons
+    assert "line 2" in report.invalid[-1]["reason"]
+    assert report.created == 1
+
+
+def test_missing_column_refuses_the_whole_file():
+    with pytest.raises(ProductionCsvInvalid, match="setup_min"):
+        production_records_import(text="part_number,order_id,machine,operation,pieces,machine_time_min_per_piece\n")
+    assert not ProductionRecord.objects.exists()
+
+
+def test_admin_upload_shows_the_report_for_a_manager(client, corpus, corpus_drawings):
+    client.force_login(make_user("Manager"))
+    url = reverse("admin:curation_productionrecord_import")
+    upload = SimpleUploadedFile("production_times.csv", (corpus / "production_times.csv").read_bytes(), "text/csv")
+    response = client.post(url, {"file": upload})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "non-numeric machine_time_min_per_piece" in page and "<td>43</td>" in page and "<td>154</td>" in page
+    assert "JR 809117" in page
+    assert ProductionRecord.objects.count() == corpus_drawings["csv"]["data_rows"] - 2
+
+
+def test_admin_upload_explains_a_broken_file(client):
+    client.force_login(make_user("Manager"))
+    upload = SimpleUploadedFile("x.csv", b"\xff\xfe\x00garbage", "text/csv")
+    response = client.post(reverse("admin:curation_productionrecord_import"), {"file": upload})
+    assert response.status_code == 200 and "not UTF-8" in response.content.decode()
+
+
+def test_admin_upload_is_refused_to_a_reviewer(client):
+    client.force_login(make_user("Reviewer"))
+    url = reverse("admin:curation_productionrecord_import")
+    upload = SimpleUploadedFile("p.csv", (HEADER + "R-1,O1,DMU 50,milling,10,1.5,20,\n").encode(), "text/csv")
+    assert client.post(url, {"file": upload}).status_code == 403
+    assert not ProductionRecord.objects.exists()
