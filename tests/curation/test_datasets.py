@@ -1,0 +1,226 @@
+"""Dataset builds: group-safe deterministic split, content hash, frozen versions, gates, format problems, tokens, cost."""
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from PIL import Image
+
+from curation.models import BaseModel, Dataset, DatasetMember, DatasetVersion, Example
+from curation.services.base_models import base_models_seed
+from curation.services.datasets import DatasetBuildError, assign_splits, dataset_build, dataset_version_validate
+from tests.factories import make_drawing, make_example, make_task, technology_target
+
+pytestmark = pytest.mark.django_db
+APPROVED = Example.Status.APPROVED
+
+
+def approved_examples(n, *, task=None, tags=None, **kw):
+    task = task or make_task()
+    return [make_example(task=task, status=APPROVED, tags=tags, target=technology_target(f"P-{i}", minutes=5 + i), **kw)
+            for i in range(n)]
+
+
+def make_dataset(task=None, **fields):
+    task = task or make_task()
+    return Dataset.objects.create(name=fields.pop("name", "tech"), task=task, **fields)
+
+
+def test_split_is_deterministic_and_group_safe_with_near_duplicates():
+    task = make_task()
+    examples = []
+    for part in range(12):
+        drawing = make_drawing(part_number=f"G-{part}")
+        for _ in range(2):  # two examples per part: must share a split
+            examples.append(make_example(task=task, drawing=drawing, status=APPROVED,
+                                         target=technology_target(f"G-{part}", minutes=len(examples) + 1)))
+    # Near-duplicate drawings (another part number) must follow their original's split.
+    originals = examples[::2][:6]
+    dups = [make_example(task=task, status=APPROVED, near_duplicate_of=o, is_near_duplicate=True,
+                         target=technology_target(f"D-{i}", minutes=100 + i)) for i, o in enumerate(originals)]
+    dataset = make_dataset(task, validation_fraction=0.3, split_seed=7)
+    version = dataset_build(dataset=dataset)
+
+    split = dict(version.members.values_list("example_id", "split"))
+    by_group = {}
+    for example in examples:
+        by_group.setdefault(example.group_key, set()).add(split[example.pk])
+    assert all(len(s) == 1 for s in by_group.values()), by_group
+    for original, dup in zip(originals, dups):
+        assert split[dup.pk] == split[original.pk]
+    assert version.counts["train"] > 0 and version.counts["validation"] > 0
+    assert version.counts["train"] + version.counts["validation"] == len(examples) + len(dups)
+
+    # Another seed gives another split; the same seed on another dataset gives the same one.
+    same = dataset_build(dataset=make_dataset(task, name="tech-2", validation_fraction=0.3, split_seed=7))
+    assert dict(same.members.values_list("example_id", "split")) == split
+    other = dataset_build(dataset=make_dataset(task, name="tech-3", validation_fraction=0.3, split_seed=8))
+    assert dict(other.members.values_list("example_id", "split")) != split
+
+
+def test_train_never_empty_and_validation_gets_a_group():
+    groups = {1: "a", 2: "b", 3: "c"}
+    everything = assign_splits(groups=groups, fraction=1.0, seed=1)
+    assert "train" in everything.values() and "validation" in everything.values()
+    nothing = assign_splits(groups=groups, fraction=0.0001, seed=1)
+    assert list(nothing.values()).count("validation") == 1
+    assert set(assign_splits(groups=groups, fraction=0, seed=1).values()) == {"train"}
+
+
+def test_hash_is_stable_and_rebuild_without_change_returns_the_same_version():
+    approved_examples(12)
+    dataset = make_dataset()
+    first = dataset_build(dataset=dataset)
+    again = dataset_build(dataset=dataset)
+    assert again.pk == first.pk and again.number == 1
+    assert DatasetVersion.objects.count() == 1
+
+
+def test_target_change_makes_a_new_version_and_leaves_the_old_one_as_it_was():
+    examples = approved_examples(12)
+    dataset = make_dataset()
+    v1 = dataset_build(dataset=dataset)
+    member = v1.members.get(example=examples[0])
+    old_target = member.target
+
+    examples[0].target = json.dumps(technology_target("P-0", minutes=99.5))
+    examples[0].save()
+    v2 = dataset_build(dataset=dataset)
+
+    assert v2.number == 2 and v2.content_hash != v1.content_hash
+    assert v2.members.get(example=examples[0]).target == examples[0].target
+    v1.refresh_from_db()
+    assert v1.members.get(example=examples[0]).target == old_target
+    assert v1.members.count() == 12
+
+
+def test_ten_rows_with_a_validation_split_leave_too_few_training_rows():
+    approved_examples(10)
+    version = dataset_build(dataset=make_dataset(validation_fraction=0.1))
+    gate = next(g for g in version.gates if g["name"] == "min_train_rows")
+    assert not gate["passed"] and gate["message"].startswith("9 training rows: below OpenAI's minimum of 10")
+
+
+def test_seven_examples_fail_the_min_rows_gate_with_a_clear_message():
+    approved_examples(7)
+    version = dataset_build(dataset=make_dataset(min_rows=5))  # a policy below 10 is raised to OpenAI's 10
+    gate = next(g for g in version.gates if g["name"] == "min_rows")
+    assert gate["passed"] is False and gate["value"] == 7 and gate["threshold"] == 10
+    assert gate["message"] == "7 rows: below the minimum of 10"
+    assert version.gates_passed is False
+
+
+def test_tag_share_duplicate_target_and_prefix_gates():
+    task = make_task("support_reply")
+    for i in range(12):
+        make_example(task=task, status=APPROVED, tags={"industry": "medical" if i < 11 else "auto"},
+                     target="Thanks for your message, we will check it." if i < 6 else f"Answer number {i}: fine.")
+    version = dataset_build(dataset=make_dataset(task, max_tag_share={"industry": 0.8}, max_duplicate_target_share=0.2,
+                                                 max_same_prefix_share=0.4, prefix_chars=10))
+    gates = {g["name"]: g for g in version.gates}
+    assert not gates["max_tag_share:industry"]["passed"]
+    assert gates["max_tag_share:industry"]["message"] == "industry=medical is 92% of rows: above the maximum of 80%"
+    assert not gates["max_duplicate_target_share"]["passed"] and gates["max_duplicate_target_share"]["value"] == round(5 / 12, 4)
+    assert "5 rows repeat another row's target" in gates["max_duplicate_target_share"]["message"]
+    assert not gates["max_same_prefix_share"]["passed"]  # 6 "Thanks for" + 6 "Answer num": 50% > 40%
+    assert gates["min_rows"]["passed"] and gates["format"]["passed"]
+
+
+def test_no_matching_example_is_a_clear_error():
+    with pytest.raises(DatasetBuildError, match="approve examples first"):
+        dataset_build(dataset=make_dataset())
+
+
+def _replace_page_file(example, data: bytes):
+    page = example.drawing.pages.first()
+    with open(page.image.path, "wb") as handle:
+        handle.write(data)
+    return page
+
+
+def _jpeg(mode: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (64, 64)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("bad_bytes, expected", [
+    (b"this is not an image at all" * 10, "cannot be decoded"),
+    (_jpeg("CMYK"), "mode CMYK"),
+])
+def test_bad_page_image_is_reported_against_its_example(bad_bytes, expected):
+    examples = approved_examples(11)
+    _replace_page_file(examples[3], bad_bytes)
+    version = dataset_build(dataset=make_dataset())
+    problems = [p for p in version.problems if p["code"] == "invalid_image"]
+    assert len(problems) == 1 and problems[0]["example_id"] == examples[3].pk
+    assert expected in problems[0]["message"]
+    assert not {g["name"]: g for g in version.gates}["format"]["passed"]
+
+
+def test_validate_finds_damage_after_the_build():
+    examples = approved_examples(10)
+    version = dataset_build(dataset=make_dataset(validation_fraction=0))
+    assert version.problems == [] and version.gates_passed
+    _replace_page_file(examples[0], b"garbage")
+    version = dataset_version_validate(version=version)
+    assert [p["example_id"] for p in version.problems] == [examples[0].pk]
+    assert not version.gates_passed
+
+
+def test_invalid_target_is_a_problem():
+    examples = approved_examples(10)
+    Example.objects.filter(pk=examples[2].pk).update(target='{"part_number": "P-2"}')
+    version = dataset_build(dataset=make_dataset())
+    assert [(p["example_id"], p["code"]) for p in version.problems] == [(examples[2].pk, "target_invalid")]
+
+
+def test_tokens_per_member_and_cost_per_base_model():
+    base_models_seed()
+    approved_examples(10)
+    version = dataset_build(dataset=make_dataset(epochs=3, validation_fraction=0))
+    members = list(version.members.all())
+    # Every page is 1200 × 850 at detail=high: 768 × 1084 after scaling → 2 × 3 tiles → 85 + 170·6 = 1105.
+    assert all(m.image_tokens == 1105 for m in members)
+    assert all(m.text_tokens > 20 for m in members)
+    train = sum(m.text_tokens + m.image_tokens for m in members)
+    assert version.tokens["train"]["total"] == train
+    cost = version.cost_estimates["gpt-4o-2024-08-06"]
+    assert Decimal(cost["usd"]) == (Decimal(25) * train * 3 / Decimal(1_000_000)).quantize(Decimal("0.01"))
+    assert cost["shutdown_date"] == "2027-01-14" and cost["jobs_end_date"] == "2027-01-06"
+    assert "does not take images" in version.cost_estimates["gpt-4o-mini-2024-07-18"]["note"]
+
+
+def test_base_model_seed_is_idempotent_and_keeps_admin_edits():
+    base_models_seed()
+    BaseModel.objects.filter(name="gpt-4.1-2025-04-14").update(training_price_per_1m=Decimal("30"))
+    base_models_seed()
+    assert BaseModel.objects.count() == 5
+    assert BaseModel.objects.get(name="gpt-4.1-2025-04-14").training_price_per_1m == Decimal("30")
+    assert BaseModel.objects.get(name="gpt-4.1-nano-2025-04-14").training_price_per_1m == Decimal("1.50")
+
+
+def test_build_and_validate_commands_print_gates_and_cost(capsys):
+    base_models_seed()
+    approved_examples(7)
+    make_dataset(name="seven")
+    call_command("build_dataset", "seven")
+    out = capsys.readouterr().out
+    assert "FAIL min_rows: 7 rows: below the minimum of 10" in out
+    assert "gpt-4o-2024-08-06" in out and "$" in out
+    version = DatasetVersion.objects.get()
+    call_command("validate_dataset", str(version.pk))
+    assert "FAIL min_rows" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="No dataset with id or name 'nope'"):
+        call_command("build_dataset", "nope")
+
+
+def test_members_keep_page_hash_in_their_snapshot():
+    examples = approved_examples(10)
+    version = dataset_build(dataset=make_dataset())
+    member = version.members.get(example=examples[0])
+    part = member.messages[1]["content"][1]
+    assert part["sha256"] == examples[0].drawing.pages.first().sha256
+    assert member.split in {DatasetMember.Split.TRAIN, DatasetMember.Split.VALIDATION}
