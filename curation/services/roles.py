@@ -11,6 +11,12 @@ REVIEWER_PERMISSIONS = [
     ("curation", "change_example"),
     ("curation", "review_example"),
     ("curation", "view_examplechange"),
+    # Evaluation (issue 6): experts read results and correct estimates (a correction is a pending example).
+    ("finetune", "view_evalrun"),
+    ("finetune", "view_evalresult"),
+    ("finetune", "view_modelversion"),
+    ("finetune", "view_estimate"),
+    ("finetune", "correct_estimate"),
 ]
 
 MANAGER_EXTRA_PERMISSIONS = [
@@ -41,6 +47,12 @@ MANAGER_EXTRA_PERMISSIONS = [
     ("finetune", "add_trainingrun"),
     ("finetune", "change_trainingrun"),
     ("finetune", "launch_run"),
+    # Evaluation (issue 6): start/resume/compare evals, ask estimates, promote (Manager only).
+    ("finetune", "add_evalrun"),
+    ("finetune", "run_eval"),
+    ("finetune", "promote_model"),
+    ("finetune", "change_modelversion"),
+    ("finetune", "add_estimate"),
 ]
 
 
