@@ -45,6 +45,7 @@ class EvalRun(models.Model):
     output_tokens = models.PositiveBigIntegerField(default=0)
     error = models.TextField(blank=True, help_text="Why the run stopped (the examples' own errors are on the results).")
     attempts = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker started the run.")
+    rq_job_id = models.CharField(max_length=100, blank=True, help_text="The RQ job of the latest attempt.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -64,10 +65,6 @@ class EvalRun(models.Model):
     @property
     def progress(self) -> str:
         return f"{self.done_count + self.error_count}/{self.total}"
-
-    @property
-    def job_id(self) -> str:
-        return f"eval-run-{self.pk}"
 
 
 class EvalResult(models.Model):

@@ -1,0 +1,308 @@
+"""Evaluation runs: create, execute (one RQ job, a bounded thread pool for the API calls), resume, finish.
+
+Concurrency lives in one job: a pool of EVAL_CONCURRENCY threads does only HTTP; the job's own thread
+builds the messages and writes every result, so the database sees one writer per run (SQLite-safe)
+and the number of requests in flight is exactly the setting. A result row is unique per (run,
+example): a resumed run asks only examples without one, so done examples are never paid twice.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from datetime import timedelta
+from decimal import Decimal
+
+import jsonschema
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from curation.models import BaseModel, DatasetMember, DatasetVersion, Task
+from finetune import metrics as metric_lib
+from finetune.models import EvalResult, EvalRun, ModelKind
+from finetune.providers.base import ProviderError, available_providers, get_provider
+from gestima.queues import enqueue_on_commit, job_is_pending
+
+logger = logging.getLogger(__name__)
+
+
+class EvalError(Exception):
+    """An evaluation that cannot be created or resumed; the message says why."""
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+# --- prompts and messages ---------------------------------------------------------------------
+def eval_prompt(*, task: Task, model_kind: str) -> tuple[str, str]:
+    """(prompt kind, system prompt): fine-tuned models and checkpoints learnt the compact prompt, base models need the full one."""
+    if model_kind in (ModelKind.FINE_TUNED, ModelKind.CHECKPOINT) and task.compact_prompt:
+        return EvalRun.PromptKind.COMPACT, task.compact_prompt
+    return EvalRun.PromptKind.FULL, task.system_prompt
+
+
+def messages_with_prompt(messages: list[dict], prompt_text: str) -> list[dict]:
+    """The example's messages with its system message replaced by `prompt_text` (added first if it had none)."""
+    rest = [m for m in messages if m.get("role") not in ("system", "developer")]
+    return [{"role": "system", "content": prompt_text}] + rest
+
+
+def api_messages(messages: list[dict]) -> list[dict]:
+    """Page references (`page:<id>`) replaced by base64 data URLs, the way the API needs them."""
+    from curation.services.exports import messages_with_images
+
+    return messages_with_images(messages)
+
+
+def is_text_task(task: Task) -> bool:
+    schema = task.output_schema or {}
+    return isinstance(schema, dict) and schema.get("type") == "string"
+
+
+def model_prices(model_name: str) -> tuple[Decimal, Decimal]:
+    """(input, output) USD per 1M tokens from the editable BaseModel table; fine-tuned names map to their base."""
+    candidates = [model_name]
+    if model_name.startswith("ft:") and model_name.count(":") >= 1:
+        candidates.append(model_name.split(":")[1])
+    for name in candidates:
+        row = BaseModel.objects.filter(name=name).values("input_price_per_1m", "output_price_per_1m").first()
+        if row:
+            return Decimal(row["input_price_per_1m"] or 0), Decimal(row["output_price_per_1m"] or 0)
+    return Decimal(0), Decimal(0)
+
+
+def call_cost(*, input_tokens: int, output_tokens: int, prices: tuple[Decimal, Decimal]) -> Decimal:
+    return (Decimal(input_tokens) * prices[0] + Decimal(output_tokens) * prices[1]) / Decimal(1_000_000)
+
+
+def answer_check(*, task: Task, text: str, refusal: str = "") -> tuple[str, object, str]:
+    """(error kind, parsed value, message) for one answer: refusal, invalid JSON, schema mismatch or ok ("")."""
+    if refusal:
+        return EvalResult.ErrorKind.REFUSAL, None, refusal
+    schema = task.output_schema or {}
+    if is_text_task(task):
+        value = text
+    else:
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            return EvalResult.ErrorKind.INVALID_JSON, None, f"not valid JSON: {exc}"
+    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    errors = list(validator_class(schema).iter_errors(value))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors)
+        where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        return EvalResult.ErrorKind.SCHEMA_MISMATCH, value, f"{where}: {error.message}"
+    return "", value, ""
+
+
+# --- create / resume --------------------------------------------------------------------------
+def _enqueue(run: EvalRun) -> None:
+    from finetune.jobs import eval_run_execute_job, eval_run_job_failed
+
+    enqueue_on_commit("openai", eval_run_execute_job, run.pk, job_id=run.rq_job_id, on_failure=eval_run_job_failed)
+
+
+def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: str, dataset_version: DatasetVersion,
+                    split: str = "validation", user=None, training_run=None, concurrency: int | None = None) -> EvalRun:
+    """Record an eval run (prompt chosen by model kind) and queue its job; QueueUnavailable leaves nothing behind."""
+    if user is not None and not user.has_perm("finetune.run_eval"):
+        raise PermissionDenied("You may not start evaluations.")
+    model_name = (model_name or "").strip()
+    if not model_name:
+        raise EvalError("A model name is required.")
+    if model_kind not in ModelKind.values:
+        raise EvalError(f"Unknown model kind {model_kind!r}; one of {', '.join(ModelKind.values)}.")
+    if provider not in available_providers():
+        raise EvalError(f"Unknown provider {provider!r}; known: {', '.join(available_providers())}.")
+    if dataset_version.dataset.task_id != task.pk:
+        raise EvalError(f"{dataset_version} belongs to task {dataset_version.dataset.task}, not {task}.")
+    total = DatasetMember.objects.filter(version=dataset_version, split=split).count()
+    if not total:
+        raise EvalError(f"{dataset_version} has no {split} examples.")
+    prompt_kind, prompt_text = eval_prompt(task=task, model_kind=model_kind)
+    with transaction.atomic():
+        run = EvalRun.objects.create(
+            task=task, model_name=model_name, model_kind=model_kind, provider=provider, dataset_version=dataset_version,
+            split=split, training_run=training_run, prompt_kind=prompt_kind, prompt_text=prompt_text, total=total,
+            concurrency=max(1, concurrency or settings.EVAL_CONCURRENCY),
+            created_by=user if (user is not None and user.is_authenticated) else None,
+        )
+        run.rq_job_id = f"eval-run-{run.pk}-1"
+        run.save(update_fields=["rq_job_id"])
+        _enqueue(run)
+    return run
+
+
+def eval_run_is_stale(run: EvalRun) -> bool:
+    """A running run whose worker stopped beating (killed, machine gone) can be resumed."""
+    stale_after = timedelta(seconds=_setting("EVAL_STALE_SECONDS", 300))
+    last = run.heartbeat_at or run.started_at or run.created_at
+    return last is None or timezone.now() - last > stale_after
+
+
+def eval_run_resume(*, eval_run: EvalRun, user=None) -> EvalRun:
+    """Queue a failed or interrupted run again; it asks only the examples that have no result yet."""
+    if user is not None and not user.has_perm("finetune.run_eval"):
+        raise PermissionDenied("You may not resume evaluations.")
+    run = EvalRun.objects.get(pk=eval_run.pk)
+    if run.status == EvalRun.Status.DONE:
+        raise EvalError(f"Eval run {run.pk} is done; nothing to resume.")
+    pending = bool(run.rq_job_id) and job_is_pending(queue_name="openai", job_id=run.rq_job_id)
+    if pending and not (run.status == EvalRun.Status.RUNNING and eval_run_is_stale(run)):
+        raise EvalError(f"Eval run {run.pk} is still queued or running.")
+    with transaction.atomic():
+        attempt = run.attempts + 1
+        # A new job id: the old one may still sit in RQ's started registry after its worker died.
+        updated = EvalRun.objects.filter(pk=run.pk, status=run.status).update(
+            status=EvalRun.Status.QUEUED, error="", rq_job_id=f"eval-run-{run.pk}-{attempt + 1}")
+        if not updated:
+            raise EvalError(f"Eval run {run.pk} changed meanwhile; try again.")
+        run.refresh_from_db()
+        _enqueue(run)
+    return run
+
+
+# --- execute ----------------------------------------------------------------------------------
+def _ask(provider, *, model: str, messages: list[dict], json_output: bool, timeout: float):
+    try:
+        return provider.chat(model=model, messages=messages, json_output=json_output, temperature=0.0, timeout=timeout), None
+    except ProviderError as exc:
+        return None, exc
+    except Exception as exc:  # a bug or an odd response must cost one example, not the run
+        logger.exception("chat call failed")
+        return None, ProviderError(f"{type(exc).__name__}: {exc}", code="unexpected")
+
+
+def _store(run: EvalRun, member: DatasetMember, outcome, error: Exception | None, prices) -> None:
+    fields = {"eval_run": run, "member": member, "example_id": member.example_id}
+    if error is not None:
+        code = getattr(error, "code", "") or type(error).__name__
+        fields.update(status=EvalResult.Status.ERROR, error_kind=EvalResult.ErrorKind.API_ERROR,
+                      error_message=f"{code}: {getattr(error, 'message', None) or error}")
+    else:
+        kind, parsed, message = answer_check(task=run.task, text=outcome.text, refusal=outcome.refusal)
+        fields.update(
+            status=EvalResult.Status.ERROR if kind else EvalResult.Status.OK,
+            raw_output=outcome.text or outcome.refusal, parsed=parsed, error_kind=kind, error_message=message,
+            latency_ms=outcome.latency_ms, input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
+            cost_usd=call_cost(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens, prices=prices),
+        )
+    try:
+        with transaction.atomic():
+            EvalResult.objects.create(**fields)
+    except IntegrityError:
+        return  # another worker stored this example first
+    counter = "done_count" if fields["status"] == EvalResult.Status.OK else "error_count"
+    EvalRun.objects.filter(pk=run.pk).update(**{counter: F(counter) + 1}, heartbeat_at=timezone.now())
+
+
+def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
+    """Claim the run, ask every example that has no result yet, then compute the metrics. Idempotent."""
+    now = timezone.now()
+    claimed = EvalRun.objects.filter(pk=eval_run.pk, status=EvalRun.Status.QUEUED).update(
+        status=EvalRun.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1)
+    run = EvalRun.objects.select_related("task").get(pk=eval_run.pk)
+    if not claimed:
+        return run  # done, or another worker has it
+    try:
+        provider = get_provider(run.provider)
+        # API errors cost nothing and may be transient: a rerun asks those examples again.
+        EvalResult.objects.filter(eval_run=run, error_kind=EvalResult.ErrorKind.API_ERROR).delete()
+        done = set(EvalResult.objects.filter(eval_run=run).values_list("example_id", flat=True))
+        members = (DatasetMember.objects.filter(version_id=run.dataset_version_id, split=run.split)
+                   .exclude(example_id__in=done).order_by("position", "id"))
+        _recount(run)
+        prices = model_prices(run.model_name)
+        json_output = not is_text_task(run.task)
+        timeout = float(_setting("EVAL_TIMEOUT_SECONDS", 120))
+        width = max(1, run.concurrency)
+        in_flight = {}
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix=f"eval{run.pk}") as pool:
+            for member in members.iterator(chunk_size=200):
+                # Messages (with base64 images) are built here, a few ahead of the pool, to bound memory.
+                while len(in_flight) >= 2 * width:
+                    _drain(run, in_flight, prices, block=True)
+                try:
+                    messages = api_messages(messages_with_prompt(member.messages, run.prompt_text))
+                except Exception as exc:  # e.g. a page image gone: this example fails, the run goes on
+                    _store(run, member, None, exc, prices)
+                    continue
+                future = pool.submit(_ask, provider, model=run.model_name, messages=messages, json_output=json_output,
+                                     timeout=timeout)
+                in_flight[future] = member
+            while in_flight:
+                _drain(run, in_flight, prices, block=True)
+    except Exception as exc:
+        eval_run_fail(eval_run_id=run.pk, error=f"{type(exc).__name__}: {exc}")
+        raise
+    return eval_run_finish(eval_run=run)
+
+
+def _drain(run, in_flight: dict, prices, *, block: bool) -> None:
+    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED, timeout=None if block else 0)
+    for future in finished:
+        member = in_flight.pop(future)
+        outcome, error = future.result()
+        _store(run, member, outcome, error, prices)
+
+
+def _recount(run: EvalRun) -> None:
+    results = EvalResult.objects.filter(eval_run=run)
+    EvalRun.objects.filter(pk=run.pk).update(
+        done_count=results.filter(status=EvalResult.Status.OK).count(),
+        error_count=results.filter(status=EvalResult.Status.ERROR).count(),
+    )
+
+
+def eval_run_records(eval_run: EvalRun) -> list[dict]:
+    """The run's results in the shape finetune.metrics expects (targets from the frozen members)."""
+    task = eval_run.task
+    text_task = is_text_task(task)
+    records = []
+    results = (EvalResult.objects.filter(eval_run=eval_run)
+               .select_related("member", "example").order_by("example_id"))
+    for result in results:
+        target_text = result.member.target if result.member_id else result.example.target
+        if text_task:
+            target = target_text
+        else:
+            try:
+                target = json.loads(target_text)
+            except ValueError:
+                target = None
+        json_valid = result.error_kind not in (EvalResult.ErrorKind.REFUSAL, EvalResult.ErrorKind.INVALID_JSON,
+                                               EvalResult.ErrorKind.API_ERROR)
+        records.append({
+            "id": result.example_id, "target": target, "output": result.parsed if json_valid else None,
+            "json_valid": json_valid, "schema_valid": result.error_kind == "" and result.status == EvalResult.Status.OK,
+            "error_kind": result.error_kind, "tags": result.example.tags or {},
+        })
+    return records
+
+
+def eval_run_finish(*, eval_run: EvalRun) -> EvalRun:
+    """Totals and metrics from the stored results; the run is done."""
+    run = EvalRun.objects.select_related("task").get(pk=eval_run.pk)
+    records = eval_run_records(run)
+    computed = metric_lib.run_metrics(records, run.task.metric_spec or {},
+                                      n_boot=int(_setting("EVAL_BOOTSTRAP_SAMPLES", 1000)))
+    totals = EvalResult.objects.filter(eval_run=run).aggregate(cost=Sum("cost_usd"), inp=Sum("input_tokens"),
+                                                               out=Sum("output_tokens"))
+    _recount(run)
+    EvalRun.objects.filter(pk=run.pk).update(
+        status=EvalRun.Status.DONE, metrics=computed, cost_usd=totals["cost"] or 0, input_tokens=totals["inp"] or 0,
+        output_tokens=totals["out"] or 0, finished_at=timezone.now(), error="",
+    )
+    run.refresh_from_db()
+    return run
+
+
+def eval_run_fail(*, eval_run_id: int, error: str) -> None:
+    """The run stopped (worker error, provider not configured): say why on the row; resume continues it."""
+    EvalRun.objects.filter(pk=eval_run_id).exclude(status=EvalRun.Status.DONE).update(
+        status=EvalRun.Status.FAILED, error=error[:5000], finished_at=timezone.now())
