@@ -119,3 +119,58 @@ def make_example(*, task: Task | None = None, drawing: Drawing | None = None, ta
         group_key=fields.pop("group_key", part_number), content_hash=fields.pop("content_hash", content_hash),
         schema_version=task.schema_version, **fields,
     )
+
+
+def make_ground_truth(part_number: str, *, operations: list[dict] | None = None, high_cv: bool = False, **fields):
+    """Ground truth as the trimmed-mean step stores it: one row per (machine, operation) with n and CV."""
+    from curation.models import GroundTruth
+
+    operations = operations if operations is not None else [
+        {"machine": "NZX 2000", "operation": "turning", "machine_time_min_per_piece": 12.0, "setup_min": 30.0, "n": 8, "cv": 0.12},
+        {"machine": "DMU 50", "operation": "milling", "machine_time_min_per_piece": 6.5, "setup_min": 25.0, "n": 8,
+         "cv": 0.5 if high_cv else 0.2},
+    ]
+    cvs = [row["cv"] for row in operations if row.get("cv") is not None]
+    return GroundTruth.objects.create(
+        part_number=part_number, operations=operations, record_count=sum(row.get("n", 0) for row in operations),
+        max_cv=max(cvs) if cvs else None, high_cv=high_cv, **fields,
+    )
+
+
+# --- training runs (issue 5) ---------------------------------------------------------------------
+
+def make_base_model(name: str = "gpt-4o-mini-2024-07-18", *, price="3.00", jobs_end_date=None, shutdown_date=None, **fields):
+    """A base model row as the admin keeps them (price per 1M training tokens, dates)."""
+    import datetime
+    from decimal import Decimal
+
+    from curation.models import BaseModel
+
+    defaults = {"training_price_per_1m": Decimal(str(price)), "jobs_end_date": jobs_end_date or datetime.date(2027, 1, 6),
+                "shutdown_date": shutdown_date, **fields}
+    row, _ = BaseModel.objects.update_or_create(name=name, defaults=defaults)
+    return row
+
+
+def make_dataset_version(*, n_train: int = 10, n_validation: int = 2, task: Task | None = None, gates_passed: bool = True,
+                         tokens_per_example: int = 1000, epochs: int = 3, name: str | None = None, gates=None):
+    """A frozen dataset version with approved text examples as members (split, positions, token counts)."""
+    from curation.models import Dataset, DatasetMember, DatasetVersion
+
+    task = task or make_task("support_reply")
+    n = next(_seq)
+    dataset = Dataset.objects.create(name=name or f"dataset-{n}", task=task, epochs=epochs)
+    version = DatasetVersion.objects.create(
+        dataset=dataset, number=1, content_hash=hashlib.sha256(f"version-{n}".encode()).hexdigest(),
+        counts={"train": n_train, "validation": n_validation}, gates_passed=gates_passed,
+        gates=gates if gates is not None else [{"name": "min_rows", "passed": gates_passed, "value": n_train,
+                                                "threshold": 10, "message": "" if gates_passed else f"only {n_train} rows (need 10)"}],
+        tokens={"train": {"text": n_train * tokens_per_example, "image": 0, "total": n_train * tokens_per_example},
+                "validation": {"text": n_validation * tokens_per_example, "image": 0, "total": n_validation * tokens_per_example}},
+    )
+    for i in range(n_train + n_validation):
+        example = make_example(task=task, status=Example.Status.APPROVED, target=f"Answer {n}-{i}: tighten the chuck.")
+        split = DatasetMember.Split.TRAIN if i < n_train else DatasetMember.Split.VALIDATION
+        DatasetMember.objects.create(version=version, example=example, split=split, position=i,
+                                     messages=example.messages, target=example.target, text_tokens=tokens_per_example)
+    return version

@@ -1,0 +1,391 @@
+"""Review of examples: transitions, reasons, target edits against the schema, audit rows, bulk actions with
+their confirmation page, permission refusals, and the changelist's filters and counts."""
+import json
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from curation.models import Example, ExampleChange
+from curation.services.review import (
+    ReasonRequired,
+    ReviewConflict,
+    TargetInvalid,
+    TransitionNotAllowed,
+    example_approve,
+    example_mark_needs_changes,
+    example_reject,
+    example_target_update,
+    examples_approve,
+)
+from tests.factories import make_example, make_ground_truth, make_task, make_user, technology_target
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/curation/example/"
+
+
+def review_url(example):
+    return reverse("admin:curation_example_review", args=[example.pk])
+
+
+def fresh(example):
+    return Example.objects.get(pk=example.pk)
+
+
+def messages_of(response):
+    return [str(m) for m in response.context["messages"]] if response.context else []
+
+
+@pytest.fixture
+def reviewer(roles):
+    return make_user("Reviewer")
+
+
+@pytest.fixture
+def reviewer_client(client, reviewer):
+    client.force_login(reviewer)
+    return client
+
+
+# --- services: transitions and audit ------------------------------------------------------------------
+
+def test_approve_sets_reviewer_and_records_who_before_after(reviewer):
+    example = make_example()
+    example_approve(example=example, user=reviewer, note="matches the drawing")
+
+    example = fresh(example)
+    assert example.status == Example.Status.APPROVED
+    assert example.reviewer == reviewer and example.reviewed_at is not None
+    change = example.changes.get()
+    assert (change.user, change.field, change.before, change.after) == (reviewer, "status", "pending", "approved")
+    assert change.note == "matches the drawing" and change.at is not None
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_reject_needs_a_reason_and_changes_nothing_without_one(reviewer, reason):
+    example = make_example()
+    with pytest.raises(ReasonRequired):
+        example_reject(example=example, user=reviewer, reason=reason)
+    assert fresh(example).status == Example.Status.PENDING
+    assert not ExampleChange.objects.exists()
+
+
+def test_needs_changes_needs_a_note(reviewer):
+    example = make_example()
+    with pytest.raises(ReasonRequired):
+        example_mark_needs_changes(example=example, user=reviewer, note="")
+    example_mark_needs_changes(example=example, user=reviewer, note="setup time too low")
+    assert fresh(example).status == Example.Status.NEEDS_CHANGES
+    assert fresh(example).review_note == "setup time too low"
+
+
+def test_transitions_any_decision_to_another_but_never_the_same_twice(reviewer):
+    example = make_example()
+    example_reject(example=example, user=reviewer, reason="wrong material")
+    assert fresh(example).rejection_reason == "wrong material"
+
+    # A reviewer may change their mind; the approval clears the stale reason, the history keeps it.
+    example_approve(example=example, user=reviewer)
+    assert fresh(example).status == Example.Status.APPROVED
+    assert fresh(example).rejection_reason == ""
+
+    with pytest.raises(TransitionNotAllowed):
+        example_approve(example=example, user=reviewer)
+    history = list(fresh(example).changes.order_by("id").values_list("before", "after", "note"))
+    assert history == [("pending", "rejected", "wrong material"), ("rejected", "approved", "")]
+
+
+def test_a_decision_on_a_stale_screen_is_refused_not_lost(reviewer):
+    example = make_example()
+    other = make_user("Reviewer")
+    example_reject(example=example, user=other, reason="scan unreadable")
+    # The first reviewer's screen still shows "pending".
+    with pytest.raises(ReviewConflict):
+        example_approve(example=example, user=reviewer, expected_status=Example.Status.PENDING)
+    assert fresh(example).status == Example.Status.REJECTED
+    assert fresh(example).reviewer == other
+
+
+def test_invalid_target_edit_is_refused_with_the_schema_error_and_nothing_saved(reviewer):
+    example = make_example()
+    before = example.target
+    bad = technology_target(example.group_key)
+    bad["operations"][0]["machine_time_min_per_piece"] = -3
+
+    with pytest.raises(TargetInvalid) as error:
+        example_target_update(example=example, user=reviewer, target_text=json.dumps(bad))
+    assert "$.operations[0].machine_time_min_per_piece" in str(error.value)
+    with pytest.raises(TargetInvalid, match="not valid JSON"):
+        example_target_update(example=example, user=reviewer, target_text="{material: C45")
+
+    assert fresh(example).target == before
+    assert not ExampleChange.objects.exists()
+
+
+def test_target_edit_is_saved_audited_and_sends_an_approved_example_back_to_pending(reviewer):
+    example = make_example(status=Example.Status.APPROVED)
+    before = example.target
+    corrected = technology_target(example.group_key, material="42CrMo4", minutes=9.0)
+
+    example_target_update(example=example, user=reviewer, target_text=json.dumps(corrected, indent=2),
+                          expected_target=before)
+
+    example = fresh(example)
+    assert json.loads(example.target) == corrected
+    assert example.status == Example.Status.PENDING
+    changes = {c.field: c for c in example.changes.all()}
+    assert changes["target"].before == before and json.loads(changes["target"].after) == corrected
+    assert (changes["status"].before, changes["status"].after) == ("approved", "pending")
+
+
+def test_target_edit_against_a_target_changed_meanwhile_is_refused(reviewer):
+    example = make_example()
+    seen = example.target
+    example_target_update(example=example, user=make_user("Reviewer"),
+                          target_text=json.dumps(technology_target(example.group_key, minutes=20)))
+    with pytest.raises(ReviewConflict):
+        example_target_update(example=example, user=reviewer, expected_target=seen,
+                              target_text=json.dumps(technology_target(example.group_key, minutes=5)))
+    assert json.loads(fresh(example).target)["operations"][0]["machine_time_min_per_piece"] == 20
+
+
+def test_bulk_approve_counts_changed_and_skipped(reviewer):
+    task = make_task()
+    pending = [make_example(task=task) for _ in range(3)]
+    done = make_example(task=task, status=Example.Status.APPROVED)
+
+    result = examples_approve(examples=Example.objects.filter(pk__in=[e.pk for e in pending + [done]]), user=reviewer)
+
+    assert (result.changed, result.skipped) == (3, 1)
+    assert Example.objects.filter(status=Example.Status.APPROVED).count() == 4
+    assert ExampleChange.objects.count() == 3
+
+
+# --- the review screen --------------------------------------------------------------------------------
+
+def test_review_screen_shows_pages_target_ground_truth_history_and_legend(reviewer_client, reviewer):
+    example = make_example(tags={"industry": "automotive", "machine": ["NZX 2000"], "material": "C45"})
+    make_ground_truth(example.group_key, high_cv=True)
+    example_reject(example=example, user=reviewer, reason="first look: wrong material")
+
+    response = reviewer_client.get(review_url(example))
+
+    assert response.status_code == 200
+    page = example.drawing.pages.get()
+    html = response.content.decode()
+    assert 'class="review-page' in html and (page.image.url in html or f"/{page.pk}/" in html)
+    assert 'id="review-target-material">C45<' in html
+    assert 'id="review-ground-truth"' in html and "High variation" in html
+    assert "first look: wrong material" in html  # history row and rejection reason
+    assert 'id="review-legend"' in html and "<kbd>a</kbd>" in html
+    # Target 12.5 against ground truth 12.0 -> +4.2 %.
+    assert "4.2 %" in html
+
+
+def test_approve_on_the_review_screen_moves_on_to_the_next_pending(reviewer_client, reviewer):
+    task = make_task()
+    first, second = make_example(task=task), make_example(task=task)
+
+    response = reviewer_client.post(review_url(first), {"decision": "approve", "expected_status": "pending"})
+
+    assert response.status_code == 302 and response["Location"] == review_url(second)
+    assert fresh(first).status == Example.Status.APPROVED and fresh(first).reviewer == reviewer
+
+
+def test_reject_on_the_review_screen_without_a_reason_shows_an_error(reviewer_client):
+    example = make_example()
+    response = reviewer_client.post(review_url(example), {"decision": "reject", "reason": " "}, follow=True)
+    assert response.status_code == 200
+    assert "A rejection needs a reason." in messages_of(response)
+    assert fresh(example).status == Example.Status.PENDING
+
+
+def test_invalid_target_edit_on_the_review_screen_keeps_the_text_and_saves_nothing(reviewer_client):
+    example = make_example()
+    before = example.target
+    broken = before.replace('"turning"', '"grinding"')
+
+    response = reviewer_client.post(review_url(example), {"decision": "edit", "target": broken, "expected_target": before})
+
+    assert response.status_code == 200
+    (message,) = messages_of(response)
+    assert message.startswith("Target not saved: $.operations[0].operation") and "grinding" in message
+    assert "grinding" in response.content.decode()  # the reviewer's text is still in the editor
+    assert fresh(example).target == before
+    assert not ExampleChange.objects.exists()
+
+
+def test_change_page_shows_the_history_and_links_to_the_review(reviewer_client, reviewer):
+    example = make_example()
+    example_mark_needs_changes(example=example, user=reviewer, note="check the thread length")
+    response = reviewer_client.get(reverse("admin:curation_example_change", args=[example.pk]))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "check the thread length" in html and reviewer.username in html
+    assert review_url(example) in html
+
+
+# --- permissions --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def looker(db):
+    """Staff who may look at and change examples (e.g. tags) but not review them."""
+    user = make_user(None)
+    user.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="curation", codename__in=["view_example", "change_example"]))
+    return user
+
+
+def test_staff_without_review_permission_cannot_approve_by_posting(client, looker):
+    example = make_example()
+    client.force_login(looker)
+
+    assert client.get(review_url(example)).status_code == 200  # may look
+    assert client.post(review_url(example), {"decision": "approve"}).status_code == 403
+
+    # The changelist neither offers the action nor runs it when it is posted by hand.
+    response = client.post(CHANGELIST, {"action": "approve_selected", "_selected_action": [example.pk], "index": 0},
+                           follow=True)
+    assert response.status_code == 200 and 'value="approve_selected"' not in response.content.decode()
+    assert fresh(example).status == Example.Status.PENDING
+    assert not ExampleChange.objects.exists()
+
+
+def test_reviewer_is_refused_the_manager_only_download_action(reviewer_client, reviewer, roles):
+    example = make_example()
+    assert not reviewer.has_perm("curation.build_dataset") and not reviewer.has_perm("finetune.launch_run")
+
+    response = reviewer_client.post(CHANGELIST, {"action": "download_jsonl", "_selected_action": [example.pk],
+                                                 "index": 0}, follow=True)
+    assert "No action selected." in messages_of(response)
+    assert "attachment" not in response.get("Content-Disposition", "")
+
+    manager_client = type(reviewer_client)()
+    manager_client.force_login(make_user("Manager"))
+    response = manager_client.post(CHANGELIST, {"action": "download_jsonl", "_selected_action": [example.pk], "index": 0})
+    assert response["Content-Disposition"] == 'attachment; filename="examples.jsonl"'
+    assert json.loads(response.content.decode().splitlines()[0])["id"] == example.pk
+
+
+def test_reviewers_get_review_screen_forbidden_without_view_permission(client):
+    example = make_example()
+    client.force_login(make_user(None))
+    assert client.get(review_url(example)).status_code == 403
+
+
+# --- bulk actions in the changelist -------------------------------------------------------------------
+
+def test_bulk_approve_from_the_changelist(reviewer_client):
+    task = make_task()
+    chosen = [make_example(task=task), make_example(task=task)]
+    other = make_example(task=task)
+
+    response = reviewer_client.post(CHANGELIST, {"action": "approve_selected", "index": 0,
+                                                 "_selected_action": [e.pk for e in chosen]}, follow=True)
+
+    assert any(m.startswith("Approved 2 example(s)") for m in messages_of(response))
+    assert [fresh(e).status for e in chosen] == ["approved", "approved"]
+    assert fresh(other).status == "pending"
+
+
+def test_bulk_reject_asks_for_a_reason_on_a_confirmation_page_first(reviewer_client):
+    task = make_task()
+    chosen = [make_example(task=task), make_example(task=task)]
+    ids = [e.pk for e in chosen]
+
+    first = reviewer_client.post(CHANGELIST, {"action": "reject_selected", "index": 0, "_selected_action": ids})
+    assert first.status_code == 200
+    html = first.content.decode()
+    assert 'name="reason"' in html and 'name="post" value="yes"' in html and "Reject <strong>2</strong>" in html
+    assert all(fresh(e).status == "pending" for e in chosen)  # nothing happens on the first POST
+
+    # The confirmation posts the ids again (no "index"), like delete_selected's.
+    no_reason = reviewer_client.post(CHANGELIST, {"action": "reject_selected", "post": "yes", "reason": "",
+                                                  "_selected_action": ids})
+    assert no_reason.status_code == 200 and "A rejection needs a reason." in no_reason.content.decode()
+    assert all(fresh(e).status == "pending" for e in chosen)
+
+    done = reviewer_client.post(CHANGELIST, {"action": "reject_selected", "post": "yes", "reason": "duplicate scans",
+                                             "_selected_action": ids}, follow=True)
+    assert any(m.startswith("Rejected 2 example(s)") for m in messages_of(done))
+    assert [(fresh(e).status, fresh(e).rejection_reason) for e in chosen] == [("rejected", "duplicate scans")] * 2
+    assert ExampleChange.objects.filter(after="rejected", note="duplicate scans").count() == 2
+
+
+# --- changelist: filters, search, counts --------------------------------------------------------------
+
+def _ids(response):
+    return {row.pk for row in response.context["cl"].result_list}
+
+
+def test_changelist_filters_by_tags_ranges_reviewer_and_near_duplicate(reviewer_client, reviewer):
+    task = make_task()
+    a = make_example(task=task, tags={"industry": "automotive", "machine": ["NZX 2000", "DMU 50"], "material": "C45"},
+                     confidence=0.9, quality_score=0.3)
+    b = make_example(task=task, tags={"industry": "medical", "machine": ["DMU 50 evo"], "material": "1.4301"},
+                     confidence=0.6, quality_score=0.95, is_near_duplicate=True)
+    c = make_example(task=task, tags={"industry": "medical", "machine": "NZX 2000", "material": "C45"})
+    example_approve(example=c, user=reviewer)
+
+    assert _ids(reviewer_client.get(CHANGELIST, {"tag_industry": "medical"})) == {b.pk, c.pk}
+    # A list tag and a single-valued one both match; "DMU 50" does not match "DMU 50 evo".
+    assert _ids(reviewer_client.get(CHANGELIST, {"tag_machine": "NZX 2000"})) == {a.pk, c.pk}
+    assert _ids(reviewer_client.get(CHANGELIST, {"tag_machine": "DMU 50"})) == {a.pk}
+    assert _ids(reviewer_client.get(CHANGELIST, {"tag_material": "1.4301"})) == {b.pk}
+    assert _ids(reviewer_client.get(CHANGELIST, {"confidence": "high"})) == {a.pk}
+    assert _ids(reviewer_client.get(CHANGELIST, {"confidence": "mid"})) == {b.pk}
+    assert _ids(reviewer_client.get(CHANGELIST, {"confidence": "none"})) == {c.pk}
+    assert _ids(reviewer_client.get(CHANGELIST, {"quality": "high"})) == {b.pk}
+    assert _ids(reviewer_client.get(CHANGELIST, {"reviewer__id__exact": reviewer.pk})) == {c.pk}
+    assert _ids(reviewer_client.get(CHANGELIST, {"is_near_duplicate__exact": "1"})) == {b.pk}
+    assert _ids(reviewer_client.get(CHANGELIST, {"status__exact": "approved"})) == {c.pk}
+    assert _ids(reviewer_client.get(CHANGELIST, {"task__id__exact": task.pk, "q": b.group_key})) == {b.pk}
+
+    html = reviewer_client.get(CHANGELIST).content.decode()
+    # The tag filter offers each machine once, flattened from the lists.
+    assert html.count("tag_machine=NZX+2000") == 1 and "tag_machine=DMU+50+evo" in html
+
+
+def test_changelist_shows_counts_per_status(reviewer_client, reviewer):
+    task = make_task()
+    examples = [make_example(task=task) for _ in range(4)]
+    example_approve(example=examples[0], user=reviewer)
+    example_reject(example=examples[1], user=reviewer, reason="blurred")
+
+    response = reviewer_client.get(CHANGELIST)
+    counts = {link["value"]: link["count"] for link in response.context["status_links"]}
+    assert counts == {"pending": 2, "approved": 1, "rejected": 1, "needs_changes": 0}
+    html = response.content.decode()
+    assert 'data-status="pending">Pending <strong>2</strong>' in html
+
+
+def test_changelist_and_review_queries_do_not_grow_with_rows(reviewer_client):
+    task = make_task()
+    drawing = make_example(task=task).drawing
+    make_example(task=task, drawing=drawing, group_key="G-x", content_hash="hx")
+
+    def count(url):
+        with CaptureQueriesContext(connection) as queries:
+            assert reviewer_client.get(url).status_code == 200
+        return len(queries)
+
+    example = Example.objects.order_by("pk").first()
+    few = (count(CHANGELIST), count(review_url(example)))
+    for i in range(12):
+        make_example(task=task, drawing=drawing, group_key=f"G-{i}", content_hash=f"h{i}",
+                     tags={"industry": f"ind{i}", "machine": [f"M{i}"], "material": "C45"})
+    assert (count(CHANGELIST), count(review_url(example))) == few
+
+
+def test_next_pending_link_opens_the_first_pending_or_says_none_is_left(reviewer_client, reviewer):
+    task = make_task()
+    first, second = make_example(task=task), make_example(task=task)
+    url = reverse("admin:curation_example_next_pending") + f"?task={task.pk}"
+    assert reviewer_client.get(url)["Location"] == review_url(first)
+    for example in (first, second):
+        example_approve(example=example, user=reviewer)
+    response = reviewer_client.get(url, follow=True)
+    assert "No pending examples left. Well done." in messages_of(response)
