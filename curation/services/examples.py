@@ -13,6 +13,7 @@ from curation.models import Drawing, Example, GroundTruth, Task
 from curation.services.audit import example_change_record
 from curation.services.ground_truth import ground_truth_compute, ground_truth_target, material_normalise
 from curation.services.tasks import TargetInvalid, UnknownPreset, target_validate, task_get_or_create
+from curation.tokens import text_tokens
 
 CHAT_ROLES = {"system", "developer", "user", "assistant", "tool"}
 
@@ -87,6 +88,9 @@ def examples_build(*, task: Task, drawings=None) -> BuildReport:
     report = BuildReport()
     if drawings is None:
         drawings = Drawing.objects.filter(status=Drawing.Status.RENDERED)
+    if hasattr(drawings, "order_by"):
+        # Oldest drawing first: of two near-duplicates, the later upload is the one flagged.
+        drawings = drawings.order_by("pk").prefetch_related("pages")
     for drawing in drawings:
         reason = ""
         if drawing.status != Drawing.Status.RENDERED:
@@ -263,10 +267,14 @@ class _Defect(Exception):
         self.code, self.reason = code, reason
 
 
-def _token_count(text: str) -> int:
-    from bpe_openai import get_encoding
-
-    return len(get_encoding("o200k_base").encode(text))
+def _tokens_above_limit(text: str) -> int:
+    """The token count when it is above EXAMPLES_IMPORT_MAX_TOKENS, else 0."""
+    limit = settings.EXAMPLES_IMPORT_MAX_TOKENS
+    # A token is at least one UTF-8 byte: a text of no more bytes than the limit cannot exceed it.
+    if len(text.encode()) <= limit:
+        return 0
+    tokens = text_tokens(text)
+    return tokens if tokens > limit else 0
 
 
 def _content_text(content) -> str:
@@ -294,8 +302,8 @@ def _parse_chat_line(raw: str) -> dict:
             raise _Defect("empty_content", f"message {index} ({role}) has empty content")
     if data["messages"][-1].get("role") != "assistant":
         raise _Defect("missing_assistant_message", "the last message is not an assistant answer: nothing to learn")
-    tokens = _token_count("\n".join(_content_text(m.get("content")) for m in data["messages"]))
-    if tokens > settings.EXAMPLES_IMPORT_MAX_TOKENS:
+    tokens = _tokens_above_limit("\n".join(_content_text(m.get("content")) for m in data["messages"]))
+    if tokens:
         raise _Defect("too_long", f"too long: {tokens} tokens, above the limit of {settings.EXAMPLES_IMPORT_MAX_TOKENS}")
     confidence = data.get("confidence")
     if confidence is not None and (isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1):

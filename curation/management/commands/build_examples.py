@@ -1,0 +1,24 @@
+"""`manage.py build_examples [--task technology_builder]`: pending examples from rendered drawings + ground truth."""
+from django.core.management.base import BaseCommand, CommandError
+
+from curation.services.examples import examples_build
+from curation.services.tasks import UnknownPreset, task_get_or_create
+
+
+class Command(BaseCommand):
+    help = "Build (idempotently) one example per rendered drawing with ground truth; lists skipped drawings."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--task", default="technology_builder", help="Task slug (default technology_builder)")
+
+    def handle(self, *args, task, **options):
+        try:
+            chosen = task_get_or_create(slug=task)
+        except UnknownPreset as exc:
+            raise CommandError(str(exc)) from exc
+        if not chosen.uses_images:
+            raise CommandError(f"Task {chosen.slug} does not use drawings; import its examples with import_examples.")
+        report = examples_build(task=chosen)
+        for skipped in report.skipped:
+            self.stdout.write(f"  {skipped['part_number'] or '#' + str(skipped['drawing_id'])}: {skipped['reason']}")
+        self.stdout.write(self.style.SUCCESS(f"{chosen.slug}: {report.summary()}."))
