@@ -104,3 +104,31 @@ def examples_jsonl_lines(*, examples):
             "id": example.pk, "task": example.task.slug, "status": example.status, "group_key": example.group_key,
             "tags": example.tags, "messages": example.messages, "target": example.target,
         }, ensure_ascii=False) + "\n"
+
+
+# --- Ground truth (issue 3, data side): for the drawing admin and the review screen. ---
+
+
+def ground_truth_for_part(part_number: str) -> dict | None:
+    """The part's ground truth as a table: material, flags and one row per (machine, operation); None if none.
+
+    One query. Rows: {operation, machine, machine_time_min_per_piece, setup_min, n, cv}, in target order.
+    """
+    if not part_number:
+        return None
+    ground_truth = GroundTruth.objects.filter(part_number=part_number).first()
+    if ground_truth is None:
+        return None
+    return {
+        "part_number": ground_truth.part_number,
+        "material": ground_truth.material,
+        "material_source": ground_truth.material_source,
+        "record_count": ground_truth.record_count,
+        "max_cv": ground_truth.max_cv,
+        "high_cv": ground_truth.high_cv,
+        "computed_at": ground_truth.computed_at,
+        "operations": [
+            {key: op.get(key) for key in ("operation", "machine", "machine_time_min_per_piece", "setup_min", "n", "cv")}
+            for op in ground_truth.operations or []
+        ],
+    }

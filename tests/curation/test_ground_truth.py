@@ -102,3 +102,16 @@ def test_material_is_read_from_the_vector_drawing_and_kept_when_set_by_hand(corp
     assert from_scan.material == ""  # no text layer: a person enters it
     ground_truth_material_set(ground_truth=from_scan, material=parts[scanned]["target"]["material"])
     assert ground_truth_compute(part_number=scanned).material == parts[scanned]["target"]["material"]
+
+
+@pytest.mark.django_db
+def test_selector_gives_the_table_the_screens_show():
+    from curation.selectors import ground_truth_for_part
+
+    make_drawing(part_number="SEL-1", status=Drawing.Status.UPLOADED)
+    production_records_import(text=_csv([("SEL-1", "A1", "DMU 50", "milling", "3", "20"),
+                                         ("SEL-1", "A1", "VS20 saw", "saw", "1", "5")]))
+    table = ground_truth_for_part("SEL-1")
+    assert [(row["operation"], row["machine"], row["n"]) for row in table["operations"]] == \
+        [("saw", "VS20 saw", 1), ("milling", "DMU 50", 1)]
+    assert ground_truth_for_part("NOPE") is None and ground_truth_for_part("") is None
