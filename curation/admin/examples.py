@@ -338,6 +338,8 @@ class ExampleAdmin(admin.ModelAdmin):
         return {
             **self.admin_site.each_context(request),
             "title": f"Review example #{example.pk}",
+            # The drawing needs the width more than the app list does.
+            "is_nav_sidebar_enabled": False,
             "opts": self.model._meta,
             "example": example,
             "part_number": selectors.example_part_number(example),

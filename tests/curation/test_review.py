@@ -182,7 +182,7 @@ def test_review_screen_shows_pages_target_ground_truth_history_and_legend(review
     assert "first look: wrong material" in html  # history row and rejection reason
     assert 'id="review-legend"' in html and "<kbd>a</kbd>" in html
     # Target 12.5 against ground truth 12.0 -> +4.2 %.
-    assert "4.2 %" in html
+    assert "+4.2 %" in html and "-3.8 %" in html
 
 
 def test_approve_on_the_review_screen_moves_on_to_the_next_pending(reviewer_client, reviewer):
