@@ -76,11 +76,9 @@ def example_part_number(example: Example) -> str:
     return example.group_key or (example.drawing.part_number if example.drawing_id else "")
 
 
-def example_ground_truth(*, example: Example) -> GroundTruth | None:
-    part_number = example_part_number(example)
-    if not part_number:
-        return None
-    return GroundTruth.objects.filter(part_number=part_number).first()
+def example_ground_truth(*, example: Example) -> dict | None:
+    """The ground-truth table of the example's part (see ground_truth_for_part below); one query."""
+    return ground_truth_for_part(example_part_number(example))
 
 
 def example_tag_values(*, key: str) -> list[str]:

@@ -402,7 +402,7 @@ def _ground_truth_rows(ground_truth, target) -> list[dict]:
         return []
     by_key = {(row.get("machine"), row.get("operation")): row for row in _target_rows(target)}
     rows = []
-    for row in ground_truth.operations or []:
+    for row in ground_truth["operations"] or []:
         cv = _number(row.get("cv"))
         truth = _number(row.get("machine_time_min_per_piece"))
         target_row = by_key.get((row.get("machine"), row.get("operation")))
