@@ -1,5 +1,9 @@
 """The JSON API (estimates)."""
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from finetune import api
 
 app_name = "api"
-urlpatterns = []
+urlpatterns = [
+    path("estimates", api.estimates_create, name="estimates"),
+]

@@ -1,0 +1,266 @@
+"""Promotion and the model registry: the task's policy decides, a Manager may override with a reason.
+
+The active model of a task is a database row (`ModelVersion.is_active`, one per task by constraint)
+read at request time by `model_version_active`, so switching models needs no code edit and no restart.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from curation.models import Task
+from finetune import metrics as metric_lib
+from finetune.models import EvalRun, ModelKind, ModelVersion
+from finetune.services.evals import eval_run_records
+
+
+class PromotionRefused(Exception):
+    """The policy fails and no override reason was given; `checks` says which rule and by how much."""
+
+    def __init__(self, message: str, checks: list[dict] | None = None):
+        super().__init__(message)
+        self.checks = checks or []
+
+
+# --- registry (read at request time) ----------------------------------------------------------
+def model_version_active(*, task: Task) -> ModelVersion | None:
+    return ModelVersion.objects.filter(task=task, is_active=True).select_related("eval_run").first()
+
+
+def provider_tag(*, provider: str, kind: str) -> str:
+    """`openai` for a base model, `openai_ft` for a fine-tuned model or checkpoint (same for azure)."""
+    return f"{provider}_ft" if kind in (ModelKind.FINE_TUNED, ModelKind.CHECKPOINT) else provider
+
+
+# --- policy -----------------------------------------------------------------------------------
+def primary_numeric_path(task: Task) -> str | None:
+    spec = task.metric_spec or {}
+    policy = task.promotion_policy or {}
+    numeric = spec.get("numeric") or []
+    return policy.get("mape_field") or (numeric[0] if numeric else None)
+
+
+def _check(name, passed, value, threshold, message) -> dict:
+    return {"name": name, "passed": bool(passed), "value": value, "threshold": threshold, "message": message}
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f} %"
+
+
+def promotion_checks(*, eval_run: EvalRun) -> tuple[list[dict], dict | None]:
+    """The task's policy applied to a done eval run: ([{name, passed, value, threshold, message}], comparison vs active)."""
+    task = eval_run.task
+    policy = task.promotion_policy or {}
+    metrics = eval_run.metrics or {}
+    checks = [_check("run_done", eval_run.status == EvalRun.Status.DONE, eval_run.status, "done",
+                     f"Eval run {eval_run.pk} is {eval_run.status}.")]
+    path = primary_numeric_path(task)
+    if "max_mape" in policy and path:
+        value = ((metrics.get("numeric") or {}).get(path) or {}).get("mape", {}).get("value")
+        limit = float(policy["max_mape"])
+        checks.append(_check("max_mape", value is not None and value <= limit, value, limit,
+                             f"MAPE of {path} is {_pct(value)} (limit {_pct(limit)})."))
+    if "min_json_validity" in policy:
+        value = (metrics.get("json_validity") or {}).get("value")
+        limit = float(policy["min_json_validity"])
+        checks.append(_check("min_json_validity", value is not None and value >= limit, value, limit,
+                             f"JSON validity is {_pct(value)} (minimum {_pct(limit)})."))
+    if "min_schema_validity" in policy:
+        value = (metrics.get("schema_validity") or {}).get("value")
+        limit = float(policy["min_schema_validity"])
+        checks.append(_check("min_schema_validity", value is not None and value >= limit, value, limit,
+                             f"Schema validity is {_pct(value)} (minimum {_pct(limit)})."))
+
+    comparison = None
+    active = model_version_active(task=task)
+    if policy.get("not_worse_than_active") and active is not None and eval_run.status == EvalRun.Status.DONE:
+        baseline = active.eval_run
+        if baseline is None or baseline.status != EvalRun.Status.DONE:
+            checks.append(_check("not_worse_than_active", False, None, "no worse beyond the 95 % CI",
+                                 f"The active model {active.model_name} has no finished eval run to compare with."))
+        elif baseline.pk == eval_run.pk:
+            checks.append(_check("not_worse_than_active", True, 0, "no worse beyond the 95 % CI",
+                                 "This eval run is the active model's own."))
+        else:
+            comparison = metric_lib.compare_runs(eval_run_records(baseline), eval_run_records(eval_run),
+                                                 task.metric_spec or {},
+                                                 n_boot=int(getattr(settings, "EVAL_BOOTSTRAP_SAMPLES", 1000)))
+            comparison["a"] = {"id": baseline.pk, "model": baseline.model_name}
+            comparison["b"] = {"id": eval_run.pk, "model": eval_run.model_name}
+            checks.append(_not_worse_check(comparison, path, active))
+    return checks, comparison
+
+
+def _not_worse_check(comparison: dict, path: str | None, active: ModelVersion) -> dict:
+    threshold = "no worse beyond the 95 % CI"
+    if not comparison["n_shared"]:
+        return _check("not_worse_than_active", False, None, threshold,
+                      f"No example was evaluated by both this model and the active {active.model_name}: "
+                      "evaluate both on the same dataset version.")
+    # Worse "beyond the interval": the whole 95 % interval of the paired difference is on the bad side.
+    problems = []
+    numeric = comparison["numeric"].get(path) if path else None
+    if numeric and numeric["ci"] and numeric["ci"][0] > 0:
+        problems.append(f"MAPE is higher by {_pct(numeric['diff'])} (95 % CI {_pct(numeric['ci'][0])} to {_pct(numeric['ci'][1])})")
+    validity = comparison["json_validity"]
+    if validity["ci"] and validity["ci"][1] < 0:
+        problems.append(f"JSON validity is lower by {_pct(-validity['diff'])}")
+    diff = numeric["diff"] if numeric else None
+    message = ("; ".join(problems) + f" than the active {active.model_name}.") if problems else (
+        f"Not worse than the active {active.model_name} on {comparison['n_shared']} shared examples"
+        + (f" (MAPE difference {_pct(diff)})." if diff is not None else "."))
+    return _check("not_worse_than_active", not problems, diff, threshold, message)
+
+
+# --- promote / activate -----------------------------------------------------------------------
+def _require_promote(user) -> None:
+    if user is None or not user.has_perm("finetune.promote_model"):
+        raise PermissionDenied("Only Managers may promote models.")
+
+
+def model_version_promote(*, eval_run: EvalRun, user, override_reason: str = "") -> ModelVersion:
+    """Make the evaluated model the task's active one; refused while the policy fails unless a reason is given."""
+    _require_promote(user)
+    eval_run = EvalRun.objects.select_related("task", "dataset_version__dataset").get(pk=eval_run.pk)
+    if eval_run.status != EvalRun.Status.DONE:
+        raise PromotionRefused(f"Eval run {eval_run.pk} is {eval_run.status}: only a finished evaluation can be promoted.")
+    override_reason = (override_reason or "").strip()
+    with transaction.atomic():
+        # Lock the task row: two promotions of one task run one after the other.
+        task = Task.objects.select_for_update().get(pk=eval_run.task_id)
+        checks, comparison = promotion_checks(eval_run=eval_run)
+        passed = all(c["passed"] for c in checks)
+        if not passed and not override_reason:
+            failed = "; ".join(c["message"] for c in checks if not c["passed"])
+            raise PromotionRefused(f"The promotion policy fails: {failed} Give an override reason to promote anyway.", checks)
+        previous = model_version_active(task=task)
+        ModelVersion.objects.filter(task=task, is_active=True).update(is_active=False)
+        training_run = eval_run.training_run
+        version = ModelVersion.objects.create(
+            task=task, model_name=eval_run.model_name, provider=eval_run.provider, kind=eval_run.model_kind,
+            prompt_text=eval_run.prompt_text, training_run=training_run, eval_run=eval_run, is_active=True,
+            promoted_by=user, policy_passed=passed, override_reason="" if passed else override_reason,
+        )
+        version.report = promotion_report(version=version, checks=checks, comparison=comparison, previous=previous)
+        version.model_card = model_card_render(version=version)
+        version.save(update_fields=["report", "model_card"])
+    return version
+
+
+def model_version_activate(*, model_version: ModelVersion, user) -> ModelVersion:
+    """Switch the registry back (or forth) to an already promoted version, e.g. a rollback."""
+    _require_promote(user)
+    with transaction.atomic():
+        Task.objects.select_for_update().get(pk=model_version.task_id)
+        ModelVersion.objects.filter(task_id=model_version.task_id, is_active=True).exclude(pk=model_version.pk).update(is_active=False)
+        ModelVersion.objects.filter(pk=model_version.pk).update(is_active=True)
+    model_version.refresh_from_db()
+    return model_version
+
+
+# --- report and model card --------------------------------------------------------------------
+def _hyperparameters(training_run) -> dict:
+    if training_run is None:
+        return {}
+    value = getattr(training_run, "hyperparameters", None)
+    if isinstance(value, dict):
+        return value
+    return {name: getattr(training_run, name) for name in ("n_epochs", "batch_size", "learning_rate_multiplier")
+            if hasattr(training_run, name)}
+
+
+def promotion_report(*, version: ModelVersion, checks: list[dict], comparison: dict | None, previous) -> dict:
+    run = version.eval_run
+    dv = run.dataset_version
+    training_run = version.training_run
+    metrics = dict(run.metrics or {})
+    return {
+        "task": {"slug": version.task.slug, "schema_version": version.task.schema_version,
+                 "prompt_version": version.task.prompt_version},
+        "model": {"name": version.model_name, "kind": version.kind, "provider": version.provider,
+                  "tag": provider_tag(provider=version.provider, kind=version.kind)},
+        "training_run": ({"id": training_run.pk, "base_model": str(getattr(training_run, "base_model", "")),
+                          "job_id": getattr(training_run, "job_id", None), "hyperparameters": _hyperparameters(training_run)}
+                         if training_run else None),
+        "eval_run": {"id": run.pk, "split": run.split, "prompt_kind": run.prompt_kind, "prompt_text": run.prompt_text,
+                     "n": run.total, "cost_usd": str(run.cost_usd), "finished_at": run.finished_at.isoformat() if run.finished_at else None},
+        "dataset_version": {"id": dv.pk, "name": str(dv), "content_hash": dv.content_hash},
+        "policy": version.task.promotion_policy, "checks": checks, "policy_passed": version.policy_passed,
+        "override_reason": version.override_reason,
+        "previous_active": ({"id": previous.pk, "model": previous.model_name} if previous else None),
+        "comparison": comparison,
+        "metrics": {k: v for k, v in metrics.items() if k != "worst"},
+        "promoted_by": getattr(version.promoted_by, "username", ""),
+        "promoted_at": (version.promoted_at or timezone.now()).isoformat(),
+    }
+
+
+def _ci(block) -> str:
+    if not block or block.get("value") is None:
+        return "n/a"
+    ci = block.get("ci")
+    return f"{_pct(block['value'])} (95 % CI {_pct(ci[0])}–{_pct(ci[1])})" if ci else _pct(block["value"])
+
+
+def model_card_render(*, version: ModelVersion) -> str:
+    """The model card (Markdown) from the report: what a person needs before trusting the model."""
+    report = version.report
+    metrics = report["metrics"]
+    lines = [
+        f"# Model card: {version.model_name}",
+        "",
+        f"- Task: `{report['task']['slug']}` (schema v{report['task']['schema_version']}, prompt v{report['task']['prompt_version']})",
+        f"- Kind: {version.get_kind_display()}; provider tag `{report['model']['tag']}`",
+        f"- Promoted: {report['promoted_at'][:19].replace('T', ' ')} UTC by {report['promoted_by'] or '—'}",
+        f"- Dataset version: {report['dataset_version']['name']} (hash `{report['dataset_version']['content_hash']}`), split `{report['eval_run']['split']}`",
+        f"- Eval run: {report['eval_run']['id']}, {report['eval_run']['n']} examples, prompt `{report['eval_run']['prompt_kind']}`, cost ${report['eval_run']['cost_usd']}",
+    ]
+    tr = report["training_run"]
+    if tr:
+        lines.append(f"- Base model: {tr['base_model']}; training run {tr['id']} (job `{tr['job_id'] or '—'}`)")
+        hp = ", ".join(f"{k}={v}" for k, v in (tr["hyperparameters"] or {}).items()) or "provider defaults"
+        lines.append(f"- Hyperparameters: {hp}")
+    else:
+        lines.append("- Base model: " + (version.model_name if version.kind == ModelKind.BASE else "unknown (no training run linked)"))
+    lines += ["", "## Metrics (bootstrap 95 % confidence intervals over examples)", "",
+              "| Metric | Value |", "|---|---|",
+              f"| JSON validity | {_ci(metrics.get('json_validity'))} |",
+              f"| Schema validity | {_ci(metrics.get('schema_validity'))} |"]
+    for path, block in (metrics.get("numeric") or {}).items():
+        lines.append(f"| MAPE `{path}` | {_ci(block.get('mape'))} |")
+        lines.append(f"| Median APE `{path}` | {_ci(block.get('mdape'))} |")
+        lines.append(f"| Bias `{path}` | {_ci(block.get('bias'))} |")
+    for field, block in (metrics.get("categorical") or {}).items():
+        lines.append(f"| Exact match `{field}` | {_ci(block.get('accuracy'))} |")
+    lines += ["", "## Promotion policy", ""]
+    for check in report["checks"]:
+        lines.append(f"- {'PASS' if check['passed'] else 'FAIL'} `{check['name']}`: {check['message']}")
+    if report["override_reason"]:
+        lines.append(f"- **Overridden**: {report['override_reason']}")
+    comparison = report["comparison"]
+    lines += ["", "## Comparison with the previously active model", ""]
+    if comparison:
+        lines.append(f"Against {comparison['a']['model']} (eval run {comparison['a']['id']}) on {comparison['n_shared']} shared examples: "
+                     f"{comparison['b_wins']} better, {comparison['b_losses']} worse, {comparison['ties']} ties.")
+        for path, block in comparison["numeric"].items():
+            if block["diff"] is not None and block["ci"]:
+                lines.append(f"- MAPE `{path}`: {_pct(block['mape_a'])} → {_pct(block['mape_b'])} "
+                             f"(difference {_pct(block['diff'])}, 95 % CI {_pct(block['ci'][0])} to {_pct(block['ci'][1])})")
+    else:
+        lines.append("None (first model of the task, or not compared).")
+    lines += ["", "## Known limits", ""]
+    limits = []
+    for tag, groups in (metrics.get("by_tag") or {}).items():
+        small = [value for value, block in groups.items() if block.get("n", 0) < 5]
+        if small:
+            limits.append(f"Few examples for {tag} = {', '.join(small[:8])}: their numbers are not reliable.")
+    errors = metrics.get("error_counts") or {}
+    if errors:
+        limits.append("Errors on the evaluation set: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) + ".")
+    limits.append(f"Evaluated on {report['eval_run']['n']} examples of one dataset version; drawings unlike those (other "
+                  "materials, machines, scans) may do worse. Times are estimates to be checked by a planner.")
+    lines += [f"- {limit}" for limit in limits]
+    return "\n".join(lines) + "\n"

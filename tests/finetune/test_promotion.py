@@ -1,0 +1,102 @@
+"""Promotion by the task's policy, overrides with a reason, the registry's one active model, Manager only."""
+import pytest
+from django.core.exceptions import PermissionDenied
+
+from finetune.models import ModelVersion
+from finetune.services.comparison import eval_runs_compare
+from finetune.services.promotion import (PromotionRefused, model_version_activate, model_version_active,
+                                         model_version_promote)
+from tests.factories import make_user
+from tests.finetune.evalkit import FT_MODEL, MODEL, make_dataset_version, make_done_eval_run
+
+pytestmark = pytest.mark.django_db
+MT = "operations[].machine_time_min_per_piece"
+
+
+@pytest.fixture
+def manager(roles):
+    return make_user("Manager")
+
+
+@pytest.fixture
+def version():
+    return make_dataset_version(n_validation=6, n_train=0)
+
+
+def test_promotion_is_refused_while_the_policy_fails_and_nothing_changes(manager, version):
+    run = make_done_eval_run(version, factor=1.2)  # MAPE 20 % > 15 %
+    with pytest.raises(PromotionRefused) as refused:
+        model_version_promote(eval_run=run, user=manager)
+    failed = {c["name"]: c for c in refused.value.checks if not c["passed"]}
+    assert set(failed) == {"max_mape"} and failed["max_mape"]["value"] == pytest.approx(0.2)
+    assert not ModelVersion.objects.exists()
+
+
+def test_an_override_reason_promotes_anyway_and_is_recorded(manager, version):
+    run = make_done_eval_run(version, factor=1.2, invalid=1)
+    mv = model_version_promote(eval_run=run, user=manager, override_reason="Customer pilot, times checked by hand")
+    assert mv.is_active and not mv.policy_passed
+    assert mv.override_reason == "Customer pilot, times checked by hand"
+    assert {c["name"] for c in mv.report["checks"] if not c["passed"]} == {"max_mape", "min_json_validity"}
+    assert "**Overridden**: Customer pilot" in mv.model_card
+    assert version.content_hash in mv.model_card and "95 % CI" in mv.model_card
+    assert mv.report["dataset_version"]["content_hash"] == version.content_hash
+
+
+def test_a_passing_run_is_promoted_and_replaces_the_active_model(manager, version):
+    base = make_done_eval_run(version, factor=1.05)  # MAPE 5 %
+    first = model_version_promote(eval_run=base, user=manager)
+    assert first.policy_passed and model_version_active(task=version.dataset.task) == first
+    assert all(c["passed"] for c in first.report["checks"])
+
+    better = make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned", factor=1.01)
+    second = model_version_promote(eval_run=better, user=manager)
+    first.refresh_from_db()
+    assert second.is_active and not first.is_active
+    assert ModelVersion.objects.filter(task=version.dataset.task, is_active=True).count() == 1
+    comparison = second.report["comparison"]
+    assert comparison["n_shared"] == 6 and comparison["b_wins"] == 6
+    assert comparison["numeric"][MT]["diff"] == pytest.approx(0.01 - 0.05)
+    assert "Comparison with the previously active model" in second.model_card and "6 better" in second.model_card
+
+    # Rollback: switch the registry back without touching code.
+    model_version_activate(model_version=first, user=manager)
+    assert model_version_active(task=version.dataset.task) == first
+
+
+def test_worse_than_the_active_model_beyond_the_interval_is_refused(manager, version):
+    model_version_promote(eval_run=make_done_eval_run(version, factor=1.0), user=manager)  # active: MAPE 0 %
+    candidate = make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned", factor=1.10)  # 10 %: within 15 %
+    with pytest.raises(PromotionRefused) as refused:
+        model_version_promote(eval_run=candidate, user=manager)
+    failed = [c["name"] for c in refused.value.checks if not c["passed"]]
+    assert failed == ["not_worse_than_active"]
+
+
+def test_a_difference_inside_the_interval_is_not_worse(manager, version):
+    model_version_promote(eval_run=make_done_eval_run(version, factor=1.02), user=manager)
+    # Better on some examples, worse on others: the interval of the difference spans 0.
+    candidate = make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned",
+                                   factor=lambda pos: 1.06 if pos % 2 else 1.0)
+    mv = model_version_promote(eval_run=candidate, user=manager)
+    check = next(c for c in mv.report["checks"] if c["name"] == "not_worse_than_active")
+    assert check["passed"] and mv.report["comparison"]["numeric"][MT]["ci"][0] < 0 < mv.report["comparison"]["numeric"][MT]["ci"][1]
+
+
+def test_reviewers_cannot_promote_or_switch_models(roles, version):
+    reviewer = make_user("Reviewer")
+    run = make_done_eval_run(version, factor=1.0)
+    with pytest.raises(PermissionDenied):
+        model_version_promote(eval_run=run, user=reviewer)
+    mv = model_version_promote(eval_run=run, user=make_user("Manager"))
+    with pytest.raises(PermissionDenied):
+        model_version_activate(model_version=mv, user=reviewer)
+
+
+def test_compare_two_runs_on_the_same_examples(version):
+    a = make_done_eval_run(version, factor=1.2)
+    b = make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned", factor=1.1)
+    c = eval_runs_compare(run_a=a, run_b=b)
+    assert (c["b_wins"], c["b_losses"], c["ties"]) == (6, 0, 0)
+    assert c["numeric"][MT]["diff"] == pytest.approx(-0.1)
+    assert c["a"]["model"] == MODEL and c["b"]["model"] == FT_MODEL
