@@ -172,3 +172,17 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Training runs (finetune/services/runs.py, finetune/providers/openai.py) -------------------------
+# The SDK's own retries are off for fine-tuning calls; these drive ours (quota 429s are never retried).
+OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=60.0)
+OPENAI_MAX_ATTEMPTS = env.int("OPENAI_MAX_ATTEMPTS", default=5)
+OPENAI_BACKOFF_BASE_SECONDS = env.float("OPENAI_BACKOFF_BASE_SECONDS", default=1.0)
+OPENAI_BACKOFF_MAX_SECONDS = env.float("OPENAI_BACKOFF_MAX_SECONDS", default=30.0)
+OPENAI_RETRY_AFTER_MAX_SECONDS = env.float("OPENAI_RETRY_AFTER_MAX_SECONDS", default=120.0)
+# At most this many remote jobs are scanned when looking a run up by its metadata (and by ft_doctor).
+RUN_LOOKUP_MAX_JOBS = env.int("RUN_LOOKUP_MAX_JOBS", default=1000)
+# A worker's claim on a run with no job id is presumed dead after this long (longer than the openai queue's timeout).
+RUN_CLAIM_STALE_SECONDS = env.int("RUN_CLAIM_STALE_SECONDS", default=RQ_QUEUES["openai"]["DEFAULT_TIMEOUT"] + 300)
+# The base-model warning on the launch page starts this many days before a jobs-end or shutdown date.
+RUN_MODEL_DATE_WARNING_DAYS = env.int("RUN_MODEL_DATE_WARNING_DAYS", default=90)

@@ -1,0 +1,278 @@
+"""OpenAI and Azure OpenAI through the `openai` SDK: files, uploads and fine-tuning jobs (chat comes from chat.py).
+
+The SDK's own retries are off for these calls (`max_retries=0`): it would retry quota 429s and, worse,
+re-send `jobs.create` after a 5xx that may already have created a job. `_call` retries what is worth
+retrying (rate limits honouring retry-after, 5xx, timeouts, connection errors); job creation is never
+retried here: the service looks the job up by metadata first (see services/runs.py).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from django.conf import settings
+
+from finetune.providers.base import Provider, ProviderError, register
+from finetune.providers.chat import OpenAIChatMixin
+from finetune.providers.fine_tuning import RUN_ID_KEY, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# 429s that waiting does not fix: the account is out of money or out of its daily allowance.
+NON_RETRYABLE_429 = {"insufficient_quota", "daily_rate_limit_exceeded", "billing_hard_limit_reached"}
+
+
+def _retry_after(headers) -> float | None:
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def provider_error(exc: Exception) -> ProviderError:
+    """Map an SDK exception to a ProviderError: message kept whole, `retryable` classified by status and code."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderError(f"The request to the provider timed out: {exc}", code="timeout", retryable=True)
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderError(f"Could not reach the provider: {exc}", code="connection_error", retryable=True)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        code = str(exc.code or "")
+        message = getattr(exc, "message", "") or str(exc)
+        param = str(exc.param or "")
+        headers = getattr(exc.response, "headers", None)
+        if status == 429:
+            retryable = code not in NON_RETRYABLE_429 and "quota" not in code
+            return ProviderError(message, code=code or "rate_limit_exceeded", param=param, retryable=retryable,
+                                 retry_after=_retry_after(headers) if retryable else None)
+        retryable = status >= 500 or status in (408, 409)
+        return ProviderError(message, code=code or f"http_{status}", param=param, retryable=retryable,
+                             retry_after=_retry_after(headers) if retryable else None)
+    if isinstance(exc, openai.OpenAIError):
+        return ProviderError(str(exc), code="sdk_error", retryable=False)
+    return ProviderError(f"{type(exc).__name__}: {exc}", code="unexpected", retryable=False)
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait before attempt `attempt + 1`: the server's retry-after (capped), else exponential."""
+    if retry_after is not None:
+        return min(retry_after, settings.OPENAI_RETRY_AFTER_MAX_SECONDS)
+    return min(settings.OPENAI_BACKOFF_BASE_SECONDS * (2 ** attempt), settings.OPENAI_BACKOFF_MAX_SECONDS)
+
+
+def _job(job) -> RemoteJob:
+    error = getattr(job, "error", None)
+    # `error` may be {} or all-null on a successful job.
+    code = (getattr(error, "code", None) or "") if error else ""
+    return RemoteJob(
+        id=job.id,
+        status=str(job.status),
+        model=job.model or "",
+        fine_tuned_model=job.fine_tuned_model or "",
+        trained_tokens=job.trained_tokens,
+        error_code=code,
+        error_message=(getattr(error, "message", None) or "") if code else "",
+        error_param=(getattr(error, "param", None) or "") if code else "",
+        result_files=list(job.result_files or []),
+        metadata=dict(job.metadata or {}),
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+        training_file=job.training_file or "",
+        validation_file=job.validation_file or "",
+    )
+
+
+class OpenAIProvider(OpenAIChatMixin, Provider):
+    name = "openai"
+    calls_api = True
+
+    def __init__(self):
+        self._client = None
+        self._ft = None
+
+    # The chat mixin reads `self.client`; the fine-tuning calls use `self.ft` (no SDK retries).
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    @property
+    def ft(self):
+        if self._ft is None:
+            self._ft = self.client.with_options(max_retries=0, timeout=settings.OPENAI_TIMEOUT_SECONDS)
+        return self._ft
+
+    def _make_client(self):
+        import openai
+
+        if not settings.OPENAI_API_KEY:
+            raise ProviderError("OPENAI_API_KEY is not set: the openai provider cannot be used.", code="not_configured")
+        return openai.OpenAI(api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL or None,
+                             timeout=settings.OPENAI_TIMEOUT_SECONDS)
+
+    # --- plumbing ----------------------------------------------------------------------------
+    def _call(self, fn: Callable[[], T], *, retry: bool = True) -> T:
+        import openai
+
+        attempts = settings.OPENAI_MAX_ATTEMPTS if retry else 1
+        for attempt in range(attempts):
+            try:
+                return fn()
+            except openai.OpenAIError as exc:
+                error = provider_error(exc)
+            if not error.retryable or attempt == attempts - 1:
+                raise error
+            delay = backoff_delay(attempt, error.retry_after)
+            logger.warning("provider %s: %s (%s); retrying in %.2fs", self.name, error.code, error.message, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # --- files ---------------------------------------------------------------------------------
+    def upload_file(self, *, path: Path, purpose: str = "fine-tune") -> RemoteFile:
+        """The Files API up to the threshold; above it, the Uploads API in parts of at most the part size."""
+        path = Path(path)
+        size = path.stat().st_size
+        if size <= settings.OPENAI_UPLOAD_PART_THRESHOLD:
+            def create():
+                with path.open("rb") as handle:
+                    return self.ft.files.create(file=(path.name, handle), purpose=purpose)
+
+            created = self._call(create)
+            return RemoteFile(id=created.id, bytes=size)
+        upload = self._call(lambda: self.ft.uploads.create(bytes=size, filename=path.name, mime_type="application/jsonl",
+                                                          purpose=purpose))
+        part_ids = []
+        with path.open("rb") as handle:
+            while chunk := handle.read(settings.OPENAI_UPLOAD_PART_SIZE):
+                part = self._call(lambda chunk=chunk: self.ft.uploads.parts.create(upload.id, data=chunk))
+                part_ids.append(part.id)
+        done = self._call(lambda: self.ft.uploads.complete(upload.id, part_ids=part_ids))
+        if not done.file:
+            raise ProviderError(f"upload {upload.id} completed without a file (status {done.status})", code="upload_incomplete")
+        return RemoteFile(id=done.file.id, bytes=size, multipart=True)
+
+    def result_file_content(self, file_id: str) -> bytes:
+        return self._call(lambda: self.ft.files.content(file_id).content)
+
+    # --- jobs ----------------------------------------------------------------------------------
+    def create_job(self, *, model: str, training_file: str, validation_file: str = "", hyperparameters: dict,
+                   suffix: str = "", seed: int | None = None, metadata: dict[str, str]) -> RemoteJob:
+        """One attempt, never retried here: a failed create may still have made a job (see find_job)."""
+        kwargs = {
+            "model": model,
+            "training_file": training_file,
+            "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+            "metadata": metadata,
+        }
+        if validation_file:
+            kwargs["validation_file"] = validation_file
+        if suffix:
+            kwargs["suffix"] = suffix[:64]
+        if seed is not None:
+            kwargs["seed"] = seed
+        return _job(self._call(lambda: self.ft.fine_tuning.jobs.create(**kwargs), retry=False))
+
+    def find_job(self, *, run_id: int | str) -> RemoteJob | None:
+        """The job carrying our run id in its metadata (the filter is also checked here: not every server applies it)."""
+        wanted = str(run_id)
+
+        def search():
+            scanned = 0
+            for job in self.ft.fine_tuning.jobs.list(metadata={RUN_ID_KEY: wanted}, limit=100):
+                if (job.metadata or {}).get(RUN_ID_KEY) == wanted:
+                    return job
+                scanned += 1
+                if scanned >= settings.RUN_LOOKUP_MAX_JOBS:
+                    return None
+            return None
+
+        job = self._call(search)
+        return _job(job) if job is not None else None
+
+    def retrieve_job(self, job_id: str) -> RemoteJob:
+        return _job(self._call(lambda: self.ft.fine_tuning.jobs.retrieve(job_id)))
+
+    def cancel_job(self, job_id: str) -> RemoteJob:
+        return _job(self._call(lambda: self.ft.fine_tuning.jobs.cancel(job_id)))
+
+    def list_jobs(self, *, limit: int | None = None) -> list[RemoteJob]:
+        limit = limit or settings.RUN_LOOKUP_MAX_JOBS
+
+        def collect():
+            jobs = []
+            for job in self.ft.fine_tuning.jobs.list(limit=min(limit, 100)):
+                jobs.append(job)
+                if len(jobs) >= limit:
+                    break
+            return jobs
+
+        return [_job(job) for job in self._call(collect)]
+
+    def list_events(self, job_id: str, *, known_ids: set[str] | frozenset = frozenset()) -> list[RemoteEvent]:
+        """New events, oldest first. The API lists newest first and pages towards older ones with `after`:
+        stop at the first page holding an event we already have."""
+        def collect():
+            events, after = [], None
+            while True:
+                kwargs = {"limit": 100}
+                if after:
+                    kwargs["after"] = after
+                page = self.ft.fine_tuning.jobs.list_events(job_id, **kwargs)
+                seen_known = False
+                for event in page.data:
+                    if event.id in known_ids:
+                        seen_known = True
+                        continue
+                    events.append(event)
+                if seen_known or not page.data or page.has_more is False:
+                    return events
+                after = page.data[-1].id
+
+        events = self._call(collect)
+        return [
+            RemoteEvent(id=e.id, created_at=e.created_at, level=str(e.level or ""), type=str(getattr(e, "type", "") or ""),
+                        message=e.message or "", data=dict(getattr(e, "data", None) or {}))
+            for e in reversed(events)
+        ]
+
+    def list_checkpoints(self, job_id: str) -> list[RemoteCheckpoint]:
+        def collect():
+            return list(self.ft.fine_tuning.jobs.checkpoints.list(job_id, limit=100))
+
+        return [
+            RemoteCheckpoint(id=c.id, step=c.step_number, fine_tuned_model_checkpoint=c.fine_tuned_model_checkpoint or "",
+                             metrics=c.metrics.model_dump(exclude_none=True) if c.metrics else {}, created_at=c.created_at)
+            for c in self._call(collect)
+        ]
+
+
+class AzureOpenAIProvider(OpenAIProvider):
+    """Azure OpenAI: the same files and fine_tuning endpoints through the SDK's AzureOpenAI client."""
+
+    name = "azure"
+
+    def _make_client(self):
+        import openai
+
+        if not (settings.AZURE_OPENAI_API_KEY and settings.AZURE_OPENAI_ENDPOINT):
+            raise ProviderError("AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY must be set for the azure provider.",
+                                code="not_configured")
+        return openai.AzureOpenAI(azure_endpoint=settings.AZURE_OPENAI_ENDPOINT, api_key=settings.AZURE_OPENAI_API_KEY,
+                                  api_version=settings.AZURE_OPENAI_API_VERSION, timeout=settings.OPENAI_TIMEOUT_SECONDS)
+
+
+register(OpenAIProvider)
+register(AzureOpenAIProvider)

@@ -1,0 +1,289 @@
+"""Training runs end to end: the real SDK over HTTP to the stand-in, a real RQ worker, the services' rules."""
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import PermissionDenied
+
+from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun, UploadedFile
+from finetune.services.runs import (
+    TrainingRunError,
+    training_run_cancel,
+    training_run_create,
+    training_run_launch,
+    training_run_relaunch,
+    training_run_start,
+    training_run_sync,
+    training_runs_sync_all,
+)
+from tests.finetune.run_fixtures import base_model, ft_api, manager, reviewer, version  # noqa: F401
+from tests.openai_standin.fine_tuning import quota_error, rate_limited, server_error
+
+pytestmark = pytest.mark.django_db
+
+FILES = "/files"
+JOBS = "/fine_tuning/jobs"
+
+
+def _create(version, base_model, manager, **kwargs):
+    kwargs.setdefault("provider", "openai")
+    return training_run_create(dataset_version=version, base_model=base_model, user=manager, **kwargs)
+
+
+def _launch(run, manager, run_worker, django_capture_on_commit_callbacks, **kwargs):
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_launch(run=run, user=manager, **kwargs)
+    run_worker("openai")
+    run.refresh_from_db()
+    return run
+
+
+def _sync_until_done(run, limit=8):
+    for _ in range(limit):
+        run = training_run_sync(run=run)
+        if run.is_terminal:
+            break
+    return training_run_sync(run=run)
+
+
+def test_full_run_reaches_succeeded_with_metrics_checkpoints_and_a_model(ft_api, version, base_model, manager, run_worker,
+                                                                         django_capture_on_commit_callbacks):
+    run = _create(version, base_model, manager, n_epochs=2, suffix="drawings")
+    assert run.status == "draft"
+    assert run.estimated_cost_usd == Decimal("0.0600")  # 10 x 1000 tokens x 2 epochs x $3/1M
+
+    run = _launch(run, manager, run_worker, django_capture_on_commit_callbacks)
+    assert run.status == "validating_files" and run.job_id and run.training_file_id and run.validation_file_id
+    created = ft_api.calls_to("POST", JOBS)
+    assert len(created) == 1
+    body = created[0].json()
+    assert body["metadata"]["gestima_run_id"] == str(run.pk)
+    assert body["metadata"]["gestima_dataset_hash"] == version.content_hash
+    assert body["method"] == {"type": "supervised", "supervised": {"hyperparameters": {
+        "n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": "auto"}}}
+    assert body["suffix"] == "drawings"
+
+    run = _sync_until_done(run)
+    assert run.status == "succeeded"
+    assert run.fine_tuned_model.startswith("ft:gpt-4o-mini-2024-07-18:standin:drawings")
+    assert run.trained_tokens == 123_456
+    assert run.actual_cost_usd == Decimal("0.3704")
+    assert [t["status"] for t in run.timeline] == ["draft", "uploading", "validating_files", "queued", "running", "succeeded"]
+    # Metrics from events and from the (base64) result CSV, merged per step.
+    steps = list(RunMetric.objects.filter(run=run).order_by("step"))
+    assert [m.step for m in steps] == [1, 2, 3, 4, 5, 6]
+    assert steps[0].train_loss == 2.0 and steps[1].valid_loss == 1.1 and steps[1].valid_accuracy == pytest.approx(0.55)
+    assert run.result_file_parsed
+    assert RunCheckpoint.objects.filter(run=run).count() == 3
+    # Events are stored once each, however often we sync.
+    count = RunEvent.objects.filter(run=run).count()
+    assert count >= 9
+    training_run_sync(run=run)
+    assert RunEvent.objects.filter(run=run).count() == count
+    assert run.sync_error == ""
+
+
+def test_a_second_launch_and_a_second_worker_make_no_second_job(ft_api, version, base_model, manager, run_worker,
+                                                                django_capture_on_commit_callbacks):
+    run = _create(version, base_model, manager)
+    run = _launch(run, manager, run_worker, django_capture_on_commit_callbacks)
+    with pytest.raises(TrainingRunError, match="already launched"):
+        training_run_launch(run=run, user=manager)
+    training_run_start(run_id=run.pk)  # a second worker picking the same job up
+    run_worker("openai")
+    assert len(ft_api.calls_to("POST", JOBS)) == 1
+    assert len(ft_api.calls_to("POST", FILES)) == 2  # train + validation, once
+
+
+def test_quota_failure_then_relaunch_does_not_upload_again(ft_api, version, base_model, manager, run_worker,
+                                                           django_capture_on_commit_callbacks):
+    message = "Cost of job $126.09, Quota remaining: $3.65"
+    ft_api.fine_tuning.fail_jobs_with = ("exceeded_quota", message)
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    run = _sync_until_done(run)
+    assert run.status == "failed"
+    assert (run.error_code, run.error_message) == ("exceeded_quota", message)
+    uploads = len(ft_api.calls_to("POST", FILES))
+
+    ft_api.fine_tuning.fail_jobs_with = None
+    again = training_run_relaunch(run=run, user=manager)
+    assert again.status == "draft" and again.relaunched_from == run
+    again = _launch(again, manager, run_worker, django_capture_on_commit_callbacks)
+    assert again.job_id and again.job_id != run.job_id
+    assert again.training_file_id == run.training_file_id
+    assert len(ft_api.calls_to("POST", FILES)) == uploads  # nothing uploaded again
+    assert _sync_until_done(again).status == "succeeded"
+
+
+def test_a_new_run_on_the_same_version_reuses_the_uploaded_files(ft_api, version, base_model, manager, run_worker,
+                                                                 django_capture_on_commit_callbacks):
+    first = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    second = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    assert second.training_file_id == first.training_file_id
+    assert len(ft_api.calls_to("POST", FILES)) == 2
+    assert UploadedFile.objects.filter(dataset_version=version).count() == 2
+
+
+def test_insufficient_quota_on_create_is_not_retried_and_fails_clearly(ft_api, version, base_model, manager, run_worker,
+                                                                       django_capture_on_commit_callbacks):
+    ft_api.script("POST", JOBS, quota_error())
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    assert run.status == "failed"
+    assert run.error_code == "insufficient_quota"
+    assert "exceeded your current quota" in run.error_message
+    assert len(ft_api.calls_to("POST", JOBS)) == 1
+    assert run.job_id is None
+
+
+def test_rate_limits_are_retried_then_the_run_goes_on(ft_api, version, base_model, manager, run_worker,
+                                                      django_capture_on_commit_callbacks):
+    ft_api.script("POST", FILES, rate_limited("0"), rate_limited("0"))
+    ft_api.script("POST", JOBS, rate_limited("0"))
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    assert run.status == "validating_files" and run.job_id
+    assert len(ft_api.calls_to("POST", JOBS)) == 2
+    assert len(ft_api.fine_tuning.jobs) == 1
+
+
+def test_a_create_that_lands_but_answers_500_is_found_by_metadata_not_sent_twice(
+        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
+    ft_api.fine_tuning.create_lands_then_500 = 1
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    assert run.job_id
+    assert len(ft_api.fine_tuning.jobs) == 1
+    assert len(ft_api.calls_to("POST", JOBS)) == 1
+
+
+def test_5xx_everywhere_keeps_the_run_waiting_and_the_next_sync_starts_it(ft_api, version, base_model, manager, run_worker,
+                                                                        django_capture_on_commit_callbacks, settings):
+    settings.OPENAI_MAX_ATTEMPTS = 2
+    ft_api.script("POST", FILES, server_error(), server_error())
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    assert run.status == "uploading" and run.job_id is None
+    assert "server had an error" in run.sync_error
+    with django_capture_on_commit_callbacks(execute=True):
+        training_runs_sync_all()
+    run_worker("openai")
+    run.refresh_from_db()
+    assert run.status == "validating_files" and run.job_id
+    assert len(ft_api.fine_tuning.jobs) == 1
+
+
+def test_5xx_during_sync_keeps_the_state_and_notes_the_problem(ft_api, version, base_model, manager, run_worker,
+                                                               django_capture_on_commit_callbacks, settings):
+    settings.OPENAI_MAX_ATTEMPTS = 1
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    ft_api.script("GET", JOBS + "/[^/]+", server_error())
+    run = training_run_sync(run=run)
+    assert run.status == "validating_files"
+    assert "server had an error" in run.sync_error
+    run = training_run_sync(run=run)
+    assert run.status == "queued" and run.sync_error == ""
+
+
+def test_invalid_training_file_keeps_the_providers_message_whole(ft_api, version, base_model, manager, run_worker,
+                                                                 django_capture_on_commit_callbacks):
+    message = ("The job failed due to an invalid training file. Invalid file format. Line 3, message 2: "
+               "Unrecognized key 'contents'.")
+    ft_api.fine_tuning.fail_jobs_with = ("invalid_training_file", message)
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    run = _sync_until_done(run)
+    assert run.status == "failed"
+    assert run.error_code == "invalid_training_file"
+    assert run.error_message == message
+    assert run.error_param == "training_file"
+
+
+def test_multipart_upload_above_the_threshold(ft_api, version, base_model, manager, run_worker,
+                                              django_capture_on_commit_callbacks, settings):
+    settings.OPENAI_UPLOAD_PART_THRESHOLD = 500
+    settings.OPENAI_UPLOAD_PART_SIZE = 400
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    assert run.job_id
+    folder = settings.RUNS_ROOT / str(run.pk)
+    train_size = (folder / "train.jsonl").stat().st_size
+    assert train_size > 500
+    parts = ft_api.calls_to("POST", "/uploads/[^/]+/parts")
+    assert len(parts) >= -(-train_size // 400)  # parts of at most 400 bytes
+    assert all(len(p.form()["data"][1]) <= 400 for p in parts)
+    # The small validation file still goes through the Files API.
+    small = (folder / "validation.jsonl").stat().st_size <= 500
+    assert len(ft_api.calls_to("POST", FILES)) == (1 if small else 0)
+    file_id = run.training_file_id
+    sent = ft_api.fine_tuning.file_bytes[file_id]
+    assert sent == (settings.RUNS_ROOT / str(run.pk) / "train.jsonl").read_bytes()
+    assert UploadedFile.objects.get(remote_id=file_id).multipart
+
+
+def test_cancel_cancels_remotely(ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    run = training_run_cancel(run=run, user=manager)
+    assert run.status == "cancelled"
+    assert ft_api.fine_tuning.jobs[run.job_id]["status"] == "cancelled"
+    assert len(ft_api.calls_to("POST", JOBS + "/[^/]+/cancel")) == 1
+    with pytest.raises(TrainingRunError, match="already finished"):
+        training_run_cancel(run=run, user=manager)
+
+
+def test_worker_killed_between_create_and_saving_the_id_is_adopted_by_the_next_sync(
+        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
+    import openai
+
+    run = _create(version, base_model, manager)
+    with django_capture_on_commit_callbacks(execute=False):  # launched, but its start job never runs ...
+        run = training_run_launch(run=run, user=manager)
+    # ... because the worker made the job and died before saving the id: the job exists, the row knows nothing.
+    client = openai.OpenAI(api_key="sk-test", base_url=ft_api.base_url)
+    file_id = client.files.create(file=("train.jsonl", b'{"messages": []}\n'), purpose="fine-tune").id
+    remote = client.fine_tuning.jobs.create(model=base_model.name, training_file=file_id, metadata=run.metadata)
+    TrainingRun.objects.filter(pk=run.pk).update(worker_claimed_at="2026-01-01T00:00:00Z")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        training_runs_sync_all()
+    run_worker("openai")
+    run.refresh_from_db()
+    assert run.job_id == remote.id
+    assert len(ft_api.calls_to("POST", JOBS)) == 1  # the one the dead worker made
+    assert any(entry.get("note", "").startswith("adopted") for entry in run.timeline)
+
+
+def test_dry_run_writes_its_files_and_calls_nothing(version, base_model, manager, run_worker,
+                                                   django_capture_on_commit_callbacks, settings):
+    settings.OPENAI_API_KEY = ""
+    settings.AZURE_OPENAI_API_KEY = ""
+    run = training_run_create(dataset_version=version, base_model=base_model, user=manager)
+    assert run.provider == "dryrun"
+    run = _launch(run, manager, run_worker, django_capture_on_commit_callbacks)
+    assert run.status == "dry_run_complete"
+    assert run.job_id is None and run.fine_tuned_model == ""
+    folder = settings.RUNS_ROOT / str(run.pk)
+    import json
+
+    manifest = json.loads((folder / "run_manifest.json").read_text())
+    assert manifest["files"]["train"]["lines"] == 10 and manifest["files"]["validation"]["lines"] == 2
+    assert manifest["metadata"]["gestima_run_id"] == str(run.pk)
+    first = json.loads((folder / "train.jsonl").read_text().splitlines()[0])
+    assert first["messages"][-1]["role"] == "assistant"
+
+
+def test_launch_is_refused_on_failing_gates_or_budget_unless_overridden_with_a_reason(version, base_model, manager, settings):
+    settings.OPENAI_API_KEY = ""
+    run = training_run_create(dataset_version=version, base_model=base_model, user=manager, budget_usd=Decimal("0.01"))
+    with pytest.raises(TrainingRunError, match="over the budget"):
+        training_run_launch(run=run, user=manager)
+    run.refresh_from_db()
+    assert run.status == "draft"
+    run = training_run_launch(run=run, user=manager, override_reason="Customer pays for this one")
+    assert run.status == "uploading"
+    assert run.override and run.override_by == manager
+    assert "Customer pays" in run.override_reason and "over the budget" in run.override_reason
+
+
+def test_reviewer_cannot_launch_cancel_or_relaunch(version, base_model, reviewer):
+    run = training_run_create(dataset_version=version, base_model=base_model, user=reviewer, provider="dryrun")
+    for call in (lambda: training_run_launch(run=run, user=reviewer),
+                 lambda: training_run_cancel(run=run, user=reviewer),
+                 lambda: training_run_relaunch(run=run, user=reviewer)):
+        with pytest.raises(PermissionDenied):
+            call()
+    run.refresh_from_db()
+    assert run.status == "draft"
