@@ -1,3 +1,4 @@
 """Admin screens of the data side, one module per subject."""
 from curation.admin import examples  # noqa: F401
 from curation.admin import records  # noqa: F401
+from curation.admin import datasets  # noqa: F401

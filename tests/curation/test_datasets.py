@@ -224,3 +224,85 @@ def test_members_keep_page_hash_in_their_snapshot():
     part = member.messages[1]["content"][1]
     assert part["sha256"] == examples[0].drawing.pages.first().sha256
     assert member.split in {DatasetMember.Split.TRAIN, DatasetMember.Split.VALIDATION}
+
+
+# --- admin ------------------------------------------------------------------------------------
+
+def _changelist(model):
+    from django.urls import reverse
+
+    return reverse(f"admin:curation_{model}_changelist")
+
+
+def test_manager_builds_a_version_from_the_admin_and_sees_the_readiness_panel(client):
+    from django.urls import reverse
+
+    from tests.factories import make_user
+
+    base_models_seed()
+    examples = approved_examples(7)
+    dataset = make_dataset(name="seven")
+    client.force_login(make_user("Manager"))
+    response = client.post(_changelist("dataset"), {"action": "build_version", "_selected_action": [dataset.pk]}, follow=True)
+    assert response.status_code == 200
+    assert "7 rows: below the minimum of 10" in response.content.decode()
+    version = DatasetVersion.objects.get()
+    Example.objects.filter(pk=examples[0].pk).update(target="{}")  # (the frozen member keeps its target)
+    page = client.get(reverse("admin:curation_datasetversion_change", args=[version.pk])).content.decode()
+    assert "Not ready" in page and "FAIL" in page and "7 rows: below the minimum of 10" in page
+    assert "gpt-4o-2024-08-06" in page and "2027-01-14" in page
+
+
+def test_problem_links_to_its_example_in_the_readiness_panel(client):
+    from django.urls import reverse
+
+    from tests.factories import make_user
+
+    examples = approved_examples(11)
+    _replace_page_file(examples[4], b"garbage")
+    version = dataset_build(dataset=make_dataset())
+    client.force_login(make_user("Manager"))
+    page = client.get(reverse("admin:curation_datasetversion_change", args=[version.pk])).content.decode()
+    assert reverse("admin:curation_example_change", args=[examples[4].pk]) in page
+    assert "cannot be decoded" in page
+
+
+def test_reviewer_cannot_build_a_version(client):
+    from tests.factories import make_user
+
+    approved_examples(10)
+    dataset = make_dataset()
+    client.force_login(make_user("Reviewer"))
+    response = client.post(_changelist("dataset"), {"action": "build_version", "_selected_action": [dataset.pk]})
+    assert response.status_code == 403
+    assert not DatasetVersion.objects.exists()
+
+
+def test_staff_with_view_only_cannot_run_the_build_action(client):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import make_user
+
+    approved_examples(10)
+    dataset = make_dataset()
+    user = make_user(None)
+    user.user_permissions.add(Permission.objects.get(codename="view_dataset"))
+    client.force_login(user)
+    client.post(_changelist("dataset"), {"action": "build_version", "_selected_action": [dataset.pk]})
+    assert not DatasetVersion.objects.exists()
+
+
+def test_base_model_admin_warns_when_dates_are_near_or_past(client):
+    import datetime
+
+    from curation.services.base_models import base_model_date_warning
+    from tests.factories import make_user
+
+    base_models_seed()
+    model = BaseModel.objects.get(name="gpt-4o-2024-08-06")
+    assert base_model_date_warning(model, today=datetime.date(2026, 1, 1)) == ""
+    assert base_model_date_warning(model, today=datetime.date(2026, 12, 1)) == (
+        "no new fine-tuning jobs after 2027-01-06 (in 36 days); stops serving on 2027-01-14 (in 44 days)")
+    assert "(past)" in base_model_date_warning(model, today=datetime.date(2027, 2, 1))
+    client.force_login(make_user("Manager"))
+    assert client.get(_changelist("basemodel")).status_code == 200

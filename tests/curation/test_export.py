@@ -204,3 +204,64 @@ def test_export_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"train: {tmp_path / 'cmd' / 'train.jsonl'}" in out
     assert (tmp_path / "cmd" / "manifest.json").is_file()
+
+
+# --- admin ------------------------------------------------------------------------------------
+
+def _post_export(client, version):
+    from django.urls import reverse
+
+    return client.post(reverse("admin:curation_datasetversion_changelist"),
+                       {"action": "export", "_selected_action": [version.pk]}, follow=True)
+
+
+@pytest.mark.django_db
+def test_manager_exports_from_the_admin_and_downloads_streamed_files(client, run_worker, django_capture_on_commit_callbacks):
+    from django.urls import reverse
+
+    from tests.factories import make_user
+
+    version, _ = build_version()
+    client.force_login(make_user("Manager"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _post_export(client, version)
+    assert "1 export(s) queued" in response.content.decode()
+    run_worker("default")
+    page = client.get(reverse("admin:curation_datasetversion_change", args=[version.pk])).content.decode()
+    assert "Done" in page and "train.jsonl" in page
+    download = client.get(reverse("admin:curation_datasetversion_download", args=[version.pk, "train.jsonl"]))
+    assert download.status_code == 200 and download.streaming
+    body = b"".join(download.streaming_content)
+    version.refresh_from_db()
+    assert hashlib.sha256(body).hexdigest() == version.manifest["files"]["train.jsonl"]["sha256"]
+    assert "attachment" in download["Content-Disposition"]
+    # Only the three exported files can be asked for.
+    bad = client.get(reverse("admin:curation_datasetversion_download", args=[version.pk, "..%2Fsecret"]), follow=True)
+    assert "No exported file named" in bad.content.decode()
+
+
+@pytest.mark.django_db
+def test_reviewer_cannot_export_or_download(client):
+    from django.urls import reverse
+
+    from tests.factories import make_user
+
+    version, _ = build_version()
+    client.force_login(make_user("Reviewer"))
+    assert _post_export(client, version).status_code == 403
+    version.refresh_from_db()
+    assert version.export_status == DatasetVersion.ExportStatus.NONE
+    assert client.get(reverse("admin:curation_datasetversion_download", args=[version.pk, "train.jsonl"])).status_code == 403
+
+
+@pytest.mark.django_db
+def test_export_with_redis_away_says_so(client, settings):
+    from tests.factories import make_user
+
+    version, _ = build_version()
+    settings.RQ_QUEUES = {name: {**conf, "URL": "redis://127.0.0.1:1/0"} for name, conf in settings.RQ_QUEUES.items()}
+    client.force_login(make_user("Manager"))
+    response = _post_export(client, version)
+    assert "The job queue is unavailable" in response.content.decode()
+    version.refresh_from_db()
+    assert version.export_status == DatasetVersion.ExportStatus.NONE  # not left "queued" forever

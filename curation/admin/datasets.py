@@ -1,0 +1,209 @@
+"""Datasets in the admin: build versions, the read-only version with its readiness panel, export and download.
+
+Thin: every write is one service call (`dataset_build`, `dataset_version_export_request`); errors
+become messages. Base models (prices, dates) are edited here too, with a warning when dates are near.
+"""
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import slugify
+
+from curation.models import BaseModel, Dataset, DatasetVersion
+from curation.services.base_models import base_model_date_warning
+from curation.services.datasets import DatasetBuildError, dataset_build
+from curation.services.exports import ExportError, dataset_version_export_request, export_file_path
+from gestima.queues import QueueUnavailable
+
+BUILD_PERMISSION = "curation.build_dataset"
+EXPORT_PERMISSION = "curation.export_dataset"
+EXPORT_FILES = ("train.jsonl", "validation.jsonl", "manifest.json")
+
+
+def _example_url(example_id) -> str:
+    try:
+        return reverse("admin:curation_example_change", args=[example_id])
+    except NoReverseMatch:
+        return ""
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ["name", "task", "validation_fraction", "split_seed", "epochs", "latest_version"]
+    list_filter = ["task"]
+    search_fields = ["name"]
+    actions = ["build_version"]
+    fieldsets = [
+        (None, {"fields": ["name", "task"]}),
+        ("Which examples", {"fields": ["statuses", "min_quality", "min_confidence", "tag_filters"]}),
+        ("Split", {"fields": ["validation_fraction", "split_seed", "split_group"]}),
+        ("Policy (gates)", {"fields": ["min_rows", "min_groups", "max_tag_share", "max_duplicate_target_share",
+                                       "max_same_prefix_share", "prefix_chars"]}),
+        ("Cost", {"fields": ["epochs"]}),
+    ]
+
+    def has_build_dataset_permission(self, request):
+        return request.user.has_perm(BUILD_PERMISSION)
+
+    @admin.display(description="Latest version")
+    def latest_version(self, obj):
+        version = obj.versions.order_by("-number").first()
+        if version is None:
+            return "—"
+        url = reverse("admin:curation_datasetversion_change", args=[version.pk])
+        state = "ready" if version.gates_passed else "not ready"
+        return format_html('<a href="{}">v{}</a> ({})', url, version.number, state)
+
+    @admin.action(description="Build version", permissions=["build_dataset"])
+    def build_version(self, request, queryset):
+        built = 0
+        for dataset in queryset:
+            try:
+                version = dataset_build(dataset=dataset, user=request.user)
+            except DatasetBuildError as exc:
+                self.message_user(request, f"{dataset}: {exc}", messages.ERROR)
+                continue
+            built += 1
+            failed = [g["message"] for g in version.gates if not g["passed"]]
+            url = reverse("admin:curation_datasetversion_change", args=[version.pk])
+            summary = "ready" if not failed else f"NOT ready: {'; '.join(failed)}"
+            self.message_user(request, format_html('{}: <a href="{}">{}</a> — {}', dataset, url, version, summary),
+                              messages.SUCCESS if not failed else messages.WARNING)
+        if built:
+            self.message_user(request, f"{built} dataset(s) built.")
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "created_at", "rows", "ready", "export_state"]
+    list_filter = ["dataset", "gates_passed", "export_status"]
+    actions = ["export"]
+    fields = ["dataset", "number", "content_hash", "prompt_version", "schema_version", "created_by", "created_at",
+              "export_state", "downloads", "readiness"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a version is frozen
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # runs point at versions: what was trained on must stay known
+
+    def has_export_dataset_permission(self, request):
+        return request.user.has_perm(EXPORT_PERMISSION)
+
+    @admin.display(description="Rows")
+    def rows(self, obj):
+        return f"{obj.counts.get('train', 0)} train / {obj.counts.get('validation', 0)} validation"
+
+    @admin.display(description="Ready", boolean=True)
+    def ready(self, obj):
+        return obj.gates_passed
+
+    @admin.display(description="Export")
+    def export_state(self, obj):
+        total = obj.counts.get("total") or (obj.counts.get("train", 0) + obj.counts.get("validation", 0))
+        if obj.export_status in (DatasetVersion.ExportStatus.QUEUED, DatasetVersion.ExportStatus.RUNNING):
+            pct = 100 * obj.export_progress // total if total else 0
+            # The page reloads itself while the export runs, so the progress moves without a click.
+            return format_html('{}: {} / {} lines ({}%)<meta http-equiv="refresh" content="3">',
+                               obj.get_export_status_display(), obj.export_progress, total, pct)
+        if obj.export_status == DatasetVersion.ExportStatus.FAILED:
+            return format_html('<span style="color:#ba2121">Failed: {}</span>', obj.export_error)
+        if obj.export_status == DatasetVersion.ExportStatus.DONE:
+            return f"Done {obj.exported_at:%Y-%m-%d %H:%M} into {obj.export_dir}"
+        return obj.get_export_status_display()
+
+    @admin.display(description="Download")
+    def downloads(self, obj):
+        if obj.export_status != DatasetVersion.ExportStatus.DONE:
+            return "—"
+        links = [(reverse("admin:curation_datasetversion_download", args=[obj.pk, name]), name) for name in EXPORT_FILES]
+        return format_html_join(" · ", '<a href="{}">{}</a>', links)
+
+    @admin.display(description="Readiness")
+    def readiness(self, obj):
+        gates = format_html_join("", '<tr><td style="color:{}">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', (
+            ("#2e7d32" if g["passed"] else "#ba2121", "PASS" if g["passed"] else "FAIL", g["name"], g["value"],
+             g["threshold"], g["message"]) for g in obj.gates))
+        problems = format_html_join("", '<tr><td><a href="{}">example {}</a></td><td>{} line {}</td><td>{}</td><td>{}</td><td>{}</td></tr>', (
+            (_example_url(p["example_id"]), p["example_id"], p["split"], p["line"], p.get("level", "error"), p["code"],
+             p["message"]) for p in obj.problems[:200]))
+        more = f"… and {len(obj.problems) - 200} more" if len(obj.problems) > 200 else ""
+        tokens = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (split, f"{t.get('text', 0):,}", f"{t.get('image', 0):,}", f"{t.get('total', 0):,}")
+            for split, t in ((s, obj.tokens.get(s) or {}) for s in ("train", "validation"))))
+        costs = format_html_join("", "<tr><td>{}</td><td>${}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (name, c["usd"], f"{c['train_tokens']:,} × {c['epochs']}", c.get("jobs_end_date") or "—",
+             c.get("shutdown_date") or "—", c.get("note") or "") for name, c in obj.cost_estimates.items()))
+        counts = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (split, tag, ", ".join(f"{value}: {n}" for value, n in sorted(values.items(), key=lambda kv: -kv[1])))
+            for split, tags in obj.tag_counts.items() for tag, values in sorted(tags.items())))
+        verdict = format_html('<p style="font-weight:bold;color:{}">{}</p>', "#2e7d32" if obj.gates_passed else "#ba2121",
+                              "Ready to train" if obj.gates_passed else "Not ready: see the failed gates")
+        return format_html(
+            '{}<h3>Gates</h3><table><tr><th></th><th>Gate</th><th>Value</th><th>Threshold</th><th>Message</th></tr>{}</table>'
+            '<h3>Format problems ({})</h3><table>{}</table>{}'
+            '<h3>Rows</h3><p>{} train / {} validation rows, {} groups ({} train, {} validation)</p>'
+            '<h3>Tokens ({})</h3><table><tr><th>Split</th><th>Text</th><th>Image</th><th>Total</th></tr>{}</table>'
+            '<h3>Estimated training cost ({} epochs)</h3><table><tr><th>Base model</th><th>Cost</th><th>Tokens × epochs</th>'
+            '<th>No new jobs after</th><th>Shutdown</th><th></th></tr>{}</table>'
+            '<h3>Tags per split</h3><table>{}</table>',
+            verdict, gates, len(obj.problems), problems, more,
+            obj.counts.get("train", 0), obj.counts.get("validation", 0), obj.counts.get("groups", 0),
+            obj.counts.get("train_groups", 0), obj.counts.get("validation_groups", 0),
+            obj.tokens.get("encoding", ""), tokens, obj.dataset.epochs, costs, counts,
+        )
+
+    @admin.action(description="Export (train.jsonl, validation.jsonl, manifest.json)", permissions=["export_dataset"])
+    def export(self, request, queryset):
+        queued = 0
+        for version in queryset:
+            try:
+                dataset_version_export_request(version=version)
+            except QueueUnavailable as exc:
+                self.message_user(request, f"{version}: not exported. {exc}", messages.ERROR)
+                return
+            except ExportError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            queued += 1
+        if queued:
+            self.message_user(request, f"{queued} export(s) queued; progress shows on each version.")
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/download/<str:name>/", self.admin_site.admin_view(self.download_view),
+                 name="curation_datasetversion_download"),
+            *super().get_urls(),
+        ]
+
+    def download_view(self, request, pk, name):
+        if not request.user.has_perm(EXPORT_PERMISSION):
+            raise PermissionDenied
+        version = get_object_or_404(DatasetVersion, pk=pk)
+        try:
+            file_path = export_file_path(version=version, name=name)
+        except ExportError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:curation_datasetversion_change", args=[pk]))
+        # FileResponse streams the file in blocks: a 1 GB train.jsonl never sits in memory.
+        filename = f"{slugify(version.dataset.name)}-v{version.number}-{name}"
+        return FileResponse(open(file_path, "rb"), as_attachment=True, filename=filename)
+
+
+@admin.register(BaseModel)
+class BaseModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "provider", "training_price_per_1m", "encoding", "image_tokens", "supports_vision",
+                    "jobs_end_date", "shutdown_date", "active", "date_warning"]
+    list_filter = ["provider", "active"]
+    readonly_fields = ["date_warning"]
+
+    @admin.display(description="Warning")
+    def date_warning(self, obj):
+        warning = base_model_date_warning(obj) if obj and obj.pk else ""
+        return format_html('<span style="color:#ba2121">{}</span>', warning) if warning else ""
