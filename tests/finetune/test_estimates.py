@@ -1,0 +1,139 @@
+"""Estimates by the active model (read per request), corrections that become pending examples, the API's auth."""
+import base64
+import json
+
+import pytest
+from django.core.exceptions import PermissionDenied
+
+from curation.models import Drawing, Example
+from curation.services.tasks import TargetInvalid
+from finetune.models import Estimate
+from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
+from finetune.services.promotion import model_version_promote
+from tests.factories import make_drawing, make_task, make_user, technology_target
+from tests.finetune.evalkit import FT_MODEL, MODEL, make_base_model, make_dataset_version, make_done_eval_run, use_standin
+from tests.openai_standin import StandIn
+from tests.openai_standin.chat import install_chat, part_number
+
+pytestmark = pytest.mark.django_db
+PASSWORD = "pw-Gestima-1"
+
+
+@pytest.fixture
+def manager(roles):
+    return make_user("Manager")
+
+
+@pytest.fixture
+def standin(settings):
+    """Answers every drawing with a plan whose turning time tells which model was asked."""
+    with StandIn() as api:
+        install_chat(api, lambda body: json.dumps(
+            technology_target(part_number(body), minutes=20.0 if body["model"].startswith("ft:") else 10.0)))
+        use_standin(settings, api)
+        yield api
+
+
+def _promote(manager, version, *, model=MODEL, kind="base"):
+    return model_version_promote(eval_run=make_done_eval_run(version, model_name=model, kind=kind), user=manager)
+
+
+def test_estimates_follow_the_registry_without_a_restart(manager, standin):
+    make_base_model()
+    version = make_dataset_version(n_validation=3, n_train=0)
+    task = version.dataset.task
+    drawing = make_drawing(part_number="NEW-100")
+    _promote(manager, version)
+
+    first = estimate_create(drawing=drawing, task=task, user=manager)
+    assert first.error == "" and first.model_name == MODEL and first.provider == "openai"
+    assert first.output["part_number"] == "NEW-100" and first.output["operations"][0]["machine_time_min_per_piece"] == 10.0
+    assert first.input_tokens == 100 and first.cost_usd > 0
+
+    _promote(manager, version, model=FT_MODEL, kind="fine_tuned")  # the registry switches; nothing reloads
+    second = estimate_create(drawing=drawing, task=task, user=manager)
+    assert second.model_name == FT_MODEL and second.provider == "openai_ft"
+    assert second.output["operations"][0]["machine_time_min_per_piece"] == 20.0
+    bodies = [c.json() for c in standin.calls_to("POST", "/chat/completions")]
+    assert [b["model"] for b in bodies] == [MODEL, FT_MODEL]
+    assert bodies[0]["messages"][0]["content"] == task.system_prompt  # base model: full prompt
+    assert bodies[1]["messages"][0]["content"] == task.compact_prompt  # fine-tuned: compact prompt
+    assert bodies[1]["messages"][1]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+def test_no_active_model_is_a_clear_error(manager):
+    with pytest.raises(EstimateError, match="no active model"):
+        estimate_create(drawing=make_drawing(), task=make_task(), user=manager)
+
+
+def test_a_correction_becomes_a_pending_example(manager, standin):
+    version = make_dataset_version(n_validation=2, n_train=0)
+    task = version.dataset.task
+    _promote(manager, version)
+    drawing = make_drawing(part_number="NEW-200")
+    estimate = estimate_create(drawing=drawing, task=task, user=manager)
+    reviewer = make_user("Reviewer")
+
+    with pytest.raises(TargetInvalid, match=r"\$\.operations\[0\]\.machine_time_min_per_piece"):
+        bad = technology_target("NEW-200")
+        bad["operations"][0]["machine_time_min_per_piece"] = "fast"
+        estimate_correct(estimate=estimate, user=reviewer, target_text=json.dumps(bad))
+    assert not Example.objects.filter(source="correction").exists()
+
+    corrected = technology_target("NEW-200", minutes=14.0)
+    estimate = estimate_correct(estimate=estimate, user=reviewer, target_text=json.dumps(corrected))
+    example = estimate.example
+    assert example.status == Example.Status.PENDING and example.source == Example.Source.CORRECTION
+    assert json.loads(example.target) == corrected and example.drawing == drawing and example.task == task
+    assert example.messages[0]["content"] == task.compact_prompt
+    assert example.messages[1]["content"][1]["image_url"]["url"].startswith("page:")
+    assert estimate.corrected_by == reviewer and json.loads(estimate.corrected_target) == corrected
+    # Correcting twice with the same answer does not duplicate the example.
+    again = estimate_correct(estimate=estimate, user=reviewer, target_text=json.dumps(corrected))
+    assert again.example_id == example.pk and Example.objects.filter(source="correction").count() == 1
+
+    with pytest.raises(PermissionDenied):
+        estimate_correct(estimate=estimate, user=make_user(None), target_text=json.dumps(corrected))
+
+
+def _basic(user):
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{user.username}:{PASSWORD}".encode()).decode()}
+
+
+def test_api_requires_credentials_and_the_permission(client, manager, standin):
+    version = make_dataset_version(n_validation=2, n_train=0)
+    _promote(manager, version)
+    drawing = make_drawing(part_number="API-1")
+    body = json.dumps({"drawing_id": drawing.pk})
+
+    assert client.post("/api/estimates", body, content_type="application/json").status_code == 401
+    wrong = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{manager.username}:nope".encode()).decode()}
+    assert client.post("/api/estimates", body, content_type="application/json", **wrong).status_code == 401
+    reviewer = make_user("Reviewer")
+    assert client.post("/api/estimates", body, content_type="application/json", **_basic(reviewer)).status_code == 403
+    assert not Estimate.objects.exists()
+
+    response = client.post("/api/estimates", body, content_type="application/json", **_basic(manager))
+    assert response.status_code == 201, response.content
+    data = response.json()
+    assert data["drawing_id"] == drawing.pk and data["model"] == MODEL and data["provider"] == "openai"
+    assert data["output"]["part_number"] == "API-1"
+    assert Estimate.objects.get(pk=data["id"]).created_by == manager
+
+
+def test_api_session_needs_csrf_and_unrendered_drawings_wait(manager, standin):
+    from django.test import Client
+
+    version = make_dataset_version(n_validation=2, n_train=0)
+    _promote(manager, version)
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(manager)
+    drawing = make_drawing(part_number="API-2")
+    response = browser.post("/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json")
+    assert response.status_code == 403 and "CSRF" in response.json()["error"]
+
+    pending = make_drawing(part_number="API-3", status=Drawing.Status.UPLOADED)
+    response = browser.post("/api/estimates", json.dumps({"drawing_id": pending.pk}), content_type="application/json",
+                            **_basic(manager))
+    assert response.status_code == 409 and response.json()["drawing_id"] == pending.pk
+    assert len(standin.calls_to("POST", "/chat/completions")) == 0
