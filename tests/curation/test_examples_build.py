@@ -143,3 +143,55 @@ def test_build_command_reports_skipped_drawings(task, capsys):
     call_command("build_examples")
     out = capsys.readouterr().out
     assert "1 created" in out and "C-2: no production records" in out
+
+
+def _post_build_action(client, task):
+    from django.urls import reverse
+
+    return client.post(reverse("admin:curation_task_changelist"),
+                       {"action": "build_examples", "_selected_action": [task.pk]}, follow=True)
+
+
+def test_build_action_in_the_task_admin_is_for_managers_only(client, task):
+    from tests.factories import make_user
+
+    _part_with_truth("ADM-1")
+    client.force_login(make_user("Reviewer"))
+    _post_build_action(client, task)
+    assert not Example.objects.exists()
+    client.force_login(make_user("Manager"))
+    response = _post_build_action(client, task)
+    assert Example.objects.count() == 1
+    assert "1 created" in response.content.decode()
+
+
+def test_task_admin_refuses_a_schema_that_is_not_json_schema(task):
+    from django.forms.models import model_to_dict
+
+    from curation.admin.records import TaskForm
+
+    data = model_to_dict(task)
+    data["output_schema"] = json.dumps({"type": "objekt"})
+    data["metric_spec"] = json.dumps(task.metric_spec)
+    data["promotion_policy"] = json.dumps(task.promotion_policy)
+    form = TaskForm(data=data, instance=task)
+    assert not form.is_valid() and "not valid JSON Schema" in str(form.errors["output_schema"])
+    data["output_schema"] = json.dumps(task.output_schema)
+    assert TaskForm(data=data, instance=task).is_valid()
+
+
+def test_material_entered_in_the_ground_truth_admin_survives_a_recompute(client):
+    from django.urls import reverse
+
+    from curation.services.ground_truth import ground_truth_compute
+    from tests.factories import make_user
+
+    make_drawing(part_number="GT-1")
+    production_records_import(text=_records("GT-1"))
+    ground_truth = GroundTruth.objects.get(part_number="GT-1")
+    client.force_login(make_user("Manager"))
+    url = reverse("admin:curation_groundtruth_change", args=[ground_truth.pk])
+    page = client.get(url).content.decode()
+    assert "VS20 saw" in page and "Trimmed means" in page
+    assert client.post(url, {"material": "42CrMo4"}).status_code == 302
+    assert ground_truth_compute(part_number="GT-1").material == "42CrMo4"
