@@ -1,6 +1,36 @@
 """RQ entry points of the data side: thin wrappers that load rows by id and call services."""
 
 
+# --- drawings (render queue) ------------------------------------------------------------------
+
+def drawing_render_job(drawing_id: int) -> str | None:
+    """Render one drawing; a re-run finds the row no longer `uploaded` and returns."""
+    from curation.models import Drawing
+    from curation.services.drawings import drawing_render
+
+    drawing = Drawing.objects.filter(pk=drawing_id).first()
+    if drawing is None:
+        return None
+    return drawing_render(drawing=drawing).status
+
+
+def drawing_render_job_failed(job, connection, exc_type, exc_value, tb):
+    """on_failure hook: a crash or an RQ timeout is stored on the drawing instead of leaving it `rendering`."""
+    from curation.models import Drawing
+    from curation.services.drawings import drawing_render_fail
+
+    drawing = Drawing.objects.filter(pk=job.args[0]).first()
+    if drawing is not None:
+        drawing_render_fail(drawing=drawing, message=f"rendering stopped: {exc_type.__name__}: {exc_value}")
+
+
+def drawings_reconcile() -> int:
+    """Periodic (gestima.periodic) and at worker start: queue drawings left waiting."""
+    from curation.services.drawings import drawings_reconcile as reconcile
+
+    return reconcile()
+
+
 # --- dataset version export (default queue) ---------------------------------------------------
 
 def dataset_version_export_job(version_id: int, fmt: str = "openai"):

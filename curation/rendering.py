@@ -1,0 +1,476 @@
+"""PDF drawing → page images the model can use (≤ 2048 px, RGB, ≤ 10 MB), with a human reason when it cannot.
+
+The only module that imports PyMuPDF; no ORM. `render_isolated` runs the render in a forked child
+with an address-space cap, so a hostile PDF fails one drawing instead of taking the worker down.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import pickle
+import re
+import resource
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pymupdf
+from PIL import Image
+
+# MuPDF prints its warnings to stderr by default; we collect them per drawing instead.
+pymupdf.TOOLS.mupdf_display_errors(False)
+pymupdf.TOOLS.mupdf_display_warnings(False)
+
+
+class RenderError(Exception):
+    """A drawing cannot be rendered; `message` says why in words a person can act on."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    max_side_px: int = 2048
+    dpi_cap: int = 300
+    max_pixels: int = 2048 * 2048
+    max_pages: int = 50
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_page_points: int = 10_000
+    memory_limit_mb: int = 1024
+    timeout_seconds: int = 240
+    jpeg_quality: int = 85
+
+    @classmethod
+    def from_settings(cls) -> "RenderLimits":
+        from django.conf import settings
+
+        return cls(
+            max_side_px=settings.RENDER_MAX_SIDE_PX,
+            dpi_cap=settings.RENDER_DPI_CAP,
+            max_pixels=settings.RENDER_MAX_PIXELS,
+            max_pages=settings.RENDER_MAX_PAGES,
+            max_image_bytes=settings.RENDER_MAX_IMAGE_BYTES,
+            max_page_points=settings.RENDER_MAX_PAGE_POINTS,
+            memory_limit_mb=settings.RENDER_MEMORY_LIMIT_MB,
+            timeout_seconds=settings.RENDER_TIMEOUT_SECONDS,
+            jpeg_quality=settings.RENDER_JPEG_QUALITY,
+        )
+
+
+@dataclass
+class RenderedPage:
+    number: int
+    path: str  # the encoded image, in the caller's output directory
+    width: int
+    height: int
+    format: str  # "png" or "jpeg"
+    bytes: int
+    sha256: str
+    phash: str
+    scanned: bool
+
+
+@dataclass
+class RenderResult:
+    pages: list[RenderedPage]
+    has_text_layer: bool
+    part_number: str  # from the title block; "" when none was found
+    repaired: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def page_count(self) -> int:
+        return len(self.pages)
+
+
+# --- What the bytes are -------------------------------------------------------------------------
+
+_SIGNATURES = [
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+    (b"PK\x03\x04", "ZIP (e.g. an Office document)"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document"),
+    (b"\x1f\x8b", "gzip"),
+    (b"RIFF", "RIFF (WebP or another media file)"),
+]
+
+
+def bytes_describe(head: bytes) -> str:
+    """What the first bytes of a file look like, for a 'not a PDF' message."""
+    if not head:
+        return "empty"
+    for signature, name in _SIGNATURES:
+        if head.startswith(signature):
+            return name
+    text = head[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text[:256]:
+        return "HTML"
+    if text.startswith(b"<?xml") or text.startswith(b"<svg"):
+        return "XML/SVG"
+    try:
+        decoded = head[:1024].decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary data"
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in decoded)
+    return "text" if printable >= 0.95 * len(decoded) else "binary data"
+
+
+def pdf_sniff(head: bytes) -> None:
+    """Raise RenderError unless the file starts like a PDF (`%PDF-`)."""
+    if not head:
+        raise RenderError("empty file: 0 bytes")
+    if head.startswith(b"%PDF") and not head.startswith(b"%PDF-"):
+        raise RenderError("damaged PDF: unreadable header (it starts with %PDF but not %PDF-1.x)")
+    if not head.startswith(b"%PDF-"):
+        raise RenderError(f"not a PDF (looks like {bytes_describe(head)})")
+
+
+# --- Rendering (in-process; `render_isolated` wraps it in a capped child) -------------------------
+
+def _classify(stage: str, exc: BaseException, *, page: int | None = None, memory_mb: int = 0) -> str:
+    # MuPDF prefixes its messages with "code=N: "; a person does not need that.
+    text = re.sub(r"^code=\d+:\s*", "", str(exc).strip()) or type(exc).__name__
+    lowered = text.lower()
+    where = f"page {page}" if page else "the PDF"
+    if isinstance(exc, MemoryError) or "malloc" in lowered or "out of memory" in lowered:
+        limit = f" of {memory_mb:,} MB" if memory_mb else ""
+        return f"{where} needs more memory than the render limit{limit} allows"
+    if "cycle in page tree" in lowered or "page tree" in lowered:
+        return f"broken page tree: {text}"
+    if stage == "open":
+        # PyMuPDF's own text names the file path; MuPDF's first complaint says what is wrong.
+        reason = _first_warning(_warnings()) or type(exc).__name__
+        return f"damaged PDF: it cannot be opened ({reason})"
+    if stage == "count":
+        return f"damaged PDF: its pages cannot be counted ({text})"
+    if stage == "load":
+        return f"damaged PDF: {where} cannot be read ({text})"
+    return f"{where} cannot be rendered: {text}"
+
+
+def _first_warning(warnings: list[str]) -> str:
+    interesting = [w for w in warnings if not w.startswith(("trying to repair", "repairing PDF"))]
+    return (interesting or warnings or [""])[0]
+
+
+def _zoom(rect, limits: RenderLimits) -> float:
+    width, height = rect.width, rect.height
+    zoom = min(limits.max_side_px / max(width, height), limits.dpi_cap / 72)
+    # The pixel budget only bites when it is set below max_side_px².
+    zoom = min(zoom, math.sqrt(limits.max_pixels / (width * height)))
+    return zoom
+
+
+def _inches(points: float) -> str:
+    return f"{round(points / 72, 1):g}"
+
+
+def _dhash(image: Image.Image) -> str:
+    """64-bit difference hash: robust to scale and small edits, for near-duplicate pages."""
+    small = image.convert("L").resize((9, 8), Image.Resampling.BOX)
+    pixels = list(small.getdata())
+    bits = 0
+    for row in range(8):
+        for col in range(8):
+            left = pixels[row * 9 + col]
+            right = pixels[row * 9 + col + 1]
+            bits = (bits << 1) | (left > right)
+    return f"{bits:016x}"
+
+
+def _encode(pix, image: Image.Image, *, scanned: bool, limits: RenderLimits) -> tuple[bytes, str]:
+    """PNG for vector pages; JPEG for scans (PNG too when a low-colour scan makes it smaller); ≤ max bytes."""
+    candidates = []
+    if scanned:
+        candidates.append((_jpeg(image, limits.jpeg_quality), "jpeg"))
+        # A bilevel or few-tone scan can be smaller as PNG; a grey or colour scan never is (and PNG of
+        # it costs ~1 s), so only those get the second encoding.
+        if image.getcolors(16) is not None:
+            candidates.append((_png(pix), "png"))
+    else:
+        candidates.append((_png(pix), "png"))
+    data, fmt = min(candidates, key=lambda item: len(item[0]))
+    quality = limits.jpeg_quality
+    while len(data) > limits.max_image_bytes and quality > 20:
+        # Only a pathological page gets here (a 2048² PNG of noise); JPEG at falling quality always fits.
+        data, fmt = _jpeg(image, quality), "jpeg"
+        quality -= 15
+    if len(data) > limits.max_image_bytes:
+        raise RenderError(f"page image is {len(data):,} bytes even as JPEG: above the {limits.max_image_bytes:,}-byte limit")
+    return data, fmt
+
+
+def _png(pix) -> bytes:
+    # MuPDF's encoder is faster than Pillow's adaptive filtering here, and its files are smaller.
+    return pix.tobytes("png")
+
+
+def _jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality, optimize=False)
+    return buffer.getvalue()
+
+
+def render_pdf(path: str, *, out_dir: str, limits: RenderLimits, stem: str = "page") -> RenderResult:
+    """Render every page of the PDF at `path` into `out_dir`; raise RenderError with the reason."""
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 1024))
+        tail = handle.read()
+    pdf_sniff(head)
+    pymupdf.TOOLS.reset_mupdf_warnings()
+    try:
+        doc = pymupdf.open(path, filetype="pdf")
+    except Exception as exc:  # PyMuPDF raises FileDataError, RuntimeError, ValueError... at open
+        raise RenderError(_classify("open", exc, memory_mb=limits.memory_limit_mb)) from None
+    try:
+        return _render_document(doc, tail=tail, out_dir=out_dir, limits=limits, stem=stem)
+    finally:
+        doc.close()
+
+
+def _warnings() -> list[str]:
+    return [line for line in pymupdf.TOOLS.mupdf_warnings(reset=False).splitlines() if line.strip()]
+
+
+def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, stem: str) -> RenderResult:
+    if not doc.is_pdf:
+        raise RenderError("not a PDF (MuPDF does not read it as one)")
+    if doc.needs_pass:
+        raise RenderError("encrypted PDF: a password is needed")
+    try:
+        count = doc.page_count
+    except Exception as exc:
+        raise RenderError(_classify("count", exc)) from None
+    repaired = bool(doc.is_repaired)
+    if repaired and b"%%EOF" not in tail:
+        # MuPDF can rebuild a cut-off file, but what it shows is a partial drawing: not training data.
+        raise RenderError(f"damaged PDF: the file is cut off (no end-of-file marker; {_first_warning(_warnings())})")
+    if count == 0:
+        raise RenderError("the PDF has no pages")
+    if count > limits.max_pages:
+        raise RenderError(f"{count} pages: above the page limit of {limits.max_pages}")
+
+    pages: list[RenderedPage] = []
+    has_text_layer = False
+    part_number = ""
+    for index in range(count):
+        number = index + 1
+        label = number if count > 1 else None
+        try:
+            page = doc.load_page(index)
+            rect = page.rect  # already rotated: /Rotate 90 gives a portrait rect for a landscape page
+        except Exception as exc:
+            raise RenderError(_classify("load", exc, page=label, memory_mb=limits.memory_limit_mb)) from None
+        if max(rect.width, rect.height) > limits.max_page_points:
+            which = f"page {number}" if count > 1 else "page"
+            raise RenderError(
+                f"{which} is {_inches(rect.width)} × {_inches(rect.height)} in: "
+                f"above the {limits.max_page_points:,}-pixel limit"
+            )
+        if rect.width < 1 or rect.height < 1:
+            raise RenderError(f"page {number} has no area ({rect.width:g} × {rect.height:g} pt)")
+        zoom = _zoom(rect, limits)
+        try:
+            # Text extraction interprets the content stream too: its failures are render failures.
+            words = page.get_text("words")
+            has_images = bool(page.get_images(full=False))
+            pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
+            image = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+        except RenderError:
+            raise
+        except Exception as exc:
+            raise RenderError(_classify("render", exc, page=number, memory_mb=limits.memory_limit_mb)) from None
+        page_has_text = bool(words)
+        has_text_layer = has_text_layer or page_has_text
+        if page_has_text and not part_number:
+            part_number = title_block_part_number(words)
+        scanned = has_images and not page_has_text
+        data, fmt = _encode(pix, image, scanned=scanned, limits=limits)
+        del pix
+        target = Path(out_dir) / f"{stem}-p{number}.{'jpg' if fmt == 'jpeg' else 'png'}"
+        target.write_bytes(data)
+        pages.append(
+            RenderedPage(
+                number=number, path=str(target), width=image.width, height=image.height, format=fmt,
+                bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), phash=_dhash(image), scanned=scanned,
+            )
+        )
+    return RenderResult(
+        pages=pages, has_text_layer=has_text_layer, part_number=part_number, repaired=repaired, warnings=_warnings()
+    )
+
+
+# --- Part number from the title block ---------------------------------------------------------------
+
+_LABEL = re.compile(
+    r"(drawing|dwg|part|article|item|ident)\s*[-.]?\s*(no\b|no\.|nr\b|nr\.|number|#)"
+    r"|zeichnungs-?\s*nr|teile-?\s*nr|sach-?\s*nr|artikel-?\s*nr",
+    re.IGNORECASE,
+)
+_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{1,38}[A-Za-z0-9]$")
+
+
+def title_block_part_number(words: list) -> str:
+    """The value under (or after) a "Drawing No. / Part No." label; "" when there is none.
+
+    `words` are PyMuPDF words (x0, y0, x1, y1, text, block, line, word). A title block cell has its
+    label in small type at the top and the value below it, starting at the same left edge.
+    """
+    lines: dict[tuple[int, int], list] = {}
+    for word in words:
+        lines.setdefault((word[5], word[6]), []).append(word)
+    boxes = []
+    for items in lines.values():
+        items.sort(key=lambda w: w[0])
+        text = " ".join(w[4] for w in items)
+        boxes.append((min(w[0] for w in items), min(w[1] for w in items), max(w[2] for w in items), max(w[3] for w in items), text))
+    # The title block sits at the bottom of the sheet: prefer the lowest label.
+    labels = sorted((b for b in boxes if _LABEL.search(b[4])), key=lambda b: -b[1])
+    for x0, y0, x1, y1, text in labels:
+        after = re.split(r"[:#]\s*", text, maxsplit=1)
+        if len(after) == 2 and _VALUE.match(after[1].strip()) and any(c.isdigit() for c in after[1]):
+            return after[1].strip()
+        height = y1 - y0
+        below = [
+            b for b in boxes
+            if b[1] >= y1 - 1 and b[1] <= y1 + 6 * height and abs(b[0] - x0) <= 3 * height and b[4] != text
+        ]
+        for box in sorted(below, key=lambda b: b[1]):
+            value = box[4].strip()
+            if _VALUE.match(value) and any(c.isdigit() for c in value):
+                return value
+    return ""
+
+
+def part_number_from_filename(name: str) -> str:
+    """"JR_814059.pdf" → "JR 814059": drawings are often saved under their number with _ for spaces."""
+    stem = Path(name).stem
+    return re.sub(r"[_\s]+", " ", stem).strip()[:100]
+
+
+# --- Isolation: a forked child with an address-space cap and a deadline ----------------------------
+
+def _vm_size_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _limit_memory(limit_mb: int) -> None:
+    # RLIMIT_AS counts address space, and the child starts with the worker's (shared, copy-on-write)
+    # mappings: the cap is what is mapped now plus the render's own budget.
+    if limit_mb <= 0:
+        return
+    budget = _vm_size_bytes() + limit_mb * 1024 * 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        budget = min(budget, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (budget, hard))
+
+
+def _die_with_parent() -> None:
+    # Linux only: a child orphaned by a killed worker must not keep rendering.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def render_isolated(path: str, *, out_dir: str, limits: RenderLimits, stem: str = "page") -> RenderResult:
+    """`render_pdf` in a forked child capped at `limits.memory_limit_mb` and `limits.timeout_seconds`.
+
+    A MemoryError, a crash or a kill in the child becomes a RenderError; the caller process is untouched.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        code = 0
+        try:
+            os.close(read_fd)
+            _die_with_parent()
+            _limit_memory(limits.memory_limit_mb)
+            try:
+                payload = ("ok", render_pdf(path, out_dir=out_dir, limits=limits, stem=stem))
+            except RenderError as exc:
+                payload = ("error", exc.message)
+            except MemoryError:
+                payload = ("error", f"the PDF needs more than the {limits.memory_limit_mb:,} MB render memory limit")
+            except Exception as exc:
+                payload = ("error", f"rendering failed: {type(exc).__name__}: {exc}")
+            data = pickle.dumps(payload)
+            view = memoryview(data)
+            while view:
+                written = os.write(write_fd, view)
+                view = view[written:]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+
+    os.close(write_fd)
+    chunks = []
+    deadline = time.monotonic() + limits.timeout_seconds
+    timed_out = False
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([read_fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(read_fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        if timed_out:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _, status = os.waitpid(pid, 0)
+
+    if timed_out:
+        raise RenderError(f"rendering took longer than {limits.timeout_seconds} s and was stopped")
+    if chunks:
+        try:
+            kind, value = pickle.loads(b"".join(chunks))
+        except Exception:
+            kind, value = "error", None
+        if kind == "ok":
+            return value
+        if value:
+            raise RenderError(value)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        hint = " (probably out of memory)" if sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT) else ""
+        raise RenderError(f"the renderer crashed on this PDF: killed by {name}{hint}")
+    if limits.memory_limit_mb > 0:
+        raise RenderError(
+            f"the renderer stopped without a result (exit code {os.WEXITSTATUS(status)}); "
+            f"the PDF may need more than the {limits.memory_limit_mb:,} MB render memory limit"
+        )
+    raise RenderError(f"the renderer stopped without a result (exit code {os.WEXITSTATUS(status)})")

@@ -1,0 +1,313 @@
+"""Drawings: ingest (dedup by sha256, type and size checks), render into page images, render again, reconcile.
+
+Rendering itself is `curation.rendering` (PyMuPDF, in a capped child process); this module owns the
+rows, the files in storage and the queue.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from curation import rendering
+from curation.models import Drawing, DrawingPage
+from gestima.queues import QueueUnavailable, enqueue_on_commit, job_is_pending
+
+logger = logging.getLogger(__name__)
+
+RENDER_QUEUE = "render"
+
+
+class DrawingRejected(Exception):
+    """The upload is not stored; `message` says why."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def drawing_render_job_id(drawing_id: int) -> str:
+    return f"render-drawing-{drawing_id}"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _read_head_and_hash(file) -> tuple[bytes, str, int]:
+    file.seek(0)
+    digest = hashlib.sha256()
+    head = b""
+    size = 0
+    for chunk in iter(lambda: file.read(1024 * 1024), b""):
+        if not head:
+            head = chunk[:1024]
+        digest.update(chunk)
+        size += len(chunk)
+    file.seek(0)
+    return head, digest.hexdigest(), size
+
+
+def drawing_ingest(*, file=None, content: bytes | None = None, original_name: str = "", uploaded_by=None,
+                   enqueue: bool = True) -> tuple[Drawing, bool]:
+    """Store a PDF drawing once per content and queue its render; returns (drawing, created).
+
+    `file` is a Django File (an upload) or `content` raw bytes; `original_name` defaults to the
+    file's name. Raises DrawingRejected (nothing
+    stored) for an empty, oversized or non-PDF file. Raises QueueUnavailable when Redis does not
+    answer: the drawing IS stored, stays `uploaded`, and the reconciler queues it later.
+    """
+    if (file is None) == (content is None):
+        raise ValueError("pass exactly one of file or content")
+    if file is None:
+        file = ContentFile(content)
+    name = Path(original_name or getattr(file, "name", None) or "drawing.pdf").name[:255]
+    size = getattr(file, "size", None)
+    if size is not None and size > settings.UPLOAD_MAX_BYTES:
+        raise DrawingRejected(f"too large: {_megabytes(size)}, the limit is {_megabytes(settings.UPLOAD_MAX_BYTES)}")
+    head, sha256, size = _read_head_and_hash(file)
+    if size > settings.UPLOAD_MAX_BYTES:
+        raise DrawingRejected(f"too large: {_megabytes(size)}, the limit is {_megabytes(settings.UPLOAD_MAX_BYTES)}")
+    try:
+        rendering.pdf_sniff(head)
+    except rendering.RenderError as exc:
+        raise DrawingRejected(exc.message) from None
+
+    existing = Drawing.objects.filter(sha256=sha256).first()
+    if existing is not None:
+        return existing, False
+    drawing = Drawing(
+        original_name=name, sha256=sha256, size_bytes=size, uploaded_by=uploaded_by,
+        part_number=rendering.part_number_from_filename(name), status=Drawing.Status.UPLOADED,
+    )
+    drawing.file.save(f"{sha256[:16]}.pdf", file, save=False)
+    try:
+        with transaction.atomic():
+            drawing.save()
+    except IntegrityError:
+        # Another upload of the same bytes won the race: keep theirs, drop our copy of the file.
+        drawing.file.delete(save=False)
+        return Drawing.objects.get(sha256=sha256), False
+    if enqueue:
+        drawing_render_enqueue(drawing=drawing)
+    return drawing, True
+
+
+def drawing_render_enqueue(*, drawing: Drawing) -> None:
+    """Queue the render after commit under a deterministic id; raises QueueUnavailable (row kept)."""
+    from curation.jobs import drawing_render_job, drawing_render_job_failed
+
+    enqueue_on_commit(
+        RENDER_QUEUE, drawing_render_job, drawing.pk,
+        job_id=drawing_render_job_id(drawing.pk), on_failure=drawing_render_job_failed,
+    )
+
+
+@dataclass
+class IngestOutcome:
+    name: str
+    verdict: str  # "new", "existing" or "rejected"
+    drawing: Drawing | None = None
+    reason: str = ""
+
+
+def drawings_ingest_many(*, files: list[tuple[str, object]], uploaded_by=None) -> tuple[list[IngestOutcome], str]:
+    """Ingest several (name, File-or-bytes) pairs; returns the outcome per file and a queue warning ("" if none).
+
+    One bad file never stops the others; when Redis is away every drawing is still stored (the
+    reconciler renders them later) and the warning says so.
+    """
+    outcomes = []
+    queue_error = ""
+    for name, data in files:
+        kwargs = {"content": data} if isinstance(data, (bytes, bytearray)) else {"file": data}
+        try:
+            drawing, created = drawing_ingest(
+                original_name=name, uploaded_by=uploaded_by, enqueue=not queue_error, **kwargs
+            )
+        except DrawingRejected as exc:
+            outcomes.append(IngestOutcome(name=name, verdict="rejected", reason=exc.message))
+            continue
+        except QueueUnavailable as exc:
+            queue_error = str(exc)
+            drawing, created = Drawing.objects.get(sha256=_sha256_of(data)), True
+        outcomes.append(IngestOutcome(name=name, verdict="new" if created else "existing", drawing=drawing))
+    return outcomes, queue_error
+
+
+def _sha256_of(data) -> str:
+    if isinstance(data, (bytes, bytearray)):
+        return hashlib.sha256(data).hexdigest()
+    return _read_head_and_hash(data)[1]
+
+
+# --- Rendering ----------------------------------------------------------------------------------
+
+def _claim(drawing: Drawing) -> bool:
+    # The status claim makes the job idempotent: a second run (or a second worker) finds no
+    # `uploaded` row and returns without touching the pages.
+    return Drawing.objects.filter(pk=drawing.pk, status=Drawing.Status.UPLOADED).update(
+        status=Drawing.Status.RENDERING, error="", updated_at=timezone.now()
+    ) == 1
+
+
+def drawing_render(*, drawing: Drawing) -> Drawing:
+    """Render a drawing that is `uploaded`: pages replaced in one transaction, status and error stored.
+
+    Does nothing (returns the drawing as it is) when the row is not `uploaded`: already rendering
+    elsewhere, rendered, or failed (use `drawing_render_again`).
+    """
+    if not _claim(drawing):
+        drawing.refresh_from_db()
+        return drawing
+    workdir = tempfile.mkdtemp(prefix="gestima-render-")
+    try:
+        source = _local_pdf_path(drawing, workdir)
+        try:
+            result = rendering.render_isolated(
+                source, out_dir=workdir, limits=rendering.RenderLimits.from_settings(), stem=drawing.sha256[:16]
+            )
+        except rendering.RenderError as exc:
+            return drawing_render_fail(drawing=drawing, message=exc.message)
+        return _pages_replace(drawing=drawing, result=result)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _local_pdf_path(drawing: Drawing, workdir: str) -> str:
+    try:
+        return drawing.file.path
+    except NotImplementedError:
+        # Remote storage (S3...): the render child needs a local file.
+        target = Path(workdir) / "source.pdf"
+        with drawing.file.open("rb") as source, open(target, "wb") as out:
+            shutil.copyfileobj(source, out)
+        return str(target)
+
+
+class _TempFile(File):
+    """A rendered image in the work dir; FileSystemStorage moves it instead of copying."""
+
+    def temporary_file_path(self):
+        return self.file.name
+
+
+def _pages_replace(*, drawing: Drawing, result: rendering.RenderResult) -> Drawing:
+    """Write the new page images, then swap the rows in one transaction; old files go after commit.
+
+    Pages are updated in place by number so their ids (which examples reference) survive a re-render.
+    """
+    storage = DrawingPage._meta.get_field("image").storage
+    upload_to = DrawingPage._meta.get_field("image")
+    new_names = []
+    try:
+        for page in result.pages:
+            with open(page.path, "rb") as handle:
+                name = upload_to.generate_filename(None, Path(page.path).name)
+                new_names.append(storage.save(name, _TempFile(handle, name=Path(page.path).name)))
+        with transaction.atomic():
+            locked = Drawing.objects.select_for_update().get(pk=drawing.pk)
+            if locked.status != Drawing.Status.RENDERING:
+                raise _Superseded()
+            existing = {p.number: p for p in locked.pages.all()}
+            old_names = [p.image.name for p in existing.values()]
+            for page, name in zip(result.pages, new_names):
+                row = existing.pop(page.number, None) or DrawingPage(drawing=locked, number=page.number)
+                row.image.name = name
+                row.width, row.height, row.format = page.width, page.height, page.format
+                row.bytes, row.sha256, row.phash = page.bytes, page.sha256, page.phash
+                row.save()
+            DrawingPage.objects.filter(pk__in=[p.pk for p in existing.values()]).delete()
+            warnings = result.warnings
+            locked.page_count = result.page_count
+            locked.has_text_layer = result.has_text_layer
+            locked.repaired = result.repaired
+            locked.warning_count = len(warnings)
+            locked.warnings = "\n".join(warnings[:200])
+            if result.part_number and _part_number_is_automatic(locked):
+                locked.part_number = result.part_number[:100]
+            locked.status = Drawing.Status.RENDERED
+            locked.error = ""
+            locked.rendered_at = timezone.now()
+            locked.save()
+            transaction.on_commit(lambda: _files_delete(storage, [n for n in old_names if n not in new_names]))
+        return locked
+    except _Superseded:
+        _files_delete(storage, new_names)
+        drawing.refresh_from_db()
+        return drawing
+    except BaseException:
+        _files_delete(storage, new_names)
+        raise
+
+
+class _Superseded(Exception):
+    pass
+
+
+def _part_number_is_automatic(drawing: Drawing) -> bool:
+    # A part number a person typed in wins over the title block; the file-name guess does not.
+    return not drawing.part_number or drawing.part_number == rendering.part_number_from_filename(drawing.original_name)
+
+
+def _files_delete(storage, names) -> None:
+    for name in names:
+        try:
+            storage.delete(name)
+        except OSError:
+            logger.warning("could not delete old page image %s", name)
+
+
+def drawing_render_fail(*, drawing: Drawing, message: str) -> Drawing:
+    """Store why a render failed; only a drawing that is `rendering` changes (a late crash report never
+    overwrites a later success)."""
+    Drawing.objects.filter(pk=drawing.pk, status=Drawing.Status.RENDERING).update(
+        status=Drawing.Status.FAILED, error=message[:2000], updated_at=timezone.now()
+    )
+    drawing.refresh_from_db()
+    return drawing
+
+
+def drawing_render_again(*, drawings) -> int:
+    """Put rendered or failed drawings back to `uploaded` and queue them; returns how many.
+
+    The status change is committed first, so if Redis is away (QueueUnavailable) nothing is lost:
+    the reconciler queues them when it is back.
+    """
+    ids = list(
+        Drawing.objects.filter(
+            pk__in=[d.pk for d in drawings], status__in=[Drawing.Status.RENDERED, Drawing.Status.FAILED]
+        ).values_list("pk", flat=True)
+    )
+    Drawing.objects.filter(pk__in=ids).update(status=Drawing.Status.UPLOADED, error="", updated_at=timezone.now())
+    for drawing in Drawing.objects.filter(pk__in=ids):
+        drawing_render_enqueue(drawing=drawing)
+    return len(ids)
+
+
+def drawings_reconcile() -> int:
+    """Queue every drawing left `uploaded`, and reset ones stuck `rendering` with no live job; returns how
+    many were queued. Deterministic job ids: a drawing already queued is not queued twice."""
+    cutoff = timezone.now() - timedelta(seconds=settings.RENDER_STUCK_AFTER_SECONDS)
+    for drawing_id in Drawing.objects.filter(status=Drawing.Status.RENDERING, updated_at__lt=cutoff).values_list("pk", flat=True):
+        if not job_is_pending(queue_name=RENDER_QUEUE, job_id=drawing_render_job_id(drawing_id)):
+            Drawing.objects.filter(pk=drawing_id, status=Drawing.Status.RENDERING, updated_at__lt=cutoff).update(
+                status=Drawing.Status.UPLOADED, updated_at=timezone.now()
+            )
+    queued = 0
+    for drawing in Drawing.objects.filter(status=Drawing.Status.UPLOADED).order_by("pk"):
+        if job_is_pending(queue_name=RENDER_QUEUE, job_id=drawing_render_job_id(drawing.pk)):
+            continue
+        drawing_render_enqueue(drawing=drawing)
+        queued += 1
+    return queued
