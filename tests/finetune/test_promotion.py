@@ -100,3 +100,43 @@ def test_compare_two_runs_on_the_same_examples(version):
     assert (c["b_wins"], c["b_losses"], c["ties"]) == (6, 0, 0)
     assert c["numeric"][MT]["diff"] == pytest.approx(-0.1)
     assert c["a"]["model"] == MODEL and c["b"]["model"] == FT_MODEL
+
+
+def test_admin_promote_page_is_manager_only_and_needs_a_reason_when_the_policy_fails(client, roles, version):
+    run = make_done_eval_run(version, factor=1.2)
+    url = f"/admin/finetune/evalrun/{run.pk}/promote/"
+    reviewer = make_user("Reviewer")
+    client.force_login(reviewer)
+    assert client.get(url).status_code == 403
+    assert client.post(url, {"override_reason": "because"}).status_code == 403
+    # The changelist does not even offer the action to a Reviewer.
+    page = client.get("/admin/finetune/evalrun/")
+    assert page.status_code == 200 and b"promote_selected" not in page.content
+    assert not ModelVersion.objects.exists()
+
+    client.force_login(make_user("Manager"))
+    page = client.get(url)
+    assert page.status_code == 200 and b"FAIL" in page.content and b"max_mape" in page.content
+    client.post(url, {"override_reason": ""})
+    assert not ModelVersion.objects.exists()
+    response = client.post(url, {"override_reason": "Pilot with one customer"})
+    mv = ModelVersion.objects.get()
+    assert response.status_code == 302 and mv.override_reason == "Pilot with one customer"
+    card = client.get(f"/admin/finetune/modelversion/{mv.pk}/model-card.md")
+    assert card.status_code == 200 and card["Content-Disposition"].endswith('.md"') and b"# Model card" in card.content
+    report = client.get(f"/admin/finetune/modelversion/{mv.pk}/report.json")
+    assert report.json()["override_reason"] == "Pilot with one customer"
+    assert client.get(f"/admin/finetune/modelversion/{mv.pk}/change/").status_code == 200
+
+
+def test_admin_eval_run_page_and_comparison_render(client, roles, version):
+    a = make_done_eval_run(version, factor=1.2, invalid=1)
+    b = make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned", factor=1.1)
+    client.force_login(make_user("Reviewer"))
+    page = client.get(f"/admin/finetune/evalrun/{a.pk}/change/")
+    assert page.status_code == 200
+    assert b"MAPE operations[].machine_time_min_per_piece" in page.content and b"invalid_json" in page.content
+    response = client.post("/admin/finetune/evalrun/", {"action": "compare_selected", "_selected_action": [a.pk, b.pk]})
+    assert response.status_code == 302 and response["Location"].endswith(f"/compare/{a.pk}/{b.pk}/")
+    page = client.get(response["Location"])
+    assert page.status_code == 200 and b"B better on <b>6</b>, worse on <b>0</b>" in page.content
