@@ -28,18 +28,16 @@ def material_from_words(words) -> str:
     return ""
 
 
-def pdf_material(path) -> str:
+def pdf_material(data: bytes, *, name: str = "drawing") -> str:
     """Material read from the first page carrying a title block; "" for scans or unreadable files."""
+    import pymupdf
+
     try:
-        import pymupdf
-    except ImportError:  # pragma: no cover - pymupdf is a requirement
-        return ""
-    try:
-        with pymupdf.open(path) as doc:
+        with pymupdf.open(stream=data, filetype="pdf") as doc:
             for page in doc:
                 material = material_from_words(page.get_text("words"))
                 if material:
                     return material
     except Exception as exc:  # PyMuPDF raises several unrelated types; a missing material is not fatal
-        logger.warning("could not read the title block of %s: %s", path, exc)
+        logger.warning("could not read the title block of %s: %s", name, exc)
     return ""

@@ -52,15 +52,11 @@ def _base_models(report: DemoReport) -> None:
 
 
 def _ingest(name: str, data: bytes):
-    """The demo drawing through the real ingest service; returns the Drawing or None."""
-    from django.core.files.uploadedfile import SimpleUploadedFile
+    """The demo drawing through the real ingest service (the same path as an upload)."""
+    from curation.services.drawings import drawing_ingest
 
-    from curation.services import drawings as drawing_services
-
-    upload = SimpleUploadedFile(name, data, content_type="application/pdf")
-    result = drawing_services.drawing_ingest(file=upload)
-    # The service returns the drawing, or (drawing, created): accept both.
-    return result[0] if isinstance(result, tuple) else result
+    drawing, _ = drawing_ingest(content=data, original_name=name)
+    return drawing
 
 
 def _drawings(report: DemoReport) -> list[Drawing]:

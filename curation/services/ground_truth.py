@@ -106,6 +106,14 @@ def _drawing_for(part_number: str) -> Drawing | None:
     return drawings.filter(status=Drawing.Status.RENDERED).order_by("-created_at").first() or drawings.order_by("-created_at").first()
 
 
+def _drawing_material(drawing: Drawing) -> str:
+    if not drawing.file:
+        return ""
+    # Read through the storage API, not a local path, so drawings on S3-style storage work too.
+    with drawing.file.open("rb") as handle:
+        return pdf_material(handle.read(), name=drawing.original_name)
+
+
 def ground_truth_compute(*, part_number: str) -> GroundTruth | None:
     """Compute (create or update) the ground truth of one part; None when it has no drawing or no records.
 
@@ -121,17 +129,23 @@ def ground_truth_compute(*, part_number: str) -> GroundTruth | None:
     cvs = [op["cv"] for op in operations if op["cv"] is not None]
     max_cv = max(cvs) if cvs else None
     with transaction.atomic():
-        ground_truth, _ = GroundTruth.objects.select_for_update().get_or_create(part_number=part_number)
+        ground_truth, created = GroundTruth.objects.select_for_update().get_or_create(part_number=part_number)
+        values = {
+            "operations": operations,
+            "record_count": len(records),
+            "max_cv": max_cv,
+            "high_cv": max_cv is not None and max_cv > settings.GROUND_TRUTH_HIGH_CV,
+        }
         if ground_truth.material_source != GroundTruth.MaterialSource.MANUAL:
-            printed = pdf_material(drawing.file.path) if drawing.file else ""
+            printed = _drawing_material(drawing)
             if printed:
-                ground_truth.material = printed
-                ground_truth.material_source = GroundTruth.MaterialSource.DRAWING
-        ground_truth.operations = operations
-        ground_truth.record_count = len(records)
-        ground_truth.max_cv = max_cv
-        ground_truth.high_cv = max_cv is not None and max_cv > settings.GROUND_TRUTH_HIGH_CV
-        ground_truth.save()
+                values.update(material=printed, material_source=GroundTruth.MaterialSource.DRAWING)
+        changed = [name for name, value in values.items() if getattr(ground_truth, name) != value]
+        # Unchanged ground truth is not written: computed_at then says when the numbers last changed.
+        if changed or created:
+            for name in changed:
+                setattr(ground_truth, name, values[name])
+            ground_truth.save()
     return ground_truth
 
 
