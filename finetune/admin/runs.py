@@ -1,0 +1,321 @@
+"""Training runs in the admin: create a draft, launch after a confirmation page, watch it, sync, cancel, relaunch.
+
+Every button is a thin call to finetune/services/runs.py; rule violations come back as messages, never 500s.
+"""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.safestring import mark_safe
+
+from curation.models import BaseModel
+from finetune.models import RunMetric, TrainingRun
+from finetune.providers.base import ProviderError, available_providers, default_provider_name
+from finetune.services import runs as run_services
+from finetune.services.runs import TrainingRunError
+from gestima.queues import QueueUnavailable
+
+
+def base_model_label(model: BaseModel) -> str:
+    """What a base-model choice shows: price, jobs-end and shutdown dates, and a warning when near or past."""
+    parts = [model.name, f"${model.training_price_per_1m}/1M training tokens"]
+    if model.jobs_end_date:
+        parts.append(f"no new jobs after {model.jobs_end_date:%Y-%m-%d}")
+    if model.shutdown_date:
+        parts.append(f"shutdown {model.shutdown_date:%Y-%m-%d}")
+    label = " · ".join(parts)
+    return f"⚠ {label}" if run_services.base_model_warning(model) else label
+
+
+class BaseModelChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj):
+        return base_model_label(obj)
+
+
+class TrainingRunForm(forms.ModelForm):
+    base_model = BaseModelChoiceField(queryset=BaseModel.objects.filter(active=True),
+                                      help_text="⚠ marks a model whose jobs-end or shutdown date is near or past.")
+    provider = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = TrainingRun
+        fields = ["dataset_version", "base_model", "provider", "n_epochs", "batch_size", "learning_rate_multiplier",
+                  "suffix", "seed", "budget_usd"]
+        help_texts = {"n_epochs": "1-50 or auto", "batch_size": "1-256 or auto", "learning_rate_multiplier": "> 0 or auto",
+                      "budget_usd": "Launch is refused above this estimate unless overridden with a reason."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "provider" in self.fields:  # absent on the read-only run page
+            self.fields["provider"].choices = [(name, name) for name in available_providers()]
+            self.fields["provider"].initial = default_provider_name()
+
+    def clean(self):
+        data = super().clean()
+        try:
+            for name, kind, low, high in (("n_epochs", int, 1, 50), ("batch_size", int, 1, 256),
+                                          ("learning_rate_multiplier", float, 0, 1000)):
+                data[name] = run_services._hyper(data.get(name), name=name, kind=kind, low=low, high=high)
+        except TrainingRunError as exc:
+            raise forms.ValidationError(str(exc))
+        return data
+
+
+def loss_curve_svg(metrics: list[RunMetric], *, width: int = 640, height: int = 240) -> str:
+    """Train and validation loss per step as an inline SVG, drawn here so the page needs no JavaScript."""
+    series = {
+        "train": [(m.step, m.train_loss) for m in metrics if m.train_loss is not None],
+        "validation": [(m.step, m.valid_loss) for m in metrics if m.valid_loss is not None],
+    }
+    points = series["train"] + series["validation"]
+    if not points:
+        return ""
+    pad = 40
+    max_step = max(s for s, _ in points) or 1
+    min_step = min(s for s, _ in points)
+    top = max(v for _, v in points) or 1.0
+    low = min(0.0, min(v for _, v in points))
+
+    def xy(step, value):
+        x = pad + (step - min_step) / max(max_step - min_step, 1) * (width - 2 * pad)
+        y = height - pad - (value - low) / max(top - low, 1e-9) * (height - 2 * pad)
+        return f"{x:.1f},{y:.1f}"
+
+    colours = {"train": "#1f77b4", "validation": "#d62728"}
+    lines = []
+    for name, values in series.items():
+        if values:
+            lines.append(f'<polyline fill="none" stroke="{colours[name]}" stroke-width="2" '
+                         f'points="{" ".join(xy(s, v) for s, v in values)}"><title>{name} loss</title></polyline>')
+    axes = (f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>'
+            f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>'
+            f'<text x="{pad}" y="{height - 10}" font-size="11">step {min_step}</text>'
+            f'<text x="{width - pad - 60}" y="{height - 10}" font-size="11">step {max_step}</text>'
+            f'<text x="4" y="{pad + 4}" font-size="11">{top:.3g}</text>'
+            f'<text x="4" y="{height - pad}" font-size="11">{low:.3g}</text>'
+            f'<text x="{width - 170}" y="18" font-size="12" fill="{colours["train"]}">— train loss</text>'
+            f'<text x="{width - 90}" y="18" font-size="12" fill="{colours["validation"]}">— valid loss</text>')
+    return mark_safe(f'<svg class="loss-curve" role="img" aria-label="Loss curve" width="{width}" height="{height}" '
+                     f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">{axes}{"".join(lines)}</svg>')
+
+
+class TrainingRunAdmin(admin.ModelAdmin):
+    form = TrainingRunForm
+    list_display = ["id", "dataset_version", "base_model", "provider", "status_badge", "estimated_cost_usd", "budget_usd",
+                    "trained_tokens", "actual_cost_usd", "fine_tuned_model", "created_at"]
+    list_filter = ["status", "provider", "base_model"]
+    search_fields = ["job_id", "fine_tuned_model", "suffix"]
+    list_select_related = ["dataset_version__dataset", "base_model"]
+    actions = ["launch_selected", "sync_selected", "cancel_selected", "relaunch_selected"]
+    change_form_template = "admin/finetune/trainingrun/change_form.html"
+    readonly_fields_all = [
+        "dataset_version", "base_model", "provider", "method", "n_epochs", "batch_size", "learning_rate_multiplier",
+        "suffix", "seed", "metadata", "budget_usd", "estimated_tokens", "estimated_cost_usd", "override",
+        "override_reason", "override_by", "status", "job_id", "training_file_id", "validation_file_id",
+        "fine_tuned_model", "trained_tokens", "actual_cost_usd", "error_code", "error_message", "error_param",
+        "sync_error", "relaunched_from", "created_by", "created_at", "launched_at", "finished_at", "last_synced_at", "run_dir",
+    ]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return obj.status_label
+
+    # --- permissions ---------------------------------------------------------------------
+    def has_launch_permission(self, request, obj=None):
+        return request.user.has_perm("finetune.launch_run")
+
+    def has_change_permission(self, request, obj=None):
+        # A run is a record of what was sent: once created, nothing is edited by hand (buttons call services).
+        if obj is not None:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and (obj is None or obj.status == TrainingRun.Status.DRAFT)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields_all if obj is not None else []
+
+    def get_fields(self, request, obj=None):
+        return self.readonly_fields_all if obj is not None else TrainingRunForm.Meta.fields
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        try:
+            run = run_services.training_run_create(
+                dataset_version=data["dataset_version"], base_model=data["base_model"], user=request.user,
+                provider=data["provider"], n_epochs=data["n_epochs"], batch_size=data["batch_size"],
+                learning_rate_multiplier=data["learning_rate_multiplier"], suffix=data.get("suffix") or "",
+                seed=data.get("seed"), budget_usd=data.get("budget_usd"),
+            )
+        except TrainingRunError as exc:
+            raise PermissionDenied(str(exc))  # the form's clean() already checked what the service checks
+        obj.pk = run.pk
+        obj.refresh_from_db()
+
+    def response_add(self, request, obj, post_url_continue=None):
+        self.message_user(request, f"Draft run {obj.pk} created. Check the estimate, then launch it.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:finetune_trainingrun_launch", args=[obj.pk]))
+
+    # --- urls and views ------------------------------------------------------------------
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/launch/", view(self.launch_view), name="finetune_trainingrun_launch"),
+            path("<path:object_id>/sync/", view(self.sync_view), name="finetune_trainingrun_sync"),
+            path("<path:object_id>/cancel/", view(self.cancel_view), name="finetune_trainingrun_cancel"),
+            path("<path:object_id>/relaunch/", view(self.relaunch_view), name="finetune_trainingrun_relaunch"),
+        ] + super().get_urls()
+
+    def _run(self, request, object_id) -> TrainingRun:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(TrainingRun.objects.select_related("dataset_version__dataset", "base_model"), pk=object_id)
+
+    def _run_page(self, run):
+        return HttpResponseRedirect(reverse("admin:finetune_trainingrun_change", args=[run.pk]))
+
+    def launch_view(self, request, object_id):
+        run = self._run(request, object_id)
+        if not self.has_launch_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            reason = request.POST.get("override_reason", "") if request.POST.get("override") else ""
+            try:
+                run = run_services.training_run_launch(run=run, user=request.user, override_reason=reason)
+            except (TrainingRunError, QueueUnavailable) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                if run.status == TrainingRun.Status.DRAFT and isinstance(exc, TrainingRunError) and "already" not in str(exc):
+                    return HttpResponseRedirect(request.path)
+                return self._run_page(run)
+            self.message_user(request, f"Run {run.pk} launched: uploading in the background.", messages.SUCCESS)
+            return self._run_page(run)
+        if run.status != TrainingRun.Status.DRAFT:
+            self.message_user(request, f"Run {run.pk} was already launched ({run.status_label}).", messages.WARNING)
+            return self._run_page(run)
+        tokens, cost = run_services.training_run_estimate(run=run)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Launch run {run.pk}?",
+            "run": run,
+            "version": run.dataset_version,
+            "gates": run.dataset_version.gates or [],
+            "tokens": tokens,
+            "estimated_cost": cost,
+            "over_budget": run.budget_usd is not None and cost > run.budget_usd,
+            "problems": run_services.training_run_launch_problems(run=run),
+            "model_warning": run_services.base_model_warning(run.base_model),
+            "dry_run": run.provider == "dryrun",
+        }
+        return TemplateResponse(request, "admin/finetune/trainingrun/launch_confirm.html", context)
+
+    def sync_view(self, request, object_id):
+        run = self._run(request, object_id)
+        if request.method != "POST":
+            return self._run_page(run)
+        try:
+            run = run_services.training_run_sync(run=run)
+        except ProviderError as exc:
+            self.message_user(request, f"Sync failed: {exc.message}", messages.ERROR)
+            return self._run_page(run)
+        level = messages.WARNING if run.sync_error else messages.SUCCESS
+        self.message_user(request, f"Run {run.pk} synced: {run.status_label}." + (f" {run.sync_error}" if run.sync_error else ""), level)
+        return self._run_page(run)
+
+    def cancel_view(self, request, object_id):
+        run = self._run(request, object_id)
+        if not self.has_launch_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            try:
+                run = run_services.training_run_cancel(run=run, user=request.user)
+            except (TrainingRunError, ProviderError) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"Run {run.pk}: {run.status_label}.", messages.SUCCESS)
+            return self._run_page(run)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "run": run,
+                   "title": f"Cancel run {run.pk}?"}
+        return TemplateResponse(request, "admin/finetune/trainingrun/cancel_confirm.html", context)
+
+    def relaunch_view(self, request, object_id):
+        run = self._run(request, object_id)
+        if not self.has_launch_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return self._run_page(run)
+        try:
+            new = run_services.training_run_relaunch(run=run, user=request.user)
+        except TrainingRunError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return self._run_page(run)
+        self.message_user(request, f"Draft run {new.pk} reuses run {run.pk}'s uploaded files. Confirm to launch it.",
+                          messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:finetune_trainingrun_launch", args=[new.pk]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = self._run(request, object_id)
+        metrics = list(run.metrics.order_by("step"))
+        extra = {
+            "run": run,
+            "timeline": run.timeline or [],
+            "events": list(run.events.order_by("-created_at_remote", "-id")[:200]),
+            "loss_curve": loss_curve_svg(metrics),
+            "metric_count": len(metrics),
+            "last_metric": metrics[-1] if metrics else None,
+            "checkpoints": list(run.checkpoints.order_by("-step")),
+            "can_launch": self.has_launch_permission(request),
+            "model_warning": run_services.base_model_warning(run.base_model),
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, extra)
+
+    # --- list actions (one service call each) ----------------------------------------------
+    def _one(self, request, queryset, what):
+        if queryset.count() != 1:
+            self.message_user(request, f"Select exactly one run to {what}.", messages.ERROR)
+            return None
+        return queryset.first()
+
+    @admin.action(description="Launch the selected run (confirmation page)", permissions=["launch"])
+    def launch_selected(self, request, queryset):
+        run = self._one(request, queryset, "launch")
+        if run is not None:
+            return HttpResponseRedirect(reverse("admin:finetune_trainingrun_launch", args=[run.pk]))
+
+    @admin.action(description="Sync the selected runs now", permissions=["view"])
+    def sync_selected(self, request, queryset):
+        done = 0
+        for run in queryset:
+            run_services.training_run_sync(run=run)
+            done += 1
+        self.message_user(request, f"{done} run(s) synced.", messages.SUCCESS)
+
+    @admin.action(description="Cancel the selected run (confirmation page)", permissions=["launch"])
+    def cancel_selected(self, request, queryset):
+        run = self._one(request, queryset, "cancel")
+        if run is not None:
+            return HttpResponseRedirect(reverse("admin:finetune_trainingrun_cancel", args=[run.pk]))
+
+    @admin.action(description="Relaunch the selected runs (new drafts reusing the uploaded files)", permissions=["launch"])
+    def relaunch_selected(self, request, queryset):
+        made, refused = [], []
+        for run in queryset:
+            try:
+                made.append(run_services.training_run_relaunch(run=run, user=request.user))
+            except TrainingRunError as exc:
+                refused.append(str(exc))
+        if made:
+            self.message_user(request, f"{len(made)} draft run(s) created: {', '.join(str(r.pk) for r in made)}. "
+                                       "Open each to confirm its launch.", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, reason, messages.ERROR)
+
+
+admin.site.register(TrainingRun, TrainingRunAdmin)
