@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib
 import json
 
 from django.contrib.auth import authenticate
@@ -68,17 +67,22 @@ def estimate_json(estimate: Estimate) -> dict:
     }
 
 
-def _drawing_from_upload(request, upload, user):
-    """Ingest an uploaded PDF through the drawings service (when the project has one)."""
+def _drawing_from_upload(upload, user):
+    """(drawing, error response): the PDF ingested once per content and rendered inline when new.
+
+    Rendering runs here (the drawings service renders in a capped child process) so one request gives
+    an estimate; a drawing another worker is rendering right now answers 409 with its id to retry.
+    """
+    from curation.services.drawings import DrawingRejected, drawing_ingest, drawing_render
+
     try:
-        drawings = importlib.import_module("curation.services.drawings")
-    except ModuleNotFoundError:
-        drawings = None
-    ingest = getattr(drawings, "drawing_ingest", None)
-    if ingest is None:
-        return None, _error(501, "PDF upload is not available here: upload the drawing in the admin and send its drawing_id.")
-    result = ingest(file=upload, user=user)
-    drawing = result[0] if isinstance(result, tuple) else result
+        drawing, _ = drawing_ingest(file=upload, uploaded_by=user, enqueue=False)
+    except DrawingRejected as exc:
+        return None, _error(400, f"The PDF was refused: {exc}")
+    if drawing.status == Drawing.Status.UPLOADED:
+        drawing = drawing_render(drawing=drawing)
+    if drawing.status == Drawing.Status.FAILED:
+        return None, _error(422, f"The drawing could not be rendered: {drawing.error}", drawing_id=drawing.pk)
     return drawing, None
 
 
@@ -110,10 +114,7 @@ def estimates_create(request):
     if upload is not None:
         if not (upload.name or "").lower().endswith(".pdf"):
             return _error(400, "The uploaded file must be a PDF.")
-        try:
-            drawing, problem = _drawing_from_upload(request, upload, user)
-        except Exception as exc:  # the ingest service's own refusal (too big, not a PDF, ...)
-            return _error(400, f"The PDF was refused: {exc}")
+        drawing, problem = _drawing_from_upload(upload, user)
         if problem is not None:
             return problem
     else:

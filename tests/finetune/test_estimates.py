@@ -137,3 +137,22 @@ def test_api_session_needs_csrf_and_unrendered_drawings_wait(manager, standin):
                             **_basic(manager))
     assert response.status_code == 409 and response.json()["drawing_id"] == pending.pk
     assert len(standin.calls_to("POST", "/chat/completions")) == 0
+
+
+@pytest.mark.corpus
+def test_api_pdf_upload_is_ingested_rendered_and_estimated(client, manager, standin, corpus):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    version = make_dataset_version(n_validation=2, n_train=0)
+    _promote(manager, version)
+    pdf = corpus / "drawings" / "10198536.pdf"
+    upload = SimpleUploadedFile("10198536.pdf", pdf.read_bytes(), content_type="application/pdf")
+    response = client.post("/api/estimates", {"file": upload, "task": "technology_builder"}, **_basic(manager))
+    assert response.status_code == 201, response.content
+    drawing = Drawing.objects.get(pk=response.json()["drawing_id"])
+    assert drawing.status == Drawing.Status.RENDERED and drawing.pages.exists()
+    sent = standin.calls_to("POST", "/chat/completions")[-1].json()
+    assert sent["messages"][1]["content"][1]["image_url"]["url"].startswith("data:image/")
+
+    not_pdf = SimpleUploadedFile("notes.pdf", b"hello", content_type="application/pdf")
+    assert client.post("/api/estimates", {"file": not_pdf}, **_basic(manager)).status_code == 400
