@@ -119,16 +119,24 @@ def examples_build(*, task: Task, drawings=None) -> BuildReport:
             report.skipped.append({"drawing_id": drawing.pk, "part_number": drawing.part_number,
                                    "reason": f"target does not fit the task schema: {exc}"})
             continue
+        messages = _drawing_messages(task=task, drawing=drawing)
         existing = _built_example(task=task, drawing=drawing)
         if existing is not None:
-            if existing.target == target_text:
-                report.unchanged += 1
-            else:
+            updated = False
+            if existing.messages != messages:
+                # Pages rendered again (new page ids) or the task's prompts edited: the reviewed target
+                # still holds, so the prompt side is refreshed without sending the example back to review.
+                existing.messages = messages
+                existing.content_hash = content_hash(messages, existing.target)
+                existing.save(update_fields=["messages", "content_hash", "updated_at"])
+                updated = True
+            if existing.target != target_text:
                 _example_target_replace(example=existing, target_text=target_text,
                                         note="Ground truth changed since the example was built.")
-                report.updated += 1
+                updated = True
+            report.updated += updated
+            report.unchanged += not updated
             continue
-        messages = _drawing_messages(task=task, drawing=drawing)
         digest = content_hash(messages, target_text)
         if Example.objects.filter(task=task, content_hash=digest).exists():
             report.unchanged += 1

@@ -195,3 +195,22 @@ def test_material_entered_in_the_ground_truth_admin_survives_a_recompute(client)
     assert "VS20 saw" in page and "Trimmed means" in page
     assert client.post(url, {"material": "42CrMo4"}).status_code == 302
     assert ground_truth_compute(part_number="GT-1").material == "42CrMo4"
+
+
+def test_pages_rendered_again_are_referenced_anew_without_a_new_review(task):
+    from django.core.files.base import ContentFile
+
+    from curation.models import DrawingPage
+
+    drawing = _part_with_truth("RR-1")
+    examples_build(task=task)
+    Example.objects.update(status=Example.Status.APPROVED)
+    old_page = drawing.pages.get()
+    new_page = DrawingPage(drawing=drawing, number=1, width=old_page.width, height=old_page.height, format="png",
+                           bytes=old_page.bytes, sha256=old_page.sha256, phash=old_page.phash)
+    old_page.delete()
+    new_page.image.save("p1.png", ContentFile(b"png"), save=True)
+    report = examples_build(task=task)
+    example = Example.objects.get()
+    assert report.updated == 1 and example.status == Example.Status.APPROVED
+    assert example.messages[1]["content"][1]["image_url"]["url"] == f"page:{new_page.pk}"
