@@ -128,7 +128,10 @@ def production_records_import(*, file=None, text: str | None = None, source_name
                               update_ground_truth: bool = True) -> ImportReport:
     """Store the valid rows of a production-times CSV; report invalid rows by line; refresh ground truth after."""
     content = _read_text(file, text).lstrip("\ufeff")
-    reader = csv.DictReader(io.StringIO(content, newline=""))
+    first_line = content.split("\n", 1)[0]
+    # Spreadsheet exports in many locales use ";" between fields (and a decimal comma, read by _decimal).
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter)
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:

@@ -117,3 +117,11 @@ def test_command_lists_invalid_lines_and_refuses_a_missing_file(corpus, corpus_d
     assert "PDM-279950: no drawing yet (lines 282)" in out
     with pytest.raises(CommandError, match="No such file"):
         call_command("import_production_times", str(tmp_path / "nope.csv"))
+
+
+def test_semicolon_export_with_decimal_commas_is_read():
+    make_drawing(part_number="SC-1", status=Drawing.Status.UPLOADED)
+    text = HEADER.replace(",", ";") + "SC-1;O1;DMU 50;milling;10;4,25;20;2024-02-01\n"
+    report = production_records_import(text=text)
+    assert report.created == 1 and not report.invalid
+    assert GroundTruth.objects.get(part_number="SC-1").operations[0]["machine_time_min_per_piece"] == 4.25
