@@ -11,8 +11,10 @@ from django.utils.html import format_html, format_html_join
 
 from curation.models import GroundTruth, Machine, MaterialAlias, ProductionRecord, Task
 from curation.services.examples import examples_build
-from curation.services.ground_truth import ground_truth_material_set, ground_truth_refresh
-from curation.services.production import ProductionCsvInvalid, production_records_import
+from curation.services.ground_truth import ground_truth_material_set
+from curation.services.production import (
+    ProductionCsvInvalid, production_records_changed, production_records_import,
+)
 from curation.services.tasks import SchemaInvalid, schema_check
 
 IMPORT_PERMISSION = "curation.add_productionrecord"
@@ -51,6 +53,26 @@ class ProductionRecordAdmin(admin.ModelAdmin):
     search_fields = ["part_number", "order_id"]
     date_hierarchy = "recorded_at"
     change_list_template = "admin/curation/productionrecord/change_list.html"
+
+    def save_model(self, request, obj, form, change):
+        previous = ProductionRecord.objects.filter(pk=obj.pk).values_list("part_number", flat=True).first()
+        super().save_model(request, obj, form, change)
+        self._after_change(request, {obj.part_number, previous} - {None})
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        self._after_change(request, {obj.part_number})
+
+    def delete_queryset(self, request, queryset):
+        part_numbers = set(queryset.values_list("part_number", flat=True))
+        super().delete_queryset(request, queryset)
+        self._after_change(request, part_numbers)
+
+    def _after_change(self, request, part_numbers):
+        changed, rebuilt = production_records_changed(part_numbers=sorted(part_numbers), user=request.user)
+        if changed:
+            self.message_user(request, f"Ground truth recomputed for {', '.join(changed)}; "
+                                       f"{len(rebuilt)} example targets rebuilt.")
 
     def get_urls(self):
         return [
@@ -126,11 +148,8 @@ class GroundTruthAdmin(admin.ModelAdmin):
 
     @admin.action(description="Recompute from production records", permissions=["change"])
     def recompute(self, request, queryset):
-        from curation.services.examples import examples_rebuild_targets
-
         part_numbers = list(queryset.values_list("part_number", flat=True))
-        changed = ground_truth_refresh(part_numbers=part_numbers)
-        rebuilt = examples_rebuild_targets(part_numbers=changed, user=request.user) if changed else []
+        changed, rebuilt = production_records_changed(part_numbers=part_numbers, user=request.user)
         self.message_user(request, f"{len(part_numbers)} parts recomputed, {len(changed)} changed, "
                                    f"{len(rebuilt)} example targets rebuilt.")
 

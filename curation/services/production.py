@@ -197,11 +197,20 @@ def production_records_import(*, file=None, text: str | None = None, source_name
     report.part_numbers = sorted(touched)
 
     if update_ground_truth and touched:
-        from curation.services.examples import examples_rebuild_targets
-        from curation.services.ground_truth import ground_truth_refresh
-
-        changed = ground_truth_refresh(part_numbers=sorted(touched))
+        changed, rebuilt = production_records_changed(part_numbers=sorted(touched))
         report.ground_truth_updated = changed
-        if changed:
-            report.examples_rebuilt = len(examples_rebuild_targets(part_numbers=changed))
+        report.examples_rebuilt = len(rebuilt)
     return report
+
+
+def production_records_changed(*, part_numbers, user=None) -> tuple[list[str], list]:
+    """After records of these parts changed: recompute their ground truth and rebuild affected example targets.
+
+    Returns (parts whose ground truth changed, examples rebuilt).
+    """
+    from curation.services.examples import examples_rebuild_targets
+    from curation.services.ground_truth import ground_truth_refresh
+
+    changed = ground_truth_refresh(part_numbers=part_numbers)
+    rebuilt = examples_rebuild_targets(part_numbers=changed, user=user) if changed else []
+    return changed, rebuilt

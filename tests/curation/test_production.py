@@ -125,3 +125,18 @@ def test_semicolon_export_with_decimal_commas_is_read():
     report = production_records_import(text=text)
     assert report.created == 1 and not report.invalid
     assert GroundTruth.objects.get(part_number="SC-1").operations[0]["machine_time_min_per_piece"] == 4.25
+
+
+def test_editing_a_record_in_the_admin_recomputes_the_ground_truth(client):
+    from django.urls import reverse
+
+    make_drawing(part_number="ED-1", status=Drawing.Status.UPLOADED)
+    production_records_import(text=HEADER + "ED-1,O1,DMU 50,milling,10,4.00,20,2024-02-01\n")
+    record = ProductionRecord.objects.get()
+    client.force_login(make_user("Manager"))
+    response = client.post(reverse("admin:curation_productionrecord_change", args=[record.pk]), {
+        "part_number": "ED-1", "order_id": "O1", "machine": "DMU 50", "operation": "milling", "pieces": 10,
+        "machine_time_min_per_piece": "5.50", "setup_min": "20", "recorded_at": "2024-02-01", "source_name": "",
+    })
+    assert response.status_code == 302
+    assert GroundTruth.objects.get(part_number="ED-1").operations[0]["machine_time_min_per_piece"] == 5.5
