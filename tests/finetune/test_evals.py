@@ -176,3 +176,21 @@ def test_reviewers_cannot_start_evaluations(roles):
     with pytest.raises(PermissionDenied):
         eval_run_create(task=version.dataset.task, model_name=MODEL, model_kind="base", provider="openai",
                         dataset_version=version, user=make_user("Reviewer"))
+
+
+def test_evaluate_command_runs_in_the_foreground_and_prints_metrics(settings, roles):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    task = make_task()
+    version = make_dataset_version(task=task, n_validation=2, n_train=0)
+    targets = targets_by_part(version)
+    out = StringIO()
+    with StandIn() as api:
+        install_chat(api, lambda body: json.dumps(scaled(targets[part_number(body)], 1.1)))
+        use_standin(settings, api)
+        call_command("evaluate", FT_MODEL, str(version.pk), "--kind", "fine_tuned", "--foreground", stdout=out)
+    text = out.getvalue()
+    assert "prompt compact" in text and "status done, 2 ok" in text
+    assert "MAPE   operations[].machine_time_min_per_piece  10.0 %" in text

@@ -140,3 +140,25 @@ def test_admin_eval_run_page_and_comparison_render(client, roles, version):
     assert response.status_code == 302 and response["Location"].endswith(f"/compare/{a.pk}/{b.pk}/")
     page = client.get(response["Location"])
     assert page.status_code == 200 and b"B better on <b>6</b>, worse on <b>0</b>" in page.content
+
+
+def test_promote_and_compare_commands_mirror_the_admin(roles, version):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    manager, reviewer = make_user("Manager"), make_user("Reviewer")
+    a = make_done_eval_run(version, factor=1.2)
+    b = make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned", factor=1.1)
+    with pytest.raises(CommandError, match="Only Managers"):
+        call_command("promote", str(a.pk), "--user", reviewer.username)
+    with pytest.raises(CommandError, match="policy fails"):
+        call_command("promote", str(a.pk), "--user", manager.username)
+    out = StringIO()
+    call_command("promote", str(a.pk), "--user", manager.username, "--override-reason", "trial", stdout=out)
+    assert "policy overridden" in out.getvalue()
+    assert ModelVersion.objects.get(is_active=True).override_reason == "trial"
+    out = StringIO()
+    call_command("compare", str(a.pk), str(b.pk), stdout=out)
+    mape_line = next(line for line in out.getvalue().splitlines() if "MAPE operations[].machine_time" in line)
+    assert "B better on 6, worse on 0" in out.getvalue() and "B-A -10.0 %" in " ".join(mape_line.split())
