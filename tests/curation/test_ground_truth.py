@@ -115,3 +115,12 @@ def test_selector_gives_the_table_the_screens_show():
     assert [(row["operation"], row["machine"], row["n"]) for row in table["operations"]] == \
         [("saw", "VS20 saw", 1), ("milling", "DMU 50", 1)]
     assert ground_truth_for_part("NOPE") is None and ground_truth_for_part("") is None
+
+
+def test_material_of_every_vector_corpus_drawing_is_read_as_printed(corpus):
+    from curation.title_block import pdf_material
+
+    parts = json.loads((corpus / "ground_truth.json").read_text())["parts"]
+    for part_number, part in parts.items():
+        material = pdf_material((corpus / part["file"]).read_bytes())
+        assert material == ("" if part["scanned"] else part["target"]["material"]), part_number
