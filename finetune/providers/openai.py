@@ -58,8 +58,10 @@ def provider_error(exc: Exception) -> ProviderError:
             return ProviderError(message, code=code or "rate_limit_exceeded", param=param, retryable=retryable,
                                  retry_after=_retry_after(headers) if retryable else None)
         retryable = status >= 500 or status in (408, 409)
-        return ProviderError(message, code=code or f"http_{status}", param=param, retryable=retryable,
-                             retry_after=_retry_after(headers) if retryable else None)
+        error = ProviderError(message, code=code or f"http_{status}", param=param, retryable=retryable,
+                              retry_after=_retry_after(headers) if retryable else None)
+        error.http_status = status  # e.g. 404: the job is gone (ft_doctor)
+        return error
     if isinstance(exc, openai.OpenAIError):
         return ProviderError(str(exc), code="sdk_error", retryable=False)
     return ProviderError(f"{type(exc).__name__}: {exc}", code="unexpected", retryable=False)

@@ -635,7 +635,8 @@ def training_runs_doctor(*, provider_name: str | None = None, fix: bool = False)
     """The provider's jobs beside our runs: orphans, runs whose job is gone, status mismatches.
     With `fix`, orphans carrying a run id of ours whose run has no job are adopted."""
     provider = get_provider(provider_name)
-    report = {"provider": provider.name, "jobs": [], "orphans": [], "adopted": [], "gone": [], "mismatches": []}
+    report = {"provider": provider.name, "jobs": [], "orphans": [], "adopted": [], "duplicates": [], "gone": [],
+              "mismatches": []}
     if not provider.calls_api:
         return report
     jobs = provider.list_jobs()
@@ -646,7 +647,9 @@ def training_runs_doctor(*, provider_name: str | None = None, fix: bool = False)
         if run is None:
             report["orphans"].append(job)
             owner = TrainingRun.objects.filter(pk=job.run_id, provider=provider.name).first() if job.run_id.isdigit() else None
-            if fix and owner is not None and not owner.job_id:
+            if owner is not None and owner.job_id:
+                report["duplicates"].append((job, owner))
+            elif fix and owner is not None:
                 report["adopted"].append((job, _adopt(owner, job, provider, note="adopted by ft_doctor")))
         elif run.status != job.status:
             report["mismatches"].append((run, job))
@@ -657,6 +660,6 @@ def training_runs_doctor(*, provider_name: str | None = None, fix: bool = False)
         try:
             provider.retrieve_job(job_id)
         except ProviderError as exc:
-            if exc.code in ("http_404", "not_found") or "not found" in exc.message.lower():
+            if getattr(exc, "http_status", None) == 404:
                 report["gone"].append(run)
     return report
