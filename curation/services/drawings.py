@@ -41,7 +41,9 @@ def drawing_render_job_id(drawing_id: int) -> str:
 
 
 def _megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    return f"{size / 1024:.1f} KB" if size >= 1024 else f"{size} bytes"
 
 
 def _read_head_and_hash(file) -> tuple[bytes, str, int]:
@@ -121,34 +123,46 @@ class IngestOutcome:
     reason: str = ""
 
 
-def drawings_ingest_many(*, files: list[tuple[str, object]], uploaded_by=None) -> tuple[list[IngestOutcome], str]:
-    """Ingest several (name, File-or-bytes) pairs; returns the outcome per file and a queue warning ("" if none).
+def drawings_ingest_many(*, files: list[tuple[str, object]], uploaded_by=None,
+                         enqueue: bool = True) -> tuple[list[IngestOutcome], str]:
+    """Ingest several (name, File | bytes | Path) pairs; returns the outcome per file and a queue warning ("" if none).
 
     One bad file never stops the others; when Redis is away every drawing is still stored (the
-    reconciler renders them later) and the warning says so.
+    reconciler renders them later) and the warning says so. Paths are opened one at a time.
     """
     outcomes = []
     queue_error = ""
     for name, data in files:
-        kwargs = {"content": data} if isinstance(data, (bytes, bytearray)) else {"file": data}
         try:
-            drawing, created = drawing_ingest(
-                original_name=name, uploaded_by=uploaded_by, enqueue=not queue_error, **kwargs
-            )
+            if isinstance(data, Path):
+                with open(data, "rb") as handle:
+                    drawing, created = _ingest_one(name, File(handle, name=name), uploaded_by, enqueue and not queue_error)
+            else:
+                drawing, created = _ingest_one(name, data, uploaded_by, enqueue and not queue_error)
         except DrawingRejected as exc:
             outcomes.append(IngestOutcome(name=name, verdict="rejected", reason=exc.message))
             continue
-        except QueueUnavailable as exc:
-            queue_error = str(exc)
-            drawing, created = Drawing.objects.get(sha256=_sha256_of(data)), True
+        except _StoredButNotQueued as exc:
+            queue_error = exc.message
+            drawing, created = exc.drawing, True
         outcomes.append(IngestOutcome(name=name, verdict="new" if created else "existing", drawing=drawing))
     return outcomes, queue_error
 
 
-def _sha256_of(data) -> str:
-    if isinstance(data, (bytes, bytearray)):
-        return hashlib.sha256(data).hexdigest()
-    return _read_head_and_hash(data)[1]
+class _StoredButNotQueued(Exception):
+    def __init__(self, drawing: Drawing, message: str):
+        self.drawing, self.message = drawing, message
+
+
+def _ingest_one(name, data, uploaded_by, enqueue):
+    kwargs = {"content": bytes(data)} if isinstance(data, (bytes, bytearray)) else {"file": data}
+    drawing, created = drawing_ingest(original_name=name, uploaded_by=uploaded_by, enqueue=False, **kwargs)
+    if created and enqueue:
+        try:
+            drawing_render_enqueue(drawing=drawing)
+        except QueueUnavailable as exc:
+            raise _StoredButNotQueued(drawing, str(exc)) from None
+    return drawing, created
 
 
 # --- Rendering ----------------------------------------------------------------------------------

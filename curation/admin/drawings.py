@@ -1,0 +1,224 @@
+"""Admin for drawings: list with thumbnails, upload of several PDFs, page images inline, "Render again".
+
+Page images are served by a staff-only view (drawings are confidential): `admin:curation_page_image`.
+Thin: the upload view and the action are each one service call.
+"""
+import io
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from PIL import Image
+
+from curation.models import Drawing, DrawingPage
+from curation.services.drawings import drawing_render_again, drawings_ingest_many
+from gestima.queues import QueueUnavailable
+
+UPLOAD_PERMISSION = "curation.add_drawing"
+RENDER_PERMISSION = "curation.render_drawing"
+THUMB_PX = 160
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Django's documented pattern for `<input type=file multiple>`: cleans a list of files."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": "application/pdf,.pdf"}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, (list, tuple)):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)]
+
+
+class DrawingUploadForm(forms.Form):
+    files = MultipleFileField(
+        label="PDF drawings",
+        help_text=f"Choose one or more PDF files (at most {settings.UPLOAD_MAX_BYTES // (1024 * 1024)} MB each). "
+                  "A file uploaded before is recognised by its content and not stored twice.",
+    )
+
+
+class DrawingPageInline(admin.TabularInline):
+    model = DrawingPage
+    extra = 0
+    can_delete = False
+    fields = ["number", "preview", "size", "format", "bytes", "phash"]
+    readonly_fields = fields
+    ordering = ["number"]
+
+    def has_add_permission(self, request, obj=None):
+        return False  # pages come from rendering only
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="image")
+    def preview(self, page):
+        url = reverse("admin:curation_page_image", args=[page.pk])
+        return format_html(
+            '<a href="{}" target="_blank" title="Open the full image">'
+            '<img src="{}" alt="page {}" class="drawing-page-image" loading="lazy"></a>',
+            url, url, page.number,
+        )
+
+    @admin.display(description="pixels")
+    def size(self, page):
+        return f"{page.width} × {page.height}"
+
+
+@admin.register(Drawing)
+class DrawingAdmin(admin.ModelAdmin):
+    list_display = ["thumbnail", "part_number", "original_name", "status_text", "page_count", "kind", "repaired",
+                    "warning_count", "created_at"]
+    list_display_links = ["thumbnail", "part_number"]
+    list_filter = ["status", "has_text_layer", "repaired", "created_at"]
+    search_fields = ["part_number", "original_name", "sha256"]
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    actions = ["render_again"]
+    inlines = [DrawingPageInline]
+    change_list_template = "admin/curation/drawing/change_list.html"
+    fields = ["part_number", "status", "error", "original_name", "pdf_link", "page_count", "kind", "repaired",
+              "warning_count", "warnings", "sha256", "size_bytes", "uploaded_by", "created_at", "rendered_at"]
+    readonly_fields = [f for f in fields if f != "part_number"]
+
+    class Media:
+        css = {"all": ["curation/drawings.css"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("pages")
+
+    def has_add_permission(self, request):
+        return False  # drawings arrive through the upload view (several files, dedup, checks)
+
+    def has_render_permission(self, request):
+        return request.user.has_perm(RENDER_PERMISSION)
+
+    # --- columns ---
+
+    @admin.display(description="")
+    def thumbnail(self, drawing):
+        pages = list(drawing.pages.all())
+        if not pages:
+            return "—"
+        url = reverse("admin:curation_page_image", args=[pages[0].pk]) + "?size=thumb"
+        return format_html('<img src="{}" alt="" class="drawing-thumb" loading="lazy">', url)
+
+    @admin.display(description="status", ordering="status")
+    def status_text(self, drawing):
+        if drawing.status == Drawing.Status.FAILED:
+            return format_html('<span class="drawing-status drawing-failed">failed</span><br><small>{}</small>',
+                               drawing.error)
+        return format_html('<span class="drawing-status drawing-{}">{}</span>', drawing.status,
+                           drawing.get_status_display().lower())
+
+    @admin.display(description="kind", ordering="has_text_layer")
+    def kind(self, drawing):
+        if drawing.has_text_layer is None:
+            return "—"
+        return "vector" if drawing.has_text_layer else "scanned"
+
+    @admin.display(description="PDF")
+    def pdf_link(self, drawing):
+        url = reverse("admin:curation_drawing_pdf", args=[drawing.pk])
+        return format_html('<a href="{}">{} ({} bytes)</a>', url, drawing.original_name, drawing.size_bytes)
+
+    # --- action ---
+
+    @admin.action(description="Render again", permissions=["render"])
+    def render_again(self, request, queryset):
+        try:
+            count = drawing_render_again(drawings=queryset)
+        except QueueUnavailable as exc:
+            self.message_user(request, f"{exc} The selected drawings are marked to render again and will be "
+                                       "queued when it is back.", messages.WARNING)
+            return
+        skipped = queryset.count() - count
+        note = f" ({skipped} skipped: still waiting or rendering)" if skipped else ""
+        self.message_user(request, f"{count} drawing(s) queued to render again{note}.", messages.SUCCESS)
+
+    # --- extra views ---
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("upload/", view(self.upload_view), name="curation_drawing_upload"),
+            path("page/<int:page_id>/image/", view(self.page_image_view), name="curation_page_image"),
+            path("<int:drawing_id>/pdf/", view(self.pdf_view), name="curation_drawing_pdf"),
+        ] + super().get_urls()
+
+    def upload_view(self, request):
+        # Checked here, not only by hiding the button: a reviewer posting the form is refused.
+        if not request.user.has_perm(UPLOAD_PERMISSION):
+            raise PermissionDenied
+        outcomes = None
+        form = DrawingUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            files = [(upload.name, upload) for upload in form.cleaned_data["files"]]
+            outcomes, queue_error = drawings_ingest_many(files=files, uploaded_by=request.user)
+            counts = {verdict: sum(o.verdict == verdict for o in outcomes) for verdict in ("new", "existing", "rejected")}
+            summary = f"{counts['new']} new, {counts['existing']} already uploaded, {counts['rejected']} rejected."
+            self.message_user(request, summary, messages.WARNING if counts["rejected"] else messages.SUCCESS)
+            if queue_error:
+                self.message_user(request, f"{queue_error} The new drawings are saved and will render when it is back.",
+                                  messages.WARNING)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Upload drawings",
+            "form": form,
+            "outcomes": outcomes,
+            "max_mb": settings.UPLOAD_MAX_BYTES // (1024 * 1024),
+        }
+        return TemplateResponse(request, "admin/curation/drawing/upload.html", context)
+
+    def page_image_view(self, request, page_id):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        page = get_object_or_404(DrawingPage, pk=page_id)
+        etag = f'"{page.sha256}{"-thumb" if request.GET.get("size") == "thumb" else ""}"'
+        if request.headers.get("If-None-Match") == etag:
+            return HttpResponseNotModified()
+        try:
+            handle = page.image.open("rb")
+        except (FileNotFoundError, ValueError):
+            raise Http404("The page image file is missing; render the drawing again.")
+        if request.GET.get("size") == "thumb":
+            with handle:
+                image = Image.open(handle)
+                image.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))  # JPEG decodes at a fraction: fast
+                image.thumbnail((THUMB_PX, THUMB_PX))
+                buffer = io.BytesIO()
+                image.convert("RGB").save(buffer, "JPEG", quality=80)
+            response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
+        else:
+            response = FileResponse(handle, content_type=f"image/{page.format}")
+        # Private: the images are confidential; a page's bytes never change under its sha256.
+        response["Cache-Control"] = "private, max-age=86400"
+        response["ETag"] = etag
+        return response
+
+    def pdf_view(self, request, drawing_id):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        drawing = get_object_or_404(Drawing, pk=drawing_id)
+        try:
+            handle = drawing.file.open("rb")
+        except (FileNotFoundError, ValueError):
+            raise Http404("The PDF file is missing.")
+        response = FileResponse(handle, content_type="application/pdf", filename=drawing.original_name)
+        response["Cache-Control"] = "private, no-store"
+        return response

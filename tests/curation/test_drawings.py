@@ -1,0 +1,320 @@
+"""Drawings end to end: ingest, real Redis + burst worker renders, bad files, re-render, reconcile, admin, CLI."""
+import json
+from pathlib import Path
+
+import django_rq
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.urls import reverse
+from PIL import Image
+
+from curation.models import Drawing, DrawingPage
+from curation.services.drawings import (
+    DrawingRejected, drawing_ingest, drawing_render_again, drawing_render_job_id, drawings_reconcile,
+)
+from gestima.queues import QueueUnavailable
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+# What each hostile file must end as (the folder READMEs): "rejected" at upload, "failed" after the
+# render with this message prefix, or "rendered" (optionally repaired).
+BAD = {
+    "truncated_40_percent.pdf": ("failed", "damaged PDF: the file is cut off"),
+    "corrupt_xref_table.pdf": ("rendered", "repaired"),
+    "encrypted_user_password.pdf": ("failed", "encrypted PDF: a password is needed"),
+    "empty_0_bytes.pdf": ("rejected", "empty file: 0 bytes"),
+    "png_image_renamed.pdf": ("rejected", "not a PDF (looks like PNG)"),
+    "text_file_renamed.pdf": ("rejected", "not a PDF (looks like text)"),
+    "page_200x200_inch.pdf": ("failed", "page is 200 × 200 in: above the 10,000-pixel limit"),
+    "blank_500_pages.pdf": ("failed", "500 pages: above the page limit of 50"),
+    "single_image_20000x20000_1bit.pdf": ("rendered", ""),
+    "pdf_header_random_bytes.pdf": ("failed", "damaged PDF: it cannot be opened"),
+    "javascript_openaction.pdf": ("rendered", ""),
+    "rotate90_landscape_page.pdf": ("rendered", "portrait"),
+}
+QPDF = {
+    "bad1.pdf": ("rejected", "not a PDF (looks like text)"),
+    "issue-263.pdf": ("rejected", "damaged PDF: unreadable header"),
+    "empty.pdf": ("failed", "the PDF has no pages"),
+    "deep-pages.pdf": ("failed", "broken page tree"),
+    "issue-1688a.pdf": ("failed", "page 1 cannot be rendered: too many color components"),
+    "enc-XI-R6,V5,U=view,O=master.pdf": ("failed", "encrypted PDF: a password is needed"),
+    "encrypted-40-bit-R3.pdf": ("failed", "encrypted PDF: a password is needed"),
+    "bad2.pdf": ("rendered", "repaired"),
+    "bad7.pdf": ("rendered", "repaired"),
+    "bad24.pdf": ("rendered", "warnings"),
+    "broken-lzw.pdf": ("rendered", "warnings"),
+    "bad-jpeg.pdf": ("rendered", "warnings"),
+    "pages-loop.pdf": ("rendered", ""),
+    "minimal.pdf": ("rendered", ""),
+}
+
+
+def ingest(path: Path, **kwargs):
+    return drawing_ingest(content=path.read_bytes(), original_name=path.name, **kwargs)
+
+
+def render_queue_ids():
+    return set(django_rq.get_queue("render").get_job_ids())
+
+
+def test_every_corpus_drawing_renders_through_the_worker(corpus, run_worker, django_capture_on_commit_callbacks):
+    truth = json.loads((corpus / "ground_truth.json").read_text())["parts"]
+    with django_capture_on_commit_callbacks(execute=True):
+        drawings = {pn: ingest(corpus / info["file"])[0] for pn, info in truth.items()}
+    assert len(render_queue_ids()) == len(truth) == 38
+    run_worker("render")
+    for part_number, info in truth.items():
+        drawing = drawings[part_number]
+        drawing.refresh_from_db()
+        assert drawing.status == Drawing.Status.RENDERED, (part_number, drawing.error)
+        assert drawing.part_number == part_number  # title block for vector sheets, file name for scans
+        assert drawing.page_count == info["pages"] == drawing.pages.count()
+        assert drawing.has_text_layer is (not info["scanned"])
+        for page in drawing.pages.all():
+            assert max(page.width, page.height) <= 2048 and page.bytes <= 10 * 1024 * 1024
+            with page.image.open("rb") as handle:
+                image = Image.open(handle)
+                assert image.mode == "RGB" and image.size == (page.width, page.height)
+                assert image.format.lower() == page.format
+
+
+def test_bad_files_end_as_the_readmes_say_and_the_batch_still_renders(corpus, run_worker,
+                                                                      django_capture_on_commit_callbacks):
+    files = [corpus / "bad" / n for n in BAD] + [corpus / "qpdf" / n for n in QPDF] + [corpus / "drawings" / "JR_814059.pdf"]
+    expected = {**BAD, **QPDF, "JR_814059.pdf": ("rendered", "")}
+    drawings, rejected = {}, {}
+    with django_capture_on_commit_callbacks(execute=True):
+        for path in files:
+            try:
+                drawings[path.name] = ingest(path)[0]
+            except DrawingRejected as exc:
+                rejected[path.name] = exc.message
+    worker = run_worker("render")
+    assert worker.get_state() != "busy"  # the worker came back from every job
+    for name, (outcome, detail) in expected.items():
+        if outcome == "rejected":
+            assert rejected[name].startswith(detail), name
+            continue
+        drawing = drawings[name]
+        drawing.refresh_from_db()
+        assert drawing.status == outcome, (name, drawing.error)
+        if outcome == "failed":
+            assert drawing.error.startswith(detail), (name, drawing.error)
+            assert drawing.pages.count() == 0
+        else:
+            assert drawing.error == "" and drawing.pages.count() >= 1
+            page = drawing.pages.first()
+            assert max(page.width, page.height) == 2048
+            if detail == "repaired":
+                assert drawing.repaired and drawing.warning_count > 0
+            if detail == "warnings":
+                assert drawing.warning_count > 0 and drawing.warnings
+            if detail == "portrait":
+                assert page.height > page.width
+    assert not Drawing.objects.filter(original_name__in=list(rejected)).exists()  # rejected: nothing stored
+
+
+def test_render_job_twice_and_render_again_do_not_duplicate_pages(corpus, run_worker,
+                                                                  django_capture_on_commit_callbacks, settings):
+    from curation.jobs import drawing_render_job
+
+    with django_capture_on_commit_callbacks(execute=True):
+        drawing, created = ingest(corpus / "drawings" / "PDM-280686.pdf")  # 3 sheets
+    run_worker("render")
+    assert drawing_render_job(drawing.pk) == "rendered"  # second run: finds the work done
+    pages = list(drawing.pages.order_by("number"))
+    assert [p.number for p in pages] == [1, 2, 3]
+    old_files = [Path(settings.MEDIA_ROOT) / p.image.name for p in pages]
+    assert all(f.exists() for f in old_files)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert drawing_render_again(drawings=[drawing]) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        run_worker("render")
+    drawing.refresh_from_db()
+    assert drawing.status == Drawing.Status.RENDERED
+    again = list(drawing.pages.order_by("number"))
+    assert [p.pk for p in again] == [p.pk for p in pages]  # same rows: examples' page refs survive
+    assert [p.sha256 for p in again] == [p.sha256 for p in pages]
+    assert DrawingPage.objects.filter(drawing=drawing).count() == 3
+    assert not any(f.exists() for f in old_files)  # old image files removed
+    assert all((Path(settings.MEDIA_ROOT) / p.image.name).exists() for p in again)
+
+
+def test_duplicate_upload_returns_the_existing_drawing(corpus, django_capture_on_commit_callbacks):
+    path = corpus / "drawings" / "10113153.pdf"
+    with django_capture_on_commit_callbacks(execute=True):
+        first, created = ingest(path)
+        second, created_again = drawing_ingest(content=path.read_bytes(), original_name="renamed copy.pdf")
+    assert created and not created_again and second.pk == first.pk
+    assert Drawing.objects.count() == 1 and render_queue_ids() == {drawing_render_job_id(first.pk)}
+
+
+def test_enqueue_happens_only_after_commit(corpus, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        drawing, _ = ingest(corpus / "drawings" / "10113153.pdf")
+        assert render_queue_ids() == set()  # inside the transaction: nothing queued yet
+    assert len(callbacks) == 1
+    callbacks[0]()
+    assert render_queue_ids() == {f"render-drawing-{drawing.pk}"}
+
+
+def test_redis_away_keeps_the_drawing_then_reconcile_queues_it_once(corpus, settings,
+                                                                    django_capture_on_commit_callbacks):
+    working = settings.RQ_QUEUES
+    settings.RQ_QUEUES = {name: {**conf, "URL": "redis://127.0.0.1:1/0"} for name, conf in working.items()}
+    with pytest.raises(QueueUnavailable):
+        ingest(corpus / "drawings" / "10113153.pdf")
+    drawing = Drawing.objects.get()
+    assert drawing.status == Drawing.Status.UPLOADED and Path(drawing.file.path).exists()
+
+    settings.RQ_QUEUES = working
+    with django_capture_on_commit_callbacks(execute=True):
+        assert drawings_reconcile() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert drawings_reconcile() == 0  # deterministic job id: still queued, not queued twice
+    assert django_rq.get_queue("render").count == 1
+
+
+def test_reconcile_requeues_a_drawing_stuck_rendering(corpus, run_worker, django_capture_on_commit_callbacks, settings):
+    from django.utils import timezone
+    from datetime import timedelta
+
+    with django_capture_on_commit_callbacks(execute=True):
+        drawing, _ = ingest(corpus / "drawings" / "10113153.pdf", enqueue=False)
+    # A worker was killed mid-render long ago: the row says rendering, no job exists.
+    Drawing.objects.filter(pk=drawing.pk).update(status=Drawing.Status.RENDERING,
+                                                 updated_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert drawings_reconcile() == 1
+    run_worker("render")
+    drawing.refresh_from_db()
+    assert drawing.status == Drawing.Status.RENDERED and drawing.pages.count() == 1
+
+
+def test_a_crashed_job_is_stored_on_the_row(corpus, run_worker, django_capture_on_commit_callbacks, monkeypatch):
+    from curation import rendering
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(rendering, "render_isolated", explode)
+    with django_capture_on_commit_callbacks(execute=True):
+        drawing, _ = ingest(corpus / "drawings" / "10113153.pdf")
+    run_worker("render")
+    drawing.refresh_from_db()
+    assert drawing.status == Drawing.Status.FAILED
+    assert drawing.error == "rendering stopped: RuntimeError: disk full"
+
+
+# --- admin ---------------------------------------------------------------------------------------
+
+def test_admin_upload_of_several_files_reports_each(client, corpus, roles, django_capture_on_commit_callbacks):
+    client.force_login(make_user("Manager"))
+    good = corpus / "drawings" / "JR_814059.pdf"
+    ingest_first = corpus / "drawings" / "10113153.pdf"
+    with django_capture_on_commit_callbacks(execute=True):
+        existing, _ = ingest(ingest_first)
+        response = client.post(reverse("admin:curation_drawing_upload"), {"files": [
+            SimpleUploadedFile(good.name, good.read_bytes(), "application/pdf"),
+            SimpleUploadedFile("copy.pdf", ingest_first.read_bytes(), "application/pdf"),
+            SimpleUploadedFile("photo.pdf", (corpus / "bad" / "png_image_renamed.pdf").read_bytes(), "application/pdf"),
+        ]})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "1 new, 1 already uploaded, 1 rejected." in html
+    assert "not a PDF (looks like PNG)" in html and "already uploaded" in html
+    assert Drawing.objects.count() == 2
+    assert Drawing.objects.get(original_name=good.name).uploaded_by.groups.filter(name="Manager").exists()
+    assert len(render_queue_ids()) == 2
+
+
+def test_admin_upload_too_large_is_rejected_with_the_limit(client, corpus, roles, settings):
+    settings.UPLOAD_MAX_BYTES = 2048
+    client.force_login(make_user("Manager"))
+    path = corpus / "drawings" / "JR_814059.pdf"
+    response = client.post(reverse("admin:curation_drawing_upload"),
+                           {"files": [SimpleUploadedFile(path.name, path.read_bytes(), "application/pdf")]})
+    assert f"too large: {path.stat().st_size / 1024:.1f} KB, the limit is 2.0 KB" in response.content.decode()
+    assert Drawing.objects.count() == 0
+
+
+def test_admin_upload_with_redis_away_says_so_and_keeps_the_files(client, corpus, roles, settings):
+    settings.RQ_QUEUES = {name: {**conf, "URL": "redis://127.0.0.1:1/0"} for name, conf in settings.RQ_QUEUES.items()}
+    client.force_login(make_user("Manager"))
+    files = [corpus / "drawings" / "JR_814059.pdf", corpus / "drawings" / "10113153.pdf"]
+    response = client.post(reverse("admin:curation_drawing_upload"), {"files": [
+        SimpleUploadedFile(p.name, p.read_bytes(), "application/pdf") for p in files]}, follow=True)
+    html = response.content.decode()
+    assert "The job queue is unavailable" in html and "will render when it is back" in html
+    assert list(Drawing.objects.values_list("status", flat=True)) == ["uploaded", "uploaded"]
+
+
+def test_reviewer_can_neither_upload_nor_render_again(client, corpus, roles, run_worker,
+                                                      django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        drawing, _ = ingest(corpus / "drawings" / "10113153.pdf")
+    run_worker("render")
+    client.force_login(make_user("Reviewer"))
+    changelist = reverse("admin:curation_drawing_changelist")
+    assert client.get(changelist).status_code == 200  # may look
+    response = client.post(changelist, {"action": "render_again", "_selected_action": [drawing.pk]})
+    drawing.refresh_from_db()
+    assert drawing.status == Drawing.Status.RENDERED and render_queue_ids() == set()
+    assert response.status_code in (200, 302, 403)
+    path = corpus / "drawings" / "JR_814059.pdf"
+    upload = client.post(reverse("admin:curation_drawing_upload"),
+                         {"files": [SimpleUploadedFile(path.name, path.read_bytes(), "application/pdf")]})
+    assert upload.status_code == 403 and Drawing.objects.count() == 1
+
+    client.force_login(make_user("Manager"))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(changelist, {"action": "render_again", "_selected_action": [drawing.pk]})
+    drawing.refresh_from_db()
+    assert drawing.status == Drawing.Status.UPLOADED and render_queue_ids() == {drawing_render_job_id(drawing.pk)}
+
+
+def test_page_images_are_staff_only_and_shown_large(client, corpus, roles, run_worker,
+                                                    django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        drawing, _ = ingest(corpus / "bad" / "pdf_header_random_bytes.pdf")
+        good, _ = ingest(corpus / "drawings" / "JR_814059.pdf")
+    run_worker("render")
+    page = good.pages.get()
+    url = reverse("admin:curation_page_image", args=[page.pk])
+    assert client.get(url).status_code == 302  # anonymous: to the login page, no image
+
+    client.force_login(make_user("Reviewer"))
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert b"".join(response.streaming_content) == page.image.open("rb").read()
+    thumb = client.get(url + "?size=thumb")
+    assert thumb["Content-Type"] == "image/jpeg" and max(Image.open(__import__("io").BytesIO(thumb.content)).size) <= 160
+
+    changelist = client.get(reverse("admin:curation_drawing_changelist")).content.decode()
+    assert f"{url}?size=thumb" in changelist and "JR 814059" in changelist
+    assert "damaged PDF: it cannot be opened" in changelist  # failed drawings show their error
+    change = client.get(reverse("admin:curation_drawing_change", args=[good.pk])).content.decode()
+    assert f'src="{url}"' in change and "drawing-page-image" in change
+
+
+def test_import_drawings_command_prints_new_existing_rejected(corpus, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("JR_814059.pdf", "10113153.pdf"):
+        (folder / name).write_bytes((corpus / "drawings" / name).read_bytes())
+    (folder / "photo.pdf").write_bytes((corpus / "bad" / "png_image_renamed.pdf").read_bytes())
+    from io import StringIO
+
+    out = StringIO()
+    call_command("import_drawings", str(folder), "--sync", stdout=out, stderr=StringIO())
+    text = out.getvalue()
+    assert "3 files: 2 new, 0 existing, 1 rejected" in text
+    assert "not a PDF (looks like PNG)" in text and "JR 814059 (rendered)" in text
+    out = StringIO()
+    call_command("import_drawings", str(folder / "JR_814059.pdf"), stdout=out, stderr=StringIO())
+    assert "1 files: 0 new, 1 existing, 0 rejected" in out.getvalue()
+    assert Drawing.objects.filter(status=Drawing.Status.RENDERED).count() == 2

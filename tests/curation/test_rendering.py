@@ -1,0 +1,142 @@
+"""curation.rendering on real PDFs: sizes, formats, rotation, part numbers, hostile files, the memory cap."""
+import io
+import json
+import os
+
+import pytest
+from PIL import Image
+
+from curation import rendering
+from curation.demo.drawings import DEMO_PARTS, demo_drawing_pdfs
+
+LIMITS = rendering.RenderLimits()
+
+
+def render(path, tmp_path, limits=LIMITS):
+    return rendering.render_isolated(str(path), out_dir=str(tmp_path), limits=limits)
+
+
+def failure(path, tmp_path, limits=LIMITS) -> str:
+    with pytest.raises(rendering.RenderError) as caught:
+        render(path, tmp_path, limits)
+    return caught.value.message
+
+
+def test_sniff_names_what_the_bytes_look_like():
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(png, "PNG")
+    jpeg = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(jpeg, "JPEG")
+    cases = {
+        png.getvalue(): "not a PDF (looks like PNG)",
+        jpeg.getvalue(): "not a PDF (looks like JPEG)",
+        b"<!DOCTYPE html><html><body>login</body></html>": "not a PDF (looks like HTML)",
+        b"part_number;pieces\nA-1;3\n": "not a PDF (looks like text)",
+        b"": "empty file: 0 bytes",
+    }
+    for head, message in cases.items():
+        with pytest.raises(rendering.RenderError) as caught:
+            rendering.pdf_sniff(head)
+        assert caught.value.message == message
+    rendering.pdf_sniff(b"%PDF-1.7\n")  # no error
+
+
+def test_corpus_drawings_render_within_openai_limits(corpus, tmp_path):
+    truth = json.loads((corpus / "ground_truth.json").read_text())["parts"]
+    # A sample of each kind here (the full corpus goes through the worker in test_drawings).
+    picked = {pn: info for pn, info in truth.items() if pn in {"JR 814059", "PDM-281147", "10119939", "PDM-280686", "JR 810952"}}
+    assert len(picked) == 5
+    for part_number, info in picked.items():
+        result = render(corpus / info["file"], tmp_path)
+        assert result.page_count == info["pages"], part_number
+        assert result.has_text_layer is (not info["scanned"]), part_number
+        for page in result.pages:
+            assert max(page.width, page.height) == 2048
+            assert page.bytes <= 10 * 1024 * 1024 and os.path.getsize(page.path) == page.bytes
+            image = Image.open(page.path)
+            assert image.mode == "RGB" and image.size == (page.width, page.height)
+            assert page.format == ("jpeg" if info["scanned"] else "png") and image.format == page.format.upper()
+            assert len(page.phash) == 16 and int(page.phash, 16) > 0
+
+
+def test_part_number_comes_from_the_title_block(corpus, tmp_path):
+    result = render(corpus / "drawings" / "JR_814059.pdf", tmp_path)
+    assert result.part_number == "JR 814059"
+    # A scan has no text layer: the caller falls back to the file name.
+    assert render(corpus / "drawings" / "JR_810952.pdf", tmp_path).part_number == ""
+    assert rendering.part_number_from_filename("JR_810952.pdf") == "JR 810952"
+
+
+def test_rotation_is_honoured(corpus, tmp_path):
+    page = render(corpus / "bad" / "rotate90_landscape_page.pdf", tmp_path).pages[0]
+    assert page.height > page.width  # /Rotate 90 on a landscape page shows portrait
+
+
+@pytest.mark.parametrize("name, message", [
+    ("encrypted_user_password.pdf", "encrypted PDF: a password is needed"),
+    ("png_image_renamed.pdf", "not a PDF (looks like PNG)"),
+    ("page_200x200_inch.pdf", "page is 200 × 200 in: above the 10,000-pixel limit"),
+    ("blank_500_pages.pdf", "500 pages: above the page limit of 50"),
+    ("empty_0_bytes.pdf", "empty file: 0 bytes"),
+    ("text_file_renamed.pdf", "not a PDF (looks like text)"),
+])
+def test_hostile_files_fail_with_a_message_a_person_understands(corpus, tmp_path, name, message):
+    assert failure(corpus / "bad" / name, tmp_path) == message
+
+
+def test_damaged_files_say_damaged(corpus, tmp_path):
+    assert failure(corpus / "bad" / "truncated_40_percent.pdf", tmp_path).startswith("damaged PDF: the file is cut off")
+    message = failure(corpus / "bad" / "pdf_header_random_bytes.pdf", tmp_path)
+    assert message.startswith("damaged PDF: it cannot be opened") and str(corpus) not in message  # no server paths
+
+
+def test_repaired_file_renders_flagged_with_warnings(corpus, tmp_path):
+    result = render(corpus / "qpdf" / "bad2.pdf", tmp_path)
+    assert result.repaired and result.warnings and result.page_count == 1
+    clean = render(corpus / "qpdf" / "minimal.pdf", tmp_path)
+    assert not clean.repaired and clean.warnings == []
+
+
+def test_huge_image_renders_within_the_memory_cap(corpus, tmp_path):
+    # 20000 × 20000 1-bit image (400 Mpixel decoded): rendered to ≤ 2048 px under a 300 MB cap.
+    limits = rendering.RenderLimits(memory_limit_mb=300)
+    page = render(corpus / "bad" / "single_image_20000x20000_1bit.pdf", tmp_path, limits).pages[0]
+    assert max(page.width, page.height) == 2048
+
+
+def test_a_render_above_the_memory_cap_fails_cleanly_and_the_caller_survives(corpus, tmp_path):
+    # 8000 px asks for ~135 MB of pixmap: above a 40 MB cap, the child fails, this process goes on.
+    greedy = rendering.RenderLimits(memory_limit_mb=40, max_side_px=8000, max_pixels=10**9, dpi_cap=2000,
+                                    max_image_bytes=10**9)
+    message = failure(corpus / "drawings" / "JR_814059.pdf", tmp_path, greedy)
+    assert "memory" in message and "40 MB" in message
+    assert render(corpus / "drawings" / "JR_814059.pdf", tmp_path).page_count == 1
+
+
+def test_a_stuck_render_is_stopped_at_the_deadline(corpus, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr(rendering, "render_pdf", lambda *a, **k: time.sleep(30))
+    limits = rendering.RenderLimits(timeout_seconds=1)
+    started = time.monotonic()
+    assert failure(corpus / "qpdf" / "minimal.pdf", tmp_path, limits) == "rendering took longer than 1 s and was stopped"
+    assert time.monotonic() - started < 10
+
+
+def test_near_duplicate_pages_have_close_hashes(corpus, tmp_path):
+    a = render(corpus / "bad" / "javascript_openaction.pdf", tmp_path).pages[0].phash
+    b = render(corpus / "bad" / "corrupt_xref_table.pdf", tmp_path / "..").pages[0].phash  # the same sheet, repaired
+    other = render(corpus / "drawings" / "JR_810952.pdf", tmp_path).pages[0].phash
+    distance = lambda x, y: bin(int(x, 16) ^ int(y, 16)).count("1")  # noqa: E731
+    assert distance(a, b) <= 2 < distance(a, other)
+
+
+def test_demo_drawings_render_and_show_their_part_number(tmp_path):
+    for (name, data), part in zip(demo_drawing_pdfs(), DEMO_PARTS):
+        path = tmp_path / name
+        path.write_bytes(data)
+        result = render(path, tmp_path)
+        assert result.part_number == part.part_number
+        assert result.has_text_layer and not result.repaired and result.warnings == []
+        assert (result.pages[0].width, result.pages[0].height) == (2048, 1449)  # A3 landscape
+    assert demo_drawing_pdfs() == demo_drawing_pdfs()  # deterministic: a second ingest dedups
