@@ -2,3 +2,4 @@
 from curation.admin import examples  # noqa: F401
 from curation.admin import records  # noqa: F401
 from curation.admin import datasets  # noqa: F401
+from curation.admin import drawings  # noqa: F401
