@@ -143,6 +143,14 @@ RQ_SHOW_ADMIN_LINK = True
 # How often the scheduler re-enqueues drawings left waiting (e.g. after Redis was away).
 RECONCILE_INTERVAL_SECONDS = env.int("RECONCILE_INTERVAL_SECONDS", default=300)
 
+# --- Drawings: render child process and reconciler (issue 2) ---
+# The render child is killed after this long; below the render queue's RQ timeout so the row gets the reason.
+RENDER_TIMEOUT_SECONDS = env.int("RENDER_TIMEOUT_SECONDS", default=240)
+RENDER_JPEG_QUALITY = env.int("RENDER_JPEG_QUALITY", default=85)
+# A drawing left `rendering` this long (worker killed mid-job) is queued again by the reconciler.
+RENDER_STUCK_AFTER_SECONDS = env.int("RENDER_STUCK_AFTER_SECONDS", default=900)
+# --- end drawings ---
+
 # OpenAI / Azure OpenAI. Without a key the dry-run provider is used.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="") or None
