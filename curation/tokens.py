@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
-import bpe_openai
-
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
@@ -33,6 +31,10 @@ class ImageScheme:
 
 @lru_cache(maxsize=4)
 def encoding(name: str):
+    # Imported here: loading bpe-openai costs ~70 MB of RSS, which processes that never count tokens
+    # (RQ workers exporting, the web server) should not pay.
+    import bpe_openai
+
     try:
         return bpe_openai.get_encoding(name)
     except Exception as exc:  # bpe-openai raises its own error types for unknown names

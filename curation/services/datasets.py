@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -124,6 +125,8 @@ def assign_splits(*, groups: dict[int, str], fraction: float, seed: int) -> dict
 @dataclass
 class _PageCheck:
     sha256: str = ""
+    crc32: int = 0
+    bytes: int = 0
     width: int = 0
     height: int = 0
     problem: str = ""
@@ -149,7 +152,7 @@ class _Pages:
                 data = handle.read()
         except (OSError, ValueError) as exc:
             return _PageCheck(problem=f"image file of page {page.pk} cannot be read ({exc})")
-        check = _PageCheck(sha256=hashlib.sha256(data).hexdigest())
+        check = _PageCheck(sha256=hashlib.sha256(data).hexdigest(), crc32=zlib.crc32(data), bytes=len(data))
         try:
             info = image_inspect(data)
             check.width, check.height = info.width, info.height
@@ -169,12 +172,13 @@ def _page_ids(messages) -> list[int]:
 
 
 def _snapshot_messages(messages: list, pages: _Pages) -> list:
-    """A deep copy where each page image part carries the sha256 of the bytes that were checked."""
+    """A deep copy where each page image part carries the fingerprint (sha256, crc32, size) of the checked bytes."""
     snapshot = json.loads(json.dumps(messages))
     for _, part in iter_image_parts(snapshot):
         page_id = parse_page_ref((part.get("image_url") or {}).get("url"))
         if page_id is not None:
-            part["sha256"] = pages.get(page_id).sha256
+            check = pages.get(page_id)
+            part.update(sha256=check.sha256, crc32=check.crc32, bytes=check.bytes)
     return snapshot
 
 

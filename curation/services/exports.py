@@ -11,7 +11,10 @@ import json
 import os
 import time
 import uuid
+import zlib
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from django.conf import settings
@@ -24,7 +27,9 @@ from curation.openai_format import (
     build_line,
     decode_data_url,
     dumps_line,
+    fingerprint,
     iter_image_parts,
+    line_pieces,
     parse_page_ref,
     resolve_image_refs,
     sniff_mime,
@@ -36,25 +41,35 @@ class ExportError(Exception):
     """An export that cannot go on; the message says what to do."""
 
 
-def page_bytes(page: DrawingPage, expected_sha256: str | None = None) -> bytes:
-    """The page image bytes; refuses bytes that differ from the hash a dataset version froze."""
+def page_bytes(page: DrawingPage, expected: dict | None = None) -> bytes:
+    """The page image bytes; refuses bytes that differ from what a dataset version froze.
+
+    Size and CRC-32 are checked (CRC-32 runs ~7× faster than sha256 here, and export speed is within
+    1.5× of a bare base64 copy only without a second sha256 pass); `dataset_version_validate`
+    re-checks the full sha256. Without a CRC in the fingerprint, the sha256 is checked.
+    """
     try:
         with page.image.open("rb") as handle:
             data = handle.read()
     except (FileNotFoundError, OSError, ValueError) as exc:
         raise ExportError(f"image file of page {page.pk} ({page}) cannot be read: {exc}") from exc
-    if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256:
+    expected = expected or {}
+    if "crc32" in expected:
+        changed = expected.get("bytes", len(data)) != len(data) or zlib.crc32(data) != expected["crc32"]
+    else:
+        changed = bool(expected.get("sha256")) and hashlib.sha256(data).hexdigest() != expected["sha256"]
+    if changed:
         raise ExportError(
             f"image of page {page.pk} ({page}) changed since the dataset version was built: rebuild the dataset"
         )
     return data
 
 
-def _load_page(page_id: int, expected_sha256: str | None = None) -> bytes:
+def _load_page(page_id: int, expected: dict | None = None) -> bytes:
     page = DrawingPage.objects.filter(pk=page_id).select_related("drawing").first()
     if page is None:
         raise ExportError(f"page {page_id} no longer exists: rebuild the example or the dataset")
-    return page_bytes(page, expected_sha256)
+    return page_bytes(page, expected)
 
 
 def messages_with_images(messages: list[dict]) -> list[dict]:
@@ -69,6 +84,8 @@ def messages_with_images(messages: list[dict]) -> list[dict]:
 
 FORMATS = ("openai", "open_weights")
 _BATCH = 100
+_THREADS = 2
+_WINDOW = 4  # lines prepared ahead of the writer: bounds memory to a few images
 IMAGE_PLACEHOLDER = "<image>"
 
 
@@ -92,9 +109,14 @@ class _AtomicFile:
         self.lines = 0
 
     def write_line(self, data: bytes) -> None:
-        self.handle.write(data)
-        self.sha256.update(data)
-        self.bytes += len(data)
+        self.write_pieces([data])
+
+    def write_pieces(self, pieces: list[bytes]) -> None:
+        """One line given as pieces (no concatenation copy of the large base64 parts)."""
+        for piece in pieces:
+            self.handle.write(piece)
+            self.sha256.update(piece)
+            self.bytes += len(piece)
         self.lines += 1
 
     def finish(self) -> None:
@@ -132,16 +154,21 @@ def _batches(iterator, size):
         yield batch
 
 
-def _batch_loader(batch) -> Callable[[int, str | None], bytes]:
-    """A page loader for one batch of members: one query for all their pages."""
-    ids = {pid for member in batch for pid in _page_ids_of(member.messages)}
-    pages = {p.pk: p for p in DrawingPage.objects.filter(pk__in=ids).only("id", "image", "number", "drawing_id")}
+def _batch_loader(batch) -> Callable[[int, dict], bytes]:
+    """A page loader for one batch of members: one query for all their pages.
 
-    def load(page_id: int, expected_sha256: str | None) -> bytes:
+    The loader runs in worker threads, which must never query the database: everything it needs
+    (including the drawing, for error messages) is loaded here.
+    """
+    ids = {pid for member in batch for pid in _page_ids_of(member.messages)}
+    pages = {p.pk: p for p in DrawingPage.objects.filter(pk__in=ids).select_related("drawing")
+             .only("id", "image", "number", "drawing__part_number", "drawing__original_name")}
+
+    def load(page_id: int, expected: dict) -> bytes:
         page = pages.get(page_id)
         if page is None:
             raise ExportError(f"page {page_id} no longer exists: rebuild the dataset")
-        return page_bytes(page, expected_sha256)
+        return page_bytes(page, expected)
 
     return load
 
@@ -184,7 +211,7 @@ def _open_weights_line(messages: list[dict], target: str, load, images: _OpenWei
                 elif part.get("type") == "image_url":
                     url = (part.get("image_url") or {}).get("url", "")
                     page_id = parse_page_ref(url)
-                    data = load(page_id, part.get("sha256")) if page_id is not None else decode_data_url(url)
+                    data = load(page_id, fingerprint(part)) if page_id is not None else decode_data_url(url)
                     paths.append(images.save(data))
                     pieces.append(IMAGE_PLACEHOLDER)
             content = "\n".join(pieces)
@@ -224,19 +251,35 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
     files = {split: _AtomicFile(out_dir / f"{split}.jsonl") for split in ("train", "validation")}
     images = _OpenWeightsImages(out_dir) if fmt == "open_weights" else None
     done = 0
+    # Two threads read, hash-check and base64 the images of the next lines while this thread writes
+    # (file reads, sha256 and writes release the GIL); a small window keeps memory flat.
+    pool = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="export")
+    window: deque = deque()
+
+    def write_next():
+        nonlocal done
+        split, future = window.popleft()
+        files[split].write_pieces(future.result())
+        done += 1
+        if progress:
+            progress(done, total)
+
     try:
-        members = version.members.order_by("split", "position").only("split", "messages", "target").iterator(chunk_size=_BATCH)
+        members = (version.members.order_by("split", "position")
+                   .values_list("split", "messages", "target", named=True).iterator(chunk_size=_BATCH))
         for batch in _batches(members, _BATCH):
-            load = _batch_loader(batch)
+            load = _batch_loader(batch)  # one query per batch, on this thread: workers never touch the DB
             for member in batch:
                 if images is None:
-                    line = build_line(member.messages, member.target, load_page=load)
+                    future = pool.submit(line_pieces, member.messages, member.target, load_page=load)
                 else:
                     line = _open_weights_line(member.messages, member.target, load, images)
-                files[member.split].write_line(dumps_line(line).encode("utf-8"))
-                done += 1
-                if progress:
-                    progress(done, total)
+                    future = pool.submit(lambda line=line: [dumps_line(line).encode("utf-8")])
+                window.append((member.split, future))
+                if len(window) > _WINDOW:
+                    write_next()
+        while window:
+            write_next()
         for handle in files.values():
             handle.finish()
         manifest = _manifest(version, fmt, {f"{s}.jsonl": h.summary() for s, h in files.items()}, images)
@@ -249,9 +292,11 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
             files[key].commit()
         _fsync_dir(out_dir)
     except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
         for handle in files.values():
             handle.discard()
         raise
+    pool.shutdown(wait=True)
     return {
         "train": files["train"].path,
         "validation": files["validation"].path if files["validation"].lines else None,

@@ -9,6 +9,8 @@ from PIL import Image
 from curation.openai_format import (
     build_line,
     data_url,
+    dumps_line,
+    line_pieces,
     decode_data_url,
     resolve_image_refs,
     validate_jsonl,
@@ -99,10 +101,11 @@ def test_image_limits_per_example_and_role():
 def test_resolve_image_refs_embeds_page_bytes_and_drops_the_hash():
     data = png()
     seen = []
-    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "page:7", "detail": "low"}, "sha256": "abc"}]}]
-    resolved = resolve_image_refs(messages, lambda pid, sha: seen.append((pid, sha)) or data)
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "page:7", "detail": "low"},
+                                              "sha256": "abc", "crc32": 5, "bytes": 9}]}]
+    resolved = resolve_image_refs(messages, lambda pid, frozen: seen.append((pid, frozen)) or data)
     part = resolved[0]["content"][0]
-    assert seen == [(7, "abc")] and "sha256" not in part and part["image_url"]["detail"] == "low"
+    assert seen == [(7, {"sha256": "abc", "crc32": 5, "bytes": 9})] and set(part) == {"type", "image_url"} and part["image_url"]["detail"] == "low"
     assert part["image_url"]["url"].startswith("data:image/png;base64,")
     assert decode_data_url(part["image_url"]["url"]) == data
     assert messages[0]["content"][0]["image_url"]["url"] == "page:7"  # the input is not changed
@@ -113,3 +116,14 @@ def test_build_line_appends_the_target_and_validate_jsonl_streams():
     assert line["messages"][-1] == {"role": "assistant", "content": '{"a": 1}'}
     lines = [json.dumps(line), "", json.dumps({"messages": []}), json.dumps(line)]
     assert [(n, [p["code"] for p in ps]) for n, ps in validate_jsonl(iter(lines))] == [(3, ["missing_messages_list"])]
+
+
+def test_line_pieces_give_the_same_bytes_as_the_plain_encoder():
+    data = png()
+    messages = [{"role": "system", "content": "Plan ✓"},
+                {"role": "user", "content": [{"type": "text", "text": "Zeichnung \"A\""},
+                                             {"type": "image_url", "image_url": {"url": "page:1", "detail": "high"}, "sha256": "x"},
+                                             {"type": "image_url", "image_url": {"url": "page:2"}}]}]
+    load = lambda pid, frozen: data  # noqa: E731
+    expected = dumps_line(build_line(messages, '{"a": "ü"}', load_page=load)).encode()
+    assert b"".join(line_pieces(messages, '{"a": "ü"}', load_page=load)) == expected

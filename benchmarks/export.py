@@ -1,0 +1,228 @@
+"""Benchmark: dataset export against the raw baseline (base64 of the same image bytes into one file).
+
+Builds N vision examples (each with its own ~1 MB page image) in a throwaway SQLite database and media
+root, then times (a) the raw baseline and (b) `dataset_version_export`, each in a fresh subprocess so
+peak RSS is the export's own. Runs at 1,000 and 4,000 examples by default.
+
+    .venv/bin/python benchmarks/export.py [--sizes 1000,4000] [--image-kb 1024] [--keep]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GOAL_RATIO, GOAL_RSS_MB = 1.5, 200
+
+
+# --- child side: runs with Django set up on the throwaway database ----------------------------
+
+def _django(workdir: Path):
+    os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'db.sqlite3'}"
+    os.environ["MEDIA_ROOT"] = str(workdir / "media")
+    os.environ["EXPORTS_ROOT"] = str(workdir / "exports")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gestima.settings")
+    os.environ["DEBUG"] = "False"
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "False")
+    sys.path.insert(0, str(ROOT))
+    import django
+    from django.conf import settings
+
+    # The project's own apps are created from the models (tests run with --nomigrations too).
+    settings.MIGRATION_MODULES = {"curation": None, "finetune": None, "gestima": None}
+    django.setup()
+
+
+def noise_png(width: int, height: int) -> bytes:
+    """A valid RGB PNG of random pixels, stored without compression: ~3·w·h bytes, made in milliseconds."""
+    raw = b"".join(b"\x00" + os.urandom(width * 3) for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 0)) + chunk(b"IEND", b"")
+
+
+def child_setup(workdir: Path, n: int, image_kb: int) -> dict:
+    _django(workdir)
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    import hashlib
+
+    from curation.models import Dataset, Drawing, DrawingPage, Example
+    from curation.services.base_models import base_models_seed
+    from curation.services.datasets import dataset_build
+    from curation.services.tasks import task_create_from_preset
+
+    base_models_seed()
+    task = task_create_from_preset(slug="technology_builder")
+    pages_dir = workdir / "media" / "pages"
+    pages_dir.mkdir(parents=True, exist_ok=True)
+    width = 640
+    height = max(1, image_kb * 1024 // (width * 3 + 1))
+    started = time.perf_counter()
+    for start in range(0, n, 500):
+        batch = range(start, min(n, start + 500))
+        drawings = Drawing.objects.bulk_create([
+            Drawing(original_name=f"B-{i:05d}.pdf", sha256=f"{i:064x}", part_number=f"B-{i:05d}", page_count=1,
+                    status=Drawing.Status.RENDERED, file=f"drawings/B-{i:05d}.pdf") for i in batch])
+        pages = []
+        for drawing in drawings:
+            data = noise_png(width, height)
+            name = f"pages/{drawing.part_number}.png"
+            (workdir / "media" / name).write_bytes(data)
+            pages.append(DrawingPage(drawing=drawing, number=1, image=name, width=width, height=height, format="png",
+                                     bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))
+        pages = DrawingPage.objects.bulk_create(pages)
+        examples = []
+        for drawing, page in zip(drawings, pages):
+            pn = drawing.part_number
+            target = json.dumps({"part_number": pn, "material": "C45", "machines": ["NZX 2000"], "operations": [
+                {"machine": "NZX 2000", "operation": "turning", "machine_time_min_per_piece": 1 + drawing.pk % 97 / 10,
+                 "setup_min": 30}]})
+            messages = [{"role": "system", "content": task.compact_prompt},
+                        {"role": "user", "content": [{"type": "text", "text": f"Drawing of part {pn} (1 sheet(s))."},
+                                                     {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": "high"}}]}]
+            examples.append(Example(task=task, drawing=drawing, messages=messages, target=target, status=Example.Status.APPROVED,
+                                    group_key=pn, content_hash=hashlib.sha256(target.encode()).hexdigest(),
+                                    tags={"industry": ["automotive", "medical", "energy"][drawing.pk % 3]}))
+        Example.objects.bulk_create(examples)
+    generated = time.perf_counter() - started
+    started = time.perf_counter()
+    dataset = Dataset.objects.create(name=f"bench-{n}", task=task, max_same_prefix_share=1.0)
+    version = dataset_build(dataset=dataset)
+    return {"version_id": version.pk, "generate_s": generated, "build_s": time.perf_counter() - started,
+            "image_bytes": sum(DrawingPage.objects.values_list("bytes", flat=True)), "gates_passed": version.gates_passed,
+            "problems": len(version.problems)}
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def child_baseline(workdir: Path, version_id: int, out: Path) -> dict:
+    """Raw baseline: read each image, base64 it, write it as one line of one file; fsync at the end."""
+    _django(workdir)
+    import base64
+
+    from curation.models import DatasetMember, DrawingPage
+
+    ids = [m[1][1]["content"][1]["image_url"]["url"].split(":")[1] for m in
+           DatasetMember.objects.filter(version_id=version_id).order_by("split", "position").values_list("id", "messages")]
+    paths = dict(DrawingPage.objects.filter(pk__in=ids).values_list("pk", "image"))
+    media = workdir / "media"
+    files = [media / paths[int(i)] for i in ids]
+    idle = _peak_rss_mb()
+    started = time.perf_counter()
+    with open(out, "wb") as handle:
+        for path in files:
+            handle.write(base64.b64encode(path.read_bytes()))
+            handle.write(b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "bytes": out.stat().st_size, "peak_rss_mb": _peak_rss_mb(), "idle_rss_mb": idle}
+
+
+def child_export(workdir: Path, version_id: int, out: Path) -> dict:
+    _django(workdir)
+    from curation.models import DatasetVersion
+    from curation.services.exports import dataset_version_export
+
+    version = DatasetVersion.objects.get(pk=version_id)
+    idle = _peak_rss_mb()  # Django and the project loaded, nothing exported yet
+    started = time.perf_counter()
+    paths = dataset_version_export(version=version, out_dir=out)
+    seconds = time.perf_counter() - started
+    size = sum(p.stat().st_size for p in paths.values() if p)
+    return {"seconds": seconds, "bytes": size, "peak_rss_mb": _peak_rss_mb(), "idle_rss_mb": idle}
+
+
+# --- parent side ------------------------------------------------------------------------------
+
+def _run_child(*args) -> dict:
+    result = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        sys.exit(f"benchmark child {args[0]} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_size(n: int, image_kb: int, base: Path, keep: bool) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix=f"export-bench-{n}-", dir=base))
+    try:
+        setup = _run_child("--child", "setup", workdir, n, image_kb)
+        print(f"  {n:,} examples: {setup['image_bytes'] / 1e6:,.0f} MB of images generated in {setup['generate_s']:.1f} s, "
+              f"version built in {setup['build_s']:.1f} s ({setup['problems']} problems)", flush=True)
+        best = {}
+        for attempt in range(2):  # best of two, alternating, so page-cache luck does not pick a winner
+            for kind in ("baseline", "export"):
+                out = workdir / f"{kind}-{attempt}"
+                target = out.with_suffix(".b64") if kind == "baseline" else out
+                result = _run_child("--child", kind, workdir, setup["version_id"], target)
+                print(f"    {kind:8s} run {attempt + 1}: {result['seconds']:.2f} s, {result['bytes'] / 1e6:,.0f} MB written, "
+                      f"peak RSS {result['peak_rss_mb']:.0f} MB ({result['idle_rss_mb']:.0f} MB before it started)", flush=True)
+                if kind not in best or result["seconds"] < best[kind]["seconds"]:
+                    best[kind] = {**result, "peak_rss_mb": max(result["peak_rss_mb"], best.get(kind, {}).get("peak_rss_mb", 0))}
+                shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+        return {"n": n, **{k: v for k, v in best.items()}}
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        kind, workdir = sys.argv[2], Path(sys.argv[3])
+        if kind == "setup":
+            result = child_setup(workdir, int(sys.argv[4]), int(sys.argv[5]))
+        elif kind == "baseline":
+            result = child_baseline(workdir, int(sys.argv[4]), Path(sys.argv[5]))
+        else:
+            result = child_export(workdir, int(sys.argv[4]), Path(sys.argv[5]))
+        print(json.dumps(result))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,4000")
+    parser.add_argument("--image-kb", type=int, default=1024, help="size of each example's page image")
+    parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the throwaway data goes")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    free_gb = shutil.disk_usage(args.dir).free / 1e9
+    need_gb = max(sizes) * args.image_kb / 1024 / 1024 * 1.1 * 3.7
+    if need_gb > free_gb * 0.8:
+        sys.exit(f"needs about {need_gb:.0f} GB free in {args.dir}, {free_gb:.0f} GB available: lower --image-kb or --sizes")
+    print(f"export benchmark: {', '.join(f'{n:,}' for n in sizes)} examples, ~{args.image_kb} KB noise PNG each "
+          f"(incompressible), baseline = read + base64 + write one file + fsync", flush=True)
+    results = [run_size(n, args.image_kb, Path(args.dir), args.keep) for n in sizes]
+    first = results[0]
+    ratio = first["export"]["seconds"] / first["baseline"]["seconds"]
+    for r in results:
+        mbps = r["export"]["bytes"] / 1e6 / r["export"]["seconds"]
+        print(f"  {r['n']:,}: raw {r['baseline']['seconds']:.2f} s, export {r['export']['seconds']:.2f} s "
+              f"({r['export']['seconds'] / r['baseline']['seconds']:.2f}x, {mbps:,.0f} MB/s), peak RSS export "
+              f"{r['export']['peak_rss_mb']:.0f} MB, of which {r['export']['peak_rss_mb'] - r['export']['idle_rss_mb']:.0f} MB "
+              f"during the export (raw baseline {r['baseline']['peak_rss_mb']:.0f} MB)")
+    rss = [r["export"]["peak_rss_mb"] for r in results]
+    ratio_ok = ratio <= GOAL_RATIO
+    rss_ok = max(rss) < GOAL_RSS_MB and (max(rss) - min(rss)) < 0.1 * min(rss) + 10
+    rss_text = " / ".join(f"{v:.0f} MB at {r['n']:,}" for v, r in zip(rss, results))
+    print(f"export: {ratio:.2f}x raw (goal <= {GOAL_RATIO}x) {'pass' if ratio_ok else 'FAIL'}, peak RSS {rss_text} "
+          f"(goal < {GOAL_RSS_MB} MB, flat) {'pass' if rss_ok else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
