@@ -81,23 +81,29 @@ def example_ground_truth(*, example: Example) -> dict | None:
     return ground_truth_for_part(example_part_number(example))
 
 
-def example_tag_values(*, key: str) -> list[str]:
-    """Distinct values of one tag over all examples; list-valued tags (machine: [...]) are flattened.
+def example_tag_values(*, keys: list[str]) -> dict[str, list[str]]:
+    """{key: sorted distinct values} for several tags in one query; list-valued tags (machine: [...]) are flattened.
 
-    The database does the DISTINCT on the JSON value, so this reads a handful of rows, not every example.
+    The database does the DISTINCT over the combinations of the JSON values, so Python sees a few hundred
+    rows at most, not every example.
     """
-    values = set()
-    for value in Example.objects.order_by().values_list(f"tags__{key}", flat=True).distinct():
-        if isinstance(value, list):
-            values.update(str(item) for item in value if item not in (None, ""))
-        elif value not in (None, ""):
-            values.add(str(value))
-    return sorted(values)
+    values = {key: set() for key in keys}
+    if not keys:
+        return {}
+    rows = Example.objects.order_by().values_list(*[f"tags__{key}" for key in keys]).distinct()
+    for row in rows:
+        for key, value in zip(keys, row):
+            if isinstance(value, list):
+                values[key].update(str(item) for item in value if item not in (None, ""))
+            elif value not in (None, "") and not isinstance(value, dict):
+                values[key].add(str(value))
+    return {key: sorted(found) for key, found in values.items()}
 
 
 def examples_jsonl_lines(*, examples):
     """One JSON line per example (messages with page references unresolved, target, status, tags)."""
-    for example in examples.select_related("task").order_by("pk").iterator(chunk_size=500):
+    # defer(None): the changelist defers the JSON columns, which are the point here.
+    for example in examples.defer(None).select_related("task").order_by("pk").iterator(chunk_size=500):
         yield json.dumps({
             "id": example.pk, "task": example.task.slug, "status": example.status, "group_key": example.group_key,
             "tags": example.tags, "messages": example.messages, "target": example.target,

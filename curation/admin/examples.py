@@ -8,6 +8,7 @@ import json
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponse, HttpResponseRedirect
@@ -44,7 +45,10 @@ def tag_filter(key: str) -> type[admin.SimpleListFilter]:
         parameter_name = f"tag_{key}"
 
         def lookups(self, request, model_admin):
-            return [(value, value) for value in selectors.example_tag_values(key=key)]
+            # One query for all tag filters of the page, kept on the request for the others.
+            if not hasattr(request, "_review_tag_values"):
+                request._review_tag_values = selectors.example_tag_values(keys=list(settings.REVIEW_TAG_FILTERS))
+            return [(value, value) for value in request._review_tag_values.get(key, [])]
 
         def queryset(self, request, queryset):
             value = self.value()
@@ -95,6 +99,13 @@ class QualityFilter(_RangeFilter):
 
 # --- The admin ----------------------------------------------------------------------------------------
 
+class ExampleChangeList(ChangeList):
+    def get_queryset(self, request, exclude_parameters=None):
+        # The list shows none of the big JSON columns; loading and decoding them for a page of rows was most
+        # of the database time. Actions that need them clear the deferral (see examples_jsonl_lines).
+        return super().get_queryset(request, exclude_parameters).defer("messages", "target", "tags")
+
+
 @admin.register(Example)
 class ExampleAdmin(admin.ModelAdmin):
     list_display = [
@@ -112,7 +123,9 @@ class ExampleAdmin(admin.ModelAdmin):
     ]
     search_fields = ["group_key", "drawing__part_number"]
     search_help_text = "Part number (group key or the drawing's part number)."
-    list_per_page = 100
+    # 50 rows: the list is for finding and bulk-deciding (select all works across pages); rendering the rows
+    # is most of the page time, and the review screen is where examples are read.
+    list_per_page = 50
     actions = ["approve_selected", "reject_selected", "download_jsonl"]
     change_form_template = "admin/curation/example/change_form.html"
     change_list_template = "admin/curation/example/change_list.html"
@@ -137,6 +150,9 @@ class ExampleAdmin(admin.ModelAdmin):
     # skip schema validation and content hashing.
     def has_add_permission(self, request):
         return False
+
+    def get_changelist(self, request, **kwargs):
+        return ExampleChangeList
 
     def has_review_permission(self, request):
         return request.user.has_perm(REVIEW_PERMISSION)

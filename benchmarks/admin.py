@@ -1,0 +1,195 @@
+"""Benchmark: the example changelist and the review screen with 100 and with 10,000 examples (and history).
+
+Builds the rows with bulk_create in a throwaway SQLite database and media directory, renders both pages with
+Django's test Client as a logged-in reviewer, and prints the median time and the query count of each. The
+query counts must not grow with the row count; the goals are < 300 ms (changelist) and < 150 ms (review) at
+10,000 examples. Exit status 1 when a goal or the flat-queries check fails.
+
+    .venv/bin/python benchmarks/admin.py [--runs 7] [--large 10000]
+"""
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WORKDIR = Path(tempfile.mkdtemp(prefix="gestima-bench-admin-"))
+# Set before django.setup(): the benchmark must never touch the real database or media.
+os.environ.update({
+    "DJANGO_SETTINGS_MODULE": "gestima.settings",
+    "DATABASE_URL": f"sqlite:///{WORKDIR / 'bench.sqlite3'}",
+    "MEDIA_ROOT": str(WORKDIR / "media"),
+    "DEBUG": "False",  # production-like template loading; DEBUG would also keep every query in memory
+    "SECURE_SSL_REDIRECT": "False",
+    "ALLOWED_HOSTS": "testserver",
+    "STATICFILES_BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage",
+    "LOG_LEVEL": "ERROR",
+})
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.apps import apps  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.models import Group, User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+# No setup_test_environment(): its template instrumentation (for response.context) costs more than the
+# page itself and a browser never pays it.
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.urls import reverse  # noqa: E402
+
+from curation.models import Drawing, DrawingPage, Example, ExampleChange, GroundTruth  # noqa: E402
+from curation.services.roles import roles_sync  # noqa: E402
+from curation.services.tasks import task_create_from_preset  # noqa: E402
+
+CHANGELIST_GOAL_MS = 300
+REVIEW_GOAL_MS = 150
+INDUSTRIES = ["automotive", "medical", "aerospace", "hydraulics", "food"]
+MATERIALS = ["C45", "42CrMo4", "1.4301", "AlMgSi1", "CuZn39Pb3", "S355", "11SMnPb30", "POM"]
+MACHINE_SETS = [["NZX 2000", "DMU 50"], ["NLX 2500"], ["VS20", "NLX 2500", "DMU 50"], ["MAZAK QTN 200"], ["DMU 50"]]
+STATUSES = ["pending"] * 12 + ["approved"] * 5 + ["rejected"] * 2 + ["needs_changes"]
+
+
+def build(*, task, users, start: int, stop: int, rng: random.Random) -> None:
+    """Examples start..stop-1, each with its drawing, one page, ground truth and two history rows."""
+    numbers = range(start, stop)
+    drawings = Drawing.objects.bulk_create([
+        Drawing(file=f"drawings/P-{n:06d}.pdf", original_name=f"P-{n:06d}.pdf", sha256=f"{n:064x}", size_bytes=1000,
+                part_number=f"P-{n:06d}", page_count=1, has_text_layer=True, status=Drawing.Status.RENDERED)
+        for n in numbers
+    ], batch_size=2000)
+    pages = DrawingPage.objects.bulk_create([
+        DrawingPage(drawing=d, number=1, image=f"pages/{d.part_number}-p1.png", width=2048, height=1448, format="png",
+                    bytes=250_000, sha256=f"{i:064x}", phash=f"{i:016x}")
+        for i, d in zip(numbers, drawings)
+    ], batch_size=2000)
+    GroundTruth.objects.bulk_create([
+        GroundTruth(part_number=d.part_number, material=rng.choice(MATERIALS), record_count=8,
+                    max_cv=0.2, high_cv=rng.random() < 0.1, operations=[
+                        {"machine": "NZX 2000", "operation": "turning", "machine_time_min_per_piece": 12.0,
+                         "setup_min": 30.0, "n": 8, "cv": 0.12},
+                        {"machine": "DMU 50", "operation": "milling", "machine_time_min_per_piece": 6.5,
+                         "setup_min": 25.0, "n": 8, "cv": 0.2}])
+        for d in drawings
+    ], batch_size=2000)
+    examples = []
+    for n, drawing, page in zip(numbers, drawings, pages):
+        status = rng.choice(STATUSES)
+        decided = status != "pending"
+        target = ('{"part_number": "%s", "material": "C45", "machines": ["NZX 2000", "DMU 50"], "operations": ['
+                  '{"machine": "NZX 2000", "operation": "turning", "machine_time_min_per_piece": 12.5, "setup_min": 30.0}, '
+                  '{"machine": "DMU 50", "operation": "milling", "machine_time_min_per_piece": 6.25, "setup_min": 30.0}]}'
+                  % drawing.part_number)
+        examples.append(Example(
+            task=task, drawing=drawing, target=target, status=status, schema_version=1,
+            messages=[{"role": "system", "content": task.compact_prompt},
+                      {"role": "user", "content": [{"type": "text", "text": f"Drawing of part {drawing.part_number}."},
+                                                   {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": "high"}}]}],
+            reviewer=rng.choice(users) if decided else None, rejection_reason="blurred" if status == "rejected" else "",
+            confidence=round(rng.random(), 2), quality_score=round(rng.random(), 2) if rng.random() < 0.8 else None,
+            tags={"industry": rng.choice(INDUSTRIES), "machine": rng.choice(MACHINE_SETS), "material": rng.choice(MATERIALS)},
+            group_key=drawing.part_number, content_hash=f"{n:064x}", is_near_duplicate=rng.random() < 0.03,
+        ))
+    examples = Example.objects.bulk_create(examples, batch_size=2000)
+    ExampleChange.objects.bulk_create([
+        change
+        for example in examples
+        for change in (
+            ExampleChange(example=example, user=users[0], field="target", before="{}", after=example.target, note="built"),
+            ExampleChange(example=example, user=rng.choice(users), field="status", before="pending", after=example.status),
+        )
+    ], batch_size=4000)
+
+
+def measure(client: Client, url: str, runs: int) -> tuple[float, int, float]:
+    """(median wall ms over `runs` requests after one warm-up, queries of one request, median CPU ms)."""
+    assert client.get(url).status_code == 200, url
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, url
+    # Count now: the captured list is a slice of the connection's log, which the next request clears.
+    query_count = len(queries)
+    times, cpu = [], []
+    for _ in range(runs):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        client.get(url)
+        times.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
+    # CPU time beside the wall time: on a shared machine the wall time also measures the neighbours.
+    return statistics.median(times), query_count, statistics.median(cpu)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--small", type=int, default=100)
+    parser.add_argument("--large", type=int, default=10_000)
+    args = parser.parse_args()
+
+    # Tables straight from the models, like the test suite's --nomigrations: the benchmark measures pages,
+    # and must run whether or not the migration files are there yet.
+    settings.MIGRATION_MODULES = {app.label: None for app in apps.get_app_configs()}
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    roles_sync()
+    task = task_create_from_preset(slug="technology_builder")
+    reviewers = Group.objects.get(name="Reviewer")
+    users = []
+    for name in ("rita", "rolf", "rosa"):
+        user = User.objects.create_user(name, password="bench", is_staff=True)
+        user.groups.add(reviewers)
+        users.append(user)
+    client = Client()
+    client.force_login(users[0])
+    rng = random.Random(42)
+
+    results = {}
+    built = 0
+    for size in (args.small, args.large):
+        started = time.perf_counter()
+        build(task=task, users=users, start=built, stop=size, rng=rng)
+        built = size
+        build_s = time.perf_counter() - started
+        # A pending example in the middle, so previous, next and next-pending all exist.
+        middle = Example.objects.filter(status="pending", pk__gte=size // 2).order_by("pk").first()
+        urls = {
+            "changelist": reverse("admin:curation_example_changelist"),
+            "filtered": reverse("admin:curation_example_changelist")
+            + "?status__exact=pending&tag_machine=NZX+2000&confidence=high&q=P-0",
+            "review": reverse("admin:curation_example_review", args=[middle.pk]),
+        }
+        results[size] = {name: measure(client, url, args.runs) for name, url in urls.items()}
+        line = ", ".join(f"{name} {ms:.0f} ms (cpu {cpu_ms:.0f} ms, {queries} queries)"
+                         for name, (ms, queries, cpu_ms) in results[size].items())
+        print(f"  {size:,} examples (+{2 * size:,} history rows, built in {build_s:.1f} s): {line}")
+
+    small, large = results[args.small], results[args.large]
+    changelist_ms, review_ms = large["changelist"][0], large["review"][0]
+    times_ok = changelist_ms < CHANGELIST_GOAL_MS and review_ms < REVIEW_GOAL_MS
+    flat = all(small[name][1] == large[name][1] for name in small)
+    queries = ", ".join(f"{small[name][1]} → {large[name][1]}" for name in ("changelist", "filtered", "review"))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"  load average {load:.1f} on {os.cpu_count()} cores; SQLite; median of {args.runs} runs after a warm-up")
+    print(
+        f"admin: changelist {changelist_ms:.0f} ms, review {review_ms:.0f} ms at {args.large:,} examples "
+        f"(goals < {CHANGELIST_GOAL_MS} ms, < {REVIEW_GOAL_MS} ms) {'pass' if times_ok else 'FAIL'}; "
+        f"queries {queries} ({'flat' if flat else 'GROWING'}) {'pass' if flat else 'FAIL'}"
+    )
+    return 0 if times_ok and flat else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        connection.close()
+        shutil.rmtree(WORKDIR, ignore_errors=True)
