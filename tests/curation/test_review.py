@@ -20,7 +20,7 @@ from curation.services.review import (
     example_target_update,
     examples_approve,
 )
-from tests.factories import make_example, make_ground_truth, make_task, make_user, technology_target
+from tests.factories import make_drawing, make_example, make_ground_truth, make_task, make_user, technology_target
 
 pytestmark = pytest.mark.django_db
 
@@ -389,3 +389,25 @@ def test_next_pending_link_opens_the_first_pending_or_says_none_is_left(reviewer
         example_approve(example=example, user=reviewer)
     response = reviewer_client.get(url, follow=True)
     assert "No pending examples left. Well done." in messages_of(response)
+
+
+def test_reviewer_posting_the_manager_only_build_examples_action_is_not_served(client, roles):
+    task = make_task()
+    drawing = make_drawing(part_number="GS-20001")
+    make_ground_truth("GS-20001", material="C45")
+    reviewer = make_user("Reviewer")
+    assert not reviewer.has_perm("curation.build_dataset") and not reviewer.has_perm("finetune.launch_run")
+
+    client.force_login(reviewer)
+    response = client.post("/admin/curation/task/", {"action": "build_examples", "_selected_action": [task.pk],
+                                                     "index": 0}, follow=True)
+    assert response.status_code in (200, 403)
+    assert not any("created" in m for m in messages_of(response))
+    assert not Example.objects.exists()
+
+    # The same POST from a manager is served: the refusal above is the permission, not a broken request.
+    client.force_login(make_user("Manager"))
+    served = client.post("/admin/curation/task/", {"action": "build_examples", "_selected_action": [task.pk],
+                                                   "index": 0}, follow=True)
+    assert any(m.startswith("technology_builder: 1 created") for m in messages_of(served))
+    assert Example.objects.filter(drawing=drawing).exists()
