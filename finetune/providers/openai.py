@@ -50,7 +50,9 @@ def provider_error(exc: Exception) -> ProviderError:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         code = str(exc.code or "")
-        message = getattr(exc, "message", "") or str(exc)
+        # The API's own message, whole (the SDK's str() prefixes "Error code: ...").
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = body.get("message") or getattr(exc, "message", "") or str(exc)
         param = str(exc.param or "")
         headers = getattr(exc.response, "headers", None)
         if status == 429:

@@ -287,3 +287,73 @@ def test_reviewer_cannot_launch_cancel_or_relaunch(version, base_model, reviewer
             call()
     run.refresh_from_db()
     assert run.status == "draft"
+
+
+def test_the_api_key_is_never_stored_on_rows_or_logged(ft_api, version, base_model, manager, run_worker,
+                                                       django_capture_on_commit_callbacks, caplog):
+    import logging
+
+    from django.core import serializers
+
+    caplog.set_level(logging.DEBUG)
+    ft_api.script("POST", JOBS, server_error())  # errors and retries get logged: still no key
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    run = _sync_until_done(run)
+    rows = serializers.serialize("json", [run, *run.events.all(), *UploadedFile.objects.all()])
+    assert "sk-test-not-a-real-key" not in rows
+    assert "sk-test-not-a-real-key" not in caplog.text
+    assert "sk-test-not-a-real-key" not in str(run.metadata)
+
+
+def test_dry_run_calls_no_api_even_when_one_is_configured(ft_api, version, base_model, manager, run_worker,
+                                                         django_capture_on_commit_callbacks):
+    run = _create(version, base_model, manager, provider="dryrun")
+    run = _launch(run, manager, run_worker, django_capture_on_commit_callbacks)
+    assert run.status == "dry_run_complete"
+    training_runs_sync_all()
+    assert ft_api.calls == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_managers_and_two_workers_at_once_make_one_job_on_postgresql(ft_api, version, base_model, manager, run_worker):
+    """Row locks and conditional updates only mean something with real concurrency: PostgreSQL, threads."""
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...): SQLite has no row locks")
+    run = _create(version, base_model, manager)
+
+    def at_once(fn):
+        barrier, results = threading.Barrier(2), []
+
+        def worker():
+            from django.db import connection as thread_connection
+
+            barrier.wait()
+            try:
+                results.append(fn())
+            except TrainingRunError as exc:
+                results.append(f"refused: {exc}")
+            finally:
+                thread_connection.close()
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        return results
+
+    launches = at_once(lambda: training_run_launch(run=run, user=manager).status)
+    assert launches.count("uploading") == 1, launches
+    assert sum(r.startswith("refused") for r in launches) == 1, launches
+    ft_api.fine_tuning.create_delay = 0.3  # widen the window between create and saving the id
+    at_once(lambda: training_run_start(run_id=run.pk).status)
+    run_worker("openai")  # the enqueued start job runs too: a third try
+    run.refresh_from_db()
+    assert run.job_id
+    assert len(ft_api.fine_tuning.jobs) == 1
+    assert len(ft_api.calls_to("POST", JOBS)) == 1

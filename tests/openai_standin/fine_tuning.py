@@ -215,18 +215,20 @@ class FineTuningAPI:
 
     # --- wiring ------------------------------------------------------------------------------
     def install(self, api: StandIn) -> "FineTuningAPI":
-        api.route("POST", "/files")(self.files_create)
-        api.route("GET", "/files/(?P<file_id>[^/]+)")(self.files_retrieve)
-        api.route("GET", "/files/(?P<file_id>[^/]+)/content")(self.files_content)
-        api.route("POST", "/uploads")(self.uploads_create)
-        api.route("POST", "/uploads/(?P<upload_id>[^/]+)/parts")(self.uploads_part)
-        api.route("POST", "/uploads/(?P<upload_id>[^/]+)/complete")(self.uploads_complete)
-        api.route("POST", "/fine_tuning/jobs")(self.jobs_create)
-        api.route("GET", "/fine_tuning/jobs")(self.jobs_list)
-        api.route("GET", "/fine_tuning/jobs/(?P<job_id>[^/]+)")(self.jobs_retrieve)
-        api.route("POST", "/fine_tuning/jobs/(?P<job_id>[^/]+)/cancel")(self.jobs_cancel)
-        api.route("GET", "/fine_tuning/jobs/(?P<job_id>[^/]+)/events")(self.jobs_events)
-        api.route("GET", "/fine_tuning/jobs/(?P<job_id>[^/]+)/checkpoints")(self.jobs_checkpoints)
+        # The same routes answer Azure OpenAI's paths ({endpoint}/openai/...?api-version=...).
+        AZURE = "(?:/openai)?"
+        api.route("POST", AZURE + "/files")(self.files_create)
+        api.route("GET", AZURE + "/files/(?P<file_id>[^/]+)")(self.files_retrieve)
+        api.route("GET", AZURE + "/files/(?P<file_id>[^/]+)/content")(self.files_content)
+        api.route("POST", AZURE + "/uploads")(self.uploads_create)
+        api.route("POST", AZURE + "/uploads/(?P<upload_id>[^/]+)/parts")(self.uploads_part)
+        api.route("POST", AZURE + "/uploads/(?P<upload_id>[^/]+)/complete")(self.uploads_complete)
+        api.route("POST", AZURE + "/fine_tuning/jobs")(self.jobs_create)
+        api.route("GET", AZURE + "/fine_tuning/jobs")(self.jobs_list)
+        api.route("GET", AZURE + "/fine_tuning/jobs/(?P<job_id>[^/]+)")(self.jobs_retrieve)
+        api.route("POST", AZURE + "/fine_tuning/jobs/(?P<job_id>[^/]+)/cancel")(self.jobs_cancel)
+        api.route("GET", AZURE + "/fine_tuning/jobs/(?P<job_id>[^/]+)/events")(self.jobs_events)
+        api.route("GET", AZURE + "/fine_tuning/jobs/(?P<job_id>[^/]+)/checkpoints")(self.jobs_checkpoints)
         api.fine_tuning = self
         return self
 
