@@ -154,6 +154,14 @@ class ExampleAdmin(admin.ModelAdmin):
     def get_changelist(self, request, **kwargs):
         return ExampleChangeList
 
+    def save_model(self, request, obj, form, change):
+        # Only the columns the form edits: a full save would write back the status and target read a moment
+        # ago and could undo a decision made meanwhile on the review screen.
+        if change and form.changed_data:
+            obj.save(update_fields=[*form.changed_data, "updated_at"])
+        elif not change:
+            super().save_model(request, obj, form, change)
+
     def has_review_permission(self, request):
         return request.user.has_perm(REVIEW_PERMISSION)
 

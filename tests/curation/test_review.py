@@ -411,3 +411,18 @@ def test_reviewer_posting_the_manager_only_build_examples_action_is_not_served(c
                                                    "index": 0}, follow=True)
     assert any(m.startswith("technology_builder: 1 created") for m in messages_of(served))
     assert Example.objects.filter(drawing=drawing).exists()
+
+
+def test_change_form_edits_scores_and_tags_but_never_status_or_target(reviewer_client):
+    example = make_example()
+    target = example.target
+    url = reverse("admin:curation_example_change", args=[example.pk])
+    response = reviewer_client.post(url, {
+        "quality_score": "0.7", "confidence": "0.9", "tags": '{"industry": "medical"}',
+        "status": "approved", "target": "{}",  # not form fields: ignored
+    })
+    assert response.status_code == 302
+    example = fresh(example)
+    assert (example.quality_score, example.tags) == (0.7, {"industry": "medical"})
+    assert (example.status, example.target) == ("pending", target)
+    assert not ExampleChange.objects.exists()
