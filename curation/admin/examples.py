@@ -354,7 +354,9 @@ class ExampleAdmin(admin.ModelAdmin):
         previous_id, next_id = selectors.example_neighbours(example=example)
         next_pending_id = selectors.example_next_pending(after=example.pk, task=example.task_id)
         ground_truth = selectors.example_ground_truth(example=example)
-        target_value = _parsed(example.target)
+        # Text tasks answer in free text: "42" is an answer there, not a JSON number.
+        text_task = (example.task.output_schema or {}).get("type") == "string"
+        target_value = example.target if text_task else _parsed(example.target)
         try:
             editable_target = json.dumps(target_value, ensure_ascii=False, indent=2) if not isinstance(target_value, str) else example.target
         except (TypeError, ValueError):

@@ -176,7 +176,8 @@ def test_review_screen_shows_pages_target_ground_truth_history_and_legend(review
     assert response.status_code == 200
     page = example.drawing.pages.get()
     html = response.content.decode()
-    assert 'class="review-page' in html and (page.image.url in html or f"/{page.pk}/" in html)
+    # The full-resolution page through the rendering side's staff-only image view.
+    assert f'src="{reverse("admin:curation_page_image", args=[page.pk])}"' in html
     assert 'id="review-target-material">C45<' in html
     assert 'id="review-ground-truth"' in html and "High variation" in html
     assert "first look: wrong material" in html  # history row and rejection reason
@@ -426,3 +427,17 @@ def test_change_form_edits_scores_and_tags_but_never_status_or_target(reviewer_c
     assert (example.quality_score, example.tags) == (0.7, {"industry": "medical"})
     assert (example.status, example.target) == ("pending", target)
     assert not ExampleChange.objects.exists()
+
+
+def test_text_task_example_is_reviewed_without_pages_and_its_text_target_edited(reviewer_client):
+    example = make_example(task=make_task("support_reply"), target="Thanks, done.")
+
+    response = reviewer_client.get(review_url(example))
+    html = response.content.decode()
+    assert response.status_code == 200 and "has no drawing pages" in html and "Question " in html
+
+    reviewer_client.post(review_url(example), {"decision": "edit", "target": "", "expected_target": example.target})
+    assert fresh(example).target == "Thanks, done."  # empty text is refused by the schema (minLength 1)
+    reviewer_client.post(review_url(example), {"decision": "edit", "target": "Done: the chuck was re-tightened.",
+                                               "expected_target": example.target})
+    assert fresh(example).target == "Done: the chuck was re-tightened."
