@@ -131,7 +131,7 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
     def _call(self, fn: Callable[[], T], *, retry: bool = True) -> T:
         import openai
 
-        attempts = settings.OPENAI_MAX_ATTEMPTS if retry else 1
+        attempts = max(1, settings.OPENAI_MAX_ATTEMPTS) if retry else 1
         for attempt in range(attempts):
             try:
                 return fn()

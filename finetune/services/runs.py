@@ -285,13 +285,22 @@ def _export_fallback(*, version: DatasetVersion, out_dir: Path) -> dict[str, Pat
     return paths
 
 
+class ExportFailed(Exception):
+    """The dataset version could not be written out: the run fails with the exporter's message."""
+
+
 def _export(run: TrainingRun) -> dict[str, Path]:
     out_dir = Path(settings.RUNS_ROOT) / str(run.pk)
     try:
-        from curation.services.exports import dataset_version_export
-    except ImportError:
+        from curation.services.exports import ExportError, dataset_version_export
+    except ImportError:  # an install without curation's exporter
         return _export_fallback(version=run.dataset_version, out_dir=out_dir)
-    return {k: Path(v) for k, v in dataset_version_export(version=run.dataset_version, out_dir=out_dir).items()}
+    try:
+        paths = dataset_version_export(version=run.dataset_version, out_dir=out_dir)
+    except ExportError as exc:
+        raise ExportFailed(str(exc)) from exc
+    # "validation" is None when the version has no validation rows.
+    return {split: Path(path) for split, path in paths.items() if path}
 
 
 def _upload(run: TrainingRun, provider) -> TrainingRun:
@@ -354,7 +363,7 @@ def _create(run: TrainingRun, provider) -> TrainingRun:
         "seed": run.seed,
         "metadata": run.metadata or run_metadata(run),
     }
-    attempts = settings.OPENAI_MAX_ATTEMPTS
+    attempts = max(1, settings.OPENAI_MAX_ATTEMPTS)
     for attempt in range(attempts):
         try:
             job = provider.create_job(**kwargs)
@@ -417,6 +426,9 @@ def training_run_start(*, run_id: int) -> TrainingRun:
             return _start_dry_run(run, provider)
         run = _upload(run, provider)
         return _create(run, provider)
+    except ExportFailed as exc:
+        return _set_status(run, S.FAILED, note="export failed", error_code="export_failed", error_message=str(exc),
+                           error_param="")
     except ProviderError as exc:
         run.refresh_from_db()
         if run.job_id:
@@ -438,6 +450,18 @@ def training_run_start_failed(*, run_id: int, message: str) -> None:
     if run.job_id:
         TrainingRun.objects.filter(pk=run_id).update(sync_error=message)
         return
+    if run.status == S.UPLOADING:
+        # The crash may have come after the job was made: look for it before calling the run failed.
+        try:
+            provider = get_provider(run.provider)
+            found = provider.find_job(run_id=run.pk) if provider.calls_api else None
+        except Exception:  # a failure hook must not fail: ft_doctor finds any job left behind
+            logger.exception("lookup after the failure of run %s's start job", run_id)
+            found = None
+        if found is not None:
+            _adopt(run, found, provider, note="found by metadata after a worker error")
+            TrainingRun.objects.filter(pk=run_id).update(sync_error=message)
+            return
     _set_status(run, S.FAILED, note="worker error", error_code="worker_error", error_message=message,
                 worker_claimed_at=None)
 
@@ -572,7 +596,8 @@ def training_run_reconcile(*, run: TrainingRun) -> TrainingRun:
 def training_runs_active():
     """Runs the periodic sync looks at: a remote job not finished yet, or finished with its results not fetched."""
     return TrainingRun.objects.exclude(provider="dryrun").filter(
-        Q(job_id__isnull=False) & (~Q(status__in=S.TERMINAL) | Q(status=S.SUCCEEDED, result_file_parsed=False))
+        Q(job_id__isnull=False) & (~Q(status__in=S.TERMINAL)
+                                   | Q(status=S.SUCCEEDED, result_file_parsed=False) & ~Q(result_file_id=""))
         | Q(status=S.UPLOADING, job_id__isnull=True)
     ).select_related("base_model", "dataset_version")
 

@@ -357,3 +357,57 @@ def test_two_managers_and_two_workers_at_once_make_one_job_on_postgresql(ft_api,
     assert run.job_id
     assert len(ft_api.fine_tuning.jobs) == 1
     assert len(ft_api.calls_to("POST", JOBS)) == 1
+
+
+def test_an_unexpected_worker_error_ends_on_the_run(ft_api, version, base_model, manager, run_worker,
+                                                   django_capture_on_commit_callbacks, settings):
+    run = _create(version, base_model, manager)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_launch(run=run, user=manager)
+    TrainingRun.objects.filter(pk=run.pk).update(provider="removed")  # e.g. a provider taken out of the install
+    run_worker("openai")
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.error_code == "worker_error" and "unknown provider 'removed'" in run.error_message
+    assert run.job_id is None and not ft_api.fine_tuning.jobs
+
+
+def test_an_export_that_cannot_be_written_fails_the_run_with_the_reason(ft_api, version, base_model, manager, run_worker,
+                                                                       django_capture_on_commit_callbacks, settings, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    settings.RUNS_ROOT = blocker
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    assert run.status == "failed" and run.error_code == "export_failed"
+    assert "not-a-folder" in run.error_message
+    assert not ft_api.calls
+
+
+def test_cancel_before_the_worker_starts_sends_nothing(ft_api, version, base_model, manager, run_worker,
+                                                      django_capture_on_commit_callbacks):
+    run = _create(version, base_model, manager)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_launch(run=run, user=manager)
+    run = training_run_cancel(run=run, user=manager)
+    assert run.status == "cancelled"
+    run_worker("openai")
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.job_id is None
+    assert not ft_api.calls
+
+
+def test_the_periodic_job_syncs_every_active_run_and_reschedules_itself(ft_api, version, base_model, manager, run_worker,
+                                                                        django_capture_on_commit_callbacks):
+    import django_rq
+    from rq.registry import ScheduledJobRegistry
+
+    from gestima.periodic import periodic_run
+
+    runs = [_launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+            for _ in range(2)]
+    periodic_run("sync-runs")
+    for run in runs:
+        run.refresh_from_db()
+        assert run.status == "queued" and run.last_synced_at
+    queue = django_rq.get_queue("openai")
+    assert "periodic-sync-runs" in ScheduledJobRegistry(queue=queue).get_job_ids()
