@@ -293,8 +293,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def sync_selected(self, request, queryset):
         done = 0
         for run in queryset:
-            run_services.training_run_sync(run=run)
-            done += 1
+            try:
+                run_services.training_run_sync(run=run)
+                done += 1
+            except ProviderError as exc:
+                self.message_user(request, f"Run {run.pk}: {exc.message}", messages.ERROR)
         self.message_user(request, f"{done} run(s) synced.", messages.SUCCESS)
 
     @admin.action(description="Cancel the selected run (confirmation page)", permissions=["launch"])
