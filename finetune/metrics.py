@@ -20,6 +20,7 @@ Rules (written down because they change the numbers):
 from __future__ import annotations
 
 import random
+from operator import itemgetter
 from statistics import median
 from typing import Any, Iterable
 
@@ -40,24 +41,75 @@ def quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
 
 
+_INDEX_CACHE: dict[tuple[int, int, int], list[list[int]]] = {}
+_GETTER_CACHE: dict[tuple[int, int, int], list] = {}
+
+
+def _resamples(n: int, n_boot: int, seed: int) -> list[list[int]]:
+    """The bootstrap's index vectors for n groups: drawn once per (n, n_boot, seed) and shared by every
+    statistic, so all intervals of one run come from the same resamples (and cost one draw)."""
+    key = (n, n_boot, seed)
+    cached = _INDEX_CACHE.get(key)
+    if cached is None:
+        rng = random.Random(seed)
+        population = range(n)
+        cached = [rng.choices(population, k=n) for _ in range(n_boot)]
+        if len(_INDEX_CACHE) > 64:
+            _INDEX_CACHE.clear()
+            _GETTER_CACHE.clear()
+        _INDEX_CACHE[key] = cached
+    return cached
+
+
+def _getters(n: int, n_boot: int, seed: int) -> list:
+    """One itemgetter per resample: picking the resampled values runs in C (a metrics pass stays well under a second)."""
+    key = (n, n_boot, seed)
+    cached = _GETTER_CACHE.get(key)
+    if cached is None:
+        # itemgetter with one index returns a bare value, not a tuple: wrap it.
+        cached = [itemgetter(*idx) if n > 1 else (lambda values, i=idx[0]: (values[i],))
+                  for idx in _resamples(n, n_boot, seed)]
+        _GETTER_CACHE[key] = cached
+    return cached
+
+
 def bootstrap_ci(groups: list[Any], statistic, *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
                  level: float = 0.95) -> list[float] | None:
     """Percentile interval of `statistic(resampled groups)`; resampling is over groups (examples)."""
     if not groups:
         return None
-    rng = random.Random(seed)
-    n = len(groups)
     stats = []
-    for _ in range(n_boot):
-        sample = [groups[rng.randrange(n)] for _ in range(n)]
-        value = statistic(sample)
+    for indices in _resamples(len(groups), n_boot, seed):
+        value = statistic([groups[i] for i in indices])
         if value is not None:
             stats.append(value)
+    return _interval(stats, level)
+
+
+def _interval(stats: list[float], level: float) -> list[float] | None:
     if not stats:
         return None
     stats.sort()
     alpha = (1 - level) / 2
     return [quantile(stats, alpha), quantile(stats, 1 - alpha)]
+
+
+def ratio_ci(numerators: list[float], denominators: list[float], *, n_boot: int = DEFAULT_BOOTSTRAP,
+             seed: int = DEFAULT_SEED, level: float = 0.95) -> list[float] | None:
+    """Interval of sum(num)/sum(den) over resampled groups: a pooled mean (or a pooled difference) in O(n) per resample."""
+    if not numerators:
+        return None
+    stats = []
+    getters = _getters(len(numerators), n_boot, seed)
+    if all(d == 1.0 for d in denominators):
+        n = float(len(numerators))
+        stats = [sum(get(numerators)) / n for get in getters]
+    else:
+        for get in getters:
+            den = sum(get(denominators))
+            if den:
+                stats.append(sum(get(numerators)) / den)
+    return _interval(stats, level)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -80,6 +132,21 @@ def _pooled_median(groups: list[list[float]]) -> float | None:
 def _stat(groups, statistic, n_boot, seed) -> dict:
     value = statistic(groups)
     return {"value": value, "ci": bootstrap_ci(groups, statistic, n_boot=n_boot, seed=seed) if value is not None else None}
+
+
+def _pooled(groups: list[list[float]], n_boot: int, seed: int) -> dict:
+    """Pooled mean over all values with its interval (groups = examples): same result as
+    _stat(groups, _pooled_mean, ...), computed from per-group sums."""
+    sums = [float(sum(g)) for g in groups]
+    counts = [float(len(g)) for g in groups]
+    total = sum(counts)
+    value = sum(sums) / total if total else None
+    ci = ratio_ci(sums, counts, n_boot=n_boot, seed=seed) if value is not None and n_boot else None
+    return {"value": value, "ci": ci}
+
+
+def _flags(flags: list[float], n_boot: int, seed: int) -> dict:
+    return _pooled([[f] for f in flags], n_boot, seed)
 
 
 # --- reading values out of a parsed answer --------------------------------------------------
@@ -126,7 +193,18 @@ def numeric_values(obj, path: str, key_fields: list[str]) -> dict[tuple, float]:
 
 
 def value_errors(record: dict, path: str, key_fields: list[str]) -> tuple[list[dict], int]:
-    """Per target value: {key, actual, predicted, ape, pe}; and how many target values were 0."""
+    """Per target value: {key, actual, predicted, ape, pe}; and how many target values were 0.
+
+    Memoised on the record (key "_errors"): every breakdown asks again for the same values.
+    """
+    memo = record.setdefault("_errors", {})
+    memo_key = (path, tuple(key_fields))
+    if memo_key not in memo:
+        memo[memo_key] = _value_errors(record, path, key_fields)
+    return memo[memo_key]
+
+
+def _value_errors(record: dict, path: str, key_fields: list[str]) -> tuple[list[dict], int]:
     actual = numeric_values(record.get("target"), path, key_fields)
     predicted = numeric_values(record.get("output"), path, key_fields) if record.get("json_valid") else {}
     errors, zero = [], 0
@@ -178,7 +256,8 @@ def _tag_values(record: dict, tag: str) -> list[str]:
 
 
 # --- one run --------------------------------------------------------------------------------
-def _numeric_block(records: list[dict], path: str, key_fields: list[str], n_boot: int, seed: int) -> dict:
+def _numeric_block(records: list[dict], path: str, key_fields: list[str], n_boot: int, seed: int, *,
+                   median_ci: bool = True) -> dict:
     groups, zero, missing = [], 0, 0
     for record in records:
         errors, zeros = value_errors(record, path, key_fields)
@@ -188,10 +267,12 @@ def _numeric_block(records: list[dict], path: str, key_fields: list[str], n_boot
             groups.append(errors)
     apes = [[e["ape"] for e in g] for g in groups]
     pes = [[e["pe"] for e in g] for g in groups]
+    # Breakdowns (median_ci=False) keep the MAPE interval only: medians cost a sort per resample.
+    mdape = _stat(apes, _pooled_median, n_boot, seed) if median_ci else {"value": _pooled_median(apes), "ci": None}
     return {
-        "mape": _stat(apes, _pooled_mean, n_boot, seed),
-        "mdape": _stat(apes, _pooled_median, n_boot, seed),
-        "bias": _stat(pes, _pooled_mean, n_boot, seed),
+        "mape": _pooled(apes, n_boot, seed),
+        "mdape": mdape,
+        "bias": _pooled(pes, n_boot if median_ci else 0, seed),
         "n_values": sum(len(g) for g in groups),
         "n_examples": len(groups),
         "missing": missing,
@@ -200,7 +281,7 @@ def _numeric_block(records: list[dict], path: str, key_fields: list[str], n_boot
 
 
 def _rate(flags: list[float], n_boot: int, seed: int) -> dict:
-    block = _stat(flags, _mean, n_boot, seed)
+    block = _flags(flags, n_boot, seed)
     block["n"] = len(flags)
     return block
 
@@ -244,14 +325,14 @@ def run_metrics(records: Iterable[dict], spec: dict, *, n_boot: int = DEFAULT_BO
                 apes = [[e["ape"] for e in g] for g in groups]
                 pes = [[e["pe"] for e in g] for g in groups]
                 per_key[" / ".join(key)] = {
-                    "mape": _stat(apes, _pooled_mean, n_boot, seed),
-                    "bias": _stat(pes, _pooled_mean, n_boot, seed),
+                    "mape": _pooled(apes, n_boot, seed),
+                    "bias": _pooled(pes, 0, seed),
                     "n_examples": len(groups),
                 }
             result["by_key"][path] = per_key
     for field in spec.get("categorical", []):
         flags = [1.0 if categorical_match(r, field) else 0.0 for r in evaluated]
-        result["categorical"][field] = {"accuracy": _stat(flags, _mean, n_boot, seed), "n": len(flags)}
+        result["categorical"][field] = {"accuracy": _flags(flags, n_boot, seed), "n": len(flags)}
     for tag in spec.get("tags", []):
         groups: dict[str, list[dict]] = {}
         for record in evaluated:
@@ -261,7 +342,9 @@ def run_metrics(records: Iterable[dict], spec: dict, *, n_boot: int = DEFAULT_BO
             value: {
                 "n": len(members),
                 "json_validity": _mean([1.0 if r.get("json_valid") else 0.0 for r in members]),
-                "numeric": {path: _numeric_block(members, path, key_fields, n_boot, seed) for path in spec.get("numeric", [])},
+                # Median intervals per tag value are left out: they cost a sort per resample and add little.
+                "numeric": {path: _numeric_block(members, path, key_fields, n_boot, seed, median_ci=False)
+                            for path in spec.get("numeric", [])},
             }
             for value, members in sorted(groups.items())
         }
@@ -292,13 +375,11 @@ def worst_examples(records: list[dict], spec: dict, *, limit: int = 10) -> list[
 
 # --- two runs on the same examples ------------------------------------------------------------
 def _paired(pairs: list[tuple[float, float]], n_boot: int, seed: int) -> dict:
-    def diff(sample):
-        return _mean([b - a for a, b in sample]) if sample else None
-
     a = _mean([p[0] for p in pairs])
     b = _mean([p[1] for p in pairs])
-    return {"a": a, "b": b, "diff": diff(pairs), "ci": bootstrap_ci(pairs, diff, n_boot=n_boot, seed=seed) if pairs else None,
-            "n": len(pairs)}
+    diffs = [p[1] - p[0] for p in pairs]
+    return {"a": a, "b": b, "diff": _mean(diffs),
+            "ci": ratio_ci(diffs, [1.0] * len(diffs), n_boot=n_boot, seed=seed) if pairs else None, "n": len(pairs)}
 
 
 def compare_runs(records_a: Iterable[dict], records_b: Iterable[dict], spec: dict, *, n_boot: int = DEFAULT_BOOTSTRAP,
@@ -327,16 +408,13 @@ def compare_runs(records_a: Iterable[dict], records_b: Iterable[dict], spec: dic
             if ea:
                 groups.append((sum(e["ape"] for e in ea), sum(e["ape"] for e in eb), len(ea)))
 
-        def mape_diff(sample):
-            count = sum(g[2] for g in sample)
-            return (sum(g[1] for g in sample) - sum(g[0] for g in sample)) / count if count else None
-
         count = sum(g[2] for g in groups)
         result["numeric"][path] = {
             "mape_a": sum(g[0] for g in groups) / count if count else None,
             "mape_b": sum(g[1] for g in groups) / count if count else None,
-            "diff": mape_diff(groups),
-            "ci": bootstrap_ci(groups, mape_diff, n_boot=n_boot, seed=seed) if groups else None,
+            "diff": (sum(g[1] for g in groups) - sum(g[0] for g in groups)) / count if count else None,
+            "ci": ratio_ci([g[1] - g[0] for g in groups], [float(g[2]) for g in groups], n_boot=n_boot, seed=seed)
+            if groups else None,
             "n_examples": len(groups),
         }
     for field in spec.get("categorical", []):

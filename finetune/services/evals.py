@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import timedelta
 from decimal import Decimal
@@ -16,11 +17,13 @@ from decimal import Decimal
 import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from curation.models import BaseModel, DatasetMember, DatasetVersion, Task
+from curation.models import BaseModel, DatasetMember, DatasetVersion, DrawingPage, Task
+from curation.openai_format import iter_image_parts, parse_page_ref, resolve_image_refs
+from curation.services.exports import ExportError, page_bytes
 from finetune import metrics as metric_lib
 from finetune.models import EvalResult, EvalRun, ModelKind
 from finetune.providers.base import ProviderError, available_providers, get_provider
@@ -168,7 +171,26 @@ def eval_run_resume(*, eval_run: EvalRun, user=None) -> EvalRun:
 
 
 # --- execute ----------------------------------------------------------------------------------
-def _ask(provider, *, model: str, messages: list[dict], json_output: bool, timeout: float):
+def _pages_for(members: list[DatasetMember]) -> dict[int, DrawingPage]:
+    """The page rows a chunk of members refers to, in one query (the threads then only read files)."""
+    ids = {pid for m in members for _, part in iter_image_parts(m.messages)
+           if (pid := parse_page_ref((part.get("image_url") or {}).get("url"))) is not None}
+    return DrawingPage.objects.select_related("drawing").in_bulk(ids) if ids else {}
+
+
+def _load_page(pages: dict[int, DrawingPage], page_id: int, expected: dict | None) -> bytes:
+    page = pages.get(page_id)
+    if page is None:
+        raise ExportError(f"page {page_id} no longer exists: rebuild the example or the dataset")
+    return page_bytes(page, expected)
+
+
+def _ask(provider, *, model: str, messages: list[dict], pages: dict, json_output: bool, timeout: float):
+    """Runs in a pool thread: embed the page images (file reads + base64, no database), then one chat call."""
+    try:
+        messages = resolve_image_refs(messages, lambda page_id, expected: _load_page(pages, page_id, expected))
+    except Exception as exc:  # a page image gone or changed: this example fails, the run goes on
+        return None, ProviderError(f"input: {exc}", code="input_error")
     try:
         return provider.chat(model=model, messages=messages, json_output=json_output, temperature=0.0, timeout=timeout), None
     except ProviderError as exc:
@@ -178,7 +200,8 @@ def _ask(provider, *, model: str, messages: list[dict], json_output: bool, timeo
         return None, ProviderError(f"{type(exc).__name__}: {exc}", code="unexpected")
 
 
-def _store(run: EvalRun, member: DatasetMember, outcome, error: Exception | None, prices) -> None:
+def _result(run: EvalRun, member: DatasetMember, outcome, error: Exception | None, prices) -> EvalResult:
+    """The row for one answer (not saved: results are written in small batches, see _Writer)."""
     fields = {"eval_run": run, "member": member, "example_id": member.example_id}
     if error is not None:
         code = getattr(error, "code", "") or type(error).__name__
@@ -192,13 +215,35 @@ def _store(run: EvalRun, member: DatasetMember, outcome, error: Exception | None
             latency_ms=outcome.latency_ms, input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
             cost_usd=call_cost(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens, prices=prices),
         )
-    try:
+    return EvalResult(**fields)
+
+
+class _Writer:
+    """Writes results in one transaction per batch (at most `size` rows or `seconds` old).
+
+    One commit per answer costs ~15 ms on SQLite (fsync) and would throttle the pool; a batch bounds
+    what a killed worker loses (answers paid but not stored, asked again on resume) to about a second.
+    """
+
+    def __init__(self, run: EvalRun, *, size: int, seconds: float):
+        self.run, self.size, self.seconds = run, size, seconds
+        self.buffer: list[EvalResult] = []
+        self.last = time.monotonic()
+
+    def add(self, result: EvalResult) -> None:
+        self.buffer.append(result)
+        if len(self.buffer) >= self.size or time.monotonic() - self.last >= self.seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.monotonic()
+        if not self.buffer:
+            return
+        rows, self.buffer = self.buffer, []
         with transaction.atomic():
-            EvalResult.objects.create(**fields)
-    except IntegrityError:
-        return  # another worker stored this example first
-    counter = "done_count" if fields["status"] == EvalResult.Status.OK else "error_count"
-    EvalRun.objects.filter(pk=run.pk).update(**{counter: F(counter) + 1}, heartbeat_at=timezone.now())
+            # A row another worker stored first is kept (unique per run and example).
+            EvalResult.objects.bulk_create(rows, ignore_conflicts=True)
+            _recount(self.run)
 
 
 def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
@@ -215,47 +260,54 @@ def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
         EvalResult.objects.filter(eval_run=run, error_kind=EvalResult.ErrorKind.API_ERROR).delete()
         done = set(EvalResult.objects.filter(eval_run=run).values_list("example_id", flat=True))
         members = (DatasetMember.objects.filter(version_id=run.dataset_version_id, split=run.split)
-                   .exclude(example_id__in=done).order_by("position", "id"))
+                   .exclude(example_id__in=done).only("id", "example_id", "messages", "position")
+                   .order_by("position", "id"))
         _recount(run)
         prices = model_prices(run.model_name)
         json_output = not is_text_task(run.task)
         timeout = float(_setting("EVAL_TIMEOUT_SECONDS", 120))
         width = max(1, run.concurrency)
+        writer = _Writer(run, size=width, seconds=float(_setting("EVAL_FLUSH_SECONDS", 1.0)))
         in_flight = {}
+        members = list(members)
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix=f"eval{run.pk}") as pool:
-            for member in members.iterator(chunk_size=200):
-                # Messages (with base64 images) are built here, a few ahead of the pool, to bound memory.
-                while len(in_flight) >= 2 * width:
-                    _drain(run, in_flight, prices, block=True)
-                try:
-                    messages = api_messages(messages_with_prompt(member.messages, run.prompt_text))
-                except Exception as exc:  # e.g. a page image gone: this example fails, the run goes on
-                    _store(run, member, None, exc, prices)
-                    continue
-                future = pool.submit(_ask, provider, model=run.model_name, messages=messages, json_output=json_output,
-                                     timeout=timeout)
-                in_flight[future] = member
+            for start in range(0, len(members), 50):
+                chunk = members[start:start + 50]
+                pages = _pages_for(chunk)
+                for member in chunk:
+                    # At most 2 × width submitted: the pool never idles, and images are embedded by the
+                    # thread that sends them, so memory holds only the requests in flight.
+                    while len(in_flight) >= 2 * width:
+                        _drain(run, in_flight, prices, writer)
+                    future = pool.submit(_ask, provider, model=run.model_name, pages=pages, json_output=json_output,
+                                         messages=messages_with_prompt(member.messages, run.prompt_text), timeout=timeout)
+                    in_flight[future] = member
             while in_flight:
-                _drain(run, in_flight, prices, block=True)
+                _drain(run, in_flight, prices, writer)
+        writer.flush()
     except Exception as exc:
         eval_run_fail(eval_run_id=run.pk, error=f"{type(exc).__name__}: {exc}")
         raise
     return eval_run_finish(eval_run=run)
 
 
-def _drain(run, in_flight: dict, prices, *, block: bool) -> None:
-    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED, timeout=None if block else 0)
+def _drain(run, in_flight: dict, prices, writer: _Writer) -> None:
+    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED, timeout=writer.seconds)
     for future in finished:
         member = in_flight.pop(future)
         outcome, error = future.result()
-        _store(run, member, outcome, error, prices)
+        writer.add(_result(run, member, outcome, error, prices))
+    if not finished:
+        writer.flush()  # nothing came back for a while: store what is waiting
 
 
 def _recount(run: EvalRun) -> None:
+    """Progress counters (and the heartbeat a resume looks at) from the stored results."""
     results = EvalResult.objects.filter(eval_run=run)
     EvalRun.objects.filter(pk=run.pk).update(
         done_count=results.filter(status=EvalResult.Status.OK).count(),
         error_count=results.filter(status=EvalResult.Status.ERROR).count(),
+        heartbeat_at=timezone.now(),
     )
 
 

@@ -101,3 +101,12 @@ def test_paired_comparison_counts_wins_and_differences():
     assert c["categorical"]["material"]["diff"] == pytest.approx(1 / 3)
     assert c["json_validity"]["diff"] == pytest.approx(1 / 3)
     assert c["largest_differences"][0]["id"] == 3
+
+
+def test_fast_pooled_interval_equals_the_generic_bootstrap():
+    from finetune.metrics import ratio_ci
+
+    groups = [[0.1, 0.3], [0.5], [0.0, 0.2, 0.9], [0.4], [0.05, 0.15]]
+    generic = bootstrap_ci(groups, lambda s: sum(map(sum, s)) / sum(map(len, s)), n_boot=300, seed=3)
+    fast = ratio_ci([sum(g) for g in groups], [float(len(g)) for g in groups], n_boot=300, seed=3)
+    assert fast == pytest.approx(generic) and fast[0] < fast[1]
