@@ -1,13 +1,16 @@
 """Reads of the data side that more than one caller needs (admin screens, commands, benchmarks)."""
+import hashlib
 import json
 
-from django.db.models import Count
+from django.core.cache import cache
+from django.db.models import Count, Max
 
 from curation.models import DrawingPage, Example, ExampleChange, GroundTruth
 
 # --- Review (issue 3): what the review screen and the example changelist read. Each is one query. ---
 
 PAGE_REF_PREFIX = "page:"
+TAG_VALUES_CACHE_SECONDS = 60
 
 
 def example_status_counts(*, task_id=None) -> dict[str, int]:
@@ -87,9 +90,19 @@ def example_tag_values(*, keys: list[str]) -> dict[str, list[str]]:
     The database does the DISTINCT over the combinations of the JSON values, so Python sees a few hundred
     rows at most, not every example.
     """
-    values = {key: set() for key in keys}
     if not keys:
         return {}
+    # Reading every example's JSON is the one part of the changelist that grows with the table, so the
+    # answer is cached under a fingerprint that changes whenever an example is added, removed or saved
+    # (one cheap aggregate, no JSON); the timeout bounds staleness after bulk updates that skip updated_at.
+    fingerprint = Example.objects.order_by().aggregate(n=Count("id"), last=Max("updated_at"), top=Max("id"))
+    cache_key = "review:tag-values:" + hashlib.sha256(
+        json.dumps([keys, fingerprint["n"], str(fingerprint["last"]), fingerprint["top"]]).encode()
+    ).hexdigest()
+    cached = cache.get(cache_key)
+    if cached is not None:
+        return cached
+    values = {key: set() for key in keys}
     rows = Example.objects.order_by().values_list(*[f"tags__{key}" for key in keys]).distinct()
     for row in rows:
         for key, value in zip(keys, row):
@@ -97,7 +110,9 @@ def example_tag_values(*, keys: list[str]) -> dict[str, list[str]]:
                 values[key].update(str(item) for item in value if item not in (None, ""))
             elif value not in (None, "") and not isinstance(value, dict):
                 values[key].add(str(value))
-    return {key: sorted(found) for key, found in values.items()}
+    result = {key: sorted(found) for key, found in values.items()}
+    cache.set(cache_key, result, timeout=TAG_VALUES_CACHE_SECONDS)
+    return result
 
 
 def examples_jsonl_lines(*, examples):

@@ -170,6 +170,13 @@ class ExampleAdmin(admin.ModelAdmin):
 
     # --- columns ---
 
+    def action_checkbox(self, obj):
+        # Same markup as Django's, without a form widget rendered through the template engine per row:
+        # that was a third of the changelist's time at 50 rows.
+        return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" '
+                           'aria-label="Select this object for an action - {}">',
+                           helpers.ACTION_CHECKBOX_NAME, obj.pk, str(obj))
+
     @admin.display(description="Review")
     def review_link(self, obj):
         return format_html('<a class="button" href="{}">Review</a>', reverse("admin:curation_example_review", args=[obj.pk]))
