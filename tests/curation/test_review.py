@@ -441,3 +441,23 @@ def test_text_task_example_is_reviewed_without_pages_and_its_text_target_edited(
     reviewer_client.post(review_url(example), {"decision": "edit", "target": "Done: the chuck was re-tightened.",
                                                "expected_target": example.target})
     assert fresh(example).target == "Done: the chuck was re-tightened."
+
+
+def test_bulk_reject_of_all_filtered_rows_across_pages(reviewer_client, reviewer):
+    task = make_task()
+    pending = [make_example(task=task) for _ in range(3)]
+    approved = make_example(task=task)
+    example_approve(example=approved, user=reviewer)
+    url = CHANGELIST + "?status__exact=pending"
+
+    # "Select all 3" on a filtered list posts one visible id plus select_across.
+    first = reviewer_client.post(url, {"action": "reject_selected", "index": 0, "select_across": "1",
+                                       "_selected_action": [pending[0].pk]})
+    html = first.content.decode()
+    assert "Reject <strong>3</strong>" in html and 'name="select_across" value="1"' in html
+    assert 'action="/admin/curation/example/?status__exact=pending"' in html
+
+    reviewer_client.post(url, {"action": "reject_selected", "post": "yes", "reason": "old revision",
+                               "select_across": "1", "_selected_action": [pending[0].pk]})
+    assert all(fresh(e).status == "rejected" for e in pending)
+    assert fresh(approved).status == "approved"
