@@ -271,7 +271,7 @@ def test_reviewer_is_refused_the_manager_only_download_action(reviewer_client, r
     assert json.loads(response.content.decode().splitlines()[0])["id"] == example.pk
 
 
-def test_reviewers_get_review_screen_forbidden_without_view_permission(client):
+def test_staff_without_view_permission_gets_403_on_the_review_screen(client):
     example = make_example()
     client.force_login(make_user(None))
     assert client.get(review_url(example)).status_code == 403
