@@ -9,12 +9,12 @@ import hashlib
 import itertools
 import json
 import os
+import queue
+import threading
 import time
 import uuid
 import zlib
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from django.conf import settings
@@ -34,7 +34,7 @@ from curation.openai_format import (
     resolve_image_refs,
     sniff_mime,
 )
-from gestima.queues import enqueue_on_commit
+from gestima.queues import enqueue_on_commit, job_is_pending, queue_ping
 
 
 class ExportError(Exception):
@@ -84,8 +84,6 @@ def messages_with_images(messages: list[dict]) -> list[dict]:
 
 FORMATS = ("openai", "open_weights")
 _BATCH = 100
-_THREADS = 2
-_WINDOW = 4  # lines prepared ahead of the writer: bounds memory to a few images
 IMAGE_PLACEHOLDER = "<image>"
 
 
@@ -107,9 +105,6 @@ class _AtomicFile:
         self.sha256 = hashlib.sha256()
         self.bytes = 0
         self.lines = 0
-
-    def write_line(self, data: bytes) -> None:
-        self.write_pieces([data])
 
     def write_pieces(self, pieces: list[bytes]) -> None:
         """One line given as pieces (no concatenation copy of the large base64 parts)."""
@@ -134,6 +129,41 @@ class _AtomicFile:
 
     def summary(self) -> dict:
         return {"sha256": self.sha256.hexdigest(), "bytes": self.bytes, "lines": self.lines}
+
+
+class _LineWriter:
+    """Writes and hashes lines on a thread of its own while the caller builds the next ones.
+
+    File writes and sha256 release the GIL, base64 does not: splitting the work this way runs them
+    side by side on two cores. The bounded queue keeps at most a few lines in memory; an error on the
+    thread (disk full) is raised to the caller at the next line or at `close()`.
+    """
+
+    def __init__(self, depth: int = 4):
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="export-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    item[0].write_pieces(item[1])
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                    self.error = exc
+
+    def put(self, file: _AtomicFile, pieces: list[bytes]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((file, pieces))
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _fsync_dir(path: Path) -> None:
@@ -251,40 +281,27 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
     files = {split: _AtomicFile(out_dir / f"{split}.jsonl") for split in ("train", "validation")}
     images = _OpenWeightsImages(out_dir) if fmt == "open_weights" else None
     done = 0
-    # Two threads read, hash-check and base64 the images of the next lines while this thread writes
-    # (file reads, sha256 and writes release the GIL); a small window keeps memory flat.
-    pool = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="export")
-    window: deque = deque()
-
-    def write_next():
-        nonlocal done
-        split, future = window.popleft()
-        files[split].write_pieces(future.result())
-        done += 1
-        if progress:
-            progress(done, total)
-
+    writer = _LineWriter()
     try:
         members = (version.members.order_by("split", "position")
                    .values_list("split", "messages", "target", named=True).iterator(chunk_size=_BATCH))
         for batch in _batches(members, _BATCH):
-            load = _batch_loader(batch)  # one query per batch, on this thread: workers never touch the DB
+            load = _batch_loader(batch)  # one query per batch, on this thread: the writer never touches the DB
             for member in batch:
                 if images is None:
-                    future = pool.submit(line_pieces, member.messages, member.target, load_page=load)
+                    pieces = line_pieces(member.messages, member.target, load_page=load)
                 else:
-                    line = _open_weights_line(member.messages, member.target, load, images)
-                    future = pool.submit(lambda line=line: [dumps_line(line).encode("utf-8")])
-                window.append((member.split, future))
-                if len(window) > _WINDOW:
-                    write_next()
-        while window:
-            write_next()
+                    pieces = [dumps_line(_open_weights_line(member.messages, member.target, load, images)).encode("utf-8")]
+                writer.put(files[member.split], pieces)
+                done += 1
+                if progress:
+                    progress(done, total)
+        writer.close()
         for handle in files.values():
             handle.finish()
         manifest = _manifest(version, fmt, {f"{s}.jsonl": h.summary() for s, h in files.items()}, images)
         manifest_file = _AtomicFile(out_dir / "manifest.json")
-        manifest_file.write_line(json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
+        manifest_file.write_pieces([json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")])
         manifest_file.finish()
         files["manifest"] = manifest_file
         # The manifest is renamed last: its presence says the JSONL files beside it are complete.
@@ -292,11 +309,13 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
             files[key].commit()
         _fsync_dir(out_dir)
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            writer.close()
+        except BaseException:  # noqa: BLE001 - the first error is the one to report
+            pass
         for handle in files.values():
             handle.discard()
         raise
-    pool.shutdown(wait=True)
     return {
         "train": files["train"].path,
         "validation": files["validation"].path if files["validation"].lines else None,
@@ -349,10 +368,15 @@ def dataset_version_export_request(*, version: DatasetVersion, fmt: str = "opena
     errors = _format_errors(version)
     if errors:
         raise ExportError(f"{version} has {len(errors)} format error(s): fix the examples and build a new version.")
+    busy = [DatasetVersion.ExportStatus.QUEUED, DatasetVersion.ExportStatus.RUNNING]
+    queue_ping(EXPORT_QUEUE)
+    if not job_is_pending(queue_name=EXPORT_QUEUE, job_id=export_job_id(version.pk)):
+        # A worker killed mid-export never reports back: with no job left in Redis, the status is stale.
+        busy = []
     with transaction.atomic():
-        claimed = DatasetVersion.objects.filter(pk=version.pk).exclude(
-            export_status__in=[DatasetVersion.ExportStatus.QUEUED, DatasetVersion.ExportStatus.RUNNING]
-        ).update(export_status=DatasetVersion.ExportStatus.QUEUED, export_progress=0, export_error="")
+        claimed = DatasetVersion.objects.filter(pk=version.pk).exclude(export_status__in=busy).update(
+            export_status=DatasetVersion.ExportStatus.QUEUED, export_progress=0, export_error=""
+        )
         if not claimed:
             raise ExportError(f"{version} is already being exported.")
         enqueue_on_commit(EXPORT_QUEUE, dataset_version_export_job, version.pk, fmt, job_id=export_job_id(version.pk),

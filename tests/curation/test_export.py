@@ -265,3 +265,12 @@ def test_export_with_redis_away_says_so(client, settings):
     assert "The job queue is unavailable" in response.content.decode()
     version.refresh_from_db()
     assert version.export_status == DatasetVersion.ExportStatus.NONE  # not left "queued" forever
+
+
+@pytest.mark.django_db
+def test_export_left_running_by_a_killed_worker_can_be_requested_again(django_capture_on_commit_callbacks):
+    version, _ = build_version(n=10)
+    DatasetVersion.objects.filter(pk=version.pk).update(export_status=DatasetVersion.ExportStatus.RUNNING)
+    with django_capture_on_commit_callbacks(execute=True):
+        version = dataset_version_export_request(version=version)  # no job in Redis: the status was stale
+    assert version.export_status == DatasetVersion.ExportStatus.QUEUED
