@@ -461,3 +461,42 @@ def test_bulk_reject_of_all_filtered_rows_across_pages(reviewer_client, reviewer
                                "select_across": "1", "_selected_action": [pending[0].pk]})
     assert all(fresh(e).status == "rejected" for e in pending)
     assert fresh(approved).status == "approved"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_reviewers_at_once_the_second_waits_for_the_lock_and_is_refused():
+    """Reviewer 1 holds the row while deciding; reviewer 2's approve waits, then sees the rejection."""
+    import threading
+
+    from django.db import transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks (select_for_update) need PostgreSQL; SQLite relies on the conditional update")
+    example = make_example()
+    first, second = make_user("Reviewer"), make_user("Reviewer")
+    locked, outcome = threading.Event(), {}
+
+    def reviewer_one():
+        try:
+            with transaction.atomic():
+                Example.objects.select_for_update().get(pk=example.pk)
+                locked.set()
+                threading.Event().wait(0.5)  # reviewer 2 arrives meanwhile and has to wait for the lock
+                example_reject(example=example, user=first, reason="wrong drawing revision")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=reviewer_one)
+    thread.start()
+    assert locked.wait(5)
+    try:
+        example_approve(example=example, user=second, expected_status=Example.Status.PENDING)
+    except ReviewConflict as exc:
+        outcome["refused"] = str(exc)
+    thread.join(10)
+
+    assert "changed meanwhile" in outcome["refused"]
+    example = fresh(example)
+    assert (example.status, example.reviewer) == ("rejected", first)
+    assert list(example.changes.values_list("user_id", "after")) == [(first.pk, "rejected")]
