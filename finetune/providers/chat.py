@@ -60,12 +60,13 @@ class OpenAIChatMixin:
              timeout: float = 120.0) -> ChatResult:
         import openai
 
-        kwargs = {"model": model, "messages": messages, "temperature": temperature}
+        # A per-request timeout (not `with_options`, which copies the client on every call).
+        kwargs = {"model": model, "messages": messages, "temperature": temperature, "timeout": timeout}
         if json_output:
             kwargs["response_format"] = {"type": "json_object"}
         started = time.perf_counter()
         try:
-            completion = self.client.with_options(timeout=timeout).chat.completions.create(**kwargs)
+            completion = self.client.chat.completions.create(**kwargs)
         except openai.OpenAIError as exc:
             raise chat_error_from_sdk(exc) from exc
         latency_ms = int((time.perf_counter() - started) * 1000)

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 import jsonschema
 from django.conf import settings
@@ -82,6 +83,13 @@ def call_cost(*, input_tokens: int, output_tokens: int, prices: tuple[Decimal, D
     return (Decimal(input_tokens) * prices[0] + Decimal(output_tokens) * prices[1]) / Decimal(1_000_000)
 
 
+@lru_cache(maxsize=32)
+def _validator(schema_text: str):
+    # Built once per schema: a run checks hundreds of answers against the same one.
+    schema = json.loads(schema_text)
+    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
+
+
 def answer_check(*, task: Task, text: str, refusal: str = "") -> tuple[str, object, str]:
     """(error kind, parsed value, message) for one answer: refusal, invalid JSON, schema mismatch or ok ("")."""
     if refusal:
@@ -94,8 +102,7 @@ def answer_check(*, task: Task, text: str, refusal: str = "") -> tuple[str, obje
             value = json.loads(text)
         except (TypeError, ValueError) as exc:
             return EvalResult.ErrorKind.INVALID_JSON, None, f"not valid JSON: {exc}"
-    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    errors = list(validator_class(schema).iter_errors(value))
+    errors = list(_validator(json.dumps(schema, sort_keys=True)).iter_errors(value))
     if errors:
         error = jsonschema.exceptions.best_match(errors)
         where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
