@@ -156,3 +156,22 @@ def test_api_pdf_upload_is_ingested_rendered_and_estimated(client, manager, stan
 
     not_pdf = SimpleUploadedFile("notes.pdf", b"hello", content_type="application/pdf")
     assert client.post("/api/estimates", {"file": not_pdf}, **_basic(manager)).status_code == 400
+
+
+def test_admin_correction_form_makes_a_pending_example(client, manager, standin):
+    version = make_dataset_version(n_validation=2, n_train=0)
+    _promote(manager, version)
+    estimate = estimate_create(drawing=make_drawing(part_number="ADM-1"), task=version.dataset.task, user=manager)
+    client.force_login(make_user("Reviewer"))
+    url = f"/admin/finetune/estimate/{estimate.pk}/correct/"
+    page = client.get(url)
+    assert page.status_code == 200 and b"ADM-1" in page.content
+    bad = client.post(url, {"target_text": '{"part_number": "ADM-1"}'})
+    assert bad.status_code == 200 and b"required property" in bad.content
+    assert not Example.objects.filter(source="correction").exists()
+    good = client.post(url, {"target_text": json.dumps(technology_target("ADM-1", minutes=9.5))})
+    assert good.status_code == 302
+    estimate.refresh_from_db()
+    assert estimate.example.status == "pending" and estimate.example.source == "correction"
+    # Reviewers may correct but not ask the model.
+    assert client.get("/admin/finetune/estimate/estimate/").status_code == 403

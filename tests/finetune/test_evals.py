@@ -194,3 +194,41 @@ def test_evaluate_command_runs_in_the_foreground_and_prints_metrics(settings, ro
     text = out.getvalue()
     assert "prompt compact" in text and "status done, 2 ok" in text
     assert "MAPE   operations[].machine_time_min_per_piece  10.0 %" in text
+
+
+def test_chat_maps_sdk_errors_to_retryable_or_not():
+    import openai
+
+    from finetune.providers.base import Provider, ProviderError
+    from finetune.providers.chat import OpenAIChatMixin
+    from tests.openai_standin import Response
+
+    with StandIn() as api:
+        install_chat(api, lambda body: Reply(text='{"ok": true}', prompt_tokens=7, completion_tokens=3))
+
+        class _Provider(OpenAIChatMixin, Provider):
+            name = "test"
+            client = openai.OpenAI(api_key="test", base_url=api.base_url, max_retries=0)
+
+        provider = _Provider()
+        api.script("POST", "/chat/completions",
+                   api_error(429, "Rate limit reached", code="rate_limit_exceeded", headers={"retry-after": "3"}),
+                   api_error(429, "You exceeded your current quota", code="insufficient_quota", type_="insufficient_quota"),
+                   api_error(401, "Incorrect API key", code="invalid_api_key"),
+                   api_error(503, "overloaded", type_="server_error"),
+                   Response(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [{
+                       "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": None,
+                                                                        "refusal": "I cannot do that."}}]}))
+        outcomes = []
+        for _ in range(4):
+            with pytest.raises(ProviderError) as caught:
+                provider.chat(model="m", messages=[{"role": "user", "content": "hi"}])
+            outcomes.append((caught.value.code, caught.value.retryable, caught.value.retry_after))
+        refused = provider.chat(model="m", messages=[{"role": "user", "content": "hi"}])
+        ok = provider.chat(model="m", messages=[{"role": "user", "content": "hi"}], json_output=False)
+        bodies = [c.json() for c in api.calls_to("POST", "/chat/completions")]
+    assert outcomes == [("rate_limit_exceeded", True, 3.0), ("insufficient_quota", False, None),
+                        ("invalid_api_key", False, None), ("http_503", True, None)]
+    assert refused.refusal == "I cannot do that." and refused.text == ""
+    assert (ok.text, ok.input_tokens, ok.output_tokens) == ('{"ok": true}', 7, 3) and ok.latency_ms >= 0
+    assert bodies[0]["response_format"] == {"type": "json_object"} and "response_format" not in bodies[-1]
