@@ -37,7 +37,7 @@ LINE_KEYS = {"messages", "tools", "parallel_tool_calls", "functions"}
 # is what a dataset version froze ({"sha256": ..., "crc32": ...}, or {} for live examples); the loader
 # must refuse bytes that do not match it.
 PageLoader = Callable[[int, dict], bytes]
-FINGERPRINT_KEYS = ("sha256", "crc32", "bytes")
+FINGERPRINT_KEYS = ("sha256", "crc32", "bytes", "mtime_ns")
 
 
 def fingerprint(part: dict) -> dict:
@@ -127,7 +127,7 @@ def iter_image_parts(messages: list) -> Iterator[tuple[int, dict]]:
 def resolve_image_refs(messages: list[dict], load_page: PageLoader) -> list[dict]:
     """A copy of `messages` with every `page:<id>` image URL replaced by a base64 data URL.
 
-    A part may carry a fingerprint (`sha256`, `crc32`, `bytes`: frozen into a dataset version); it is
+    A part may carry a fingerprint (`sha256`, `crc32`, `bytes`, `mtime_ns`: frozen into a dataset version); it is
     passed to the loader, which must refuse bytes that differ, and is dropped from the output.
     """
     resolved = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class _PageCheck:
     sha256: str = ""
     crc32: int = 0
     bytes: int = 0
+    mtime_ns: int | None = None
     width: int = 0
     height: int = 0
     problem: str = ""
@@ -152,7 +154,8 @@ class _Pages:
                 data = handle.read()
         except (OSError, ValueError) as exc:
             return _PageCheck(problem=f"image file of page {page.pk} cannot be read ({exc})")
-        check = _PageCheck(sha256=hashlib.sha256(data).hexdigest(), crc32=zlib.crc32(data), bytes=len(data))
+        check = _PageCheck(sha256=hashlib.sha256(data).hexdigest(), crc32=zlib.crc32(data), bytes=len(data),
+                           mtime_ns=_mtime_ns(page))
         try:
             info = image_inspect(data)
             check.width, check.height = info.width, info.height
@@ -164,6 +167,14 @@ class _Pages:
         if page_id not in self.cache:
             self.prefetch([page_id])
         return self.cache[page_id]
+
+
+def _mtime_ns(page: DrawingPage) -> int | None:
+    """The page file's modification time on a local storage (None on storages without paths)."""
+    try:
+        return os.stat(page.image.path).st_mtime_ns
+    except (NotImplementedError, OSError, ValueError):
+        return None
 
 
 def _page_ids(messages) -> list[int]:
@@ -179,6 +190,8 @@ def _snapshot_messages(messages: list, pages: _Pages) -> list:
         if page_id is not None:
             check = pages.get(page_id)
             part.update(sha256=check.sha256, crc32=check.crc32, bytes=check.bytes)
+            if check.mtime_ns is not None:
+                part["mtime_ns"] = check.mtime_ns
     return snapshot
 
 

@@ -274,3 +274,11 @@ def test_export_left_running_by_a_killed_worker_can_be_requested_again(django_ca
     with django_capture_on_commit_callbacks(execute=True):
         version = dataset_version_export_request(version=version)  # no job in Redis: the status was stale
     assert version.export_status == DatasetVersion.ExportStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_page_touched_but_unchanged_still_exports(tmp_path):
+    version, examples = build_version(n=10)
+    path = examples[0].drawing.pages.first().image.path
+    os.utime(path, ns=(1, 1))  # new mtime, same bytes: the CRC-32 decides, and it matches
+    assert dataset_version_export(version=version, out_dir=tmp_path / "ok")["train"].is_file()
