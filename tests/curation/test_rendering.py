@@ -113,14 +113,39 @@ def test_a_render_above_the_memory_cap_fails_cleanly_and_the_caller_survives(cor
     assert render(corpus / "drawings" / "JR_814059.pdf", tmp_path).page_count == 1
 
 
+def test_a_render_process_killed_mid_render_fails_that_drawing_only(corpus, tmp_path, monkeypatch):
+    import signal
+
+    import psutil
+
+    render(corpus / "qpdf" / "minimal.pdf", tmp_path)
+    idle = psutil.Process(rendering.render_process_pid())
+    idle.kill()  # killed while idle: the next render just works
+    while idle.status() != psutil.STATUS_ZOMBIE:
+        pass
+    assert render(corpus / "qpdf" / "minimal.pdf", tmp_path).page_count == 1
+
+    rendering.render_process_stop()
+    # The kernel's OOM killer in the middle of a render, as the next forked process will see it.
+    monkeypatch.setattr(rendering, "render_pdf", lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))
+    message = failure(corpus / "qpdf" / "minimal.pdf", tmp_path)
+    assert message == "the renderer crashed on this PDF: killed by SIGKILL (probably out of memory)"
+    monkeypatch.undo()
+    rendering.render_process_stop()
+    assert render(corpus / "qpdf" / "minimal.pdf", tmp_path).page_count == 1
+
+
 def test_a_stuck_render_is_stopped_at_the_deadline(corpus, tmp_path, monkeypatch):
     import time
 
+    rendering.render_process_stop()  # the next render process is forked with the slow render_pdf
     monkeypatch.setattr(rendering, "render_pdf", lambda *a, **k: time.sleep(30))
     limits = rendering.RenderLimits(timeout_seconds=1)
     started = time.monotonic()
     assert failure(corpus / "qpdf" / "minimal.pdf", tmp_path, limits) == "rendering took longer than 1 s and was stopped"
     assert time.monotonic() - started < 10
+    monkeypatch.undo()
+    assert render(corpus / "qpdf" / "minimal.pdf", tmp_path).page_count == 1  # a fresh process takes over
 
 
 def test_near_duplicate_pages_have_close_hashes(corpus, tmp_path):
