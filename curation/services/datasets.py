@@ -467,7 +467,7 @@ def dataset_version_resolve(*, ref: str) -> DatasetVersion:
     if ref.isdigit():
         version = DatasetVersion.objects.filter(pk=int(ref)).first()
     else:
-        name, _, number = ref.replace(" v", ":v").rpartition(":v")
+        name, _, number = ref.rpartition(":v") if ":v" in ref else ref.rpartition(" v")
         version = DatasetVersion.objects.filter(dataset__name=name, number=int(number)).first() if number.isdigit() else None
     if version is None:
         raise DatasetBuildError(f"No dataset version {ref!r}: give its id or NAME:vN.")
