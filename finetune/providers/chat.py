@@ -56,6 +56,15 @@ class OpenAIChatMixin:
 
     client = None
 
+    def chat_prepare(self) -> None:
+        """Build the client and load the SDK's chat modules now, in the calling thread.
+
+        Call before sharing the provider with a thread pool: otherwise every thread races to build its
+        own client (each loads the CA bundle, ~0.1-0.8 s) and to import the SDK's lazy chat resources.
+        Raises ProviderError when the provider is not configured (no key).
+        """
+        self.client.chat.completions  # noqa: B018 (cached properties: client, then its chat resources)
+
     def chat(self, *, model: str, messages: list[dict], json_output: bool = True, temperature: float = 0.0,
              timeout: float = 120.0) -> ChatResult:
         import openai

@@ -263,6 +263,9 @@ def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
         return run  # done, or another worker has it
     try:
         provider = get_provider(run.provider)
+        prepare = getattr(provider, "chat_prepare", None)
+        if prepare is not None:
+            prepare()  # one client for the whole pool, built before the threads start
         # API errors cost nothing and may be transient: a rerun asks those examples again.
         EvalResult.objects.filter(eval_run=run, error_kind=EvalResult.ErrorKind.API_ERROR).delete()
         done = set(EvalResult.objects.filter(eval_run=run).values_list("example_id", flat=True))
