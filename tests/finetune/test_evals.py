@@ -232,3 +232,29 @@ def test_chat_maps_sdk_errors_to_retryable_or_not():
     assert refused.refusal == "I cannot do that." and refused.text == ""
     assert (ok.text, ok.input_tokens, ok.output_tokens) == ('{"ok": true}', 7, 3) and ok.latency_ms >= 0
     assert bodies[0]["response_format"] == {"type": "json_object"} and "response_format" not in bodies[-1]
+
+
+def test_admin_evaluate_form_queues_a_run_and_its_page_shows_progress(client, settings, roles, run_worker,
+                                                                     django_capture_on_commit_callbacks):
+    task = make_task()
+    version = make_dataset_version(task=task, n_validation=2, n_train=0)
+    targets = targets_by_part(version)
+    client.force_login(make_user("Reviewer"))
+    assert client.get("/admin/finetune/evalrun/evaluate/").status_code == 403
+    client.force_login(make_user("Manager"))
+    assert client.get("/admin/finetune/evalrun/add/")["Location"].endswith("/evalrun/evaluate/")
+    with StandIn() as api:
+        install_chat(api, lambda body: json.dumps(targets[part_number(body)]))
+        use_standin(settings, api)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post("/admin/finetune/evalrun/evaluate/", {
+                "task": task.pk, "dataset_version": version.pk, "split": "validation", "model_name": MODEL,
+                "model_kind": "base", "provider": "openai"})
+        run = EvalRun.objects.get()
+        assert response.status_code == 302
+        page = client.get(f"/admin/finetune/evalrun/{run.pk}/change/")
+        assert page.status_code == 200 and b"0 / 2" in page.content
+        run_worker("openai")
+    page = client.get(f"/admin/finetune/evalrun/{run.pk}/change/")
+    assert b"2 / 2" in page.content and b"JSON validity" in page.content
+    assert client.get("/admin/finetune/evalresult/").status_code == 200
