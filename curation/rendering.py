@@ -584,6 +584,12 @@ def _render_isolated(path: str, *, out_dir: str, limits: RenderLimits, stem: str
         raise RenderError(f"rendering took longer than {limits.timeout_seconds} s and was stopped") from None
     except (BrokenPipeError, OSError):
         answer = None
+    except BaseException:
+        # Interrupted mid-conversation (RQ's job timeout, Ctrl-C): an answer may still be on its way, and
+        # the next request must not read it. Start over with a fresh process.
+        process.stop(kill=True)
+        _process = None
+        raise
     if answer is not None:
         kind, value, retire = answer
         if retire:

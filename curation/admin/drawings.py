@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from PIL import Image
 
 from curation.models import Drawing, DrawingPage
-from curation.services.drawings import drawing_render_again, drawings_ingest_many
+from curation.services.drawings import drawing_render_again, drawings_delete, drawings_ingest_many
 from gestima.queues import QueueUnavailable
 
 UPLOAD_PERMISSION = "curation.add_drawing"
@@ -135,6 +135,13 @@ class DrawingAdmin(admin.ModelAdmin):
     def pdf_link(self, drawing):
         url = reverse("admin:curation_drawing_pdf", args=[drawing.pk])
         return format_html('<a href="{}">{} ({} bytes)</a>', url, drawing.original_name, drawing.size_bytes)
+
+    # Deleting goes through the service so the PDF and page image files go too (Django leaves them).
+    def delete_model(self, request, obj):
+        drawings_delete(drawings=[obj])
+
+    def delete_queryset(self, request, queryset):
+        drawings_delete(drawings=list(queryset))
 
     # --- action ---
 

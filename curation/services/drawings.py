@@ -325,3 +325,19 @@ def drawings_reconcile() -> int:
         drawing_render_enqueue(drawing=drawing)
         queued += 1
     return queued
+
+
+def drawings_delete(*, drawings) -> int:
+    """Delete drawings with their pages, and their PDF and image files once the delete has committed.
+
+    Examples keep their rows (drawing set to null by the model); their page references then point nowhere,
+    which the example checks report.
+    """
+    ids = [d.pk for d in drawings]
+    storage = Drawing._meta.get_field("file").storage
+    names = list(Drawing.objects.filter(pk__in=ids).values_list("file", flat=True))
+    names += list(DrawingPage.objects.filter(drawing_id__in=ids).values_list("image", flat=True))
+    with transaction.atomic():
+        count, _ = Drawing.objects.filter(pk__in=ids).delete()
+        transaction.on_commit(lambda: _files_delete(storage, [n for n in names if n]))
+    return len(ids) if count else 0

@@ -318,3 +318,18 @@ def test_import_drawings_command_prints_new_existing_rejected(corpus, tmp_path):
     call_command("import_drawings", str(folder / "JR_814059.pdf"), stdout=out, stderr=StringIO())
     assert "1 files: 0 new, 1 existing, 0 rejected" in out.getvalue()
     assert Drawing.objects.filter(status=Drawing.Status.RENDERED).count() == 2
+
+
+def test_deleting_a_drawing_in_the_admin_removes_its_files(client, corpus, run_worker, settings,
+                                                          django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        drawing, _ = ingest(corpus / "drawings" / "PDM-280686.pdf")
+    run_worker("render")
+    files = [Path(drawing.file.path)] + [Path(settings.MEDIA_ROOT) / p.image.name for p in drawing.pages.all()]
+    assert len(files) == 4 and all(f.exists() for f in files)
+    client.force_login(make_user(superuser=True))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:curation_drawing_delete", args=[drawing.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Drawing.objects.exists() and not DrawingPage.objects.exists()
+    assert not any(f.exists() for f in files)
