@@ -41,3 +41,10 @@ def eval_run_job_failed(job, connection, type, value, traceback) -> None:
     from finetune.services.evals import eval_run_fail
 
     eval_run_fail(eval_run_id=job.args[0], error=f"{getattr(type, '__name__', type)}: {value}")
+
+
+def eval_runs_reconcile_job() -> list[int]:
+    """Periodic: queue again eval runs left queued without a job or running without a live worker."""
+    from finetune.services.evals import eval_runs_reconcile
+
+    return eval_runs_reconcile()

@@ -28,7 +28,7 @@ from curation.services.exports import ExportError, page_bytes
 from finetune import metrics as metric_lib
 from finetune.models import EvalResult, EvalRun, ModelKind
 from finetune.providers.base import ProviderError, available_providers, get_provider
-from gestima.queues import enqueue_on_commit, job_is_pending
+from gestima.queues import QueueUnavailable, enqueue_on_commit, job_is_pending
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +165,9 @@ def eval_run_resume(*, eval_run: EvalRun, user=None) -> EvalRun:
     pending = bool(run.rq_job_id) and job_is_pending(queue_name="openai", job_id=run.rq_job_id)
     if pending and not (run.status == EvalRun.Status.RUNNING and eval_run_is_stale(run)):
         raise EvalError(f"Eval run {run.pk} is still queued or running.")
+    if run.status == EvalRun.Status.RUNNING and not eval_run_is_stale(run):
+        raise EvalError(f"Eval run {run.pk} is running; it can be resumed once its worker has been silent for "
+                        f"{_setting('EVAL_STALE_SECONDS', 300)} s.")
     with transaction.atomic():
         attempt = run.attempts + 1
         # A new job id: the old one may still sit in RQ's started registry after its worker died.
@@ -368,3 +371,26 @@ def eval_run_fail(*, eval_run_id: int, error: str) -> None:
     """The run stopped (worker error, provider not configured): say why on the row; resume continues it."""
     EvalRun.objects.filter(pk=eval_run_id).exclude(status=EvalRun.Status.DONE).update(
         status=EvalRun.Status.FAILED, error=error[:5000], finished_at=timezone.now())
+
+
+def eval_runs_reconcile() -> list[int]:
+    """Queue again the runs left behind; returns their ids. Run periodically (finetune.jobs.eval_runs_reconcile_job).
+
+    Two cases: `queued` with no job in Redis (Redis was away when the run was committed), and
+    `running` whose worker stopped beating (killed). Either resumes where the results stop.
+    """
+    resumed = []
+    grace = timezone.now() - timedelta(seconds=60)  # a run committed a moment ago is being enqueued now
+    candidates = EvalRun.objects.filter(status__in=[EvalRun.Status.QUEUED, EvalRun.Status.RUNNING])
+    for run in candidates:
+        if run.status == EvalRun.Status.QUEUED and run.created_at > grace:
+            continue
+        if run.status == EvalRun.Status.RUNNING and not eval_run_is_stale(run):
+            continue
+        try:
+            eval_run_resume(eval_run=run)
+        except (EvalError, QueueUnavailable) as exc:
+            logger.info("eval run %s not resumed: %s", run.pk, exc)
+            continue
+        resumed.append(run.pk)
+    return resumed

@@ -258,3 +258,30 @@ def test_admin_evaluate_form_queues_a_run_and_its_page_shows_progress(client, se
     page = client.get(f"/admin/finetune/evalrun/{run.pk}/change/")
     assert b"2 / 2" in page.content and b"JSON validity" in page.content
     assert client.get("/admin/finetune/evalresult/").status_code == 200
+
+
+def test_reconcile_requeues_runs_left_behind_and_leaves_live_ones(settings, manager, run_worker,
+                                                                  django_capture_on_commit_callbacks):
+    from finetune.services.evals import eval_runs_reconcile
+
+    task = make_task()
+    version = make_dataset_version(task=task, n_validation=2, n_train=0)
+    targets = targets_by_part(version)
+    with StandIn() as api:
+        install_chat(api, lambda body: json.dumps(targets[part_number(body)]))
+        use_standin(settings, api)
+        with django_capture_on_commit_callbacks(execute=False):  # Redis "away" at commit: no job
+            lost = eval_run_create(task=task, model_name=MODEL, model_kind="base", provider="openai",
+                                   dataset_version=version, user=manager)
+            live = eval_run_create(task=task, model_name=FT_MODEL, model_kind="fine_tuned", provider="openai",
+                                   dataset_version=version, user=manager)
+        old = timezone.now() - timedelta(minutes=5)
+        EvalRun.objects.filter(pk=lost.pk).update(created_at=old)
+        EvalRun.objects.filter(pk=live.pk).update(status="running", started_at=timezone.now(), heartbeat_at=timezone.now())
+        with django_capture_on_commit_callbacks(execute=True):
+            assert eval_runs_reconcile() == [lost.pk]
+        with pytest.raises(EvalError, match="running"):
+            eval_run_resume(eval_run=live, user=manager)
+        run_worker("openai")
+    lost.refresh_from_db()
+    assert lost.status == EvalRun.Status.DONE and lost.done_count == 2
