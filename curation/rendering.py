@@ -192,10 +192,13 @@ def _dhash(image: Image.Image) -> str:
     return f"{bits:016x}"
 
 
-def _encode(pix, image: Image.Image, *, scanned: bool, limits: RenderLimits) -> tuple[bytes, str]:
-    """PNG for vector pages; JPEG for scans (PNG too when a low-colour scan makes it smaller); ≤ max bytes."""
+def _encode(pix, image: Image.Image, *, photo_like: bool, limits: RenderLimits) -> tuple[bytes, str]:
+    """PNG for vector pages; JPEG for scans (PNG too when a low-colour scan makes it smaller); ≤ max bytes.
+
+    `photo_like`: most of the page is a raster image (a scan, OCR'd or not), where JPEG wins.
+    """
     candidates = []
-    if scanned:
+    if photo_like:
         candidates.append((_jpeg(image, limits.jpeg_quality), "jpeg"))
         # A bilevel or few-tone scan can be smaller as PNG; a grey or colour scan never is (and PNG of
         # it costs ~1 s), so only those get the second encoding.
@@ -212,6 +215,17 @@ def _encode(pix, image: Image.Image, *, scanned: bool, limits: RenderLimits) -> 
     if len(data) > limits.max_image_bytes:
         raise RenderError(f"page image is {len(data):,} bytes even as JPEG: above the {limits.max_image_bytes:,}-byte limit")
     return data, fmt
+
+
+def _image_coverage(page, rect) -> float:
+    """Share of the page area covered by raster images (an OCR'd scan has text, yet is a photo)."""
+    try:
+        covered = sum(
+            abs((pymupdf.Rect(info["bbox"]) & rect).get_area()) for info in page.get_image_info()
+        )
+    except Exception:
+        return 0.0
+    return covered / max(rect.get_area(), 1.0)
 
 
 def _png(pix) -> bytes:
@@ -315,7 +329,8 @@ def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, st
         if page_has_text and not part_number:
             part_number = title_block_part_number(words)
         scanned = has_images and not page_has_text
-        data, fmt = _encode(pix, image, scanned=scanned, limits=limits)
+        photo_like = has_images and _image_coverage(page, rect) > 0.5
+        data, fmt = _encode(pix, image, photo_like=photo_like, limits=limits)
         del pix
         target = Path(out_dir) / f"{stem}-p{number}.{'jpg' if fmt == 'jpeg' else 'png'}"
         target.write_bytes(data)

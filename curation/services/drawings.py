@@ -184,6 +184,8 @@ def drawing_render(*, drawing: Drawing) -> Drawing:
     if not _claim(drawing):
         drawing.refresh_from_db()
         return drawing
+    if not drawing.file or not drawing.file.storage.exists(drawing.file.name):
+        return drawing_render_fail(drawing=drawing, message="the PDF file is missing from storage: upload it again")
     workdir = tempfile.mkdtemp(prefix="gestima-render-")
     try:
         source = _local_pdf_path(drawing, workdir)

@@ -333,3 +333,13 @@ def test_deleting_a_drawing_in_the_admin_removes_its_files(client, corpus, run_w
     assert response.status_code == 302
     assert not Drawing.objects.exists() and not DrawingPage.objects.exists()
     assert not any(f.exists() for f in files)
+
+
+def test_a_drawing_whose_pdf_vanished_fails_with_a_reason(corpus, run_worker, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        drawing, _ = ingest(corpus / "drawings" / "10113153.pdf")
+    Path(drawing.file.path).unlink()
+    run_worker("render")
+    drawing.refresh_from_db()
+    assert drawing.status == Drawing.Status.FAILED
+    assert drawing.error == "the PDF file is missing from storage: upload it again"

@@ -165,3 +165,27 @@ def test_demo_drawings_render_and_show_their_part_number(tmp_path):
         assert result.has_text_layer and not result.repaired and result.warnings == []
         assert (result.pages[0].width, result.pages[0].height) == (2048, 1449)  # A3 landscape
     assert demo_drawing_pdfs() == demo_drawing_pdfs()  # deterministic: a second ingest dedups
+
+
+def test_a_page_above_the_byte_limit_is_re_encoded_to_fit(corpus, tmp_path):
+    # The scan is ~390 KB as JPEG at quality 85; with a 300 KB limit it comes back at a lower quality.
+    scan = corpus / "drawings" / "10134767.pdf"
+    assert render(scan, tmp_path).pages[0].bytes > 300 * 1024
+    page = render(scan, tmp_path, rendering.RenderLimits(max_image_bytes=300 * 1024)).pages[0]
+    assert page.format == "jpeg" and page.bytes <= 300 * 1024
+    assert Image.open(page.path).size == (2048, 1449)
+    impossible = rendering.RenderLimits(max_image_bytes=1000)
+    assert "above the 1,000-byte limit" in failure(scan, tmp_path, impossible)
+
+
+def test_an_ocr_scan_is_still_written_as_jpeg(corpus, tmp_path):
+    # A scan with an invisible text layer (OCR): vector by the text test, but a photo for the encoder.
+    import pymupdf  # only to build the input; the code under test is curation.rendering
+
+    source = pymupdf.open(corpus / "drawings" / "10119939.pdf")
+    source.select([0])
+    source[0].insert_text((50, 50), "OCR 10119939", render_mode=3)
+    path = tmp_path / "ocr.pdf"
+    source.save(path)
+    result = render(path, tmp_path)
+    assert result.has_text_layer and result.pages[0].format == "jpeg"
