@@ -207,7 +207,7 @@ def _encode(pix, image: Image.Image, *, photo_like: bool, limits: RenderLimits) 
     else:
         candidates.append((_png(pix), "png"))
     data, fmt = min(candidates, key=lambda item: len(item[0]))
-    quality = limits.jpeg_quality
+    quality = limits.jpeg_quality - 15 if fmt == "jpeg" else limits.jpeg_quality
     while len(data) > limits.max_image_bytes and quality > 20:
         # Only a pathological page gets here (a 2048² PNG of noise); JPEG at falling quality always fits.
         data, fmt = _jpeg(image, quality), "jpeg"
