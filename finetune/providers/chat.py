@@ -89,5 +89,7 @@ class OpenAIChatMixin:
             output_tokens=(usage.completion_tokens if usage else 0) or 0,
             latency_ms=latency_ms,
             refusal=getattr(message, "refusal", None) or "",
-            raw=completion.model_dump(mode="json"),
+            # What identifies the call for an audit; the full dump cost ~0.5 ms of CPU per call for nothing.
+            raw={"id": completion.id, "model": completion.model, "finish_reason": completion.choices[0].finish_reason,
+                 "system_fingerprint": getattr(completion, "system_fingerprint", None)},
         )
