@@ -51,6 +51,20 @@ class DrawingUploadForm(forms.Form):
     )
 
 
+class KindFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return [("vector", "vector (text layer)"), ("scanned", "scanned"), ("unknown", "not rendered yet")]
+
+    def queryset(self, request, queryset):
+        value = {"vector": True, "scanned": False, "unknown": None}.get(self.value(), "all")
+        if value == "all":
+            return queryset
+        return queryset.filter(has_text_layer__isnull=True) if value is None else queryset.filter(has_text_layer=value)
+
+
 class DrawingPageInline(admin.TabularInline):
     model = DrawingPage
     extra = 0
@@ -84,7 +98,7 @@ class DrawingAdmin(admin.ModelAdmin):
     list_display = ["thumbnail", "part_number", "original_name", "status_text", "page_count", "kind", "repaired",
                     "warning_count", "created_at"]
     list_display_links = ["thumbnail", "part_number"]
-    list_filter = ["status", "has_text_layer", "repaired", "created_at"]
+    list_filter = ["status", KindFilter, "repaired", "created_at"]
     search_fields = ["part_number", "original_name", "sha256"]
     date_hierarchy = "created_at"
     list_per_page = 50

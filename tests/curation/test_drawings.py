@@ -297,6 +297,12 @@ def test_page_images_are_staff_only_and_shown_large(client, corpus, roles, run_w
     changelist = client.get(reverse("admin:curation_drawing_changelist")).content.decode()
     assert f"{url}?size=thumb" in changelist and "JR 814059" in changelist
     assert "damaged PDF: it cannot be opened" in changelist  # failed drawings show their error
+    vector_only = client.get(reverse("admin:curation_drawing_changelist") + "?kind=vector").content.decode()
+    assert "JR 814059" in vector_only and "damaged PDF" not in vector_only
+    failed_only = client.get(reverse("admin:curation_drawing_changelist") + "?status__exact=failed").content.decode()
+    assert "damaged PDF" in failed_only and f"{url}?size=thumb" not in failed_only
+    found = client.get(reverse("admin:curation_drawing_changelist") + "?q=814059").content.decode()
+    assert "JR 814059" in found and "damaged PDF" not in found
     change = client.get(reverse("admin:curation_drawing_change", args=[good.pk])).content.decode()
     assert f'src="{url}"' in change and "drawing-page-image" in change
 
