@@ -349,3 +349,25 @@ def test_a_drawing_whose_pdf_vanished_fails_with_a_reason(corpus, run_worker, dj
     drawing.refresh_from_db()
     assert drawing.status == Drawing.Status.FAILED
     assert drawing.error == "the PDF file is missing from storage: upload it again"
+
+
+def test_render_again_with_redis_away_warns_and_the_reconciler_picks_it_up(client, corpus, roles, run_worker, settings,
+                                                                          django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        drawing, _ = ingest(corpus / "drawings" / "10113153.pdf")
+    run_worker("render")
+    working = settings.RQ_QUEUES
+    settings.RQ_QUEUES = {name: {**conf, "URL": "redis://127.0.0.1:1/0"} for name, conf in working.items()}
+    client.force_login(make_user("Manager"))
+    response = client.post(reverse("admin:curation_drawing_changelist"),
+                           {"action": "render_again", "_selected_action": [drawing.pk]}, follow=True)
+    assert "The job queue is unavailable" in response.content.decode()
+    drawing.refresh_from_db()
+    assert drawing.status == Drawing.Status.UPLOADED and drawing.pages.count() == 1  # kept, waiting
+
+    settings.RQ_QUEUES = working
+    with django_capture_on_commit_callbacks(execute=True):
+        assert drawings_reconcile() == 1
+    run_worker("render")
+    drawing.refresh_from_db()
+    assert drawing.status == Drawing.Status.RENDERED and drawing.pages.count() == 1
