@@ -162,3 +162,22 @@ def test_promote_and_compare_commands_mirror_the_admin(roles, version):
     call_command("compare", str(a.pk), str(b.pk), stdout=out)
     mape_line = next(line for line in out.getvalue().splitlines() if "MAPE operations[].machine_time" in line)
     assert "B better on 6, worse on 0" in out.getvalue() and "B-A -10.0 %" in " ".join(mape_line.split())
+
+
+def test_model_card_names_the_training_run_and_its_hyperparameters(manager, version):
+    from finetune.models import TrainingRun
+    from tests.finetune.evalkit import make_base_model
+
+    base = make_base_model()
+    training_run = TrainingRun.objects.create(dataset_version=version, base_model=base, provider="openai",
+                                              n_epochs="3", learning_rate_multiplier="0.5", job_id="ftjob-abc",
+                                              fine_tuned_model=FT_MODEL)
+    run = make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned", factor=1.05)
+    run.training_run = training_run
+    run.save(update_fields=["training_run"])
+    mv = model_version_promote(eval_run=run, user=manager)
+    assert mv.training_run == training_run
+    assert "Base model: gpt-4o-2024-08-06; training run" in mv.model_card and "`ftjob-abc`" in mv.model_card
+    assert "n_epochs=3, batch_size=auto, learning_rate_multiplier=0.5" in mv.model_card
+    assert mv.report["training_run"]["hyperparameters"]["n_epochs"] == 3
+    assert "MAPE `operations[].machine_time_min_per_piece` | 5.0 % (95 % CI 5.0 %–5.0 %)" in mv.model_card
