@@ -161,6 +161,14 @@ OPENAI_UPLOAD_PART_THRESHOLD = env.int("OPENAI_UPLOAD_PART_THRESHOLD", default=5
 OPENAI_UPLOAD_PART_SIZE = env.int("OPENAI_UPLOAD_PART_SIZE", default=64 * 1024 * 1024)
 RUN_SYNC_INTERVAL_SECONDS = env.int("RUN_SYNC_INTERVAL_SECONDS", default=60)
 EVAL_CONCURRENCY = env.int("EVAL_CONCURRENCY", default=8)
+# --- Evaluation, registry, estimates (issue 6) ---
+# A running eval run whose worker has not written a result for this long may be resumed (worker died).
+EVAL_STALE_SECONDS = env.int("EVAL_STALE_SECONDS", default=300)
+# Timeout of one chat call in evaluations and estimates (the SDK's own retries come on top).
+EVAL_TIMEOUT_SECONDS = env.float("EVAL_TIMEOUT_SECONDS", default=120.0)
+# Bootstrap resamples for the 95 % confidence intervals (seeded: the same results give the same intervals).
+EVAL_BOOTSTRAP_SAMPLES = env.int("EVAL_BOOTSTRAP_SAMPLES", default=1000)
+# --- end evaluation ---
 RUNS_ROOT = Path(env("RUNS_ROOT", default=str(MEDIA_ROOT / "runs")))
 EXPORTS_ROOT = Path(env("EXPORTS_ROOT", default=str(MEDIA_ROOT / "exports")))
 
