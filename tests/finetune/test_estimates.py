@@ -175,3 +175,20 @@ def test_admin_correction_form_makes_a_pending_example(client, manager, standin)
     assert estimate.example.status == "pending" and estimate.example.source == "correction"
     # Reviewers may correct but not ask the model.
     assert client.get("/admin/finetune/estimate/estimate/").status_code == 403
+
+
+def test_admin_estimate_form_and_lists_for_a_manager(client, manager, standin):
+    version = make_dataset_version(n_validation=2, n_train=0)
+    mv = _promote(manager, version)
+    drawing = make_drawing(part_number="ADM-2")
+    client.force_login(manager)
+    assert client.get("/admin/finetune/estimate/add/")["Location"].endswith("/estimate/estimate/")
+    form = client.get(f"/admin/finetune/estimate/estimate/?drawing={drawing.pk}")
+    assert form.status_code == 200 and b"Ask the active model" in form.content
+    response = client.post("/admin/finetune/estimate/estimate/", {"task": version.dataset.task.pk, "drawing": drawing.pk})
+    estimate = Estimate.objects.get(drawing=drawing)
+    assert response.status_code == 302 and estimate.model_version == mv
+    page = client.get(f"/admin/finetune/estimate/{estimate.pk}/change/")
+    assert page.status_code == 200 and b"ADM-2" in page.content and b"Correct this estimate" in page.content
+    for url in ("/admin/finetune/estimate/", "/admin/finetune/modelversion/", "/admin/finetune/evalrun/"):
+        assert client.get(url).status_code == 200, url
