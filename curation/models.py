@@ -15,6 +15,7 @@ class Drawing(models.Model):
     sha256 = models.CharField(max_length=64, unique=True)
     size_bytes = models.PositiveBigIntegerField(default=0)
     part_number = models.CharField(max_length=100, blank=True, db_index=True)
+    material = models.CharField(max_length=100, blank=True, help_text="As printed in the title block (read at render; empty for scans).")
     page_count = models.PositiveIntegerField(null=True, blank=True)
     has_text_layer = models.BooleanField(null=True, help_text="True: vector drawing; False: scan.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UPLOADED, db_index=True)

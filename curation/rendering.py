@@ -86,6 +86,7 @@ class RenderResult:
     part_number: str  # from the title block; "" when none was found
     repaired: bool
     warnings: list[str] = field(default_factory=list)
+    material: str = ""  # as printed in the title block; "" for scans
 
     @property
     def page_count(self) -> int:
@@ -297,6 +298,7 @@ def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, st
     pages: list[RenderedPage] = []
     has_text_layer = False
     part_number = ""
+    material = ""
     for index in range(count):
         number = index + 1
         label = number if count > 1 else None
@@ -328,6 +330,8 @@ def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, st
         has_text_layer = has_text_layer or page_has_text
         if page_has_text and not part_number:
             part_number = title_block_part_number(words)
+        if page_has_text and not material:
+            material = title_block_material(words)
         scanned = has_images and not page_has_text
         photo_like = has_images and _image_coverage(page, rect) > 0.5
         data, fmt = _encode(pix, image, photo_like=photo_like, limits=limits)
@@ -341,7 +345,8 @@ def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, st
             )
         )
     return RenderResult(
-        pages=pages, has_text_layer=has_text_layer, part_number=part_number, repaired=repaired, warnings=_warnings()
+        pages=pages, has_text_layer=has_text_layer, part_number=part_number, repaired=repaired, warnings=_warnings(),
+        material=material,
     )
 
 
@@ -384,6 +389,27 @@ def title_block_part_number(words: list) -> str:
             value = box[4].strip()
             if _VALUE.match(value) and any(c.isdigit() for c in value):
                 return value
+    return ""
+
+
+# How far below the "Material" label (in PDF points) its value may start, and how far right.
+_CELL_DEPTH_PT = 14
+_CELL_WIDTH_PT = 80
+
+
+def title_block_material(words: list) -> str:
+    """The value printed in the title block's "Material" cell; words are PyMuPDF (x0, y0, x1, y1, text, ...)."""
+    labels = [w for w in words if str(w[4]).strip().lower().rstrip(":") in ("material", "werkstoff")]
+    for label in labels:
+        x0, bottom = label[0], label[3]
+        below = [
+            w for w in words
+            if w is not label and bottom - 0.5 <= w[1] <= bottom + _CELL_DEPTH_PT and x0 - 2 <= w[0] <= x0 + _CELL_WIDTH_PT
+        ]
+        if below:
+            first_line = min(round(w[1]) for w in below)
+            line = sorted((w for w in below if abs(round(w[1]) - first_line) <= 1), key=lambda w: w[0])
+            return " ".join(str(w[4]) for w in line).strip()
     return ""
 
 

@@ -1,5 +1,4 @@
 """URL configuration: the admin is the application; the API serves estimates."""
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -15,8 +14,3 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("finetune.urls")),
 ]
-
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -409,12 +409,8 @@ def _parsed(target: str):
 
 
 def _page_url(page) -> str:
-    # The rendering side serves page images to staff through its own view; until it exists (or where it
-    # is not installed) the storage url is used.
-    try:
-        return reverse("admin:curation_page_image", args=[page.pk])
-    except NoReverseMatch:
-        return page.image.url
+    # Drawings are confidential: page images are served to staff only, never from a public media URL.
+    return reverse("admin:curation_page_image", args=[page.pk])
 
 
 def _number(value) -> float | None:

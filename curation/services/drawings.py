@@ -195,9 +195,15 @@ def drawing_render(*, drawing: Drawing) -> Drawing:
             )
         except rendering.RenderError as exc:
             return drawing_render_fail(drawing=drawing, message=exc.message)
-        return _pages_replace(drawing=drawing, result=result)
+        drawing = _pages_replace(drawing=drawing, result=result)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if drawing.status == Drawing.Status.RENDERED and drawing.part_number:
+        # Records may have arrived before the drawing: its ground truth needs the material just read.
+        from curation.services.ground_truth import ground_truth_compute
+
+        ground_truth_compute(part_number=drawing.part_number)
+    return drawing
 
 
 def _local_pdf_path(drawing: Drawing, workdir: str) -> str:
@@ -250,6 +256,7 @@ def _pages_replace(*, drawing: Drawing, result: rendering.RenderResult) -> Drawi
             locked.repaired = result.repaired
             locked.warning_count = len(warnings)
             locked.warnings = "\n".join(warnings[:200])
+            locked.material = result.material[:100]
             if result.part_number and _part_number_is_automatic(locked):
                 locked.part_number = result.part_number[:100]
             locked.status = Drawing.Status.RENDERED

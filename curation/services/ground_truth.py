@@ -13,7 +13,6 @@ from django.db import transaction
 
 from curation.models import Drawing, GroundTruth, MaterialAlias, ProductionRecord
 from curation.services.production import OPERATIONS
-from curation.title_block import pdf_material
 
 _CENT = Decimal("0.01")
 
@@ -107,11 +106,8 @@ def _drawing_for(part_number: str) -> Drawing | None:
 
 
 def _drawing_material(drawing: Drawing) -> str:
-    if not drawing.file:
-        return ""
-    # Read through the storage API, not a local path, so drawings on S3-style storage work too.
-    with drawing.file.open("rb") as handle:
-        return pdf_material(handle.read(), name=drawing.original_name)
+    # Read from the title block at render time, inside the memory-capped render process.
+    return drawing.material
 
 
 def ground_truth_compute(*, part_number: str) -> GroundTruth | None:

@@ -6,6 +6,7 @@ import pytest
 from django.core.files.base import ContentFile
 
 from curation.models import Drawing, GroundTruth, ProductionRecord
+from curation.services.drawings import drawing_render
 from curation.services.ground_truth import (
     ground_truth_compute, ground_truth_material_set, ground_truth_target, trimmed_mean,
 )
@@ -91,12 +92,17 @@ def test_material_is_read_from_the_vector_drawing_and_kept_when_set_by_hand(corp
     parts = json.loads((corpus / "ground_truth.json").read_text())["parts"]
     vector = next(pn for pn, p in parts.items() if not p["scanned"] and p["pages"] == 1)
     scanned = next(pn for pn, p in parts.items() if p["scanned"])
+    drawings = []
     for pn in (vector, scanned):
         data = (corpus / parts[pn]["file"]).read_bytes()
         drawing = Drawing(original_name=parts[pn]["file"], sha256=pn, part_number=pn, size_bytes=len(data))
         drawing.file.save(parts[pn]["file"], ContentFile(data), save=True)
+        drawings.append(drawing)
     production_records_import(text=_csv([(vector, "O1", "DMU 50", "milling", "3", "20"),
                                          (scanned, "O2", "DMU 50", "milling", "3", "20")]))
+    assert GroundTruth.objects.get(part_number=vector).material == ""  # not rendered yet: title block unread
+    for drawing in drawings:
+        drawing_render(drawing=drawing)  # reads the title block and recomputes the part's ground truth
     assert GroundTruth.objects.get(part_number=vector).material == parts[vector]["target"]["material"]
     from_scan = GroundTruth.objects.get(part_number=scanned)
     assert from_scan.material == ""  # no text layer: a person enters it
@@ -117,10 +123,11 @@ def test_selector_gives_the_table_the_screens_show():
     assert ground_truth_for_part("NOPE") is None and ground_truth_for_part("") is None
 
 
-def test_material_of_every_vector_corpus_drawing_is_read_as_printed(corpus):
-    from curation.title_block import pdf_material
+def test_material_of_every_vector_corpus_drawing_is_read_as_printed(corpus, tmp_path):
+    from curation.rendering import RenderLimits, render_pdf
 
+    limits = RenderLimits(max_side_px=256, dpi_cap=72, max_pixels=256 * 256)
     parts = json.loads((corpus / "ground_truth.json").read_text())["parts"]
     for part_number, part in parts.items():
-        material = pdf_material((corpus / part["file"]).read_bytes())
-        assert material == ("" if part["scanned"] else part["target"]["material"]), part_number
+        result = render_pdf(str(corpus / part["file"]), out_dir=str(tmp_path), limits=limits)
+        assert result.material == ("" if part["scanned"] else part["target"]["material"]), part_number
