@@ -1,7 +1,7 @@
 """The stand-in answers the real SDK over HTTP, including scripted errors the SDK retries."""
 import openai
 
-from tests.openai_standin import Response, StandIn
+from tests.openai_standin import StandIn
 from tests.openai_standin.base import api_error
 
 
