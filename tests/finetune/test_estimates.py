@@ -132,11 +132,17 @@ def test_api_session_needs_csrf_and_unrendered_drawings_wait(manager, standin):
     response = browser.post("/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json")
     assert response.status_code == 403 and "CSRF" in response.json()["error"]
 
+    browser.get("/admin/")  # sets the CSRF cookie, as the admin page does for a browser
+    token = browser.cookies["csrftoken"].value
+    response = browser.post("/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json",
+                            HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 201 and response.json()["part_number"] == "API-2"
+
     pending = make_drawing(part_number="API-3", status=Drawing.Status.UPLOADED)
     response = browser.post("/api/estimates", json.dumps({"drawing_id": pending.pk}), content_type="application/json",
                             **_basic(manager))
     assert response.status_code == 409 and response.json()["drawing_id"] == pending.pk
-    assert len(standin.calls_to("POST", "/chat/completions")) == 0
+    assert len(standin.calls_to("POST", "/chat/completions")) == 1  # only the session estimate above
 
 
 @pytest.mark.corpus

@@ -253,10 +253,10 @@ def test_admin_evaluate_form_queues_a_run_and_its_page_shows_progress(client, se
         run = EvalRun.objects.get()
         assert response.status_code == 302
         page = client.get(f"/admin/finetune/evalrun/{run.pk}/change/")
-        assert page.status_code == 200 and b"0 / 2" in page.content
+        assert page.status_code == 200 and b"0 / 2" in page.content and b'http-equiv="refresh"' in page.content
         run_worker("openai")
     page = client.get(f"/admin/finetune/evalrun/{run.pk}/change/")
-    assert b"2 / 2" in page.content and b"JSON validity" in page.content
+    assert b"2 / 2" in page.content and b"JSON validity" in page.content and b'http-equiv="refresh"' not in page.content
     assert client.get("/admin/finetune/evalresult/").status_code == 200
 
 
