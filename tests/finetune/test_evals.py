@@ -285,3 +285,16 @@ def test_reconcile_requeues_runs_left_behind_and_leaves_live_ones(settings, mana
         run_worker("openai")
     lost.refresh_from_db()
     assert lost.status == EvalRun.Status.DONE and lost.done_count == 2
+
+
+def test_a_run_without_an_api_key_fails_with_the_reason_on_the_row(settings, manager, run_worker,
+                                                                   django_capture_on_commit_callbacks):
+    settings.OPENAI_API_KEY = ""
+    version = make_dataset_version(n_validation=1, n_train=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = eval_run_create(task=version.dataset.task, model_name=MODEL, model_kind="base", provider="openai",
+                              dataset_version=version, user=manager)
+    run_worker("openai")
+    run.refresh_from_db()
+    assert run.status == EvalRun.Status.FAILED and "OPENAI_API_KEY" in run.error
+    assert run.results.count() == 0
