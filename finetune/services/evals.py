@@ -1,9 +1,10 @@
 """Evaluation runs: create, execute (one RQ job, a bounded thread pool for the API calls), resume, finish.
 
-Concurrency lives in one job: a pool of EVAL_CONCURRENCY threads does only HTTP; the job's own thread
-builds the messages and writes every result, so the database sees one writer per run (SQLite-safe)
-and the number of requests in flight is exactly the setting. A result row is unique per (run,
-example): a resumed run asks only examples without one, so done examples are never paid twice.
+Concurrency lives in one job: a pool of EVAL_CONCURRENCY threads embeds the page images (file reads,
+no database) and makes the HTTP calls; the job's own thread hands out examples and writes every
+result, so the database sees one writer per run (SQLite-safe) and the number of requests in flight is
+exactly the setting. A result row is unique per (run, example): a resumed run asks only examples
+without one, so done examples are never paid twice.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from django.utils import timezone
 
 from curation.models import BaseModel, DatasetMember, DatasetVersion, DrawingPage, Task
 from curation.openai_format import iter_image_parts, parse_page_ref, resolve_image_refs
-from curation.services.exports import ExportError, page_bytes
+from curation.services.exports import ExportError, messages_with_images, page_bytes
 from finetune import metrics as metric_lib
 from finetune.models import EvalResult, EvalRun, ModelKind
 from finetune.providers.base import ProviderError, available_providers, get_provider
@@ -57,8 +58,6 @@ def messages_with_prompt(messages: list[dict], prompt_text: str) -> list[dict]:
 
 def api_messages(messages: list[dict]) -> list[dict]:
     """Page references (`page:<id>`) replaced by base64 data URLs, the way the API needs them."""
-    from curation.services.exports import messages_with_images
-
     return messages_with_images(messages)
 
 
