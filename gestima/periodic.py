@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 PERIODIC_JOBS = {
     "reconcile-drawings": ("curation.jobs.drawings_reconcile", "RECONCILE_INTERVAL_SECONDS", "render"),
     "sync-runs": ("finetune.jobs.training_runs_sync_all", "RUN_SYNC_INTERVAL_SECONDS", "openai"),
+    "reconcile-evals": ("finetune.jobs.eval_runs_reconcile_job", "RECONCILE_INTERVAL_SECONDS", "openai"),
 }
 
 

@@ -114,6 +114,11 @@ RENDER_MEMORY_LIMIT_MB = env.int("RENDER_MEMORY_LIMIT_MB", default=1024)
 GROUND_TRUTH_TRIM_FRACTION = env.float("GROUND_TRUTH_TRIM_FRACTION", default=0.1)
 GROUND_TRUTH_HIGH_CV = env.float("GROUND_TRUTH_HIGH_CV", default=0.35)
 
+# Review in the admin (issue 3): which JSON tags get a changelist filter, and how many history rows the
+# review screen and the change page show (the newest; the full trail stays in ExampleChange).
+REVIEW_TAG_FILTERS = env.list("REVIEW_TAG_FILTERS", default=["industry", "machine", "material"])
+REVIEW_HISTORY_LIMIT = env.int("REVIEW_HISTORY_LIMIT", default=50)
+
 # Examples (issue 3, data side): near-duplicate pages are within this many bits of dHash (of 64). Distinct
 # corpus drawings sharing a frame come within 2-4 bits of each other, so only near-identical pages count;
 # imported chat lines above this many o200k_base tokens are refused as too long (OpenAI's own cap is 65,536).
@@ -121,11 +126,6 @@ NEAR_DUPLICATE_MAX_DISTANCE = env.int("NEAR_DUPLICATE_MAX_DISTANCE", default=1)
 EXAMPLES_IMPORT_MAX_TOKENS = env.int("EXAMPLES_IMPORT_MAX_TOKENS", default=16_384)
 # Demo data: the admin's password; empty -> one is generated, printed once and stored nowhere.
 DEMO_ADMIN_PASSWORD = env("DEMO_ADMIN_PASSWORD", default="")
-
-# Review in the admin (issue 3): which JSON tags get a changelist filter, and how many history rows the
-# review screen and the change page show (the newest; the full trail stays in ExampleChange).
-REVIEW_TAG_FILTERS = env.list("REVIEW_TAG_FILTERS", default=["industry", "machine", "material"])
-REVIEW_HISTORY_LIMIT = env.int("REVIEW_HISTORY_LIMIT", default=50)
 
 # Redis and RQ: ids only are enqueued, after the transaction commits.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")

@@ -83,14 +83,12 @@ def _drawing_cell(example: Example | None):
     if drawing is None:
         return "—"
     page = drawing.pages.order_by("number").first()
-    try:
-        link = reverse("admin:curation_drawing_change", args=[drawing.pk])
-    except NoReverseMatch:
-        link = page.image.url if page else "#"
+    link = reverse("admin:curation_drawing_change", args=[drawing.pk])
     if page is None:
         return format_html('<a href="{}">{}</a>', link, drawing)
+    thumb = reverse("admin:curation_page_image", args=[page.pk]) + "?size=thumb"
     return format_html('<a href="{}"><img src="{}" alt="{}" style="max-width:160px;max-height:110px;border:1px solid #ccc"><br>{}</a>',
-                       link, page.image.url, drawing, drawing)
+                       link, thumb, drawing, drawing)
 
 
 def worst_html(run: EvalRun):
