@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -98,6 +99,7 @@ def messages_with_images(messages: list[dict]) -> list[dict]:
 
 FORMATS = ("openai", "open_weights")
 _BATCH = 100
+_SWITCH_INTERVAL = 0.0002
 IMAGE_PLACEHOLDER = "<image>"
 
 
@@ -308,6 +310,12 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
     images = _OpenWeightsImages(out_dir) if fmt == "open_weights" else None
     done = 0
     writer = _LineWriter()
+    # This thread holds the GIL almost all the time (base64); by default the writer would wait 5 ms
+    # for it after every write or hash call and the two threads would take turns instead of
+    # overlapping. A 0.2 ms switch interval while the export runs lets them overlap (measured:
+    # ~1.0x the raw baseline instead of ~1.2x). The interval is per process and restored after.
+    previous_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous_interval, _SWITCH_INTERVAL))
     try:
         members = (version.members.order_by("split", "position")
                    .values_list("split", "messages", "target", named=True).iterator(chunk_size=_BATCH))
@@ -342,6 +350,8 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
         for handle in files.values():
             handle.discard()
         raise
+    finally:
+        sys.setswitchinterval(previous_interval)
     return {
         "train": files["train"].path,
         "validation": files["validation"].path if files["validation"].lines else None,

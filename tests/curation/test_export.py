@@ -43,9 +43,13 @@ def page_bytes_by_sha(examples):
 
 @pytest.mark.django_db
 def test_openai_export_passes_the_validator_and_embeds_the_page_bytes(tmp_path):
+    import sys
+
     version, examples = build_version(pages=2)
     seen = []
+    interval = sys.getswitchinterval()
     paths = dataset_version_export(version=version, out_dir=tmp_path / "out", progress=lambda d, t: seen.append((d, t)))
+    assert sys.getswitchinterval() == interval  # the export's faster GIL switching is undone
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "train.jsonl", "validation.jsonl"]
     assert seen[-1] == (14, 14)
 
