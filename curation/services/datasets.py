@@ -17,7 +17,6 @@ from django.db.models import Max
 
 from curation.models import BaseModel, Dataset, DatasetMember, DatasetVersion, DrawingPage, Example
 from curation.openai_format import (
-    MAX_IMAGES_PER_EXAMPLE,
     ImageProblem,
     build_line,
     image_inspect,
@@ -243,8 +242,6 @@ def _member_facts(example_id, split, messages, target, task, pages: _Pages, mode
             facts.problems.append({"code": "image_changed", "level": "error",
                                    "message": f"page {page_id} changed since the version was built: rebuild the dataset"})
         images.append((check.width, check.height, detail))
-    if len(images) > MAX_IMAGES_PER_EXAMPLE:
-        pass  # validate_line already reports too_many_images
     try:
         target_validate(task=task, target_text=target)
     except TargetInvalid as exc:
@@ -259,8 +256,6 @@ def _member_facts(example_id, split, messages, target, task, pages: _Pages, mode
         if total > model.max_tokens:
             facts.problems.append({"code": "too_many_tokens", "level": "warning", "message":
                                    f"{total:,} tokens: above the {model.max_tokens:,} limit of {model.name} (it would be truncated)"})
-        if images and not model.supports_vision:
-            pass  # shown once per model in the cost table, not per example
     facts.text_tokens = text_cache.get(DEFAULT_ENCODING) or messages_text_tokens(line["messages"], DEFAULT_ENCODING)
     facts.image_tokens = sum(image_tokens(w, h, d, DEFAULT_SCHEME) for w, h, d in images if w and h)
     return facts

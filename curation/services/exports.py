@@ -25,7 +25,6 @@ from django.utils.text import slugify
 
 from curation.models import DatasetVersion, DrawingPage
 from curation.openai_format import (
-    build_line,
     decode_data_url,
     dumps_line,
     fingerprint,
