@@ -24,6 +24,7 @@ from curation.openai_format import (
     parse_page_ref,
     validate_line,
 )
+from curation.services.base_models import base_models_seed
 from curation.services.tasks import TargetInvalid, target_validate
 from curation.tokens import ImageScheme, image_tokens, messages_text_tokens, training_cost
 
@@ -207,6 +208,8 @@ class _Model:
 
 
 def _models() -> list[_Model]:
+    if not BaseModel.objects.exists():
+        base_models_seed()  # a fresh install still shows costs; admin edits are never overwritten
     rows = BaseModel.objects.filter(active=True).order_by("name")
     return [_Model(m.name, m.encoding, ImageScheme(m.image_tokens, m.patch_multiplier), m.training_price_per_1m,
                    m.max_tokens_per_example, m.supports_vision, m.jobs_end_date, m.shutdown_date) for m in rows]

@@ -306,3 +306,22 @@ def test_base_model_admin_warns_when_dates_are_near_or_past(client):
     assert "(past)" in base_model_date_warning(model, today=datetime.date(2027, 2, 1))
     client.force_login(make_user("Manager"))
     assert client.get(_changelist("basemodel")).status_code == 200
+
+
+def test_example_over_the_token_limit_is_a_warning_not_an_error():
+    base_models_seed()
+    BaseModel.objects.exclude(name="gpt-4o-2024-08-06").update(active=False)
+    task = make_task("support_reply")
+    examples = [make_example(task=task, status=APPROVED, target=f"Answer {i}.") for i in range(10)]
+    Example.objects.filter(pk=examples[0].pk).update(target="word " * 70_000)
+    version = dataset_build(dataset=make_dataset(task, validation_fraction=0))
+    assert [(p["example_id"], p["code"], p["level"]) for p in version.problems] == [(examples[0].pk, "too_many_tokens", "warning")]
+    assert "above the 65,536 limit of gpt-4o-2024-08-06" in version.problems[0]["message"]
+    assert {g["name"]: g for g in version.gates}["format"]["passed"]
+
+
+def test_build_seeds_base_models_when_there_are_none():
+    approved_examples(10)
+    version = dataset_build(dataset=make_dataset(validation_fraction=0))
+    assert set(version.cost_estimates) == {"gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14", "gpt-4.1-nano-2025-04-14",
+                                           "gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18"}
