@@ -85,8 +85,10 @@ def image_inspect(data: bytes) -> ImageInfo:
             fmt, mode, (width, height) = image.format, image.mode, image.size
             # verify() walks the file structure (PNG chunk CRCs, JPEG markers) without decoding pixels.
             image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageProblem(f"image cannot be decoded ({exc.__class__.__name__}: {exc}); render the page again") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageProblem("image cannot be decoded (not a recognised image file); render the page again") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageProblem(f"image cannot be decoded ({exc}); render the page again") from exc
     if fmt not in IMAGE_FORMATS:
         raise ImageProblem(f"image format {fmt} is not accepted: use JPEG, PNG or WEBP")
     if mode not in IMAGE_MODES:

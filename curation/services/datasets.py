@@ -310,7 +310,7 @@ def dataset_gates(dataset: Dataset, facts: list[_MemberFacts], tags_by_example: 
                        + ("within" if ok else "above") + f" the maximum of {_pct(dataset.max_same_prefix_share)}"))
     errors = sum(1 for f in facts if any(p["level"] == "error" for p in f.problems))
     gates.append(_gate("format", errors == 0, errors, 0,
-                       f"{errors} examples with format errors" + ("" if errors == 0 else ": fix them (see problems) and rebuild")))
+                       f"{errors} example(s) with format errors" + ("" if errors == 0 else ": fix them (see problems) and rebuild")))
     return gates
 
 
