@@ -9,8 +9,12 @@ import pytest
 from curation.models import Example
 from tests.factories import make_drawing, make_example, make_ground_truth, make_task, make_user
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls between steps are plain and safe.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls between steps are plain and
+    # safe. Scoped to this module's tests so no other test (or subprocess) inherits it.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -1,7 +1,6 @@
 """Makers for the evaluation tests: dataset versions with validation members, a stand-in answering plans.
 
-(Kept beside the tests that use them rather than in tests/factories.py, which other engineers were
-editing in the shared working tree at the same time.)
+(Kept beside the tests that use them; the shared makers are in tests/factories.py.)
 """
 from __future__ import annotations
 
@@ -9,6 +8,7 @@ import json
 from decimal import Decimal
 
 from curation.models import BaseModel, Dataset, DatasetMember, DatasetVersion, Example
+from tests import factories
 from tests.factories import make_drawing, make_example, make_task, technology_target
 
 MODEL = "gpt-4o-2024-08-06"
@@ -16,10 +16,9 @@ FT_MODEL = "ft:gpt-4o-2024-08-06:shop::abc123"
 
 
 def make_base_model(name: str = MODEL, *, input_price="2.5", output_price="10") -> BaseModel:
-    model, _ = BaseModel.objects.get_or_create(
-        name=name, defaults={"training_price_per_1m": Decimal("25"), "input_price_per_1m": Decimal(input_price),
-                             "output_price_per_1m": Decimal(output_price)})
-    return model
+    """The base model with inference prices (the seeded rows carry training prices only)."""
+    return factories.make_base_model(name, price="25", input_price_per_1m=Decimal(input_price),
+                                     output_price_per_1m=Decimal(output_price))
 
 
 def make_dataset_version(*, task=None, n_validation: int = 5, n_train: int = 2, minutes=None, tags=None) -> DatasetVersion:

@@ -38,3 +38,25 @@ def test_check_deploy_passes_with_production_settings(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.django_db
+def test_migrations_match_the_models():
+    from django.core.management import call_command
+
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+@pytest.mark.django_db
+def test_migrations_create_the_roles_and_seed_base_models():
+    from django.contrib.auth.models import Group
+
+    from curation.models import BaseModel
+
+    reviewer = set(Group.objects.get(name="Reviewer").permissions.values_list("codename", flat=True))
+    manager = set(Group.objects.get(name="Manager").permissions.values_list("codename", flat=True))
+    assert "review_example" in reviewer and "review_example" in manager
+    assert not reviewer & {"launch_run", "promote_model", "build_dataset", "export_dataset", "add_drawing"}
+    assert {"launch_run", "promote_model", "build_dataset", "export_dataset", "add_drawing"} <= manager
+    gpt4o = BaseModel.objects.get(name="gpt-4o-2024-08-06")
+    assert str(gpt4o.shutdown_date) == "2027-01-14" and str(gpt4o.jobs_end_date) == "2027-01-06"
