@@ -183,7 +183,7 @@ def _inches(points: float) -> str:
 def _dhash(image: Image.Image) -> str:
     """64-bit difference hash: robust to scale and small edits, for near-duplicate pages."""
     small = image.convert("L").resize((9, 8), Image.Resampling.BOX)
-    pixels = list(small.getdata())
+    pixels = small.tobytes()  # mode L: one byte per pixel, row by row
     bits = 0
     for row in range(8):
         for col in range(8):

@@ -14,3 +14,8 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 SECURE_HSTS_SECONDS = 0
 ALLOWED_HOSTS = ["*"]
+
+# WhiteNoise wants STATIC_ROOT to exist; tests never collect static files into it.
+import tempfile  # noqa: E402
+
+STATIC_ROOT = Path(tempfile.mkdtemp(prefix="gestima-test-static-"))  # noqa: F405
