@@ -1,6 +1,7 @@
 """URL configuration: the admin is the application; the API serves estimates."""
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from gestima import rq_dashboard
 
@@ -11,6 +12,7 @@ admin.site.site_title = "Gestima Studio"
 admin.site.index_title = "Curate data, train and evaluate models"
 
 urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", include("finetune.urls")),
 ]
