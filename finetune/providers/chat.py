@@ -1,55 +1,13 @@
 """Chat completions through the `openai` SDK (evaluation and estimates): a mixin for the OpenAI providers.
 
-Errors come back as ProviderError with `retryable` set the way the API reference says: rate limits,
-5xx, timeouts and connection errors may succeed later; 400/401/403/404/422 and quota 429s never do.
+Errors come back as ProviderError classified by `errors.provider_error`, like every other OpenAI call.
 """
 from __future__ import annotations
 
 import time
 
 from finetune.providers.base import ChatResult, ProviderError
-
-# 429s that are not worth retrying: the account is out of money or out of its daily allowance.
-_NON_RETRYABLE_429 = {"insufficient_quota", "daily_rate_limit_exceeded", "billing_hard_limit_reached"}
-
-
-def _retry_after(headers) -> float | None:
-    if not headers:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return float(value) * scale
-            except ValueError:
-                continue
-    return None
-
-
-def chat_error_from_sdk(exc: Exception) -> ProviderError:
-    """Map an `openai` SDK exception to a ProviderError (message kept whole, retryable classified)."""
-    import openai
-
-    if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(f"timeout: {exc}", code="timeout", retryable=True)
-    if isinstance(exc, openai.APIConnectionError):
-        return ProviderError(f"connection error: {exc}", code="connection_error", retryable=True)
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        code = str(exc.code or "")
-        message = getattr(exc, "message", "") or str(exc)
-        headers = getattr(exc.response, "headers", None)
-        if status == 429:
-            retryable = code not in _NON_RETRYABLE_429 and "quota" not in message.lower()
-            return ProviderError(message, code=code or "rate_limit_exceeded", param=str(exc.param or ""),
-                                 retryable=retryable, retry_after=_retry_after(headers) if retryable else None)
-        retryable = status >= 500 or status in (408, 409)
-        return ProviderError(message, code=code or f"http_{status}", param=str(exc.param or ""),
-                             retryable=retryable, retry_after=_retry_after(headers) if retryable else None)
-    if isinstance(exc, openai.OpenAIError):
-        return ProviderError(str(exc), code="sdk_error", retryable=False)
-    return ProviderError(f"{type(exc).__name__}: {exc}", code="unexpected", retryable=False)
-
+from finetune.providers.errors import provider_error
 
 class OpenAIChatMixin:
     """Implements Provider.chat with `self.client` (an `openai.OpenAI` or `openai.AzureOpenAI`)."""
@@ -77,7 +35,7 @@ class OpenAIChatMixin:
         try:
             completion = self.client.chat.completions.create(**kwargs)
         except openai.OpenAIError as exc:
-            raise chat_error_from_sdk(exc) from exc
+            raise provider_error(exc) from exc
         latency_ms = int((time.perf_counter() - started) * 1000)
         if not completion.choices:
             raise ProviderError("the API returned no choices", code="empty_response", retryable=True)

@@ -16,58 +16,12 @@ from django.conf import settings
 
 from finetune.providers.base import Provider, ProviderError, register
 from finetune.providers.chat import OpenAIChatMixin
+from finetune.providers.errors import provider_error
 from finetune.providers.fine_tuning import RUN_ID_KEY, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# 429s that waiting does not fix: the account is out of money or out of its daily allowance.
-NON_RETRYABLE_429 = {"insufficient_quota", "daily_rate_limit_exceeded", "billing_hard_limit_reached"}
-
-
-def _retry_after(headers) -> float | None:
-    if not headers:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
-
-
-def provider_error(exc: Exception) -> ProviderError:
-    """Map an SDK exception to a ProviderError: message kept whole, `retryable` classified by status and code."""
-    import openai
-
-    if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(f"The request to the provider timed out: {exc}", code="timeout", retryable=True)
-    if isinstance(exc, openai.APIConnectionError):
-        return ProviderError(f"Could not reach the provider: {exc}", code="connection_error", retryable=True)
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        code = str(exc.code or "")
-        # The API's own message, whole (the SDK's str() prefixes "Error code: ...").
-        body = exc.body if isinstance(exc.body, dict) else {}
-        message = body.get("message") or getattr(exc, "message", "") or str(exc)
-        param = str(exc.param or "")
-        headers = getattr(exc.response, "headers", None)
-        if status == 429:
-            retryable = code not in NON_RETRYABLE_429 and "quota" not in code
-            return ProviderError(message, code=code or "rate_limit_exceeded", param=param, retryable=retryable,
-                                 retry_after=_retry_after(headers) if retryable else None)
-        retryable = status >= 500 or status in (408, 409)
-        error = ProviderError(message, code=code or f"http_{status}", param=param, retryable=retryable,
-                              retry_after=_retry_after(headers) if retryable else None)
-        error.http_status = status  # e.g. 404: the job is gone (ft_doctor)
-        return error
-    if isinstance(exc, openai.OpenAIError):
-        return ProviderError(str(exc), code="sdk_error", retryable=False)
-    return ProviderError(f"{type(exc).__name__}: {exc}", code="unexpected", retryable=False)
-
 
 def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     """Seconds to wait before attempt `attempt + 1`: the server's retry-after (capped), else exponential."""
