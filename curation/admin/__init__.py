@@ -1,5 +1,2 @@
 """Admin screens of the data side, one module per subject."""
-from curation.admin import examples  # noqa: F401
-from curation.admin import records  # noqa: F401
-from curation.admin import datasets  # noqa: F401
-from curation.admin import drawings  # noqa: F401
+from curation.admin import datasets, drawings, examples, records  # noqa: F401

@@ -425,7 +425,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 # --- estimates --------------------------------------------------------------------------------
 @admin.action(description="Estimate with the task's active model")
 def estimate_drawings(modeladmin, request, queryset, *, task_slug: str = "technology_builder"):
-    """An action for the drawings admin (wire it there): one estimate per selected drawing."""
+    """On the drawings admin (added by finetune/admin/__init__.py): one estimate per selected drawing."""
     if not request.user.has_perm("finetune.add_estimate"):
         raise PermissionDenied
     task = Task.objects.filter(slug=task_slug).first()

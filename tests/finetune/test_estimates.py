@@ -198,3 +198,25 @@ def test_admin_estimate_form_and_lists_for_a_manager(client, manager, standin):
     assert page.status_code == 200 and b"ADM-2" in page.content and b"Correct this estimate" in page.content
     for url in ("/admin/finetune/estimate/", "/admin/finetune/modelversion/", "/admin/finetune/evalrun/"):
         assert client.get(url).status_code == 200, url
+
+
+def test_estimate_action_on_the_drawing_list(client, manager, standin):
+    make_base_model()
+    version = make_dataset_version(n_validation=3, n_train=0)
+    drawing = make_drawing(part_number="ACT-7")
+    url = "/admin/curation/drawing/"
+    client.force_login(manager)
+    # No active model yet: a message says why, nothing is made, no error page.
+    response = client.post(url, {"action": "estimate_drawings", "_selected_action": [drawing.pk]}, follow=True)
+    assert response.status_code == 200 and "no active model" in response.content.decode()
+    assert not Estimate.objects.exists()
+
+    _promote(manager, version)
+    response = client.post(url, {"action": "estimate_drawings", "_selected_action": [drawing.pk]}, follow=True)
+    assert "1 estimate(s) made" in response.content.decode()
+    assert Estimate.objects.get().drawing == drawing
+
+    reviewer = make_user("Reviewer")
+    client.force_login(reviewer)
+    response = client.post(url, {"action": "estimate_drawings", "_selected_action": [drawing.pk]})
+    assert response.status_code in (403, 302) and Estimate.objects.count() == 1
