@@ -21,12 +21,22 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pymupdf
 from PIL import Image
 
-# MuPDF prints its warnings to stderr by default; we collect them per drawing instead.
-pymupdf.TOOLS.mupdf_display_errors(False)
-pymupdf.TOOLS.mupdf_display_warnings(False)
+_pymupdf = None
+
+
+def _mupdf():
+    """PyMuPDF, imported on first use: processes that never render (web, exports) need not carry its ~110 MB."""
+    global _pymupdf
+    if _pymupdf is None:
+        import pymupdf
+
+        # MuPDF prints its warnings to stderr by default; we collect them per drawing instead.
+        pymupdf.TOOLS.mupdf_display_errors(False)
+        pymupdf.TOOLS.mupdf_display_warnings(False)
+        _pymupdf = pymupdf
+    return _pymupdf
 
 
 class RenderError(Exception):
@@ -222,7 +232,7 @@ def _image_coverage(page, rect) -> float:
     """Share of the page area covered by raster images (an OCR'd scan has text, yet is a photo)."""
     try:
         covered = sum(
-            abs((pymupdf.Rect(info["bbox"]) & rect).get_area()) for info in page.get_image_info()
+            abs((_mupdf().Rect(info["bbox"]) & rect).get_area()) for info in page.get_image_info()
         )
     except Exception:
         return 0.0
@@ -262,9 +272,9 @@ def render_pdf(path: str, *, out_dir: str, limits: RenderLimits, stem: str = "pa
         handle.seek(max(0, size - 1024))
         tail = handle.read()
     pdf_sniff(head)
-    pymupdf.TOOLS.reset_mupdf_warnings()
+    _mupdf().TOOLS.reset_mupdf_warnings()
     try:
-        doc = pymupdf.open(path, filetype="pdf")
+        doc = _mupdf().open(path, filetype="pdf")
     except Exception as exc:  # PyMuPDF raises FileDataError, RuntimeError, ValueError... at open
         raise RenderError(_classify("open", exc, memory_mb=limits.memory_limit_mb)) from None
     try:
@@ -274,7 +284,7 @@ def render_pdf(path: str, *, out_dir: str, limits: RenderLimits, stem: str = "pa
 
 
 def _warnings() -> list[str]:
-    return [line for line in pymupdf.TOOLS.mupdf_warnings(reset=False).splitlines() if line.strip()]
+    return [line for line in _mupdf().TOOLS.mupdf_warnings(reset=False).splitlines() if line.strip()]
 
 
 def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, stem: str) -> RenderResult:
@@ -320,7 +330,7 @@ def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, st
             # Text extraction interprets the content stream too: its failures are render failures.
             words = page.get_text("words")
             has_images = bool(page.get_images(full=False))
-            pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
+            pix = page.get_pixmap(matrix=_mupdf().Matrix(zoom, zoom), colorspace=_mupdf().csRGB, alpha=False)
             image = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
         except RenderError:
             raise
@@ -520,7 +530,7 @@ def _serve(requests: int, responses: int, memory_limit_mb: int) -> None:
             answer = ("error", f"rendering failed: {type(exc).__name__}: {exc}")
             retire = True
         # Decoded images and fonts of this drawing are no use to the next one: give the memory back.
-        pymupdf.TOOLS.store_shrink(100)
+        _mupdf().TOOLS.store_shrink(100)
         _send(responses, (*answer, retire))
         if retire:
             return
@@ -528,6 +538,9 @@ def _serve(requests: int, responses: int, memory_limit_mb: int) -> None:
 
 class _RenderProcess:
     def __init__(self, memory_limit_mb: int):
+        # Imported in the rendering process before the fork: the child starts warm, and the library does
+        # not count against a drawing's memory cap. Processes that never render never import it.
+        _mupdf()
         requests_r, requests_w = os.pipe()
         responses_r, responses_w = os.pipe()
         pid = os.fork()
