@@ -36,6 +36,10 @@ class DrawingRejected(Exception):
         self.message = message
 
 
+# The task whose examples come from a drawing and its ground truth (built at once after a render).
+DRAWING_TASK_SLUG = "technology_builder"
+
+
 def drawing_render_job_id(drawing_id: int) -> str:
     return f"render-drawing-{drawing_id}"
 
@@ -199,11 +203,26 @@ def drawing_render(*, drawing: Drawing) -> Drawing:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if drawing.status == Drawing.Status.RENDERED and drawing.part_number:
-        # Records may have arrived before the drawing: its ground truth needs the material just read.
-        from curation.services.ground_truth import ground_truth_compute
-
-        ground_truth_compute(part_number=drawing.part_number)
+        try:
+            _after_render(drawing)
+        except Exception:
+            # The drawing did render; `build_examples` (or the Task action) can always do this later.
+            logger.exception("ground truth / example build after rendering drawing %s failed", drawing.pk)
     return drawing
+
+
+def _after_render(drawing: Drawing) -> None:
+    """Records may have arrived before the drawing: compute its ground truth with the material just read,
+    and, where the part has one, put its example up for review without anyone having to ask."""
+    from curation.models import Task
+    from curation.services.examples import examples_build
+    from curation.services.ground_truth import ground_truth_compute
+
+    if ground_truth_compute(part_number=drawing.part_number) is None:
+        return
+    task = Task.objects.filter(slug=DRAWING_TASK_SLUG).first()
+    if task is not None:
+        examples_build(task=task, drawings=[drawing])
 
 
 def _local_pdf_path(drawing: Drawing, workdir: str) -> str:

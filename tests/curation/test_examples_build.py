@@ -214,3 +214,22 @@ def test_pages_rendered_again_are_referenced_anew_without_a_new_review(task):
     example = Example.objects.get()
     assert report.updated == 1 and example.status == Example.Status.APPROVED
     assert example.messages[1]["content"][1]["image_url"]["url"] == f"page:{new_page.pk}"
+
+
+def test_a_drawing_whose_records_came_first_is_up_for_review_once_the_worker_renders_it(task, corpus, run_worker,
+                                                                                         django_capture_on_commit_callbacks):
+    from curation.services.drawings import drawing_ingest
+
+    production_records_import(text=_records("10138363"))  # records first: no drawing yet, no ground truth
+    assert not GroundTruth.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        drawing, _ = drawing_ingest(content=(corpus / "drawings" / "10138363.pdf").read_bytes(), original_name="10138363.pdf")
+    run_worker("render")
+
+    example = Example.objects.get(drawing=drawing)
+    assert example.status == Example.Status.PENDING
+    target = json.loads(example.target)
+    assert target["material"] == "11SMnPb30"  # read from the title block at render time
+    assert [op["operation"] for op in target["operations"]] == ["saw", "turning"]
+    run_worker("render")  # nothing queued again, nothing duplicated
+    assert Example.objects.filter(drawing=drawing).count() == 1
