@@ -13,29 +13,15 @@ import random
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _django import django_throwaway  # noqa: E402
 
-WORKDIR = Path(tempfile.mkdtemp(prefix="gestima-bench-admin-"))
-# Set before django.setup(): the benchmark must never touch the real database or media.
-os.environ.update({
-    "DJANGO_SETTINGS_MODULE": "gestima.settings",
-    "DATABASE_URL": f"sqlite:///{WORKDIR / 'bench.sqlite3'}",
-    "MEDIA_ROOT": str(WORKDIR / "media"),
-    "DEBUG": "False",  # production-like template loading; DEBUG would also keep every query in memory
-    "SECURE_SSL_REDIRECT": "False",
-    "ALLOWED_HOSTS": "testserver",
-    "STATICFILES_BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage",
-    "LOG_LEVEL": "ERROR",
-})
-
-import django  # noqa: E402
-
-django.setup()
+# DEBUG off: production-like template loading; DEBUG would also keep every query in memory.
+WORKDIR = django_throwaway("admin", ALLOWED_HOSTS="testserver",
+                           STATICFILES_BACKEND="django.contrib.staticfiles.storage.StaticFilesStorage")
 
 from django.apps import apps  # noqa: E402
 from django.conf import settings  # noqa: E402

@@ -12,31 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _django import django_throwaway  # noqa: E402
 
-WORKDIR = Path(tempfile.mkdtemp(prefix="gestima-bench-eval-"))
-# Set before django.setup(): the benchmark must never touch the real database or media.
-os.environ.update({
-    "DJANGO_SETTINGS_MODULE": "gestima.settings",
-    "DATABASE_URL": f"sqlite:///{WORKDIR / 'bench.sqlite3'}",
-    "MEDIA_ROOT": str(WORKDIR / "media"),
-    "DEBUG": "False",
-    "SECURE_SSL_REDIRECT": "False",
-    "LOG_LEVEL": "ERROR",
-    "OPENAI_API_KEY": "bench-key",
-})
-
-import django  # noqa: E402
-
-django.setup()
+WORKDIR = django_throwaway("eval", OPENAI_API_KEY="bench-key")
 
 from django.apps import apps  # noqa: E402
 from django.conf import settings  # noqa: E402
