@@ -8,7 +8,6 @@ from django.core.management import CommandError, call_command
 from finetune.models import TrainingRun
 from finetune.services.runs import training_run_create, training_run_launch
 from tests.factories import make_dataset_version
-from tests.finetune.run_fixtures import base_model, ft_api, manager, version  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,6 @@ import pytest
 
 from finetune.providers.base import ProviderError, get_provider
 from finetune.providers.fine_tuning import result_csv_rows
-from tests.finetune.run_fixtures import ft_api  # noqa: F401
 from tests.openai_standin.base import api_error
 from tests.openai_standin.fine_tuning import quota_error, rate_limited, server_error
 

@@ -7,9 +7,8 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from finetune.models import TrainingRun
-from finetune.services.runs import training_run_create, training_run_sync
+from finetune.services.runs import training_run_create
 from tests.factories import make_base_model, make_user
-from tests.finetune.run_fixtures import base_model, ft_api, manager, reviewer, version  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,6 @@ from finetune.services.runs import (
     training_run_sync,
     training_runs_sync_all,
 )
-from tests.finetune.run_fixtures import base_model, ft_api, manager, reviewer, version  # noqa: F401
 from tests.openai_standin.fine_tuning import quota_error, rate_limited, server_error
 
 pytestmark = pytest.mark.django_db
