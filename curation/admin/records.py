@@ -3,6 +3,7 @@
 Thin: the upload view, the material edit and the "Build examples" action are each one service call.
 """
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
@@ -43,6 +44,14 @@ class ProductionCsvForm(forms.Form):
     file = forms.FileField(label="Production times CSV",
                            help_text="Columns: part_number, order_id, machine, operation, pieces, "
                                      "machine_time_min_per_piece, setup_min, recorded_at (optional).")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.UPLOAD_MAX_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size / 1e6:.1f} MB; uploads are limited to {settings.UPLOAD_MAX_BYTES / 1e6:.0f} MB."
+            )
+        return upload
 
 
 @admin.register(ProductionRecord)

@@ -100,6 +100,15 @@ def test_admin_upload_explains_a_broken_file(client):
     assert response.status_code == 200 and "not UTF-8" in response.content.decode()
 
 
+def test_admin_upload_refuses_a_file_over_the_size_limit(client, settings):
+    settings.UPLOAD_MAX_BYTES = 100
+    client.force_login(make_user("Manager"))
+    upload = SimpleUploadedFile("big.csv", (HEADER + "R-1,O1,DMU 50,milling,10,1.5,20,\n" * 5).encode(), "text/csv")
+    response = client.post(reverse("admin:curation_productionrecord_import"), {"file": upload})
+    assert response.status_code == 200 and "uploads are limited to" in response.content.decode()
+    assert not ProductionRecord.objects.exists()
+
+
 def test_admin_upload_is_refused_to_a_reviewer(client):
     client.force_login(make_user("Reviewer"))
     url = reverse("admin:curation_productionrecord_import")
