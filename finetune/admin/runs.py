@@ -190,9 +190,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 run = run_services.training_run_launch(run=run, user=request.user, override_reason=reason)
             except (TrainingRunError, QueueUnavailable) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
-                if run.status == TrainingRun.Status.DRAFT and isinstance(exc, TrainingRunError) and "already" not in str(exc):
+                run.refresh_from_db()
+                if run.status == TrainingRun.Status.DRAFT:  # refused: back to the confirmation page
                     return HttpResponseRedirect(request.path)
-                return self._run_page(run)
+                return self._run_page(run)  # launched meanwhile (a second click) or queued later
             self.message_user(request, f"Run {run.pk} launched: uploading in the background.", messages.SUCCESS)
             return self._run_page(run)
         if run.status != TrainingRun.Status.DRAFT:
