@@ -179,6 +179,9 @@ def test_review_screen_shows_pages_target_ground_truth_history_and_legend(review
     # The full-resolution page through the rendering side's staff-only image view.
     assert f'src="{reverse("admin:curation_page_image", args=[page.pk])}"' in html
     assert 'id="review-target-material">C45<' in html
+    # Breadcrumbs lead back to the list and to the example's own page.
+    assert f'href="{reverse("admin:curation_example_changelist")}"' in html
+    assert f'href="{reverse("admin:curation_example_change", args=[example.pk])}">#{example.pk}</a>' in html
     assert 'id="review-ground-truth"' in html and "High variation" in html
     assert "first look: wrong material" in html  # history row and rejection reason
     assert 'id="review-legend"' in html and "<kbd>a</kbd>" in html
