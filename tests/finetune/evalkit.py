@@ -15,13 +15,13 @@ MODEL = "gpt-4o-2024-08-06"
 FT_MODEL = "ft:gpt-4o-2024-08-06:shop::abc123"
 
 
-def make_base_model(name: str = MODEL, *, input_price="2.5", output_price="10") -> BaseModel:
+def make_priced_base_model(name: str = MODEL, *, input_price="2.5", output_price="10") -> BaseModel:
     """The base model with inference prices (the seeded rows carry training prices only)."""
     return factories.make_base_model(name, price="25", input_price_per_1m=Decimal(input_price),
                                      output_price_per_1m=Decimal(output_price))
 
 
-def make_dataset_version(*, task=None, n_validation: int = 5, n_train: int = 2, minutes=None, tags=None) -> DatasetVersion:
+def make_plan_dataset_version(*, task=None, n_validation: int = 5, n_train: int = 2, minutes=None, tags=None) -> DatasetVersion:
     """A frozen version whose members snapshot real examples (each with a rendered one-page drawing).
 
     `minutes(i)` gives the target machine time of validation example i (default 10 + i).

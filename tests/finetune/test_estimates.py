@@ -11,7 +11,7 @@ from finetune.models import Estimate
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
 from finetune.services.promotion import model_version_promote
 from tests.factories import make_drawing, make_task, make_user, technology_target
-from tests.finetune.evalkit import FT_MODEL, MODEL, make_base_model, make_dataset_version, make_done_eval_run, use_standin
+from tests.finetune.evalkit import FT_MODEL, MODEL, make_priced_base_model, make_plan_dataset_version, make_done_eval_run, use_standin
 from tests.openai_standin import StandIn
 from tests.openai_standin.chat import install_chat, part_number
 
@@ -39,8 +39,8 @@ def _promote(manager, version, *, model=MODEL, kind="base"):
 
 
 def test_estimates_follow_the_registry_without_a_restart(manager, standin):
-    make_base_model()
-    version = make_dataset_version(n_validation=3, n_train=0)
+    make_priced_base_model()
+    version = make_plan_dataset_version(n_validation=3, n_train=0)
     task = version.dataset.task
     drawing = make_drawing(part_number="NEW-100")
     _promote(manager, version)
@@ -67,7 +67,7 @@ def test_no_active_model_is_a_clear_error(manager):
 
 
 def test_a_correction_becomes_a_pending_example(manager, standin):
-    version = make_dataset_version(n_validation=2, n_train=0)
+    version = make_plan_dataset_version(n_validation=2, n_train=0)
     task = version.dataset.task
     _promote(manager, version)
     drawing = make_drawing(part_number="NEW-200")
@@ -101,7 +101,7 @@ def _basic(user):
 
 
 def test_api_requires_credentials_and_the_permission(client, manager, standin):
-    version = make_dataset_version(n_validation=2, n_train=0)
+    version = make_plan_dataset_version(n_validation=2, n_train=0)
     _promote(manager, version)
     drawing = make_drawing(part_number="API-1")
     body = json.dumps({"drawing_id": drawing.pk})
@@ -124,7 +124,7 @@ def test_api_requires_credentials_and_the_permission(client, manager, standin):
 def test_api_session_needs_csrf_and_unrendered_drawings_wait(manager, standin):
     from django.test import Client
 
-    version = make_dataset_version(n_validation=2, n_train=0)
+    version = make_plan_dataset_version(n_validation=2, n_train=0)
     _promote(manager, version)
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(manager)
@@ -149,7 +149,7 @@ def test_api_session_needs_csrf_and_unrendered_drawings_wait(manager, standin):
 def test_api_pdf_upload_is_ingested_rendered_and_estimated(client, manager, standin, corpus):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    version = make_dataset_version(n_validation=2, n_train=0)
+    version = make_plan_dataset_version(n_validation=2, n_train=0)
     _promote(manager, version)
     pdf = corpus / "drawings" / "10198536.pdf"
     upload = SimpleUploadedFile("10198536.pdf", pdf.read_bytes(), content_type="application/pdf")
@@ -165,7 +165,7 @@ def test_api_pdf_upload_is_ingested_rendered_and_estimated(client, manager, stan
 
 
 def test_admin_correction_form_makes_a_pending_example(client, manager, standin):
-    version = make_dataset_version(n_validation=2, n_train=0)
+    version = make_plan_dataset_version(n_validation=2, n_train=0)
     _promote(manager, version)
     estimate = estimate_create(drawing=make_drawing(part_number="ADM-1"), task=version.dataset.task, user=manager)
     client.force_login(make_user("Reviewer"))
@@ -184,7 +184,7 @@ def test_admin_correction_form_makes_a_pending_example(client, manager, standin)
 
 
 def test_admin_estimate_form_and_lists_for_a_manager(client, manager, standin):
-    version = make_dataset_version(n_validation=2, n_train=0)
+    version = make_plan_dataset_version(n_validation=2, n_train=0)
     mv = _promote(manager, version)
     drawing = make_drawing(part_number="ADM-2")
     client.force_login(manager)
@@ -201,8 +201,8 @@ def test_admin_estimate_form_and_lists_for_a_manager(client, manager, standin):
 
 
 def test_estimate_action_on_the_drawing_list(client, manager, standin):
-    make_base_model()
-    version = make_dataset_version(n_validation=3, n_train=0)
+    make_priced_base_model()
+    version = make_plan_dataset_version(n_validation=3, n_train=0)
     drawing = make_drawing(part_number="ACT-7")
     url = "/admin/curation/drawing/"
     client.force_login(manager)

@@ -10,7 +10,7 @@ from django.utils import timezone
 from finetune.models import EvalResult, EvalRun
 from finetune.services.evals import EvalError, eval_run_create, eval_run_resume
 from tests.factories import make_task, make_user
-from tests.finetune.evalkit import FT_MODEL, MODEL, make_base_model, make_dataset_version, targets_by_part, use_standin
+from tests.finetune.evalkit import FT_MODEL, MODEL, make_priced_base_model, make_plan_dataset_version, targets_by_part, use_standin
 from tests.openai_standin import StandIn
 from tests.openai_standin.base import api_error
 from tests.openai_standin.chat import Reply, install_chat, part_number
@@ -33,9 +33,9 @@ def manager(roles):
 
 def test_eval_run_stores_every_outcome_and_metrics_match_hand_computation(settings, manager, run_worker,
                                                                           django_capture_on_commit_callbacks):
-    make_base_model()
+    make_priced_base_model()
     task = make_task()
-    version = make_dataset_version(task=task, n_validation=5)
+    version = make_plan_dataset_version(task=task, n_validation=5)
     targets = targets_by_part(version)
 
     def answer(body):
@@ -87,7 +87,7 @@ def test_eval_run_stores_every_outcome_and_metrics_match_hand_computation(settin
 def test_fine_tuned_models_get_the_compact_prompt_and_api_errors_do_not_stop_the_run(settings, manager, run_worker,
                                                                                    django_capture_on_commit_callbacks):
     task = make_task()
-    version = make_dataset_version(task=task, n_validation=3)
+    version = make_plan_dataset_version(task=task, n_validation=3)
     targets = targets_by_part(version)
     with StandIn() as api:
         install_chat(api, lambda body: json.dumps(targets[part_number(body)]))
@@ -109,7 +109,7 @@ def test_fine_tuned_models_get_the_compact_prompt_and_api_errors_do_not_stop_the
 def test_a_resumed_run_asks_only_the_examples_without_a_result(settings, manager, run_worker,
                                                                django_capture_on_commit_callbacks):
     task = make_task()
-    version = make_dataset_version(task=task, n_validation=5)
+    version = make_plan_dataset_version(task=task, n_validation=5)
     targets = targets_by_part(version)
     with StandIn() as api:
         install_chat(api, lambda body: json.dumps(targets[part_number(body)]))
@@ -144,7 +144,7 @@ def test_a_resumed_run_asks_only_the_examples_without_a_result(settings, manager
 def test_requests_in_flight_never_exceed_the_concurrency(settings, manager, run_worker,
                                                          django_capture_on_commit_callbacks):
     task = make_task()
-    version = make_dataset_version(task=task, n_validation=8, n_train=0)
+    version = make_plan_dataset_version(task=task, n_validation=8, n_train=0)
     targets = targets_by_part(version)
     lock, state = threading.Lock(), {"now": 0, "max": 0}
 
@@ -172,7 +172,7 @@ def test_requests_in_flight_never_exceed_the_concurrency(settings, manager, run_
 def test_reviewers_cannot_start_evaluations(roles):
     from django.core.exceptions import PermissionDenied
 
-    version = make_dataset_version(n_validation=1, n_train=0)
+    version = make_plan_dataset_version(n_validation=1, n_train=0)
     with pytest.raises(PermissionDenied):
         eval_run_create(task=version.dataset.task, model_name=MODEL, model_kind="base", provider="openai",
                         dataset_version=version, user=make_user("Reviewer"))
@@ -184,7 +184,7 @@ def test_evaluate_command_runs_in_the_foreground_and_prints_metrics(settings, ro
     from django.core.management import call_command
 
     task = make_task()
-    version = make_dataset_version(task=task, n_validation=2, n_train=0)
+    version = make_plan_dataset_version(task=task, n_validation=2, n_train=0)
     targets = targets_by_part(version)
     out = StringIO()
     with StandIn() as api:
@@ -237,7 +237,7 @@ def test_chat_maps_sdk_errors_to_retryable_or_not():
 def test_admin_evaluate_form_queues_a_run_and_its_page_shows_progress(client, settings, roles, run_worker,
                                                                      django_capture_on_commit_callbacks):
     task = make_task()
-    version = make_dataset_version(task=task, n_validation=2, n_train=0)
+    version = make_plan_dataset_version(task=task, n_validation=2, n_train=0)
     targets = targets_by_part(version)
     client.force_login(make_user("Reviewer"))
     assert client.get("/admin/finetune/evalrun/evaluate/").status_code == 403
@@ -265,7 +265,7 @@ def test_reconcile_requeues_runs_left_behind_and_leaves_live_ones(settings, mana
     from finetune.services.evals import eval_runs_reconcile
 
     task = make_task()
-    version = make_dataset_version(task=task, n_validation=2, n_train=0)
+    version = make_plan_dataset_version(task=task, n_validation=2, n_train=0)
     targets = targets_by_part(version)
     with StandIn() as api:
         install_chat(api, lambda body: json.dumps(targets[part_number(body)]))
@@ -290,7 +290,7 @@ def test_reconcile_requeues_runs_left_behind_and_leaves_live_ones(settings, mana
 def test_a_run_without_an_api_key_fails_with_the_reason_on_the_row(settings, manager, run_worker,
                                                                    django_capture_on_commit_callbacks):
     settings.OPENAI_API_KEY = ""
-    version = make_dataset_version(n_validation=1, n_train=0)
+    version = make_plan_dataset_version(n_validation=1, n_train=0)
     with django_capture_on_commit_callbacks(execute=True):
         run = eval_run_create(task=version.dataset.task, model_name=MODEL, model_kind="base", provider="openai",
                               dataset_version=version, user=manager)

@@ -7,7 +7,7 @@ from finetune.services.comparison import eval_runs_compare
 from finetune.services.promotion import (PromotionRefused, model_version_activate, model_version_active,
                                          model_version_promote)
 from tests.factories import make_user
-from tests.finetune.evalkit import FT_MODEL, MODEL, make_dataset_version, make_done_eval_run
+from tests.finetune.evalkit import FT_MODEL, MODEL, make_plan_dataset_version, make_done_eval_run
 
 pytestmark = pytest.mark.django_db
 MT = "operations[].machine_time_min_per_piece"
@@ -20,7 +20,7 @@ def manager(roles):
 
 @pytest.fixture
 def version():
-    return make_dataset_version(n_validation=6, n_train=0)
+    return make_plan_dataset_version(n_validation=6, n_train=0)
 
 
 def test_promotion_is_refused_while_the_policy_fails_and_nothing_changes(manager, version):
@@ -166,9 +166,9 @@ def test_promote_and_compare_commands_mirror_the_admin(roles, version):
 
 def test_model_card_names_the_training_run_and_its_hyperparameters(manager, version):
     from finetune.models import TrainingRun
-    from tests.finetune.evalkit import make_base_model
+    from tests.finetune.evalkit import make_priced_base_model
 
-    base = make_base_model()
+    base = make_priced_base_model()
     training_run = TrainingRun.objects.create(dataset_version=version, base_model=base, provider="openai",
                                               n_epochs="3", learning_rate_multiplier="0.5", job_id="ftjob-abc",
                                               fine_tuned_model=FT_MODEL)
