@@ -233,3 +233,22 @@ def test_a_drawing_whose_records_came_first_is_up_for_review_once_the_worker_ren
     assert [op["operation"] for op in target["operations"]] == ["saw", "turning"]
     run_worker("render")  # nothing queued again, nothing duplicated
     assert Example.objects.filter(drawing=drawing).count() == 1
+
+
+def test_a_failing_example_build_after_a_render_leaves_the_drawing_rendered(task, corpus, monkeypatch, caplog):
+    from curation.services import examples as example_services
+    from curation.services.drawings import drawing_ingest, drawing_render
+
+    production_records_import(text=_records("10138363"))
+    drawing, _ = drawing_ingest(content=(corpus / "drawings" / "10138363.pdf").read_bytes(),
+                                original_name="10138363.pdf", enqueue=False)
+
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(example_services, "examples_build", broken)
+    drawing = drawing_render(drawing=drawing)
+    assert drawing.status == Drawing.Status.RENDERED and drawing.pages.count() == 1
+    assert GroundTruth.objects.get(part_number="10138363").material == "11SMnPb30"
+    assert not Example.objects.exists()
+    assert "example build after rendering drawing" in caplog.text
