@@ -437,3 +437,30 @@ def compare_runs(records_a: Iterable[dict], records_b: Iterable[dict], spec: dic
     per_example.sort(key=lambda row: (-abs(row["diff"]), row["id"]))
     result["largest_differences"] = per_example[:top]
     return result
+
+
+# --- Presentation shared by the admin, the commands and the model card --------------------------------
+
+def pct(value, *, missing: str = "n/a") -> str:
+    return missing if value is None else f"{value * 100:.1f} %"
+
+
+def pct_with_ci(block: dict | None, *, missing: str = "n/a") -> str:
+    """"12.3 % (95 % CI 10.1 %–14.6 %)" for a {value, ci} block of `run_metrics`."""
+    if not block or block.get("value") is None:
+        return missing
+    ci = block.get("ci")
+    value = pct(block["value"], missing=missing)
+    return f"{value} (95 % CI {pct(ci[0], missing=missing)}–{pct(ci[1], missing=missing)})" if ci else value
+
+
+def metric_rows(metrics: dict) -> list[tuple[str, str, dict | None, Any]]:
+    """The headline metrics of a run in display order: (metric name, field or path, {value, ci} block, n)."""
+    rows = [("JSON validity", "", metrics.get("json_validity"), (metrics.get("json_validity") or {}).get("n")),
+            ("Schema validity", "", metrics.get("schema_validity"), (metrics.get("schema_validity") or {}).get("n"))]
+    for path, block in (metrics.get("numeric") or {}).items():
+        rows += [(name, path, block.get(key), block.get("n_values"))
+                 for name, key in (("MAPE", "mape"), ("Median APE", "mdape"), ("Bias", "bias"))]
+    for field, block in (metrics.get("categorical") or {}).items():
+        rows.append(("Exact match", field, block.get("accuracy"), block.get("n")))
+    return rows

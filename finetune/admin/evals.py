@@ -22,6 +22,7 @@ from finetune.models import Estimate, EvalResult, EvalRun, ModelKind, ModelVersi
 from finetune.providers.base import ProviderError, available_providers
 from finetune.services.comparison import ComparisonError, eval_runs_compare
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
+from finetune.metrics import metric_rows, pct, pct_with_ci
 from finetune.services.evals import EvalError, eval_run_create, eval_run_resume
 from finetune.services.promotion import (PromotionRefused, model_version_activate, model_version_promote,
                                          promotion_checks)
@@ -32,14 +33,11 @@ TEMPLATE = "admin/finetune/evals/page.html"
 
 # --- small HTML helpers (tables of metrics) ----------------------------------------------------
 def _pct(value) -> str:
-    return "—" if value is None else f"{value * 100:.1f} %"
+    return pct(value, missing="—")
 
 
 def _with_ci(block) -> str:
-    if not block or block.get("value") is None:
-        return "—"
-    ci = block.get("ci")
-    return f"{_pct(block['value'])}  [{_pct(ci[0])} – {_pct(ci[1])}]" if ci else _pct(block["value"])
+    return pct_with_ci(block, missing="—")
 
 
 def _table(headers, rows):
@@ -51,15 +49,9 @@ def _table(headers, rows):
 def metrics_html(metrics: dict):
     if not metrics:
         return "—"
-    rows = [("JSON validity", _with_ci(metrics.get("json_validity")), metrics.get("json_validity", {}).get("n", "")),
-            ("Schema validity", _with_ci(metrics.get("schema_validity")), metrics.get("schema_validity", {}).get("n", ""))]
-    for path_, block in (metrics.get("numeric") or {}).items():
-        rows.append((f"MAPE {path_}", _with_ci(block.get("mape")), block.get("n_values")))
-        rows.append((f"Median APE {path_}", _with_ci(block.get("mdape")), block.get("n_values")))
-        rows.append((f"Bias {path_}", _with_ci(block.get("bias")), block.get("n_values")))
-    for field, block in (metrics.get("categorical") or {}).items():
-        rows.append((f"Exact match {field}", _with_ci(block.get("accuracy")), block.get("n")))
-    parts = [_table(["Metric", "Value [95 % CI]", "n"], rows)]
+    rows = [(f"{name} {subject}".strip(), _with_ci(block), "" if n is None else n)
+            for name, subject, block, n in metric_rows(metrics)]
+    parts = [_table(["Metric", "Value (95 % CI)", "n"], rows)]
     errors = metrics.get("error_counts") or {}
     if errors:
         parts.append(format_html("<p>Errors: {}</p>", ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))))

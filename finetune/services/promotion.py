@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from curation.models import Task
 from finetune import metrics as metric_lib
+from finetune.metrics import metric_rows, pct, pct_with_ci
 from finetune.models import EvalRun, ModelKind, ModelVersion
 from finetune.services.evals import eval_run_records
 
@@ -46,10 +47,6 @@ def _check(name, passed, value, threshold, message) -> dict:
     return {"name": name, "passed": bool(passed), "value": value, "threshold": threshold, "message": message}
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{value * 100:.1f} %"
-
-
 def promotion_checks(*, eval_run: EvalRun) -> tuple[list[dict], dict | None]:
     """The task's policy applied to a done eval run: ([{name, passed, value, threshold, message}], comparison vs active)."""
     task = eval_run.task
@@ -62,17 +59,17 @@ def promotion_checks(*, eval_run: EvalRun) -> tuple[list[dict], dict | None]:
         value = ((metrics.get("numeric") or {}).get(path) or {}).get("mape", {}).get("value")
         limit = float(policy["max_mape"])
         checks.append(_check("max_mape", value is not None and value <= limit, value, limit,
-                             f"MAPE of {path} is {_pct(value)} (limit {_pct(limit)})."))
+                             f"MAPE of {path} is {pct(value)} (limit {pct(limit)})."))
     if "min_json_validity" in policy:
         value = (metrics.get("json_validity") or {}).get("value")
         limit = float(policy["min_json_validity"])
         checks.append(_check("min_json_validity", value is not None and value >= limit, value, limit,
-                             f"JSON validity is {_pct(value)} (minimum {_pct(limit)})."))
+                             f"JSON validity is {pct(value)} (minimum {pct(limit)})."))
     if "min_schema_validity" in policy:
         value = (metrics.get("schema_validity") or {}).get("value")
         limit = float(policy["min_schema_validity"])
         checks.append(_check("min_schema_validity", value is not None and value >= limit, value, limit,
-                             f"Schema validity is {_pct(value)} (minimum {_pct(limit)})."))
+                             f"Schema validity is {pct(value)} (minimum {pct(limit)})."))
 
     comparison = None
     active = model_version_active(task=task)
@@ -104,14 +101,14 @@ def _not_worse_check(comparison: dict, path: str | None, active: ModelVersion) -
     problems = []
     numeric = comparison["numeric"].get(path) if path else None
     if numeric and numeric["ci"] and numeric["ci"][0] > 0:
-        problems.append(f"MAPE is higher by {_pct(numeric['diff'])} (95 % CI {_pct(numeric['ci'][0])} to {_pct(numeric['ci'][1])})")
+        problems.append(f"MAPE is higher by {pct(numeric['diff'])} (95 % CI {pct(numeric['ci'][0])} to {pct(numeric['ci'][1])})")
     validity = comparison["json_validity"]
     if validity["ci"] and validity["ci"][1] < 0:
-        problems.append(f"JSON validity is lower by {_pct(-validity['diff'])}")
+        problems.append(f"JSON validity is lower by {pct(-validity['diff'])}")
     diff = numeric["diff"] if numeric else None
     message = ("; ".join(problems) + f" than the active {active.model_name}.") if problems else (
         f"Not worse than the active {active.model_name} on {comparison['n_shared']} shared examples"
-        + (f" (MAPE difference {_pct(diff)})." if diff is not None else "."))
+        + (f" (MAPE difference {pct(diff)})." if diff is not None else "."))
     return _check("not_worse_than_active", not problems, diff, threshold, message)
 
 
@@ -198,13 +195,6 @@ def promotion_report(*, version: ModelVersion, checks: list[dict], comparison: d
     }
 
 
-def _ci(block) -> str:
-    if not block or block.get("value") is None:
-        return "n/a"
-    ci = block.get("ci")
-    return f"{_pct(block['value'])} (95 % CI {_pct(ci[0])}–{_pct(ci[1])})" if ci else _pct(block["value"])
-
-
 def model_card_render(*, version: ModelVersion) -> str:
     """The model card (Markdown) from the report: what a person needs before trusting the model."""
     report = version.report
@@ -226,15 +216,9 @@ def model_card_render(*, version: ModelVersion) -> str:
     else:
         lines.append("- Base model: " + (version.model_name if version.kind == ModelKind.BASE else "unknown (no training run linked)"))
     lines += ["", "## Metrics (bootstrap 95 % confidence intervals over examples)", "",
-              "| Metric | Value |", "|---|---|",
-              f"| JSON validity | {_ci(metrics.get('json_validity'))} |",
-              f"| Schema validity | {_ci(metrics.get('schema_validity'))} |"]
-    for path, block in (metrics.get("numeric") or {}).items():
-        lines.append(f"| MAPE `{path}` | {_ci(block.get('mape'))} |")
-        lines.append(f"| Median APE `{path}` | {_ci(block.get('mdape'))} |")
-        lines.append(f"| Bias `{path}` | {_ci(block.get('bias'))} |")
-    for field, block in (metrics.get("categorical") or {}).items():
-        lines.append(f"| Exact match `{field}` | {_ci(block.get('accuracy'))} |")
+              "| Metric | Value |", "|---|---|"]
+    lines += [f"| {name}{f' `{subject}`' if subject else ''} | {pct_with_ci(block)} |"
+              for name, subject, block, _ in metric_rows(metrics)]
     lines += ["", "## Promotion policy", ""]
     for check in report["checks"]:
         lines.append(f"- {'PASS' if check['passed'] else 'FAIL'} `{check['name']}`: {check['message']}")
@@ -247,8 +231,8 @@ def model_card_render(*, version: ModelVersion) -> str:
                      f"{comparison['b_wins']} better, {comparison['b_losses']} worse, {comparison['ties']} ties.")
         for path, block in comparison["numeric"].items():
             if block["diff"] is not None and block["ci"]:
-                lines.append(f"- MAPE `{path}`: {_pct(block['mape_a'])} → {_pct(block['mape_b'])} "
-                             f"(difference {_pct(block['diff'])}, 95 % CI {_pct(block['ci'][0])} to {_pct(block['ci'][1])})")
+                lines.append(f"- MAPE `{path}`: {pct(block['mape_a'])} → {pct(block['mape_b'])} "
+                             f"(difference {pct(block['diff'])}, 95 % CI {pct(block['ci'][0])} to {pct(block['ci'][1])})")
     else:
         lines.append("None (first model of the task, or not compared).")
     lines += ["", "## Known limits", ""]

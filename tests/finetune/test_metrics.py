@@ -110,3 +110,21 @@ def test_fast_pooled_interval_equals_the_generic_bootstrap():
     generic = bootstrap_ci(groups, lambda s: sum(map(sum, s)) / sum(map(len, s)), n_boot=300, seed=3)
     fast = ratio_ci([sum(g) for g in groups], [float(len(g)) for g in groups], n_boot=300, seed=3)
     assert fast == pytest.approx(generic) and fast[0] < fast[1]
+
+
+def test_one_presentation_of_metrics_for_admin_commands_and_model_card():
+    from finetune.metrics import metric_rows, pct_with_ci
+
+    metrics = {"json_validity": {"value": 0.985, "ci": [0.96, 1.0], "n": 200},
+               "schema_validity": {"value": None},
+               "numeric": {"operations[].setup_min": {"mape": {"value": 0.1234, "ci": None}, "mdape": {"value": 0.1},
+                                                       "bias": {"value": -0.02, "ci": [-0.05, 0.01]}, "n_values": 40}},
+               "categorical": {"material": {"accuracy": {"value": 1.0, "ci": [1.0, 1.0]}, "n": 20}}}
+    rows = metric_rows(metrics)
+    assert [(name, subject, n) for name, subject, _, n in rows] == [
+        ("JSON validity", "", 200), ("Schema validity", "", None), ("MAPE", "operations[].setup_min", 40),
+        ("Median APE", "operations[].setup_min", 40), ("Bias", "operations[].setup_min", 40), ("Exact match", "material", 20)]
+    assert pct_with_ci(rows[0][2]) == "98.5 % (95 % CI 96.0 %–100.0 %)"
+    assert pct_with_ci(rows[1][2], missing="—") == "—"
+    assert pct_with_ci(rows[2][2]) == "12.3 %"  # no interval (e.g. a single value)
+    assert pct_with_ci(rows[4][2]) == "-2.0 % (95 % CI -5.0 %–1.0 %)"

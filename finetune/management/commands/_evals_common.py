@@ -3,17 +3,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
 from curation.models import DatasetVersion
-
-
-def pct(value) -> str:
-    return "n/a" if value is None else f"{value * 100:.1f} %"
-
-
-def with_ci(block) -> str:
-    if not block or block.get("value") is None:
-        return "n/a"
-    ci = block.get("ci")
-    return f"{pct(block['value'])} [{pct(ci[0])} .. {pct(ci[1])}]" if ci else pct(block["value"])
+from finetune.metrics import metric_rows, pct_with_ci
 
 
 def dataset_version(value: str) -> DatasetVersion:
@@ -39,14 +29,7 @@ def user(username: str | None, *, required: bool = False):
 
 
 def metrics_lines(metrics: dict) -> list[str]:
-    lines = [f"JSON validity      {with_ci(metrics.get('json_validity'))}",
-             f"schema validity    {with_ci(metrics.get('schema_validity'))}"]
-    for path, block in (metrics.get("numeric") or {}).items():
-        lines.append(f"MAPE   {path}  {with_ci(block.get('mape'))}")
-        lines.append(f"MdAPE  {path}  {with_ci(block.get('mdape'))}")
-        lines.append(f"bias   {path}  {with_ci(block.get('bias'))}")
-    for field, block in (metrics.get("categorical") or {}).items():
-        lines.append(f"exact match {field}  {with_ci(block.get('accuracy'))}")
+    lines = [f"{f'{name} {subject}'.strip():<60} {pct_with_ci(block)}" for name, subject, block, _ in metric_rows(metrics)]
     if metrics.get("error_counts"):
         lines.append("errors: " + ", ".join(f"{k} {v}" for k, v in sorted(metrics["error_counts"].items())))
     return lines

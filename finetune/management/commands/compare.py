@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from finetune.models import EvalRun
 from finetune.services.comparison import ComparisonError, eval_runs_compare
-from finetune.management.commands._evals_common import pct
+from finetune.metrics import pct
 
 
 class Command(BaseCommand):
