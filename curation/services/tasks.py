@@ -1,5 +1,6 @@
 """Tasks: creating them from presets, and checking targets (and schemas) against a task's output contract."""
 import json
+from functools import lru_cache
 
 import jsonschema
 from django.db import transaction
@@ -12,6 +13,18 @@ class TargetInvalid(ValueError):
     """A target does not satisfy the task's schema; the message names the failing path."""
 
 
+class TargetNotJSON(TargetInvalid):
+    """The target of a JSON task is not JSON at all."""
+
+
+class TargetSchemaMismatch(TargetInvalid):
+    """The target is JSON but breaks the schema; `value` is what was parsed (evaluation scores it anyway)."""
+
+    def __init__(self, message: str, value):
+        super().__init__(message)
+        self.value = value
+
+
 class SchemaInvalid(ValueError):
     """A task's output schema is not itself a valid JSON Schema."""
 
@@ -20,9 +33,17 @@ class UnknownPreset(ValueError):
     pass
 
 
-def _is_text_schema(schema: dict) -> bool:
+def is_text_task(task: Task) -> bool:
     # Chat tasks (support_reply, code_fix) answer in free text: the target is the text itself, not JSON.
+    schema = task.output_schema or {}
     return isinstance(schema, dict) and schema.get("type") == "string"
+
+
+@lru_cache(maxsize=32)
+def _validator(schema_text: str):
+    # Built once per schema: an eval run checks hundreds of answers against the same one.
+    schema = json.loads(schema_text)
+    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
 
 
 def _error_path(error: jsonschema.ValidationError) -> str:
@@ -46,19 +67,17 @@ def schema_check(*, schema) -> None:
 
 def target_validate(*, task: Task, target_text: str):
     """Return the parsed target (dict/list/str) or raise TargetInvalid with the schema error path."""
-    schema = task.output_schema or {}
-    if _is_text_schema(schema):
+    if is_text_task(task):
         value = target_text
     else:
         try:
             value = json.loads(target_text)
         except (TypeError, ValueError) as exc:
-            raise TargetInvalid(f"The target is not valid JSON: {exc}") from exc
-    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    errors = sorted(validator_class(schema).iter_errors(value), key=lambda e: list(e.absolute_path))
+            raise TargetNotJSON(f"The target is not valid JSON: {exc}") from exc
+    errors = list(_validator(json.dumps(task.output_schema or {}, sort_keys=True)).iter_errors(value))
     if errors:
         error = jsonschema.exceptions.best_match(errors)
-        raise TargetInvalid(f"{_error_path(error)}: {error.message}")
+        raise TargetSchemaMismatch(f"{_error_path(error)}: {error.message}", value)
     return value
 
 

@@ -14,10 +14,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from curation.models import Drawing, Example, Task
-from curation.services.tasks import TargetInvalid, target_validate
+from curation.services.tasks import TargetInvalid, is_text_task, target_validate
 from finetune.models import Estimate
 from finetune.providers.base import ProviderError, get_provider
-from finetune.services.evals import answer_check, api_messages, call_cost, is_text_task, model_prices
+from finetune.services.evals import answer_check, api_messages, call_cost, model_prices
 from finetune.services.promotion import model_version_active, provider_tag
 
 

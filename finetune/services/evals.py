@@ -14,9 +14,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import timedelta
 from decimal import Decimal
-from functools import lru_cache
 
-import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -26,6 +24,12 @@ from django.utils import timezone
 from curation.models import BaseModel, DatasetMember, DatasetVersion, DrawingPage, Task
 from curation.openai_format import iter_image_parts, parse_page_ref, resolve_image_refs
 from curation.services.exports import ExportError, messages_with_images, page_bytes
+from curation.services.tasks import (
+    TargetNotJSON,
+    TargetSchemaMismatch,
+    is_text_task,
+    target_validate,
+)
 from finetune import metrics as metric_lib
 from finetune.models import EvalResult, EvalRun, ModelKind
 from finetune.providers.base import ProviderError, available_providers, get_provider
@@ -61,11 +65,6 @@ def api_messages(messages: list[dict]) -> list[dict]:
     return messages_with_images(messages)
 
 
-def is_text_task(task: Task) -> bool:
-    schema = task.output_schema or {}
-    return isinstance(schema, dict) and schema.get("type") == "string"
-
-
 def model_prices(model_name: str) -> tuple[Decimal, Decimal]:
     """(input, output) USD per 1M tokens from the editable BaseModel table; fine-tuned names map to their base."""
     candidates = [model_name]
@@ -82,31 +81,16 @@ def call_cost(*, input_tokens: int, output_tokens: int, prices: tuple[Decimal, D
     return (Decimal(input_tokens) * prices[0] + Decimal(output_tokens) * prices[1]) / Decimal(1_000_000)
 
 
-@lru_cache(maxsize=32)
-def _validator(schema_text: str):
-    # Built once per schema: a run checks hundreds of answers against the same one.
-    schema = json.loads(schema_text)
-    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
-
-
 def answer_check(*, task: Task, text: str, refusal: str = "") -> tuple[str, object, str]:
     """(error kind, parsed value, message) for one answer: refusal, invalid JSON, schema mismatch or ok ("")."""
     if refusal:
         return EvalResult.ErrorKind.REFUSAL, None, refusal
-    schema = task.output_schema or {}
-    if is_text_task(task):
-        value = text
-    else:
-        try:
-            value = json.loads(text)
-        except (TypeError, ValueError) as exc:
-            return EvalResult.ErrorKind.INVALID_JSON, None, f"not valid JSON: {exc}"
-    errors = list(_validator(json.dumps(schema, sort_keys=True)).iter_errors(value))
-    if errors:
-        error = jsonschema.exceptions.best_match(errors)
-        where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        return EvalResult.ErrorKind.SCHEMA_MISMATCH, value, f"{where}: {error.message}"
-    return "", value, ""
+    try:
+        return "", target_validate(task=task, target_text=text), ""
+    except TargetNotJSON as exc:
+        return EvalResult.ErrorKind.INVALID_JSON, None, str(exc)
+    except TargetSchemaMismatch as exc:
+        return EvalResult.ErrorKind.SCHEMA_MISMATCH, exc.value, str(exc)
 
 
 # --- create / resume --------------------------------------------------------------------------

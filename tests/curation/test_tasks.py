@@ -4,7 +4,8 @@ import json
 import pytest
 
 from curation.services.tasks import (
-    SchemaInvalid, TargetInvalid, schema_check, target_validate, task_create_from_preset,
+    SchemaInvalid, TargetInvalid, TargetNotJSON, TargetSchemaMismatch, schema_check, target_validate,
+    task_create_from_preset,
 )
 from tests.factories import technology_target
 
@@ -21,9 +22,10 @@ def test_invalid_target_names_the_failing_path():
     task = task_create_from_preset(slug="technology_builder")
     target = technology_target("10138363")
     target["operations"][1]["setup_min"] = -3
-    with pytest.raises(TargetInvalid, match=r"\$\.operations\[1\]\.setup_min"):
+    with pytest.raises(TargetSchemaMismatch, match=r"\$\.operations\[1\]\.setup_min") as mismatch:
         target_validate(task=task, target_text=json.dumps(target))
-    with pytest.raises(TargetInvalid, match="not valid JSON"):
+    assert mismatch.value.value == target  # evaluation still scores what was parsed
+    with pytest.raises(TargetNotJSON, match="not valid JSON"):
         target_validate(task=task, target_text="{oops")
 
 
