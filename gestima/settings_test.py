@@ -1,8 +1,10 @@
-"""Test settings: the real settings, with a Redis database of the tests' own and fast hashing."""
+"""Test settings: the real settings, with a Redis server of this test session's own and fast hashing."""
 import os
 
-# Tests flush their Redis database: never the one the running app uses.
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+from tests.redis_server import session_redis_url
+
+# Tests flush their Redis: a server started for this session (see tests/redis_server.py), never a shared one.
+session_redis_url()
 os.environ.setdefault("DEBUG", "False")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "False")
 
@@ -19,3 +21,9 @@ ALLOWED_HOSTS = ["*"]
 import tempfile  # noqa: E402
 
 STATIC_ROOT = Path(tempfile.mkdtemp(prefix="gestima-test-static-"))  # noqa: F405
+
+# Two test sessions on one PostgreSQL server each get a test database of their own.
+if not DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = (  # noqa: F405
+        f"test_{DATABASES['default']['NAME']}_{os.environ['GESTIMA_TEST_REDIS_OWNER']}"  # noqa: F405
+    )

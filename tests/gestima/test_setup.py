@@ -60,3 +60,24 @@ def test_migrations_create_the_roles_and_seed_base_models():
     assert {"launch_run", "promote_model", "build_dataset", "export_dataset", "add_drawing"} <= manager
     gpt4o = BaseModel.objects.get(name="gpt-4o-2024-08-06")
     assert str(gpt4o.shutdown_date) == "2027-01-14" and str(gpt4o.jobs_end_date) == "2027-01-06"
+
+
+def test_each_test_session_owns_its_redis():
+    """Two test runs on one machine never flush each other: this session's Redis is a server of its own."""
+    import shutil
+
+    import django_rq
+    import redis
+
+    if not shutil.which("redis-server"):
+        pytest.skip("no redis-server: this session reserved a database of a shared Redis instead")
+    ours = django_rq.get_connection("default")
+    port = ours.connection_pool.connection_kwargs["port"]
+    assert port != 6379
+    assert os.environ["REDIS_URL"].startswith(f"redis://127.0.0.1:{port}/")
+    ours.set("gestima:test-session-probe", "mine")
+    try:
+        shared = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1)
+        assert shared.get("gestima:test-session-probe") is None
+    except redis.ConnectionError:
+        pass  # no shared Redis on this machine: nothing to collide with
