@@ -384,3 +384,33 @@ def test_a_failing_example_build_after_a_render_leaves_the_drawing_rendered(task
     assert GroundTruth.objects.get(part_number="10138363").material == "11SMnPb30"
     assert not Example.objects.exists()
     assert "example build after rendering drawing" in caplog.text
+
+
+def test_migration_marks_existing_reviewed_examples_as_a_persons_and_finds_their_basis(task):
+    # Databases from before the rule: a reviewer's edit (a target change with a user) makes the example a
+    # person's; a machine rebuild (its note starts with "Ground truth") moves the basis, not the owner.
+    import importlib
+
+    from django.apps import apps
+
+    from tests.factories import make_user
+
+    backfill = importlib.import_module("curation.migrations.0004_example_ground_truth_drift").backfill
+    _part_with_truth("M-1")
+    _part_with_truth("M-2")
+    examples_build(task=task)
+    edited, rebuilt = Example.objects.get(group_key="M-1"), Example.objects.get(group_key="M-2")
+    built_target = edited.target
+    manager = make_user("Manager")
+    ExampleChange.objects.create(example=edited, user=make_user("Reviewer"), field="target", before=built_target,
+                                 after='{"edited": 9.5}')
+    ExampleChange.objects.create(example=rebuilt, user=manager, field="target", before=rebuilt.target,
+                                 after='{"rebuilt": 1}', note="Ground truth of M-2 changed (3 production records)")
+    Example.objects.update(touched_by_person=False, ground_truth_basis="")
+
+    backfill(apps, None)
+
+    edited.refresh_from_db()
+    rebuilt.refresh_from_db()
+    assert edited.touched_by_person and edited.ground_truth_basis == built_target
+    assert not rebuilt.touched_by_person and rebuilt.ground_truth_basis == '{"rebuilt": 1}'
