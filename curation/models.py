@@ -249,6 +249,20 @@ class Example(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="near_duplicates"
     )
     is_near_duplicate = models.BooleanField(default=False, db_index=True)
+    # Experts' work is never lost: once a person decided on or edited an example, no machine path rewrites
+    # its target. A ground-truth change is then measured against `ground_truth_basis` (what the ground truth
+    # implied when the example was built), never against the reviewer's target, and the new ground truth
+    # waits in `ground_truth_target` for the reviewer's choice (keep theirs or take it).
+    touched_by_person = models.BooleanField(
+        default=False, help_text="A person decided on or edited this example: machines never rewrite its target."
+    )
+    ground_truth_basis = models.TextField(
+        blank=True, help_text="The target the ground truth implied when the example was built or last reconciled."
+    )
+    ground_truth_target = models.TextField(
+        blank=True, help_text="The target the changed ground truth implies, waiting for the reviewer's choice; "
+                              "empty when nothing waits.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -269,7 +283,7 @@ class ExampleChange(models.Model):
     example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="changes")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
-    field = models.CharField(max_length=20, help_text="status or target")
+    field = models.CharField(max_length=20, help_text="status, target or ground_truth")
     before = models.TextField(blank=True)
     after = models.TextField(blank=True)
     note = models.TextField(blank=True)

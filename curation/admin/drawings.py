@@ -30,17 +30,21 @@ class MultipleFileInput(forms.ClearableFileInput):
 
 
 class MultipleFileField(forms.FileField):
-    """Django's documented pattern for `<input type=file multiple>`: cleans a list of files."""
+    """`<input type=file multiple>` that only asks for at least one file.
+
+    Each file is judged on its own by the ingest service (empty, too large, not a PDF), never here: Django's
+    per-file checks would make the whole form invalid for one refused file and store none of the good ones.
+    """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": "application/pdf,.pdf"}))
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
-        single = super().clean
-        if isinstance(data, (list, tuple)):
-            return [single(item, initial) for item in data]
-        return [single(data, initial)]
+        files = [item for item in (data if isinstance(data, (list, tuple)) else [data]) if item]
+        if not files and self.required:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+        return files
 
 
 class DrawingUploadForm(forms.Form):
@@ -186,13 +190,17 @@ class DrawingAdmin(admin.ModelAdmin):
         if not request.user.has_perm(UPLOAD_PERMISSION):
             raise PermissionDenied
         outcomes = None
-        form = DrawingUploadForm(request.POST or None, request.FILES or None)
+        # Bound on every POST: a post without files says so instead of showing a blank form.
+        form = DrawingUploadForm(request.POST, request.FILES) if request.method == "POST" else DrawingUploadForm()
         if request.method == "POST" and form.is_valid():
             files = [(upload.name, upload) for upload in form.cleaned_data["files"]]
             outcomes, queue_error = drawings_ingest_many(files=files, uploaded_by=request.user)
             counts = {verdict: sum(o.verdict == verdict for o in outcomes) for verdict in ("new", "existing", "rejected")}
             summary = f"{counts['new']} new, {counts['existing']} already uploaded, {counts['rejected']} rejected."
             self.message_user(request, summary, messages.WARNING if counts["rejected"] else messages.SUCCESS)
+            for outcome in outcomes:
+                if outcome.verdict == "rejected":
+                    self.message_user(request, f"{outcome.name} was not stored: {outcome.reason}.", messages.ERROR)
             if queue_error:
                 self.message_user(request, f"{queue_error} The new drawings are saved and will render when it is back.",
                                   messages.WARNING)

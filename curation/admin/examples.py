@@ -20,10 +20,13 @@ from django.utils.http import urlencode
 
 from curation import selectors
 from curation.models import Example
+from curation.services.examples import target_changes_describe
 from curation.services.review import (
     ReviewError,
     TargetInvalid,
     example_approve,
+    example_ground_truth_keep,
+    example_ground_truth_take,
     example_mark_needs_changes,
     example_reject,
     example_target_update,
@@ -97,13 +100,31 @@ class QualityFilter(_RangeFilter):
     field = "quality_score"
 
 
+class GroundTruthChangedFilter(admin.SimpleListFilter):
+    """Reviewed examples whose ground truth changed under them: their targets were kept, a choice waits."""
+
+    title = "ground truth changed"
+    parameter_name = "ground_truth_changed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "yes: keep yours or take the new"), ("no", "no")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(ground_truth_target="")
+        if self.value() == "no":
+            return queryset.filter(ground_truth_target="")
+        return queryset
+
+
 # --- The admin ----------------------------------------------------------------------------------------
 
 class ExampleChangeList(ChangeList):
     def get_queryset(self, request, exclude_parameters=None):
         # The list shows none of the big JSON columns; loading and decoding them for a page of rows was most
         # of the database time. Actions that need them clear the deferral (see examples_jsonl_lines).
-        return super().get_queryset(request, exclude_parameters).defer("messages", "target", "tags")
+        return super().get_queryset(request, exclude_parameters).defer(
+            "messages", "target", "tags", "ground_truth_basis", "ground_truth_target")
 
 
 @admin.register(Example)
@@ -115,7 +136,7 @@ class ExampleAdmin(admin.ModelAdmin):
     list_display_links = ["id"]
     list_select_related = ["task", "reviewer"]
     list_filter = [
-        "task", "status",
+        "task", "status", GroundTruthChangedFilter,
         *[tag_filter(key) for key in settings.REVIEW_TAG_FILTERS],
         ConfidenceFilter, QualityFilter,
         ("reviewer", admin.RelatedOnlyFieldListFilter),
@@ -134,12 +155,14 @@ class ExampleAdmin(admin.ModelAdmin):
     readonly_fields = [
         "task", "drawing", "group_key", "source", "status_badge", "reviewer", "reviewed_at", "rejection_reason",
         "review_note", "target_pretty", "schema_version", "content_hash", "is_near_duplicate", "near_duplicate_of",
-        "messages", "created_at", "updated_at", "change_history",
+        "messages", "created_at", "updated_at", "change_history", "touched_by_person", "ground_truth_basis",
+        "ground_truth_target",
     ]
     fieldsets = [
         (None, {"fields": ["task", "drawing", "group_key", "source", "status_badge", "reviewer", "reviewed_at",
                            "rejection_reason", "review_note"]}),
-        ("Target", {"fields": ["target_pretty", "schema_version"]}),
+        ("Target", {"fields": ["target_pretty", "schema_version", "touched_by_person", "ground_truth_basis",
+                               "ground_truth_target"]}),
         ("Scores and tags", {"fields": ["quality_score", "confidence", "tags", "is_near_duplicate",
                                         "near_duplicate_of"]}),
         ("Messages", {"classes": ["collapse"], "fields": ["messages", "content_hash", "created_at", "updated_at"]}),
@@ -333,6 +356,15 @@ class ExampleAdmin(admin.ModelAdmin):
                 example_mark_needs_changes(example=example, user=request.user, note=post.get("note", ""),
                                            expected_status=expected_status)
                 done = f"Example #{example.pk} needs changes."
+            elif decision in ("keep_target", "take_ground_truth"):
+                choose = example_ground_truth_keep if decision == "keep_target" else example_ground_truth_take
+                choose(example=example, user=request.user,
+                       expected_ground_truth_target=post.get("expected_ground_truth_target"))
+                done = (f"Kept your target of example #{example.pk}; the changed ground truth is noted in its history."
+                        if decision == "keep_target" else
+                        f"Example #{example.pk} now has the new ground truth as its target.")
+                self.message_user(request, done, messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:curation_example_review", args=[example.pk])), None
             elif decision == "edit":
                 example_target_update(example=example, user=request.user, target_text=post.get("target", ""),
                                       expected_target=post.get("expected_target"))
@@ -391,10 +423,26 @@ class ExampleAdmin(admin.ModelAdmin):
             "editable_target": edited_target if edited_target is not None else editable_target,
             "edit_open": edited_target is not None,
             "schema_json": json.dumps(example.task.output_schema, ensure_ascii=False, indent=2),
+            "ground_truth_change": _ground_truth_change(example),
         }
 
 
 # --- presentation helpers (no ORM) -------------------------------------------------------------------
+
+def _ground_truth_change(example) -> dict | None:
+    """What the review screen shows when the ground truth moved under a reviewed target; None when nothing waits."""
+    if not example.ground_truth_target:
+        return None
+    was = example.ground_truth_basis or example.target
+    new = _parsed(example.ground_truth_target)
+    return {
+        "was_to_now": target_changes_describe(before=was, after=example.ground_truth_target),
+        "yours_to_new": target_changes_describe(before=example.target, after=example.ground_truth_target),
+        "new_target": new,
+        "new_rows": _target_rows(new),
+        "new_text": example.ground_truth_target,
+    }
+
 
 def _short(text: str, limit: int = 300) -> str:
     text = text or ""

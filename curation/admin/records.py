@@ -78,10 +78,9 @@ class ProductionRecordAdmin(admin.ModelAdmin):
         self._after_change(request, part_numbers)
 
     def _after_change(self, request, part_numbers):
-        changed, rebuilt = production_records_changed(part_numbers=sorted(part_numbers), user=request.user)
+        changed, rebuild = production_records_changed(part_numbers=sorted(part_numbers), user=request.user)
         if changed:
-            self.message_user(request, f"Ground truth recomputed for {', '.join(changed)}; "
-                                       f"{len(rebuilt)} example targets rebuilt.")
+            self.message_user(request, f"Ground truth recomputed for {', '.join(changed)}; {rebuild.summary()}.")
 
     def get_urls(self):
         return [
@@ -158,9 +157,9 @@ class GroundTruthAdmin(admin.ModelAdmin):
     @admin.action(description="Recompute from production records", permissions=["change"])
     def recompute(self, request, queryset):
         part_numbers = list(queryset.values_list("part_number", flat=True))
-        changed, rebuilt = production_records_changed(part_numbers=part_numbers, user=request.user)
+        changed, rebuild = production_records_changed(part_numbers=part_numbers, user=request.user)
         self.message_user(request, f"{len(part_numbers)} parts recomputed, {len(changed)} changed, "
-                                   f"{len(rebuilt)} example targets rebuilt.")
+                                   f"{rebuild.summary()}.")
 
 
 class TaskForm(forms.ModelForm):

@@ -43,10 +43,12 @@ class BuildReport:
     unchanged: int = 0
     skipped: list = field(default_factory=list)  # [{"drawing_id", "part_number", "reason"}]
     near_duplicates: int = 0
+    flagged: int = 0  # reviewed examples whose ground truth changed: waiting for the reviewer's choice
 
     def summary(self) -> str:
         return (f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{len(self.skipped)} drawings skipped, {self.near_duplicates} near-duplicates flagged")
+                f"{len(self.skipped)} drawings skipped, {self.near_duplicates} near-duplicates flagged, "
+                f"{self.flagged} reviewed examples flagged (ground truth changed; their targets kept)")
 
 
 def _drawing_messages(*, task: Task, drawing: Drawing) -> list:
@@ -130,10 +132,9 @@ def examples_build(*, task: Task, drawings=None) -> BuildReport:
                 existing.content_hash = content_hash(messages, existing.target)
                 existing.save(update_fields=["messages", "content_hash", "updated_at"])
                 updated = True
-            if existing.target != target_text:
-                _example_target_replace(example=existing, target_text=target_text,
-                                        note="Ground truth changed since the example was built.")
-                updated = True
+            outcome = example_ground_truth_sync(example=existing, target_text=target_text)
+            report.flagged += outcome == GroundTruthSync.FLAGGED
+            updated = updated or outcome == GroundTruthSync.REBUILT
             report.updated += updated
             report.unchanged += not updated
             continue
@@ -144,38 +145,133 @@ def examples_build(*, task: Task, drawings=None) -> BuildReport:
         Example.objects.create(
             task=task, drawing=drawing, messages=messages, target=target_text, schema_version=task.schema_version,
             source=Example.Source.BUILT, tags=_drawing_tags(drawing=drawing, ground_truth=ground_truth, target=target),
-            group_key=drawing.part_number, content_hash=digest,
+            group_key=drawing.part_number, content_hash=digest, ground_truth_basis=target_text,
         )
         report.created += 1
     report.near_duplicates = examples_flag_near_duplicates(task=task)
     return report
 
 
-def _example_target_replace(*, example: Example, target_text: str, note: str, user=None) -> Example:
-    """New target (audited); an approved example goes back to pending with `note` as the reason."""
+class GroundTruthSync:
+    """What `example_ground_truth_sync` did with a target the ground truth now implies."""
+
+    UNCHANGED = "unchanged"
+    REBUILT = "rebuilt"  # nobody had touched the example: its target follows the ground truth
+    FLAGGED = "flagged"  # a person owns the target: kept, the new ground truth waits for their choice
+
+
+def example_machine_may_rewrite(example: Example) -> bool:
+    """True while no person has decided on or edited the example: only then may a machine rewrite its target."""
+    return not example.touched_by_person and example.status == Example.Status.PENDING
+
+
+def _number_text(value) -> str:
+    return "–" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def target_changes_describe(*, before: str, after: str) -> str:
+    """What differs between two targets, for a person: "turning on NZX 2000: time was 6, now 9 min/pc; ...".
+
+    Technology targets are compared per (machine, operation) and material; any other target as text.
+    """
+    try:
+        old, new = json.loads(before), json.loads(after)
+    except (TypeError, ValueError):
+        old = new = None
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return f"was {before[:200]}, now {after[:200]}"
+    parts = []
+    if old.get("material") != new.get("material"):
+        parts.append(f"material was {old.get('material') or '–'}, now {new.get('material') or '–'}")
+
+    def rows(target):
+        operations = target.get("operations") if isinstance(target.get("operations"), list) else []
+        return {(op.get("machine"), op.get("operation")): op for op in operations if isinstance(op, dict)}
+
+    old_rows, new_rows = rows(old), rows(new)
+    for key in [*old_rows, *[k for k in new_rows if k not in old_rows]]:
+        label = f"{key[1]} on {key[0]}"
+        if key not in new_rows:
+            parts.append(f"{label}: removed")
+            continue
+        if key not in old_rows:
+            row = new_rows[key]
+            parts.append(f"{label}: added ({_number_text(row.get('machine_time_min_per_piece'))} min/pc, "
+                         f"setup {_number_text(row.get('setup_min'))} min)")
+            continue
+        for name, what, unit in (("machine_time_min_per_piece", "time", "min/pc"), ("setup_min", "setup", "min")):
+            if old_rows[key].get(name) != new_rows[key].get(name):
+                parts.append(f"{label}: {what} was {_number_text(old_rows[key].get(name))}, "
+                             f"now {_number_text(new_rows[key].get(name))} {unit}")
+    if not parts and old != new:
+        parts.append("machines or order changed" if old.get("machines") != new.get("machines") else "details changed")
+    return "; ".join(parts)
+
+
+def example_ground_truth_sync(*, example: Example, target_text: str, user=None, note: str = "") -> str:
+    """The ground truth of the example's part now implies `target_text`; the one place a machine path (build,
+    CSV import, ground-truth recompute) may touch a built example's target. Returns a GroundTruthSync value.
+
+    A move is measured against the target the ground truth implied before (`ground_truth_basis`), never against
+    the example's own target: a reviewer's edit is not a ground-truth change. An untouched example follows the
+    ground truth; an example a person decided on or edited keeps its target and is flagged with the new one.
+    """
     with transaction.atomic():
         example = Example.objects.select_for_update().get(pk=example.pk)
+        basis = example.ground_truth_basis or example.target
+        if target_text == basis:
+            if example.ground_truth_target:
+                # The ground truth went back to what the example was built from: nothing left to choose.
+                cleared = example.ground_truth_target
+                example.ground_truth_target = ""
+                example.review_note = "Ground truth back to what the example was built from: nothing to choose."
+                example.save(update_fields=["ground_truth_target", "review_note", "updated_at"])
+                example_change_record(example=example, user=user, field="ground_truth", before=cleared, after=basis,
+                                      note=example.review_note)
+            return GroundTruthSync.UNCHANGED
         if example.target == target_text:
-            return example
-        before_target, before_status = example.target, example.status
-        example.target = target_text
-        example.content_hash = content_hash(example.messages, target_text)
-        example.review_note = note
-        fields = ["target", "content_hash", "review_note", "updated_at"]
-        if example.status == Example.Status.APPROVED:
-            example.status = Example.Status.PENDING
-            fields.append("status")
-        example.save(update_fields=fields)
-        example_change_record(example=example, user=user, field="target", before=before_target, after=target_text, note=note)
-        if example.status != before_status:
-            example_change_record(example=example, user=user, field="status", before=before_status,
-                                  after=example.status, note=note)
-    return example
+            # The person's target already says what the new ground truth says: nothing to choose.
+            example.ground_truth_basis, example.ground_truth_target = target_text, ""
+            example.save(update_fields=["ground_truth_basis", "ground_truth_target", "updated_at"])
+            return GroundTruthSync.UNCHANGED
+        changes = target_changes_describe(before=basis, after=target_text)
+        if example_machine_may_rewrite(example):
+            before_target = example.target
+            example.target = target_text
+            example.ground_truth_basis = target_text
+            example.ground_truth_target = ""
+            example.content_hash = content_hash(example.messages, target_text)
+            example.review_note = note or f"Ground truth changed: {changes}. Target rebuilt."
+            example.save(update_fields=["target", "ground_truth_basis", "ground_truth_target", "content_hash",
+                                        "review_note", "updated_at"])
+            example_change_record(example=example, user=user, field="target", before=before_target,
+                                  after=target_text, note=example.review_note)
+            return GroundTruthSync.REBUILT
+        if example.ground_truth_target == target_text:
+            return GroundTruthSync.UNCHANGED  # flagged before, for this very ground truth
+        before_waiting = example.ground_truth_target or basis
+        example.ground_truth_target = target_text
+        example.review_note = (f"Ground truth changed: {changes}. Your target is kept: keep it or take the new "
+                               "ground truth.")
+        example.save(update_fields=["ground_truth_target", "review_note", "updated_at"])
+        example_change_record(example=example, user=user, field="ground_truth", before=before_waiting,
+                              after=target_text, note=example.review_note)
+        return GroundTruthSync.FLAGGED
 
 
-def examples_rebuild_targets(*, part_numbers, user=None) -> list[Example]:
-    """Rebuild the targets of built examples of these parts from their ground truth; return those changed."""
-    changed = []
+@dataclass
+class RebuildReport:
+    rebuilt: list = field(default_factory=list)  # examples whose target now follows the new ground truth
+    flagged: list = field(default_factory=list)  # examples a person owns: target kept, new ground truth waits
+
+    def summary(self) -> str:
+        return (f"{len(self.rebuilt)} example targets rebuilt, {len(self.flagged)} reviewed examples flagged "
+                "(ground truth changed; their targets kept)")
+
+
+def examples_rebuild_targets(*, part_numbers, user=None) -> RebuildReport:
+    """Bring the built examples of these parts up to their ground truth (see example_ground_truth_sync)."""
+    report = RebuildReport()
     examples = Example.objects.filter(group_key__in=list(part_numbers), source=Example.Source.BUILT,
                                       drawing__isnull=False).select_related("task")
     for example in examples:
@@ -183,16 +279,16 @@ def examples_rebuild_targets(*, part_numbers, user=None) -> list[Example]:
         if ground_truth is None or not ground_truth.material:
             continue
         target_text = _target_text(ground_truth_target(ground_truth))
-        if target_text == example.target:
-            continue
         try:
             target_validate(task=example.task, target_text=target_text)
         except TargetInvalid:
             continue  # the task's schema no longer fits built targets: keep the reviewed one
-        note = (f"Ground truth of {example.group_key} changed ({ground_truth.record_count} production records): "
-                f"target rebuilt, please review again.")
-        changed.append(_example_target_replace(example=example, target_text=target_text, note=note, user=user))
-    return changed
+        outcome = example_ground_truth_sync(example=example, target_text=target_text, user=user)
+        if outcome == GroundTruthSync.REBUILT:
+            report.rebuilt.append(example)
+        elif outcome == GroundTruthSync.FLAGGED:
+            report.flagged.append(example)
+    return report
 
 
 # ------------------------------------------------------------------------------------------ near-duplicates

@@ -37,6 +37,7 @@ class ImportReport:
     part_numbers: list = field(default_factory=list)  # parts whose records were created or updated
     ground_truth_updated: list = field(default_factory=list)
     examples_rebuilt: int = 0
+    examples_flagged: int = 0  # reviewed examples whose ground truth changed: targets kept, flagged
 
     def summary(self) -> str:
         text = (
@@ -197,20 +198,22 @@ def production_records_import(*, file=None, text: str | None = None, source_name
     report.part_numbers = sorted(touched)
 
     if update_ground_truth and touched:
-        changed, rebuilt = production_records_changed(part_numbers=sorted(touched))
+        changed, rebuild = production_records_changed(part_numbers=sorted(touched))
         report.ground_truth_updated = changed
-        report.examples_rebuilt = len(rebuilt)
+        report.examples_rebuilt = len(rebuild.rebuilt)
+        report.examples_flagged = len(rebuild.flagged)
     return report
 
 
-def production_records_changed(*, part_numbers, user=None) -> tuple[list[str], list]:
-    """After records of these parts changed: recompute their ground truth and rebuild affected example targets.
+def production_records_changed(*, part_numbers, user=None):
+    """After records of these parts changed: recompute their ground truth and bring example targets up to it.
 
-    Returns (parts whose ground truth changed, examples rebuilt).
+    Returns (parts whose ground truth changed, RebuildReport): untouched examples are rebuilt, examples a
+    person decided on or edited keep their targets and are flagged for the reviewer's choice.
     """
-    from curation.services.examples import examples_rebuild_targets
+    from curation.services.examples import RebuildReport, examples_rebuild_targets
     from curation.services.ground_truth import ground_truth_refresh
 
     changed = ground_truth_refresh(part_numbers=part_numbers)
-    rebuilt = examples_rebuild_targets(part_numbers=changed, user=user) if changed else []
-    return changed, rebuilt
+    rebuild = examples_rebuild_targets(part_numbers=changed, user=user) if changed else RebuildReport()
+    return changed, rebuild

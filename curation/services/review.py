@@ -3,8 +3,11 @@
 Transitions (decided here, shown in the README):
 - A reviewer may move an example from any status to approved, rejected or needs_changes; moving it to the
   status it already has is refused (nothing would change, and a second click must not add a history row).
-- Only the system moves an example back to pending (ground truth changed, or its target was edited after
-  approval: an approval is for one target, never silently for another).
+- Only the system moves an example back to pending (its target was edited, or replaced by the changed ground
+  truth the reviewer chose, after approval: an approval is for one target, never silently for another).
+- Experts' work is never lost: a decision or an edit makes the example a person's (`touched_by_person`), and
+  no machine path rewrites its target again. When the ground truth moves under it, the example is flagged
+  with the new ground truth and the reviewer keeps theirs or takes it (both audited, below).
 - Reject needs a reason and needs-changes needs a note: the next person has to know what was wrong.
 
 Two reviewers at once: the row is locked (`select_for_update`, PostgreSQL) and the write is a conditional
@@ -20,12 +23,13 @@ from django.utils import timezone
 
 from curation.models import Example
 from curation.services.audit import example_change_record
+from curation.services.examples import content_hash, target_changes_describe
 from curation.services.tasks import TargetInvalid, target_validate
 
 __all__ = [
     "ReviewError", "ReasonRequired", "TransitionNotAllowed", "ReviewConflict", "TargetInvalid", "BulkResult",
     "example_approve", "example_reject", "example_mark_needs_changes", "example_target_update",
-    "examples_approve", "examples_reject",
+    "examples_approve", "examples_reject", "example_ground_truth_keep", "example_ground_truth_take",
 ]
 
 Status = Example.Status
@@ -48,7 +52,7 @@ class ReviewConflict(ReviewError):
 
 
 # Where a reviewer may send an example from each status. Pending is missing on purpose: only the system
-# (ground-truth rebuild, target edit after approval) sends an example back to pending.
+# (a target change after approval) sends an example back to pending.
 ALLOWED_TRANSITIONS = {
     Status.PENDING: {Status.APPROVED, Status.REJECTED, Status.NEEDS_CHANGES},
     Status.NEEDS_CHANGES: {Status.APPROVED, Status.REJECTED},
@@ -98,6 +102,8 @@ def _set_status(*, example: Example, user, status: str, note: str, expected_stat
             "review_note": note,
             # The reason belongs to a rejection: a later approval clears it (the history keeps it).
             "rejection_reason": rejection_reason or "",
+            # From now on the example is a person's: no machine path rewrites its target (see examples.py).
+            "touched_by_person": True,
             "updated_at": now,
         }
         # Conditional on the status read above: on SQLite there is no row lock, so this is what makes a
@@ -160,7 +166,8 @@ def example_target_update(*, example: Example, user, target_text: str, expected_
         if new_target == current.target:
             raise ReviewError("The target is unchanged.")
         now = timezone.now()
-        fields = {"target": new_target, "schema_version": current.task.schema_version, "updated_at": now}
+        fields = {"target": new_target, "schema_version": current.task.schema_version, "touched_by_person": True,
+                  "updated_at": now}
         status_before = current.status
         if status_before == Status.APPROVED:
             fields.update(status=Status.PENDING, review_note="Target edited after approval: review again.")
@@ -173,6 +180,66 @@ def example_target_update(*, example: Example, user, target_text: str, expected_
                                   after=Status.PENDING, note=fields["review_note"])
     for name, field_value in fields.items():
         setattr(example, name, field_value)
+    return example
+
+
+def _waiting_ground_truth(current: Example, expected_ground_truth_target: str | None) -> str:
+    waiting = current.ground_truth_target
+    if not waiting:
+        raise ReviewError(f"Example #{current.pk} has no changed ground truth waiting for a choice.")
+    if expected_ground_truth_target is not None and waiting != expected_ground_truth_target:
+        raise ReviewConflict(f"The ground truth of example #{current.pk} changed again meanwhile. "
+                             "Reload it and choose again.")
+    return waiting
+
+
+def example_ground_truth_keep(*, example: Example, user, expected_ground_truth_target: str | None = None) -> Example:
+    """The reviewer keeps their target over the changed ground truth; the flag goes, the choice is audited.
+
+    The new ground truth becomes the example's basis, so the same change is never flagged twice.
+    """
+    with transaction.atomic():
+        current = _locked(example)
+        waiting = _waiting_ground_truth(current, expected_ground_truth_target)
+        basis = current.ground_truth_basis or current.target
+        changes = target_changes_describe(before=basis, after=waiting)
+        note = f"Kept the reviewer's target over the changed ground truth ({changes})."
+        fields = {"ground_truth_basis": waiting, "ground_truth_target": "", "touched_by_person": True,
+                  "review_note": note, "updated_at": timezone.now()}
+        if Example.objects.filter(pk=current.pk, ground_truth_target=waiting).update(**fields) != 1:
+            raise ReviewConflict(f"Example #{current.pk} was changed meanwhile. Reload it and choose again.")
+        example_change_record(example=current, user=user, field="ground_truth", before=basis, after=waiting,
+                              note=note)
+    for name, value in fields.items():
+        setattr(example, name, value)
+    return example
+
+
+def example_ground_truth_take(*, example: Example, user, expected_ground_truth_target: str | None = None) -> Example:
+    """The reviewer takes the changed ground truth as the target (audited); an approved example goes back to
+    pending like any target change after approval: the approval was given to the old target."""
+    with transaction.atomic():
+        current = _locked(example)
+        waiting = _waiting_ground_truth(current, expected_ground_truth_target)
+        changes = target_changes_describe(before=current.target, after=waiting)
+        note = f"Took the new ground truth ({changes})."
+        now = timezone.now()
+        fields = {"target": waiting, "content_hash": content_hash(current.messages, waiting),
+                  "schema_version": current.task.schema_version, "ground_truth_basis": waiting,
+                  "ground_truth_target": "", "touched_by_person": True, "review_note": note, "updated_at": now}
+        status_before = current.status
+        if status_before == Status.APPROVED:
+            fields.update(status=Status.PENDING, review_note=f"{note} Review again: the approval was for the old target.")
+        if Example.objects.filter(pk=current.pk, ground_truth_target=waiting, target=current.target,
+                                  status=status_before).update(**fields) != 1:
+            raise ReviewConflict(f"Example #{current.pk} was changed meanwhile. Reload it and choose again.")
+        example_change_record(example=current, user=user, field="target", before=current.target, after=waiting,
+                              note=note)
+        if status_before == Status.APPROVED:
+            example_change_record(example=current, user=user, field="status", before=status_before,
+                                  after=Status.PENDING, note=fields["review_note"])
+    for name, value in fields.items():
+        setattr(example, name, value)
     return example
 
 

@@ -371,3 +371,52 @@ def test_render_again_with_redis_away_warns_and_the_reconciler_picks_it_up(clien
     run_worker("render")
     drawing.refresh_from_db()
     assert drawing.status == Drawing.Status.RENDERED and drawing.pages.count() == 1
+
+
+def test_admin_upload_with_an_empty_file_stores_the_good_ones_and_names_each_refused_one(
+        client, corpus, roles, django_capture_on_commit_callbacks):
+    # Seen: one empty file in a multi-file upload rejected the whole batch with a generic message.
+    client.force_login(make_user("Manager"))
+    good = [corpus / "drawings" / "JR_814059.pdf", corpus / "drawings" / "10113153.pdf"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:curation_drawing_upload"), {"files": [
+            SimpleUploadedFile(good[0].name, good[0].read_bytes(), "application/pdf"),
+            SimpleUploadedFile("empty.pdf", b"", "application/pdf"),
+            SimpleUploadedFile(good[1].name, good[1].read_bytes(), "application/pdf"),
+            SimpleUploadedFile("photo.pdf", (corpus / "bad" / "png_image_renamed.pdf").read_bytes(), "application/pdf"),
+        ]})
+    assert response.status_code == 200
+    messages = [str(m) for m in response.context["messages"]]
+    assert "2 new, 0 already uploaded, 2 rejected." in messages
+    assert "empty.pdf was not stored: empty file: 0 bytes." in messages
+    assert "photo.pdf was not stored: not a PDF (looks like PNG)." in messages
+    rows = response.content.decode().split('id="upload-results"', 1)[1]
+    assert "empty.pdf" in rows and "empty file: 0 bytes" in rows
+    assert sorted(Drawing.objects.values_list("original_name", flat=True)) == sorted(p.name for p in good)
+    assert len(render_queue_ids()) == 2  # the good ones are queued for render
+
+
+def test_admin_upload_of_only_an_empty_file_names_it_and_stores_nothing(client, roles):
+    client.force_login(make_user("Manager"))
+    response = client.post(reverse("admin:curation_drawing_upload"),
+                           {"files": [SimpleUploadedFile("blank.pdf", b"", "application/pdf")]})
+    assert response.status_code == 200
+    assert "blank.pdf was not stored: empty file: 0 bytes." in [str(m) for m in response.context["messages"]]
+    assert not Drawing.objects.exists()
+    nothing = client.post(reverse("admin:curation_drawing_upload"), {})
+    assert "This field is required." in nothing.content.decode()
+
+
+def test_import_drawings_command_judges_an_empty_file_on_its_own(corpus, tmp_path):
+    from io import StringIO
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    (folder / "JR_814059.pdf").write_bytes((corpus / "drawings" / "JR_814059.pdf").read_bytes())
+    (folder / "empty.pdf").write_bytes(b"")
+    out = StringIO()
+    call_command("import_drawings", str(folder), stdout=out, stderr=StringIO())
+    text = out.getvalue()
+    assert "2 files: 1 new, 0 existing, 1 rejected" in text
+    assert f"rejected  {folder / 'empty.pdf'}: empty file: 0 bytes" in text
+    assert list(Drawing.objects.values_list("original_name", flat=True)) == ["JR_814059.pdf"]

@@ -74,31 +74,163 @@ def test_drawings_without_records_or_material_are_skipped_with_a_reason(task):
     assert not Example.objects.exists()
 
 
-def test_changed_ground_truth_sends_an_approved_example_back_to_pending_with_a_note(task):
+def _turning(example_or_text):
+    text = example_or_text if isinstance(example_or_text, str) else example_or_text.target
+    return json.loads(text)["operations"][1]["machine_time_min_per_piece"]
+
+
+def test_changed_ground_truth_keeps_an_approved_target_and_flags_it_with_was_and_now(task):
+    # Experts' work is never lost: the approved target stays, the new ground truth waits for the reviewer.
+    from curation.services.review import example_approve
+    from tests.factories import make_user
+
     _part_with_truth("E-200")
     examples_build(task=task)
     example = Example.objects.get()
-    Example.objects.filter(pk=example.pk).update(status=Example.Status.APPROVED)
-    old_target = example.target
+    example_approve(example=example, user=make_user("Reviewer"))
+    approved_target = example.target
 
     report = production_records_import(text=_records("E-200", minutes="9.00"))
-    assert report.examples_rebuilt == 1
+    assert (report.examples_rebuilt, report.examples_flagged) == (0, 1)
     example.refresh_from_db()
-    assert example.status == Example.Status.PENDING
-    assert "Ground truth of E-200 changed" in example.review_note
-    assert json.loads(example.target)["operations"][1]["machine_time_min_per_piece"] == 9.0
-    changes = {c.field: c for c in ExampleChange.objects.filter(example=example)}
-    assert (changes["target"].before, changes["target"].after) == (old_target, example.target)
-    assert (changes["status"].before, changes["status"].after) == ("approved", "pending")
+    assert example.status == Example.Status.APPROVED and example.target == approved_target
+    assert _turning(example.ground_truth_target) == 9.0
+    assert "Ground truth changed: turning on NZX 2000: time was 6, now 9 min/pc" in example.review_note
+    flag = ExampleChange.objects.get(example=example, field="ground_truth")
+    assert _turning(flag.before) == 6.0 and _turning(flag.after) == 9.0
+    assert not ExampleChange.objects.filter(example=example, field="target").exists()
 
 
-def test_rejected_example_keeps_its_status_when_its_target_is_rebuilt(task):
+def test_rejected_example_keeps_its_status_and_target_when_its_ground_truth_changes(task):
+    from curation.services.review import example_reject
+    from tests.factories import make_user
+
     _part_with_truth("E-201")
     examples_build(task=task)
-    Example.objects.update(status=Example.Status.REJECTED)
+    example = example_reject(example=Example.objects.get(), user=make_user("Reviewer"), reason="wrong setup")
+    rejected_target = example.target
     production_records_import(text=_records("E-201", setup="55"))
-    assert Example.objects.get().status == Example.Status.REJECTED
-    assert ExampleChange.objects.filter(field="status").count() == 0
+    example.refresh_from_db()
+    assert example.status == Example.Status.REJECTED and example.target == rejected_target
+    assert "setup was 40, now 55 min" in example.review_note
+    assert ExampleChange.objects.filter(field="status").count() == 1  # the rejection, nothing after it
+
+
+def test_build_again_never_rewrites_a_target_a_reviewer_edited(task):
+    # Seen: example #3's turning time went back from the reviewer's 9.5 to the ground truth's value when
+    # "Build examples" ran again, and the reviewer's note was replaced.
+    from curation.services.review import example_target_update
+    from tests.factories import make_user
+
+    _part_with_truth("E-300")
+    examples_build(task=task)
+    example = Example.objects.get()
+    edited = json.loads(example.target)
+    edited["operations"][1]["machine_time_min_per_piece"] = 9.5
+    example_target_update(example=example, user=make_user("Reviewer"), target_text=json.dumps(edited))
+
+    report = examples_build(task=task)
+
+    example.refresh_from_db()
+    assert _turning(example) == 9.5
+    assert "Ground truth changed" not in example.review_note
+    assert example.ground_truth_target == ""  # the ground truth did not move: nothing to choose
+    assert (report.updated, report.unchanged, report.flagged) == (0, 1, 0)
+    assert ExampleChange.objects.filter(example=example, field="target").count() == 1  # the reviewer's edit
+
+
+def test_build_action_flags_an_edited_example_when_its_ground_truth_moved(client, task):
+    # The admin's "Build examples" after a ground-truth change (material entered by hand): target kept, flagged.
+    from django.urls import reverse
+
+    from curation.services.review import example_target_update
+    from tests.factories import make_user
+
+    _part_with_truth("E-301")
+    examples_build(task=task)
+    example = Example.objects.get()
+    edited = json.loads(example.target)
+    edited["operations"][1]["machine_time_min_per_piece"] = 9.5
+    example_target_update(example=example, user=make_user("Reviewer"), target_text=json.dumps(edited))
+    ground_truth_material_set(ground_truth=GroundTruth.objects.get(part_number="E-301"), material="42CrMo4")
+
+    client.force_login(make_user("Manager"))
+    response = client.post(reverse("admin:curation_task_changelist"),
+                           {"action": "build_examples", "_selected_action": [task.pk]}, follow=True)
+
+    example.refresh_from_db()
+    assert _turning(example) == 9.5 and json.loads(example.target)["material"] == "C45"
+    assert json.loads(example.ground_truth_target)["material"] == "42CrMo4"
+    assert "material was C45, now 42CrMo4" in example.review_note
+    assert "1 reviewed examples flagged" in response.content.decode()
+    flagged = client.get(reverse("admin:curation_example_changelist") + "?ground_truth_changed=yes")
+    assert f"/admin/curation/example/{example.pk}/review/" in flagged.content.decode()
+
+
+def test_build_command_flags_and_says_so(task, capsys):
+    from django.core.management import call_command
+
+    from curation.services.review import example_approve
+    from tests.factories import make_user
+
+    _part_with_truth("E-302")
+    examples_build(task=task)
+    example_approve(example=Example.objects.get(), user=make_user("Reviewer"))
+    approved = Example.objects.get().target
+    ground_truth_material_set(ground_truth=GroundTruth.objects.get(part_number="E-302"), material="S355")
+    call_command("build_examples")
+    assert "1 reviewed examples flagged" in capsys.readouterr().out
+    assert Example.objects.get().target == approved
+
+
+def test_ground_truth_recompute_action_flags_reviewed_examples_instead_of_rewriting(client, task):
+    from django.urls import reverse
+
+    from curation.models import ProductionRecord
+    from curation.services.review import example_approve
+    from tests.factories import make_user
+
+    _part_with_truth("E-303")
+    examples_build(task=task)
+    example = example_approve(example=Example.objects.get(), user=make_user("Reviewer"))
+    ProductionRecord.objects.filter(part_number="E-303", operation="turning").update(machine_time_min_per_piece="7.5")
+
+    client.force_login(make_user("Manager"))
+    ground_truth = GroundTruth.objects.get(part_number="E-303")
+    response = client.post(reverse("admin:curation_groundtruth_changelist"),
+                           {"action": "recompute", "_selected_action": [ground_truth.pk]}, follow=True)
+
+    assert "0 example targets rebuilt, 1 reviewed examples flagged" in response.content.decode()
+    fresh = Example.objects.get()
+    assert fresh.target == example.target and fresh.status == Example.Status.APPROVED
+    assert _turning(fresh.ground_truth_target) == 7.5
+
+
+def test_an_untouched_pending_example_follows_the_new_ground_truth(task):
+    _part_with_truth("E-304")
+    examples_build(task=task)
+    report = production_records_import(text=_records("E-304", minutes="8.00"))
+    example = Example.objects.get()
+    assert (report.examples_rebuilt, report.examples_flagged) == (1, 0)
+    assert _turning(example) == 8.0 and example.status == Example.Status.PENDING
+    assert example.ground_truth_target == "" and "time was 6, now 8 min/pc" in example.review_note
+    assert ExampleChange.objects.get(example=example, field="target").after == example.target
+
+
+def test_a_flag_is_raised_once_and_lowered_when_the_ground_truth_goes_back(task):
+    from curation.services.review import example_approve
+    from tests.factories import make_user
+
+    _part_with_truth("E-305")
+    examples_build(task=task)
+    example_approve(example=Example.objects.get(), user=make_user("Reviewer"))
+    production_records_import(text=_records("E-305", minutes="9.00"))
+    examples_build(task=task)  # the same change seen again by the build: no second flag
+    assert ExampleChange.objects.filter(field="ground_truth").count() == 1
+    production_records_import(text=_records("E-305"))  # back to 6.00
+    example = Example.objects.get()
+    assert example.ground_truth_target == "" and _turning(example) == 6.0
+    assert ExampleChange.objects.filter(field="ground_truth").count() == 2
 
 
 def _set_phash(drawing, value):
@@ -252,3 +384,33 @@ def test_a_failing_example_build_after_a_render_leaves_the_drawing_rendered(task
     assert GroundTruth.objects.get(part_number="10138363").material == "11SMnPb30"
     assert not Example.objects.exists()
     assert "example build after rendering drawing" in caplog.text
+
+
+def test_migration_marks_existing_reviewed_examples_as_a_persons_and_finds_their_basis(task):
+    # Databases from before the rule: a reviewer's edit (a target change with a user) makes the example a
+    # person's; a machine rebuild (its note starts with "Ground truth") moves the basis, not the owner.
+    import importlib
+
+    from django.apps import apps
+
+    from tests.factories import make_user
+
+    backfill = importlib.import_module("curation.migrations.0004_example_ground_truth_drift").backfill
+    _part_with_truth("M-1")
+    _part_with_truth("M-2")
+    examples_build(task=task)
+    edited, rebuilt = Example.objects.get(group_key="M-1"), Example.objects.get(group_key="M-2")
+    built_target = edited.target
+    manager = make_user("Manager")
+    ExampleChange.objects.create(example=edited, user=make_user("Reviewer"), field="target", before=built_target,
+                                 after='{"edited": 9.5}')
+    ExampleChange.objects.create(example=rebuilt, user=manager, field="target", before=rebuilt.target,
+                                 after='{"rebuilt": 1}', note="Ground truth of M-2 changed (3 production records)")
+    Example.objects.update(touched_by_person=False, ground_truth_basis="")
+
+    backfill(apps, None)
+
+    edited.refresh_from_db()
+    rebuilt.refresh_from_db()
+    assert edited.touched_by_person and edited.ground_truth_basis == built_target
+    assert not rebuilt.touched_by_person and rebuilt.ground_truth_basis == '{"rebuilt": 1}'

@@ -503,3 +503,90 @@ def test_two_reviewers_at_once_the_second_waits_for_the_lock_and_is_refused():
     example = fresh(example)
     assert (example.status, example.reviewer) == ("rejected", first)
     assert list(example.changes.values_list("user_id", "after")) == [(first.pk, "rejected")]
+
+
+# --- ground truth changed under a reviewed target: keep mine or take the new ---------------------------
+
+def _flagged(reviewer, *, minutes_now=14.0, approve=True):
+    """An approved (built) example whose ground truth then moved from 12.5 to `minutes_now` min/pc."""
+    from curation.services.examples import GroundTruthSync, example_ground_truth_sync
+
+    example = make_example()
+    Example.objects.filter(pk=example.pk).update(ground_truth_basis=example.target)
+    if approve:
+        example_approve(example=example, user=reviewer)
+    new_target = json.dumps(technology_target(example.group_key, minutes=minutes_now))
+    assert example_ground_truth_sync(example=example, target_text=new_target) == GroundTruthSync.FLAGGED
+    return fresh(example), new_target
+
+
+def test_review_screen_says_what_changed_and_offers_keep_or_take(reviewer_client, reviewer):
+    example, _ = _flagged(reviewer)
+    html = reviewer_client.get(review_url(example)).content.decode()
+    assert "Ground truth changed: turning on NZX 2000: time was 12.5, now 14 min/pc" in html
+    assert 'id="review-keep-target"' in html and 'id="review-take-ground-truth"' in html
+    assert example.status == Example.Status.APPROVED  # flagged, not sent back
+
+
+def test_keep_my_target_clears_the_flag_keeps_the_target_and_is_audited(reviewer_client, reviewer):
+    from curation.services.examples import GroundTruthSync, example_ground_truth_sync
+
+    example, new_target = _flagged(reviewer)
+    mine = example.target
+    response = reviewer_client.post(review_url(example), {"decision": "keep_target",
+                                                          "expected_ground_truth_target": new_target})
+    assert response.status_code == 302 and response["Location"] == review_url(example)
+    example = fresh(example)
+    assert example.target == mine and example.status == Example.Status.APPROVED
+    assert example.ground_truth_target == ""
+    choice = example.changes.filter(field="ground_truth", user=reviewer).get()
+    assert choice.note.startswith("Kept the reviewer's target") and choice.after == new_target
+    # The same ground truth seen again by a machine path is not flagged a second time.
+    assert example_ground_truth_sync(example=example, target_text=new_target) == GroundTruthSync.UNCHANGED
+    assert fresh(example).ground_truth_target == "" and fresh(example).target == mine
+    html = reviewer_client.get(review_url(example)).content.decode()
+    assert 'id="review-keep-target"' not in html and "Kept the reviewer&#x27;s target" in html
+
+
+def test_take_the_new_ground_truth_replaces_the_target_audited_and_asks_for_approval_again(reviewer_client, reviewer):
+    example, new_target = _flagged(reviewer)
+    mine = example.target
+    response = reviewer_client.post(review_url(example), {"decision": "take_ground_truth",
+                                                          "expected_ground_truth_target": new_target})
+    assert response.status_code == 302
+    example = fresh(example)
+    assert example.target == new_target and example.ground_truth_target == ""
+    assert example.status == Example.Status.PENDING
+    change = example.changes.get(field="target")
+    assert (change.before, change.after, change.user) == (mine, new_target, reviewer)
+    assert change.note.startswith("Took the new ground truth")
+    assert example.changes.filter(field="status", before="approved", after="pending", user=reviewer).exists()
+
+
+def test_a_choice_against_a_ground_truth_that_moved_again_is_refused(reviewer_client, reviewer):
+    from curation.services.examples import example_ground_truth_sync
+
+    example, seen = _flagged(reviewer)
+    newer = json.dumps(technology_target(example.group_key, minutes=15.0))
+    example_ground_truth_sync(example=example, target_text=newer)
+    response = reviewer_client.post(review_url(example), {"decision": "take_ground_truth",
+                                                          "expected_ground_truth_target": seen})
+    assert response.status_code == 200
+    assert any("changed again meanwhile" in m for m in messages_of(response))
+    assert fresh(example).ground_truth_target == newer and fresh(example).target != newer
+
+
+def test_changelist_lists_flagged_examples_under_their_filter(reviewer_client, reviewer):
+    flagged, _ = _flagged(reviewer)
+    other = make_example()
+    html = reviewer_client.get(CHANGELIST + "?ground_truth_changed=yes").content.decode()
+    assert review_url(flagged) in html and review_url(other) not in html
+    assert "ground truth changed" in reviewer_client.get(CHANGELIST).content.decode()
+
+
+def test_staff_without_review_permission_cannot_choose(client, looker, reviewer):
+    example, new_target = _flagged(reviewer)
+    client.force_login(looker)
+    response = client.post(review_url(example), {"decision": "take_ground_truth",
+                                                 "expected_ground_truth_target": new_target})
+    assert response.status_code == 403 and fresh(example).ground_truth_target == new_target

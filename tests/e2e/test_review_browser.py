@@ -113,3 +113,76 @@ def test_reviewer_approves_with_the_keyboard_then_rejects_with_a_reason(live_ser
     assert rejected.status == Example.Status.REJECTED
     assert rejected.rejection_reason == "Dimension 42 h7 unreadable on the scan"
     assert rejected.changes.get().user_id == reviewer.pk
+
+
+def _records(part_number, minutes):
+    return ("part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min,recorded_at\n"
+            f"{part_number},O1,VS20 saw,saw,10,1.10,12,2024-01-01\n"
+            f"{part_number},O1,NZX 2000,turning,10,{minutes},40,2024-01-02\n"
+            f"{part_number},O2,NZX 2000,turning,10,{minutes},40,2024-03-02\n")
+
+
+def test_reviewer_keeps_one_target_and_takes_the_new_ground_truth_for_another(live_server, transactional_db,
+                                                                                browser_page):
+    import json
+
+    from curation.models import GroundTruth
+    from curation.services.examples import examples_build
+    from curation.services.ground_truth import ground_truth_material_set
+    from curation.services.production import production_records_import
+    from curation.services.review import example_approve, example_target_update
+
+    page = browser_page
+    reviewer = make_user("Reviewer", username="gita", password="Review-pw-2026")
+    task = make_task()
+    for part_number in ("GT-KEEP", "GT-TAKE"):
+        make_drawing(part_number=part_number)
+        production_records_import(text=_records(part_number, "10.33"))
+        ground_truth_material_set(ground_truth=GroundTruth.objects.get(part_number=part_number), material="C45")
+    examples_build(task=task)
+    keep = Example.objects.get(group_key="GT-KEEP")
+    take = Example.objects.get(group_key="GT-TAKE")
+    # The reviewer corrects one turning time to 9.5 and approves the other as built.
+    edited = json.loads(keep.target)
+    edited["operations"][1]["machine_time_min_per_piece"] = 9.5
+    example_target_update(example=keep, user=reviewer, target_text=json.dumps(edited))
+    example_approve(example=take, user=reviewer)
+    # New production records move both ground truths; the machine keeps both targets and flags them.
+    for part_number in ("GT-KEEP", "GT-TAKE"):
+        production_records_import(text=_records(part_number, "11.20"))
+    examples_build(task=task)  # "Build examples" run again must not undo the reviewer's 9.5 either
+
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/curation/example/%3Fground_truth_changed%3Dyes")
+    page.fill("#id_username", "gita")
+    page.fill("#id_password", "Review-pw-2026")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#result_list")
+    listed = page.inner_text("#result_list")
+    assert "GT-KEEP" in listed and "GT-TAKE" in listed
+
+    page.goto(f"{live_server.url}/admin/curation/example/{keep.pk}/review/")
+    assert ("Ground truth changed: turning on NZX 2000: time was 10.33, now 11.2 min/pc"
+            in page.inner_text("#review-ground-truth-was-now"))
+    assert "9.5" in page.inner_text(".review-side")
+    page.click("#review-keep-target")
+    page.wait_for_selector("ul.messagelist")
+    assert f"Kept your target of example #{keep.pk}" in page.inner_text("ul.messagelist")
+    assert not page.is_visible("#review-ground-truth-changed")
+    assert "Kept the reviewer's target" in page.inner_text("#review-history")
+    kept = Example.objects.get(pk=keep.pk)
+    assert json.loads(kept.target)["operations"][1]["machine_time_min_per_piece"] == 9.5
+    assert kept.ground_truth_target == ""
+
+    page.goto(f"{live_server.url}/admin/curation/example/{take.pk}/review/")
+    assert page.inner_text("#review-status") == "Approved"
+    page.click("#review-take-ground-truth")
+    page.wait_for_selector("ul.messagelist")
+    assert f"Example #{take.pk} now has the new ground truth as its target." in page.inner_text("ul.messagelist")
+    assert page.inner_text("#review-status") == "Pending"  # the approval was for the old target
+    assert "11.2" in page.inner_text(".review-side .review-table")
+    taken = Example.objects.get(pk=take.pk)
+    assert json.loads(taken.target)["operations"][1]["machine_time_min_per_piece"] == 11.2
+    assert taken.changes.filter(field="target", user=reviewer).exists()
+
+    page.goto(f"{live_server.url}/admin/curation/example/?ground_truth_changed=yes")
+    assert "0 examples" in page.inner_text("#changelist")

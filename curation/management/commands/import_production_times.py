@@ -30,5 +30,6 @@ class Command(BaseCommand):
             self.stdout.write(f"  machines not in the machine table: {', '.join(report.unknown_machines)}")
         self.stdout.write(self.style.SUCCESS(
             f"{file.name}: {report.summary()}. Ground truth changed for {len(report.ground_truth_updated)} parts, "
-            f"{report.examples_rebuilt} example targets rebuilt."
+            f"{report.examples_rebuilt} example targets rebuilt, {report.examples_flagged} reviewed examples flagged "
+            "(ground truth changed; their targets kept)."
         ))
