@@ -249,6 +249,11 @@ class Example(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="near_duplicates"
     )
     is_near_duplicate = models.BooleanField(default=False, db_index=True)
+    # A fine-tuning provider dropped or refused this example (e.g. an image failed its content checks):
+    # dataset builds leave it out until someone clears the flag. Set through examples_flag_provider_refused.
+    provider_refused = models.BooleanField(default=False, db_index=True)
+    provider_refused_reason = models.TextField(blank=True)
+    provider_refused_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
