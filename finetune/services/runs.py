@@ -591,8 +591,10 @@ def _ts(value: int | None):
 
 def _apply_job(run: TrainingRun, job: RemoteJob, *, note: str = "", reopen: bool = False) -> TrainingRun:
     fields = {}
-    if job.hyperparameters and job.hyperparameters != run.resolved_hyperparameters:
-        fields["resolved_hyperparameters"] = job.hyperparameters
+    # Merged, not replaced: a stale answer (taken before "auto" was resolved) never loses resolved values.
+    resolved = {**(run.resolved_hyperparameters or {}), **job.hyperparameters}
+    if resolved != (run.resolved_hyperparameters or {}):
+        fields["resolved_hyperparameters"] = resolved
     if job.estimated_finish:
         fields["estimated_finish_at"] = _ts(job.estimated_finish)
     if not job.error_code and job.status != S.FAILED and (run.error_code or run.error_message or run.error_param):

@@ -522,10 +522,10 @@ def test_a_stale_answer_never_moves_the_status_back(ft_api, version, base_model,
                                                     django_capture_on_commit_callbacks):
     run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
     run = training_run_sync(run=training_run_sync(run=run))
-    assert run.status == "running"
+    assert run.status == "running" and run.resolved_hyperparameters["n_epochs"] == 3
     ft_api.fine_tuning.stale_reads = 1  # a lagging replica answers the job as it was at creation
     run = training_run_sync(run=run)
-    assert run.status == "running"
+    assert run.status == "running" and run.resolved_hyperparameters["n_epochs"] == 3
     assert [t["status"] for t in run.timeline] == ["draft", "uploading", "validating_files", "queued", "running"]
     assert _sync_until_done(run).status == "succeeded"
 
