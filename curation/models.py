@@ -263,6 +263,11 @@ class Example(models.Model):
         blank=True, help_text="The target the changed ground truth implies, waiting for the reviewer's choice; "
                               "empty when nothing waits.",
     )
+    # A fine-tuning provider dropped or refused this example (e.g. an image failed its content checks):
+    # dataset builds leave it out until someone clears the flag. Set through examples_flag_provider_refused.
+    provider_refused = models.BooleanField(default=False, db_index=True)
+    provider_refused_reason = models.TextField(blank=True)
+    provider_refused_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

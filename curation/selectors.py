@@ -5,7 +5,11 @@ import json
 from django.core.cache import cache
 from django.db.models import Count, Max
 
-from curation.models import DrawingPage, Example, ExampleChange, GroundTruth
+from curation.models import DatasetMember, DatasetVersion, DrawingPage, Example, ExampleChange, GroundTruth
+
+# The order dataset_version_export writes lines in: split, then position. Line n (1-based) of a split's file
+# is the n-th member of that split in this order (`dataset_version_export_lines`).
+EXPORT_LINE_ORDER = ("split", "position")
 
 # --- Review (issue 3): what the review screen and the example changelist read. Each is one query. ---
 
@@ -151,3 +155,21 @@ def ground_truth_for_part(part_number: str) -> dict | None:
             for op in ground_truth.operations or []
         ],
     }
+
+
+def dataset_version_export_lines(*, version: DatasetVersion, split: str) -> list[tuple[int, int]]:
+    """(member id, example id) for each line of the exported `split` file, in file order: what a provider's
+    "line N" points at."""
+    return list(version.members.filter(split=split).order_by(*EXPORT_LINE_ORDER).values_list("id", "example_id"))
+
+
+def dataset_version_refused_members(*, version: DatasetVersion) -> list[dict]:
+    """Members whose example a fine-tuning provider dropped or refused, with their exported line
+    ({"member", "example", "split", "line", "reason"}): what the dataset version page lists."""
+    rows = []
+    for member in (version.members.filter(example__provider_refused=True).select_related("example")
+                   .order_by(*EXPORT_LINE_ORDER)):
+        line = version.members.filter(split=member.split, position__lt=member.position).count() + 1
+        rows.append({"member": member, "example": member.example, "split": member.split, "line": line,
+                     "reason": member.example.provider_refused_reason})
+    return rows

@@ -11,7 +11,8 @@ def training_run_start_failed(job, connection, exc_type, exc_value, traceback) -
     """on_failure hook: the error goes on the run (never only in the worker's log)."""
     run_id = job.args[0] if job.args else None
     if run_id is not None:
-        run_services.training_run_start_failed(run_id=run_id, message=f"{exc_type.__name__}: {exc_value}")
+        run_services.training_run_start_failed(run_id=run_id, message=str(exc_value),
+                                               error_type=getattr(exc_type, "__name__", str(exc_type)))
 
 
 def training_run_sync_job(run_id: int) -> str:

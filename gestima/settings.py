@@ -154,6 +154,8 @@ RENDER_STUCK_AFTER_SECONDS = env.int("RENDER_STUCK_AFTER_SECONDS", default=900)
 # OpenAI / Azure OpenAI. Without a key the dry-run provider is used.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="") or None
+# The organisation the key acts for (the SDK's own variable name); part of the account uploaded files belong to.
+OPENAI_ORGANIZATION = env("OPENAI_ORG_ID", default="")
 AZURE_OPENAI_ENDPOINT = env("AZURE_OPENAI_ENDPOINT", default="")
 AZURE_OPENAI_API_KEY = env("AZURE_OPENAI_API_KEY", default="")
 AZURE_OPENAI_API_VERSION = env("AZURE_OPENAI_API_VERSION", default="2025-04-01-preview")

@@ -7,11 +7,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
 from curation.models import BaseModel, Dataset, DatasetVersion
+from curation.selectors import dataset_version_refused_members
 from curation.services.base_models import base_model_date_warning
 from curation.services.datasets import DatasetBuildError, dataset_build
 from curation.services.exports import ExportError, dataset_version_export_request, export_file_path
@@ -81,7 +83,7 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     list_filter = ["dataset", "gates_passed", "export_status"]
     actions = ["export"]
     fields = ["dataset", "number", "content_hash", "prompt_version", "schema_version", "created_by", "created_at",
-              "export_state", "downloads", "readiness"]
+              "export_state", "downloads", "readiness", "provider_refused"]
     readonly_fields = fields
 
     def has_add_permission(self, request):
@@ -103,6 +105,13 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     @admin.display(description="Ready", boolean=True)
     def ready(self, obj):
         return obj.gates_passed
+
+    @admin.display(description="Refused by the provider")
+    def provider_refused(self, obj):
+        members = dataset_version_refused_members(version=obj)
+        if not members:
+            return "None"
+        return render_to_string("admin/curation/datasetversion/provider_refused.html", {"members": members})
 
     @admin.display(description="Export")
     def export_state(self, obj):

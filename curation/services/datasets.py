@@ -55,8 +55,10 @@ def _matches_tags(tags: dict, tag_filters: dict) -> bool:
 
 
 def dataset_examples(dataset: Dataset) -> list[Example]:
-    """The examples the dataset's filters select, in id order."""
-    queryset = Example.objects.filter(task=dataset.task, status__in=dataset.statuses or [Example.Status.APPROVED])
+    """The examples the dataset's filters select, in id order. Examples a fine-tuning provider dropped or
+    refused (`provider_refused`) are left out: sending them again would lose them again."""
+    queryset = Example.objects.filter(task=dataset.task, status__in=dataset.statuses or [Example.Status.APPROVED],
+                                      provider_refused=False)
     if dataset.min_quality is not None:
         queryset = queryset.filter(quality_score__gte=dataset.min_quality)
     if dataset.min_confidence is not None:

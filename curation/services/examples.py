@@ -259,6 +259,28 @@ def example_ground_truth_sync(*, example: Example, target_text: str, user=None, 
         return GroundTruthSync.FLAGGED
 
 
+def examples_flag_provider_refused(*, reasons: dict[int, str], user=None) -> list[Example]:
+    """Flag examples a fine-tuning provider dropped or refused ({example id: the provider's words}); the next
+    dataset build leaves them out and the review screen says why. Audited; flagging twice changes nothing."""
+    from django.utils import timezone
+
+    flagged = []
+    with transaction.atomic():
+        for example in Example.objects.select_for_update().filter(pk__in=list(reasons)).order_by("id"):
+            reason = (reasons[example.pk] or "refused by the fine-tuning provider").strip()
+            if example.provider_refused and example.provider_refused_reason == reason:
+                continue
+            before = example.provider_refused_reason
+            example.provider_refused = True
+            example.provider_refused_reason = reason
+            example.provider_refused_at = timezone.now()
+            example.save(update_fields=["provider_refused", "provider_refused_reason", "provider_refused_at", "updated_at"])
+            example_change_record(example=example, user=user, field="provider_refused", before=before, after=reason,
+                                  note="dropped or refused by the fine-tuning provider; left out of the next build")
+            flagged.append(example)
+    return flagged
+
+
 @dataclass
 class RebuildReport:
     rebuilt: list = field(default_factory=list)  # examples whose target now follows the new ground truth

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from curation.models import DatasetVersion, DrawingPage
+from curation.selectors import EXPORT_LINE_ORDER
 from curation.openai_format import (
     decode_data_url,
     dumps_line,
@@ -316,7 +317,7 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
     previous_interval = sys.getswitchinterval()
     sys.setswitchinterval(min(previous_interval, _SWITCH_INTERVAL))
     try:
-        members = (version.members.order_by("split", "position")
+        members = (version.members.order_by(*EXPORT_LINE_ORDER)
                    .values_list("split", "messages", "target", named=True).iterator(chunk_size=_BATCH))
         for batch in _batches(members, _BATCH):
             load = _batch_loader(batch)  # one query per batch, on this thread: the writer never touches the DB

@@ -118,7 +118,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "suffix", "seed", "metadata", "budget_usd", "estimated_tokens", "estimated_cost_usd", "override",
         "override_reason", "override_by", "status", "job_id", "training_file_id", "validation_file_id",
         "fine_tuned_model", "trained_tokens", "actual_cost_usd", "error_code", "error_message", "error_param",
-        "sync_error", "relaunched_from", "created_by", "created_at", "launched_at", "finished_at", "last_synced_at", "run_dir",
+        "sync_error", "resolved_hyperparameters", "estimated_finish_at", "orphaned_files", "relaunched_from", "created_by", "created_at", "launched_at", "finished_at", "last_synced_at", "run_dir",
     ]
 
     @admin.display(description="status", ordering="status")
@@ -187,7 +187,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if request.method == "POST":
             reason = request.POST.get("override_reason", "") if request.POST.get("override") else ""
             try:
-                run = run_services.training_run_launch(run=run, user=request.user, override_reason=reason)
+                run = run_services.training_run_launch(
+                    run=run, user=request.user, override_reason=reason,
+                    allow_duplicate=bool(request.POST.get("allow_duplicate")),
+                    duplicate_reason=request.POST.get("duplicate_reason", ""))
             except (TrainingRunError, QueueUnavailable) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 run.refresh_from_db()
@@ -211,6 +214,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "estimated_cost": cost,
             "over_budget": run.budget_usd is not None and cost > run.budget_usd,
             "problems": run_services.training_run_launch_problems(run=run),
+            "duplicates": run_services.training_run_duplicates(run=run),
             "model_warning": run_services.base_model_warning(run.base_model),
             "dry_run": run.provider == "dryrun",
         }

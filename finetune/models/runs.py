@@ -31,6 +31,27 @@ class TrainingRun(models.Model):
             "dry_run_complete": "Dry run complete (files written, no API called)",
         }
         TERMINAL = {"succeeded", "failed", "cancelled", "dry_run_complete"}
+        # The one order of statuses: a run only moves forward through it (services/runs.py `_set_status`).
+        # Statuses the provider adds that we do not know (e.g. `paused`) rank with `running`; every
+        # terminal status ranks last, so nothing leaves a terminal status without an explicit reopen.
+        ORDER = {"draft": 0, "uploading": 1, "validating_files": 2, "queued": 3, "running": 4}
+        UNKNOWN_RANK = 4
+        TERMINAL_RANK = 9
+
+        @classmethod
+        def rank(cls, status: str) -> int:
+            if status in cls.TERMINAL:
+                return cls.TERMINAL_RANK
+            return cls.ORDER.get(status, cls.UNKNOWN_RANK)
+
+        @classmethod
+        def moves_forward(cls, old: str, new: str) -> bool:
+            """True when `new` may follow `old`: later in the order, or level but not leaving a terminal status."""
+            if old == new:
+                return True
+            if old in cls.TERMINAL:
+                return False
+            return cls.rank(new) >= cls.rank(old)
 
     AUTO = "auto"
 
@@ -68,6 +89,17 @@ class TrainingRun(models.Model):
     actual_cost_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     result_file_id = models.CharField(max_length=100, blank=True)
     result_file_parsed = models.BooleanField(default=False)
+
+    # What the provider resolved "auto" to (from the job's method/hyperparameters) and its finish estimate.
+    resolved_hyperparameters = models.JSONField(default=dict, blank=True,
+                                                help_text="The provider's values for n_epochs, batch_size, learning_rate_multiplier.")
+    estimated_finish_at = models.DateTimeField(null=True, blank=True, help_text="The provider's estimate (job.estimated_finish).")
+    # Files the provider holds for this run that no job uses (the worker stopped after the upload).
+    orphaned_files = models.JSONField(default=list, blank=True,
+                                      help_text='[{"split", "file_id"}] uploaded but not attached to a job.')
+    # What the provider dropped or refused, linked to the dataset members of the exported lines.
+    provider_refusals = models.JSONField(default=list, blank=True,
+                                         help_text='[{"split", "line", "member_id", "example_id", "reason", "source"}]')
 
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
@@ -110,6 +142,15 @@ class TrainingRun(models.Model):
             "batch_size": typed(self.batch_size, int),
             "learning_rate_multiplier": typed(self.learning_rate_multiplier, float),
         }
+
+
+    @property
+    def hyperparameter_rows(self) -> list[dict]:
+        """What was asked (a number or "auto") beside what the provider chose, for the run page."""
+        resolved = self.resolved_hyperparameters or {}
+        return [{"name": name, "asked": asked, "resolved": resolved.get(name)}
+                for name, asked in (("n_epochs", self.n_epochs), ("batch_size", self.batch_size),
+                                    ("learning_rate_multiplier", self.learning_rate_multiplier))]
 
 
 class RunEvent(models.Model):
@@ -170,12 +211,16 @@ class UploadedFile(models.Model):
     bytes = models.PositiveBigIntegerField(default=0)
     remote_id = models.CharField(max_length=100)
     multipart = models.BooleanField(default=False, help_text="Sent through the Uploads API in parts.")
+    # Which provider account holds the file: a file id means nothing under another key, organisation or URL.
+    # A fingerprint (provider + base URL/endpoint + organisation + a hash of the key), never the key itself.
+    account = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["dataset_version", "provider", "split", "sha256"], name="unique_uploaded_file")
+            models.UniqueConstraint(fields=["dataset_version", "provider", "account", "split", "sha256"],
+                                    name="unique_uploaded_file_per_account")
         ]
 
     def __str__(self):

@@ -40,6 +40,10 @@ class Provider:
     name = "base"
     calls_api = True
 
+    def account(self) -> str:
+        """A fingerprint of the account files and jobs live in ('' for a provider that keeps nothing)."""
+        return ""
+
     # --- inference (evaluation, estimates) -------------------------------------------------
     def chat(self, *, model: str, messages: list[dict], json_output: bool = True, temperature: float = 0.0, timeout: float = 120.0) -> ChatResult:
         raise ProviderError(f"the {self.name} provider cannot run models", code="unsupported")

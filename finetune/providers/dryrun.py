@@ -36,7 +36,7 @@ class DryRunProvider(Provider):
         raise ProviderError("the dry-run provider calls no API", code="dry_run")
 
     upload_file = create_job = find_job = retrieve_job = cancel_job = list_events = list_checkpoints = _no_api
-    result_file_content = _no_api
+    result_file_content = file_exists = _no_api
 
     def list_jobs(self, *, limit: int | None = None):
         return []

@@ -17,7 +17,7 @@ from django.conf import settings
 from finetune.providers.base import Provider, ProviderError, register
 from finetune.providers.chat import OpenAIChatMixin
 from finetune.providers.errors import provider_error
-from finetune.providers.fine_tuning import RUN_ID_KEY, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob
+from finetune.providers.fine_tuning import RUN_ID_KEY, account_fingerprint, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,23 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     if retry_after is not None:
         return min(retry_after, settings.OPENAI_RETRY_AFTER_MAX_SECONDS)
     return min(settings.OPENAI_BACKOFF_BASE_SECONDS * (2 ** attempt), settings.OPENAI_BACKOFF_MAX_SECONDS)
+
+
+def _resolved_hyperparameters(job) -> dict:
+    """The hyperparameters the provider settled on: the job's method (supervised, dpo, ...) first, then the
+    legacy top-level field. Values still "auto" (not resolved yet) are left out."""
+    found = {}
+    method = getattr(job, "method", None)
+    if method is not None:
+        kind = getattr(method, "type", None) or ""
+        section = getattr(method, kind, None) if kind else None
+        hyper = getattr(section, "hyperparameters", None) if section is not None else None
+        if hyper is not None:
+            found = hyper.model_dump(exclude_none=True) if hasattr(hyper, "model_dump") else dict(hyper)
+    if not found and getattr(job, "hyperparameters", None) is not None:
+        hyper = job.hyperparameters
+        found = hyper.model_dump(exclude_none=True) if hasattr(hyper, "model_dump") else dict(hyper)
+    return {k: v for k, v in found.items() if v != "auto"}
 
 
 def _job(job) -> RemoteJob:
@@ -49,6 +66,8 @@ def _job(job) -> RemoteJob:
         finished_at=job.finished_at,
         training_file=job.training_file or "",
         validation_file=job.validation_file or "",
+        hyperparameters=_resolved_hyperparameters(job),
+        estimated_finish=getattr(job, "estimated_finish", None),
     )
 
 
@@ -79,7 +98,12 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
         if not settings.OPENAI_API_KEY:
             raise ProviderError("OPENAI_API_KEY is not set: the openai provider cannot be used.", code="not_configured")
         return openai.OpenAI(api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL or None,
-                             timeout=settings.OPENAI_TIMEOUT_SECONDS)
+                             organization=settings.OPENAI_ORGANIZATION or None, timeout=settings.OPENAI_TIMEOUT_SECONDS)
+
+    def account(self) -> str:
+        """The account uploaded files belong to (see `account_fingerprint`); the key is only hashed."""
+        return account_fingerprint(provider=self.name, base_url=settings.OPENAI_BASE_URL or "https://api.openai.com/v1",
+                                   organization=settings.OPENAI_ORGANIZATION, api_key=settings.OPENAI_API_KEY)
 
     # --- plumbing ----------------------------------------------------------------------------
     def _call(self, fn: Callable[[], T], *, retry: bool = True) -> T:
@@ -121,6 +145,16 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
         if not done.file:
             raise ProviderError(f"upload {upload.id} completed without a file (status {done.status})", code="upload_incomplete")
         return RemoteFile(id=done.file.id, bytes=size, multipart=True)
+
+    def file_exists(self, file_id: str) -> bool:
+        """Whether the provider still holds the file (files.retrieve): deleted or expired files answer 404."""
+        try:
+            self._call(lambda: self.ft.files.retrieve(file_id))
+        except ProviderError as exc:
+            if getattr(exc, "http_status", None) == 404:
+                return False
+            raise
+        return True
 
     def result_file_content(self, file_id: str) -> bytes:
         return self._call(lambda: self.ft.files.content(file_id).content)
@@ -230,6 +264,10 @@ class AzureOpenAIProvider(OpenAIProvider):
                                 code="not_configured")
         return openai.AzureOpenAI(azure_endpoint=settings.AZURE_OPENAI_ENDPOINT, api_key=settings.AZURE_OPENAI_API_KEY,
                                   api_version=settings.AZURE_OPENAI_API_VERSION, timeout=settings.OPENAI_TIMEOUT_SECONDS)
+
+    def account(self) -> str:
+        return account_fingerprint(provider=self.name, base_url=settings.AZURE_OPENAI_ENDPOINT, organization="",
+                                   api_key=settings.AZURE_OPENAI_API_KEY)
 
 
 register(OpenAIProvider)

@@ -29,7 +29,7 @@ from django.utils import timezone
 from curation.models import BaseModel, DatasetMember, DatasetVersion
 from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun, UploadedFile
 from finetune.providers.base import ProviderError, default_provider_name, get_provider
-from finetune.providers.fine_tuning import RUN_ID_KEY, RemoteJob, result_csv_rows
+from finetune.providers.fine_tuning import RUN_ID_KEY, RemoteEvent, RemoteJob, provider_refusals, result_csv_rows
 from gestima.queues import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,14 @@ def _timeline(run: TrainingRun, status: str, *, note: str = "") -> list:
     return [*(run.timeline or []), entry]
 
 
-def _set_status(run: TrainingRun, status: str, *, note: str = "", **fields) -> TrainingRun:
+def _set_status(run: TrainingRun, status: str, *, note: str = "", reopen: bool = False, **fields) -> TrainingRun:
+    """Store a status (and fields). Statuses only move forward (TrainingRun.Status.moves_forward): a late or
+    stale answer from the provider never takes a run back. `reopen` is the explicit exception (an operator
+    adopting a job for a run that had failed); the timeline says so."""
+    if status != run.status and not reopen and not S.moves_forward(run.status, status):
+        logger.info("run %s: ignored a move back from %s to %s (%s)", run.pk, run.status, status, note or "no note")
+        status = run.status
+        fields = {k: v for k, v in fields.items() if k != "finished_at"}
     if status != run.status:
         fields["timeline"] = _timeline(run, status, note=note)
         fields["status"] = status
@@ -154,6 +161,23 @@ def training_run_launch_problems(*, run: TrainingRun) -> list[str]:
     return problems
 
 
+def training_run_duplicates(*, run: TrainingRun) -> list[TrainingRun]:
+    """Paid runs that train the same thing: same dataset version, base model, provider, method, hyperparameters
+    and seed, still active or succeeded. A second one is a second bill, so a launch needs it confirmed."""
+    if run.provider == "dryrun":
+        return []
+    same = TrainingRun.objects.filter(
+        dataset_version_id=run.dataset_version_id, base_model_id=run.base_model_id, provider=run.provider,
+        method=run.method, n_epochs=run.n_epochs, batch_size=run.batch_size,
+        learning_rate_multiplier=run.learning_rate_multiplier, seed=run.seed,
+    ).exclude(pk=run.pk).exclude(status=S.DRAFT)
+    return [other for other in same.order_by("id") if other.status == S.SUCCEEDED or not other.is_terminal]
+
+
+def _duplicates_text(duplicates: list[TrainingRun]) -> str:
+    return ", ".join(f"run {other.pk} ({other.status_label})" for other in duplicates)
+
+
 # --- create / launch ---------------------------------------------------------------------------
 
 def training_run_create(*, dataset_version: DatasetVersion, base_model: BaseModel, user, provider: str = "",
@@ -192,13 +216,17 @@ def training_run_create(*, dataset_version: DatasetVersion, base_model: BaseMode
     return run
 
 
-def training_run_launch(*, run: TrainingRun, user, override_reason: str = "") -> TrainingRun:
+def training_run_launch(*, run: TrainingRun, user, override_reason: str = "", allow_duplicate: bool = False,
+                        duplicate_reason: str = "") -> TrainingRun:
     """Send the run: refused while gates fail or the estimate is over budget, unless overridden with a reason.
 
     A second launch of the same run (double click, two managers) finds it no longer a draft and is refused.
+    A run identical to one active or succeeded (`training_run_duplicates`) is refused unless the duplicate is
+    confirmed (`allow_duplicate`) with a reason, which goes on the timeline.
     """
     _check_permission(user)
     reason = (override_reason or "").strip()
+    duplicate_reason = (duplicate_reason or "").strip()
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().select_related("dataset_version__dataset", "base_model").get(pk=run.pk)
         if run.status != S.DRAFT:
@@ -208,9 +236,22 @@ def training_run_launch(*, run: TrainingRun, user, override_reason: str = "") ->
         if problems and not reason:
             raise TrainingRunError("Launch refused: " + "; ".join(problems)
                                    + ". A Manager may override this with a reason, which is recorded.")
+        duplicates = training_run_duplicates(run=run)
+        note = "launched"
+        if duplicates:
+            if not allow_duplicate:
+                raise TrainingRunError(
+                    f"Launch refused: {_duplicates_text(duplicates)} already trains the same dataset version, model "
+                    "and hyperparameters; a second launch is a second paid job. Confirm the duplicate with a reason "
+                    "(the checkbox on the launch page, or launch_run --allow-duplicate).")
+            if not duplicate_reason:
+                raise TrainingRunError("Say why the duplicate of " + _duplicates_text(duplicates)
+                                       + " is wanted: the reason is recorded on the run's timeline.")
+            who = getattr(user, "username", "") or "the shell"
+            note = f"launched as a confirmed duplicate of {_duplicates_text(duplicates)} by {who}: {duplicate_reason}"
         fields = {
             "status": S.UPLOADING,
-            "timeline": _timeline(run, S.UPLOADING, note="launched"),
+            "timeline": _timeline(run, S.UPLOADING, note=note),
             "launched_at": timezone.now(),
             "metadata": run_metadata(run),
             "estimated_tokens": run.estimated_tokens,
@@ -303,29 +344,68 @@ def _export(run: TrainingRun) -> dict[str, Path]:
     return {split: Path(path) for split, path in paths.items() if path}
 
 
+def _splits(run: TrainingRun) -> list[tuple[str, str]]:
+    """(split, run field) for each split the version has: a version without validation rows sends none."""
+    splits = [("train", "training_file_id")]
+    if run.dataset_version.members.filter(split=DatasetMember.Split.VALIDATION).exists():
+        splits.append(("validation", "validation_file_id"))
+    return splits
+
+
+def _carried_file_usable(run: TrainingRun, provider, *, file_id: str, account: str) -> bool:
+    """A file id carried over (relaunch, retried start) is used only if it belongs to the account configured
+    now and the provider still has it."""
+    if UploadedFile.objects.filter(remote_id=file_id, provider=run.provider).exclude(account__in=[account, ""]).exists():
+        return False
+    return provider.file_exists(file_id)
+
+
+def _known_upload(run: TrainingRun, provider, *, split: str, sha: str, account: str) -> UploadedFile | None:
+    """The earlier upload of these bytes to this account, if the provider still has it. Rows from before
+    accounts were recorded ('') are checked the same way and then claimed for this account."""
+    for known in UploadedFile.objects.filter(dataset_version=run.dataset_version, provider=run.provider, split=split,
+                                             sha256=sha, account__in=[account, ""]).order_by("-account"):
+        if provider.file_exists(known.remote_id):
+            if known.account != account:
+                UploadedFile.objects.filter(pk=known.pk).update(account=account)
+            return known
+        logger.info("run %s: file %s is gone from the provider; uploading %s again", run.pk, known.remote_id, split)
+        known.delete()
+    return None
+
+
 def _upload(run: TrainingRun, provider) -> TrainingRun:
-    """Upload each split not yet on the provider; the same version, split and bytes reuse the earlier file."""
-    if run.training_file_id:
+    """Upload each split not yet on the provider; the same version, split, bytes and provider account reuse
+    the earlier file, once files.retrieve shows it still exists (a new key, organisation or base URL, or a
+    deleted file, means uploading again instead of a job refused with "invalid training_file")."""
+    account = provider.account()
+    splits = _splits(run)
+    for split, field in splits:
+        file_id = getattr(run, field)
+        if file_id and not _carried_file_usable(run, provider, file_id=file_id, account=account):
+            TrainingRun.objects.filter(pk=run.pk).update(**{field: ""})
+            setattr(run, field, "")
+    missing = [(split, field) for split, field in splits if not getattr(run, field)]
+    if not missing:
         # A relaunch (or a retried start) already has its files: nothing to export or send.
         return run
     files = _export(run)
     TrainingRun.objects.filter(pk=run.pk).update(run_dir=str(Path(settings.RUNS_ROOT) / str(run.pk)))
-    for split, field in (("train", "training_file_id"), ("validation", "validation_file_id")):
+    for split, field in missing:
         path = files.get(split)
         if path is None or not path.exists() or path.stat().st_size == 0:
             continue
         sha = _sha256(path)
-        known = UploadedFile.objects.filter(dataset_version=run.dataset_version, provider=run.provider, split=split,
-                                            sha256=sha).first()
+        known = _known_upload(run, provider, split=split, sha=sha, account=account)
         if known is None:
             remote = provider.upload_file(path=path)
             try:
                 known = UploadedFile.objects.create(dataset_version=run.dataset_version, provider=run.provider,
-                                                    split=split, sha256=sha, bytes=remote.bytes, remote_id=remote.id,
-                                                    multipart=remote.multipart)
+                                                    account=account, split=split, sha256=sha, bytes=remote.bytes,
+                                                    remote_id=remote.id, multipart=remote.multipart)
             except IntegrityError:
                 known = UploadedFile.objects.get(dataset_version=run.dataset_version, provider=run.provider,
-                                                 split=split, sha256=sha)
+                                                 account=account, split=split, sha256=sha)
         # Stored at once: a crash after this point never uploads the split again.
         TrainingRun.objects.filter(pk=run.pk).update(**{field: known.remote_id})
     run.refresh_from_db()
@@ -334,8 +414,10 @@ def _upload(run: TrainingRun, provider) -> TrainingRun:
     return run
 
 
-def _adopt(run: TrainingRun, job: RemoteJob, provider, *, note: str) -> TrainingRun:
-    """Store the job id the moment it is known, then its state. A run cancelled meanwhile cancels the job too."""
+def _adopt(run: TrainingRun, job: RemoteJob, provider, *, note: str, reopen: bool = False) -> TrainingRun:
+    """Store the job id the moment it is known, then its state. A run cancelled meanwhile cancels the job too.
+    `reopen`: an operator adopts a job for a run already marked failed (its worker stopped): the run follows
+    the job again (the one allowed move back, noted on the timeline)."""
     TrainingRun.objects.filter(pk=run.pk, job_id__isnull=True).update(job_id=job.id, updated_at=timezone.now())
     run.refresh_from_db()
     if run.job_id != job.id:
@@ -347,7 +429,9 @@ def _adopt(run: TrainingRun, job: RemoteJob, provider, *, note: str) -> Training
         except ProviderError as exc:
             TrainingRun.objects.filter(pk=run.pk).update(sync_error=f"cancel after launch: {exc.message}")
             return run
-    return _apply_job(run, job, note=note)
+        reopen = False
+    reopen = reopen and run.status == S.FAILED
+    return _apply_job(run, job, note=note + (" (the run had been marked failed)" if reopen else ""), reopen=reopen)
 
 
 def _create(run: TrainingRun, provider) -> TrainingRun:
@@ -442,13 +526,45 @@ def training_run_start(*, run_id: int) -> TrainingRun:
                            error_param=exc.param)
 
 
-def training_run_start_failed(*, run_id: int, message: str) -> None:
-    """A start job died on something unexpected: the reason goes on the run, which fails unless a job exists."""
-    run = TrainingRun.objects.filter(pk=run_id).first()
+# Exceptions RQ reports when the worker itself stopped (killed, out of memory, over the queue's timeout):
+# they carry no message of their own, so the run says in words what happened.
+_WORKER_STOPPED = {"AbandonedJobError": "killed or timed out", "JobTimeoutException": "timed out",
+                   "StopRequested": "stopped", "ShutDownImminentException": "shut down"}
+
+
+def _stopped_phase(run: TrainingRun) -> str:
+    if not run.training_file_id:
+        return "uploading the training file"
+    if not run.validation_file_id and run.dataset_version.members.filter(split=DatasetMember.Split.VALIDATION).exists():
+        return "uploading the validation file"
+    return "creating the fine-tuning job (its files were uploaded)"
+
+
+def _orphans(run: TrainingRun) -> list[dict]:
+    """Files uploaded for this run that no job uses: the provider keeps (and may bill storage for) them."""
+    return [{"split": split, "file_id": file_id}
+            for split, file_id in (("train", run.training_file_id), ("validation", run.validation_file_id)) if file_id]
+
+
+def training_run_start_failed(*, run_id: int, message: str, error_type: str = "") -> None:
+    """A start job died on something unexpected, or its worker stopped: the reason goes on the run, in words,
+    and the run fails unless a job exists. Files uploaded but attached to no job are recorded as orphaned."""
+    run = TrainingRun.objects.filter(pk=run_id).select_related("dataset_version").first()
     if run is None:
         return
+    message = (message or "").strip()
+    if error_type in _WORKER_STOPPED:
+        how = _WORKER_STOPPED[error_type]
+        text = (f"The worker stopped while {_stopped_phase(run)} ({how}); relaunch to retry, files already "
+                "uploaded are reused.")
+        code = "worker_stopped"
+        if message:
+            text += f" ({error_type}: {message})"
+    else:
+        text = f"{error_type}: {message}" if error_type else message
+        code = "worker_error"
     if run.job_id:
-        TrainingRun.objects.filter(pk=run_id).update(sync_error=message)
+        TrainingRun.objects.filter(pk=run_id).update(sync_error=text)
         return
     if run.status == S.UPLOADING:
         # The crash may have come after the job was made: look for it before calling the run failed.
@@ -460,10 +576,11 @@ def training_run_start_failed(*, run_id: int, message: str) -> None:
             found = None
         if found is not None:
             _adopt(run, found, provider, note="found by metadata after a worker error")
-            TrainingRun.objects.filter(pk=run_id).update(sync_error=message)
+            TrainingRun.objects.filter(pk=run_id).update(sync_error=text)
             return
-    _set_status(run, S.FAILED, note="worker error", error_code="worker_error", error_message=message,
-                worker_claimed_at=None)
+    orphans = _orphans(run) if run.status == S.UPLOADING else list(run.orphaned_files or [])
+    _set_status(run, S.FAILED, note="worker stopped" if code == "worker_stopped" else "worker error",
+                error_code=code, error_message=text, worker_claimed_at=None, orphaned_files=orphans)
 
 
 # --- sync ------------------------------------------------------------------------------------
@@ -472,8 +589,22 @@ def _ts(value: int | None):
     return datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc) if value else None
 
 
-def _apply_job(run: TrainingRun, job: RemoteJob, *, note: str = "") -> TrainingRun:
+def _apply_job(run: TrainingRun, job: RemoteJob, *, note: str = "", reopen: bool = False) -> TrainingRun:
     fields = {}
+    # Merged, not replaced: a stale answer (taken before "auto" was resolved) never loses resolved values.
+    resolved = {**(run.resolved_hyperparameters or {}), **job.hyperparameters}
+    if resolved != (run.resolved_hyperparameters or {}):
+        fields["resolved_hyperparameters"] = resolved
+    if job.estimated_finish:
+        fields["estimated_finish_at"] = _ts(job.estimated_finish)
+    if not job.error_code and job.status != S.FAILED and (run.error_code or run.error_message or run.error_param):
+        # The run moved on: an error from an earlier attempt (a stopped worker, a failed start) no longer holds.
+        fields.update(error_code="", error_message="", error_param="")
+    attached = {job.training_file, job.validation_file} - {""}
+    if run.orphaned_files and attached:
+        kept = [entry for entry in run.orphaned_files if entry.get("file_id") not in attached]
+        if kept != run.orphaned_files:
+            fields["orphaned_files"] = kept
     if job.fine_tuned_model and job.fine_tuned_model != run.fine_tuned_model:
         fields["fine_tuned_model"] = job.fine_tuned_model
     if job.trained_tokens is not None:
@@ -486,7 +617,9 @@ def _apply_job(run: TrainingRun, job: RemoteJob, *, note: str = "") -> TrainingR
         fields["result_file_id"] = job.result_files[0]
     if job.status in S.TERMINAL and job.finished_at:
         fields["finished_at"] = _ts(job.finished_at)
-    return _set_status(run, job.status, note=note, **fields)
+    elif reopen and run.finished_at:
+        fields["finished_at"] = None
+    return _set_status(run, job.status, note=note, reopen=reopen, **fields)
 
 
 def _merge_metrics(run: TrainingRun, rows: list[dict], *, source: str) -> int:
@@ -545,6 +678,35 @@ def _sync_result_file(run: TrainingRun, provider) -> None:
     TrainingRun.objects.filter(pk=run.pk).update(result_file_parsed=True)
 
 
+def _sync_refusals(run: TrainingRun) -> list[dict]:
+    """What the provider dropped or refused (events, a failed job's error), tied to the dataset members on
+    those exported lines and flagged on their examples (curation leaves them out of the next build)."""
+    from curation.selectors import dataset_version_export_lines
+    from curation.services.examples import examples_flag_provider_refused
+
+    events = [RemoteEvent(id=e.remote_id, created_at=None, level=e.level, type=e.type, message=e.message, data=e.data)
+              for e in RunEvent.objects.filter(run=run).exclude(type="metrics")]
+    refusals = provider_refusals(events=events, error_code=run.error_code, error_message=run.error_message,
+                                 error_param=run.error_param)
+    if not refusals:
+        return run.provider_refusals or []
+    lines = {split: dataset_version_export_lines(version=run.dataset_version, split=split)
+             for split in {r.split for r in refusals}}
+    recorded = []
+    for refusal in refusals:
+        members = lines[refusal.split]
+        member_id, example_id = members[refusal.line - 1] if refusal.line <= len(members) else (None, None)
+        recorded.append({"split": refusal.split, "line": refusal.line, "member_id": member_id,
+                         "example_id": example_id, "reason": refusal.reason, "source": refusal.source})
+    if recorded != (run.provider_refusals or []):
+        TrainingRun.objects.filter(pk=run.pk).update(provider_refusals=recorded)
+        run.provider_refusals = recorded
+        examples_flag_provider_refused(reasons={
+            r["example_id"]: f"Run {run.pk} ({run.provider}), {r['split']} line {r['line']}: {r['reason']}"
+            for r in recorded if r["example_id"]})
+    return recorded
+
+
 def training_run_sync(*, run: TrainingRun) -> TrainingRun:
     """Bring the run up to date with its remote job: status, events (once each), metrics, checkpoints,
     model, trained tokens and cost. Transient provider trouble is noted on the run, which keeps its state."""
@@ -556,7 +718,8 @@ def training_run_sync(*, run: TrainingRun) -> TrainingRun:
         return run
     try:
         run = _apply_job(run, provider.retrieve_job(run.job_id))
-        _sync_events(run, provider)
+        if _sync_events(run, provider) or run.status == S.FAILED:
+            _sync_refusals(run)
         _sync_checkpoints(run, provider)
         if run.status == S.SUCCEEDED:
             _sync_result_file(run, provider)
@@ -675,7 +838,7 @@ def training_runs_doctor(*, provider_name: str | None = None, fix: bool = False)
             if owner is not None and owner.job_id:
                 report["duplicates"].append((job, owner))
             elif fix and owner is not None:
-                report["adopted"].append((job, _adopt(owner, job, provider, note="adopted by ft_doctor")))
+                report["adopted"].append((job, _adopt(owner, job, provider, note="adopted by ft_doctor", reopen=True)))
         elif run.status != job.status:
             report["mismatches"].append((run, job))
     listed = {job.id for job in jobs}

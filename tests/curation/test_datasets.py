@@ -325,3 +325,32 @@ def test_build_seeds_base_models_when_there_are_none():
     version = dataset_build(dataset=make_dataset(validation_fraction=0))
     assert set(version.cost_estimates) == {"gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14", "gpt-4.1-nano-2025-04-14",
                                            "gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18"}
+
+
+def test_examples_a_provider_refused_are_flagged_audited_and_left_out_of_the_next_build(client, roles):
+    from curation.models import ExampleChange
+    from curation.selectors import dataset_version_export_lines, dataset_version_refused_members
+    from curation.services.examples import examples_flag_provider_refused
+    from tests.factories import make_user
+
+    examples = approved_examples(14)
+    dataset = make_dataset()
+    first = dataset_build(dataset=dataset)
+    train_lines = dataset_version_export_lines(version=first, split="train")
+    refused = train_lines[3][1]  # the example on line 4 of train.jsonl
+    flagged = examples_flag_provider_refused(reasons={refused: "Run 5, train line 4: image failed moderation"})
+    assert [e.pk for e in flagged] == [refused]
+    assert examples_flag_provider_refused(reasons={refused: "Run 5, train line 4: image failed moderation"}) == []
+    assert ExampleChange.objects.filter(example_id=refused, field="provider_refused").count() == 1
+    assert [row["line"] for row in dataset_version_refused_members(version=first)] == [4]
+
+    second = dataset_build(dataset=dataset)
+    assert second.number == 2
+    assert refused not in set(second.members.values_list("example_id", flat=True))
+    assert second.members.count() == len(examples) - 1
+
+    client.force_login(make_user("Manager"))
+    page = client.get(f"/admin/curation/datasetversion/{first.pk}/change/").content.decode()
+    assert "1 example(s) dropped or refused by the provider" in page and "train line 4" in page
+    review = client.get(f"/admin/curation/example/{refused}/review/").content.decode()
+    assert "Refused by the provider" in review and "image failed moderation" in review

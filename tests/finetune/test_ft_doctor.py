@@ -34,7 +34,8 @@ def test_doctor_reports_orphans_gone_jobs_and_mismatches_and_fix_adopts_ours(
 
     lost = training_run_create(dataset_version=version, base_model=base_model, user=manager, provider="openai")
     with django_capture_on_commit_callbacks(execute=False):
-        lost = training_run_launch(run=lost, user=manager)  # its worker made the job, then died
+        # its worker made the job, then died (a second run of the same settings, confirmed)
+        lost = training_run_launch(run=lost, user=manager, allow_duplicate=True, duplicate_reason="test of the doctor")
     client = openai.OpenAI(api_key="sk-test", base_url=ft_api.base_url)
     lost_job = client.fine_tuning.jobs.create(model=base_model.name, training_file=healthy.training_file_id,
                                               metadata=lost.metadata)

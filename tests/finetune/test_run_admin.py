@@ -124,3 +124,29 @@ def test_add_form_shows_shutdown_dates_and_leads_to_the_confirmation(client, man
         "dataset_version": version.pk, "base_model": base_model.pk, "provider": "dryrun", "n_epochs": "500",
         "batch_size": "auto", "learning_rate_multiplier": "auto"})
     assert "n_epochs must be between" in bad.content.decode()
+
+
+def test_a_duplicate_launch_needs_the_checkbox_and_a_reason_on_the_confirmation_page(
+        client, manager, version, base_model, ft_api, run_worker, django_capture_on_commit_callbacks):
+    first = training_run_create(dataset_version=version, base_model=base_model, user=manager, provider="openai")
+    TrainingRun.objects.filter(pk=first.pk).update(status="running", job_id="ftjob-elsewhere")
+    run = training_run_create(dataset_version=version, base_model=base_model, user=manager, provider="openai")
+    client.force_login(manager)
+    page = client.get(_url("launch", run)).content.decode()
+    assert "Already training the same thing" in page and f"Run {first.pk}</a> — Running" in page
+    assert 'name="allow_duplicate"' in page and 'name="duplicate_reason"' in page
+
+    response = client.post(_url("launch", run), follow=True)
+    assert "already trains the same dataset version" in response.content.decode()
+    response = client.post(_url("launch", run), {"allow_duplicate": "1"}, follow=True)
+    assert "Say why" in response.content.decode()
+    run.refresh_from_db()
+    assert run.status == "draft"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(_url("launch", run), {"allow_duplicate": "1",
+                                                     "duplicate_reason": "New prompt wording in production"}, follow=True)
+    run.refresh_from_db()
+    assert run.status == "uploading"
+    page = response.content.decode()
+    assert f"confirmed duplicate of run {first.pk}" in page and "New prompt wording in production" in page

@@ -5,6 +5,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun, UploadedFile
+from finetune.services import runs as run_services
 from finetune.services.runs import (
     TrainingRunError,
     training_run_cancel,
@@ -116,7 +117,8 @@ def test_quota_failure_then_relaunch_does_not_upload_again(ft_api, version, base
 def test_a_new_run_on_the_same_version_reuses_the_uploaded_files(ft_api, version, base_model, manager, run_worker,
                                                                  django_capture_on_commit_callbacks):
     first = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
-    second = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    second = _launch(_create(version, base_model, manager, n_epochs=4), manager, run_worker,
+                     django_capture_on_commit_callbacks)
     assert second.training_file_id == first.training_file_id
     assert len(ft_api.calls_to("POST", FILES)) == 2
     assert UploadedFile.objects.filter(dataset_version=version).count() == 2
@@ -402,11 +404,311 @@ def test_the_periodic_job_syncs_every_active_run_and_reschedules_itself(ft_api, 
 
     from gestima.periodic import periodic_run
 
-    runs = [_launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
-            for _ in range(2)]
+    runs = [_launch(_create(version, base_model, manager, n_epochs=epochs), manager, run_worker,
+                    django_capture_on_commit_callbacks) for epochs in (2, 3)]
     periodic_run("sync-runs")
     for run in runs:
         run.refresh_from_db()
         assert run.status == "queued" and run.last_synced_at
     queue = django_rq.get_queue("openai")
     assert "periodic-sync-runs" in ScheduledJobRegistry(queue=queue).get_job_ids()
+
+
+# --- runs stay consistent under faults ----------------------------------------------------------------
+
+def test_an_identical_active_run_must_be_confirmed_with_a_reason_that_goes_on_the_timeline(
+        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
+    first = _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
+                    django_capture_on_commit_callbacks)
+    second = _create(version, base_model, manager, n_epochs=2)
+    with pytest.raises(TrainingRunError, match=f"run {first.pk} .*already trains the same.*--allow-duplicate"):
+        training_run_launch(run=second, user=manager)
+    with pytest.raises(TrainingRunError, match="Say why"):
+        training_run_launch(run=second, user=manager, allow_duplicate=True)
+    second.refresh_from_db()
+    assert second.status == "draft" and len(ft_api.calls_to("POST", JOBS)) == 1
+
+    second = _launch(second, manager, run_worker, django_capture_on_commit_callbacks, allow_duplicate=True,
+                     duplicate_reason="Second seed-free run to compare variance")
+    assert second.job_id and len(ft_api.calls_to("POST", JOBS)) == 2
+    note = second.timeline[1]["note"]
+    assert f"duplicate of run {first.pk}" in note and "compare variance" in note and manager.username in note
+    # Other hyperparameters, or a failed earlier run, are no duplicate.
+    assert _create(version, base_model, manager, n_epochs=3) and not run_services.training_run_duplicates(
+        run=_create(version, base_model, manager, n_epochs=3))
+
+
+def test_launch_run_command_asks_to_confirm_a_duplicate(ft_api, version, base_model, manager, run_worker,
+                                                        django_capture_on_commit_callbacks):
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    args = ["launch_run", str(version.pk), base_model.name, "--provider", "openai"]
+    with pytest.raises(CommandError, match="already trains the same"):
+        call_command(*args, stdout=io.StringIO())
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=False):
+        call_command(*args, "--allow-duplicate", "--duplicate-reason", "rerun for the audit", stdout=out)
+    run = TrainingRun.objects.order_by("-id").first()
+    assert run.status == "uploading" and "rerun for the audit" in run.timeline[-1]["note"]
+    assert "duplicate" in out.getvalue()
+
+
+def _second_standin():
+    from tests.openai_standin import StandIn
+    from tests.openai_standin.fine_tuning import FineTuningAPI
+
+    api = StandIn().__enter__()
+    FineTuningAPI().install(api)
+    return api
+
+
+def test_files_are_uploaded_again_for_another_provider_account(ft_api, version, base_model, manager, run_worker,
+                                                               django_capture_on_commit_callbacks, settings):
+    first = _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
+                    django_capture_on_commit_callbacks)
+    other = _second_standin()  # another base URL (a proxy, another region): its own files
+    try:
+        settings.OPENAI_BASE_URL = other.base_url
+        second = _launch(_create(version, base_model, manager, n_epochs=3), manager, run_worker,
+                         django_capture_on_commit_callbacks)
+        assert second.status == "validating_files", second.error_message
+        assert other.fine_tuning.jobs[second.job_id]["training_file"] == second.training_file_id
+        assert len(other.calls_to("POST", FILES)) == 2  # train + validation, on the new account
+    finally:
+        other.__exit__(None, None, None)
+    rows = UploadedFile.objects.filter(dataset_version=version, split="train")
+    assert rows.count() == 2 and len(set(rows.values_list("account", flat=True))) == 2
+    assert "sk-test-not-a-real-key" not in str(list(rows.values_list("account", flat=True)))
+
+
+def test_a_relaunch_after_the_key_changed_uploads_again(ft_api, version, base_model, manager, run_worker,
+                                                         django_capture_on_commit_callbacks, settings):
+    ft_api.fine_tuning.fail_jobs_with = ("exceeded_quota", "Quota remaining: $0.10")
+    run = _sync_until_done(_launch(_create(version, base_model, manager), manager, run_worker,
+                                   django_capture_on_commit_callbacks))
+    assert run.status == "failed"
+    ft_api.fine_tuning.fail_jobs_with = None
+    other = _second_standin()
+    try:
+        settings.OPENAI_BASE_URL = other.base_url
+        settings.OPENAI_API_KEY = "sk-test-the-new-key"
+        again = _launch(training_run_relaunch(run=run, user=manager), manager, run_worker,
+                        django_capture_on_commit_callbacks)
+        assert again.status == "validating_files", again.error_message
+        assert again.training_file_id in other.fine_tuning.files
+        assert other.fine_tuning.jobs[again.job_id]["training_file"] == again.training_file_id
+    finally:
+        other.__exit__(None, None, None)
+
+
+def test_a_file_deleted_on_the_provider_is_uploaded_again_not_reused(ft_api, version, base_model, manager, run_worker,
+                                                                      django_capture_on_commit_callbacks):
+    first = _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
+                    django_capture_on_commit_callbacks)
+    ft_api.fine_tuning.delete_file(first.training_file_id)  # retention, or someone tidied the account
+    second = _launch(_create(version, base_model, manager, n_epochs=3), manager, run_worker,
+                     django_capture_on_commit_callbacks)
+    assert second.status == "validating_files", second.error_message
+    assert second.training_file_id != first.training_file_id
+    assert second.validation_file_id == first.validation_file_id  # still there: reused
+    assert len(ft_api.calls_to("POST", FILES)) == 3
+    assert len(ft_api.calls_to("GET", FILES + "/[^/]+")) >= 2  # checked before reuse
+
+
+def test_a_stale_answer_never_moves_the_status_back(ft_api, version, base_model, manager, run_worker,
+                                                    django_capture_on_commit_callbacks):
+    run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    run = training_run_sync(run=training_run_sync(run=run))
+    assert run.status == "running" and run.resolved_hyperparameters["n_epochs"] == 3
+    ft_api.fine_tuning.stale_reads = 1  # a lagging replica answers the job as it was at creation
+    run = training_run_sync(run=run)
+    assert run.status == "running" and run.resolved_hyperparameters["n_epochs"] == 3
+    assert [t["status"] for t in run.timeline] == ["draft", "uploading", "validating_files", "queued", "running"]
+    assert _sync_until_done(run).status == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_answer_to_job_creation_does_not_move_the_run_back(ft_api, version, base_model, manager):
+    """The worker's create answers slowly; meanwhile the periodic sync adopts the job and sees it running."""
+    import threading
+    import time as _time
+
+    from django.db import connection as main_connection
+
+    run = _create(version, base_model, manager)
+    run = training_run_launch(run=run, user=manager)  # no worker: the start runs in a thread below
+    ft_api.fine_tuning.create_delay = 1.5
+    done = []
+
+    def worker():
+        from django.db import connection as thread_connection
+
+        try:
+            done.append(training_run_start(run_id=run.pk).status)
+        finally:
+            thread_connection.close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    deadline = _time.monotonic() + 10
+    while not ft_api.fine_tuning.jobs and _time.monotonic() < deadline:
+        _time.sleep(0.02)
+    assert ft_api.fine_tuning.jobs, "the worker never sent the create"
+    for _ in range(3):  # reconcile adopts it by metadata, then it moves on to running
+        run = training_run_sync(run=run)
+    assert run.status == "running"
+    thread.join(15)
+    run.refresh_from_db()
+    assert done and run.status == "running", [t["status"] for t in run.timeline]
+    assert [t["status"] for t in run.timeline].count("validating_files") == 1
+    main_connection.close()
+
+
+def _abandon_start_job(run):
+    """What RQ does when the worker running the start job was killed: the job's on_failure hook is called
+    with AbandonedJobError (no message) when the started-job registry is cleaned up."""
+    import django_rq
+    from rq.exceptions import AbandonedJobError
+
+    from finetune.jobs import training_run_start_failed
+
+    job = django_rq.get_queue("openai").fetch_job(f"training-run-start-{run.pk}")
+    assert job is not None
+    training_run_start_failed(job, job.connection, AbandonedJobError, AbandonedJobError(), None)
+
+
+def test_a_worker_killed_during_the_upload_says_so_and_records_the_orphaned_file(
+        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, client):
+    import openai
+
+    run = _create(version, base_model, manager)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_launch(run=run, user=manager)
+    # The worker claimed the run, uploaded the training file, and was killed sending the validation file.
+    sdk = openai.OpenAI(api_key="sk-test", base_url=ft_api.base_url)
+    uploaded = sdk.files.create(file=("train.jsonl", b'{"messages": []}\n'), purpose="fine-tune").id
+    TrainingRun.objects.filter(pk=run.pk).update(worker_claimed_at="2026-01-01T00:00:00Z", training_file_id=uploaded)
+    _abandon_start_job(run)
+    run.refresh_from_db()
+    assert run.status == "failed" and run.error_code == "worker_stopped"
+    assert run.error_message == ("The worker stopped while uploading the validation file (killed or timed out); "
+                                 "relaunch to retry, files already uploaded are reused.")
+    assert run.orphaned_files == [{"split": "train", "file_id": uploaded}]
+    client.force_login(manager)
+    page = client.get(f"/admin/finetune/trainingrun/{run.pk}/change/").content.decode()
+    assert "The worker stopped while uploading the validation file" in page and uploaded in page
+
+    again = _launch(training_run_relaunch(run=run, user=manager), manager, run_worker, django_capture_on_commit_callbacks)
+    assert again.job_id and again.training_file_id == uploaded  # reused, not sent again
+    assert len(ft_api.calls_to("POST", FILES)) == 2  # the dead worker's one, then only the validation file
+
+
+def test_an_adopted_run_that_succeeds_loses_the_stale_worker_error(ft_api, version, base_model, manager, run_worker,
+                                                                   django_capture_on_commit_callbacks):
+    import io
+
+    import openai
+    from django.core.management import call_command
+
+    from tests.openai_standin.base import Response
+
+    run = _create(version, base_model, manager)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_launch(run=run, user=manager)
+    # The worker made the job and was killed before saving its id; the jobs list does not show it yet.
+    sdk = openai.OpenAI(api_key="sk-test", base_url=ft_api.base_url)
+    file_id = sdk.files.create(file=("train.jsonl", b'{"messages": []}\n'), purpose="fine-tune").id
+    remote = sdk.fine_tuning.jobs.create(model=base_model.name, training_file=file_id, metadata=run.metadata)
+    TrainingRun.objects.filter(pk=run.pk).update(training_file_id=file_id)
+    ft_api.script("GET", JOBS, Response(200, {"object": "list", "data": [], "has_more": False}))
+    _abandon_start_job(run)
+    run.refresh_from_db()
+    assert run.status == "failed" and "The worker stopped while" in run.error_message
+    assert run.orphaned_files == [{"split": "train", "file_id": file_id}]
+
+    call_command("ft_doctor", "--fix", stdout=io.StringIO())
+    run.refresh_from_db()
+    assert run.job_id == remote.id and run.status == "validating_files"
+    assert any("had been marked failed" in t.get("note", "") for t in run.timeline)
+    run = _sync_until_done(run)
+    assert run.status == "succeeded"
+    assert (run.error_code, run.error_message) == ("", "")
+    assert run.orphaned_files == []  # the job uses it now
+
+
+def test_resolved_hyperparameters_and_estimated_finish_are_stored_and_shown(
+        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, client):
+    run = _launch(_create(version, base_model, manager, batch_size=4), manager, run_worker,
+                  django_capture_on_commit_callbacks)
+    assert run.resolved_hyperparameters == {"batch_size": 4}
+    run = training_run_sync(run=training_run_sync(run=run))
+    assert run.status == "running"
+    assert run.resolved_hyperparameters == {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 1.8}
+    assert run.estimated_finish_at is not None
+    client.force_login(manager)
+    page = client.get(f"/admin/finetune/trainingrun/{run.pk}/change/").content.decode()
+    assert "n_epochs auto → 3" in page and "learning_rate_multiplier auto → 1.8" in page
+    assert "Estimated finish" in page
+
+
+def _flagged(version):
+    from curation.models import Example
+
+    return {e.pk: e.provider_refused_reason for e in Example.objects.filter(memberships__version=version,
+                                                                            provider_refused=True)}
+
+
+def test_examples_the_provider_skips_are_linked_flagged_and_left_out_of_the_next_build(
+        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, client):
+    from curation.services.datasets import dataset_build
+
+    ft_api.fine_tuning.refuse_lines = {"train": {3: "its image failed content moderation",
+                                                 7: "its image failed content moderation"},
+                                       "validation": {2: "its image could not be processed"}}
+    run = _sync_until_done(_launch(_create(version, base_model, manager), manager, run_worker,
+                                   django_capture_on_commit_callbacks))
+    assert run.status == "succeeded"
+    train = list(version.members.filter(split="train").order_by("position"))
+    valid = list(version.members.filter(split="validation").order_by("position"))
+    expected = {train[2].example_id, train[6].example_id, valid[1].example_id}
+    assert {r["example_id"] for r in run.provider_refusals} == expected
+    assert {(r["split"], r["line"], r["member_id"]) for r in run.provider_refusals} == {
+        ("train", 3, train[2].pk), ("train", 7, train[6].pk), ("validation", 2, valid[1].pk)}
+    flagged = _flagged(version)
+    assert set(flagged) == expected
+    assert f"Run {run.pk}" in flagged[train[2].example_id] and "content moderation" in flagged[train[2].example_id]
+
+    client.force_login(manager)
+    review = client.get(f"/admin/curation/example/{train[2].example_id}/review/").content.decode()
+    assert "Refused by the provider" in review and "content moderation" in review
+    version_page = client.get(f"/admin/curation/datasetversion/{version.pk}/change/").content.decode()
+    assert "3 example(s) dropped or refused by the provider" in version_page
+    run_page = client.get(f"/admin/finetune/trainingrun/{run.pk}/change/").content.decode()
+    assert "train line 3" in run_page
+
+    rebuilt = dataset_build(dataset=version.dataset, user=manager)
+    assert not expected & set(rebuilt.members.values_list("example_id", flat=True))
+    assert rebuilt.members.count() == version.members.count() - 3
+
+
+def test_a_summary_warning_and_an_invalid_file_error_are_tied_to_their_lines(
+        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
+    ft_api.fine_tuning.refusal_style = "summary"
+    ft_api.fine_tuning.refuse_lines = {"train": {2: "their images failed content moderation",
+                                                 5: "their images failed content moderation"}}
+    run = _sync_until_done(_launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
+                                   django_capture_on_commit_callbacks))
+    train = list(version.members.filter(split="train").order_by("position"))
+    assert {r["member_id"] for r in run.provider_refusals} == {train[1].pk, train[4].pk}
+
+    ft_api.fine_tuning.refuse_lines = {}
+    ft_api.fine_tuning.fail_jobs_with = ("invalid_training_file", "The job failed due to an invalid training file. "
+                                                                  "Invalid file format. Line 9, message 2: Unrecognized key 'contents'.")
+    failed = _sync_until_done(_launch(_create(version, base_model, manager, n_epochs=3), manager, run_worker,
+                                      django_capture_on_commit_callbacks))
+    assert failed.status == "failed"
+    assert [(r["split"], r["line"], r["member_id"]) for r in failed.provider_refusals] == [("train", 9, train[8].pk)]
+    assert train[8].example_id in _flagged(version)

@@ -6,6 +6,13 @@
 - `fail_jobs_with = (code, message)`: the next jobs fail instead of succeeding (quota, invalid file);
 - `create_lands_then_500 = n`: the next n creates make the job and still answer 500 (ambiguous failure);
 - `apply_metadata_filter = False`: the jobs list ignores `metadata[k]=v` (as some servers do);
+- `stale_reads = n`: the next n job retrieves answer the job as it was when created (a lagging replica);
+- `refuse_lines = {"train": {3: "image failed content moderation"}}`: when the job starts running it
+  reports those lines as skipped, one warning event each (`refusal_style = "per_line"`) or one summary
+  warning naming all lines (`"summary"`), and trains on the rest;
+- "auto" hyperparameters resolve to `resolved` when the job leaves validation, and a running job carries
+  `estimated_finish`;
+- files can be deleted (`delete_file(id)`), as the provider's retention or a person may do;
 - HTTP 429/5xx before any handler: `api.script(...)` from base.py.
 """
 from __future__ import annotations
@@ -18,12 +25,14 @@ import time
 from tests.openai_standin.base import Request, Response, StandIn, api_error
 
 PROGRESSION = ["validating_files", "queued", "running", "succeeded"]
+# One counter for every stand-in in the process: ids are unique across accounts, as the real API's are.
+_IDS = itertools.count(1)
 
 
 class FineTuningAPI:
     def __init__(self):
         self.lock = threading.Lock()
-        self.ids = itertools.count(1)
+        self.ids = _IDS
         self.files: dict[str, dict] = {}
         self.file_bytes: dict[str, bytes] = {}
         self.uploads: dict[str, dict] = {}
@@ -38,6 +47,17 @@ class FineTuningAPI:
         self.result_base64 = True
         self.steps = 6
         self.create_delay = 0.0
+        self.stale_reads = 0
+        self.snapshots: dict[str, dict] = {}
+        self.refuse_lines: dict[str, dict[int, str]] = {}
+        self.refusal_style = "per_line"
+        self.resolved = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8}
+        self.finish_after_seconds = 900
+
+    def delete_file(self, file_id: str) -> None:
+        with self.lock:
+            self.files.pop(file_id, None)
+            self.file_bytes.pop(file_id, None)
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}-{next(self.ids):04d}"
@@ -121,6 +141,7 @@ class FineTuningAPI:
             }
             self._event(job_id, f"Created fine-tuning job: {job_id}")
             job = dict(self.jobs[job_id])
+            self.snapshots[job_id] = dict(job)
             lands_then_fails = self.create_lands_then_500 > 0
             if lands_then_fails:
                 self.create_lands_then_500 -= 1
@@ -139,8 +160,15 @@ class FineTuningAPI:
             self._event(job["id"], message, level="error")
             return
         job["status"] = PROGRESSION[PROGRESSION.index(status) + 1]
+        if job["status"] == "queued":
+            # "auto" becomes the provider's choice, in both places the API reports hyperparameters.
+            chosen = {k: (self.resolved[k] if v == "auto" else v) for k, v in job["hyperparameters"].items()}
+            job["hyperparameters"] = chosen
+            job["method"] = {"type": "supervised", "supervised": {"hyperparameters": dict(chosen)}}
         if job["status"] == "running":
+            job["estimated_finish"] = int(time.time()) + self.finish_after_seconds
             self._event(job["id"], "Fine-tuning job started")
+            self._refusal_events(job)
             for step in range(1, self.steps + 1):
                 data = {"step": step, "train_loss": round(2.0 / step, 4), "total_steps": self.steps,
                         "train_mean_token_accuracy": round(0.5 + step / 20, 4)}
@@ -170,11 +198,30 @@ class FineTuningAPI:
                 })
             self._event(job["id"], "The job has successfully completed")
 
+    def _refusal_events(self, job: dict) -> None:
+        names = {"train": "training file", "validation": "validation file"}
+        for split, lines in self.refuse_lines.items():
+            if not lines:
+                continue
+            if self.refusal_style == "summary":
+                numbers = ", ".join(str(n) for n in sorted(lines))
+                reason = next(iter(lines.values()))
+                self._event(job["id"], f"Skipped {len(lines)} examples in the {names[split]} because {reason}: "
+                                       f"lines {numbers}", level="warn")
+                continue
+            for line, reason in sorted(lines.items()):
+                self._event(job["id"], f"Example at line {line} of the {names[split]} was skipped: {reason}",
+                            level="warn", data={"line": line, "file": job["training_file" if split == "train"
+                                                                         else "validation_file"]})
+
     def jobs_retrieve(self, request: Request):
         with self.lock:
             job = self.jobs.get(request.params["job_id"])
             if job is None:
                 return api_error(404, f"Could not find fine-tune: {request.params['job_id']}", code="fine_tune_not_found")
+            if self.stale_reads > 0 and job["id"] in self.snapshots:
+                self.stale_reads -= 1
+                return dict(self.snapshots[job["id"]])
             self._advance(job)
             return dict(job)
 

@@ -12,7 +12,8 @@ from gestima.queues import QueueUnavailable
 
 class Command(BaseCommand):
     help = ("Launch a fine-tuning run on a dataset version. Refused while gates fail or the estimate is over "
-            "the budget, unless --override-reason is given (recorded on the run).")
+            "the budget, unless --override-reason is given (recorded on the run), and while an identical run is "
+            "active or succeeded, unless --allow-duplicate is given.")
 
     def add_arguments(self, parser):
         parser.add_argument("dataset_version", type=int, help="DatasetVersion id.")
@@ -25,6 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None)
         parser.add_argument("--budget", default=None, help="Budget in USD.")
         parser.add_argument("--override-reason", default="", help="Launch despite failing gates / over budget, with this reason.")
+        parser.add_argument("--allow-duplicate", action="store_true",
+                            help="Launch although a run with the same dataset version, model and hyperparameters is "
+                                 "active or succeeded (a second paid job).")
+        parser.add_argument("--duplicate-reason", default="",
+                            help="Why the duplicate is wanted (recorded on the run's timeline).")
         parser.add_argument("--user", default="", help="Record this username as creator; it must hold finetune.launch_run.")
 
     def handle(self, *args, **options):
@@ -51,8 +57,14 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"run {run.pk}: estimated {run.estimated_tokens} billed tokens, ${run.estimated_cost_usd:.4f}"
                               + (f" (budget ${run.budget_usd:.2f})" if run.budget_usd is not None else ""))
-            run = training_run_launch(run=run, user=user, override_reason=options["override_reason"])
+            duplicate_reason = options["duplicate_reason"] or (
+                "confirmed with launch_run --allow-duplicate" if options["allow_duplicate"] else "")
+            run = training_run_launch(run=run, user=user, override_reason=options["override_reason"],
+                                      allow_duplicate=options["allow_duplicate"], duplicate_reason=duplicate_reason)
         except (TrainingRunError, PermissionDenied, QueueUnavailable) as exc:
             raise CommandError(str(exc))
         self.stdout.write(self.style.SUCCESS(f"run {run.pk} launched ({run.provider}): {run.status}"
                                              + (" [override recorded]" if run.override else "")))
+        note = (run.timeline or [{}])[-1].get("note", "")
+        if "duplicate" in note:
+            self.stdout.write(self.style.WARNING(note))
