@@ -447,3 +447,13 @@ def test_admin_shows_pages_left_out_and_why_a_drawing_failed(client, corpus, rol
     assert "the page is blank (all white after rendering)" in changelist
     change = client.get(reverse("admin:curation_drawing_change", args=[some.pk])).content.decode()
     assert "Pages left out" in change and left_out in change
+
+
+def test_a_file_that_vanished_before_it_was_read_is_reported_and_the_others_go_on(corpus, tmp_path):
+    from curation.services.drawings import drawings_ingest_many
+
+    good = corpus / "drawings" / "JR_814059.pdf"
+    outcomes, _ = drawings_ingest_many(files=[("gone.pdf", tmp_path / "gone.pdf"), (good.name, good)], enqueue=False)
+    assert [(o.name, o.verdict) for o in outcomes] == [("gone.pdf", "rejected"), (good.name, "new")]
+    assert outcomes[0].reason == "could not read or store the file: No such file or directory"
+    assert Drawing.objects.get().original_name == good.name
