@@ -145,7 +145,7 @@ _SIGNATURES = [
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
     (b"BM", "BMP"),
-    (b"\xd0\xcf\x11\xe0", "an old Office document (.doc, .xls)"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document, .doc or .xls"),
     (b"\x1f\x8b", "gzip"),
     (b"Rar!", "RAR archive"),
     (b"7z\xbc\xaf", "7-Zip archive"),
@@ -153,8 +153,8 @@ _SIGNATURES = [
     (b"%!PS", "PostScript"),
 ]
 # An Office Open XML file is a ZIP whose first entries name its kind.
-_ZIP_KINDS = [(b"word/", "a Word document (.docx)"), (b"xl/", "an Excel workbook (.xlsx)"),
-              (b"ppt/", "a PowerPoint file (.pptx)")]
+_ZIP_KINDS = [(b"word/", "a .docx Word document"), (b"xl/", "a .xlsx Excel workbook"),
+              (b"ppt/", "a .pptx PowerPoint file")]
 # Objects of a PDF body: a file with these but no header is a PDF whose start is missing.
 _PDF_BODY = re.compile(rb"\d+\s+\d+\s+obj\b|\bendobj\b|\bstartxref\b")
 

@@ -36,7 +36,7 @@ def test_sniff_names_what_the_bytes_look_like():
     cases = {
         png.getvalue(): "not a PDF (looks like PNG)",
         jpeg.getvalue(): "not a PDF (looks like JPEG)",
-        docx.getvalue(): "not a PDF (looks like a Word document (.docx))",
+        docx.getvalue(): "not a PDF (looks like a .docx Word document)",
         b"<!DOCTYPE html><html><body>login</body></html>":
             "not a PDF (looks like an HTML page, e.g. a login or error page saved in place of the file)",
         b"part_number;pieces\nA-1;3\n": "not a PDF (looks like text): no %PDF- header in the first 1024 bytes",
