@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import mmap
 import os
 import pickle
 import re
@@ -40,11 +41,34 @@ def _mupdf():
 
 
 class RenderError(Exception):
-    """A drawing cannot be rendered; `message` says why in words a person can act on."""
+    """A drawing cannot be rendered; `message` says why in words a person can act on (always storable text)."""
 
     def __init__(self, message: str):
+        message = text_storable(message)
         super().__init__(message)
         self.message = message
+
+
+# Lone surrogates (PyMuPDF hands MuPDF's raw file bytes over as U+DC80..U+DCFF, "surrogateescape") cannot be
+# encoded as UTF-8, so no database stores them; PostgreSQL also refuses NUL. Other C0 controls go with them.
+_UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _escape_unstorable(match: re.Match) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"  # the raw byte from the file, readable
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    return "\ufffd"  # a surrogate that never was a byte (e.g. a broken ToUnicode map)
+
+
+def text_storable(text: str) -> str:
+    """`text` with raw bytes and control characters written as \\xNN: valid UTF-8 that any database stores.
+
+    Everything a render hands back (warnings, errors, title-block fields) and file names go through this.
+    """
+    return _UNSTORABLE.sub(_escape_unstorable, text)
 
 
 @dataclass(frozen=True)
@@ -97,6 +121,8 @@ class RenderResult:
     repaired: bool
     warnings: list[str] = field(default_factory=list)
     material: str = ""  # as printed in the title block; "" for scans
+    # Pages not kept as images, each with its reason (blank, too small): the drawing renders with a warning.
+    pages_left_out: list[str] = field(default_factory=list)
 
     @property
     def page_count(self) -> int:
@@ -104,6 +130,12 @@ class RenderResult:
 
 
 # --- What the bytes are -------------------------------------------------------------------------
+
+# Readers (Acrobat, MuPDF, poppler) look for the header in the first 1024 bytes: a mail or web server may
+# put a few lines before it, a Mac a MacBinary block. What comes before it is ignored, as they do.
+HEADER_WINDOW = 1024
+# How much of the start of a file the checks read: enough to find a header pushed a little too far.
+SNIFF_BYTES = 64 * 1024
 
 _SIGNATURES = [
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -113,11 +145,18 @@ _SIGNATURES = [
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
     (b"BM", "BMP"),
-    (b"PK\x03\x04", "ZIP (e.g. an Office document)"),
-    (b"\xd0\xcf\x11\xe0", "an old Office document"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document, .doc or .xls"),
     (b"\x1f\x8b", "gzip"),
+    (b"Rar!", "RAR archive"),
+    (b"7z\xbc\xaf", "7-Zip archive"),
     (b"RIFF", "RIFF (WebP or another media file)"),
+    (b"%!PS", "PostScript"),
 ]
+# An Office Open XML file is a ZIP whose first entries name its kind.
+_ZIP_KINDS = [(b"word/", "a .docx Word document"), (b"xl/", "a .xlsx Excel workbook"),
+              (b"ppt/", "a .pptx PowerPoint file")]
+# Objects of a PDF body: a file with these but no header is a PDF whose start is missing.
+_PDF_BODY = re.compile(rb"\d+\s+\d+\s+obj\b|\bendobj\b|\bstartxref\b")
 
 
 def bytes_describe(head: bytes) -> str:
@@ -127,13 +166,15 @@ def bytes_describe(head: bytes) -> str:
     for signature, name in _SIGNATURES:
         if head.startswith(signature):
             return name
-    text = head[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"PK\x03\x04"):
+        return next((name for marker, name in _ZIP_KINDS if marker in head), "ZIP archive (e.g. an Office document)")
+    text = head[:HEADER_WINDOW].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text[:256]:
-        return "HTML"
+        return "an HTML page, e.g. a login or error page saved in place of the file"
     if text.startswith(b"<?xml") or text.startswith(b"<svg"):
         return "XML/SVG"
     try:
-        decoded = head[:1024].decode("utf-8")
+        decoded = head[:HEADER_WINDOW].decode("utf-8")
     except UnicodeDecodeError:
         return "binary data"
     printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in decoded)
@@ -141,13 +182,32 @@ def bytes_describe(head: bytes) -> str:
 
 
 def pdf_sniff(head: bytes) -> None:
-    """Raise RenderError unless the file starts like a PDF (`%PDF-`)."""
+    """Raise RenderError unless a `%PDF-` header starts within the first 1024 bytes of `head`.
+
+    `head` is the start of the file (up to SNIFF_BYTES): more than the window, to say what is wrong.
+    """
     if not head:
         raise RenderError("empty file: 0 bytes")
-    if head.startswith(b"%PDF") and not head.startswith(b"%PDF-"):
-        raise RenderError("damaged PDF: unreadable header (it starts with %PDF but not %PDF-1.x)")
-    if not head.startswith(b"%PDF-"):
-        raise RenderError(f"not a PDF (looks like {bytes_describe(head)})")
+    window = head[:HEADER_WINDOW]
+    if b"%PDF-" in window:
+        return
+    if b"%PDF" in window:
+        raise RenderError("damaged PDF: unreadable header (it has %PDF but not %PDF-1.x)")
+    kind = bytes_describe(head)
+    if kind not in ("text", "binary data"):
+        raise RenderError(f"not a PDF (looks like {kind})")
+    where = head.find(b"%PDF-")
+    if where >= 0:
+        raise RenderError(
+            f"not a PDF as readers see it: its %PDF- header is at byte {where:,}, after the first "
+            f"{HEADER_WINDOW} bytes where PDF readers look for it (something was put in front of it)"
+        )
+    if _PDF_BODY.search(head):
+        raise RenderError(
+            f"damaged PDF: no %PDF- header in the first {HEADER_WINDOW} bytes, though it holds PDF objects "
+            "(the start of the file is missing)"
+        )
+    raise RenderError(f"not a PDF (looks like {kind}): no %PDF- header in the first {HEADER_WINDOW} bytes")
 
 
 # --- Rendering (in-process; `render_isolated` wraps it in a capped child) -------------------------
@@ -266,11 +326,7 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 def render_pdf(path: str, *, out_dir: str, limits: RenderLimits, stem: str = "page") -> RenderResult:
     """Render every page of the PDF at `path` into `out_dir`; raise RenderError with the reason."""
     with open(path, "rb") as handle:
-        head = handle.read(1024)
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - 1024))
-        tail = handle.read()
+        head = handle.read(SNIFF_BYTES)
     pdf_sniff(head)
     _mupdf().TOOLS.reset_mupdf_warnings()
     try:
@@ -278,16 +334,44 @@ def render_pdf(path: str, *, out_dir: str, limits: RenderLimits, stem: str = "pa
     except Exception as exc:  # PyMuPDF raises FileDataError, RuntimeError, ValueError... at open
         raise RenderError(_classify("open", exc, memory_mb=limits.memory_limit_mb)) from None
     try:
-        return _render_document(doc, tail=tail, out_dir=out_dir, limits=limits, stem=stem)
+        return _render_document(doc, path=path, out_dir=out_dir, limits=limits, stem=stem)
     finally:
         doc.close()
 
 
 def _warnings() -> list[str]:
-    return [line for line in _mupdf().TOOLS.mupdf_warnings(reset=False).splitlines() if line.strip()]
+    return [text_storable(line) for line in _mupdf().TOOLS.mupdf_warnings(reset=False).splitlines() if line.strip()]
 
 
-def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, stem: str) -> RenderResult:
+# After the last %%EOF: objects or a trailer mean an appended update that was cut short.
+_UPDATE_AFTER_EOF = re.compile(rb"\d+\s+\d+\s+obj\b|\bstartxref\b|\btrailer\b")
+
+
+def _cut_off(path: str) -> bool:
+    """True when the file has no %%EOF, or PDF content follows its last one.
+
+    Other bytes after the last %%EOF (a mail footer, padding, junk from a transfer) are ignored, as
+    readers do; MuPDF then has to repair the file because it looks for `startxref` near the end only.
+    """
+    with open(path, "rb") as handle:
+        try:
+            data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file cannot be mapped
+            return True
+        with data:
+            last = data.rfind(b"%%EOF")
+            return last < 0 or _UPDATE_AFTER_EOF.search(data, last + 5) is not None
+
+
+# A page smaller than this on a side cannot hold a drawing (a degenerate or near-zero MediaBox): 1 inch.
+MIN_PAGE_POINTS = 72
+
+
+def _page_label(number: int, count: int) -> str:
+    return f"page {number}" if count > 1 else "the page"
+
+
+def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem: str) -> RenderResult:
     if not doc.is_pdf:
         raise RenderError("not a PDF (MuPDF does not read it as one)")
     if doc.needs_pass:
@@ -297,15 +381,16 @@ def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, st
     except Exception as exc:
         raise RenderError(_classify("count", exc)) from None
     repaired = bool(doc.is_repaired)
-    if repaired and b"%%EOF" not in tail:
+    if repaired and _cut_off(path):
         # MuPDF can rebuild a cut-off file, but what it shows is a partial drawing: not training data.
-        raise RenderError(f"damaged PDF: the file is cut off (no end-of-file marker; {_first_warning(_warnings())})")
+        raise RenderError(f"damaged PDF: the file is cut off (no %%EOF end-of-file marker; {_first_warning(_warnings())})")
     if count == 0:
         raise RenderError("the PDF has no pages")
     if count > limits.max_pages:
         raise RenderError(f"{count} pages: above the page limit of {limits.max_pages}")
 
     pages: list[RenderedPage] = []
+    left_out: list[str] = []
     has_text_layer = False
     part_number = ""
     material = ""
@@ -323,8 +408,12 @@ def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, st
                 f"{which} is {_inches(rect.width)} × {_inches(rect.height)} in: "
                 f"above the {limits.max_page_points:,}-pixel limit"
             )
-        if rect.width < 1 or rect.height < 1:
-            raise RenderError(f"page {number} has no area ({rect.width:g} × {rect.height:g} pt)")
+        if min(rect.width, rect.height) < MIN_PAGE_POINTS:
+            left_out.append(
+                f"{_page_label(number, count)} is too small to hold a drawing "
+                f"({rect.width:.4g} × {rect.height:.4g} pt; the minimum is {MIN_PAGE_POINTS} pt = 1 in a side)"
+            )
+            continue
         zoom = _zoom(rect, limits)
         try:
             # Text extraction interprets the content stream too: its failures are render failures.
@@ -336,12 +425,16 @@ def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, st
             raise
         except Exception as exc:
             raise RenderError(_classify("render", exc, page=number, memory_mb=limits.memory_limit_mb)) from None
+        if pix.is_unicolor and pix.pixel(0, 0) == (255, 255, 255):
+            # Nothing drawn, or nothing MuPDF could draw (a broken content stream): no use as training data.
+            left_out.append(f"{_page_label(number, count)} is blank (all white after rendering)")
+            continue
         page_has_text = bool(words)
         has_text_layer = has_text_layer or page_has_text
         if page_has_text and not part_number:
-            part_number = title_block_part_number(words)
+            part_number = text_storable(title_block_part_number(words))
         if page_has_text and not material:
-            material = title_block_material(words)
+            material = text_storable(title_block_material(words))
         scanned = has_images and not page_has_text
         photo_like = has_images and _image_coverage(page, rect) > 0.5
         data, fmt = _encode(pix, image, photo_like=photo_like, limits=limits)
@@ -354,9 +447,15 @@ def _render_document(doc, *, tail: bytes, out_dir: str, limits: RenderLimits, st
                 bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), phash=_dhash(image), scanned=scanned,
             )
         )
+    warnings = _warnings()
+    if not pages:
+        # Blank after rendering with MuPDF complaining usually means damage: say what it said.
+        damage = f"; MuPDF reported: {_first_warning(warnings)}" if warnings else ""
+        reasons = "; ".join(left_out)
+        raise RenderError(f"no page holds a drawing: {reasons}{damage}" if count > 1 else f"{reasons}{damage}")
     return RenderResult(
-        pages=pages, has_text_layer=has_text_layer, part_number=part_number, repaired=repaired, warnings=_warnings(),
-        material=material,
+        pages=pages, has_text_layer=has_text_layer, part_number=part_number, repaired=repaired, warnings=warnings,
+        material=material, pages_left_out=left_out,
     )
 
 
@@ -425,7 +524,7 @@ def title_block_material(words: list) -> str:
 
 def part_number_from_filename(name: str) -> str:
     """"JR_814059.pdf" → "JR 814059": drawings are often saved under their number with _ for spaces."""
-    stem = Path(name).stem
+    stem = text_storable(Path(name).stem)
     return re.sub(r"[_\s]+", " ", stem).strip()[:100]
 
 

@@ -57,7 +57,7 @@ def _read_head_and_hash(file) -> tuple[bytes, str, int]:
     size = 0
     for chunk in iter(lambda: file.read(1024 * 1024), b""):
         if not head:
-            head = chunk[:1024]
+            head = chunk[:rendering.SNIFF_BYTES]
         digest.update(chunk)
         size += len(chunk)
     file.seek(0)
@@ -77,7 +77,8 @@ def drawing_ingest(*, file=None, content: bytes | None = None, original_name: st
         raise ValueError("pass exactly one of file or content")
     if file is None:
         file = ContentFile(content)
-    name = Path(original_name or getattr(file, "name", None) or "drawing.pdf").name[:255]
+    # A file name from a disk can hold bytes that are not UTF-8 (surrogates in Python): stored escaped.
+    name = rendering.text_storable(Path(original_name or getattr(file, "name", None) or "drawing.pdf").name)[:255]
     size = getattr(file, "size", None)
     if size is not None and size > settings.UPLOAD_MAX_BYTES:
         raise DrawingRejected(f"too large: {_megabytes(size)}, the limit is {_megabytes(settings.UPLOAD_MAX_BYTES)}")
@@ -146,6 +147,10 @@ def drawings_ingest_many(*, files: list[tuple[str, object]], uploaded_by=None,
         except DrawingRejected as exc:
             outcomes.append(IngestOutcome(name=name, verdict="rejected", reason=exc.message))
             continue
+        except OSError as exc:  # unreadable (permissions, a vanished file) or not storable (disk full)
+            reason = rendering.text_storable(f"could not read or store the file: {exc.strerror or exc}")
+            outcomes.append(IngestOutcome(name=name, verdict="rejected", reason=reason))
+            continue
         except _StoredButNotQueued as exc:
             queue_error = exc.message
             drawing, created = exc.drawing, True
@@ -183,11 +188,33 @@ def drawing_render(*, drawing: Drawing) -> Drawing:
     """Render a drawing that is `uploaded`: pages replaced in one transaction, status and error stored.
 
     Does nothing (returns the drawing as it is) when the row is not `uploaded`: already rendering
-    elsewhere, rendered, or failed (use `drawing_render_again`).
+    elsewhere, rendered, or failed (use `drawing_render_again`). A drawing it claims never stays
+    `rendering`: an unexpected error fails that drawing (logged with its traceback), so a batch goes on;
+    an interruption (Ctrl-C) puts it back to `uploaded` for the next run.
     """
     if not _claim(drawing):
         drawing.refresh_from_db()
         return drawing
+    try:
+        drawing = _render_claimed(drawing)
+    except Exception as exc:
+        logger.exception("rendering drawing %s failed", drawing.pk)
+        return drawing_render_fail(drawing=drawing, message=f"rendering stopped: {type(exc).__name__}: {exc}")
+    except BaseException:
+        Drawing.objects.filter(pk=drawing.pk, status=Drawing.Status.RENDERING).update(
+            status=Drawing.Status.UPLOADED, updated_at=timezone.now()
+        )
+        raise
+    if drawing.status == Drawing.Status.RENDERED and drawing.part_number:
+        try:
+            _after_render(drawing)
+        except Exception:
+            # The drawing did render; `build_examples` (or the Task action) can always do this later.
+            logger.exception("ground truth / example build after rendering drawing %s failed", drawing.pk)
+    return drawing
+
+
+def _render_claimed(drawing: Drawing) -> Drawing:
     if not drawing.file or not drawing.file.storage.exists(drawing.file.name):
         return drawing_render_fail(drawing=drawing, message="the PDF file is missing from storage: upload it again")
     workdir = tempfile.mkdtemp(prefix="gestima-render-")
@@ -199,16 +226,9 @@ def drawing_render(*, drawing: Drawing) -> Drawing:
             )
         except rendering.RenderError as exc:
             return drawing_render_fail(drawing=drawing, message=exc.message)
-        drawing = _pages_replace(drawing=drawing, result=result)
+        return _pages_replace(drawing=drawing, result=result)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if drawing.status == Drawing.Status.RENDERED and drawing.part_number:
-        try:
-            _after_render(drawing)
-        except Exception:
-            # The drawing did render; `build_examples` (or the Task action) can always do this later.
-            logger.exception("ground truth / example build after rendering drawing %s failed", drawing.pk)
-    return drawing
 
 
 def _after_render(drawing: Drawing) -> None:
@@ -269,15 +289,17 @@ def _pages_replace(*, drawing: Drawing, result: rendering.RenderResult) -> Drawi
                 row.bytes, row.sha256, row.phash = page.bytes, page.sha256, page.phash
                 row.save()
             DrawingPage.objects.filter(pk__in=[p.pk for p in existing.values()]).delete()
+            # text_storable again here: whatever a render returns, the row can always be saved.
             warnings = result.warnings
             locked.page_count = result.page_count
             locked.has_text_layer = result.has_text_layer
             locked.repaired = result.repaired
             locked.warning_count = len(warnings)
-            locked.warnings = "\n".join(warnings[:200])
-            locked.material = result.material[:100]
+            locked.warnings = rendering.text_storable("\n".join(warnings[:200]))
+            locked.pages_left_out = rendering.text_storable("; ".join(result.pages_left_out))
+            locked.material = rendering.text_storable(result.material)[:100]
             if result.part_number and _part_number_is_automatic(locked):
-                locked.part_number = result.part_number[:100]
+                locked.part_number = rendering.text_storable(result.part_number)[:100]
             locked.status = Drawing.Status.RENDERED
             locked.error = ""
             locked.rendered_at = timezone.now()
@@ -314,7 +336,7 @@ def drawing_render_fail(*, drawing: Drawing, message: str) -> Drawing:
     """Store why a render failed; only a drawing that is `rendering` changes (a late crash report never
     overwrites a later success)."""
     Drawing.objects.filter(pk=drawing.pk, status=Drawing.Status.RENDERING).update(
-        status=Drawing.Status.FAILED, error=message[:2000], updated_at=timezone.now()
+        status=Drawing.Status.FAILED, error=rendering.text_storable(message)[:2000], updated_at=timezone.now()
     )
     drawing.refresh_from_db()
     return drawing

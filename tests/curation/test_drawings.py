@@ -1,5 +1,7 @@
 """Drawings end to end: ingest, real Redis + burst worker renders, bad files, re-render, reconcile, admin, CLI."""
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import django_rq
@@ -14,6 +16,7 @@ from curation.services.drawings import (
     DrawingRejected, drawing_ingest, drawing_render_again, drawing_render_job_id, drawings_reconcile,
 )
 from gestima.queues import QueueUnavailable
+from tests.curation.pdfs import pdf_with_pages, pdf_with_raw_bytes_in_warnings
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +29,7 @@ BAD = {
     "encrypted_user_password.pdf": ("failed", "encrypted PDF: a password is needed"),
     "empty_0_bytes.pdf": ("rejected", "empty file: 0 bytes"),
     "png_image_renamed.pdf": ("rejected", "not a PDF (looks like PNG)"),
-    "text_file_renamed.pdf": ("rejected", "not a PDF (looks like text)"),
+    "text_file_renamed.pdf": ("rejected", "not a PDF (looks like text): no %PDF- header in the first 1024 bytes"),
     "page_200x200_inch.pdf": ("failed", "page is 200 × 200 in: above the 10,000-pixel limit"),
     "blank_500_pages.pdf": ("failed", "500 pages: above the page limit of 50"),
     "single_image_20000x20000_1bit.pdf": ("rendered", ""),
@@ -45,7 +48,10 @@ QPDF = {
     "bad2.pdf": ("rendered", "repaired"),
     "bad7.pdf": ("rendered", "repaired"),
     "bad24.pdf": ("rendered", "warnings"),
-    "broken-lzw.pdf": ("rendered", "warnings"),
+    # The README says "rendered (partly)", but its only page comes out all white (the LZW content stream
+    # is broken): a blank page is no drawing, so it fails with the reason and MuPDF's complaint.
+    "broken-lzw.pdf": ("failed", "the page is blank (all white after rendering); MuPDF reported: format error: "
+                                 "out of range code encountered in lzw decode"),
     "bad-jpeg.pdf": ("rendered", "warnings"),
     "pages-loop.pdf": ("rendered", ""),
     "minimal.pdf": ("rendered", ""),
@@ -420,3 +426,81 @@ def test_import_drawings_command_judges_an_empty_file_on_its_own(corpus, tmp_pat
     assert "2 files: 1 new, 0 existing, 1 rejected" in text
     assert f"rejected  {folder / 'empty.pdf'}: empty file: 0 bytes" in text
     assert list(Drawing.objects.values_list("original_name", flat=True)) == ["JR_814059.pdf"]
+# --- real-world PDFs ------------------------------------------------------------------------------
+
+def test_a_pdf_whose_warnings_quote_raw_bytes_renders_and_its_warnings_are_kept(run_worker,
+                                                                                django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        drawing, _ = drawing_ingest(content=pdf_with_raw_bytes_in_warnings(), original_name="raw.pdf")
+    run_worker("render")
+    drawing.refresh_from_db()
+    assert drawing.status == Drawing.Status.RENDERED, drawing.error
+    assert drawing.part_number == "RAW-0042" and drawing.pages.count() == 1
+    assert "cannot find ColorSpace resource 'CS\\xe3'" in drawing.warnings and drawing.warning_count == 6
+
+
+def test_import_sync_isolates_each_file_and_leaves_none_waiting(corpus, tmp_path, monkeypatch):
+    from io import StringIO
+
+    from curation import rendering
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_raw_bytes.pdf").write_bytes(pdf_with_raw_bytes_in_warnings())
+    (folder / "b_crashes.pdf").write_bytes((corpus / "drawings" / "10113153.pdf").read_bytes())
+    (folder / "c_pages.pdf").write_bytes(pdf_with_pages("drawing", "blank", "tiny"))
+    # A name written on a Latin-1 system: not UTF-8, so Python hands it over with a lone surrogate.
+    (folder / os.fsdecode(b"d_Zeichnung_\xe9.pdf")).write_bytes((corpus / "drawings" / "JR_814059.pdf").read_bytes())
+    crashing = hashlib.sha256((folder / "b_crashes.pdf").read_bytes()).hexdigest()[:16]
+    real_render = rendering.render_isolated
+
+    def render_or_crash(path, *, stem, **kwargs):
+        if stem == crashing:
+            raise RuntimeError("disk full")
+        return real_render(path, stem=stem, **kwargs)
+
+    monkeypatch.setattr(rendering, "render_isolated", render_or_crash)
+    out = StringIO()
+    call_command("import_drawings", str(folder), "--sync", stdout=out, stderr=StringIO())
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5 and lines[-1] == "4 files: 4 new, 0 existing, 0 rejected"
+    assert lines[0].endswith("RAW-0042 (rendered)")
+    assert lines[1].endswith("(failed: rendering stopped: RuntimeError: disk full)")
+    assert lines[2].endswith("TB-4711 (rendered; left out: page 2 is blank (all white after rendering); page 3 is "
+                             "too small to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side))")
+    assert "d_Zeichnung_\\xe9.pdf" in lines[3] and lines[3].endswith("JR 814059 (rendered)")
+    assert not Drawing.objects.filter(status__in=[Drawing.Status.UPLOADED, Drawing.Status.RENDERING]).exists()
+    assert Drawing.objects.get(part_number="JR 814059").original_name == "d_Zeichnung_\\xe9.pdf"
+
+
+def test_admin_shows_pages_left_out_and_why_a_drawing_failed(client, corpus, roles, run_worker,
+                                                             django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        some, _ = drawing_ingest(content=pdf_with_pages("blank", "drawing", "tiny"), original_name="some.pdf")
+        none, _ = drawing_ingest(content=pdf_with_pages("blank"), original_name="blank.pdf")
+    run_worker("render")
+    some.refresh_from_db()
+    none.refresh_from_db()
+    assert some.status == Drawing.Status.RENDERED and [p.number for p in some.pages.all()] == [2]
+    assert some.page_count == 1 and some.part_number == "TB-4711"
+    assert none.status == Drawing.Status.FAILED and none.error == "the page is blank (all white after rendering)"
+    assert none.pages.count() == 0
+
+    client.force_login(make_user("Reviewer"))
+    left_out = ("page 1 is blank (all white after rendering); page 3 is too small to hold a drawing "
+                "(1 × 1 pt; the minimum is 72 pt = 1 in a side)")
+    changelist = client.get(reverse("admin:curation_drawing_changelist")).content.decode()
+    assert f"left out: {left_out}" in changelist
+    assert "the page is blank (all white after rendering)" in changelist
+    change = client.get(reverse("admin:curation_drawing_change", args=[some.pk])).content.decode()
+    assert "Pages left out" in change and left_out in change
+
+
+def test_a_file_that_vanished_before_it_was_read_is_reported_and_the_others_go_on(corpus, tmp_path):
+    from curation.services.drawings import drawings_ingest_many
+
+    good = corpus / "drawings" / "JR_814059.pdf"
+    outcomes, _ = drawings_ingest_many(files=[("gone.pdf", tmp_path / "gone.pdf"), (good.name, good)], enqueue=False)
+    assert [(o.name, o.verdict) for o in outcomes] == [("gone.pdf", "rejected"), (good.name, "new")]
+    assert outcomes[0].reason == "could not read or store the file: No such file or directory"
+    assert Drawing.objects.get().original_name == good.name

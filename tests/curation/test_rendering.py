@@ -2,12 +2,15 @@
 import io
 import json
 import os
+import random
+import zipfile
 
 import pytest
 from PIL import Image
 
 from curation import rendering
 from curation.demo.drawings import DEMO_PARTS, demo_drawing_pdfs
+from tests.curation.pdfs import pdf_with_pages, pdf_with_raw_bytes_in_warnings
 
 LIMITS = rendering.RenderLimits()
 
@@ -27,18 +30,96 @@ def test_sniff_names_what_the_bytes_look_like():
     Image.new("RGB", (4, 4)).save(png, "PNG")
     jpeg = io.BytesIO()
     Image.new("RGB", (4, 4)).save(jpeg, "JPEG")
+    docx = io.BytesIO()
+    with zipfile.ZipFile(docx, "w") as archive:
+        archive.writestr("word/document.xml", "<w:document/>")
     cases = {
         png.getvalue(): "not a PDF (looks like PNG)",
         jpeg.getvalue(): "not a PDF (looks like JPEG)",
-        b"<!DOCTYPE html><html><body>login</body></html>": "not a PDF (looks like HTML)",
-        b"part_number;pieces\nA-1;3\n": "not a PDF (looks like text)",
+        docx.getvalue(): "not a PDF (looks like a .docx Word document)",
+        b"<!DOCTYPE html><html><body>login</body></html>":
+            "not a PDF (looks like an HTML page, e.g. a login or error page saved in place of the file)",
+        b"part_number;pieces\nA-1;3\n": "not a PDF (looks like text): no %PDF- header in the first 1024 bytes",
+        bytes(range(256)) * 8: "not a PDF (looks like binary data): no %PDF- header in the first 1024 bytes",
         b"": "empty file: 0 bytes",
+        # The start of a PDF is missing: its objects are there, its header is not.
+        b"4 0 obj\n<< /Length 10 >>\nstream\n" + bytes(range(128, 256)) + b"\nendstream\nendobj\n":
+            "damaged PDF: no %PDF- header in the first 1024 bytes, though it holds PDF objects "
+            "(the start of the file is missing)",
+        b"\x00" * 2000 + b"%PDF-1.7\n":
+            "not a PDF as readers see it: its %PDF- header is at byte 2,000, after the first 1024 bytes where "
+            "PDF readers look for it (something was put in front of it)",
     }
     for head, message in cases.items():
         with pytest.raises(rendering.RenderError) as caught:
             rendering.pdf_sniff(head)
         assert caught.value.message == message
     rendering.pdf_sniff(b"%PDF-1.7\n")  # no error
+    rendering.pdf_sniff(bytes(range(256)) * 3 + b"%PDF-1.7\n")  # junk before the header, inside 1024 bytes
+
+
+def test_junk_before_the_header_is_ignored_as_readers_do(corpus, tmp_path):
+    # A MacBinary block or mail headers in front of %PDF-: Acrobat, MuPDF and poppler read the drawing.
+    drawing = (corpus / "drawings" / "JR_814059.pdf").read_bytes()
+    for prefix in (bytes(range(256)) * 2, b"Content-Type: application/pdf\r\n\r\n"):
+        path = tmp_path / "prefixed.pdf"
+        path.write_bytes(prefix + drawing)
+        result = render(path, tmp_path)
+        assert result.page_count == 1 and result.part_number == "JR 814059"
+
+
+def test_garbage_after_the_end_marker_is_ignored_but_a_cut_off_update_is_not(corpus, tmp_path):
+    drawing = (corpus / "drawings" / "JR_814059.pdf").read_bytes()
+    garbage = random.Random(7).randbytes(5000)  # more than the 1 KB MuPDF searches for startxref
+    path = tmp_path / "trailing.pdf"
+    path.write_bytes(drawing + garbage)
+    result = render(path, tmp_path)
+    assert result.page_count == 1 and result.part_number == "JR 814059" and result.repaired
+
+    # An update appended after %%EOF and cut off in the middle is still a cut-off file.
+    update = b"\n12 0 obj\n<< /Length 9000 >>\nstream\n" + b"0 0 m 100 100 l S\n" * 300
+    path.write_bytes(drawing + update)
+    assert failure(path, tmp_path).startswith("damaged PDF: the file is cut off")
+
+
+def test_warnings_quoting_raw_bytes_from_the_file_are_storable_text(tmp_path):
+    # MuPDF quotes the file's bytes in its warnings; PyMuPDF passes 0xE3 on as a lone surrogate, which no
+    # database can store. They come back written as \xe3.
+    path = tmp_path / "raw.pdf"
+    path.write_bytes(pdf_with_raw_bytes_in_warnings())
+    result = render(path, tmp_path)
+    assert result.page_count == 1 and result.part_number == "RAW-0042"
+    assert "syntax error: cannot find ColorSpace resource 'CS\\xe3'" in result.warnings
+    for text in [*result.warnings, result.material, result.part_number]:
+        text.encode("utf-8")  # raises on a lone surrogate
+
+
+def test_text_storable_escapes_what_a_database_refuses():
+    assert rendering.text_storable("CS\udce3 a\x00b \ud800 Maß\tok\n") == "CS\\xe3 a\\x00b \ufffd Maß\tok\n"
+    assert rendering.RenderError("bad \udcff").message == "bad \\xff"
+
+
+def test_blank_and_tiny_pages_are_left_out_with_their_reason(tmp_path):
+    path = tmp_path / "three.pdf"
+    path.write_bytes(pdf_with_pages("drawing", "blank", "tiny"))
+    result = render(path, tmp_path)
+    assert [page.number for page in result.pages] == [1] and result.part_number == "TB-4711"
+    assert result.pages_left_out == [
+        "page 2 is blank (all white after rendering)",
+        "page 3 is too small to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side)",
+    ]
+
+
+@pytest.mark.parametrize("pages, message", [
+    (["tiny"], "the page is too small to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side)"),
+    (["blank"], "the page is blank (all white after rendering)"),
+    (["blank", "tiny"], "no page holds a drawing: page 1 is blank (all white after rendering); page 2 is too small "
+                        "to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side)"),
+])
+def test_a_drawing_without_a_usable_page_fails_with_the_reason(tmp_path, pages, message):
+    path = tmp_path / "bad.pdf"
+    path.write_bytes(pdf_with_pages(*pages))
+    assert failure(path, tmp_path) == message
 
 
 def test_corpus_drawings_render_within_openai_limits(corpus, tmp_path):
@@ -78,7 +159,7 @@ def test_rotation_is_honoured(corpus, tmp_path):
     ("page_200x200_inch.pdf", "page is 200 × 200 in: above the 10,000-pixel limit"),
     ("blank_500_pages.pdf", "500 pages: above the page limit of 50"),
     ("empty_0_bytes.pdf", "empty file: 0 bytes"),
-    ("text_file_renamed.pdf", "not a PDF (looks like text)"),
+    ("text_file_renamed.pdf", "not a PDF (looks like text): no %PDF- header in the first 1024 bytes"),
 ])
 def test_hostile_files_fail_with_a_message_a_person_understands(corpus, tmp_path, name, message):
     assert failure(corpus / "bad" / name, tmp_path) == message

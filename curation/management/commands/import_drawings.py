@@ -4,6 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Drawing
+from curation.rendering import text_storable
 from curation.services.drawings import drawing_render, drawings_ingest_many
 
 
@@ -30,19 +31,22 @@ class Command(BaseCommand):
             raise CommandError("no PDF files found")
 
         outcomes, queue_error = drawings_ingest_many(files=[(p.name, p) for p in files], enqueue=not sync)
-        if sync:
-            for outcome in outcomes:
-                if outcome.drawing is not None and outcome.drawing.status == Drawing.Status.UPLOADED:
-                    drawing_render(drawing=outcome.drawing)
-
         for path, outcome in zip(files, outcomes):
+            # A path from the disk may hold bytes that are not UTF-8: printed escaped, never a crash.
+            shown = text_storable(str(path))
             if outcome.verdict == "rejected":
-                self.stdout.write(f"rejected  {path}: {outcome.reason}")
+                self.stdout.write(f"rejected  {shown}: {outcome.reason}")
                 continue
             drawing = outcome.drawing
+            if sync and drawing.status == Drawing.Status.UPLOADED:
+                # One drawing at a time, each line printed as it is done; drawing_render fails a drawing
+                # on any error instead of raising, so one bad file never stops the batch.
+                drawing = drawing_render(drawing=drawing)
             drawing.refresh_from_db()
             detail = drawing.status + (f": {drawing.error}" if drawing.error else "")
-            self.stdout.write(f"{outcome.verdict:<9} {path} -> #{drawing.pk} {drawing.part_number} ({detail})")
+            if drawing.pages_left_out:
+                detail += f"; left out: {drawing.pages_left_out}"
+            self.stdout.write(f"{outcome.verdict:<9} {shown} -> #{drawing.pk} {drawing.part_number} ({detail})")
         counts = {v: sum(o.verdict == v for o in outcomes) for v in ("new", "existing", "rejected")}
         self.stdout.write(self.style.SUCCESS(
             f"{len(outcomes)} files: {counts['new']} new, {counts['existing']} existing, {counts['rejected']} rejected"
