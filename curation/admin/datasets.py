@@ -13,7 +13,7 @@ from django.utils.text import slugify
 
 from curation.models import BaseModel, Dataset, DatasetVersion
 from curation.services.base_models import base_model_date_warning
-from curation.services.datasets import DatasetBuildError, dataset_build
+from curation.services.datasets import DatasetBuildError, dataset_build, dataset_version_training_costs
 from curation.services.exports import ExportError, dataset_version_export_request, export_file_path
 from gestima.queues import QueueUnavailable
 
@@ -137,9 +137,10 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         tokens = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
             (split, f"{t.get('text', 0):,}", f"{t.get('image', 0):,}", f"{t.get('total', 0):,}")
             for split, t in ((s, obj.tokens.get(s) or {}) for s in ("train", "validation"))))
+        # Today's prices through the same function the launch confirmation and the budget guard use.
         costs = format_html_join("", "<tr><td>{}</td><td>${}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (name, c["usd"], f"{c['train_tokens']:,} × {c['epochs']}", c.get("jobs_end_date") or "—",
-             c.get("shutdown_date") or "—", c.get("note") or "") for name, c in obj.cost_estimates.items()))
+            (m.name, c.usd, f"{c.train_tokens:,} × {c.epochs}", m.jobs_end_date or "—", m.shutdown_date or "—",
+             c.problem) for m, c in dataset_version_training_costs(version=obj)))
         counts = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (
             (split, tag, ", ".join(f"{value}: {n}" for value, n in sorted(values.items(), key=lambda kv: -kv[1])))
             for split, tags in obj.tag_counts.items() for tag, values in sorted(tags.items())))

@@ -199,7 +199,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if run.status != TrainingRun.Status.DRAFT:
             self.message_user(request, f"Run {run.pk} was already launched ({run.status_label}).", messages.WARNING)
             return self._run_page(run)
-        tokens, cost = run_services.training_run_estimate(run=run)
+        cost = run_services.training_run_cost(run=run)
+        refusals = run_services.training_run_launch_refusals(run=run)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -207,10 +208,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "run": run,
             "version": run.dataset_version,
             "gates": run.dataset_version.gates or [],
-            "tokens": tokens,
-            "estimated_cost": cost,
-            "over_budget": run.budget_usd is not None and cost > run.budget_usd,
-            "problems": run_services.training_run_launch_problems(run=run),
+            "cost": cost,
+            "over_budget": run.budget_usd is not None and cost.usd > run.budget_usd,
+            "refusals": refusals,
+            "problems": [p for p in run_services.training_run_launch_problems(run=run) if p not in refusals],
             "model_warning": run_services.base_model_warning(run.base_model),
             "dry_run": run.provider == "dryrun",
         }
