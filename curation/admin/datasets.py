@@ -199,10 +199,30 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
 @admin.register(BaseModel)
 class BaseModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "provider", "training_price_per_1m", "encoding", "image_tokens", "supports_vision",
-                    "jobs_end_date", "shutdown_date", "active", "date_warning"]
+    list_display = ["name", "provider", "training_price_per_1m", "inference_prices", "fine_tuned_prices", "encoding",
+                    "image_tokens", "supports_vision", "jobs_end_date", "shutdown_date", "active", "date_warning"]
     list_filter = ["provider", "active"]
     readonly_fields = ["date_warning"]
+    fieldsets = [
+        (None, {"fields": ["name", "provider", "active"]}),
+        ("Prices (USD per 1M tokens; empty = unknown)", {"fields": [
+            "training_price_per_1m", ("input_price_per_1m", "output_price_per_1m"),
+            ("fine_tuned_input_price_per_1m", "fine_tuned_output_price_per_1m")]}),
+        ("Tokens", {"fields": ["encoding", "image_tokens", "patch_multiplier", "supports_vision", "max_tokens_per_example"]}),
+        ("Dates", {"fields": ["jobs_end_date", "shutdown_date", "date_warning"]}),
+    ]
+
+    @staticmethod
+    def _pair(inp, out) -> str:
+        return "unknown" if inp is None or out is None else f"${inp} / ${out}"
+
+    @admin.display(description="Input / output")
+    def inference_prices(self, obj):
+        return self._pair(obj.input_price_per_1m, obj.output_price_per_1m)
+
+    @admin.display(description="Fine-tuned input / output")
+    def fine_tuned_prices(self, obj):
+        return self._pair(obj.fine_tuned_input_price_per_1m, obj.fine_tuned_output_price_per_1m)
 
     @admin.display(description="Warning")
     def date_warning(self, obj):

@@ -22,7 +22,7 @@ from finetune.models import Estimate, EvalResult, EvalRun, ModelKind, ModelVersi
 from finetune.providers.base import ProviderError, available_providers
 from finetune.services.comparison import ComparisonError, eval_runs_compare
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
-from finetune.metrics import metric_rows, pct, pct_with_ci
+from finetune.metrics import metric_rows, pct, pct_with_ci, usd
 from finetune.services.evals import EvalError, eval_run_create, eval_run_resume
 from finetune.services.promotion import (PromotionRefused, model_version_activate, model_version_promote,
                                          promotion_checks)
@@ -145,12 +145,12 @@ def _page(request, admin_obj, *, title, form=None, body="", submit="", opts=None
 @admin.register(EvalRun)
 class EvalRunAdmin(admin.ModelAdmin):
     list_display = ["id", "model_name", "model_kind", "dataset_version", "split", "status", "progress_display",
-                    "mape_display", "validity_display", "cost_usd", "created_at"]
+                    "mape_display", "validity_display", "cost_display", "created_at"]
     list_filter = ["status", "model_kind", "task"]
     search_fields = ["model_name"]
     actions = ["compare_selected", "resume_selected", "promote_selected"]
     readonly_fields = ["task", "model_name", "model_kind", "provider", "dataset_version", "split", "training_run",
-                       "prompt_kind", "prompt_text", "status", "progress_display", "concurrency", "cost_usd",
+                       "prompt_kind", "prompt_text", "status", "progress_display", "concurrency", "cost_display",
                        "input_tokens", "output_tokens", "error", "attempts", "rq_job_id", "created_by", "created_at",
                        "started_at", "heartbeat_at", "finished_at", "metrics_display", "worst_display", "results_link"]
     fieldsets = [
@@ -159,7 +159,7 @@ class EvalRunAdmin(admin.ModelAdmin):
         ("Metrics", {"fields": ["metrics_display"]}),
         ("Worst examples", {"fields": ["worst_display"]}),
         ("Prompt", {"classes": ["collapse"], "fields": ["prompt_kind", "prompt_text"]}),
-        ("Run", {"classes": ["collapse"], "fields": ["concurrency", "cost_usd", "input_tokens", "output_tokens", "attempts",
+        ("Run", {"classes": ["collapse"], "fields": ["concurrency", "cost_display", "input_tokens", "output_tokens", "attempts",
                                                       "rq_job_id", "created_by", "created_at", "started_at", "heartbeat_at",
                                                       "finished_at"]}),
     ]
@@ -192,6 +192,10 @@ class EvalRunAdmin(admin.ModelAdmin):
         numeric = (obj.metrics or {}).get("numeric") or {}
         first = next(iter(numeric.values()), None)
         return _with_ci(first.get("mape")) if first else "—"
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost_display(self, obj):
+        return usd(obj.cost_usd)
 
     @admin.display(description="JSON valid")
     def validity_display(self, obj):
@@ -337,10 +341,15 @@ def comparison_html(c: dict):
 
 @admin.register(EvalResult)
 class EvalResultAdmin(admin.ModelAdmin):
-    list_display = ["id", "eval_run", "example", "status", "error_kind", "latency_ms", "input_tokens", "output_tokens", "cost_usd"]
+    list_display = ["id", "eval_run", "example", "status", "error_kind", "latency_ms", "input_tokens", "output_tokens", "cost_display"]
     list_filter = ["status", "error_kind"]
     list_select_related = ["eval_run", "example__task"]
-    readonly_fields = [f.name for f in EvalResult._meta.fields]
+    readonly_fields = [f.name for f in EvalResult._meta.fields if f.name != "cost_usd"] + ["cost_display"]
+    exclude = ["cost_usd"]
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost_display(self, obj):
+        return usd(obj.cost_usd)
 
     def has_add_permission(self, request):
         return False
@@ -434,15 +443,19 @@ def estimate_drawings(modeladmin, request, queryset, *, task_slug: str = "techno
 
 @admin.register(Estimate)
 class EstimateAdmin(admin.ModelAdmin):
-    list_display = ["id", "drawing", "task", "model_name", "provider", "summary", "error_kind", "latency_ms", "cost_usd",
+    list_display = ["id", "drawing", "task", "model_name", "provider", "summary", "error_kind", "latency_ms", "cost_display",
                     "corrected", "created_at"]
     list_filter = ["task", "provider", "error_kind"]
     search_fields = ["drawing__part_number", "model_name"]
     list_select_related = ["drawing", "task"]
     readonly_fields = ["task", "drawing_display", "model_version", "model_name", "provider", "output_display", "raw_output",
-                       "error_kind", "error", "latency_ms", "input_tokens", "output_tokens", "cost_usd", "created_by",
+                       "error_kind", "error", "latency_ms", "input_tokens", "output_tokens", "cost_display", "created_by",
                        "created_at", "corrected_target", "corrected_by", "corrected_at", "example", "correct_link"]
-    exclude = ["drawing", "output"]
+    exclude = ["drawing", "output", "cost_usd"]
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost_display(self, obj):
+        return usd(obj.cost_usd)
 
     def has_add_permission(self, request):
         return request.user.has_perm("finetune.add_estimate")

@@ -65,19 +65,36 @@ def api_messages(messages: list[dict]) -> list[dict]:
     return messages_with_images(messages)
 
 
-def model_prices(model_name: str) -> tuple[Decimal, Decimal]:
-    """(input, output) USD per 1M tokens from the editable BaseModel table; fine-tuned names map to their base."""
-    candidates = [model_name]
-    if model_name.startswith("ft:") and model_name.count(":") >= 1:
-        candidates.append(model_name.split(":")[1])
-    for name in candidates:
-        row = BaseModel.objects.filter(name=name).values("input_price_per_1m", "output_price_per_1m").first()
-        if row:
-            return Decimal(row["input_price_per_1m"] or 0), Decimal(row["output_price_per_1m"] or 0)
-    return Decimal(0), Decimal(0)
+def fine_tuned_base_name(model_name: str) -> str | None:
+    """The base model a fine-tuned model or checkpoint was made from: `ft:BASE:org:suffix:id[:ckpt-step-N]` -> BASE."""
+    if model_name.startswith("ft:") and model_name.count(":") >= 2:
+        return model_name.split(":")[1] or None
+    return None
 
 
-def call_cost(*, input_tokens: int, output_tokens: int, prices: tuple[Decimal, Decimal]) -> Decimal:
+def model_prices(model_name: str) -> tuple[Decimal, Decimal] | None:
+    """(input, output) USD per 1M tokens from the editable BaseModel table, or None when unknown.
+
+    A fine-tuned model (or checkpoint) is priced at its base's fine-tuned prices, not the base's own.
+    """
+    base = fine_tuned_base_name(model_name)
+    fields = ("fine_tuned_input_price_per_1m", "fine_tuned_output_price_per_1m") if base else (
+        "input_price_per_1m", "output_price_per_1m")
+    name = base or model_name
+    row = BaseModel.objects.filter(name=name).values(*fields).first()
+    if row is None and base:
+        # ft:gpt-4o-mini:... names an undated base: its one dated row (gpt-4o-mini-2024-07-18), if unambiguous.
+        rows = list(BaseModel.objects.filter(name__startswith=f"{base}-").values(*fields)[:2])
+        row = rows[0] if len(rows) == 1 else None
+    if row is None or row[fields[0]] is None or row[fields[1]] is None:
+        return None
+    return Decimal(row[fields[0]]), Decimal(row[fields[1]])
+
+
+def call_cost(*, input_tokens: int, output_tokens: int, prices: tuple[Decimal, Decimal] | None) -> Decimal | None:
+    """USD of one call, or None when the model's prices are unknown (shown as "unknown", never $0)."""
+    if prices is None:
+        return None
     return (Decimal(input_tokens) * prices[0] + Decimal(output_tokens) * prices[1]) / Decimal(1_000_000)
 
 
@@ -203,7 +220,7 @@ def _result(run: EvalRun, member: DatasetMember, outcome, error: Exception | Non
     if error is not None:
         code = getattr(error, "code", "") or type(error).__name__
         fields.update(status=EvalResult.Status.ERROR, error_kind=EvalResult.ErrorKind.API_ERROR,
-                      error_message=f"{code}: {getattr(error, 'message', None) or error}")
+                      error_message=f"{code}: {getattr(error, 'message', None) or error}", cost_usd=Decimal(0))
     else:
         kind, parsed, message = answer_check(task=run.task, text=outcome.text, refusal=outcome.refusal)
         fields.update(
@@ -343,11 +360,14 @@ def eval_run_finish(*, eval_run: EvalRun) -> EvalRun:
     records = eval_run_records(run)
     computed = metric_lib.run_metrics(records, run.task.metric_spec or {},
                                       n_boot=int(_setting("EVAL_BOOTSTRAP_SAMPLES", 1000)))
-    totals = EvalResult.objects.filter(eval_run=run).aggregate(cost=Sum("cost_usd"), inp=Sum("input_tokens"),
-                                                               out=Sum("output_tokens"))
+    results = EvalResult.objects.filter(eval_run=run)
+    totals = results.aggregate(cost=Sum("cost_usd"), inp=Sum("input_tokens"), out=Sum("output_tokens"))
+    # One answer without a price makes the total unknown: a partial sum would look like the whole cost.
+    cost_known = not results.filter(cost_usd__isnull=True).exists()
     _recount(run)
     EvalRun.objects.filter(pk=run.pk).update(
-        status=EvalRun.Status.DONE, metrics=computed, cost_usd=totals["cost"] or 0, input_tokens=totals["inp"] or 0,
+        status=EvalRun.Status.DONE, metrics=computed, cost_usd=(totals["cost"] or 0) if cost_known else None,
+        input_tokens=totals["inp"] or 0,
         output_tokens=totals["out"] or 0, finished_at=timezone.now(), error="",
     )
     run.refresh_from_db()

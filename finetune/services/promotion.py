@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from curation.models import Task
 from finetune import metrics as metric_lib
-from finetune.metrics import metric_rows, pct, pct_with_ci
+from finetune.metrics import metric_rows, pct, pct_with_ci, usd
 from finetune.models import EvalRun, ModelKind, ModelVersion
 from finetune.services.evals import eval_run_records
 
@@ -183,7 +183,7 @@ def promotion_report(*, version: ModelVersion, checks: list[dict], comparison: d
                           "job_id": getattr(training_run, "job_id", None), "hyperparameters": _hyperparameters(training_run)}
                          if training_run else None),
         "eval_run": {"id": run.pk, "split": run.split, "prompt_kind": run.prompt_kind, "prompt_text": run.prompt_text,
-                     "n": run.total, "cost_usd": str(run.cost_usd), "finished_at": run.finished_at.isoformat() if run.finished_at else None},
+                     "n": run.total, "cost_usd": None if run.cost_usd is None else str(run.cost_usd), "finished_at": run.finished_at.isoformat() if run.finished_at else None},
         "dataset_version": {"id": dv.pk, "name": str(dv), "content_hash": dv.content_hash},
         "policy": version.task.promotion_policy, "checks": checks, "policy_passed": version.policy_passed,
         "override_reason": version.override_reason,
@@ -206,7 +206,7 @@ def model_card_render(*, version: ModelVersion) -> str:
         f"- Kind: {version.get_kind_display()}; provider tag `{report['model']['tag']}`",
         f"- Promoted: {report['promoted_at'][:19].replace('T', ' ')} UTC by {report['promoted_by'] or '—'}",
         f"- Dataset version: {report['dataset_version']['name']} (hash `{report['dataset_version']['content_hash']}`), split `{report['eval_run']['split']}`",
-        f"- Eval run: {report['eval_run']['id']}, {report['eval_run']['n']} examples, prompt `{report['eval_run']['prompt_kind']}`, cost ${report['eval_run']['cost_usd']}",
+        f"- Eval run: {report['eval_run']['id']}, {report['eval_run']['n']} examples, prompt `{report['eval_run']['prompt_kind']}`, cost {usd(report['eval_run']['cost_usd'])}",
     ]
     tr = report["training_run"]
     if tr:

@@ -1,6 +1,7 @@
 """Evaluate a model on a dataset version's split: `manage.py evaluate MODEL DATASET_VERSION [--kind ...]`."""
 from django.core.management.base import BaseCommand, CommandError
 
+from finetune.metrics import usd
 from finetune.models import ModelKind
 from finetune.providers.base import ProviderError
 from finetune.services.evals import EvalError, eval_run_create, eval_run_execute
@@ -36,6 +37,6 @@ class Command(BaseCommand):
             return
         # The job claims the run too: whichever of this process and a worker claims first runs it.
         run = eval_run_execute(eval_run=run)
-        self.stdout.write(f"status {run.status}, {run.done_count} ok, {run.error_count} with errors, cost ${run.cost_usd}")
+        self.stdout.write(f"status {run.status}, {run.done_count} ok, {run.error_count} with errors, cost {usd(run.cost_usd)}")
         for line in metrics_lines(run.metrics or {}):
             self.stdout.write("  " + line)
