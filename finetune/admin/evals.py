@@ -23,7 +23,8 @@ from finetune.providers.base import ProviderError, available_providers
 from finetune.services.comparison import ComparisonError, eval_runs_compare
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
 from finetune.metrics import metric_rows, pct, pct_with_ci, usd
-from finetune.services.evals import EvalError, eval_run_create, eval_run_resume
+from finetune.selectors import eval_run_lineage, lineage_lines
+from finetune.services.evals import EvalError, eval_run_create, eval_run_leak, eval_run_resume
 from finetune.services.promotion import (PromotionRefused, model_version_activate, model_version_promote,
                                          promotion_checks)
 from gestima.queues import QueueUnavailable
@@ -144,18 +145,21 @@ def _page(request, admin_obj, *, title, form=None, body="", submit="", opts=None
 # --- eval runs --------------------------------------------------------------------------------
 @admin.register(EvalRun)
 class EvalRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "model_name", "model_kind", "dataset_version", "split", "status", "progress_display",
+    list_display = ["id", "model_name", "model_kind", "dataset_version", "split_display", "training_run", "status", "progress_display",
                     "mape_display", "validity_display", "cost_display", "created_at"]
-    list_filter = ["status", "model_kind", "task"]
+    list_filter = ["status", "model_kind", "task", "split"]
     search_fields = ["model_name"]
+    list_select_related = ["dataset_version__dataset", "training_run"]
     actions = ["compare_selected", "resume_selected", "promote_selected"]
     readonly_fields = ["task", "model_name", "model_kind", "provider", "dataset_version", "split", "training_run",
                        "prompt_kind", "prompt_text", "status", "progress_display", "concurrency", "cost_display",
                        "input_tokens", "output_tokens", "error", "attempts", "rq_job_id", "created_by", "created_at",
-                       "started_at", "heartbeat_at", "finished_at", "metrics_display", "worst_display", "results_link"]
+                       "started_at", "heartbeat_at", "finished_at", "metrics_display", "worst_display", "results_link",
+                       "leak_display", "lineage_display"]
     fieldsets = [
-        (None, {"fields": ["task", "model_name", "model_kind", "provider", "training_run", "dataset_version", "split",
-                           "status", "progress_display", "error", "results_link"]}),
+        (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "training_run", "dataset_version",
+                           "split", "status", "progress_display", "error", "results_link"]}),
+        ("Lineage", {"fields": ["lineage_display"]}),
         ("Metrics", {"fields": ["metrics_display"]}),
         ("Worst examples", {"fields": ["worst_display"]}),
         ("Prompt", {"classes": ["collapse"], "fields": ["prompt_kind", "prompt_text"]}),
@@ -196,6 +200,24 @@ class EvalRunAdmin(admin.ModelAdmin):
     @admin.display(description="cost", ordering="cost_usd")
     def cost_display(self, obj):
         return usd(obj.cost_usd)
+
+    @admin.display(description="split", ordering="split")
+    def split_display(self, obj):
+        leak = eval_run_leak(obj)
+        return format_html('{} <strong class="eval-leak" title="{}">⚠ {}</strong>', obj.split, leak,
+                           leak.split(":")[0]) if leak else obj.split
+
+    @admin.display(description="unseen examples?")
+    def leak_display(self, obj):
+        leak = eval_run_leak(obj)
+        if not leak:
+            return "Yes: none of the evaluated examples was trained on."
+        return format_html('<strong class="eval-leak errornote">⚠ {}</strong> These numbers flatter the model; '
+                           'it cannot be promoted on them without a recorded override reason.', leak)
+
+    @admin.display(description="lineage")
+    def lineage_display(self, obj):
+        return _table(["", ""], lineage_lines(eval_run_lineage(obj)))
 
     @admin.display(description="JSON valid")
     def validity_display(self, obj):
@@ -254,8 +276,10 @@ class EvalRunAdmin(admin.ModelAdmin):
         except ComparisonError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:finetune_evalrun_changelist"))
+        warnings = [(f"Eval run {run.pk} ({run.model_name})", leak) for run in (run_a, run_b) if (leak := eval_run_leak(run))]
+        body = format_html_join("", '<p class="errornote eval-leak">⚠ {}: {}</p>', warnings)
         return _page(request, self, title=f"Eval run {a} ({run_a.model_name}) vs {b} ({run_b.model_name})",
-                     body=comparison_html(comparison))
+                     body=format_html("{}{}", body, comparison_html(comparison)))
 
     def promote_view(self, request, pk):
         if not self.has_promote_permission(request):

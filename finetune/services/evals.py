@@ -33,6 +33,7 @@ from curation.services.tasks import (
 from finetune import metrics as metric_lib
 from finetune.models import EvalResult, EvalRun, ModelKind
 from finetune.providers.base import ProviderError, available_providers, get_provider
+from finetune.selectors import training_run_for_model
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_is_pending
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,26 @@ def answer_check(*, task: Task, text: str, refusal: str = "") -> tuple[str, obje
         return EvalResult.ErrorKind.SCHEMA_MISMATCH, exc.value, str(exc)
 
 
+# --- leaks ------------------------------------------------------------------------------------
+LEAKS = "leaks training data"
+
+
+def eval_run_leak(eval_run: EvalRun) -> str:
+    """'' or why the eval's examples are not unseen: the train split, or examples the linked training run
+    trained on (from another dataset version). Such numbers flatter the model and cannot promote it."""
+    if eval_run.split == DatasetMember.Split.TRAIN:
+        return f"{LEAKS}: evaluated on the train split of {eval_run.dataset_version}, which fine-tuning learns from"
+    run = eval_run.training_run
+    if run is not None and eval_run.model_kind != ModelKind.BASE and run.dataset_version_id != eval_run.dataset_version_id:
+        evaluated = DatasetMember.objects.filter(version_id=eval_run.dataset_version_id, split=eval_run.split)
+        seen = DatasetMember.objects.filter(version_id=run.dataset_version_id, split=DatasetMember.Split.TRAIN,
+                                            example_id__in=evaluated.values("example_id")).count()
+        if seen:
+            return (f"{LEAKS}: {seen} of the evaluated examples were in the train split of "
+                    f"{run.dataset_version}, which training run {run.pk} learnt from")
+    return ""
+
+
 # --- create / resume --------------------------------------------------------------------------
 def _enqueue(run: EvalRun) -> None:
     from finetune.jobs import eval_run_execute_job, eval_run_job_failed
@@ -138,6 +159,9 @@ def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: s
     total = DatasetMember.objects.filter(version=dataset_version, split=split).count()
     if not total:
         raise EvalError(f"{dataset_version} has no {split} examples.")
+    if training_run is None and model_kind in (ModelKind.FINE_TUNED, ModelKind.CHECKPOINT):
+        # A model name the provider gave one of our runs: the lineage is known, link it.
+        training_run, _ = training_run_for_model(model_name)
     prompt_kind, prompt_text = eval_prompt(task=task, model_kind=model_kind)
     with transaction.atomic():
         run = EvalRun.objects.create(
@@ -150,6 +174,44 @@ def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: s
         run.save(update_fields=["rq_job_id"])
         _enqueue(run)
     return run
+
+
+def training_run_evaluate(*, run, user=None, concurrency: int | None = None) -> tuple[list[EvalRun], int]:
+    """Evaluate what a succeeded training run made: its base model and its fine-tuned model, each on the
+    validation split of the dataset version it trained on, both linked to the run (lineage is read from it).
+
+    Returns ([base eval, fine-tuned eval], how many were created now): an eval run that already exists for
+    the run (a second click) is reused, never paid for twice; a failed one is resumed from its page.
+    """
+    from finetune.models import TrainingRun
+
+    if user is not None and not user.has_perm("finetune.run_eval"):
+        raise PermissionDenied("You may not start evaluations.")
+    run = TrainingRun.objects.select_related("base_model", "dataset_version__dataset__task").get(pk=run.pk)
+    if run.status != TrainingRun.Status.SUCCEEDED or not run.fine_tuned_model:
+        raise EvalError(f"Run {run.pk} is {run.status_label}: only a succeeded run with a fine-tuned model can be "
+                        "evaluated.")
+    version = run.dataset_version
+    split = DatasetMember.Split.VALIDATION
+    if not DatasetMember.objects.filter(version=version, split=split).exists():
+        raise EvalError(f"{version} has no validation examples: the run's model cannot be evaluated on examples it "
+                        "did not train on. Build a version with a validation fraction above 0.")
+    wanted = [(run.base_model.name, ModelKind.BASE), (run.fine_tuned_model, ModelKind.FINE_TUNED)]
+    runs, created = [], 0
+    with transaction.atomic():
+        # Lock the training run: two clicks at once make one pair.
+        TrainingRun.objects.select_for_update().filter(pk=run.pk).first()
+        for model_name, kind in wanted:
+            existing = EvalRun.objects.filter(training_run=run, model_name=model_name, model_kind=kind,
+                                              dataset_version=version, split=split).order_by("pk").first()
+            if existing is not None:
+                runs.append(existing)
+                continue
+            runs.append(eval_run_create(task=version.dataset.task, model_name=model_name, model_kind=kind,
+                                        provider=run.provider, dataset_version=version, split=split, user=user,
+                                        training_run=run, concurrency=concurrency))
+            created += 1
+    return runs, created
 
 
 def eval_run_is_stale(run: EvalRun) -> bool:
