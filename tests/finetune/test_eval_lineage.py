@@ -6,6 +6,7 @@ import re
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -92,9 +93,14 @@ def test_evaluate_is_offered_only_for_a_succeeded_run(client, manager, version, 
     assert not EvalRun.objects.exists()
 
 
-def test_reviewers_cannot_evaluate_a_run(client, roles, succeeded_run):
-    client.force_login(make_user("Reviewer"))
-    assert client.post(reverse("admin:finetune_trainingrun_evaluate", args=[succeeded_run.pk])).status_code == 403
+def test_only_users_who_may_run_evals_can_evaluate_a_run(client, roles, succeeded_run):
+    viewer = make_user(None)  # may see training runs, may not start evaluations
+    viewer.user_permissions.add(Permission.objects.get(codename="view_trainingrun"))
+    for user in (make_user("Reviewer"), viewer):
+        client.force_login(user)
+        assert client.post(reverse("admin:finetune_trainingrun_evaluate", args=[succeeded_run.pk])).status_code == 403
+    page = client.get(reverse("admin:finetune_trainingrun_change", args=[succeeded_run.pk])).content.decode()
+    assert "run-page" in page and "Evaluate (base vs fine-tuned)" not in page
     assert not EvalRun.objects.exists()
 
 
