@@ -1,5 +1,7 @@
 """The promotion policy refuses numbers too thin to trust: too few examples, too wide an interval, or
 examples the model trained on ("leaks training data"); an override still needs a recorded reason."""
+from io import StringIO
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -69,6 +71,9 @@ def test_a_train_split_eval_leaks_training_data_and_needs_a_recorded_override(cl
     assert listing.count("⚠ leaks training data") == 2  # the two train-split runs, not the honest one
     comparison = client.get(f"/admin/finetune/evalrun/compare/{base_on_train.pk}/{leaky.pk}/").content.decode()
     assert f"Eval run {leaky.pk} ({FT_MODEL}): leaks training data" in comparison
+    out = StringIO()
+    call_command("compare", str(base_on_train.pk), str(leaky.pk), stdout=out)
+    assert f"B (run {leaky.pk}) leaks training data" in out.getvalue()
     promote_page = client.get(f"/admin/finetune/evalrun/{leaky.pk}/promote/").content.decode()
     assert "FAIL" in promote_page and "unseen_examples" in promote_page
 
