@@ -149,7 +149,7 @@ class EvalRunAdmin(admin.ModelAdmin):
                     "mape_display", "validity_display", "cost_display", "created_at"]
     list_filter = ["status", "model_kind", "task", "split"]
     search_fields = ["model_name"]
-    list_select_related = ["dataset_version__dataset", "training_run"]
+    list_select_related = ["dataset_version__dataset", "training_run__base_model"]
     actions = ["compare_selected", "resume_selected", "promote_selected"]
     readonly_fields = ["task", "model_name", "model_kind", "provider", "dataset_version", "split", "training_run",
                        "prompt_kind", "prompt_text", "status", "progress_display", "concurrency", "cost_display",
