@@ -157,8 +157,17 @@ class BaseModel(models.Model):
     name = models.CharField(max_length=100, unique=True)
     provider = models.CharField(max_length=20, default="openai")
     training_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, help_text="USD per 1M training tokens")
-    input_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, default=0)
-    output_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    # Inference prices (USD per 1M tokens); empty means unknown, which every page shows as "unknown", never $0.
+    input_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True,
+                                             help_text="USD per 1M input tokens (empty: unknown)")
+    output_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True,
+                                              help_text="USD per 1M output tokens (empty: unknown)")
+    fine_tuned_input_price_per_1m = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True,
+        help_text="USD per 1M input tokens for models fine-tuned from this one (empty: unknown)")
+    fine_tuned_output_price_per_1m = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True,
+        help_text="USD per 1M output tokens for models fine-tuned from this one (empty: unknown)")
     encoding = models.CharField(max_length=30, default="o200k_base")
     image_tokens = models.CharField(max_length=20, choices=ImageTokens.choices, default=ImageTokens.TILES)
     patch_multiplier = models.FloatField(default=1.0)

@@ -54,7 +54,8 @@ TECHNOLOGY_BUILDER = {
         "categorical": ["material", "machines"],
         "tags": ["machine", "material", "industry"],
     },
-    "promotion_policy": {"max_mape": 0.15, "min_json_validity": 0.98, "not_worse_than_active": True},
+    "promotion_policy": {"max_mape": 0.15, "min_json_validity": 0.98, "not_worse_than_active": True,
+                         "min_examples": 20, "max_ci_width": 0.20},
 }
 
 SUPPORT_REPLY = {

@@ -63,7 +63,7 @@ def estimate_json(estimate: Estimate) -> dict:
         "model_version_id": estimate.model_version_id, "output": estimate.output,
         "error_kind": estimate.error_kind or None, "error": estimate.error or None, "latency_ms": estimate.latency_ms,
         "input_tokens": estimate.input_tokens, "output_tokens": estimate.output_tokens,
-        "cost_usd": str(estimate.cost_usd), "created_at": estimate.created_at.isoformat(),
+        "cost_usd": None if estimate.cost_usd is None else str(estimate.cost_usd), "created_at": estimate.created_at.isoformat(),
     }
 
 

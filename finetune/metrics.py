@@ -464,3 +464,8 @@ def metric_rows(metrics: dict) -> list[tuple[str, str, dict | None, Any]]:
     for field, block in (metrics.get("categorical") or {}).items():
         rows.append(("Exact match", field, block.get("accuracy"), block.get("n")))
     return rows
+
+
+def usd(value, *, unknown: str = "unknown") -> str:
+    """"$0.002250" for a cost, "unknown" when no price was known (never "$0" for a cost nobody knows)."""
+    return unknown if value is None else f"${value}"

@@ -15,7 +15,7 @@ from django.utils.text import slugify
 from curation.models import BaseModel, Dataset, DatasetVersion
 from curation.selectors import dataset_version_refused_members
 from curation.services.base_models import base_model_date_warning
-from curation.services.datasets import DatasetBuildError, dataset_build
+from curation.services.datasets import DatasetBuildError, dataset_build, dataset_version_training_costs
 from curation.services.exports import ExportError, dataset_version_export_request, export_file_path
 from gestima.queues import QueueUnavailable
 
@@ -146,9 +146,10 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         tokens = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
             (split, f"{t.get('text', 0):,}", f"{t.get('image', 0):,}", f"{t.get('total', 0):,}")
             for split, t in ((s, obj.tokens.get(s) or {}) for s in ("train", "validation"))))
+        # Today's prices through the same function the launch confirmation and the budget guard use.
         costs = format_html_join("", "<tr><td>{}</td><td>${}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (name, c["usd"], f"{c['train_tokens']:,} × {c['epochs']}", c.get("jobs_end_date") or "—",
-             c.get("shutdown_date") or "—", c.get("note") or "") for name, c in obj.cost_estimates.items()))
+            (m.name, c.usd, f"{c.train_tokens:,} × {c.epochs}", m.jobs_end_date or "—", m.shutdown_date or "—",
+             c.problem) for m, c in dataset_version_training_costs(version=obj)))
         counts = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (
             (split, tag, ", ".join(f"{value}: {n}" for value, n in sorted(values.items(), key=lambda kv: -kv[1])))
             for split, tags in obj.tag_counts.items() for tag, values in sorted(tags.items())))
@@ -207,10 +208,30 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
 @admin.register(BaseModel)
 class BaseModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "provider", "training_price_per_1m", "encoding", "image_tokens", "supports_vision",
-                    "jobs_end_date", "shutdown_date", "active", "date_warning"]
+    list_display = ["name", "provider", "training_price_per_1m", "inference_prices", "fine_tuned_prices", "encoding",
+                    "image_tokens", "supports_vision", "jobs_end_date", "shutdown_date", "active", "date_warning"]
     list_filter = ["provider", "active"]
     readonly_fields = ["date_warning"]
+    fieldsets = [
+        (None, {"fields": ["name", "provider", "active"]}),
+        ("Prices (USD per 1M tokens; empty = unknown)", {"fields": [
+            "training_price_per_1m", ("input_price_per_1m", "output_price_per_1m"),
+            ("fine_tuned_input_price_per_1m", "fine_tuned_output_price_per_1m")]}),
+        ("Tokens", {"fields": ["encoding", "image_tokens", "patch_multiplier", "supports_vision", "max_tokens_per_example"]}),
+        ("Dates", {"fields": ["jobs_end_date", "shutdown_date", "date_warning"]}),
+    ]
+
+    @staticmethod
+    def _pair(inp, out) -> str:
+        return "unknown" if inp is None or out is None else f"${inp} / ${out}"
+
+    @admin.display(description="Input / output")
+    def inference_prices(self, obj):
+        return self._pair(obj.input_price_per_1m, obj.output_price_per_1m)
+
+    @admin.display(description="Fine-tuned input / output")
+    def fine_tuned_prices(self, obj):
+        return self._pair(obj.fine_tuned_input_price_per_1m, obj.fine_tuned_output_price_per_1m)
 
     @admin.display(description="Warning")
     def date_warning(self, obj):

@@ -22,6 +22,33 @@ SEED = [
      "image_tokens": BaseModel.ImageTokens.TILES_MINI, "supports_vision": False},
 ]
 
+# Inference prices, USD per 1M tokens (reference: "Tokens and cost", standard tier): input, output for the
+# base model, then input, output for models fine-tuned from it. Seeded by a data migration, edited as data.
+INFERENCE_PRICES = {
+    "gpt-4o-2024-08-06": ("2.50", "10.00", "3.75", "15.00"),
+    "gpt-4o-mini-2024-07-18": ("0.15", "0.60", "0.30", "1.20"),
+    "gpt-4.1-2025-04-14": ("2.00", "8.00", "3.00", "12.00"),
+    "gpt-4.1-mini-2025-04-14": ("0.40", "1.60", "0.80", "3.20"),
+    "gpt-4.1-nano-2025-04-14": ("0.10", "0.40", "0.20", "0.80"),
+}
+PRICE_FIELDS = ("input_price_per_1m", "output_price_per_1m", "fine_tuned_input_price_per_1m",
+                "fine_tuned_output_price_per_1m")
+
+
+def base_model_prices_seed(model_class=BaseModel) -> int:
+    """Fill the inference prices that are still unknown (empty or the old default 0); a price someone
+    entered is never overwritten. `model_class` lets the data migration pass its historical model."""
+    changed = 0
+    for row in model_class.objects.filter(name__in=INFERENCE_PRICES):
+        prices = dict(zip(PRICE_FIELDS, (Decimal(p) for p in INFERENCE_PRICES[row.name])))
+        fields = [f for f, price in prices.items() if not getattr(row, f)]
+        for f in fields:
+            setattr(row, f, prices[f])
+        if fields:
+            row.save(update_fields=fields)
+            changed += 1
+    return changed
+
 
 def base_models_seed() -> list[BaseModel]:
     """Create the reference base models that do not exist yet; existing rows (admin edits) are left alone."""
@@ -32,6 +59,7 @@ def base_models_seed() -> list[BaseModel]:
         name = defaults.pop("name")
         row, _ = BaseModel.objects.get_or_create(name=name, defaults=defaults)
         rows.append(row)
+    base_model_prices_seed()
     return rows
 
 

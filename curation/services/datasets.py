@@ -11,6 +11,7 @@ import os
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Max
@@ -209,12 +210,15 @@ class _Model:
     shutdown_date: object = None
 
 
+def _model_of(m: BaseModel) -> _Model:
+    return _Model(m.name, m.encoding, ImageScheme(m.image_tokens, m.patch_multiplier), m.training_price_per_1m,
+                  m.max_tokens_per_example, m.supports_vision, m.jobs_end_date, m.shutdown_date)
+
+
 def _models() -> list[_Model]:
     if not BaseModel.objects.exists():
         base_models_seed()  # a fresh install still shows costs; admin edits are never overwritten
-    rows = BaseModel.objects.filter(active=True).order_by("name")
-    return [_Model(m.name, m.encoding, ImageScheme(m.image_tokens, m.patch_multiplier), m.training_price_per_1m,
-                   m.max_tokens_per_example, m.supports_vision, m.jobs_end_date, m.shutdown_date) for m in rows]
+    return [_model_of(m) for m in BaseModel.objects.filter(active=True).order_by("name")]
 
 
 @dataclass
@@ -316,6 +320,75 @@ def dataset_gates(dataset: Dataset, facts: list[_MemberFacts], tags_by_example: 
     return gates
 
 
+# --- training cost: the one figure the dataset page, the launch confirmation and the budget guard show ---
+
+NO_IMAGES = "this model does not take images for fine-tuning"
+
+
+@dataclass(frozen=True)
+class TrainingCost:
+    """What training `model` on a version costs: its own count of the train split's tokens × epochs × price."""
+
+    model: str
+    train_tokens: int  # one epoch, counted the way this model counts (its encoding, its image scheme)
+    epochs: int
+    price_per_1m: Decimal
+    usd: Decimal
+    problem: str = ""  # why this model cannot train on the version at all ("" when it can)
+
+    @property
+    def billed_tokens(self) -> int:
+        return self.train_tokens * self.epochs
+
+
+def training_cost_estimate(*, model: str, price_per_1m, supports_vision: bool, train_tokens: int, epochs: int,
+                           has_images: bool) -> TrainingCost:
+    """The cost rule, in one place: price per 1M training tokens × train tokens × epochs, to the cent."""
+    epochs = max(int(epochs or 1), 1)
+    price = Decimal(str(price_per_1m))
+    return TrainingCost(model=model, train_tokens=int(train_tokens), epochs=epochs, price_per_1m=price,
+                        usd=training_cost(tokens=int(train_tokens), price_per_1m=price, epochs=epochs),
+                        problem=NO_IMAGES if has_images and not supports_vision else "")
+
+
+def _version_has_images(version: DatasetVersion) -> bool:
+    tokens = version.tokens or {}
+    return any(((tokens.get(split) or {}).get("image") or 0) > 0 for split in ("train", "validation"))
+
+
+def _version_train_tokens(version: DatasetVersion, model: _Model, has_images: bool) -> int:
+    """The train split's tokens as `model` counts them: stored at build for every active model; counted
+    again from the frozen members for a model added (or activated) after the build."""
+    tokens = version.tokens or {}
+    by_model = tokens.get("by_model") or {}
+    if model.name in by_model:
+        return int(by_model[model.name].get("train") or 0)
+    train = tokens.get("train") or {}
+    if train.get("total") and not has_images and model.encoding == DEFAULT_ENCODING:
+        return int(train["total"])  # text only, the encoding the stored totals use: the same count
+    members = version.members.filter(split=DatasetMember.Split.TRAIN).order_by("position")
+    rows = [tuple(m) for m in members.values_list("example_id", "split", "messages", "target").iterator(chunk_size=_BULK)]
+    facts = _check(version.dataset, rows, _Pages(), [model])
+    return sum(f.tokens_by_model.get(model.name, 0) for f in facts)
+
+
+def dataset_version_training_cost(*, version: DatasetVersion, base_model: BaseModel,
+                                  epochs: int | None = None) -> TrainingCost:
+    """Training `base_model` on the version's train split for `epochs` (default: the dataset's own)."""
+    has_images = _version_has_images(version)
+    model = _model_of(base_model)
+    return training_cost_estimate(
+        model=model.name, price_per_1m=model.price, supports_vision=model.supports_vision,
+        train_tokens=_version_train_tokens(version, model, has_images),
+        epochs=epochs or version.dataset.epochs or 1, has_images=has_images)
+
+
+def dataset_version_training_costs(*, version: DatasetVersion) -> list[tuple[BaseModel, TrainingCost]]:
+    """Every active base model's cost on the version at the dataset's epochs, with today's prices."""
+    return [(m, dataset_version_training_cost(version=version, base_model=m))
+            for m in BaseModel.objects.filter(active=True).order_by("name")]
+
+
 # --- the build --------------------------------------------------------------------------------
 
 def _summaries(dataset: Dataset, facts: list[_MemberFacts], models: list[_Model], tags_by_example, groups):
@@ -344,12 +417,14 @@ def _summaries(dataset: Dataset, facts: list[_MemberFacts], models: list[_Model]
     has_images = any(f.image_tokens for f in facts)
     costs = {}
     for m in models:
+        cost = training_cost_estimate(model=m.name, price_per_1m=m.price, supports_vision=m.supports_vision,
+                                      train_tokens=by_model[m.name]["train"], epochs=dataset.epochs, has_images=has_images)
         costs[m.name] = {
-            "usd": str(training_cost(tokens=by_model[m.name]["train"], price_per_1m=m.price, epochs=dataset.epochs)),
-            "train_tokens": by_model[m.name]["train"], "epochs": dataset.epochs, "price_per_1m": str(m.price),
+            "usd": str(cost.usd), "train_tokens": cost.train_tokens, "epochs": cost.epochs,
+            "price_per_1m": str(cost.price_per_1m),
             "jobs_end_date": m.jobs_end_date.isoformat() if m.jobs_end_date else None,
             "shutdown_date": m.shutdown_date.isoformat() if m.shutdown_date else None,
-            "note": "" if m.supports_vision or not has_images else "this model does not take images for fine-tuning",
+            "note": cost.problem,
         }
     tag_counts = {split: {tag: dict(c) for tag, c in tags.items()} for split, tags in tag_counts.items()}
     return counts, tag_counts, tokens, costs

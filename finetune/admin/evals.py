@@ -22,8 +22,9 @@ from finetune.models import Estimate, EvalResult, EvalRun, ModelKind, ModelVersi
 from finetune.providers.base import ProviderError, available_providers
 from finetune.services.comparison import ComparisonError, eval_runs_compare
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
-from finetune.metrics import metric_rows, pct, pct_with_ci
-from finetune.services.evals import EvalError, eval_run_create, eval_run_resume
+from finetune.metrics import metric_rows, pct, pct_with_ci, usd
+from finetune.selectors import eval_run_lineage, lineage_lines
+from finetune.services.evals import EvalError, eval_run_create, eval_run_leak, eval_run_resume
 from finetune.services.promotion import (PromotionRefused, model_version_activate, model_version_promote,
                                          promotion_checks)
 from gestima.queues import QueueUnavailable
@@ -144,22 +145,25 @@ def _page(request, admin_obj, *, title, form=None, body="", submit="", opts=None
 # --- eval runs --------------------------------------------------------------------------------
 @admin.register(EvalRun)
 class EvalRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "model_name", "model_kind", "dataset_version", "split", "status", "progress_display",
-                    "mape_display", "validity_display", "cost_usd", "created_at"]
-    list_filter = ["status", "model_kind", "task"]
+    list_display = ["id", "model_name", "model_kind", "dataset_version", "split_display", "training_run", "status", "progress_display",
+                    "mape_display", "validity_display", "cost_display", "created_at"]
+    list_filter = ["status", "model_kind", "task", "split"]
     search_fields = ["model_name"]
+    list_select_related = ["dataset_version__dataset", "training_run__base_model"]
     actions = ["compare_selected", "resume_selected", "promote_selected"]
     readonly_fields = ["task", "model_name", "model_kind", "provider", "dataset_version", "split", "training_run",
-                       "prompt_kind", "prompt_text", "status", "progress_display", "concurrency", "cost_usd",
+                       "prompt_kind", "prompt_text", "status", "progress_display", "concurrency", "cost_display",
                        "input_tokens", "output_tokens", "error", "attempts", "rq_job_id", "created_by", "created_at",
-                       "started_at", "heartbeat_at", "finished_at", "metrics_display", "worst_display", "results_link"]
+                       "started_at", "heartbeat_at", "finished_at", "metrics_display", "worst_display", "results_link",
+                       "leak_display", "lineage_display"]
     fieldsets = [
-        (None, {"fields": ["task", "model_name", "model_kind", "provider", "training_run", "dataset_version", "split",
-                           "status", "progress_display", "error", "results_link"]}),
+        (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "training_run", "dataset_version",
+                           "split", "status", "progress_display", "error", "results_link"]}),
+        ("Lineage", {"fields": ["lineage_display"]}),
         ("Metrics", {"fields": ["metrics_display"]}),
         ("Worst examples", {"fields": ["worst_display"]}),
         ("Prompt", {"classes": ["collapse"], "fields": ["prompt_kind", "prompt_text"]}),
-        ("Run", {"classes": ["collapse"], "fields": ["concurrency", "cost_usd", "input_tokens", "output_tokens", "attempts",
+        ("Run", {"classes": ["collapse"], "fields": ["concurrency", "cost_display", "input_tokens", "output_tokens", "attempts",
                                                       "rq_job_id", "created_by", "created_at", "started_at", "heartbeat_at",
                                                       "finished_at"]}),
     ]
@@ -192,6 +196,28 @@ class EvalRunAdmin(admin.ModelAdmin):
         numeric = (obj.metrics or {}).get("numeric") or {}
         first = next(iter(numeric.values()), None)
         return _with_ci(first.get("mape")) if first else "—"
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost_display(self, obj):
+        return usd(obj.cost_usd)
+
+    @admin.display(description="split", ordering="split")
+    def split_display(self, obj):
+        leak = eval_run_leak(obj)
+        return format_html('{} <strong class="eval-leak" title="{}">⚠ {}</strong>', obj.split, leak,
+                           leak.split(":")[0]) if leak else obj.split
+
+    @admin.display(description="unseen examples?")
+    def leak_display(self, obj):
+        leak = eval_run_leak(obj)
+        if not leak:
+            return "Yes: none of the evaluated examples was trained on."
+        return format_html('<strong class="eval-leak errornote">⚠ {}</strong> These numbers flatter the model; '
+                           'it cannot be promoted on them without a recorded override reason.', leak)
+
+    @admin.display(description="lineage")
+    def lineage_display(self, obj):
+        return _table(["", ""], lineage_lines(eval_run_lineage(obj)))
 
     @admin.display(description="JSON valid")
     def validity_display(self, obj):
@@ -250,8 +276,10 @@ class EvalRunAdmin(admin.ModelAdmin):
         except ComparisonError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:finetune_evalrun_changelist"))
+        warnings = [(f"Eval run {run.pk} ({run.model_name})", leak) for run in (run_a, run_b) if (leak := eval_run_leak(run))]
+        body = format_html_join("", '<p class="errornote eval-leak">⚠ {}: {}</p>', warnings)
         return _page(request, self, title=f"Eval run {a} ({run_a.model_name}) vs {b} ({run_b.model_name})",
-                     body=comparison_html(comparison))
+                     body=format_html("{}{}", body, comparison_html(comparison)))
 
     def promote_view(self, request, pk):
         if not self.has_promote_permission(request):
@@ -337,10 +365,15 @@ def comparison_html(c: dict):
 
 @admin.register(EvalResult)
 class EvalResultAdmin(admin.ModelAdmin):
-    list_display = ["id", "eval_run", "example", "status", "error_kind", "latency_ms", "input_tokens", "output_tokens", "cost_usd"]
+    list_display = ["id", "eval_run", "example", "status", "error_kind", "latency_ms", "input_tokens", "output_tokens", "cost_display"]
     list_filter = ["status", "error_kind"]
     list_select_related = ["eval_run", "example__task"]
-    readonly_fields = [f.name for f in EvalResult._meta.fields]
+    readonly_fields = [f.name for f in EvalResult._meta.fields if f.name != "cost_usd"] + ["cost_display"]
+    exclude = ["cost_usd"]
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost_display(self, obj):
+        return usd(obj.cost_usd)
 
     def has_add_permission(self, request):
         return False
@@ -434,15 +467,19 @@ def estimate_drawings(modeladmin, request, queryset, *, task_slug: str = "techno
 
 @admin.register(Estimate)
 class EstimateAdmin(admin.ModelAdmin):
-    list_display = ["id", "drawing", "task", "model_name", "provider", "summary", "error_kind", "latency_ms", "cost_usd",
+    list_display = ["id", "drawing", "task", "model_name", "provider", "summary", "error_kind", "latency_ms", "cost_display",
                     "corrected", "created_at"]
     list_filter = ["task", "provider", "error_kind"]
     search_fields = ["drawing__part_number", "model_name"]
     list_select_related = ["drawing", "task"]
     readonly_fields = ["task", "drawing_display", "model_version", "model_name", "provider", "output_display", "raw_output",
-                       "error_kind", "error", "latency_ms", "input_tokens", "output_tokens", "cost_usd", "created_by",
+                       "error_kind", "error", "latency_ms", "input_tokens", "output_tokens", "cost_display", "created_by",
                        "created_at", "corrected_target", "corrected_by", "corrected_at", "example", "correct_link"]
-    exclude = ["drawing", "output"]
+    exclude = ["drawing", "output", "cost_usd"]
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost_display(self, obj):
+        return usd(obj.cost_usd)
 
     def has_add_permission(self, request):
         return request.user.has_perm("finetune.add_estimate")

@@ -17,6 +17,7 @@ from curation.models import BaseModel
 from finetune.models import RunMetric, TrainingRun
 from finetune.providers.base import ProviderError, available_providers, default_provider_name
 from finetune.services import runs as run_services
+from finetune.services.evals import EvalError, training_run_evaluate
 from finetune.services.runs import TrainingRunError
 from gestima.queues import QueueUnavailable
 
@@ -170,6 +171,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             path("<path:object_id>/sync/", view(self.sync_view), name="finetune_trainingrun_sync"),
             path("<path:object_id>/cancel/", view(self.cancel_view), name="finetune_trainingrun_cancel"),
             path("<path:object_id>/relaunch/", view(self.relaunch_view), name="finetune_trainingrun_relaunch"),
+            path("<path:object_id>/evaluate/", view(self.evaluate_view), name="finetune_trainingrun_evaluate"),
         ] + super().get_urls()
 
     def _run(self, request, object_id) -> TrainingRun:
@@ -202,7 +204,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if run.status != TrainingRun.Status.DRAFT:
             self.message_user(request, f"Run {run.pk} was already launched ({run.status_label}).", messages.WARNING)
             return self._run_page(run)
-        tokens, cost = run_services.training_run_estimate(run=run)
+        cost = run_services.training_run_cost(run=run)
+        refusals = run_services.training_run_launch_refusals(run=run)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -210,10 +213,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "run": run,
             "version": run.dataset_version,
             "gates": run.dataset_version.gates or [],
-            "tokens": tokens,
-            "estimated_cost": cost,
-            "over_budget": run.budget_usd is not None and cost > run.budget_usd,
-            "problems": run_services.training_run_launch_problems(run=run),
+            "cost": cost,
+            "over_budget": run.budget_usd is not None and cost.usd > run.budget_usd,
+            "refusals": refusals,
+            "problems": [p for p in run_services.training_run_launch_problems(run=run) if p not in refusals],
             "duplicates": run_services.training_run_duplicates(run=run),
             "model_warning": run_services.base_model_warning(run.base_model),
             "dry_run": run.provider == "dryrun",
@@ -264,6 +267,30 @@ class TrainingRunAdmin(admin.ModelAdmin):
                           messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:finetune_trainingrun_launch", args=[new.pk]))
 
+    def has_run_eval_permission(self, request, obj=None):
+        return request.user.has_perm("finetune.run_eval")
+
+    def evaluate_view(self, request, object_id):
+        """One click: the base model and the fine-tuned model on the run's validation split, linked to the run."""
+        run = self._run(request, object_id)
+        if not self.has_run_eval_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return self._run_page(run)
+        try:
+            eval_runs, created = training_run_evaluate(run=run, user=request.user)
+        except (EvalError, QueueUnavailable, ProviderError) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return self._run_page(run)
+        ids = " and ".join(str(e.pk) for e in eval_runs)
+        if created:
+            self.message_user(request, f"Eval runs {ids} queued: {eval_runs[0].model_name} (base) and "
+                                       f"{eval_runs[1].model_name} (fine-tuned) on {eval_runs[0].total} validation "
+                                       "examples of the run's dataset version.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"Run {run.pk} was already evaluated: eval runs {ids}.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:finetune_evalrun_changelist") + f"?training_run__id__exact={run.pk}")
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self._run(request, object_id)
         metrics = list(run.metrics.order_by("step"))
@@ -276,6 +303,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "last_metric": metrics[-1] if metrics else None,
             "checkpoints": list(run.checkpoints.order_by("-step")),
             "can_launch": self.has_launch_permission(request),
+            "can_evaluate": (self.has_run_eval_permission(request) and run.status == TrainingRun.Status.SUCCEEDED
+                             and bool(run.fine_tuned_model)),
+            "eval_runs": list(run.eval_runs.order_by("pk")),
             "model_warning": run_services.base_model_warning(run.base_model),
             **(extra_context or {}),
         }

@@ -40,7 +40,8 @@ class EvalRun(models.Model):
     done_count = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                   help_text="Empty: unknown (no inference price for the model).")
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     error = models.TextField(blank=True, help_text="Why the run stopped (the examples' own errors are on the results).")
@@ -90,7 +91,8 @@ class EvalResult(models.Model):
     latency_ms = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                   help_text="Empty: unknown (no inference price for the model).")
     error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True, default="")
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -144,7 +146,8 @@ class Estimate(models.Model):
     latency_ms = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                   help_text="Empty: unknown (no inference price for the model).")
     error_kind = models.CharField(max_length=20, blank=True)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -33,6 +33,7 @@ from curation.services.tasks import (
 from finetune import metrics as metric_lib
 from finetune.models import EvalResult, EvalRun, ModelKind
 from finetune.providers.base import ProviderError, available_providers, get_provider
+from finetune.selectors import training_run_for_model
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_is_pending
 
 logger = logging.getLogger(__name__)
@@ -65,19 +66,36 @@ def api_messages(messages: list[dict]) -> list[dict]:
     return messages_with_images(messages)
 
 
-def model_prices(model_name: str) -> tuple[Decimal, Decimal]:
-    """(input, output) USD per 1M tokens from the editable BaseModel table; fine-tuned names map to their base."""
-    candidates = [model_name]
-    if model_name.startswith("ft:") and model_name.count(":") >= 1:
-        candidates.append(model_name.split(":")[1])
-    for name in candidates:
-        row = BaseModel.objects.filter(name=name).values("input_price_per_1m", "output_price_per_1m").first()
-        if row:
-            return Decimal(row["input_price_per_1m"] or 0), Decimal(row["output_price_per_1m"] or 0)
-    return Decimal(0), Decimal(0)
+def fine_tuned_base_name(model_name: str) -> str | None:
+    """The base model a fine-tuned model or checkpoint was made from: `ft:BASE:org:suffix:id[:ckpt-step-N]` -> BASE."""
+    if model_name.startswith("ft:") and model_name.count(":") >= 2:
+        return model_name.split(":")[1] or None
+    return None
 
 
-def call_cost(*, input_tokens: int, output_tokens: int, prices: tuple[Decimal, Decimal]) -> Decimal:
+def model_prices(model_name: str) -> tuple[Decimal, Decimal] | None:
+    """(input, output) USD per 1M tokens from the editable BaseModel table, or None when unknown.
+
+    A fine-tuned model (or checkpoint) is priced at its base's fine-tuned prices, not the base's own.
+    """
+    base = fine_tuned_base_name(model_name)
+    fields = ("fine_tuned_input_price_per_1m", "fine_tuned_output_price_per_1m") if base else (
+        "input_price_per_1m", "output_price_per_1m")
+    name = base or model_name
+    row = BaseModel.objects.filter(name=name).values(*fields).first()
+    if row is None and base:
+        # ft:gpt-4o-mini:... names an undated base: its one dated row (gpt-4o-mini-2024-07-18), if unambiguous.
+        rows = list(BaseModel.objects.filter(name__startswith=f"{base}-").values(*fields)[:2])
+        row = rows[0] if len(rows) == 1 else None
+    if row is None or row[fields[0]] is None or row[fields[1]] is None:
+        return None
+    return Decimal(row[fields[0]]), Decimal(row[fields[1]])
+
+
+def call_cost(*, input_tokens: int, output_tokens: int, prices: tuple[Decimal, Decimal] | None) -> Decimal | None:
+    """USD of one call, or None when the model's prices are unknown (shown as "unknown", never $0)."""
+    if prices is None:
+        return None
     return (Decimal(input_tokens) * prices[0] + Decimal(output_tokens) * prices[1]) / Decimal(1_000_000)
 
 
@@ -91,6 +109,26 @@ def answer_check(*, task: Task, text: str, refusal: str = "") -> tuple[str, obje
         return EvalResult.ErrorKind.INVALID_JSON, None, str(exc)
     except TargetSchemaMismatch as exc:
         return EvalResult.ErrorKind.SCHEMA_MISMATCH, exc.value, str(exc)
+
+
+# --- leaks ------------------------------------------------------------------------------------
+LEAKS = "leaks training data"
+
+
+def eval_run_leak(eval_run: EvalRun) -> str:
+    """'' or why the eval's examples are not unseen: the train split, or examples the linked training run
+    trained on (from another dataset version). Such numbers flatter the model and cannot promote it."""
+    if eval_run.split == DatasetMember.Split.TRAIN:
+        return f"{LEAKS}: evaluated on the train split of {eval_run.dataset_version}, which fine-tuning learns from"
+    run = eval_run.training_run
+    if run is not None and eval_run.model_kind != ModelKind.BASE and run.dataset_version_id != eval_run.dataset_version_id:
+        evaluated = DatasetMember.objects.filter(version_id=eval_run.dataset_version_id, split=eval_run.split)
+        seen = DatasetMember.objects.filter(version_id=run.dataset_version_id, split=DatasetMember.Split.TRAIN,
+                                            example_id__in=evaluated.values("example_id")).count()
+        if seen:
+            return (f"{LEAKS}: {seen} of the evaluated examples were in the train split of "
+                    f"{run.dataset_version}, which training run {run.pk} learnt from")
+    return ""
 
 
 # --- create / resume --------------------------------------------------------------------------
@@ -121,6 +159,9 @@ def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: s
     total = DatasetMember.objects.filter(version=dataset_version, split=split).count()
     if not total:
         raise EvalError(f"{dataset_version} has no {split} examples.")
+    if training_run is None and model_kind in (ModelKind.FINE_TUNED, ModelKind.CHECKPOINT):
+        # A model name the provider gave one of our runs: the lineage is known, link it.
+        training_run, _ = training_run_for_model(model_name)
     prompt_kind, prompt_text = eval_prompt(task=task, model_kind=model_kind)
     with transaction.atomic():
         run = EvalRun.objects.create(
@@ -133,6 +174,44 @@ def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: s
         run.save(update_fields=["rq_job_id"])
         _enqueue(run)
     return run
+
+
+def training_run_evaluate(*, run, user=None, concurrency: int | None = None) -> tuple[list[EvalRun], int]:
+    """Evaluate what a succeeded training run made: its base model and its fine-tuned model, each on the
+    validation split of the dataset version it trained on, both linked to the run (lineage is read from it).
+
+    Returns ([base eval, fine-tuned eval], how many were created now): an eval run that already exists for
+    the run (a second click) is reused, never paid for twice; a failed one is resumed from its page.
+    """
+    from finetune.models import TrainingRun
+
+    if user is not None and not user.has_perm("finetune.run_eval"):
+        raise PermissionDenied("You may not start evaluations.")
+    run = TrainingRun.objects.select_related("base_model", "dataset_version__dataset__task").get(pk=run.pk)
+    if run.status != TrainingRun.Status.SUCCEEDED or not run.fine_tuned_model:
+        raise EvalError(f"Run {run.pk} is {run.status_label}: only a succeeded run with a fine-tuned model can be "
+                        "evaluated.")
+    version = run.dataset_version
+    split = DatasetMember.Split.VALIDATION
+    if not DatasetMember.objects.filter(version=version, split=split).exists():
+        raise EvalError(f"{version} has no validation examples: the run's model cannot be evaluated on examples it "
+                        "did not train on. Build a version with a validation fraction above 0.")
+    wanted = [(run.base_model.name, ModelKind.BASE), (run.fine_tuned_model, ModelKind.FINE_TUNED)]
+    runs, created = [], 0
+    with transaction.atomic():
+        # Lock the training run: two clicks at once make one pair.
+        TrainingRun.objects.select_for_update().filter(pk=run.pk).first()
+        for model_name, kind in wanted:
+            existing = EvalRun.objects.filter(training_run=run, model_name=model_name, model_kind=kind,
+                                              dataset_version=version, split=split).order_by("pk").first()
+            if existing is not None:
+                runs.append(existing)
+                continue
+            runs.append(eval_run_create(task=version.dataset.task, model_name=model_name, model_kind=kind,
+                                        provider=run.provider, dataset_version=version, split=split, user=user,
+                                        training_run=run, concurrency=concurrency))
+            created += 1
+    return runs, created
 
 
 def eval_run_is_stale(run: EvalRun) -> bool:
@@ -203,7 +282,7 @@ def _result(run: EvalRun, member: DatasetMember, outcome, error: Exception | Non
     if error is not None:
         code = getattr(error, "code", "") or type(error).__name__
         fields.update(status=EvalResult.Status.ERROR, error_kind=EvalResult.ErrorKind.API_ERROR,
-                      error_message=f"{code}: {getattr(error, 'message', None) or error}")
+                      error_message=f"{code}: {getattr(error, 'message', None) or error}", cost_usd=Decimal(0))
     else:
         kind, parsed, message = answer_check(task=run.task, text=outcome.text, refusal=outcome.refusal)
         fields.update(
@@ -343,11 +422,14 @@ def eval_run_finish(*, eval_run: EvalRun) -> EvalRun:
     records = eval_run_records(run)
     computed = metric_lib.run_metrics(records, run.task.metric_spec or {},
                                       n_boot=int(_setting("EVAL_BOOTSTRAP_SAMPLES", 1000)))
-    totals = EvalResult.objects.filter(eval_run=run).aggregate(cost=Sum("cost_usd"), inp=Sum("input_tokens"),
-                                                               out=Sum("output_tokens"))
+    results = EvalResult.objects.filter(eval_run=run)
+    totals = results.aggregate(cost=Sum("cost_usd"), inp=Sum("input_tokens"), out=Sum("output_tokens"))
+    # One answer without a price makes the total unknown: a partial sum would look like the whole cost.
+    cost_known = not results.filter(cost_usd__isnull=True).exists()
     _recount(run)
     EvalRun.objects.filter(pk=run.pk).update(
-        status=EvalRun.Status.DONE, metrics=computed, cost_usd=totals["cost"] or 0, input_tokens=totals["inp"] or 0,
+        status=EvalRun.Status.DONE, metrics=computed, cost_usd=(totals["cost"] or 0) if cost_known else None,
+        input_tokens=totals["inp"] or 0,
         output_tokens=totals["out"] or 0, finished_at=timezone.now(), error="",
     )
     run.refresh_from_db()

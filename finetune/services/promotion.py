@@ -12,9 +12,14 @@ from django.utils import timezone
 
 from curation.models import Task
 from finetune import metrics as metric_lib
-from finetune.metrics import metric_rows, pct, pct_with_ci
+from finetune.metrics import metric_rows, pct, pct_with_ci, usd
 from finetune.models import EvalRun, ModelKind, ModelVersion
-from finetune.services.evals import eval_run_records
+from finetune.selectors import eval_run_lineage, lineage_lines
+from finetune.services.evals import eval_run_leak, eval_run_records
+
+# Applied when a task's policy does not set them: below 20 examples, or with a 95 % interval wider than
+# 20 percentage points, an evaluation cannot tell a good model from a lucky one.
+DEFAULT_POLICY = {"min_examples": 20, "max_ci_width": 0.20}
 
 
 class PromotionRefused(Exception):
@@ -36,6 +41,11 @@ def provider_tag(*, provider: str, kind: str) -> str:
 
 
 # --- policy -----------------------------------------------------------------------------------
+def promotion_policy(task: Task) -> dict:
+    """The task's policy over the defaults (a task may set its own minimum and interval width)."""
+    return {**DEFAULT_POLICY, **(task.promotion_policy or {})}
+
+
 def primary_numeric_path(task: Task) -> str | None:
     spec = task.metric_spec or {}
     policy = task.promotion_policy or {}
@@ -50,11 +60,22 @@ def _check(name, passed, value, threshold, message) -> dict:
 def promotion_checks(*, eval_run: EvalRun) -> tuple[list[dict], dict | None]:
     """The task's policy applied to a done eval run: ([{name, passed, value, threshold, message}], comparison vs active)."""
     task = eval_run.task
-    policy = task.promotion_policy or {}
+    policy = promotion_policy(task)
     metrics = eval_run.metrics or {}
     checks = [_check("run_done", eval_run.status == EvalRun.Status.DONE, eval_run.status, "done",
                      f"Eval run {eval_run.pk} is {eval_run.status}.")]
+    leak = eval_run_leak(eval_run)
+    checks.append(_check("unseen_examples", not leak, eval_run.split, "examples the model never trained on",
+                         leak or f"Evaluated on the {eval_run.split} split: no example was trained on."))
     path = primary_numeric_path(task)
+    if policy.get("min_examples") is not None:
+        n = metrics.get("n_evaluated", 0)
+        limit = int(policy["min_examples"])
+        checks.append(_check("min_examples", n >= limit, n, limit,
+                             f"{n} example(s) evaluated (minimum {limit})" + ("." if n >= limit else
+                             ": too few to tell a better model from a lucky one; evaluate on a larger validation split.")))
+    if policy.get("max_ci_width") is not None:
+        checks.append(_ci_width_check(metrics, path, float(policy["max_ci_width"])))
     if "max_mape" in policy and path:
         value = ((metrics.get("numeric") or {}).get(path) or {}).get("mape", {}).get("value")
         limit = float(policy["max_mape"])
@@ -89,6 +110,21 @@ def promotion_checks(*, eval_run: EvalRun) -> tuple[list[dict], dict | None]:
             comparison["b"] = {"id": eval_run.pk, "model": eval_run.model_name}
             checks.append(_not_worse_check(comparison, path, active))
     return checks, comparison
+
+
+def _ci_width_check(metrics: dict, path: str | None, limit: float) -> dict:
+    """The 95 % interval of the deciding metric (MAPE of the primary field, else JSON validity) is narrow enough."""
+    if path and path in (metrics.get("numeric") or {}):
+        name, block = f"MAPE of {path}", metrics["numeric"][path].get("mape") or {}
+    else:
+        name, block = "JSON validity", metrics.get("json_validity") or {}
+    ci = block.get("ci")
+    if not ci:
+        return _check("max_ci_width", False, None, limit, f"{name} has no confidence interval (no examples evaluated).")
+    width = ci[1] - ci[0]
+    return _check("max_ci_width", width <= limit + 1e-12, round(width, 6), limit,
+                  f"The 95 % CI of {name} is {width * 100:.1f} points wide ({pct(ci[0])}–{pct(ci[1])}; maximum "
+                  f"{limit * 100:.1f})" + ("." if width <= limit + 1e-12 else ": the estimate is too uncertain to promote on."))
 
 
 def _not_worse_check(comparison: dict, path: str | None, active: ModelVersion) -> dict:
@@ -135,7 +171,8 @@ def model_version_promote(*, eval_run: EvalRun, user, override_reason: str = "")
             raise PromotionRefused(f"The promotion policy fails: {failed} Give an override reason to promote anyway.", checks)
         previous = model_version_active(task=task)
         ModelVersion.objects.filter(task=task, is_active=True).update(is_active=False)
-        training_run = eval_run.training_run
+        # A base model evaluated beside a training run (its baseline) was not made by that run.
+        training_run = eval_run.training_run if eval_run.model_kind != ModelKind.BASE else None
         version = ModelVersion.objects.create(
             task=task, model_name=eval_run.model_name, provider=eval_run.provider, kind=eval_run.model_kind,
             prompt_text=eval_run.prompt_text, training_run=training_run, eval_run=eval_run, is_active=True,
@@ -159,31 +196,23 @@ def model_version_activate(*, model_version: ModelVersion, user) -> ModelVersion
 
 
 # --- report and model card --------------------------------------------------------------------
-def _hyperparameters(training_run) -> dict:
-    if training_run is None:
-        return {}
-    value = getattr(training_run, "hyperparameters", None)
-    if isinstance(value, dict):
-        return value
-    return {name: getattr(training_run, name) for name in ("n_epochs", "batch_size", "learning_rate_multiplier")
-            if hasattr(training_run, name)}
-
-
 def promotion_report(*, version: ModelVersion, checks: list[dict], comparison: dict | None, previous) -> dict:
     run = version.eval_run
     dv = run.dataset_version
-    training_run = version.training_run
+    lineage = eval_run_lineage(run)
     metrics = dict(run.metrics or {})
+    made_by = lineage["training_run"] if lineage["role"] == "fine_tuned" else None
     return {
         "task": {"slug": version.task.slug, "schema_version": version.task.schema_version,
                  "prompt_version": version.task.prompt_version},
         "model": {"name": version.model_name, "kind": version.kind, "provider": version.provider,
                   "tag": provider_tag(provider=version.provider, kind=version.kind)},
-        "training_run": ({"id": training_run.pk, "base_model": str(getattr(training_run, "base_model", "")),
-                          "job_id": getattr(training_run, "job_id", None), "hyperparameters": _hyperparameters(training_run)}
-                         if training_run else None),
+        "training_run": ({"id": made_by["id"], "base_model": lineage["base_model"], "job_id": made_by["job_id"],
+                          "hyperparameters": lineage["hyperparameters"], "trained_on": lineage["trained_on"],
+                          "checkpoint": lineage["checkpoint"]} if made_by else None),
+        "lineage": lineage,
         "eval_run": {"id": run.pk, "split": run.split, "prompt_kind": run.prompt_kind, "prompt_text": run.prompt_text,
-                     "n": run.total, "cost_usd": str(run.cost_usd), "finished_at": run.finished_at.isoformat() if run.finished_at else None},
+                     "n": run.total, "cost_usd": None if run.cost_usd is None else str(run.cost_usd), "finished_at": run.finished_at.isoformat() if run.finished_at else None},
         "dataset_version": {"id": dv.pk, "name": str(dv), "content_hash": dv.content_hash},
         "policy": version.task.promotion_policy, "checks": checks, "policy_passed": version.policy_passed,
         "override_reason": version.override_reason,
@@ -206,15 +235,23 @@ def model_card_render(*, version: ModelVersion) -> str:
         f"- Kind: {version.get_kind_display()}; provider tag `{report['model']['tag']}`",
         f"- Promoted: {report['promoted_at'][:19].replace('T', ' ')} UTC by {report['promoted_by'] or '—'}",
         f"- Dataset version: {report['dataset_version']['name']} (hash `{report['dataset_version']['content_hash']}`), split `{report['eval_run']['split']}`",
-        f"- Eval run: {report['eval_run']['id']}, {report['eval_run']['n']} examples, prompt `{report['eval_run']['prompt_kind']}`, cost ${report['eval_run']['cost_usd']}",
+        f"- Eval run: {report['eval_run']['id']}, {report['eval_run']['n']} examples, prompt `{report['eval_run']['prompt_kind']}`, cost {usd(report['eval_run']['cost_usd'])}",
     ]
     tr = report["training_run"]
+    lineage = report.get("lineage") or {}
     if tr:
         lines.append(f"- Base model: {tr['base_model']}; training run {tr['id']} (job `{tr['job_id'] or '—'}`)")
         hp = ", ".join(f"{k}={v}" for k, v in (tr["hyperparameters"] or {}).items()) or "provider defaults"
         lines.append(f"- Hyperparameters: {hp}")
+        trained = tr.get("trained_on") or {}
+        lines.append(f"- Trained on: {trained.get('name', '—')} (hash `{trained.get('content_hash', '—')}`)")
+        checkpoint = tr.get("checkpoint")
+        lines.append(f"- Checkpoint: {checkpoint['model']} (step {checkpoint['step']})" if checkpoint
+                     else "- Checkpoint: the run's final model")
     else:
-        lines.append("- Base model: " + (version.model_name if version.kind == ModelKind.BASE else "unknown (no training run linked)"))
+        lines += [f"- {label}: {text}" for label, text in lineage_lines(lineage)
+                  if label in ("Base model", "Baseline of")] or [
+            "- Base model: " + (version.model_name if version.kind == ModelKind.BASE else "unknown (no training run linked)")]
     lines += ["", "## Metrics (bootstrap 95 % confidence intervals over examples)", "",
               "| Metric | Value |", "|---|---|"]
     lines += [f"| {name}{f' `{subject}`' if subject else ''} | {pct_with_ci(block)} |"

@@ -26,7 +26,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from curation.models import BaseModel, DatasetMember, DatasetVersion
+from curation.models import BaseModel, DatasetVersion
+from curation.services.datasets import TrainingCost, dataset_version_training_cost
 from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun, UploadedFile
 from finetune.providers.base import ProviderError, default_provider_name, get_provider
 from finetune.providers.fine_tuning import RUN_ID_KEY, RemoteEvent, RemoteJob, provider_refusals, result_csv_rows
@@ -112,22 +113,25 @@ def run_metadata(run: TrainingRun) -> dict[str, str]:
     }
 
 
-def _train_tokens(version: DatasetVersion) -> int:
-    total = (version.tokens or {}).get("train", {})
-    if isinstance(total, dict) and total.get("total"):
-        return int(total["total"])
-    return sum(m.text_tokens + m.image_tokens for m in version.members.filter(split=DatasetMember.Split.TRAIN))
-
-
-def training_run_estimate(*, run: TrainingRun) -> tuple[int, Decimal]:
-    """Billed training tokens (train split × epochs; validation is not billed) and their cost in USD.
-    With n_epochs "auto" the dataset's own epoch count is assumed."""
+def training_run_epochs(run: TrainingRun) -> int:
+    """The epochs the estimate assumes: the run's own, or with "auto" the dataset's epoch count."""
     epochs = run.hyperparameters["n_epochs"]
     if epochs == TrainingRun.AUTO:
         epochs = run.dataset_version.dataset.epochs or 1
-    tokens = _train_tokens(run.dataset_version) * int(epochs)
-    cost = (Decimal(tokens) * run.base_model.training_price_per_1m / Decimal(1_000_000)).quantize(Decimal("0.0001"))
-    return tokens, cost
+    return int(epochs)
+
+
+def training_run_cost(*, run: TrainingRun) -> TrainingCost:
+    """The run's estimate from curation's one cost function (the dataset page shows the same figure):
+    the train split as this base model counts it (its encoding and image scheme) × epochs × its price."""
+    return dataset_version_training_cost(version=run.dataset_version, base_model=run.base_model,
+                                         epochs=training_run_epochs(run))
+
+
+def training_run_estimate(*, run: TrainingRun) -> tuple[int, Decimal]:
+    """Billed training tokens (train split × epochs; validation is not billed) and their cost in USD."""
+    cost = training_run_cost(run=run)
+    return cost.billed_tokens, cost.usd
 
 
 def base_model_warning(base_model: BaseModel, *, today: datetime.date | None = None) -> str:
@@ -146,9 +150,18 @@ def base_model_warning(base_model: BaseModel, *, today: datetime.date | None = N
     return "; ".join(notes)
 
 
+def training_run_launch_refusals(*, run: TrainingRun) -> list[str]:
+    """Why a launch is refused whatever the override: the provider would reject the job anyway."""
+    problem = training_run_cost(run=run).problem
+    if problem:
+        return [f"{run.base_model.name}: {problem}, and {run.dataset_version} has images; choose a base model "
+                "that does (see the dataset page's cost table)"]
+    return []
+
+
 def training_run_launch_problems(*, run: TrainingRun) -> list[str]:
-    """Why a launch would be refused without an override (empty: it may go)."""
-    problems = []
+    """Why a launch would be refused without an override (empty: it may go); refusals come first."""
+    problems = training_run_launch_refusals(run=run)
     version = run.dataset_version
     if not version.gates_passed:
         failed = [g.get("message") or g.get("name", "?") for g in (version.gates or []) if not g.get("passed")]
@@ -232,6 +245,9 @@ def training_run_launch(*, run: TrainingRun, user, override_reason: str = "", al
         if run.status != S.DRAFT:
             raise TrainingRunError(f"Run {run.pk} was already launched (status: {run.status_label}); no second job is made.")
         run.estimated_tokens, run.estimated_cost_usd = training_run_estimate(run=run)
+        refusals = training_run_launch_refusals(run=run)
+        if refusals:
+            raise TrainingRunError("Launch refused: " + "; ".join(refusals) + ". No override can change this.")
         problems = training_run_launch_problems(run=run)
         if problems and not reason:
             raise TrainingRunError("Launch refused: " + "; ".join(problems)

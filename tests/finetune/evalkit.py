@@ -54,18 +54,19 @@ def use_standin(settings, api) -> None:
 
 
 def make_done_eval_run(version: DatasetVersion, *, model_name: str = MODEL, kind: str = "base", factor=1.0,
-                       invalid: int = 0):
-    """A finished eval run without the API: every validation answer is the target with machine times × factor
+                       invalid: int = 0, split: str = "validation", training_run=None):
+    """A finished eval run without the API: every answer (of `split`) is the target with machine times × factor
     (`factor` may be a function of the member position); the first `invalid` answers are invalid JSON."""
     from finetune.models import EvalResult, EvalRun
     from finetune.services.evals import eval_prompt, eval_run_finish
 
     task = version.dataset.task
     prompt_kind, prompt_text = eval_prompt(task=task, model_kind=kind)
-    members = list(version.members.filter(split="validation").order_by("position"))
+    members = list(version.members.filter(split=split).order_by("position"))
     run = EvalRun.objects.create(task=task, model_name=model_name, model_kind=kind, provider="openai",
                                  dataset_version=version, prompt_kind=prompt_kind, prompt_text=prompt_text,
-                                 status=EvalRun.Status.RUNNING, total=len(members))
+                                 status=EvalRun.Status.RUNNING, total=len(members), split=split,
+                                 training_run=training_run)
     for i, member in enumerate(members):
         if i < invalid:
             EvalResult.objects.create(eval_run=run, member=member, example_id=member.example_id, raw_output="oops",

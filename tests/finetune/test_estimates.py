@@ -35,7 +35,9 @@ def standin(settings):
 
 
 def _promote(manager, version, *, model=MODEL, kind="base"):
-    return model_version_promote(eval_run=make_done_eval_run(version, model_name=model, kind=kind), user=manager)
+    # A few examples keep these tests fast; below the policy's minimum, so the promotion is an override.
+    return model_version_promote(eval_run=make_done_eval_run(version, model_name=model, kind=kind), user=manager,
+                                 override_reason="estimates test on a small evaluation set")
 
 
 def test_estimates_follow_the_registry_without_a_restart(manager, standin):
@@ -220,3 +222,17 @@ def test_estimate_action_on_the_drawing_list(client, manager, standin):
     client.force_login(reviewer)
     response = client.post(url, {"action": "estimate_drawings", "_selected_action": [drawing.pk]})
     assert response.status_code in (403, 302) and Estimate.objects.count() == 1
+
+
+def test_an_estimate_by_a_model_without_prices_costs_unknown_not_zero(client, manager, standin):
+    version = make_plan_dataset_version(n_validation=2, n_train=0)
+    _promote(manager, version, model="my-local-model")
+    drawing = make_drawing(part_number="UNK-1")
+    response = client.post("/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json",
+                           **_basic(manager))
+    assert response.status_code == 201 and response.json()["cost_usd"] is None
+    estimate = Estimate.objects.get(drawing=drawing)
+    assert estimate.input_tokens == 100 and estimate.cost_usd is None
+    client.force_login(manager)
+    listing = client.get("/admin/finetune/estimate/").content.decode()
+    assert '<td class="field-cost_display">unknown</td>' in listing and "0.000000" not in listing

@@ -1,4 +1,6 @@
 """Shared printing of a dataset version for the dataset commands (gates, problems, tokens, cost)."""
+from curation.services.datasets import dataset_version_training_costs
+
 
 
 def write_version_report(command, version) -> None:
@@ -18,10 +20,11 @@ def write_version_report(command, version) -> None:
     for split in ("train", "validation"):
         t = tokens.get(split) or {}
         out.write(f"  tokens {split}: {t.get('total', 0):,} ({t.get('text', 0):,} text + {t.get('image', 0):,} image)")
-    for name, cost in (version.cost_estimates or {}).items():
-        dates = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in cost.items() if k.endswith("_date") and v)
-        note = f" — {cost['note']}" if cost.get("note") else ""
-        out.write(f"  cost {name}: ${cost['usd']} ({cost['train_tokens']:,} tokens × {cost['epochs']} epochs"
+    for model, cost in dataset_version_training_costs(version=version):
+        dates = ", ".join(f"{label} {date:%Y-%m-%d}" for label, date in (("jobs end date", model.jobs_end_date),
+                                                                          ("shutdown date", model.shutdown_date)) if date)
+        note = f" — {cost.problem}" if cost.problem else ""
+        out.write(f"  cost {model.name}: ${cost.usd} ({cost.train_tokens:,} tokens × {cost.epochs} epochs"
                   f"{', ' + dates if dates else ''}){note}")
     verdict = "ready" if version.gates_passed else "NOT ready"
     out.write(command.style.SUCCESS(verdict) if version.gates_passed else command.style.ERROR(verdict))

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from finetune.models import EvalRun
 from finetune.services.comparison import ComparisonError, eval_runs_compare
+from finetune.services.evals import eval_run_leak
 from finetune.metrics import pct
 
 
@@ -15,12 +16,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         try:
-            c = eval_runs_compare(run_a=EvalRun.objects.get(pk=opts["run_a"]), run_b=EvalRun.objects.get(pk=opts["run_b"]))
+            run_a, run_b = EvalRun.objects.get(pk=opts["run_a"]), EvalRun.objects.get(pk=opts["run_b"])
+            c = eval_runs_compare(run_a=run_a, run_b=run_b)
         except EvalRun.DoesNotExist:
             raise CommandError("No such eval run.")
         except ComparisonError as exc:
             raise CommandError(str(exc))
         self.stdout.write(f"A = run {c['a']['id']} {c['a']['model']}   B = run {c['b']['id']} {c['b']['model']}")
+        for name, run in (("A", run_a), ("B", run_b)):
+            if leak := eval_run_leak(run):
+                self.stdout.write(self.style.WARNING(f"⚠ {name} (run {run.pk}) {leak}"))
         self.stdout.write(f"{c['n_shared']} shared examples: B better on {c['b_wins']}, worse on {c['b_losses']}, ties {c['ties']}")
 
         def row(name, a, b, diff, ci):

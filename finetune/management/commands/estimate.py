@@ -4,6 +4,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Drawing, Task
+from finetune.metrics import usd
 from finetune.services.estimates import EstimateError, estimate_create
 from finetune.management.commands._evals_common import user
 
@@ -30,7 +31,7 @@ class Command(BaseCommand):
         except EstimateError as exc:
             raise CommandError(str(exc))
         self.stdout.write(f"estimate {estimate.pk} by {estimate.model_name} ({estimate.provider}), "
-                          f"{estimate.latency_ms} ms, ${estimate.cost_usd}")
+                          f"{estimate.latency_ms} ms, cost {usd(estimate.cost_usd)}")
         if estimate.error:
             raise CommandError(f"{estimate.error_kind}: {estimate.error}")
         self.stdout.write(json.dumps(estimate.output, indent=2, ensure_ascii=False))

@@ -1,9 +1,13 @@
-"""Evaluate a model on a dataset version's split: `manage.py evaluate MODEL DATASET_VERSION [--kind ...]`."""
+"""Evaluate a model on a dataset version's split: `manage.py evaluate MODEL DATASET_VERSION [--kind ...]`,
+or what a training run made: `manage.py evaluate --run N` (its base model and its fine-tuned model)."""
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
-from finetune.models import ModelKind
+from finetune.metrics import usd
+from finetune.models import ModelKind, TrainingRun
 from finetune.providers.base import ProviderError
-from finetune.services.evals import EvalError, eval_run_create, eval_run_execute
+from finetune.selectors import eval_run_lineage, lineage_lines
+from finetune.services.evals import EvalError, eval_run_create, eval_run_execute, eval_run_leak, training_run_evaluate
 from finetune.management.commands._evals_common import dataset_version, metrics_lines, user
 from gestima.queues import QueueUnavailable
 
@@ -12,8 +16,10 @@ class Command(BaseCommand):
     help = "Queue an eval run (or run it here with --foreground) and print its metrics."
 
     def add_arguments(self, parser):
-        parser.add_argument("model", help="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id")
-        parser.add_argument("dataset_version", help="dataset version id, or 'dataset name@number'")
+        parser.add_argument("model", nargs="?", help="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id")
+        parser.add_argument("dataset_version", nargs="?", help="dataset version id, or 'dataset name@number'")
+        parser.add_argument("--run", type=int, help="a succeeded training run: evaluate its base model and its "
+                                                    "fine-tuned model on its dataset version's validation split")
         parser.add_argument("--split", default="validation")
         parser.add_argument("--kind", default=ModelKind.BASE, choices=ModelKind.values)
         parser.add_argument("--provider", default="openai")
@@ -23,19 +29,49 @@ class Command(BaseCommand):
                             help="run the evaluation in this process instead of waiting for a worker")
 
     def handle(self, *args, **opts):
-        version = dataset_version(opts["dataset_version"])
+        if opts["run"] is not None:
+            if opts["model"] or opts["dataset_version"]:
+                raise CommandError("Give either --run N or MODEL DATASET_VERSION, not both.")
+            runs = self._for_training_run(opts)
+        elif opts["model"] and opts["dataset_version"]:
+            version = dataset_version(opts["dataset_version"])
+            try:
+                runs = [eval_run_create(task=version.dataset.task, model_name=opts["model"], model_kind=opts["kind"],
+                                        provider=opts["provider"], dataset_version=version, split=opts["split"],
+                                        user=user(opts["user"]), concurrency=opts["concurrency"])]
+            except (EvalError, QueueUnavailable, ProviderError) as exc:
+                raise CommandError(str(exc))
+        else:
+            raise CommandError("Give MODEL DATASET_VERSION, or --run N for a training run.")
+        for run in runs:
+            self._report(run, opts)
+
+    def _for_training_run(self, opts):
+        training_run = TrainingRun.objects.filter(pk=opts["run"]).first()
+        if training_run is None:
+            raise CommandError(f"No training run {opts['run']}.")
         try:
-            run = eval_run_create(task=version.dataset.task, model_name=opts["model"], model_kind=opts["kind"],
-                                  provider=opts["provider"], dataset_version=version, split=opts["split"],
-                                  user=user(opts["user"]), concurrency=opts["concurrency"])
-        except (EvalError, QueueUnavailable, ProviderError) as exc:
-            raise CommandError(str(exc))
-        self.stdout.write(f"eval run {run.pk}: {run.total} examples, prompt {run.prompt_kind}, concurrency {run.concurrency}")
+            runs, created = training_run_evaluate(run=training_run, user=user(opts["user"]),
+                                                  concurrency=opts["concurrency"])
+        except (EvalError, QueueUnavailable, ProviderError, PermissionDenied) as exc:
+            raise CommandError(str(exc) or "Permission denied.")
+        if not created:
+            self.stdout.write(f"training run {training_run.pk} was already evaluated (nothing new queued)")
+        return runs
+
+    def _report(self, run, opts):
+        self.stdout.write(f"eval run {run.pk}: {run.model_name} ({run.model_kind}), {run.total} examples, "
+                          f"prompt {run.prompt_kind}, concurrency {run.concurrency}")
+        for label, text in lineage_lines(eval_run_lineage(run)):
+            self.stdout.write(f"  {label}: {text}")
+        leak = eval_run_leak(run)
+        if leak:
+            self.stdout.write(self.style.WARNING(f"  ⚠ {leak}"))
         if not opts["foreground"]:
-            self.stdout.write("queued on the 'openai' queue; see the admin for progress.")
+            self.stdout.write("  queued on the 'openai' queue; see the admin for progress.")
             return
         # The job claims the run too: whichever of this process and a worker claims first runs it.
         run = eval_run_execute(eval_run=run)
-        self.stdout.write(f"status {run.status}, {run.done_count} ok, {run.error_count} with errors, cost ${run.cost_usd}")
+        self.stdout.write(f"status {run.status}, {run.done_count} ok, {run.error_count} with errors, cost {usd(run.cost_usd)}")
         for line in metrics_lines(run.metrics or {}):
             self.stdout.write("  " + line)

@@ -1,0 +1,73 @@
+"""The Evaluate button of a succeeded training run in a real browser: a Manager clicks it and reads the two
+queued eval runs and the lineage; staff who may see runs but not evaluate are not offered it."""
+from pathlib import Path
+
+import pytest
+
+from django.contrib.auth.models import Permission
+
+from finetune.models import EvalRun, TrainingRun
+from tests.factories import make_user
+from tests.finetune.evalkit import FT_MODEL, MODEL, make_plan_dataset_version, make_priced_base_model
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's chromium is not installed at {CHROMIUM}"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls between steps are plain.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.set_default_timeout(15_000)
+        yield tab
+        browser.close()
+
+
+def _log_in(page, live_server, username, password, next_url):
+    page.goto(f"{live_server.url}/admin/login/?next={next_url}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+
+
+def test_a_manager_evaluates_a_succeeded_run_and_a_viewer_is_not_offered_it(live_server, transactional_db, page):
+    make_user("Manager", username="mara", password="Manager-pw-2026")
+    viewer = make_user(None, username="vera", password="Viewer-pw-2026")
+    viewer.user_permissions.add(Permission.objects.get(codename="view_trainingrun"))
+    version = make_plan_dataset_version(n_validation=3, n_train=2)
+    run = TrainingRun.objects.create(dataset_version=version, base_model=make_priced_base_model(), provider="openai",
+                                     status="succeeded", job_id="ftjob-browser", fine_tuned_model=FT_MODEL)
+    run_url = f"/admin/finetune/trainingrun/{run.pk}/change/"
+
+    _log_in(page, live_server, "vera", "Viewer-pw-2026", run_url)
+    page.wait_for_selector(".run-page")
+    assert page.locator("input[value='Evaluate (base vs fine-tuned)']").count() == 0
+    page.context.clear_cookies()
+
+    _log_in(page, live_server, "mara", "Manager-pw-2026", run_url)
+    page.click("input[value='Evaluate (base vs fine-tuned)']")
+    page.wait_for_url(f"**/admin/finetune/evalrun/?training_run__id__exact={run.pk}")
+    message = " ".join(page.inner_text(".messagelist").split())
+    assert f"{MODEL} (base) and {FT_MODEL} (fine-tuned) on 3 validation examples" in message
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 2
+    assert {r.model_name for r in EvalRun.objects.filter(training_run=run)} == {MODEL, FT_MODEL}
+
+    # The fine-tuned eval's page shows where the model came from.
+    page.click(f"#result_list a:text('{EvalRun.objects.get(model_name=FT_MODEL).pk}')")
+    lineage = " ".join(page.inner_text("fieldset:has(h2:text('Lineage'))").split())
+    assert f"Trained on {version} (hash {version.content_hash})" in lineage
