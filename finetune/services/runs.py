@@ -26,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from curation.models import BaseModel, DatasetVersion
+from curation.models import BaseModel, DatasetMember, DatasetVersion
 from curation.services.datasets import TrainingCost, dataset_version_training_cost
 from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun, UploadedFile
 from finetune.providers.base import ProviderError, default_provider_name, get_provider
