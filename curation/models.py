@@ -23,8 +23,8 @@ class Drawing(models.Model):
     repaired = models.BooleanField(default=False, help_text="MuPDF had to repair the file to read it.")
     warning_count = models.PositiveIntegerField(default=0)
     warnings = models.TextField(blank=True)
-    pages_left_out = models.TextField(
-        blank=True, help_text="Pages not kept as images, with the reason (blank, too small to hold a drawing)."
+    page_problems = models.TextField(
+        blank=True, help_text="Pages left out (too small to hold a drawing) or kept but flagged (blank), with the reason."
     )
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -121,8 +121,9 @@ class RenderResult:
     repaired: bool
     warnings: list[str] = field(default_factory=list)
     material: str = ""  # as printed in the title block; "" for scans
-    # Pages not kept as images, each with its reason (blank, too small): the drawing renders with a warning.
-    pages_left_out: list[str] = field(default_factory=list)
+    # Pages not kept as images (too small to hold a drawing) and pages kept but flagged (blank), each with its
+    # reason: shown on the drawing, so a person can check the file.
+    page_problems: list[str] = field(default_factory=list)
 
     @property
     def page_count(self) -> int:
@@ -411,7 +412,7 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
         if min(rect.width, rect.height) < MIN_PAGE_POINTS:
             left_out.append(
                 f"{_page_label(number, count)} is too small to hold a drawing "
-                f"({rect.width:.4g} × {rect.height:.4g} pt; the minimum is {MIN_PAGE_POINTS} pt = 1 in a side)"
+                f"({rect.width:.4g} × {rect.height:.4g} pt; the minimum is {MIN_PAGE_POINTS} pt = 1 in a side): left out"
             )
             continue
         zoom = _zoom(rect, limits)
@@ -426,9 +427,9 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
         except Exception as exc:
             raise RenderError(_classify("render", exc, page=number, memory_mb=limits.memory_limit_mb)) from None
         if pix.is_unicolor and pix.pixel(0, 0) == (255, 255, 255):
-            # Nothing drawn, or nothing MuPDF could draw (a broken content stream): no use as training data.
-            left_out.append(f"{_page_label(number, count)} is blank (all white after rendering)")
-            continue
+            # Nothing drawn, or nothing MuPDF could draw (a broken content stream): kept, as mainstream readers
+            # show it, but flagged so a person checks the file before it becomes training data.
+            left_out.append(f"{_page_label(number, count)} is blank (all white after rendering): kept, flagged")
         page_has_text = bool(words)
         has_text_layer = has_text_layer or page_has_text
         if page_has_text and not part_number:
@@ -455,7 +456,7 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
         raise RenderError(f"no page holds a drawing: {reasons}{damage}" if count > 1 else f"{reasons}{damage}")
     return RenderResult(
         pages=pages, has_text_layer=has_text_layer, part_number=part_number, repaired=repaired, warnings=warnings,
-        material=material, pages_left_out=left_out,
+        material=material, page_problems=left_out,
     )
 
 

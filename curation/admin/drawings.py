@@ -109,7 +109,7 @@ class DrawingAdmin(admin.ModelAdmin):
     actions = ["render_again"]
     inlines = [DrawingPageInline]
     change_list_template = "admin/curation/drawing/change_list.html"
-    fields = ["part_number", "status", "error", "pages_left_out", "original_name", "pdf_link", "page_count", "kind",
+    fields = ["part_number", "status", "error", "page_problems", "original_name", "pdf_link", "page_count", "kind",
               "repaired", "warning_count", "warnings", "sha256", "size_bytes", "uploaded_by", "created_at", "rendered_at"]
     readonly_fields = [f for f in fields if f != "part_number"]
 
@@ -140,9 +140,9 @@ class DrawingAdmin(admin.ModelAdmin):
         if drawing.status == Drawing.Status.FAILED:
             return format_html('<span class="drawing-status drawing-failed">failed</span><br><small>{}</small>',
                                drawing.error)
-        if drawing.pages_left_out:
-            return format_html('<span class="drawing-status drawing-{}">{}</span><br><small>left out: {}</small>',
-                               drawing.status, drawing.get_status_display().lower(), drawing.pages_left_out)
+        if drawing.page_problems:
+            return format_html('<span class="drawing-status drawing-{}">{}</span><br><small>{}</small>',
+                               drawing.status, drawing.get_status_display().lower(), drawing.page_problems)
         return format_html('<span class="drawing-status drawing-{}">{}</span>', drawing.status,
                            drawing.get_status_display().lower())
 

@@ -19,7 +19,7 @@ def zero_unknown_prices(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("curation", "0006_drawing_pages_left_out")]
+    dependencies = [("curation", "0006_drawing_page_problems")]
 
     operations = [
         migrations.AlterField(

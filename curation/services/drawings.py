@@ -296,7 +296,7 @@ def _pages_replace(*, drawing: Drawing, result: rendering.RenderResult) -> Drawi
             locked.repaired = result.repaired
             locked.warning_count = len(warnings)
             locked.warnings = rendering.text_storable("\n".join(warnings[:200]))
-            locked.pages_left_out = rendering.text_storable("; ".join(result.pages_left_out))
+            locked.page_problems = rendering.text_storable("; ".join(result.page_problems))
             locked.material = rendering.text_storable(result.material)[:100]
             if result.part_number and _part_number_is_automatic(locked):
                 locked.part_number = rendering.text_storable(result.part_number)[:100]

@@ -99,22 +99,31 @@ def test_text_storable_escapes_what_a_database_refuses():
     assert rendering.RenderError("bad \udcff").message == "bad \\xff"
 
 
-def test_blank_and_tiny_pages_are_left_out_with_their_reason(tmp_path):
+def test_tiny_pages_are_left_out_and_blank_pages_kept_but_flagged_with_their_reason(tmp_path):
     path = tmp_path / "three.pdf"
     path.write_bytes(pdf_with_pages("drawing", "blank", "tiny"))
     result = render(path, tmp_path)
-    assert [page.number for page in result.pages] == [1] and result.part_number == "TB-4711"
-    assert result.pages_left_out == [
-        "page 2 is blank (all white after rendering)",
-        "page 3 is too small to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side)",
+    assert [page.number for page in result.pages] == [1, 2] and result.part_number == "TB-4711"
+    assert result.page_problems == [
+        "page 2 is blank (all white after rendering): kept, flagged",
+        "page 3 is too small to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side): left out",
     ]
 
 
+def test_a_drawing_of_only_blank_pages_renders_flagged(tmp_path):
+    """Mainstream readers show a blank page (qpdf's broken-lzw.pdf is one): kept, and flagged for a person."""
+    path = tmp_path / "blank.pdf"
+    path.write_bytes(pdf_with_pages("blank"))
+    result = render(path, tmp_path)
+    assert result.page_count == 1
+    assert result.page_problems == ["the page is blank (all white after rendering): kept, flagged"]
+
+
 @pytest.mark.parametrize("pages, message", [
-    (["tiny"], "the page is too small to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side)"),
-    (["blank"], "the page is blank (all white after rendering)"),
-    (["blank", "tiny"], "no page holds a drawing: page 1 is blank (all white after rendering); page 2 is too small "
-                        "to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side)"),
+    (["tiny"], "the page is too small to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side): left out"),
+    (["tiny", "tiny"], "no page holds a drawing: page 1 is too small to hold a drawing (1 × 1 pt; the minimum is "
+                       "72 pt = 1 in a side): left out; page 2 is too small to hold a drawing (1 × 1 pt; the minimum "
+                       "is 72 pt = 1 in a side): left out"),
 ])
 def test_a_drawing_without_a_usable_page_fails_with_the_reason(tmp_path, pages, message):
     path = tmp_path / "bad.pdf"

@@ -44,8 +44,8 @@ class Command(BaseCommand):
                 drawing = drawing_render(drawing=drawing)
             drawing.refresh_from_db()
             detail = drawing.status + (f": {drawing.error}" if drawing.error else "")
-            if drawing.pages_left_out:
-                detail += f"; left out: {drawing.pages_left_out}"
+            if drawing.page_problems:
+                detail += f"; {drawing.page_problems}"
             self.stdout.write(f"{outcome.verdict:<9} {shown} -> #{drawing.pk} {drawing.part_number} ({detail})")
         counts = {v: sum(o.verdict == v for o in outcomes) for v in ("new", "existing", "rejected")}
         self.stdout.write(self.style.SUCCESS(

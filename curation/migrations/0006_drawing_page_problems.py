@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name='drawing',
-            name='pages_left_out',
-            field=models.TextField(blank=True, help_text='Pages not kept as images, with the reason (blank, too small to hold a drawing).'),
+            name='page_problems',
+            field=models.TextField(blank=True, help_text='Pages left out (too small to hold a drawing) or kept but flagged (blank), with the reason.'),
         ),
     ]
