@@ -153,7 +153,9 @@ class BaseModel(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     provider = models.CharField(max_length=20, default="openai")
-    training_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, help_text="USD per 1M training tokens")
+    training_price_per_1m = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True,
+        help_text="USD per 1M training tokens; empty when the provider publishes none (costs then show as unknown).")
     input_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, default=0)
     output_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, default=0)
     encoding = models.CharField(max_length=30, default="o200k_base")

@@ -137,8 +137,9 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         tokens = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
             (split, f"{t.get('text', 0):,}", f"{t.get('image', 0):,}", f"{t.get('total', 0):,}")
             for split, t in ((s, obj.tokens.get(s) or {}) for s in ("train", "validation"))))
-        costs = format_html_join("", "<tr><td>{}</td><td>${}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (name, c["usd"], f"{c['train_tokens']:,} × {c['epochs']}", c.get("jobs_end_date") or "—",
+        costs = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (name, f"${c['usd']}" if c.get("usd") is not None else "unknown (no published price)",
+             f"{c['train_tokens']:,} × {c['epochs']}", c.get("jobs_end_date") or "—",
              c.get("shutdown_date") or "—", c.get("note") or "") for name, c in obj.cost_estimates.items()))
         counts = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (
             (split, tag, ", ".join(f"{value}: {n}" for value, n in sorted(values.items(), key=lambda kv: -kv[1])))

@@ -343,8 +343,11 @@ def _summaries(dataset: Dataset, facts: list[_MemberFacts], models: list[_Model]
     costs = {}
     for m in models:
         costs[m.name] = {
-            "usd": str(training_cost(tokens=by_model[m.name]["train"], price_per_1m=m.price, epochs=dataset.epochs)),
-            "train_tokens": by_model[m.name]["train"], "epochs": dataset.epochs, "price_per_1m": str(m.price),
+            # An unknown price (None) stays unknown: never $0.
+            "usd": (str(training_cost(tokens=by_model[m.name]["train"], price_per_1m=m.price, epochs=dataset.epochs))
+                    if m.price is not None else None),
+            "train_tokens": by_model[m.name]["train"], "epochs": dataset.epochs,
+            "price_per_1m": str(m.price) if m.price is not None else None,
             "jobs_end_date": m.jobs_end_date.isoformat() if m.jobs_end_date else None,
             "shutdown_date": m.shutdown_date.isoformat() if m.shutdown_date else None,
             "note": "" if m.supports_vision or not has_images else "this model does not take images for fine-tuning",

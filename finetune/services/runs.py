@@ -112,14 +112,18 @@ def _train_tokens(version: DatasetVersion) -> int:
     return sum(m.text_tokens + m.image_tokens for m in version.members.filter(split=DatasetMember.Split.TRAIN))
 
 
-def training_run_estimate(*, run: TrainingRun) -> tuple[int, Decimal]:
-    """Billed training tokens (train split × epochs; validation is not billed) and their cost in USD.
-    With n_epochs "auto" the dataset's own epoch count is assumed."""
+def training_run_estimate(*, run: TrainingRun) -> tuple[int, Decimal | None]:
+    """Billed training tokens (train split × epochs; validation is not billed) and their cost in USD
+    (None when the base model's training price is not known). With n_epochs "auto" the dataset's own
+    epoch count is assumed."""
     epochs = run.hyperparameters["n_epochs"]
     if epochs == TrainingRun.AUTO:
         epochs = run.dataset_version.dataset.epochs or 1
     tokens = _train_tokens(run.dataset_version) * int(epochs)
-    cost = (Decimal(tokens) * run.base_model.training_price_per_1m / Decimal(1_000_000)).quantize(Decimal("0.0001"))
+    price = run.base_model.training_price_per_1m
+    if price is None:  # not published: the cost is unknown, never $0
+        return tokens, None
+    cost = (Decimal(tokens) * price / Decimal(1_000_000)).quantize(Decimal("0.0001"))
     return tokens, cost
 
 
@@ -148,6 +152,9 @@ def training_run_launch_problems(*, run: TrainingRun) -> list[str]:
         problems.append("dataset gates fail" + (": " + "; ".join(failed) if failed else ""))
     if run.budget_usd is not None and run.estimated_cost_usd is not None and run.estimated_cost_usd > run.budget_usd:
         problems.append(f"estimated cost ${run.estimated_cost_usd:.2f} is over the budget ${run.budget_usd:.2f}")
+    if run.budget_usd is not None and run.estimated_cost_usd is None:
+        problems.append(f"the training price of {run.base_model.name} is not known, so the budget "
+                        f"${run.budget_usd:.2f} cannot be checked (enter the price in Base models)")
     jobs_end = run.base_model.jobs_end_date
     if jobs_end and jobs_end < timezone.localdate() and run.provider != "dryrun":
         problems.append(f"{run.base_model.name} accepts no new fine-tuning jobs since {jobs_end:%Y-%m-%d}")
@@ -160,13 +167,17 @@ def training_run_create(*, dataset_version: DatasetVersion, base_model: BaseMode
                         n_epochs="auto", batch_size="auto", learning_rate_multiplier="auto", suffix: str = "",
                         seed: int | None = None, budget_usd: Decimal | None = None,
                         relaunched_from: TrainingRun | None = None, training_file_id: str = "",
-                        validation_file_id: str = "") -> TrainingRun:
+                        validation_file_id: str = "", provider_options: dict | None = None) -> TrainingRun:
     """A draft run with its cost estimate; nothing is sent anywhere until it is launched."""
     provider = provider or default_provider_name()
     try:
-        get_provider(provider)
+        provider_obj = get_provider(provider)
+        provider_options = provider_obj.options_check(provider_options or {})
     except ProviderError as exc:
         raise TrainingRunError(exc.message)
+    if n_epochs in (None, "", TrainingRun.AUTO) and not provider_obj.auto_epochs:
+        # The provider has no "auto": the run gets what the estimate assumes, the dataset's epochs.
+        n_epochs = dataset_version.dataset.epochs or 1
     suffix = (suffix or "").strip()
     if len(suffix) > 64:
         raise TrainingRunError(f"The suffix has {len(suffix)} characters; the provider allows at most 64.")
@@ -184,6 +195,7 @@ def training_run_create(*, dataset_version: DatasetVersion, base_model: BaseMode
         relaunched_from=relaunched_from,
         training_file_id=training_file_id,
         validation_file_id=validation_file_id,
+        provider_options=provider_options or {},
         created_by=user if (user is not None and user.is_authenticated) else None,
     )
     run.estimated_tokens, run.estimated_cost_usd = training_run_estimate(run=run)
@@ -363,6 +375,8 @@ def _create(run: TrainingRun, provider) -> TrainingRun:
         "seed": run.seed,
         "metadata": run.metadata or run_metadata(run),
     }
+    if run.provider_options:
+        kwargs["options"] = run.provider_options
     attempts = max(1, settings.OPENAI_MAX_ATTEMPTS)
     for attempt in range(attempts):
         try:
@@ -478,8 +492,9 @@ def _apply_job(run: TrainingRun, job: RemoteJob, *, note: str = "") -> TrainingR
         fields["fine_tuned_model"] = job.fine_tuned_model
     if job.trained_tokens is not None:
         fields["trained_tokens"] = job.trained_tokens
-        fields["actual_cost_usd"] = (Decimal(job.trained_tokens) * run.base_model.training_price_per_1m
-                                     / Decimal(1_000_000)).quantize(Decimal("0.0001"))
+        if run.base_model.training_price_per_1m is not None:  # unknown price: the cost stays unknown
+            fields["actual_cost_usd"] = (Decimal(job.trained_tokens) * run.base_model.training_price_per_1m
+                                         / Decimal(1_000_000)).quantize(Decimal("0.0001"))
     if job.error_code:
         fields.update(error_code=job.error_code, error_message=job.error_message, error_param=job.error_param or "")
     if job.result_files and not run.result_file_id:
@@ -651,6 +666,7 @@ def training_run_relaunch(*, run: TrainingRun, user) -> TrainingRun:
         n_epochs=run.n_epochs, batch_size=run.batch_size, learning_rate_multiplier=run.learning_rate_multiplier,
         suffix=run.suffix, seed=run.seed, budget_usd=run.budget_usd, relaunched_from=run,
         training_file_id=run.training_file_id, validation_file_id=run.validation_file_id,
+        provider_options=run.provider_options,
     )
 
 

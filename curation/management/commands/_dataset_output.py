@@ -21,7 +21,8 @@ def write_version_report(command, version) -> None:
     for name, cost in (version.cost_estimates or {}).items():
         dates = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in cost.items() if k.endswith("_date") and v)
         note = f" — {cost['note']}" if cost.get("note") else ""
-        out.write(f"  cost {name}: ${cost['usd']} ({cost['train_tokens']:,} tokens × {cost['epochs']} epochs"
+        usd = f"${cost['usd']}" if cost.get("usd") is not None else "unknown (no published price)"
+        out.write(f"  cost {name}: {usd} ({cost['train_tokens']:,} tokens × {cost['epochs']} epochs"
                   f"{', ' + dates if dates else ''}){note}")
     verdict = "ready" if version.gates_passed else "NOT ready"
     out.write(command.style.SUCCESS(verdict) if version.gates_passed else command.style.ERROR(verdict))
