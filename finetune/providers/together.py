@@ -211,8 +211,12 @@ class TogetherProvider(Provider):
         path = Path(path)
         uploaded = self._call(lambda: self.client.files.upload(file=path, purpose=purpose, check=True))
         status = str(_get(uploaded, "processing_status") or "")
-        report = _get(uploaded, "validation_report")
-        if status in ("FAILED", "INVALID_FORMAT") or (report is not None and _get(report, "valid") is False):
+        if status in ("FAILED", "INVALID_FORMAT"):
+            # The SDK's upload answer drops the validation report: the file itself carries it.
+            try:
+                report = _get(self._call(lambda: self.client.files.retrieve(uploaded.id)), "validation_report")
+            except ProviderError:
+                report = None
             detail = (_get(report, "error") if report is not None else "") or status
             raise ProviderError(f"Together refused {path.name}: {detail}", code="invalid_file", param="training_file")
         return RemoteFile(id=uploaded.id, bytes=int(_get(uploaded, "bytes") or path.stat().st_size))
