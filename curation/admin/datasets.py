@@ -7,11 +7,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
 from curation.models import BaseModel, Dataset, DatasetVersion
+from curation.selectors import dataset_version_provider_fit
 from curation.services.base_models import base_model_date_warning
 from curation.services.datasets import DatasetBuildError, dataset_build
 from curation.services.exports import ExportError, dataset_version_export_request, export_file_path
@@ -81,7 +83,7 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     list_filter = ["dataset", "gates_passed", "export_status"]
     actions = ["export"]
     fields = ["dataset", "number", "content_hash", "prompt_version", "schema_version", "created_by", "created_at",
-              "export_state", "downloads", "readiness"]
+              "export_state", "downloads", "readiness", "provider_formats"]
     readonly_fields = fields
 
     def has_add_permission(self, request):
@@ -159,6 +161,11 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             obj.counts.get("train_groups", 0), obj.counts.get("validation_groups", 0),
             obj.tokens.get("encoding", ""), tokens, obj.dataset.epochs, costs, counts,
         )
+
+    @admin.display(description="Fits which trainer")
+    def provider_formats(self, obj):
+        return render_to_string("admin/curation/datasetversion/provider_formats.html",
+                                {"fits": dataset_version_provider_fit(version=obj)})
 
     @admin.action(description="Export (train.jsonl, validation.jsonl, manifest.json)", permissions=["export_dataset"])
     def export(self, request, queryset):
