@@ -354,3 +354,33 @@ def test_a_budget_cannot_be_checked_against_an_unknown_price(tg_api, version, qw
     run = _create(version, qwen, manager, budget_usd=Decimal("10"))
     with pytest.raises(TrainingRunError, match="training price of Qwen/Qwen3-VL-8B-Instruct is not known"):
         training_run_launch(run=run, user=manager)
+
+
+def test_an_evaluation_of_a_together_fine_tuned_model_asks_togethers_chat(tg_api, manager, run_worker,
+                                                                            django_capture_on_commit_callbacks):
+    import json
+
+    from finetune.models import EvalRun
+    from finetune.services.evals import eval_run_create
+    from tests.factories import make_task
+    from tests.finetune.evalkit import make_plan_dataset_version, targets_by_part
+    from tests.openai_standin.chat import part_number
+
+    task = make_task()
+    version = make_plan_dataset_version(task=task, n_validation=3)
+    targets = targets_by_part(version)
+    tg_api.together.chat_answer = lambda body: json.dumps(targets[part_number(body)])
+    model = "standin-user/Qwen3-VL-8B-Instruct-drawings-gr7-abcd1234"
+    with django_capture_on_commit_callbacks(execute=True):
+        run = eval_run_create(task=task, model_name=model, model_kind="fine_tuned", provider="together",
+                              dataset_version=version, user=manager)
+    run_worker("openai")
+    run.refresh_from_db()
+    assert run.status == EvalRun.Status.DONE, run.error
+    calls = tg_api.calls_to("POST", "/chat/completions")
+    assert len(calls) == 3 and all(c.path == "/chat/completions" for c in calls)
+    body = calls[0].json()
+    assert body["model"] == model
+    images = [p for p in body["messages"][1]["content"] if p["type"] == "image_url"]
+    assert images and images[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert run.metrics["json_validity"]["value"] == 1.0 and run.error_count == 0
