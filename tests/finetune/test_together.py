@@ -384,3 +384,25 @@ def test_an_evaluation_of_a_together_fine_tuned_model_asks_togethers_chat(tg_api
     images = [p for p in body["messages"][1]["content"] if p["type"] == "image_url"]
     assert images and images[0]["image_url"]["url"].startswith("data:image/png;base64,")
     assert run.metrics["json_validity"]["value"] == 1.0 and run.error_count == 0
+
+
+@pytest.mark.parametrize("answer, code, retryable", [
+    (lambda: server_error(524), "http_524", True),
+    (lambda: server_error(529), "http_529", True),
+    (lambda: rate_limited("0"), "rate_limit_exceeded", True),
+    (payment_required, "insufficient_balance", False),
+    (credit_429, "insufficient_quota", False),
+])
+def test_togethers_errors_are_classified_retryable_or_not_with_their_words(tg_api, settings, answer, code, retryable):
+    settings.OPENAI_MAX_ATTEMPTS = 1
+    tg_api.script("GET", JOBS + "/[^/]+", answer())
+    with pytest.raises(ProviderError) as caught:
+        get_provider("together").retrieve_job("ft-any")
+    assert (caught.value.code, caught.value.retryable) == (code, retryable)
+    assert caught.value.message == answer().body["error"]["message"]
+
+
+def test_a_vanished_job_is_a_404_for_ft_doctor(tg_api):
+    with pytest.raises(ProviderError) as caught:
+        get_provider("together").retrieve_job("ft-gone")
+    assert caught.value.http_status == 404 and not caught.value.retryable
