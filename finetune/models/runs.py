@@ -29,6 +29,7 @@ class TrainingRun(models.Model):
             "failed": "Failed",
             "cancelled": "Cancelled",
             "dry_run_complete": "Dry run complete (files written, no API called)",
+            "cancel_requested": "Cancel requested",  # Together, until the job has stopped
         }
         TERMINAL = {"succeeded", "failed", "cancelled", "dry_run_complete"}
 

@@ -261,16 +261,17 @@ class TogetherProvider(Provider):
         )
 
     def _events_of(self, job, events: list | None) -> list[dict]:
-        source = events if events is not None else (_get(job, "events") or [])
+        """The job's events: those given, else those the job carries, else (for an ended job) the event list."""
+        source = events if events is not None else (_get(job, "events") or None)
+        if source is None:
+            try:
+                source = self._call(lambda: self.client.fine_tuning.list_events(job.id)).data or []
+            except ProviderError:
+                source = []
         return [_event_fields(e) for e in source if not isinstance(e, str)]
 
     def _failure_message(self, job, events: list | None) -> str:
         fields = self._events_of(job, events)
-        if not fields:
-            try:
-                fields = [_event_fields(e) for e in self._call(lambda: self.client.fine_tuning.list_events(job.id)).data]
-            except ProviderError:
-                return ""
         errors = [f["message"] for f in fields if f["level"].endswith("error") or f["type"] in ("job_error",)]
         return errors[-1] if errors else ""
 

@@ -183,10 +183,12 @@ def test_an_empty_balance_on_create_fails_clearly_and_is_not_retried(tg_api, ver
     assert len(tg_api.calls_to("POST", JOBS)) == 1
 
 
+@pytest.mark.parametrize("inline_events", [True, False])
 def test_a_user_error_keeps_togethers_reason_and_a_relaunch_reuses_the_files(
-        tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks):
+        tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks, inline_events):
     message = "Line 4: the image in message 1 is 11.2 MB, above the 10 MB limit."
     tg_api.together.fail_jobs_with = ("user_error", message)
+    tg_api.together.inline_events = inline_events  # the reason is read from the events endpoint otherwise
     run = _sync_until_done(_launch(_create(version, qwen, manager), manager, run_worker,
                                    django_capture_on_commit_callbacks))
     assert run.status == "failed"
@@ -201,9 +203,11 @@ def test_a_user_error_keeps_togethers_reason_and_a_relaunch_reuses_the_files(
     assert _sync_until_done(again).status == "succeeded"
 
 
+@pytest.mark.parametrize("inline_events", [True, False])
 def test_a_job_cancelled_by_the_balance_check_says_so(tg_api, version, qwen, manager, run_worker,
-                                                      django_capture_on_commit_callbacks):
+                                                      django_capture_on_commit_callbacks, inline_events):
     tg_api.together.cancel_for_balance = True
+    tg_api.together.inline_events = inline_events
     run = _sync_until_done(_launch(_create(version, qwen, manager), manager, run_worker,
                                    django_capture_on_commit_callbacks))
     assert run.status == "cancelled"

@@ -9,6 +9,7 @@ November 2026) or, where the documentation says nothing of the wire, the `togeth
   and per-step metrics while running, checkpoints and `model_output_name` at the end;
 - `fail_jobs_with = (status, message)`: the next jobs end `user_error` / `error` with that message in
   an error event instead of completing; `cancel_for_balance = True`: they are cancelled by the balance check;
+- `inline_events = False`: jobs come without their `events` (they are optional in the reference);
 - `create_lands_then_500 = n` / `create_lands_then_timeout = n`: the next n creates make the job and
   still answer 500, or answer too late for the client (a lost answer);
 - HTTP 429/5xx/402 before any handler: `api.script(...)` from the OpenAI stand-in's base.
@@ -91,6 +92,7 @@ class TogetherAPI:
         self.timeout_delay = 3.0
         self.steps = 6
         self.chat_answer = '{"ok": true}'
+        self.inline_events = True  # False: jobs come without their events (read from the events endpoint)
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}-{next(self.ids):04d}"
@@ -182,8 +184,8 @@ class TogetherAPI:
                                                    "type": type_, "level": level, **extra})
 
     def _public(self, job: dict) -> dict:
-        # docs.together.ai/reference/get-fine-tunes-id: the job carries its events.
-        return {**job, "events": list(self.events.get(job["id"], []))}
+        # docs.together.ai/reference/get-fine-tunes-id: the job may carry its events (`events` is optional).
+        return {**job, "events": list(self.events.get(job["id"], [])) if self.inline_events else None}
 
     def jobs_create(self, request: Request):
         """docs.together.ai/reference/post-fine-tunes: the job, with `model_output_name` known at once."""
