@@ -54,6 +54,10 @@ class Provider:
                                 code="invalid_request")
         return {}
 
+    def billed_tokens(self, *, train: int, validation: int, epochs: int, options: dict) -> int:
+        """Tokens the provider bills for a job: OpenAI bills the training file × epochs, not validation."""
+        return train * epochs
+
     # --- inference (evaluation, estimates) -------------------------------------------------
     def chat(self, *, model: str, messages: list[dict], json_output: bool = True, temperature: float = 0.0, timeout: float = 120.0) -> ChatResult:
         raise ProviderError(f"the {self.name} provider cannot run models", code="unsupported")

@@ -171,6 +171,12 @@ class TogetherProvider(Provider):
     def options_check(self, options: dict) -> dict:
         return options_clean(options)
 
+    def billed_tokens(self, *, train: int, validation: int, epochs: int, options: dict) -> int:
+        """docs.together.ai/docs/fine-tuning/pricing: n_epochs × training tokens + n_evals × validation tokens
+        (a validation file is evaluated at least once, see create_job)."""
+        evals = max(1, int((options or {}).get("n_evals") or 0)) if validation else 0
+        return train * epochs + evals * validation
+
     @property
     def client(self):
         if self._client is None:

@@ -112,14 +112,23 @@ def _train_tokens(version: DatasetVersion) -> int:
     return sum(m.text_tokens + m.image_tokens for m in version.members.filter(split=DatasetMember.Split.TRAIN))
 
 
+def _split_tokens(version: DatasetVersion, split: str) -> int:
+    total = (version.tokens or {}).get(split, {})
+    if isinstance(total, dict) and total.get("total"):
+        return int(total["total"])
+    return sum(m.text_tokens + m.image_tokens for m in version.members.filter(split=split))
+
+
 def training_run_estimate(*, run: TrainingRun) -> tuple[int, Decimal | None]:
-    """Billed training tokens (train split × epochs; validation is not billed) and their cost in USD
-    (None when the base model's training price is not known). With n_epochs "auto" the dataset's own
-    epoch count is assumed."""
+    """Billed tokens as the provider counts them (OpenAI: train split × epochs, validation not billed;
+    Together adds its validation passes) and their cost in USD (None when the base model's training
+    price is not known). With n_epochs "auto" the dataset's own epoch count is assumed."""
     epochs = run.hyperparameters["n_epochs"]
     if epochs == TrainingRun.AUTO:
         epochs = run.dataset_version.dataset.epochs or 1
-    tokens = _train_tokens(run.dataset_version) * int(epochs)
+    tokens = get_provider(run.provider).billed_tokens(
+        train=_train_tokens(run.dataset_version), epochs=int(epochs), options=run.provider_options or {},
+        validation=_split_tokens(run.dataset_version, DatasetMember.Split.VALIDATION))
     price = run.base_model.training_price_per_1m
     if price is None:  # not published: the cost is unknown, never $0
         return tokens, None
