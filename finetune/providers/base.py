@@ -41,6 +41,8 @@ class Provider:
     calls_api = True
     # False where the provider has no "auto" epoch count: runs are then given their dataset's epochs.
     auto_epochs = True
+    # The BaseModel.provider values this provider can train (None: any, e.g. the dry run).
+    trains_models_of: frozenset[str] | None = None
 
     @classmethod
     def is_configured(cls) -> bool:

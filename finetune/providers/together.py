@@ -160,6 +160,7 @@ class TogetherProvider(Provider):
     calls_api = True
     # Together has no "auto" epoch count: a run asking for "auto" is given its dataset's epochs at creation.
     auto_epochs = False
+    trains_models_of = frozenset({"together"})
 
     def __init__(self):
         self._client = None

@@ -137,8 +137,13 @@ def test_full_fine_tuning_and_more_checkpoints_are_sent_as_asked(tg_api, version
     assert body["learning_rate"] == pytest.approx(2e-5)  # the multiplier times Together's default 1e-5
 
 
-def test_unknown_options_are_refused_before_anything_is_sent(tg_api, version, qwen, manager):
+def test_unknown_options_are_refused_before_anything_is_sent(tg_api, version, qwen, manager, base_model):
     from finetune.services.runs import TrainingRunError
+
+    with pytest.raises(TrainingRunError, match="gpt-4o-mini-2024-07-18 is a base model of openai: the together provider"):
+        _create(version, base_model, manager)
+    with pytest.raises(TrainingRunError, match="the openai provider cannot train it"):
+        _create(version, qwen, manager, provider="openai")
 
     with pytest.raises(TrainingRunError, match="training_type must be lora or full"):
         _create(version, qwen, manager, provider_options={"training_type": "qlora"})
