@@ -185,9 +185,9 @@ def training_run_create(*, dataset_version: DatasetVersion, base_model: BaseMode
     except ProviderError as exc:
         raise TrainingRunError(exc.message)
     if provider_obj.trains_models_of is not None and base_model.provider not in provider_obj.trains_models_of:
-        raise TrainingRunError(f"{base_model.name} is a base model of {base_model.provider}: the {provider} provider cannot "
-                               f"train it (choose a {' or '.join(sorted(provider_obj.trains_models_of))} model, or "
-                               f"the provider {base_model.provider}).")
+        raise TrainingRunError(f"{base_model.name} is a base model of {base_model.provider}: the {provider} provider "
+                               f"cannot train it (choose a {' or '.join(sorted(provider_obj.trains_models_of))} "
+                               f"model, or the provider {base_model.provider}).")
     if n_epochs in (None, "", TrainingRun.AUTO) and not provider_obj.auto_epochs:
         # The provider has no "auto": the run gets what the estimate assumes, the dataset's epochs.
         n_epochs = dataset_version.dataset.epochs or 1
