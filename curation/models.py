@@ -156,7 +156,9 @@ class BaseModel(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     provider = models.CharField(max_length=20, default="openai")
-    training_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, help_text="USD per 1M training tokens")
+    training_price_per_1m = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True,
+        help_text="USD per 1M training tokens; empty when the provider publishes none (costs then show as unknown).")
     # Inference prices (USD per 1M tokens); empty means unknown, which every page shows as "unknown", never $0.
     input_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True,
                                              help_text="USD per 1M input tokens (empty: unknown)")

@@ -173,3 +173,50 @@ def dataset_version_refused_members(*, version: DatasetVersion) -> list[dict]:
         rows.append({"member": member, "example": member.example, "split": member.split, "line": line,
                      "reason": member.example.provider_refused_reason})
     return rows
+
+
+# --- Provider formats: does a dataset version fit OpenAI, Azure OpenAI and Together? ---
+
+def dataset_version_provider_fit(*, version) -> list[dict]:
+    """[{provider, label, fits, reasons, source}] for each trainer, read from the version's frozen members.
+
+    Images referenced as drawing pages are judged by the rendered page (format, and the size frozen into the
+    version); base64 images by their data URL. Two queries, whatever the size of the version.
+    """
+    from curation.openai_format import iter_image_parts, parse_page_ref
+    from curation.provider_formats import RULES, ExampleFacts, ImageFact, provider_fit
+
+    members = list(version.members.order_by("split", "position").values_list("split", "messages"))
+    page_ids = {pid for _, messages in members for _, part in iter_image_parts(messages)
+                if (pid := parse_page_ref((part.get("image_url") or {}).get("url"))) is not None}
+    pages = {p["id"]: p for p in DrawingPage.objects.filter(pk__in=page_ids).values("id", "format", "bytes")}
+    examples, lines = [], {}
+    for split, messages in members:
+        lines[split] = lines.get(split, 0) + 1
+        roles = [m.get("role") for m in messages if isinstance(m, dict)] + ["assistant"]  # the target
+        images = []
+        for index, part in iter_image_parts(messages):
+            role = messages[index].get("role", "")
+            url = (part.get("image_url") or {}).get("url") or ""
+            page_id = parse_page_ref(url)
+            if page_id is not None:
+                page = pages.get(page_id) or {}
+                fmt = {"jpg": "JPEG"}.get((page.get("format") or "").lower(), (page.get("format") or "").upper() or None)
+                images.append(ImageFact(role=role, source="page", format=fmt,
+                                        size_bytes=part.get("bytes") or page.get("bytes")))
+            elif url.startswith("data:"):
+                header, _, payload = url.partition(",")
+                mime = header[5:].split(";")[0]
+                fmt = mime.split("/")[-1].upper() if mime.startswith("image/") else mime or None
+                images.append(ImageFact(role=role, source="data", format={"JPG": "JPEG"}.get(fmt, fmt),
+                                        size_bytes=len(payload) * 3 // 4))
+            else:
+                images.append(ImageFact(role=role, source="url"))
+        examples.append(ExampleFacts(line=lines[split], split=split, roles=roles, images=images))
+    train_rows = sum(1 for split, _ in members if split == DatasetMember.Split.TRAIN)
+    result = []
+    for rules in RULES.values():
+        reasons = provider_fit(examples, rules, train_rows=train_rows)
+        result.append({"provider": rules.provider, "label": rules.label, "fits": not reasons, "reasons": reasons,
+                       "source": rules.source})
+    return result

@@ -159,6 +159,10 @@ OPENAI_ORGANIZATION = env("OPENAI_ORG_ID", default="")
 AZURE_OPENAI_ENDPOINT = env("AZURE_OPENAI_ENDPOINT", default="")
 AZURE_OPENAI_API_KEY = env("AZURE_OPENAI_API_KEY", default="")
 AZURE_OPENAI_API_VERSION = env("AZURE_OPENAI_API_VERSION", default="2025-04-01-preview")
+# Together AI (a second trainer for vision: Qwen3-VL, Gemma 3, Llama 4). TOGETHER_BASE_URL is for a
+# stand-in or a proxy: the SDK's paths start with /v1, so it is the host without /v1.
+TOGETHER_API_KEY = env("TOGETHER_API_KEY", default="")
+TOGETHER_BASE_URL = env("TOGETHER_BASE_URL", default="") or None
 OPENAI_UPLOAD_PART_THRESHOLD = env.int("OPENAI_UPLOAD_PART_THRESHOLD", default=512 * 1024 * 1024)
 OPENAI_UPLOAD_PART_SIZE = env.int("OPENAI_UPLOAD_PART_SIZE", default=64 * 1024 * 1024)
 RUN_SYNC_INTERVAL_SECONDS = env.int("RUN_SYNC_INTERVAL_SECONDS", default=60)

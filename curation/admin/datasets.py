@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
 from curation.models import BaseModel, Dataset, DatasetVersion
-from curation.selectors import dataset_version_refused_members
+from curation.selectors import dataset_version_provider_fit, dataset_version_refused_members
 from curation.services.base_models import base_model_date_warning
 from curation.services.datasets import DatasetBuildError, dataset_build, dataset_version_training_costs
 from curation.services.exports import ExportError, dataset_version_export_request, export_file_path
@@ -83,7 +83,7 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     list_filter = ["dataset", "gates_passed", "export_status"]
     actions = ["export"]
     fields = ["dataset", "number", "content_hash", "prompt_version", "schema_version", "created_by", "created_at",
-              "export_state", "downloads", "readiness", "provider_refused"]
+              "export_state", "downloads", "readiness", "provider_refused", "provider_formats"]
     readonly_fields = fields
 
     def has_add_permission(self, request):
@@ -147,8 +147,9 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             (split, f"{t.get('text', 0):,}", f"{t.get('image', 0):,}", f"{t.get('total', 0):,}")
             for split, t in ((s, obj.tokens.get(s) or {}) for s in ("train", "validation"))))
         # Today's prices through the same function the launch confirmation and the budget guard use.
-        costs = format_html_join("", "<tr><td>{}</td><td>${}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (m.name, c.usd, f"{c.train_tokens:,} × {c.epochs}", m.jobs_end_date or "—", m.shutdown_date or "—",
+        costs = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (m.name, f"${c.usd}" if c.usd is not None else "unknown (no published price)",
+             f"{c.train_tokens:,} × {c.epochs}", m.jobs_end_date or "—", m.shutdown_date or "—",
              c.problem) for m, c in dataset_version_training_costs(version=obj)))
         counts = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (
             (split, tag, ", ".join(f"{value}: {n}" for value, n in sorted(values.items(), key=lambda kv: -kv[1])))
@@ -168,6 +169,11 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             obj.counts.get("train_groups", 0), obj.counts.get("validation_groups", 0),
             obj.tokens.get("encoding", ""), tokens, obj.dataset.epochs, costs, counts,
         )
+
+    @admin.display(description="Fits which trainer")
+    def provider_formats(self, obj):
+        return render_to_string("admin/curation/datasetversion/provider_formats.html",
+                                {"fits": dataset_version_provider_fit(version=obj)})
 
     @admin.action(description="Export (train.jsonl, validation.jsonl, manifest.json)", permissions=["export_dataset"])
     def export(self, request, queryset):

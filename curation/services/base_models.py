@@ -50,13 +50,41 @@ def base_model_prices_seed(model_class=BaseModel) -> int:
     return changed
 
 
-def base_models_seed() -> list[BaseModel]:
-    """Create the reference base models that do not exist yet; existing rows (admin edits) are left alone."""
+# Together AI's vision models (docs.together.ai/docs/fine-tuning/vision, "Supported models": LoRA on all,
+# full fine-tuning on Qwen3-VL 8B/30B and Gemma 3). Together publishes no per-model training price in
+# its documentation (docs/fine-tuning/pricing sends to together.ai/pricing, by size bracket): the price
+# is left unknown (None), never $0, until a Manager enters it. Their tokenizers are not OpenAI's: the
+# counts use o200k_base and 32-px patches as an approximation. No retirement dates are announced.
+TOGETHER_SEED = [
+    {"name": "Qwen/Qwen3-VL-8B-Instruct"},
+    {"name": "Qwen/Qwen3-VL-30B-A3B-Instruct"},
+    {"name": "google/gemma-3-4b-it-VLM"},
+    {"name": "google/gemma-3-12b-it-VLM"},
+    {"name": "google/gemma-3-27b-it-VLM"},
+    {"name": "meta-llama/Llama-4-Scout-17B-16E-Instruct-VLM"},
+]
+TOGETHER_DEFAULTS = {"provider": "together", "training_price_per_1m": None, "encoding": "o200k_base",
+                     "image_tokens": BaseModel.ImageTokens.PATCHES, "patch_multiplier": 1.0, "supports_vision": True,
+                     "max_tokens_per_example": 32768}
+
+
+def base_model_seed_rows() -> list[tuple[str, dict]]:
+    """(name, defaults) of every reference base model, OpenAI's then Together's."""
     rows = []
     for spec in SEED:
         defaults = {"provider": "openai", "encoding": "o200k_base", "max_tokens_per_example": 65536,
                     "jobs_end_date": OPENAI_JOBS_END, **spec}
-        name = defaults.pop("name")
+        rows.append((defaults.pop("name"), defaults))
+    for spec in TOGETHER_SEED:
+        defaults = {**TOGETHER_DEFAULTS, **spec}
+        rows.append((defaults.pop("name"), defaults))
+    return rows
+
+
+def base_models_seed() -> list[BaseModel]:
+    """Create the reference base models that do not exist yet; existing rows (admin edits) are left alone."""
+    rows = []
+    for name, defaults in base_model_seed_rows():
         row, _ = BaseModel.objects.get_or_create(name=name, defaults=defaults)
         rows.append(row)
     base_model_prices_seed()

@@ -332,23 +332,27 @@ class TrainingCost:
     model: str
     train_tokens: int  # one epoch, counted the way this model counts (its encoding, its image scheme)
     epochs: int
-    price_per_1m: Decimal
-    usd: Decimal
+    price_per_1m: Decimal | None  # None: the provider publishes no price
+    usd: Decimal | None  # None: unknown (shown as "unknown", never $0)
     problem: str = ""  # why this model cannot train on the version at all ("" when it can)
+    validation_tokens_billed: int = 0  # validation passes a provider bills (Together), 0 for OpenAI
 
     @property
     def billed_tokens(self) -> int:
-        return self.train_tokens * self.epochs
+        return self.train_tokens * self.epochs + self.validation_tokens_billed
 
 
 def training_cost_estimate(*, model: str, price_per_1m, supports_vision: bool, train_tokens: int, epochs: int,
-                           has_images: bool) -> TrainingCost:
-    """The cost rule, in one place: price per 1M training tokens × train tokens × epochs, to the cent."""
+                           has_images: bool, validation_tokens_billed: int = 0) -> TrainingCost:
+    """The cost rule, in one place: price per 1M training tokens × (train tokens × epochs + billed validation
+    tokens), to the cent; an unknown price gives an unknown cost."""
     epochs = max(int(epochs or 1), 1)
-    price = Decimal(str(price_per_1m))
+    price = Decimal(str(price_per_1m)) if price_per_1m is not None else None
+    billed = int(train_tokens) * epochs + int(validation_tokens_billed)
     return TrainingCost(model=model, train_tokens=int(train_tokens), epochs=epochs, price_per_1m=price,
-                        usd=training_cost(tokens=int(train_tokens), price_per_1m=price, epochs=epochs),
-                        problem=NO_IMAGES if has_images and not supports_vision else "")
+                        usd=training_cost(tokens=billed, price_per_1m=price, epochs=1) if price is not None else None,
+                        problem=NO_IMAGES if has_images and not supports_vision else "",
+                        validation_tokens_billed=int(validation_tokens_billed))
 
 
 def _version_has_images(version: DatasetVersion) -> bool:
@@ -373,14 +377,21 @@ def _version_train_tokens(version: DatasetVersion, model: _Model, has_images: bo
 
 
 def dataset_version_training_cost(*, version: DatasetVersion, base_model: BaseModel,
-                                  epochs: int | None = None) -> TrainingCost:
-    """Training `base_model` on the version's train split for `epochs` (default: the dataset's own)."""
+                                  epochs: int | None = None, validation_passes: int = 0) -> TrainingCost:
+    """Training `base_model` on the version's train split for `epochs` (default: the dataset's own), plus
+    `validation_passes` over the validation split where the provider bills them (Together)."""
     has_images = _version_has_images(version)
     model = _model_of(base_model)
+    validation = 0
+    if validation_passes:
+        tokens = version.tokens or {}
+        by_model = (tokens.get("by_model") or {}).get(model.name) or {}
+        validation = int(by_model.get("validation") or (tokens.get("validation") or {}).get("total") or 0)
     return training_cost_estimate(
         model=model.name, price_per_1m=model.price, supports_vision=model.supports_vision,
         train_tokens=_version_train_tokens(version, model, has_images),
-        epochs=epochs or version.dataset.epochs or 1, has_images=has_images)
+        epochs=epochs or version.dataset.epochs or 1, has_images=has_images,
+        validation_tokens_billed=validation * validation_passes)
 
 
 def dataset_version_training_costs(*, version: DatasetVersion) -> list[tuple[BaseModel, TrainingCost]]:
@@ -420,8 +431,10 @@ def _summaries(dataset: Dataset, facts: list[_MemberFacts], models: list[_Model]
         cost = training_cost_estimate(model=m.name, price_per_1m=m.price, supports_vision=m.supports_vision,
                                       train_tokens=by_model[m.name]["train"], epochs=dataset.epochs, has_images=has_images)
         costs[m.name] = {
-            "usd": str(cost.usd), "train_tokens": cost.train_tokens, "epochs": cost.epochs,
-            "price_per_1m": str(cost.price_per_1m),
+            # An unknown price (None) stays unknown: never $0.
+            "usd": str(cost.usd) if cost.usd is not None else None,
+            "train_tokens": cost.train_tokens, "epochs": cost.epochs,
+            "price_per_1m": str(cost.price_per_1m) if cost.price_per_1m is not None else None,
             "jobs_end_date": m.jobs_end_date.isoformat() if m.jobs_end_date else None,
             "shutdown_date": m.shutdown_date.isoformat() if m.shutdown_date else None,
             "note": cost.problem,

@@ -15,7 +15,7 @@ from django.utils.safestring import mark_safe
 
 from curation.models import BaseModel
 from finetune.models import RunMetric, TrainingRun
-from finetune.providers.base import ProviderError, available_providers, default_provider_name
+from finetune.providers.base import ProviderError, configured_providers, default_provider_name
 from finetune.services import runs as run_services
 from finetune.services.evals import EvalError, training_run_evaluate
 from finetune.services.runs import TrainingRunError
@@ -24,7 +24,8 @@ from gestima.queues import QueueUnavailable
 
 def base_model_label(model: BaseModel) -> str:
     """What a base-model choice shows: price, jobs-end and shutdown dates, and a warning when near or past."""
-    parts = [model.name, f"${model.training_price_per_1m}/1M training tokens"]
+    price = model.training_price_per_1m
+    parts = [model.name, f"${price}/1M training tokens" if price is not None else "training price unknown"]
     if model.jobs_end_date:
         parts.append(f"no new jobs after {model.jobs_end_date:%Y-%m-%d}")
     if model.shutdown_date:
@@ -42,6 +43,8 @@ class TrainingRunForm(forms.ModelForm):
     base_model = BaseModelChoiceField(queryset=BaseModel.objects.filter(active=True),
                                       help_text="⚠ marks a model whose jobs-end or shutdown date is near or past.")
     provider = forms.ChoiceField(choices=())
+    training_type = forms.ChoiceField(choices=[("lora", "LoRA"), ("full", "Full")], initial="lora", required=False,
+                                      help_text="Together only: LoRA adapters (the default) or full fine-tuning.")
 
     class Meta:
         model = TrainingRun
@@ -53,7 +56,8 @@ class TrainingRunForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "provider" in self.fields:  # absent on the read-only run page
-            self.fields["provider"].choices = [(name, name) for name in available_providers()]
+            # Only providers whose settings are present (Together needs TOGETHER_API_KEY).
+            self.fields["provider"].choices = [(name, name) for name in configured_providers()]
             self.fields["provider"].initial = default_provider_name()
 
     def clean(self):
@@ -116,7 +120,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     change_form_template = "admin/finetune/trainingrun/change_form.html"
     readonly_fields_all = [
         "dataset_version", "base_model", "provider", "method", "n_epochs", "batch_size", "learning_rate_multiplier",
-        "suffix", "seed", "metadata", "budget_usd", "estimated_tokens", "estimated_cost_usd", "override",
+        "suffix", "seed", "metadata", "provider_options", "budget_usd", "estimated_tokens", "estimated_cost_usd", "override",
         "override_reason", "override_by", "status", "job_id", "training_file_id", "validation_file_id",
         "fine_tuned_model", "trained_tokens", "actual_cost_usd", "error_code", "error_message", "error_param",
         "sync_error", "resolved_hyperparameters", "estimated_finish_at", "orphaned_files", "relaunched_from", "created_by", "created_at", "launched_at", "finished_at", "last_synced_at", "run_dir",
@@ -143,7 +147,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return self.readonly_fields_all if obj is not None else []
 
     def get_fields(self, request, obj=None):
-        return self.readonly_fields_all if obj is not None else TrainingRunForm.Meta.fields
+        return self.readonly_fields_all if obj is not None else [*TrainingRunForm.Meta.fields, "training_type"]
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -153,6 +157,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 provider=data["provider"], n_epochs=data["n_epochs"], batch_size=data["batch_size"],
                 learning_rate_multiplier=data["learning_rate_multiplier"], suffix=data.get("suffix") or "",
                 seed=data.get("seed"), budget_usd=data.get("budget_usd"),
+                provider_options={"training_type": data.get("training_type") or "lora"} if data["provider"] == "together" else {},
             )
         except TrainingRunError as exc:
             raise PermissionDenied(str(exc))  # the form's clean() already checked what the service checks
@@ -214,7 +219,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "version": run.dataset_version,
             "gates": run.dataset_version.gates or [],
             "cost": cost,
-            "over_budget": run.budget_usd is not None and cost.usd > run.budget_usd,
+            "over_budget": run_services.training_run_over_budget(run=run, cost=cost),
             "refusals": refusals,
             "problems": [p for p in run_services.training_run_launch_problems(run=run) if p not in refusals],
             "duplicates": run_services.training_run_duplicates(run=run),

@@ -29,6 +29,7 @@ class TrainingRun(models.Model):
             "failed": "Failed",
             "cancelled": "Cancelled",
             "dry_run_complete": "Dry run complete (files written, no API called)",
+            "cancel_requested": "Cancel requested",  # Together, until the job has stopped
         }
         TERMINAL = {"succeeded", "failed", "cancelled", "dry_run_complete"}
         # The one order of statuses: a run only moves forward through it (services/runs.py `_set_status`).
@@ -66,6 +67,9 @@ class TrainingRun(models.Model):
     suffix = models.CharField(max_length=64, blank=True, help_text="At most 64 characters (OpenAI's limit).")
     seed = models.IntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True, help_text="Sent with the job: run id, dataset version hash.")
+    provider_options = models.JSONField(
+        default=dict, blank=True,
+        help_text='Settings only one provider has, e.g. Together: {"training_type": "lora"|"full", "n_checkpoints": 1}.')
 
     budget_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     estimated_cost_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)

@@ -1,2 +1,2 @@
-"""Provider adapters: the only code that talks to OpenAI or Azure OpenAI. See base.py for the contract."""
+"""Provider adapters: the only code that talks to OpenAI, Azure OpenAI or Together. See base.py for the contract."""
 from finetune.providers.base import Provider, ProviderError, get_provider  # noqa: F401

@@ -1,7 +1,7 @@
 """The provider adapter: what the rest of the project may ask of a fine-tuning/inference provider.
 
-Implementations: `openai.py` (OpenAI and Azure OpenAI through the `openai` SDK) and `dryrun.py`
-(writes files, calls nothing). Fine-tuning methods are implemented with the training-run code; the
+Implementations: `openai.py` (OpenAI and Azure OpenAI through the `openai` SDK), `together.py` (Together
+AI through the `together` SDK) and `dryrun.py` (writes files, calls nothing). Fine-tuning methods are implemented with the training-run code; the
 chat method (evaluation, estimates) comes from `chat.py`'s mixin, which reads `self.client`.
 """
 from __future__ import annotations
@@ -39,10 +39,34 @@ class Provider:
 
     name = "base"
     calls_api = True
+    # False where the provider has no "auto" epoch count: runs are then given their dataset's epochs.
+    auto_epochs = True
+    # The BaseModel.provider values this provider can train (None: any, e.g. the dry run).
+    trains_models_of: frozenset[str] | None = None
+
+    @classmethod
+    def is_configured(cls) -> bool:
+        """Whether the settings this provider needs are present (the launch form offers only these)."""
+        return True
+
+    def options_check(self, options: dict) -> dict:
+        """Settings only this provider has (TrainingRun.provider_options), checked and completed."""
+        if options:
+            raise ProviderError(f"the {self.name} provider takes no provider options (got {', '.join(sorted(options))})",
+                                code="invalid_request")
+        return {}
+
+    def validation_passes(self, *, options: dict, has_validation: bool) -> int:
+        """Passes over the validation file the provider bills for a job: OpenAI bills none."""
+        return 0
 
     def account(self) -> str:
         """A fingerprint of the account files and jobs live in ('' for a provider that keeps nothing)."""
         return ""
+
+    def file_exists(self, file_id: str) -> bool:
+        """Whether the provider still holds an uploaded file (a provider that keeps nothing holds all)."""
+        return True
 
     # --- inference (evaluation, estimates) -------------------------------------------------
     def chat(self, *, model: str, messages: list[dict], json_output: bool = True, temperature: float = 0.0, timeout: float = 120.0) -> ChatResult:
@@ -62,14 +86,27 @@ def available_providers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def configured_providers() -> list[str]:
+    """The providers whose settings are present (Together only with TOGETHER_API_KEY)."""
+    _load_all()
+    return sorted(name for name, cls in _REGISTRY.items() if cls.is_configured())
+
+
+def provider_class(name: str) -> type[Provider] | None:
+    _load_all()
+    return _REGISTRY.get(name)
+
+
 def default_provider_name() -> str:
-    """OpenAI when a key is configured, dry-run otherwise."""
+    """OpenAI when a key is configured, then Azure OpenAI, then Together; dry-run otherwise."""
     from django.conf import settings
 
     if settings.OPENAI_API_KEY:
         return "openai"
     if settings.AZURE_OPENAI_API_KEY and settings.AZURE_OPENAI_ENDPOINT:
         return "azure"
+    if getattr(settings, "TOGETHER_API_KEY", ""):
+        return "together"
     return "dryrun"
 
 
@@ -86,7 +123,7 @@ def _load_all() -> None:
     # Importing the modules registers their classes.
     import importlib
 
-    for module in ("finetune.providers.openai", "finetune.providers.dryrun"):
+    for module in ("finetune.providers.openai", "finetune.providers.together", "finetune.providers.dryrun"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

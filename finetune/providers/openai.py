@@ -74,6 +74,7 @@ def _job(job) -> RemoteJob:
 class OpenAIProvider(OpenAIChatMixin, Provider):
     name = "openai"
     calls_api = True
+    trains_models_of = frozenset({"openai", "azure"})
 
     def __init__(self):
         self._client = None

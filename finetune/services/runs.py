@@ -123,13 +123,17 @@ def training_run_epochs(run: TrainingRun) -> int:
 
 def training_run_cost(*, run: TrainingRun) -> TrainingCost:
     """The run's estimate from curation's one cost function (the dataset page shows the same figure):
-    the train split as this base model counts it (its encoding and image scheme) × epochs × its price."""
+    the train split as this base model counts it (its encoding and image scheme) × epochs × its price,
+    plus the validation passes its provider bills (Together; OpenAI bills none)."""
+    has_validation = run.dataset_version.members.filter(split=DatasetMember.Split.VALIDATION).exists()
+    passes = get_provider(run.provider).validation_passes(options=run.provider_options or {},
+                                                          has_validation=has_validation)
     return dataset_version_training_cost(version=run.dataset_version, base_model=run.base_model,
-                                         epochs=training_run_epochs(run))
+                                         epochs=training_run_epochs(run), validation_passes=passes)
 
 
-def training_run_estimate(*, run: TrainingRun) -> tuple[int, Decimal]:
-    """Billed training tokens (train split × epochs; validation is not billed) and their cost in USD."""
+def training_run_estimate(*, run: TrainingRun) -> tuple[int, Decimal | None]:
+    """Billed training tokens and their cost in USD (None when the base model's price is not known)."""
     cost = training_run_cost(run=run)
     return cost.billed_tokens, cost.usd
 
@@ -159,6 +163,13 @@ def training_run_launch_refusals(*, run: TrainingRun) -> list[str]:
     return []
 
 
+def training_run_over_budget(*, run: TrainingRun, cost: TrainingCost | None = None) -> bool:
+    """The budget rule, in one place: a known estimate above the run's budget (an unknown price is its own
+    problem, see training_run_launch_problems). `cost` defaults to the estimate stored on the run."""
+    usd = cost.usd if cost is not None else run.estimated_cost_usd
+    return run.budget_usd is not None and usd is not None and usd > run.budget_usd
+
+
 def training_run_launch_problems(*, run: TrainingRun) -> list[str]:
     """Why a launch would be refused without an override (empty: it may go); refusals come first."""
     problems = training_run_launch_refusals(run=run)
@@ -166,8 +177,11 @@ def training_run_launch_problems(*, run: TrainingRun) -> list[str]:
     if not version.gates_passed:
         failed = [g.get("message") or g.get("name", "?") for g in (version.gates or []) if not g.get("passed")]
         problems.append("dataset gates fail" + (": " + "; ".join(failed) if failed else ""))
-    if run.budget_usd is not None and run.estimated_cost_usd is not None and run.estimated_cost_usd > run.budget_usd:
+    if training_run_over_budget(run=run):
         problems.append(f"estimated cost ${run.estimated_cost_usd:.2f} is over the budget ${run.budget_usd:.2f}")
+    if run.budget_usd is not None and run.estimated_cost_usd is None:
+        problems.append(f"the training price of {run.base_model.name} is not known, so the budget "
+                        f"${run.budget_usd:.2f} cannot be checked (enter the price in Base models)")
     jobs_end = run.base_model.jobs_end_date
     if jobs_end and jobs_end < timezone.localdate() and run.provider != "dryrun":
         problems.append(f"{run.base_model.name} accepts no new fine-tuning jobs since {jobs_end:%Y-%m-%d}")
@@ -197,13 +211,21 @@ def training_run_create(*, dataset_version: DatasetVersion, base_model: BaseMode
                         n_epochs="auto", batch_size="auto", learning_rate_multiplier="auto", suffix: str = "",
                         seed: int | None = None, budget_usd: Decimal | None = None,
                         relaunched_from: TrainingRun | None = None, training_file_id: str = "",
-                        validation_file_id: str = "") -> TrainingRun:
+                        validation_file_id: str = "", provider_options: dict | None = None) -> TrainingRun:
     """A draft run with its cost estimate; nothing is sent anywhere until it is launched."""
     provider = provider or default_provider_name()
     try:
-        get_provider(provider)
+        provider_obj = get_provider(provider)
+        provider_options = provider_obj.options_check(provider_options or {})
     except ProviderError as exc:
         raise TrainingRunError(exc.message)
+    if provider_obj.trains_models_of is not None and base_model.provider not in provider_obj.trains_models_of:
+        raise TrainingRunError(f"{base_model.name} is a base model of {base_model.provider}: the {provider} provider "
+                               f"cannot train it (choose a {' or '.join(sorted(provider_obj.trains_models_of))} "
+                               f"model, or the provider {base_model.provider}).")
+    if n_epochs in (None, "", TrainingRun.AUTO) and not provider_obj.auto_epochs:
+        # The provider has no "auto": the run gets what the estimate assumes, the dataset's epochs.
+        n_epochs = dataset_version.dataset.epochs or 1
     suffix = (suffix or "").strip()
     if len(suffix) > 64:
         raise TrainingRunError(f"The suffix has {len(suffix)} characters; the provider allows at most 64.")
@@ -221,6 +243,7 @@ def training_run_create(*, dataset_version: DatasetVersion, base_model: BaseMode
         relaunched_from=relaunched_from,
         training_file_id=training_file_id,
         validation_file_id=validation_file_id,
+        provider_options=provider_options or {},
         created_by=user if (user is not None and user.is_authenticated) else None,
     )
     run.estimated_tokens, run.estimated_cost_usd = training_run_estimate(run=run)
@@ -463,6 +486,8 @@ def _create(run: TrainingRun, provider) -> TrainingRun:
         "seed": run.seed,
         "metadata": run.metadata or run_metadata(run),
     }
+    if run.provider_options:
+        kwargs["options"] = run.provider_options
     attempts = max(1, settings.OPENAI_MAX_ATTEMPTS)
     for attempt in range(attempts):
         try:
@@ -625,8 +650,9 @@ def _apply_job(run: TrainingRun, job: RemoteJob, *, note: str = "", reopen: bool
         fields["fine_tuned_model"] = job.fine_tuned_model
     if job.trained_tokens is not None:
         fields["trained_tokens"] = job.trained_tokens
-        fields["actual_cost_usd"] = (Decimal(job.trained_tokens) * run.base_model.training_price_per_1m
-                                     / Decimal(1_000_000)).quantize(Decimal("0.0001"))
+        if run.base_model.training_price_per_1m is not None:  # unknown price: the cost stays unknown
+            fields["actual_cost_usd"] = (Decimal(job.trained_tokens) * run.base_model.training_price_per_1m
+                                         / Decimal(1_000_000)).quantize(Decimal("0.0001"))
     if job.error_code:
         fields.update(error_code=job.error_code, error_message=job.error_message, error_param=job.error_param or "")
     if job.result_files and not run.result_file_id:
@@ -830,6 +856,7 @@ def training_run_relaunch(*, run: TrainingRun, user) -> TrainingRun:
         n_epochs=run.n_epochs, batch_size=run.batch_size, learning_rate_multiplier=run.learning_rate_multiplier,
         suffix=run.suffix, seed=run.seed, budget_usd=run.budget_usd, relaunched_from=run,
         training_file_id=run.training_file_id, validation_file_id=run.validation_file_id,
+        provider_options=run.provider_options,
     )
 
 

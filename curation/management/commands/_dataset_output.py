@@ -24,7 +24,8 @@ def write_version_report(command, version) -> None:
         dates = ", ".join(f"{label} {date:%Y-%m-%d}" for label, date in (("jobs end date", model.jobs_end_date),
                                                                           ("shutdown date", model.shutdown_date)) if date)
         note = f" — {cost.problem}" if cost.problem else ""
-        out.write(f"  cost {model.name}: ${cost.usd} ({cost.train_tokens:,} tokens × {cost.epochs} epochs"
+        usd = f"${cost.usd}" if cost.usd is not None else "unknown (no published price)"
+        out.write(f"  cost {model.name}: {usd} ({cost.train_tokens:,} tokens × {cost.epochs} epochs"
                   f"{', ' + dates if dates else ''}){note}")
     verdict = "ready" if version.gates_passed else "NOT ready"
     out.write(command.style.SUCCESS(verdict) if version.gates_passed else command.style.ERROR(verdict))

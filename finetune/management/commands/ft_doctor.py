@@ -10,7 +10,7 @@ class Command(BaseCommand):
             "and status mismatches. --fix adopts orphans carrying our run id whose run has no job yet.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--provider", default=None, help="openai or azure (default: the configured one).")
+        parser.add_argument("--provider", default=None, help="openai, azure or together (default: the configured one).")
         parser.add_argument("--fix", action="store_true")
 
     def handle(self, *args, provider, fix, **options):

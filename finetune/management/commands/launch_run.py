@@ -18,7 +18,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("dataset_version", type=int, help="DatasetVersion id.")
         parser.add_argument("base_model", help="Base model name, e.g. gpt-4o-2024-08-06.")
-        parser.add_argument("--provider", default="", help="openai, azure or dryrun (default: openai with a key, else dryrun).")
+        parser.add_argument("--provider", default="", choices=["", "openai", "azure", "together", "dryrun"],
+                            help="openai, azure, together or dryrun (default: openai with a key, then azure, then "
+                                 "together, else dryrun).")
+        parser.add_argument("--training-type", choices=["lora", "full"], default=None,
+                            help="Together only: LoRA (the default) or full fine-tuning.")
+        parser.add_argument("--n-checkpoints", type=int, default=None, help="Together only: checkpoints to keep (default 1).")
         parser.add_argument("--n-epochs", default="auto")
         parser.add_argument("--batch-size", default="auto")
         parser.add_argument("--learning-rate-multiplier", default="auto")
@@ -54,8 +59,10 @@ class Command(BaseCommand):
                 n_epochs=options["n_epochs"], batch_size=options["batch_size"],
                 learning_rate_multiplier=options["learning_rate_multiplier"], suffix=options["suffix"],
                 seed=options["seed"], budget_usd=budget,
+                provider_options={k: options[k] for k in ("training_type", "n_checkpoints") if options[k] is not None},
             )
-            self.stdout.write(f"run {run.pk}: estimated {run.estimated_tokens} billed tokens, ${run.estimated_cost_usd:.4f}"
+            cost = f"${run.estimated_cost_usd:.4f}" if run.estimated_cost_usd is not None else "cost unknown (no training price)"
+            self.stdout.write(f"run {run.pk}: estimated {run.estimated_tokens} billed tokens, {cost}"
                               + (f" (budget ${run.budget_usd:.2f})" if run.budget_usd is not None else ""))
             duplicate_reason = options["duplicate_reason"] or (
                 "confirmed with launch_run --allow-duplicate" if options["allow_duplicate"] else "")
