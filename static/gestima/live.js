@@ -18,6 +18,13 @@
   const MAX_DELAY = 60000, MAX_FAILURES = 8;
   const note = root.querySelector("[data-live-note]");
   let failures = 0;
+  let leaving = false;
+
+  // A click on a button or link of the page starts a navigation: a poll answering meanwhile must not
+  // reload the old page over it (the person's POST would be swallowed).
+  window.addEventListener("submit", () => { leaving = true; }, true);
+  window.addEventListener("beforeunload", () => { leaving = true; });
+  window.addEventListener("pageshow", (event) => { if (event.persisted) leaving = false; });
 
   function say(text) {
     if (note) note.textContent = text;
@@ -42,6 +49,7 @@
   }
 
   async function poll() {
+    if (leaving) return;
     if (document.hidden) {  // a tab in the background asks nothing; it catches up when shown again
       window.setTimeout(poll, base);
       return;
@@ -72,6 +80,7 @@
       window.setTimeout(poll, delay);
       return;
     }
+    if (leaving) return;
     failures = 0;
     apply(state);
     if (state.status !== renderedStatus || !state.active) {
