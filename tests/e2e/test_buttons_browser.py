@@ -173,7 +173,7 @@ def test_reviewer_is_refused_manager_pages_and_a_viewer_sees_no_manager_buttons(
     assert page.locator("text=Promote…").count() == 0 and page.locator("input[value^=Resume]").count() == 0
     screenshot(page, "eval-run-reviewer")
 
-    # Staff who may only view runs see the page and "Sync now"-less finished run, never Relaunch or Cancel.
+    # Staff who may only view runs see a finished run's page, never Relaunch, Cancel or Launch.
     viewer = make_user(None, username="vera", password=PASSWORD)
     viewer.user_permissions.add(Permission.objects.get(codename="view_trainingrun"))
     page.context.clear_cookies()

@@ -7,9 +7,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from curation.models import DatasetVersion
-from finetune.models import EvalRun, TrainingRun
+from finetune.models import Estimate, EvalRun, TrainingRun
+from finetune.services.promotion import model_version_promote
 from finetune.services.runs import training_run_create
-from tests.factories import make_base_model, make_dataset_version, make_user
+from tests.factories import make_base_model, make_dataset_version, make_drawing, make_user
 from tests.finetune.evalkit import make_done_eval_run, make_plan_dataset_version
 
 pytestmark = pytest.mark.django_db
@@ -93,6 +94,19 @@ def test_eval_run_and_dataset_version_buttons_post_to_their_own_views(client, ma
     actions = _forms(client, reverse("admin:curation_datasetversion_change", args=[version.pk]))
     export = next(label for label in actions if label.startswith("Export"))
     assert actions[export] == reverse("admin:curation_datasetversion_export", args=[version.pk])
+
+
+def test_model_version_and_estimate_pages_have_no_nested_forms(client, manager):
+    client.force_login(manager)
+    version = make_plan_dataset_version(n_validation=2, n_train=0)
+    model_version = model_version_promote(eval_run=make_done_eval_run(version), user=manager,
+                                          override_reason="first model")
+    _forms(client, reverse("admin:finetune_modelversion_change", args=[model_version.pk]))
+    estimate = Estimate.objects.create(task=version.dataset.task, drawing=make_drawing(), model_name="gpt-4o",
+                                       provider="openai", output={"operations": []})
+    _forms(client, reverse("admin:finetune_estimate_change", args=[estimate.pk]))
+    _forms(client, reverse("admin:finetune_estimate_correct", args=[estimate.pk]))
+    _forms(client, reverse("admin:finetune_evalrun_promote", args=[model_version.eval_run_id]))
 
 
 def test_live_endpoints_answer_json_while_work_runs_and_refuse_without_permission(client, manager, roles):
