@@ -25,7 +25,9 @@ PASSWORD = "Gestima-pw-2026"
 
 @pytest.fixture
 def expect():
-    return pytest.importorskip("playwright.sync_api").expect
+    expect = pytest.importorskip("playwright.sync_api").expect
+    expect.set_options(timeout=15_000)  # a worker and a reload on a busy machine take more than the default 5 s
+    return expect
 
 
 @pytest.fixture(autouse=True)
@@ -94,8 +96,9 @@ def test_manager_launches_syncs_relaunches_and_cancels_a_run_on_the_stand_in(
     _assert_polling_stopped(page, seen)
 
     page.click("input[value='Relaunch (reuse files)']")
+    page.wait_for_url("**/launch/")  # before reading the database: the click's request may still be on its way
     new = TrainingRun.objects.get(relaunched_from=run)
-    page.wait_for_url(f"**/trainingrun/{new.pk}/launch/")
+    assert page.url.endswith(f"/trainingrun/{new.pk}/launch/")
     expect(page.locator("ul.messagelist")).to_contain_text(f"Draft run {new.pk} reuses run {run.pk}'s uploaded files.")
     page.click(f"input[value='Yes, launch run {new.pk}']")
     page.wait_for_url(f"**/trainingrun/{new.pk}/change/")
@@ -201,8 +204,9 @@ def test_manager_evaluates_watches_progress_resumes_a_failed_run_and_promotes(
         page.select_option("#id_model_kind", "base")
         page.select_option("#id_provider", "openai")
         page.click("input[value='Queue the evaluation']")
+        page.wait_for_url("**/evalrun/*/change/")
         run = EvalRun.objects.get()
-        page.wait_for_url(f"**/evalrun/{run.pk}/change/")
+        assert page.url.endswith(f"/evalrun/{run.pk}/change/")
         expect(page.locator("ul.messagelist")).to_contain_text(f"Eval run {run.pk} queued: 2 examples")
         expect(page.locator("[data-live-field=status]")).to_have_text("Queued")
         expect(page.locator("[data-live-field=progress]")).to_have_text("0 / 2")
@@ -230,8 +234,9 @@ def test_manager_evaluates_watches_progress_resumes_a_failed_run_and_promotes(
         page.fill("#id_override_reason", "First model of this task")
     screenshot(page, "eval-run-promote")
     page.click("div.submit-row input[type=submit]")
+    page.wait_for_url("**/modelversion/*/change/")
     version_row = ModelVersion.objects.get(task=task, is_active=True)
-    page.wait_for_url(f"**/modelversion/{version_row.pk}/change/")
+    assert page.url.endswith(f"/modelversion/{version_row.pk}/change/")
     # (the admin's stylesheet capitalises the first letter of a message)
     expect(page.locator("ul.messagelist")).to_contain_text(f"{MODEL} is now the active model of {task}", ignore_case=True)
 
