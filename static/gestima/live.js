@@ -17,14 +17,20 @@
   const base = Math.max(0.2, parseFloat(root.dataset.liveInterval || "5")) * 1000;
   const MAX_DELAY = 60000, MAX_FAILURES = 8;
   const note = root.querySelector("[data-live-note]");
+  const LEAVING_GRACE = 10000;
   let failures = 0;
-  let leaving = false;
+  let leavingSince = 0;
 
-  // A click on a button or link of the page starts a navigation: a poll answering meanwhile must not
-  // reload the old page over it (the person's POST would be swallowed).
-  window.addEventListener("submit", () => { leaving = true; }, true);
-  window.addEventListener("beforeunload", () => { leaving = true; });
-  window.addEventListener("pageshow", (event) => { if (event.persisted) leaving = false; });
+  // A click on a button or link starts a navigation: a poll answering meanwhile must not reload the old
+  // page over it (the person's POST would be swallowed). Polls pause; if the page is still here after
+  // the grace time (a download, a cancelled navigation), they go on.
+  window.addEventListener("submit", () => { leavingSince = Date.now(); }, true);
+  window.addEventListener("beforeunload", () => { leavingSince = Date.now(); });
+  window.addEventListener("pageshow", (event) => { if (event.persisted) leavingSince = 0; });
+
+  function leaving() {
+    return Date.now() - leavingSince < LEAVING_GRACE;
+  }
 
   function say(text) {
     if (note) note.textContent = text;
@@ -49,8 +55,7 @@
   }
 
   async function poll() {
-    if (leaving) return;
-    if (document.hidden) {  // a tab in the background asks nothing; it catches up when shown again
+    if (leaving() || document.hidden) {  // a tab in the background asks nothing; it catches up when shown
       window.setTimeout(poll, base);
       return;
     }
@@ -62,12 +67,12 @@
         stop(`Live updates stopped (HTTP ${response.status}): reload the page.`);
         return;
       }
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);  // a 5xx, a proxy's 502: try again later
       const type = response.headers.get("Content-Type") || "";
       if (!type.includes("application/json")) {  // e.g. the login page after the session expired
         stop("Live updates stopped (signed out?): reload the page.");
         return;
       }
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
       state = await response.json();
     } catch (error) {
       failures += 1;
@@ -80,7 +85,10 @@
       window.setTimeout(poll, delay);
       return;
     }
-    if (leaving) return;
+    if (leaving()) {
+      window.setTimeout(poll, base);
+      return;
+    }
     failures = 0;
     apply(state);
     if (state.status !== renderedStatus || !state.active) {

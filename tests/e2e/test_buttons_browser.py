@@ -35,6 +35,19 @@ def _fast_polling(settings):
     settings.ADMIN_LIVE_POLL_SECONDS = 0.3
 
 
+@pytest.fixture
+def browser_page(browser_page):
+    """The page, with its live polls kept apart from the burst workers this thread runs.
+
+    The live server shares this thread's in-memory SQLite connection: a poll answered while a worker
+    writes here fails the job with "database table is locked" (a real deployment has a database of
+    its own). Playwright runs route handlers only while this thread waits in a Playwright call, and
+    route.fetch() returns once the server has answered, so a poll never overlaps a worker run.
+    """
+    browser_page.route("**/live.json", lambda route: route.fulfill(response=route.fetch()))
+    return browser_page
+
+
 def _url(live_server, name, *args):
     from django.urls import reverse
 
