@@ -119,6 +119,9 @@ GROUND_TRUTH_HIGH_CV = env.float("GROUND_TRUTH_HIGH_CV", default=0.35)
 REVIEW_TAG_FILTERS = env.list("REVIEW_TAG_FILTERS", default=["industry", "machine", "material"])
 REVIEW_HISTORY_LIMIT = env.int("REVIEW_HISTORY_LIMIT", default=50)
 
+# Live admin pages (run, eval run, dataset export) ask their JSON endpoint this often while work is under way.
+ADMIN_LIVE_POLL_SECONDS = env.float("ADMIN_LIVE_POLL_SECONDS", default=5)
+
 # Examples (issue 3, data side): near-duplicate pages are within this many bits of dHash (of 64). Distinct
 # corpus drawings sharing a frame come within 2-4 bits of each other, so only near-identical pages count;
 # imported chat lines above this many o200k_base tokens are refused as too long (OpenAI's own cap is 65,536).

@@ -5,7 +5,7 @@ become messages. Base models (prices, dates) are edited here too, with a warning
 """
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, path, reverse
@@ -17,6 +17,7 @@ from curation.selectors import dataset_version_provider_fit, dataset_version_ref
 from curation.services.base_models import base_model_date_warning
 from curation.services.datasets import DatasetBuildError, dataset_build, dataset_version_training_costs
 from curation.services.exports import ExportError, dataset_version_export_request, export_file_path
+from gestima.live import live_context, live_refused, live_response, live_state
 from gestima.queues import QueueUnavailable
 
 BUILD_PERMISSION = "curation.build_dataset"
@@ -113,14 +114,21 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             return "None"
         return render_to_string("admin/curation/datasetversion/provider_refused.html", {"members": members})
 
+    @staticmethod
+    def _export_busy(obj) -> bool:
+        return obj.export_status in (DatasetVersion.ExportStatus.QUEUED, DatasetVersion.ExportStatus.RUNNING)
+
+    @staticmethod
+    def _export_progress(obj) -> str:
+        total = obj.counts.get("total") or (obj.counts.get("train", 0) + obj.counts.get("validation", 0))
+        pct = 100 * obj.export_progress // total if total else 0
+        return f"{obj.get_export_status_display()}: {obj.export_progress} / {total} lines ({pct}%)"
+
     @admin.display(description="Export")
     def export_state(self, obj):
-        total = obj.counts.get("total") or (obj.counts.get("train", 0) + obj.counts.get("validation", 0))
-        if obj.export_status in (DatasetVersion.ExportStatus.QUEUED, DatasetVersion.ExportStatus.RUNNING):
-            pct = 100 * obj.export_progress // total if total else 0
-            # The page reloads itself while the export runs, so the progress moves without a click.
-            return format_html('{}: {} / {} lines ({}%)<meta http-equiv="refresh" content="3">',
-                               obj.get_export_status_display(), obj.export_progress, total, pct)
+        if self._export_busy(obj):
+            # The version page updates this in place while the export runs (static/gestima/live.js).
+            return format_html('<span data-live-field="export">{}</span>', self._export_progress(obj))
         if obj.export_status == DatasetVersion.ExportStatus.FAILED:
             return format_html('<span style="color:#ba2121">Failed: {}</span>', obj.export_error)
         if obj.export_status == DatasetVersion.ExportStatus.DONE:
@@ -192,11 +200,55 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             self.message_user(request, f"{queued} export(s) queued; progress shows on each version.")
 
     def get_urls(self):
+        wrap = self.admin_site.admin_view
         return [
-            path("<int:pk>/download/<str:name>/", self.admin_site.admin_view(self.download_view),
-                 name="curation_datasetversion_download"),
+            path("<int:pk>/download/<str:name>/", wrap(self.download_view), name="curation_datasetversion_download"),
+            path("<int:pk>/export/", wrap(self.export_view), name="curation_datasetversion_export"),
+            path("<int:pk>/live.json", wrap(self.live_view), name="curation_datasetversion_live"),
             *super().get_urls(),
         ]
+
+    def _live(self, version: DatasetVersion) -> dict:
+        """What the version page updates while its export is queued or running."""
+        return live_state(status=version.export_status, active=self._export_busy(version),
+                          fields={"export": self._export_progress(version)})
+
+    def live_view(self, request, pk):
+        """The JSON the version page polls (static/gestima/live.js)."""
+        if not self.has_view_permission(request):
+            return live_refused(403, "You may not view dataset versions.")
+        try:
+            version = get_object_or_404(DatasetVersion, pk=pk)
+        except Http404:
+            return live_refused(404, f"Dataset version {pk} does not exist.")
+        return live_response(self._live(version))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        version = DatasetVersion.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        extra = {}
+        if version is not None:
+            extra = {
+                "version": version,
+                "can_export": self.has_export_dataset_permission(request) and not self._export_busy(version),
+                **live_context(state=self._live(version), url=reverse("admin:curation_datasetversion_live", args=[version.pk])),
+            }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def export_view(self, request, pk):
+        """The version page's "Export" button: the same service as the list action."""
+        if not self.has_export_dataset_permission(request):
+            raise PermissionDenied
+        version = get_object_or_404(DatasetVersion, pk=pk)
+        if request.method == "POST":
+            try:
+                dataset_version_export_request(version=version)
+            except QueueUnavailable as exc:
+                self.message_user(request, f"{version}: not exported. {exc}", messages.ERROR)
+            except ExportError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{version}: export queued; the progress shows below.")
+        return HttpResponseRedirect(reverse("admin:curation_datasetversion_change", args=[version.pk]))
 
     def download_view(self, request, pk, name):
         if not request.user.has_perm(EXPORT_PERMISSION):

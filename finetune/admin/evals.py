@@ -9,7 +9,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
@@ -24,9 +24,10 @@ from finetune.services.comparison import ComparisonError, eval_runs_compare
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
 from finetune.metrics import metric_rows, pct, pct_with_ci, usd
 from finetune.selectors import eval_run_lineage, lineage_lines
-from finetune.services.evals import EvalError, eval_run_create, eval_run_leak, eval_run_resume
+from finetune.services.evals import EvalError, eval_run_create, eval_run_is_stale, eval_run_leak, eval_run_resume
 from finetune.services.promotion import (PromotionRefused, model_version_activate, model_version_promote,
                                          promotion_checks)
+from gestima.live import live_context, live_refused, live_response, live_state
 from gestima.queues import QueueUnavailable
 
 TEMPLATE = "admin/finetune/evals/page.html"
@@ -152,13 +153,13 @@ class EvalRunAdmin(admin.ModelAdmin):
     list_select_related = ["dataset_version__dataset", "training_run__base_model"]
     actions = ["compare_selected", "resume_selected", "promote_selected"]
     readonly_fields = ["task", "model_name", "model_kind", "provider", "dataset_version", "split", "training_run",
-                       "prompt_kind", "prompt_text", "status", "progress_display", "concurrency", "cost_display",
+                       "prompt_kind", "prompt_text", "status_display", "progress_display", "concurrency", "cost_display",
                        "input_tokens", "output_tokens", "error", "attempts", "rq_job_id", "created_by", "created_at",
                        "started_at", "heartbeat_at", "finished_at", "metrics_display", "worst_display", "results_link",
                        "leak_display", "lineage_display"]
     fieldsets = [
         (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "training_run", "dataset_version",
-                           "split", "status", "progress_display", "error", "results_link"]}),
+                           "split", "status_display", "progress_display", "error", "results_link"]}),
         ("Lineage", {"fields": ["lineage_display"]}),
         ("Metrics", {"fields": ["metrics_display"]}),
         ("Worst examples", {"fields": ["worst_display"]}),
@@ -182,14 +183,23 @@ class EvalRunAdmin(admin.ModelAdmin):
         return request.user.has_perm("finetune.promote_model")
 
     # columns
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj):
+        return format_html('<span data-live-field="status">{}</span>', obj.get_status_display())
+
+    @staticmethod
+    def _progress(obj) -> tuple[str, int]:
+        done = obj.done_count + obj.error_count
+        return f"{done} / {obj.total}", int(100 * done / obj.total) if obj.total else 0
+
     @admin.display(description="progress")
     def progress_display(self, obj):
-        done = obj.done_count + obj.error_count
-        width = int(100 * done / obj.total) if obj.total else 0
-        return format_html('<span title="{} ok, {} with errors">{} / {}</span> '
+        # data-live-*: the run page updates these in place while the run is under way (static/gestima/live.js).
+        text, width = self._progress(obj)
+        return format_html('<span title="{} ok, {} with errors" data-live-field="progress">{}</span> '
                            '<span style="display:inline-block;width:80px;height:8px;background:#eee">'
-                           '<span style="display:block;width:{}%;height:8px;background:#417690"></span></span>',
-                           obj.done_count, obj.error_count, done, obj.total, width)
+                           '<span data-live-bar="progress" style="display:block;width:{}%;height:8px;background:#417690"></span></span>',
+                           obj.done_count, obj.error_count, text, width)
 
     @admin.display(description="MAPE")
     def mape_display(self, obj):
@@ -243,7 +253,56 @@ class EvalRunAdmin(admin.ModelAdmin):
             path("evaluate/", wrap(self.evaluate_view), name="finetune_evalrun_evaluate"),
             path("compare/<int:a>/<int:b>/", wrap(self.compare_view), name="finetune_evalrun_compare"),
             path("<int:pk>/promote/", wrap(self.promote_view), name="finetune_evalrun_promote"),
+            path("<int:pk>/resume/", wrap(self.resume_view), name="finetune_evalrun_resume"),
+            path("<int:pk>/live.json", wrap(self.live_view), name="finetune_evalrun_live"),
         ] + super().get_urls()
+
+    def _live(self, run: EvalRun) -> dict:
+        """What the eval-run page updates while the run is queued or running."""
+        text, width = self._progress(run)
+        return live_state(status=run.status, active=run.status in (EvalRun.Status.QUEUED, EvalRun.Status.RUNNING),
+                          fields={"status": run.get_status_display(), "progress": text}, bars={"progress": width})
+
+    def live_view(self, request, pk):
+        """The JSON the eval-run page polls (static/gestima/live.js)."""
+        if not self.has_view_permission(request):
+            return live_refused(403, "You may not view eval runs.")
+        try:
+            run = get_object_or_404(EvalRun, pk=pk)
+        except Http404:
+            return live_refused(404, f"Eval run {pk} does not exist.")
+        return live_response(self._live(run))
+
+    def _can_resume(self, request, run: EvalRun) -> bool:
+        if not self.has_run_eval_permission(request):
+            return False
+        return run.status == EvalRun.Status.FAILED or (run.status == EvalRun.Status.RUNNING and eval_run_is_stale(run))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = EvalRun.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        extra = {}
+        if run is not None:
+            extra = {
+                "run": run,
+                "can_resume": self._can_resume(request, run),
+                "can_promote": self.has_promote_permission(request) and run.status == EvalRun.Status.DONE,
+                **live_context(state=self._live(run), url=reverse("admin:finetune_evalrun_live", args=[run.pk])),
+            }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def resume_view(self, request, pk):
+        """The "Resume" button of the run page: the same service as the list action."""
+        if not self.has_run_eval_permission(request):
+            raise PermissionDenied("Only Managers may resume evaluations.")
+        run = get_object_or_404(EvalRun, pk=pk)
+        if request.method == "POST":
+            try:
+                run = eval_run_resume(eval_run=run, user=request.user)
+            except (EvalError, QueueUnavailable) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"Eval run {run.pk} queued again: only examples without a result are asked.")
+        return HttpResponseRedirect(reverse("admin:finetune_evalrun_change", args=[run.pk]))
 
     def add_view(self, request, form_url="", extra_context=None):
         return HttpResponseRedirect(reverse("admin:finetune_evalrun_evaluate"))

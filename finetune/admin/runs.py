@@ -7,7 +7,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -19,6 +19,7 @@ from finetune.providers.base import ProviderError, configured_providers, default
 from finetune.services import runs as run_services
 from finetune.services.evals import EvalError, training_run_evaluate
 from finetune.services.runs import TrainingRunError
+from gestima.live import live_context, live_refused, live_response, live_state
 from gestima.queues import QueueUnavailable
 
 
@@ -177,6 +178,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             path("<path:object_id>/cancel/", view(self.cancel_view), name="finetune_trainingrun_cancel"),
             path("<path:object_id>/relaunch/", view(self.relaunch_view), name="finetune_trainingrun_relaunch"),
             path("<path:object_id>/evaluate/", view(self.evaluate_view), name="finetune_trainingrun_evaluate"),
+            path("<path:object_id>/live.json", view(self.live_view), name="finetune_trainingrun_live"),
         ] + super().get_urls()
 
     def _run(self, request, object_id) -> TrainingRun:
@@ -296,6 +298,32 @@ class TrainingRunAdmin(admin.ModelAdmin):
             self.message_user(request, f"Run {run.pk} was already evaluated: eval runs {ids}.", messages.WARNING)
         return HttpResponseRedirect(reverse("admin:finetune_evalrun_changelist") + f"?training_run__id__exact={run.pk}")
 
+    def _live(self, run: TrainingRun) -> dict:
+        """What the run page updates while the run is under way (launched, not finished)."""
+        last_metric = run.metrics.order_by("-step").first()
+        last_event = run.events.order_by("-created_at_remote", "-id").first()
+        if last_metric is None:
+            progress = "no metrics yet"
+        else:
+            loss = "—" if last_metric.train_loss is None else f"{last_metric.train_loss:.4g}"
+            progress = f"step {last_metric.step}, train loss {loss}"
+        return live_state(
+            status=run.status, active=run.status != TrainingRun.Status.DRAFT and not run.is_terminal,
+            fields={"status": run.status_label, "progress": progress,
+                    "last_event": last_event.message if last_event else "no events yet",
+                    "last_synced": f"{run.last_synced_at:%Y-%m-%d %H:%M:%S}" if run.last_synced_at else "not yet"},
+        )
+
+    def live_view(self, request, object_id):
+        """The JSON the run page polls (static/gestima/live.js); reads the row, never calls the provider."""
+        try:
+            run = self._run(request, object_id)
+        except PermissionDenied:
+            return live_refused(403, "You may not view training runs.")
+        except Http404:
+            return live_refused(404, f"Run {object_id} does not exist.")
+        return live_response(self._live(run))
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self._run(request, object_id)
         metrics = list(run.metrics.order_by("step"))
@@ -312,6 +340,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
                              and bool(run.fine_tuned_model)),
             "eval_runs": list(run.eval_runs.order_by("pk")),
             "model_warning": run_services.base_model_warning(run.base_model),
+            **live_context(state=self._live(run), url=reverse("admin:finetune_trainingrun_live", args=[run.pk])),
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)

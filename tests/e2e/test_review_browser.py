@@ -4,51 +4,11 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-
 from curation.models import Example
+from tests.e2e.browser import ARTIFACTS, BROWSER_MARKS
 from tests.factories import make_drawing, make_example, make_ground_truth, make_task, make_user
 
-
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls between steps are plain and
-    # safe. Scoped to this module's tests so no other test (or subprocess) inherits it.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's chromium is not installed at {CHROMIUM}"),
-]
-
-
-@pytest.fixture
-def browser_page(settings):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        media_root = Path(settings.MEDIA_ROOT)
-
-        # The test settings run with DEBUG off, so nothing serves MEDIA_URL; hand the browser the page
-        # images straight from the test's media directory (only when the storage url is in use).
-        def serve_media(route):
-            relative = route.request.url.split("/media/", 1)[1].split("?", 1)[0]
-            path = media_root / relative
-            if path.is_file():
-                route.fulfill(status=200, body=path.read_bytes(), content_type="image/png")
-            else:
-                route.fulfill(status=404, body=b"")
-
-        page.route("**/media/**", serve_media)
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
+pytestmark = BROWSER_MARKS
 
 
 def test_reviewer_approves_with_the_keyboard_then_rejects_with_a_reason(live_server, transactional_db, browser_page):

@@ -254,10 +254,14 @@ def test_admin_evaluate_form_queues_a_run_and_its_page_shows_progress(client, se
         run = EvalRun.objects.get()
         assert response.status_code == 302
         page = client.get(f"/admin/finetune/evalrun/{run.pk}/change/")
-        assert page.status_code == 200 and b"0 / 2" in page.content and b'http-equiv="refresh"' in page.content
+        live_url = f"/admin/finetune/evalrun/{run.pk}/live.json".encode()
+        assert page.status_code == 200 and b"0 / 2" in page.content and b'data-live-url="' + live_url in page.content
+        assert client.get(live_url.decode()).json() == {
+            "status": "queued", "active": True, "fields": {"status": "Queued", "progress": "0 / 2"}, "bars": {"progress": 0}}
         run_worker("openai")
     page = client.get(f"/admin/finetune/evalrun/{run.pk}/change/")
-    assert b"2 / 2" in page.content and b"JSON validity" in page.content and b'http-equiv="refresh"' not in page.content
+    assert b"2 / 2" in page.content and b"JSON validity" in page.content and b"data-live-url" not in page.content
+    assert client.get(f"/admin/finetune/evalrun/{run.pk}/live.json").json()["active"] is False
     assert client.get("/admin/finetune/evalresult/").status_code == 200
 
 
