@@ -113,6 +113,13 @@ def test_manager_launches_syncs_relaunches_and_cancels_a_run_on_the_stand_in(
     new = TrainingRun.objects.get(relaunched_from=run)
     assert page.url.endswith(f"/trainingrun/{new.pk}/launch/")
     expect(page.locator("ul.messagelist")).to_contain_text(f"Draft run {new.pk} reuses run {run.pk}'s uploaded files.")
+    # The succeeded run trains the same thing: a second paid job is refused until confirmed with a reason.
+    expect(page.locator(".run-duplicates")).to_contain_text(f"Run {run.pk}")
+    page.click(f"input[value='Yes, launch run {new.pk}']")
+    page.wait_for_url(f"**/trainingrun/{new.pk}/launch/")
+    expect(page.locator("ul.messagelist")).to_contain_text("already trains the same dataset version")
+    page.check("input[name='allow_duplicate']")
+    page.fill("textarea[name='duplicate_reason']", "same data, checking the provider's variance")
     page.click(f"input[value='Yes, launch run {new.pk}']")
     page.wait_for_url(f"**/trainingrun/{new.pk}/change/")
     run_worker("openai")
