@@ -1,6 +1,7 @@
 """Evaluate a model on a dataset version's split: `manage.py evaluate MODEL DATASET_VERSION [--kind ...]`."""
 from django.core.management.base import BaseCommand, CommandError
 
+from curation.selectors import VERSION_REF_FORMS
 from finetune.models import ModelKind
 from finetune.providers.base import ProviderError
 from finetune.services.evals import EvalError, eval_run_create, eval_run_execute
@@ -13,7 +14,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("model", help="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id")
-        parser.add_argument("dataset_version", help="dataset version id, or 'dataset name@number'")
+        parser.add_argument("dataset_version", help=VERSION_REF_FORMS)
         parser.add_argument("--split", default="validation")
         parser.add_argument("--kind", default=ModelKind.BASE, choices=ModelKind.values)
         parser.add_argument("--provider", default="openai")
