@@ -1,6 +1,7 @@
 """Reads of the data side that more than one caller needs (admin screens, commands, benchmarks)."""
 import hashlib
 import json
+import re
 
 from django.core.cache import cache
 from django.db.models import Count, Max
@@ -220,3 +221,48 @@ def dataset_version_provider_fit(*, version) -> list[dict]:
         result.append({"provider": rules.provider, "label": rules.label, "fits": not reasons, "reasons": reasons,
                        "source": rules.source})
     return result
+
+
+# --- Dataset versions named on the command line (every command that takes a version uses this). ---
+
+VERSION_REF_FORMS = "NAME:vN (e.g. tech-2026:v3), NAME@N or the version id"
+VERSIONS_LISTED = 20
+# The name is greedy: it may itself hold ":v", "@" or spaces, and the last separator splits off the number.
+# "NAME vN" is how the admin shows a version, so a name copied from there is found too.
+_VERSION_REF = re.compile(r"(?P<name>.+)(?::v|@| v)(?P<number>\d+)")
+
+
+class DatasetVersionNotFound(LookupError):
+    """No dataset version answers to the reference; the message names the accepted forms and the versions there are."""
+
+
+def dataset_version_by_ref(*, ref: str) -> DatasetVersion:
+    """A dataset version by `NAME:vN`, `NAME@N` (the evaluation commands' older spelling) or numeric id.
+
+    Raises DatasetVersionNotFound with the accepted forms and the versions that exist (of the named
+    dataset when it exists, else of all datasets, at most VERSIONS_LISTED).
+    """
+    ref = (ref or "").strip()
+    versions = DatasetVersion.objects.select_related("dataset__task")
+    name = None
+    if ref.isdigit():
+        version = versions.filter(pk=int(ref)).first()
+    elif match := _VERSION_REF.fullmatch(ref):
+        name = match["name"].strip()
+        version = versions.filter(dataset__name=name, number=int(match["number"])).first()
+    else:
+        version = None
+    if version is not None:
+        return version
+    existing = DatasetVersion.objects.select_related("dataset").order_by("dataset__name", "number")
+    if name is not None and existing.filter(dataset__name=name).exists():
+        existing, where = existing.filter(dataset__name=name), f"Versions of {name!r}"
+    else:
+        where = "Dataset versions" if name is None else f"No dataset is named {name!r}. Dataset versions"
+    listed = [f"{row.dataset.name}:v{row.number} (id {row.pk})" for row in existing[:VERSIONS_LISTED]]
+    more = existing.count() - len(listed)
+    if listed:
+        there = f"{where}: {', '.join(listed)}" + (f" and {more} more" if more > 0 else "") + "."
+    else:
+        there = "There are no dataset versions yet: build_dataset makes one."
+    raise DatasetVersionNotFound(f"No dataset version {ref!r}: give {VERSION_REF_FORMS}. {there}")

@@ -36,6 +36,41 @@ def _clean_redis():
         pass
 
 
+@pytest.fixture(autouse=True)
+def _no_database_session_left_open(request, django_db_blocker):
+    """On PostgreSQL, a test that used the database leaves no session of its own behind.
+
+    A connection left open by a thread, a live server or a worker keeps the test database busy to the
+    end, and PostgreSQL then refuses to drop it ("is being accessed by other users"). Checked here, at
+    the test that leaked it, with a few seconds' grace for threads that are still closing theirs.
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql" or "django_db_setup" not in request.fixturenames:
+        return
+    import time
+
+    import psycopg
+
+    own = None
+    if connection.connection is not None and not connection.connection.closed:
+        own = connection.connection.info.backend_pid
+    settings = connection.settings_dict
+    conninfo = {key: value for key, value in (("host", settings["HOST"]), ("port", settings["PORT"]),
+                                              ("user", settings["USER"]), ("password", settings["PASSWORD"])) if value}
+    deadline = time.monotonic() + 5
+    with psycopg.connect(dbname="postgres", autocommit=True, **conninfo) as watcher:
+        while True:
+            others = watcher.execute(
+                "SELECT pid, state, left(query, 120) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                (settings["NAME"], own or 0)).fetchall()
+            if not others or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert not others, f"the test left {len(others)} database session(s) open (pid, state, last query): {others}"
+
+
 @pytest.fixture
 def corpus():
     """The shared corpus beside the project; tests that need it skip in a clone without it."""

@@ -548,15 +548,3 @@ def dataset_resolve(*, ref: str) -> Dataset:
     if dataset is None:
         raise DatasetBuildError(f"No dataset with id or name {ref!r}.")
     return dataset
-
-
-def dataset_version_resolve(*, ref: str) -> DatasetVersion:
-    """A version by id, or "DATASET:vN" / "DATASET vN" (name and number)."""
-    if ref.isdigit():
-        version = DatasetVersion.objects.filter(pk=int(ref)).first()
-    else:
-        name, _, number = ref.rpartition(":v") if ":v" in ref else ref.rpartition(" v")
-        version = DatasetVersion.objects.filter(dataset__name=name, number=int(number)).first() if number.isdigit() else None
-    if version is None:
-        raise DatasetBuildError(f"No dataset version {ref!r}: give its id or NAME:vN.")
-    return version

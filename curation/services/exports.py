@@ -42,41 +42,44 @@ class ExportError(Exception):
     """An export that cannot go on; the message says what to do."""
 
 
-def _unchanged_on_disk(page: DrawingPage, expected: dict) -> bool:
-    """Size and modification time as frozen: the file was not rewritten (git's index uses the same test)."""
-    if "mtime_ns" not in expected or "bytes" not in expected:
-        return False
+def _read_page(page: DrawingPage) -> bytes:
     try:
-        stat = os.stat(page.image.path)
-    except (NotImplementedError, OSError, ValueError):
-        return False
-    return stat.st_size == expected["bytes"] and stat.st_mtime_ns == expected["mtime_ns"]
+        with page.image.open("rb") as handle:
+            return handle.read()
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise ExportError(f"image file of page {page.pk} ({page}) cannot be read: {exc}") from exc
+
+
+def _page_changed(page: DrawingPage, how: str) -> ExportError:
+    return ExportError(f"image of drawing {page.drawing} page {page.number} (page id {page.pk}) changed since "
+                       f"the dataset version was built ({how}): rebuild the dataset")
+
+
+def _size_check(page: DrawingPage, expected: dict, data: bytes) -> None:
+    """The free part of the check, done as the bytes are read: a page of another size is refused at once."""
+    if "bytes" in expected and expected["bytes"] != len(data):
+        raise _page_changed(page, f"{len(data):,} bytes instead of {expected['bytes']:,}")
+
+
+def _content_check(page: DrawingPage, expected: dict, data: bytes) -> None:
+    """The bytes must hash to the frozen sha256 (or, in a fingerprint without one, CRC-32).
+
+    Size and modification time are never taken as proof: a file rewritten in place with the same size
+    and a restored mtime would pass them, and a paid job would then train on the wrong image.
+    """
+    if expected.get("sha256"):
+        if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+            raise _page_changed(page, "sha256 differs")
+    elif "crc32" in expected and zlib.crc32(data) != expected["crc32"]:
+        raise _page_changed(page, "CRC-32 differs")
 
 
 def page_bytes(page: DrawingPage, expected: dict | None = None) -> bytes:
-    """The page image bytes; refuses bytes that differ from what a dataset version froze.
-
-    A file whose size and mtime are as frozen is taken as is; otherwise its CRC-32 (or, without one,
-    its sha256) must match. A full sha256 pass per image would cost export speed (it is already paid
-    once for the output file's hash); `dataset_version_validate` re-checks every sha256.
-    """
+    """The page image bytes; refuses bytes that differ from what a dataset version froze (sha256)."""
     expected = expected or {}
-    trusted = _unchanged_on_disk(page, expected)
-    try:
-        with page.image.open("rb") as handle:
-            data = handle.read()
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        raise ExportError(f"image file of page {page.pk} ({page}) cannot be read: {exc}") from exc
-    if trusted:
-        changed = False
-    elif "crc32" in expected:
-        changed = expected.get("bytes", len(data)) != len(data) or zlib.crc32(data) != expected["crc32"]
-    else:
-        changed = bool(expected.get("sha256")) and hashlib.sha256(data).hexdigest() != expected["sha256"]
-    if changed:
-        raise ExportError(
-            f"image of page {page.pk} ({page}) changed since the dataset version was built: rebuild the dataset"
-        )
+    data = _read_page(page)
+    _size_check(page, expected, data)
+    _content_check(page, expected, data)
     return data
 
 
@@ -163,8 +166,10 @@ class _LineWriter:
     """Writes and hashes lines on a thread of its own while the caller builds the next ones.
 
     File writes and sha256 release the GIL, base64 does not: splitting the work this way runs them
-    side by side on two cores. The bounded queue keeps at most a few lines in memory; an error on the
-    thread (disk full) is raised to the caller at the next line or at `close()`.
+    side by side on two cores. The same thread checks the sha256 of each page image in the line (the
+    bytes already read for the base64, not read again), so the check costs the caller nothing. The
+    bounded queue keeps at most a few lines in memory; an error on the thread (disk full, a changed
+    page) is raised to the caller at the next line or at `close()`, always before any file is renamed.
     """
 
     def __init__(self, depth: int = 4):
@@ -176,15 +181,18 @@ class _LineWriter:
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
             if self.error is None:
+                file, pieces, checks = item
                 try:
-                    item[0].write_pieces(item[1])
+                    for page, expected, data in checks:
+                        _content_check(page, expected, data)
+                    file.write_pieces(pieces)
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                     self.error = exc
 
-    def put(self, file: _AtomicFile, pieces: list[bytes]) -> None:
+    def put(self, file: _AtomicFile, pieces: list[bytes], checks: list = ()) -> None:
         if self.error is not None:
             raise self.error
-        self.queue.put((file, pieces))
+        self.queue.put((file, pieces, checks))
 
     def close(self) -> None:
         if self.thread.is_alive():
@@ -212,23 +220,32 @@ def _batches(iterator, size):
         yield batch
 
 
-def _batch_loader(batch) -> Callable[[int, dict], bytes]:
-    """A page loader for one batch of members: one query for all their pages.
+class _BatchPages:
+    """The page loader for one batch of members: one query for all their pages.
 
-    The loader runs in worker threads, which must never query the database: everything it needs
-    (including the drawing, for error messages) is loaded here.
+    `load` runs on the caller's thread and never queries the database: everything it needs (the
+    drawing too, for error messages) is loaded here. It checks the size at once and leaves the sha256
+    of each page to the writer thread: `take_checks()` hands over the pages read for the last line.
     """
-    ids = {pid for member in batch for pid in _page_ids_of(member.messages)}
-    pages = {p.pk: p for p in DrawingPage.objects.filter(pk__in=ids).select_related("drawing")
-             .only("id", "image", "number", "drawing__part_number", "drawing__original_name")}
 
-    def load(page_id: int, expected: dict) -> bytes:
-        page = pages.get(page_id)
+    def __init__(self, batch):
+        ids = {pid for member in batch for pid in _page_ids_of(member.messages)}
+        self.pages = {p.pk: p for p in DrawingPage.objects.filter(pk__in=ids).select_related("drawing")
+                      .only("id", "image", "number", "drawing__part_number", "drawing__original_name")}
+        self.checks: list[tuple[DrawingPage, dict, bytes]] = []
+
+    def load(self, page_id: int, expected: dict) -> bytes:
+        page = self.pages.get(page_id)
         if page is None:
             raise ExportError(f"page {page_id} no longer exists: rebuild the dataset")
-        return page_bytes(page, expected)
+        data = _read_page(page)
+        _size_check(page, expected, data)
+        self.checks.append((page, expected, data))
+        return data
 
-    return load
+    def take_checks(self) -> list[tuple[DrawingPage, dict, bytes]]:
+        checks, self.checks = self.checks, []
+        return checks
 
 
 def _page_ids_of(messages) -> list[int]:
@@ -320,13 +337,13 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
         members = (version.members.order_by(*EXPORT_LINE_ORDER)
                    .values_list("split", "messages", "target", named=True).iterator(chunk_size=_BATCH))
         for batch in _batches(members, _BATCH):
-            load = _batch_loader(batch)  # one query per batch, on this thread: the writer never touches the DB
+            pages = _BatchPages(batch)  # one query per batch, on this thread: the writer never touches the DB
             for member in batch:
                 if images is None:
-                    pieces = line_pieces(member.messages, member.target, load_page=load)
+                    pieces = line_pieces(member.messages, member.target, load_page=pages.load)
                 else:
-                    pieces = [dumps_line(_open_weights_line(member.messages, member.target, load, images)).encode("utf-8")]
-                writer.put(files[member.split], pieces)
+                    pieces = [dumps_line(_open_weights_line(member.messages, member.target, pages.load, images)).encode("utf-8")]
+                writer.put(files[member.split], pieces, pages.take_checks())
                 done += 1
                 if progress:
                     progress(done, total)

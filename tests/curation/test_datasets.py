@@ -212,10 +212,59 @@ def test_build_and_validate_commands_print_gates_and_cost(capsys):
     assert "FAIL min_rows: 7 rows: below the minimum of 10" in out
     assert "gpt-4o-2024-08-06" in out and "$" in out
     version = DatasetVersion.objects.get()
-    call_command("validate_dataset", str(version.pk))
+    with pytest.raises(CommandError, match=r"^seven:v1 is NOT ready: failed gate\(s\) min_rows, min_train_rows, 0 format error\(s\)\.$"):
+        call_command("validate_dataset", str(version.pk))  # exits 1: a script or CI stops here
     assert "FAIL min_rows" in capsys.readouterr().out
     with pytest.raises(CommandError, match="No dataset with id or name 'nope'"):
         call_command("build_dataset", "nope")
+
+
+def test_validate_dataset_exits_0_only_when_ready(capsys):
+    base_models_seed()
+    approved_examples(16)
+    version = dataset_build(dataset=make_dataset(name="sixteen"))
+    assert version.gates_passed
+    call_command("validate_dataset", "sixteen:v1")
+    assert capsys.readouterr().out.rstrip().endswith("ready")
+
+
+def test_every_spelling_of_a_version_finds_it_and_a_miss_says_what_exists():
+    from curation.selectors import DatasetVersionNotFound, dataset_version_by_ref
+
+    task = make_task()
+    tech = Dataset.objects.create(name="tech-2026", task=task)
+    odd = Dataset.objects.create(name="a:v1@b", task=task)  # separators inside the name: the last one counts
+    v1, v2 = (DatasetVersion.objects.create(dataset=tech, number=n, content_hash=f"{n}" * 64) for n in (1, 2))
+    other = DatasetVersion.objects.create(dataset=odd, number=7, content_hash="7" * 64)
+    for ref in ("tech-2026:v2", "tech-2026@2", str(v2.pk), " tech-2026:v2 ", "tech-2026 v2"):
+        assert dataset_version_by_ref(ref=ref) == v2, ref
+    assert dataset_version_by_ref(ref="a:v1@b:v7") == other and dataset_version_by_ref(ref="a:v1@b@7") == other
+
+    with pytest.raises(DatasetVersionNotFound) as miss:
+        dataset_version_by_ref(ref="tech-2026:v9")
+    assert str(miss.value) == (
+        "No dataset version 'tech-2026:v9': give NAME:vN (e.g. tech-2026:v3), NAME@N or the version id. "
+        f"Versions of 'tech-2026': tech-2026:v1 (id {v1.pk}), tech-2026:v2 (id {v2.pk}).")
+    with pytest.raises(DatasetVersionNotFound, match=r"No dataset is named 'tech'\. Dataset versions: a:v1@b:v7 "
+                                                      rf"\(id {other.pk}\), tech-2026:v1 \(id {v1.pk}\), tech-2026:v2"):
+        dataset_version_by_ref(ref="tech@1")
+    for ref in ("999999", "tech-2026", "v2", ""):
+        with pytest.raises(DatasetVersionNotFound, match="give NAME:vN .*, NAME@N or the version id"):
+            dataset_version_by_ref(ref=ref)
+
+
+def test_dataset_commands_take_every_spelling_and_name_the_accepted_forms(tmp_path, capsys):
+    base_models_seed()
+    approved_examples(16)
+    version = dataset_build(dataset=make_dataset(name="sixteen"))
+    for ref in ("sixteen:v1", "sixteen@1", str(version.pk)):
+        call_command("validate_dataset", ref)
+        call_command("export_dataset", ref, "--out", str(tmp_path / ref))
+        assert (tmp_path / ref / "manifest.json").is_file()
+    for command, extra in (("validate_dataset", []), ("export_dataset", ["--out", str(tmp_path / "x")])):
+        with pytest.raises(CommandError, match=r"No dataset version 'sixteen:v2': give NAME:vN .* Versions of 'sixteen': "
+                                               rf"sixteen:v1 \(id {version.pk}\)\."):
+            call_command(command, "sixteen:v2", *extra)
 
 
 def test_members_keep_page_hash_in_their_snapshot():

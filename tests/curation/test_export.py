@@ -160,6 +160,27 @@ def test_page_changed_after_the_build_stops_the_export(tmp_path):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("fmt", ["openai", "open_weights"])
+def test_page_rewritten_in_place_with_same_size_and_mtime_stops_the_export(tmp_path, fmt):
+    """A file changed in place (same size, mtime restored) must not reach a paid job: its sha256 is checked."""
+    version, examples = build_version()
+    page = examples[3].drawing.pages.first()
+    path = page.image.path
+    stat = os.stat(path)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # one byte flipped in the image data: a broken image of the same size
+    with open(path, "r+b") as handle:
+        handle.write(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(path).st_size == stat.st_size and os.stat(path).st_mtime_ns == stat.st_mtime_ns
+    with pytest.raises(ExportError) as caught:
+        dataset_version_export(version=version, out_dir=tmp_path / "x", fmt=fmt)
+    assert str(caught.value) == (f"image of drawing {page.drawing.part_number} page 1 (page id {page.pk}) changed since "
+                                 "the dataset version was built (sha256 differs): rebuild the dataset")
+    assert sorted(p.name for p in (tmp_path / "x").iterdir() if p.name != "images") == []  # nothing to upload
+
+
+@pytest.mark.django_db
 def test_unknown_format_is_refused(tmp_path):
     version, _ = build_version(n=10)
     with pytest.raises(ExportError, match="Unknown export format 'csv'"):
@@ -284,5 +305,5 @@ def test_export_left_running_by_a_killed_worker_can_be_requested_again(django_ca
 def test_page_touched_but_unchanged_still_exports(tmp_path):
     version, examples = build_version(n=10)
     path = examples[0].drawing.pages.first().image.path
-    os.utime(path, ns=(1, 1))  # new mtime, same bytes: the CRC-32 decides, and it matches
+    os.utime(path, ns=(1, 1))  # new mtime, same bytes: the sha256 decides, and it matches
     assert dataset_version_export(version=version, out_dir=tmp_path / "ok")["train"].is_file()

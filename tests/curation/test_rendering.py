@@ -211,8 +211,12 @@ def test_a_render_process_killed_mid_render_fails_that_drawing_only(corpus, tmp_
     render(corpus / "qpdf" / "minimal.pdf", tmp_path)
     idle = psutil.Process(rendering.render_process_pid())
     idle.kill()  # killed while idle: the next render just works
+    import time
+
+    deadline = time.monotonic() + 10  # SIGKILL of an idle process lands in milliseconds
     while idle.status() != psutil.STATUS_ZOMBIE:
-        pass
+        assert time.monotonic() < deadline, f"render process {idle.pid} still {idle.status()!r} 10 s after SIGKILL"
+        time.sleep(0.005)
     assert render(corpus / "qpdf" / "minimal.pdf", tmp_path).page_count == 1
 
     rendering.render_process_stop()

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -34,5 +35,10 @@ def browser_page(settings):
         page.route("**/media/**", serve_media)
         page.set_default_timeout(15_000)
         yield page
+        # The test's ORM calls run while Playwright's event loop runs in this thread, so asgiref keeps
+        # their database connection apart from the thread's own one, where the test teardown never
+        # looks. Closed here, inside the loop, or it holds the test database open to the session's end
+        # (PostgreSQL then refuses to drop it: "being accessed by other users").
+        connections.close_all()
         browser.close()
 

@@ -1,40 +1,20 @@
 """The Evaluate button of a succeeded training run in a real browser: a Manager clicks it and reads the two
 queued eval runs and the lineage; staff who may see runs but not evaluate are not offered it."""
-from pathlib import Path
-
 import pytest
 
 from django.contrib.auth.models import Permission
 
 from finetune.models import EvalRun, TrainingRun
+from tests.e2e.browser import BROWSER_MARKS
 from tests.factories import make_user
 from tests.finetune.evalkit import FT_MODEL, MODEL, make_plan_dataset_version, make_priced_base_model
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's chromium is not installed at {CHROMIUM}"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls between steps are plain.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
-def page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(15_000)
-        yield tab
-        browser.close()
+def page(browser_page):
+    return browser_page
 
 
 def _log_in(page, live_server, username, password, next_url):

@@ -148,12 +148,19 @@ def test_requests_in_flight_never_exceed_the_concurrency(settings, manager, run_
     version = make_plan_dataset_version(task=task, n_validation=8, n_train=0)
     targets = targets_by_part(version)
     lock, state = threading.Lock(), {"now": 0, "max": 0}
+    overlapped = threading.Event()
 
     def answer(body):
         with lock:
             state["now"] += 1
             state["max"] = max(state["max"], state["now"])
-        threading.Event().wait(0.15)
+            if state["now"] >= 2:
+                overlapped.set()
+        # The first request waits for a second one to arrive, so a run that overlaps shows it without luck;
+        # a run that sends one request at a time stops waiting after one timeout and fails below.
+        if not overlapped.wait(timeout=10):
+            overlapped.set()
+        threading.Event().wait(0.05)  # held a little, so requests beyond the limit would pile up and be seen
         with lock:
             state["now"] -= 1
         return json.dumps(targets[part_number(body)])
@@ -167,7 +174,8 @@ def test_requests_in_flight_never_exceed_the_concurrency(settings, manager, run_
         run_worker("openai")
     run.refresh_from_db()
     assert run.status == EvalRun.Status.DONE and run.done_count == 8
-    assert state["max"] == 3
+    assert state["max"] <= 3, f"{state['max']} requests in flight with a concurrency of 3"
+    assert state["max"] >= 2, "requests were sent one at a time: nothing overlapped"
 
 
 def test_reviewers_cannot_start_evaluations(roles):
@@ -191,10 +199,28 @@ def test_evaluate_command_runs_in_the_foreground_and_prints_metrics(settings, ro
     with StandIn() as api:
         install_chat(api, lambda body: json.dumps(scaled(targets[part_number(body)], 1.1)))
         use_standin(settings, api)
-        call_command("evaluate", FT_MODEL, str(version.pk), "--kind", "fine_tuned", "--foreground", stdout=out)
+        call_command("evaluate", FT_MODEL, f"{version.dataset.name}:v{version.number}", "--kind", "fine_tuned",
+                     "--foreground", stdout=out)
     text = out.getvalue()
     assert "prompt compact" in text and "status done, 2 ok" in text
     assert re.search(r"^  MAPE operations\[\]\.machine_time_min_per_piece +10\.0 % \(95 % CI", text, re.M), text
+
+
+def test_evaluate_takes_the_version_as_every_command_does(settings, roles):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    version = make_plan_dataset_version(n_validation=1, n_train=0)
+    name = version.dataset.name
+    with pytest.raises(CommandError, match=rf"No dataset version '{name}:v3': give NAME:vN .*, NAME@N or the version id\. "
+                                           rf"Versions of '{name}': {name}:v1 \(id {version.pk}\)\."):
+        call_command("evaluate", MODEL, f"{name}:v3")
+    with StandIn() as api:
+        use_standin(settings, api)
+        for ref in (f"{name}@1", str(version.pk)):  # the older spelling and the id still work (queued, not run)
+            call_command("evaluate", MODEL, ref, stdout=StringIO())
+    assert EvalRun.objects.filter(dataset_version=version).count() == 2
 
 
 def test_chat_maps_sdk_errors_to_retryable_or_not():

@@ -18,6 +18,14 @@ def _call(*args):
     return out.getvalue()
 
 
+def _doctor_with_problems(*args, problems: str):
+    """ft_doctor's report when it finds problems: it fails (exit 1) with "N problem(s)" as its last line."""
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=rf"^{problems} problem\(s\)"):
+        call_command("ft_doctor", *args, stdout=out)
+    return out.getvalue()
+
+
 def _launched(version, base_model, manager, run_worker, capture):
     run = training_run_create(dataset_version=version, base_model=base_model, user=manager, provider="openai")
     with capture(execute=True):
@@ -43,7 +51,7 @@ def test_doctor_reports_orphans_gone_jobs_and_mismatches_and_fix_adopts_ours(
     gone = training_run_create(dataset_version=version, base_model=base_model, user=manager, provider="openai")
     TrainingRun.objects.filter(pk=gone.pk).update(job_id="ftjob-deleted", status="running")
 
-    report = _call("ft_doctor")
+    report = _doctor_with_problems(problems=4)
     assert f"ORPHAN {lost_job.id}" in report and f"carries run id {lost.pk}" in report
     assert f"ORPHAN {foreign.id}" in report and "no run id" in report
     assert f"GONE run {gone.pk}" in report
@@ -52,7 +60,7 @@ def test_doctor_reports_orphans_gone_jobs_and_mismatches_and_fix_adopts_ours(
     assert lost.job_id is None  # nothing changed without --fix
 
     jobs_before = len(ft_api.calls_to("POST", "/fine_tuning/jobs"))
-    report = _call("ft_doctor", "--fix")
+    report = _doctor_with_problems("--fix", problems=3)  # the foreign orphan, the gone run, the mismatch
     assert f"ADOPTED {lost_job.id} into run {lost.pk}" in report
     assert f"ORPHAN {foreign.id}" in report
     lost.refresh_from_db()
@@ -66,15 +74,25 @@ def test_doctor_flags_a_second_job_for_a_run(ft_api, version, base_model, manage
     client = openai.OpenAI(api_key="sk-test", base_url=ft_api.base_url)
     duplicate = client.fine_tuning.jobs.create(model=base_model.name, training_file=run.training_file_id,
                                                metadata=run.metadata)
-    report = _call("ft_doctor", "--fix")
+    report = _doctor_with_problems("--fix", problems=1)
     assert f"ORPHAN {duplicate.id}" in report and f"a second job for run {run.pk}" in report
     run.refresh_from_db()
     assert run.job_id != duplicate.id
 
 
+def test_doctor_exits_0_with_no_problems_only(ft_api, version, base_model, manager, run_worker,
+                                               django_capture_on_commit_callbacks):
+    run = _launched(version, base_model, manager, run_worker, django_capture_on_commit_callbacks)
+    report = _call("ft_doctor")
+    assert f"{run.job_id}" in report and report.splitlines()[-1] == "no problems"
+    ft_api.fine_tuning.jobs[run.job_id]["status"] = "running"
+    report = _doctor_with_problems(problems=1)
+    assert f"MISMATCH run {run.pk}" in report
+
+
 def test_launch_run_and_sync_runs_commands(ft_api, version, base_model, run_worker, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        out = _call("launch_run", str(version.pk), base_model.name, "--provider", "openai", "--n-epochs", "2",
+        out = _call("launch_run", f"{version.dataset.name}:v{version.number}", base_model.name, "--provider", "openai", "--n-epochs", "2",
                     "--budget", "10")
     assert "estimated 20000 billed tokens, $0.0600 (budget $10.00)" in out and "launched (openai)" in out
     run_worker("openai")
@@ -97,3 +115,15 @@ def test_launch_run_refuses_over_budget_or_failing_gates_without_a_reason(ft_api
         _call("launch_run", str(make_dataset_version().pk), base_model.name, "--provider", "openai", "--budget", "0.001")
     assert not TrainingRun.objects.exclude(status="draft").exists()
     assert not ft_api.calls_to("POST", "/fine_tuning/jobs")
+
+
+def test_launch_run_takes_the_version_as_every_command_does(ft_api, base_model):
+    version = make_dataset_version(name="plates")
+    _call("launch_run", "plates@1", base_model.name, "--provider", "dryrun")
+    _call("launch_run", str(version.pk), base_model.name, "--provider", "dryrun")
+    assert TrainingRun.objects.filter(dataset_version=version).count() == 2
+    with pytest.raises(CommandError, match=r"No dataset version 'plates:v2': give NAME:vN .*, NAME@N or the version id\. "
+                                           rf"Versions of 'plates': plates:v1 \(id {version.pk}\)\."):
+        _call("launch_run", "plates:v2", base_model.name, "--provider", "dryrun")
+    with pytest.raises(CommandError, match=rf"No base model 'gpt-9': give one of .*{base_model.name}"):
+        _call("launch_run", "plates:v1", "gpt-9", "--provider", "dryrun")

@@ -1,20 +1,17 @@
-"""Helpers shared by the evaluation commands (evaluate, compare, promote, estimate)."""
+"""Helpers shared by the finetune commands (evaluate, launch_run, compare, promote, estimate)."""
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
-from curation.models import DatasetVersion
+from curation.selectors import DatasetVersionNotFound, dataset_version_by_ref
 from finetune.metrics import metric_rows, pct_with_ci
 
 
-def dataset_version(value: str) -> DatasetVersion:
-    """An id, or `dataset name@number`."""
+def dataset_version(value: str):
+    """The version a command names (NAME:vN, NAME@N or id), or a CommandError naming the accepted forms."""
     try:
-        if "@" in value:
-            name, number = value.rsplit("@", 1)
-            return DatasetVersion.objects.select_related("dataset__task").get(dataset__name=name, number=int(number))
-        return DatasetVersion.objects.select_related("dataset__task").get(pk=int(value))
-    except (ValueError, DatasetVersion.DoesNotExist):
-        raise CommandError(f"No dataset version {value!r} (give its id or 'dataset name@number').")
+        return dataset_version_by_ref(ref=value)
+    except DatasetVersionNotFound as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def user(username: str | None, *, required: bool = False):

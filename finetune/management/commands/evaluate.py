@@ -3,6 +3,7 @@ or what a training run made: `manage.py evaluate --run N` (its base model and it
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
+from curation.selectors import VERSION_REF_FORMS
 from finetune.metrics import usd
 from finetune.models import ModelKind, TrainingRun
 from finetune.providers.base import ProviderError
@@ -17,7 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("model", nargs="?", help="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id")
-        parser.add_argument("dataset_version", nargs="?", help="dataset version id, or 'dataset name@number'")
+        parser.add_argument("dataset_version", nargs="?", help=VERSION_REF_FORMS)
         parser.add_argument("--run", type=int, help="a succeeded training run: evaluate its base model and its "
                                                     "fine-tuned model on its dataset version's validation split")
         parser.add_argument("--split", default="validation")

@@ -7,7 +7,8 @@ from finetune.services.runs import training_runs_doctor
 
 class Command(BaseCommand):
     help = ("List the provider's jobs beside the runs; report orphans (jobs no run knows), runs whose job is gone "
-            "and status mismatches. --fix adopts orphans carrying our run id whose run has no job yet.")
+            "and status mismatches, and exit 1 when there is any. --fix adopts orphans carrying our run id whose run "
+            "has no job yet.")
 
     def add_arguments(self, parser):
         parser.add_argument("--provider", default=None, help="openai, azure or together (default: the configured one).")
@@ -42,4 +43,8 @@ class Command(BaseCommand):
             out(self.style.WARNING(f"MISMATCH run {run.pk}: ours {run.status}, provider {job.status} "
                                    f"(sync_runs {run.pk} brings it up to date)"))
         problems = len(report["orphans"]) - len(adopted) + len(report["gone"]) + len(report["mismatches"])
-        out(f"{problems} problem(s)" + ("" if fix or not report["orphans"] else "; --fix adopts orphans that carry our run id"))
+        if problems:
+            # Exit 1, so a cron job or a script notices; the report above says what each problem is.
+            raise CommandError(f"{problems} problem(s)"
+                               + ("" if fix or not report["orphans"] else "; --fix adopts orphans that carry our run id"))
+        out(self.style.SUCCESS("no problems"))

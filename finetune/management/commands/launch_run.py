@@ -5,7 +5,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.models import BaseModel, DatasetVersion
+from curation.models import BaseModel
+from curation.selectors import VERSION_REF_FORMS
+from finetune.management.commands._evals_common import dataset_version
 from finetune.services.runs import TrainingRunError, training_run_create, training_run_launch
 from gestima.queues import QueueUnavailable
 
@@ -16,7 +18,7 @@ class Command(BaseCommand):
             "active or succeeded, unless --allow-duplicate is given.")
 
     def add_arguments(self, parser):
-        parser.add_argument("dataset_version", type=int, help="DatasetVersion id.")
+        parser.add_argument("dataset_version", help=f"The dataset version: {VERSION_REF_FORMS}.")
         parser.add_argument("base_model", help="Base model name, e.g. gpt-4o-2024-08-06.")
         parser.add_argument("--provider", default="", choices=["", "openai", "azure", "together", "dryrun"],
                             help="openai, azure, together or dryrun (default: openai with a key, then azure, then "
@@ -39,11 +41,11 @@ class Command(BaseCommand):
         parser.add_argument("--user", default="", help="Record this username as creator; it must hold finetune.launch_run.")
 
     def handle(self, *args, **options):
-        try:
-            version = DatasetVersion.objects.get(pk=options["dataset_version"])
-            base_model = BaseModel.objects.get(name=options["base_model"])
-        except (DatasetVersion.DoesNotExist, BaseModel.DoesNotExist) as exc:
-            raise CommandError(str(exc))
+        version = dataset_version(options["dataset_version"])
+        base_model = BaseModel.objects.filter(name=options["base_model"]).first()
+        if base_model is None:
+            names = ", ".join(BaseModel.objects.order_by("name").values_list("name", flat=True))
+            raise CommandError(f"No base model {options['base_model']!r}: give one of {names or '(none: seed the base models)'}.")
         user = None
         if options["user"]:
             user = get_user_model().objects.filter(username=options["user"]).first()
