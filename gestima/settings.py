@@ -186,7 +186,7 @@ REVIEW_HISTORY_LIMIT = env.int("REVIEW_HISTORY_LIMIT", default=50)
 # imported chat lines above this many o200k_base tokens are refused as too long (OpenAI's own cap is 65,536).
 NEAR_DUPLICATE_MAX_DISTANCE = env.int("NEAR_DUPLICATE_MAX_DISTANCE", default=1)
 EXAMPLES_IMPORT_MAX_TOKENS = env.int("EXAMPLES_IMPORT_MAX_TOKENS", default=16_384)
-# Targets (every writer: review edit, import, correction, API answers, dataset build): larger or deeper is refused.
+# JSON targets (every writer: review edit, import, correction, API answers, dataset build): larger or deeper is refused.
 TARGET_MAX_BYTES = env.int("TARGET_MAX_BYTES", default=64 * 1024)
 TARGET_MAX_DEPTH = env.int("TARGET_MAX_DEPTH", default=20)
 # Demo data: the admin's password; empty -> one is generated, printed once and stored nowhere.

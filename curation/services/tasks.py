@@ -106,15 +106,16 @@ def target_validate(*, task: Task, target_text: str):
     """Return the parsed target (dict/list/str) or raise TargetInvalid with the schema error path.
 
     The one check every writer of a target uses (review edit, JSONL import, estimate correction, answers,
-    dataset build): besides the task's schema it refuses NaN/Infinity, nesting deeper than TARGET_MAX_DEPTH
-    and text longer than TARGET_MAX_BYTES, with a message a person can act on.
+    dataset build): besides the task's schema it refuses, in JSON targets, NaN/Infinity, nesting deeper than
+    TARGET_MAX_DEPTH and text longer than TARGET_MAX_BYTES, with a message a person can act on.
     """
-    size = len(target_text.encode("utf-8", "surrogatepass")) if isinstance(target_text, str) else len(target_text or b"")
-    if size > settings.TARGET_MAX_BYTES:
-        raise TargetRefused(f"The target is {size:,} bytes: at most {settings.TARGET_MAX_BYTES:,} are allowed.")
     if is_text_task(task):
+        # A free-text answer's length is a matter of tokens: the dataset build warns above a model's limit.
         value = target_text
     else:
+        size = len(target_text.encode("utf-8", "surrogatepass")) if isinstance(target_text, str) else len(target_text or b"")
+        if size > settings.TARGET_MAX_BYTES:
+            raise TargetRefused(f"The target is {size:,} bytes: at most {settings.TARGET_MAX_BYTES:,} are allowed.")
         try:
             value = json.loads(target_text, parse_constant=_refuse_constant, parse_float=_finite_float)
         except RecursionError as exc:

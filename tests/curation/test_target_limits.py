@@ -43,9 +43,8 @@ def test_nesting_and_size_are_limited(settings):
     huge = json.dumps({**technology_target("P-1"), "notes": "x" * 9_000_000})
     with pytest.raises(TargetRefused, match=r"9,000,\d+ bytes: at most 65,536"):
         target_validate(task=task, target_text=huge)
-    chat = task_create_from_preset(slug="support_reply")
-    with pytest.raises(TargetRefused, match="at most 65,536"):
-        target_validate(task=chat, target_text="y" * 70_000)
+    chat = task_create_from_preset(slug="support_reply")  # free text: its length is a matter of tokens
+    assert target_validate(task=chat, target_text="y" * 70_000)
     settings.TARGET_MAX_BYTES = 10_000_000
     settings.TARGET_MAX_DEPTH = 40
     with pytest.raises(TargetInvalid):  # within the limits now, the schema still decides
