@@ -59,9 +59,10 @@ MIDDLEWARE = [
 ]
 
 # --- Password guessing (django-axes) ---
-# AxesBackend comes first: a locked-out user or address is refused before any password is hashed.
+# The lockout backend (django-axes) comes first: a locked-out user or address is refused before any
+# password is hashed. It is AxesStandaloneBackend, letting calls without a request (test client login) through.
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "gestima.auth.LockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 # After this many failed logins (admin form or the API's HTTP Basic), the username and, separately, the
