@@ -163,7 +163,7 @@ def estimates_create(request):
             return _error(400, "The JSON body must be an object.")
 
     task_slug = data.get("task") or "technology_builder"
-    if not isinstance(task_slug, str):
+    if not isinstance(task_slug, str) or "\x00" in task_slug:
         return _error(400, "task must be a task's slug (text).")
     task = Task.objects.filter(slug=task_slug[:100]).first()
     if task is None:

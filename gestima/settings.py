@@ -52,7 +52,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "gestima.middleware.OutOfRangeNumberMiddleware",
+    "gestima.middleware.AdminAddressGuardMiddleware",
     "csp.middleware.CSPMiddleware",
     # Last, as django-axes asks: it turns a lockout flagged during authentication into the 429 answer.
     "axes.middleware.AxesMiddleware",

@@ -1,6 +1,7 @@
 """Every admin URL, probed with the odd values a reviewer can type or paste: never a 500."""
 import pytest
 from django.contrib import admin
+from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.factories import make_example, make_user
@@ -10,7 +11,7 @@ pytestmark = pytest.mark.django_db
 ODD_IDS = ["12345678901234567890123", "0"]
 ODD_VALUES = ["%C2%B2", "12345678901234567890123", "1e400", "%00"]
 # Query keys the changelists and the review pages read by hand, and the admin's own.
-KEYS = ["task__id__exact", "task", "after", "id__exact", "status__exact", "p", "o", "e"]
+KEYS = ["task__id__exact", "task", "after", "id__exact", "status__exact", "p", "o", "e", "q"]
 
 
 def _admin_patterns(resolver=None, prefix=""):
@@ -48,7 +49,12 @@ def test_the_reported_addresses_answer_400_or_404_or_ignore_the_value(client):
     assert response.status_code == 302 and response.url.endswith(f"/{example.pk}/review/")  # "after" ignored
     assert client.get("/admin/curation/example/12345678901234567890123/review/").status_code == 404
     response = client.get("/admin/curation/example/?task=12345678901234567890123")
-    assert response.status_code == 400 and b"out of range" in response.content
+    if connection.vendor == "sqlite":  # SQLite cannot bind the number; PostgreSQL compares it and finds nothing
+        assert response.status_code == 400 and b"out of range" in response.content
+    else:
+        assert response.status_code == 200 and "0 examples" in response.content.decode()
+    response = client.get("/admin/curation/example/?q=%00")  # PostgreSQL refuses NUL in any text parameter
+    assert response.status_code == 400 and b"NUL" in response.content
 
 
 def test_admin_urls_never_answer_500_to_odd_ids_and_query_strings(client):
