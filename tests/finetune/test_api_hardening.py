@@ -39,7 +39,7 @@ def manager(roles):
 
 @pytest.fixture
 def answers():
-    """What the stand-in answers: a plan for the part, unless a test puts an HTTP error here."""
+    """What the stand-in answers: a plan for the part, unless a test puts an HTTP error (or a text) here."""
     return {"error": None}
 
 
@@ -166,3 +166,26 @@ def test_a_failed_estimate_answers_502_and_stores_nothing(client, manager, ready
     assert response.status_code == 502
     assert response.json()["error_kind"] == "api_error" and "unavailable" in response.json()["error"]
     assert not Estimate.objects.exists()
+
+
+def test_correction_and_model_answers_refuse_nan(client, manager, ready, answers):
+    from curation.models import Example
+    from curation.services.tasks import TargetRefused
+    from finetune.services.estimates import estimate_correct
+
+    _, key = api_token_create(user=manager, name="t")
+    nan_answer = json.dumps(technology_target("API-9")).replace("12.5", "NaN", 1)
+    assert "NaN" in nan_answer
+    answers["error"] = nan_answer  # the stand-in answers this text
+    response = post(client, {"drawing_id": ready.pk}, HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 201
+    data = response.json()
+    assert data["error_kind"] == "invalid_json" and "NaN" in data["error"] and data["output"] is None
+
+    estimate = Estimate.objects.get()
+    with pytest.raises(TargetRefused, match="NaN"):
+        estimate_correct(estimate=estimate, user=make_user("Reviewer"), target_text=nan_answer)
+    deep = "[" * 1000 + "]" * 1000
+    with pytest.raises(TargetRefused, match="nested"):
+        estimate_correct(estimate=estimate, user=make_user("Reviewer"), target_text=deep)
+    assert not Example.objects.filter(source=Example.Source.CORRECTION).exists()
