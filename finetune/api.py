@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
 from django.http import JsonResponse
@@ -127,6 +128,8 @@ def _drawing_from_upload(upload, user):
     """
     from curation.services.drawings import DrawingRejected, drawing_ingest, drawing_render
 
+    if upload.size > settings.UPLOAD_MAX_BYTES:
+        return None, _error(413, f"The PDF is {upload.size:,} bytes: at most {settings.UPLOAD_MAX_BYTES:,} are accepted.")
     try:
         drawing, _ = drawing_ingest(file=upload, uploaded_by=user, enqueue=False)
     except DrawingRejected as exc:

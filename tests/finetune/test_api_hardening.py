@@ -150,6 +150,9 @@ def test_every_answer_is_json(client, manager, ready, settings, monkeypatch):
     upload = SimpleUploadedFile("a.pdf", b"%PDF-1.4", "application/pdf")
     assert "too large" in is_json(client.post(URL, {"file": upload, "pad": "x" * 5000}, **auth), 413)
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+    settings.UPLOAD_MAX_BYTES = 100
+    upload = SimpleUploadedFile("big.pdf", b"%PDF-1.4" + b" " * 500, "application/pdf")
+    assert "at most 100" in is_json(client.post(URL, {"file": upload}, **auth), 413)
 
     def broken(**kwargs):
         raise RuntimeError("a bug")
