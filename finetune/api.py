@@ -28,6 +28,7 @@ from curation.models import Drawing, Task
 from finetune.models import Estimate
 from finetune.services.api_tokens import api_token_user
 from finetune.services.estimates import DrawingNotReady, EstimateError, EstimateFailed, estimate_create
+from gestima.lockout import lockout_response
 
 PERMISSION = "finetune.add_estimate"
 log = logging.getLogger(__name__)
@@ -62,9 +63,7 @@ def _authenticated_user(request):
         user = _basic_user(request, credentials)
         if user is not None:
             return user, None
-        if getattr(request, "axes_locked_out", False):
-            from gestima.lockout import lockout_response
-
+        if getattr(request, "axes_locked_out", False):  # set by django-axes when this failure locked it out
             return None, lockout_response(request)
         return None, _error(401, "Invalid credentials.")
     if request.user.is_authenticated:
@@ -102,7 +101,7 @@ def _drawing_id(value) -> int | None:
     """A drawing id: a JSON integer (not true, not 1.9, not 1e400) or a string of digits, within a database integer."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.isascii() and value.isdecimal():
+    if isinstance(value, str) and value.isascii() and value.isdecimal() and len(value) <= 19:
         value = int(value)
     if isinstance(value, int) and 0 < value <= _MAX_ID:
         return value
