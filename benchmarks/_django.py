@@ -17,6 +17,7 @@ def django_throwaway(name: str, **env: str) -> Path:
         "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
         "MEDIA_ROOT": str(workdir / "media"),
         "DEBUG": "False",
+        "SECRET_KEY": "benchmark-only-key-" + "b" * 40,
         "SECURE_SSL_REDIRECT": "False",
         "LOG_LEVEL": "ERROR",
         **env,

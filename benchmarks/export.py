@@ -33,6 +33,7 @@ def _django(workdir: Path):
     os.environ["EXPORTS_ROOT"] = str(workdir / "exports")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gestima.settings")
     os.environ["DEBUG"] = "False"
+    os.environ.setdefault("SECRET_KEY", "benchmark-only-key-" + "b" * 40)
     os.environ.setdefault("SECURE_SSL_REDIRECT", "False")
     sys.path.insert(0, str(ROOT))
     import django

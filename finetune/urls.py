@@ -1,9 +1,10 @@
 """The JSON API (estimates)."""
-from django.urls import path
+from django.urls import path, re_path
 
 from finetune import api
 
 app_name = "api"
 urlpatterns = [
     path("estimates", api.estimates_create, name="estimates"),
+    re_path(r"^.*$", api.not_found),  # JSON, not the site's HTML 404 page
 ]

@@ -24,7 +24,8 @@ def queue_ping(name: str = "default") -> None:
     try:
         django_rq.get_connection(name).ping()
     except (RedisError, OSError) as exc:
-        raise QueueUnavailable(f"The job queue is unavailable (Redis: {exc}); it will be retried automatically.") from exc
+        # No promise of a retry here: only some callers have a reconciler that retries (drawings); each says so.
+        raise QueueUnavailable(f"The job queue is unavailable (Redis: {exc}).") from exc
 
 
 def job_is_pending(*, queue_name: str, job_id: str) -> bool:

@@ -1,15 +1,30 @@
 """Settings for Gestima Studio: every value comes from the environment or a `.env` file."""
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-SECRET_KEY = env("SECRET_KEY", default="dev-insecure-key-change-me")
-DEBUG = env.bool("DEBUG", default=True)
+# Safe by default: DEBUG is on only where asked (`./dev run` writes DEBUG=True into .env; tests set it off).
+DEBUG = env.bool("DEBUG", default=False)
+# Placeholders ever shipped in this repository: a key everyone can read signs nobody's sessions.
+_PUBLIC_KEYS = {"", "dev-insecure-key-change-me", "change-me-to-a-long-random-string"}
+SECRET_KEY = env("SECRET_KEY", default="")
+if SECRET_KEY in _PUBLIC_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set (or is the placeholder from .env.example). Outside development (DEBUG=False) "
+            "set a long random SECRET_KEY in the environment or .env, e.g. from "
+            "`python -c \"import secrets; print(secrets.token_urlsafe(50))\"`. "
+            "For development, `./dev run` writes one (and DEBUG=True) into .env."
+        )
+    SECRET_KEY = "dev-insecure-key-change-me"  # DEBUG only: never signs anything in production
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -21,6 +36,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_rq",
+    "axes",
+    "csp",
     "gestima",
     "curation",
     "finetune",
@@ -35,7 +52,47 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "gestima.middleware.AdminAddressGuardMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a lockout flagged during authentication into the 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Password guessing (django-axes) ---
+# The lockout backend (django-axes) comes first: a locked-out user or address is refused before any
+# password is hashed. It is AxesStandaloneBackend, letting calls without a request (test client login) through.
+AUTHENTICATION_BACKENDS = [
+    "gestima.auth.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After this many failed logins (admin form or the API's HTTP Basic), the username and, separately, the
+# address are locked out for AXES_COOLOFF_TIME; every further try answers 429 at once.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "gestima.lockout.lockout_response"
+# The address is REMOTE_ADDR: behind a reverse proxy, have it set REMOTE_ADDR to the client's address.
+AXES_VERBOSE = False
+
+# --- Content-Security-Policy (django-csp 4) ---
+# Scripts only from our own static files (the admin's and review.js): no inline script runs. Inline
+# style attributes stay allowed (the admin and a few status cells use them); images come from our own
+# views (staff-only page images) plus data: for the admin's icons.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [SELF],
+    },
+}
 
 ROOT_URLCONF = "gestima.urls"
 
@@ -58,8 +115,14 @@ WSGI_APPLICATION = "gestima.wsgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Workers and the server write concurrently: wait for the lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+    _sqlite = DATABASES["default"].setdefault("OPTIONS", {})
+    # Workers and the server write concurrently: wait for the lock instead of failing at once. The wait
+    # applies only when a transaction asks for the write lock at BEGIN (IMMEDIATE); a deferred one that
+    # upgrades a read lock later gets "database is locked" at once, whatever the timeout.
+    _sqlite.setdefault("timeout", 20)
+    _sqlite.setdefault("transaction_mode", "IMMEDIATE")
+    # WAL: readers never wait for the writer (the review screen stays responsive while a worker writes).
+    _sqlite.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -127,6 +190,9 @@ ADMIN_LIVE_POLL_SECONDS = env.float("ADMIN_LIVE_POLL_SECONDS", default=5)
 # imported chat lines above this many o200k_base tokens are refused as too long (OpenAI's own cap is 65,536).
 NEAR_DUPLICATE_MAX_DISTANCE = env.int("NEAR_DUPLICATE_MAX_DISTANCE", default=1)
 EXAMPLES_IMPORT_MAX_TOKENS = env.int("EXAMPLES_IMPORT_MAX_TOKENS", default=16_384)
+# JSON targets (every writer: review edit, import, correction, API answers, dataset build): larger or deeper is refused.
+TARGET_MAX_BYTES = env.int("TARGET_MAX_BYTES", default=64 * 1024)
+TARGET_MAX_DEPTH = env.int("TARGET_MAX_DEPTH", default=20)
 # Demo data: the admin's password; empty -> one is generated, printed once and stored nowhere.
 DEMO_ADMIN_PASSWORD = env("DEMO_ADMIN_PASSWORD", default="")
 
@@ -186,7 +252,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 if not DEBUG:

@@ -7,6 +7,8 @@ from tests.redis_server import session_redis_url
 session_redis_url()
 os.environ.setdefault("DEBUG", "False")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "False")
+# DEBUG is off in tests, so the settings demand a key of our own (never the repository's placeholder).
+os.environ.setdefault("SECRET_KEY", "test-only-" + "x" * 50)
 
 from gestima.settings import *  # noqa: E402,F401,F403
 

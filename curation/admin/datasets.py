@@ -190,7 +190,9 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             try:
                 dataset_version_export_request(version=version)
             except QueueUnavailable as exc:
-                self.message_user(request, f"{version}: not exported. {exc}", messages.ERROR)
+                # Nothing retries an export by itself: the version is left as it was, so say what to do.
+                self.message_user(request, f"{version}: not exported. {exc} Nothing was queued: export again once "
+                                           "the queue is back (start Redis, or check REDIS_URL).", messages.ERROR)
                 return
             except ExportError as exc:
                 self.message_user(request, str(exc), messages.ERROR)

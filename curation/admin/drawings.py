@@ -184,7 +184,9 @@ class DrawingAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("upload/", view(self.upload_view), name="curation_drawing_upload"),
-            path("page/<int:page_id>/image/", view(self.page_image_view), name="curation_page_image"),
+            # cacheable: admin_view still demands a staff login, but without never_cache, which would
+            # replace the view's own "private, max-age=86400" with no-store (the permission is checked inside).
+            path("page/<int:page_id>/image/", view(self.page_image_view, cacheable=True), name="curation_page_image"),
             path("<int:drawing_id>/pdf/", view(self.pdf_view), name="curation_drawing_pdf"),
         ] + super().get_urls()
 

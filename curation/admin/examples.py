@@ -236,8 +236,7 @@ class ExampleAdmin(admin.ModelAdmin):
     # --- changelist ---
 
     def changelist_view(self, request, extra_context=None):
-        task_id = request.GET.get("task__id__exact")
-        task_id = int(task_id) if task_id and task_id.isdigit() else None
+        task_id = _id_param(request.GET.get("task__id__exact"))
         counts = selectors.example_status_counts(task_id=task_id)
         params = request.GET.copy()
         params.pop("p", None)
@@ -311,12 +310,11 @@ class ExampleAdmin(admin.ModelAdmin):
     def next_pending_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        task_id = request.GET.get("task", "")
-        after = request.GET.get("after", "")
-        after = int(after) if after.isdigit() else 0
-        if not task_id.isdigit():
+        task_id = _id_param(request.GET.get("task"))
+        after = _id_param(request.GET.get("after")) or 0
+        if task_id is None:
             task_id = Example.objects.filter(status=Example.Status.PENDING).order_by("pk").values_list("task_id", flat=True).first()
-        next_id = selectors.example_next_pending(after=after, task=int(task_id)) if task_id else None
+        next_id = selectors.example_next_pending(after=after, task=task_id) if task_id else None
         if next_id is None:
             self.message_user(request, "No pending examples left. Well done.", messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:curation_example_changelist"))
@@ -442,6 +440,14 @@ def _ground_truth_change(example) -> dict | None:
         "new_rows": _target_rows(new),
         "new_text": example.ground_truth_target,
     }
+
+
+def _id_param(text) -> int | None:
+    """A database id from the query string, or None: "²" is a digit to str.isdigit() but not to int()."""
+    if not text or not text.isascii() or not text.isdecimal():
+        return None
+    value = int(text)
+    return value if value < 2**63 else None
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -416,6 +416,8 @@ def _parse_chat_line(raw: str) -> dict:
         data = json.loads(raw)
     except ValueError as exc:
         raise _Defect("invalid_json", f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:  # a hostile line nested thousands of levels deep
+        raise _Defect("invalid_json", "invalid JSON: nested too deeply") from exc
     if not isinstance(data, dict) or not isinstance(data.get("messages"), list) or not data["messages"]:
         raise _Defect("no_messages", "no \"messages\" list")
     for index, message in enumerate(data["messages"], 1):

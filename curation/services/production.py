@@ -18,6 +18,8 @@ OPTIONAL_COLUMNS = ["recorded_at"]
 OPERATIONS = ["saw", "turning", "milling", "deburring"]
 # The model stores 3 decimals in at most 10 digits: larger values are typos, not machine times.
 _MAX_MINUTES = Decimal("9999999")
+# PositiveIntegerField's range on every database Django supports.
+_MAX_PIECES = 2_147_483_647
 
 
 class ProductionCsvInvalid(ValueError):
@@ -70,8 +72,24 @@ def _decimal(value: str) -> Decimal | None:
     return number
 
 
+def _max_length(name: str) -> int:
+    return ProductionRecord._meta.get_field(name).max_length
+
+
+def _too_long(row: dict) -> str:
+    """The reason a text field does not fit its column, or "" (PostgreSQL would refuse the whole file)."""
+    for name in ("part_number", "order_id", "machine"):
+        value = (row.get(name) or "").strip()
+        if len(value) > _max_length(name):
+            return f"{name} is {len(value):,} characters long (at most {_max_length(name)})"
+    return ""
+
+
 def _parse_row(row: dict, machines: dict[str, str]) -> tuple[dict | None, str]:
     """(clean values, "") or (None, reason)."""
+    too_long = _too_long(row)
+    if too_long:
+        return None, too_long
     part_number = (row.get("part_number") or "").strip()
     if not part_number:
         return None, "missing part_number"
@@ -83,10 +101,13 @@ def _parse_row(row: dict, machines: dict[str, str]) -> tuple[dict | None, str]:
         return None, "missing machine"
     operation = (row.get("operation") or "").strip().lower()
     if operation not in OPERATIONS:
-        return None, f"unknown operation {operation!r} (expected one of {', '.join(OPERATIONS)})"
+        return None, f"unknown operation {operation[:40]!r} (expected one of {', '.join(OPERATIONS)})"
     pieces_text = (row.get("pieces") or "").strip()
-    if not pieces_text.isdigit() or int(pieces_text) < 1:
-        return None, f"pieces is not a positive integer ({pieces_text!r})"
+    # isascii + isdecimal: "²" is a digit to str.isdigit() but not a number int() reads.
+    if not (pieces_text.isascii() and pieces_text.isdecimal()) or int(pieces_text) < 1:
+        return None, f"pieces is not a positive integer ({pieces_text[:40]!r})"
+    if int(pieces_text) > _MAX_PIECES:
+        return None, f"pieces is out of range ({pieces_text[:40]}; at most {_MAX_PIECES:,})"
     values = {}
     for name in ("machine_time_min_per_piece", "setup_min"):
         number = _decimal(row.get(name) or "")
@@ -101,7 +122,7 @@ def _parse_row(row: dict, machines: dict[str, str]) -> tuple[dict | None, str]:
         try:
             recorded_at = date.fromisoformat(recorded_text)
         except ValueError:
-            return None, f"recorded_at is not a date YYYY-MM-DD ({recorded_text!r})"
+            return None, f"recorded_at is not a date YYYY-MM-DD ({recorded_text[:40]!r})"
     return {
         "part_number": part_number,
         "order_id": order_id,
@@ -144,14 +165,27 @@ def production_records_import(*, file=None, text: str | None = None, source_name
     report = ImportReport(source_name=source_name)
     machines = _machine_names()
     parsed: dict[tuple, tuple[int, dict]] = {}
-    for row in reader:
+    source_name = source_name[:_max_length("source_name")]
+    report.source_name = source_name
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # A field above the csv module's limit (131,072 characters) or a stray quote: this row only.
+            report.rows += 1
+            # The reader counts a line only once it is parsed: the failing one is the next.
+            report.invalid.append({"line": reader.line_num + 1, "reason": f"unreadable CSV row: {exc}", "part_number": ""})
+            continue
         line = reader.line_num  # physical line of the row's end: the header is line 1
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
             continue  # blank line
         report.rows += 1
         values, reason = _parse_row(row, machines)
         if values is None:
-            report.invalid.append({"line": line, "reason": reason, "part_number": (row.get("part_number") or "").strip()})
+            report.invalid.append({"line": line, "reason": reason, "part_number": (row.get("part_number") or "").strip()[:100]})
             continue
         key = (values["part_number"], values["order_id"], values["machine"], values["operation"])
         if key in parsed:

@@ -1,8 +1,10 @@
 """Tasks: creating them from presets, and checking targets (and schemas) against a task's output contract."""
 import json
+import math
 from functools import lru_cache
 
 import jsonschema
+from django.conf import settings
 from django.db import transaction
 
 from curation.models import Task
@@ -15,6 +17,10 @@ class TargetInvalid(ValueError):
 
 class TargetNotJSON(TargetInvalid):
     """The target of a JSON task is not JSON at all."""
+
+
+class TargetRefused(TargetNotJSON):
+    """The target is beyond what any writer accepts: NaN or Infinity, too deeply nested, or too large."""
 
 
 class TargetSchemaMismatch(TargetInvalid):
@@ -65,15 +71,60 @@ def schema_check(*, schema) -> None:
         raise SchemaInvalid(f"The output schema is not valid JSON Schema at {where}: {exc.message}") from exc
 
 
+def _refuse_constant(name: str):
+    # NaN and Infinity are not JSON (RFC 8259): OpenAI refuses such a line, and PostgreSQL's jsonb cannot store them.
+    raise TargetRefused(f"The target contains {name}: only finite numbers are allowed.")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400 parses to inf
+        raise TargetRefused(f"The target contains the number {text[:40]}, beyond the range of a float.")
+    return number
+
+
+def _check_depth(value, limit: int) -> None:
+    # Iterative, so a deep value cannot exhaust the stack here (jsonschema itself recurses).
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                raise TargetRefused(f"The target is nested more than {limit} levels deep.")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise TargetRefused("The target contains NaN or Infinity: only finite numbers are allowed.")
+
+
+def target_limits_check(value) -> None:
+    """Raise TargetRefused when a parsed target holds a non-finite number or is nested too deeply."""
+    _check_depth(value, settings.TARGET_MAX_DEPTH)
+
+
 def target_validate(*, task: Task, target_text: str):
-    """Return the parsed target (dict/list/str) or raise TargetInvalid with the schema error path."""
+    """Return the parsed target (dict/list/str) or raise TargetInvalid with the schema error path.
+
+    The one check every writer of a target uses (review edit, JSONL import, estimate correction, answers,
+    dataset build): besides the task's schema it refuses, in JSON targets, NaN/Infinity, nesting deeper than
+    TARGET_MAX_DEPTH and text longer than TARGET_MAX_BYTES, with a message a person can act on.
+    """
     if is_text_task(task):
+        # A free-text answer's length is a matter of tokens: the dataset build warns above a model's limit.
         value = target_text
     else:
+        size = len(target_text.encode("utf-8", "surrogatepass")) if isinstance(target_text, str) else len(target_text or b"")
+        if size > settings.TARGET_MAX_BYTES:
+            raise TargetRefused(f"The target is {size:,} bytes: at most {settings.TARGET_MAX_BYTES:,} are allowed.")
         try:
-            value = json.loads(target_text)
+            value = json.loads(target_text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except RecursionError as exc:
+            raise TargetRefused(f"The target is nested more than {settings.TARGET_MAX_DEPTH} levels deep.") from exc
+        except TargetRefused:
+            raise
         except (TypeError, ValueError) as exc:
             raise TargetNotJSON(f"The target is not valid JSON: {exc}") from exc
+        target_limits_check(value)
     errors = list(_validator(json.dumps(task.output_schema or {}, sort_keys=True)).iter_errors(value))
     if errors:
         error = jsonschema.exceptions.best_match(errors)

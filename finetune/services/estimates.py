@@ -1,7 +1,8 @@
 """Estimates for new drawings by the task's active model, and expert corrections that become pending examples.
 
 An estimate is one synchronous chat call (a person or a client waits for it): no queue, the provider's
-timeout bounds it. Provider failures are stored on the Estimate row and returned, never raised as a 500.
+timeout bounds it. When the model gives no answer (provider error, unreadable page image) nothing is stored
+and EstimateFailed says why; an answer that breaks the schema is stored with its error kind.
 """
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ class EstimateError(Exception):
 
 class DrawingNotReady(EstimateError):
     pass
+
+
+class EstimateFailed(EstimateError):
+    """The model gave no answer (provider error, unreadable page image): nothing is stored, `kind` says which."""
+
+    def __init__(self, message: str, *, kind: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 class _Fields(dict):
@@ -63,9 +72,10 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
             model=version.model_name, messages=messages, json_output=not is_text_task(task), temperature=0.0,
             timeout=float(getattr(settings, "EVAL_TIMEOUT_SECONDS", 120)))
     except ProviderError as exc:
-        estimate.error_kind, estimate.error = "api_error", f"{exc.code}: {exc.message}"
+        raise EstimateFailed(f"The model {version.model_name} did not answer: {exc.code}: {exc.message}",
+                             kind="api_error") from exc
     except Exception as exc:  # a page image that cannot be read
-        estimate.error_kind, estimate.error = "input_error", f"{type(exc).__name__}: {exc}"
+        raise EstimateFailed(f"The request could not be made: {type(exc).__name__}: {exc}", kind="input_error") from exc
     else:
         kind, parsed, message = answer_check(task=task, text=outcome.text, refusal=outcome.refusal)
         estimate.output = parsed
@@ -120,4 +130,4 @@ def estimate_correct(*, estimate: Estimate, user, target_text: str) -> Estimate:
     return estimate
 
 
-__all__ = ["EstimateError", "DrawingNotReady", "TargetInvalid", "estimate_create", "estimate_correct", "estimate_messages"]
+__all__ = ["EstimateError", "DrawingNotReady", "EstimateFailed", "TargetInvalid", "estimate_create", "estimate_correct", "estimate_messages"]

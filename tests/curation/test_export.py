@@ -287,7 +287,10 @@ def test_export_with_redis_away_says_so(client, settings):
     settings.RQ_QUEUES = {name: {**conf, "URL": "redis://127.0.0.1:1/0"} for name, conf in settings.RQ_QUEUES.items()}
     client.force_login(make_user("Manager"))
     response = _post_export(client, version)
-    assert "The job queue is unavailable" in response.content.decode()
+    page = response.content.decode()
+    assert "The job queue is unavailable" in page
+    # No promise of an automatic retry (nothing would keep it): it says what to do instead.
+    assert "retried automatically" not in page and "Nothing was queued: export again once the queue is back" in page
     version.refresh_from_db()
     assert version.export_status == DatasetVersion.ExportStatus.NONE  # not left "queued" forever
 

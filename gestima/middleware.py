@@ -1,0 +1,31 @@
+"""Request guards for the admin: odd values typed into an address are the client's error (400), never a 500."""
+import logging
+
+from django.http import HttpResponseBadRequest
+
+log = logging.getLogger(__name__)
+
+
+class AdminAddressGuardMiddleware:
+    """Answer 400 for two values the admin would pass straight to the database:
+
+    - a NUL character in the query string (PostgreSQL refuses it in any text parameter: a 500 on every
+      filter and search);
+    - a number that overflows the database's integer (SQLite raises OverflowError): Django guards plain
+      integer lookups against overflow, not the admin's foreign-key filters (`?task=<23 digits>`).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/admin/") and "\x00" in "".join(
+                key + "".join(values) for key, values in request.GET.lists()):
+            return HttpResponseBadRequest("The address contains a NUL character.", content_type="text/plain")
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, OverflowError) and request.path.startswith("/admin/"):
+            log.warning("Out-of-range number in %s %s: %s", request.method, request.get_full_path()[:300], exception)
+            return HttpResponseBadRequest("A number in the address is out of range.", content_type="text/plain")
+        return None
