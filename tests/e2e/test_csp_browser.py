@@ -1,14 +1,10 @@
 """The Content-Security-Policy in a real browser: the review screen and the example list work under it and
 chromium reports no violation (no blocked script, style, image or form) and no console error."""
-import pytest
 
-from tests.e2e.test_review_browser import CHROMIUM, _orm_beside_playwright, browser_page  # noqa: F401 (fixtures)
+from tests.e2e.browser import BROWSER_MARKS
 from tests.factories import make_drawing, make_example, make_ground_truth, make_task, make_user
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
+pytestmark = BROWSER_MARKS
 
 
 def test_review_screen_and_changelist_have_no_csp_violations(live_server, transactional_db, browser_page):
