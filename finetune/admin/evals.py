@@ -24,7 +24,7 @@ from finetune.providers.base import ProviderError, available_providers
 from finetune.services.comparison import ComparisonError, eval_runs_compare
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
 from finetune.metrics import metric_rows, pct, pct_with_ci, usd
-from finetune.selectors import eval_run_lineage, lineage_lines, model_version_lifecycle
+from finetune.selectors import eval_run_lifecycle, eval_run_lineage, lineage_lines, model_version_lifecycle
 from finetune.services.evals import EvalError, eval_run_create, eval_run_leak, eval_run_resume
 from finetune.services.promotion import (PromotionRefused, model_version_activate, model_version_promote,
                                          promotion_checks)
@@ -302,6 +302,9 @@ class EvalRunAdmin(admin.ModelAdmin):
         body = [format_html("<p>Promote <b>{}</b> ({}) as the active model of <b>{}</b>? Estimates use it from the next "
                             "request on.</p>", run.model_name, run.get_model_kind_display(), run.task),
                 _table(["Rule", "Result", "Detail"], [(c["name"], "PASS" if c["passed"] else "FAIL", c["message"]) for c in checks])]
+        warning = lifecycle_warning(eval_run_lifecycle(run))
+        if warning:  # promoting a model that stops serving soon only moves the problem
+            body.insert(1, format_html('<p class="errornote lifecycle-warning">⚠ {}: {}</p>', run.model_name, warning))
         if not passed:
             body.append(format_html('<p class="errornote">{}</p>', "The policy fails: promoting needs an override reason, "
                                                                     "which is recorded in the report and the model card."))

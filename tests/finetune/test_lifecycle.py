@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from finetune.metrics import pct
-from finetune.models import Estimate, TaskFallback
+from finetune.models import Estimate, EvalRun, TaskFallback
 from finetune.selectors import eval_run_mape
 from finetune.services.estimates import EstimateError, estimate_create
 from finetune.services.promotion import model_version_promote
@@ -198,6 +198,14 @@ def test_index_and_registry_warn_with_the_date_and_the_candidates_already_evalua
     assert eval_run_mape(nano) == pytest.approx(0.2)
     registry = client.get(pages["registry"]).content.decode()
     assert "2027-01-14" in registry and "fine-tuned from gpt-4o-2024-08-06, which stops serving on 2027-01-14" in registry
+
+    # Promoting a model that dies on the same day says so on the confirmation page; the candidate's does not.
+    mini = EvalRun.objects.get(model_name="gpt-4o-mini-2024-07-18")
+    promote = client.get(reverse("admin:finetune_evalrun_promote", args=[mini.pk])).content.decode()
+    assert "⚠ gpt-4o-mini-2024-07-18: no new fine-tuning jobs after 2027-01-06 (in 17 days); " \
+           "stops serving on 2027-01-14 (in 25 days)" in promote
+    promote = client.get(reverse("admin:finetune_evalrun_promote", args=[nano.pk])).content.decode()
+    assert "stops serving" not in promote
 
     # A reviewer sees the same box (read access to the registry), without the link to change the fallback.
     reviewer = make_user("Reviewer")
