@@ -3,8 +3,10 @@ refused; the admin index and the registry warn about an active model that shuts 
 import base64
 import datetime
 import json
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 
 from finetune.metrics import pct
@@ -101,6 +103,9 @@ def test_past_the_shutdown_date_the_fallback_answers_and_the_reason_is_recorded(
     client.force_login(manager)
     page = client.get(reverse("admin:finetune_estimate_change", args=[after.pk])).content.decode()
     assert "Fallback model" in page and "stopped serving on 2027-01-14" in page
+    out = StringIO()
+    call_command("estimate", "GONE-1", "--task", task.slug, "--user", manager.username, stdout=out)
+    assert f"by {FALLBACK}" in out.getvalue() and "answered by the task's fallback model: The active model" in out.getvalue()
 
 
 def test_past_the_shutdown_date_without_a_fallback_is_a_clear_error(client, manager, models, standin, settings):
