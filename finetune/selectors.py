@@ -5,7 +5,13 @@ so they can never disagree about where a model came from.
 """
 from __future__ import annotations
 
-from finetune.models import EvalRun, ModelKind, RunCheckpoint, TrainingRun
+import datetime
+
+from django.conf import settings
+
+from curation.models import Task
+from curation.services.base_models import Lifecycle, lifecycle_today, model_lifecycle
+from finetune.models import EvalRun, ModelKind, ModelVersion, RunCheckpoint, TaskFallback, TrainingRun
 
 
 def training_run_hyperparameters(run: TrainingRun) -> dict:
@@ -85,3 +91,75 @@ def lineage_lines(lineage: dict) -> list[tuple[str, str]]:
     evaluated = lineage["evaluated_on"]
     rows.append(("Evaluated on", f"{evaluated['name']} (hash {evaluated['content_hash']}), split {evaluated['split']}"))
     return rows
+
+
+# --- lifecycle of served models (curation's one rule, applied to the registry) -----------------
+
+def _made_from(model_kind: str, training_run: TrainingRun | None) -> str:
+    # A training run knows its base better than a name does (an Azure deployment may be called anything);
+    # a base model evaluated beside a run was not made by it.
+    if training_run is None or model_kind == ModelKind.BASE:
+        return ""
+    return training_run.base_model.name
+
+
+def model_version_lifecycle(version: ModelVersion) -> Lifecycle:
+    """A registry version's dates: a fine-tuned model or checkpoint inherits its base's shutdown date."""
+    return model_lifecycle(model_name=version.model_name, base_name=_made_from(version.kind, version.training_run))
+
+
+def eval_run_lifecycle(eval_run: EvalRun) -> Lifecycle:
+    return model_lifecycle(model_name=eval_run.model_name, base_name=_made_from(eval_run.model_kind, eval_run.training_run))
+
+
+def eval_run_mape(eval_run: EvalRun) -> float | None:
+    """MAPE of the task's deciding numeric field (the one promotion decides on), or None."""
+    from finetune.services.promotion import primary_numeric_path  # promotion imports this module
+
+    path = primary_numeric_path(eval_run.task)
+    block = ((eval_run.metrics or {}).get("numeric") or {}).get(path) if path else None
+    return ((block or {}).get("mape") or {}).get("value")
+
+
+def replacement_candidates(*, task: Task, lifecycle: Lifecycle) -> list[dict]:
+    """Models already evaluated on the task (done eval runs, latest per model) that serve longer than
+    `lifecycle`'s model (a later shutdown date or none), best MAPE first."""
+    runs = (EvalRun.objects.filter(task=task, status=EvalRun.Status.DONE).exclude(model_name=lifecycle.model_name)
+            .select_related("task", "training_run__base_model", "dataset_version__dataset").order_by("-finished_at", "-pk"))
+    candidates, seen = [], set()
+    for run in runs:
+        if run.model_name in seen:
+            continue
+        seen.add(run.model_name)
+        own = eval_run_lifecycle(run)
+        if not own.shuts_down_after(lifecycle):
+            continue
+        candidates.append({"eval_run": run, "model_name": run.model_name, "provider": run.provider,
+                           "mape": eval_run_mape(run), "shutdown_date": own.shutdown_date,
+                           "dataset_version": run.dataset_version, "split": run.split})
+    return sorted(candidates, key=lambda c: (c["mape"] is None, c["mape"] or 0.0))
+
+
+def registry_shutdown_warnings(*, today: datetime.date | None = None) -> list[dict]:
+    """Tasks whose active model stops serving within `MODEL_LIFECYCLE_WARNING_DAYS` (or already has): the date,
+    the replacement candidates already evaluated and the task's fallback. The admin index and the registry page
+    both show this list (one include), so they never disagree."""
+    today = today or lifecycle_today()
+    warnings = []
+    active = ModelVersion.objects.filter(is_active=True).select_related("task", "training_run__base_model").order_by("task__slug")
+    for version in active:
+        lifecycle = model_version_lifecycle(version)
+        days = lifecycle.days_to_shutdown(today)
+        if days is None or days > settings.MODEL_LIFECYCLE_WARNING_DAYS:
+            continue
+        fallback = TaskFallback.objects.filter(task=version.task).first()
+        fallback_lifecycle = model_lifecycle(model_name=fallback.model_name) if fallback else None
+        warnings.append({
+            "task": version.task, "version": version, "lifecycle": lifecycle, "days": days,
+            "shut_down": lifecycle.is_shut_down(today), "candidates": replacement_candidates(task=version.task, lifecycle=lifecycle),
+            "fallback": fallback,
+            # A fallback that stops serving when the active model does (e.g. the base it was fine-tuned from) is none.
+            "fallback_shutdown_date": (fallback_lifecycle.shutdown_date if fallback_lifecycle
+                                       and not fallback_lifecycle.shuts_down_after(lifecycle) else None),
+        })
+    return warnings

@@ -275,5 +275,8 @@ OPENAI_RETRY_AFTER_MAX_SECONDS = env.float("OPENAI_RETRY_AFTER_MAX_SECONDS", def
 RUN_LOOKUP_MAX_JOBS = env.int("RUN_LOOKUP_MAX_JOBS", default=1000)
 # A worker's claim on a run with no job id is presumed dead after this long (longer than the openai queue's timeout).
 RUN_CLAIM_STALE_SECONDS = env.int("RUN_CLAIM_STALE_SECONDS", default=RQ_QUEUES["openai"]["DEFAULT_TIMEOUT"] + 300)
-# The base-model warning on the launch page starts this many days before a jobs-end or shutdown date.
-RUN_MODEL_DATE_WARNING_DAYS = env.int("RUN_MODEL_DATE_WARNING_DAYS", default=90)
+# Model lifecycle (curation/services/base_models.py): every page warns this many days before a jobs-end or
+# shutdown date (base-model list, launch page, the registry and the admin index for a task's active model).
+MODEL_LIFECYCLE_WARNING_DAYS = env.int("MODEL_LIFECYCLE_WARNING_DAYS", default=60)
+# Freeze "today" for every lifecycle check ("YYYY-MM-DD"): demos of what happens after a shutdown, tests.
+GESTIMA_TODAY = env.str("GESTIMA_TODAY", default="") or None

@@ -55,6 +55,12 @@ MANAGER_EXTRA_PERMISSIONS = [
     ("finetune", "add_estimate"),
 ]
 
+# Permissions of models added after the roles migration (0002_roles uses the lists above; the migration that
+# adds the model grants these): continuity, a task's fallback model answers when its active model is gone.
+REVIEWER_LATER_PERMISSIONS = [("finetune", "view_taskfallback")]
+MANAGER_LATER_PERMISSIONS = [("finetune", "add_taskfallback"), ("finetune", "change_taskfallback"),
+                             ("finetune", "delete_taskfallback")]
+
 
 def _permissions(pairs):
     found = []
@@ -69,6 +75,7 @@ def roles_sync() -> dict[str, Group]:
     """Create or update the groups; permissions that do not exist (yet) are skipped."""
     reviewer, _ = Group.objects.get_or_create(name="Reviewer")
     manager, _ = Group.objects.get_or_create(name="Manager")
-    reviewer.permissions.set(_permissions(REVIEWER_PERMISSIONS))
-    manager.permissions.set(_permissions(REVIEWER_PERMISSIONS + MANAGER_EXTRA_PERMISSIONS))
+    reviewer_all = REVIEWER_PERMISSIONS + REVIEWER_LATER_PERMISSIONS
+    reviewer.permissions.set(_permissions(reviewer_all))
+    manager.permissions.set(_permissions(reviewer_all + MANAGER_EXTRA_PERMISSIONS + MANAGER_LATER_PERMISSIONS))
     return {"Reviewer": reviewer, "Manager": manager}

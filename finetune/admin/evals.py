@@ -18,12 +18,13 @@ from django.utils.safestring import mark_safe
 
 from curation.models import DatasetVersion, Drawing, Example, Task
 from curation.services.tasks import TargetInvalid
-from finetune.models import Estimate, EvalResult, EvalRun, ModelKind, ModelVersion
+from curation.services.base_models import lifecycle_warning, model_lifecycle
+from finetune.models import Estimate, EvalResult, EvalRun, ModelKind, ModelVersion, TaskFallback
 from finetune.providers.base import ProviderError, available_providers
 from finetune.services.comparison import ComparisonError, eval_runs_compare
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
 from finetune.metrics import metric_rows, pct, pct_with_ci, usd
-from finetune.selectors import eval_run_lineage, lineage_lines
+from finetune.selectors import eval_run_lifecycle, eval_run_lineage, lineage_lines, model_version_lifecycle
 from finetune.services.evals import EvalError, eval_run_create, eval_run_is_stale, eval_run_leak, eval_run_resume
 from finetune.services.promotion import (PromotionRefused, model_version_activate, model_version_promote,
                                          promotion_checks)
@@ -360,6 +361,9 @@ class EvalRunAdmin(admin.ModelAdmin):
         body = [format_html("<p>Promote <b>{}</b> ({}) as the active model of <b>{}</b>? Estimates use it from the next "
                             "request on.</p>", run.model_name, run.get_model_kind_display(), run.task),
                 _table(["Rule", "Result", "Detail"], [(c["name"], "PASS" if c["passed"] else "FAIL", c["message"]) for c in checks])]
+        warning = lifecycle_warning(eval_run_lifecycle(run))
+        if warning:  # promoting a model that stops serving soon only moves the problem
+            body.insert(1, format_html('<p class="errornote lifecycle-warning">⚠ {}: {}</p>', run.model_name, warning))
         if not passed:
             body.append(format_html('<p class="errornote">{}</p>', "The policy fails: promoting needs an override reason, "
                                                                     "which is recorded in the report and the model card."))
@@ -442,14 +446,30 @@ class EvalResultAdmin(admin.ModelAdmin):
 
 
 # --- registry ---------------------------------------------------------------------------------
+def serves_until_html(lifecycle):
+    """A model's shutdown date and the one lifecycle warning (curation's), for the registry and fallback lists."""
+    date = f"{lifecycle.shutdown_date:%Y-%m-%d}" if lifecycle.shutdown_date else "no shutdown date known"
+    warning = lifecycle_warning(lifecycle)
+    return format_html('{} <span class="lifecycle-warning">⚠ {}</span>', date, warning) if warning else date
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["id", "task", "model_name", "kind", "provider", "is_active", "policy_passed", "promoted_by", "promoted_at", "downloads"]
+    list_display = ["id", "task", "model_name", "kind", "provider", "is_active", "serves_until", "policy_passed", "promoted_by",
+                    "promoted_at", "downloads"]
     list_filter = ["task", "is_active", "kind"]
+    list_select_related = ["task", "training_run__base_model", "promoted_by"]
     actions = ["activate_selected"]
-    readonly_fields = ["task", "model_name", "provider", "kind", "training_run", "eval_run", "is_active", "promoted_by",
-                       "promoted_at", "policy_passed", "override_reason", "downloads", "model_card_display", "report_display"]
+    readonly_fields = ["task", "model_name", "provider", "kind", "serves_until", "training_run", "eval_run", "is_active",
+                       "promoted_by", "promoted_at", "policy_passed", "override_reason", "downloads", "model_card_display",
+                       "report_display"]
     exclude = ["report", "model_card", "prompt_text"]
+    # The changelist shows the lifecycle warnings box (the admin index shows the same include).
+    change_list_template = "admin/finetune/modelversion/change_list.html"
+
+    @admin.display(description="serves until")
+    def serves_until(self, obj):
+        return serves_until_html(model_version_lifecycle(obj))
 
     def has_add_permission(self, request):
         return False  # a version is made by promoting an eval run
@@ -506,6 +526,38 @@ class ModelVersionAdmin(admin.ModelAdmin):
         self.message_user(request, f"{version.model_name} is now the active model of {version.task}.")
 
 
+class TaskFallbackForm(forms.ModelForm):
+    provider = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = TaskFallback
+        fields = ["task", "model_name", "provider", "prompt_text", "note"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = [(p, p) for p in available_providers() if p != "dryrun"] or [("openai", "openai")]
+
+
+@admin.register(TaskFallback)
+class TaskFallbackAdmin(admin.ModelAdmin):
+    """A task's fallback model: answers estimates when the active model is gone or its provider keeps failing."""
+
+    form = TaskFallbackForm
+    list_display = ["task", "model_name", "provider", "serves_until", "updated_by", "updated_at"]
+    list_select_related = ["task", "updated_by"]
+    readonly_fields = ["serves_until", "updated_by", "updated_at"]
+
+    @admin.display(description="serves until")
+    def serves_until(self, obj):
+        if obj is None or not obj.model_name:
+            return "—"
+        return serves_until_html(model_lifecycle(model_name=obj.model_name))
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_by = request.user  # who chose it is part of the record
+        super().save_model(request, obj, form, change)
+
+
 # --- estimates --------------------------------------------------------------------------------
 @admin.action(description="Estimate with the task's active model")
 def estimate_drawings(modeladmin, request, queryset, *, task_slug: str = "technology_builder"):
@@ -526,12 +578,13 @@ def estimate_drawings(modeladmin, request, queryset, *, task_slug: str = "techno
 
 @admin.register(Estimate)
 class EstimateAdmin(admin.ModelAdmin):
-    list_display = ["id", "drawing", "task", "model_name", "provider", "summary", "error_kind", "latency_ms", "cost_display",
-                    "corrected", "created_at"]
-    list_filter = ["task", "provider", "error_kind"]
+    list_display = ["id", "drawing", "task", "model_name", "provider", "answered_by", "summary", "error_kind", "latency_ms",
+                    "cost_display", "corrected", "created_at"]
+    list_filter = ["task", "provider", "answered_by", "error_kind"]
     search_fields = ["drawing__part_number", "model_name"]
     list_select_related = ["drawing", "task"]
-    readonly_fields = ["task", "drawing_display", "model_version", "model_name", "provider", "output_display", "raw_output",
+    readonly_fields = ["task", "drawing_display", "model_version", "model_name", "provider", "answered_by", "fallback_reason",
+                       "output_display", "raw_output",
                        "error_kind", "error", "latency_ms", "input_tokens", "output_tokens", "cost_display", "created_by",
                        "created_at", "corrected_target", "corrected_by", "corrected_at", "example", "correct_link"]
     exclude = ["drawing", "output", "cost_usd"]
@@ -595,8 +648,9 @@ class EstimateAdmin(admin.ModelAdmin):
             except EstimateError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
-                level = messages.WARNING if estimate.error else messages.SUCCESS
-                self.message_user(request, f"Estimate {estimate.pk} by {estimate.model_name}"
+                level = messages.WARNING if estimate.error or estimate.fallback_reason else messages.SUCCESS
+                by = f" (the task's fallback: {estimate.fallback_reason})" if estimate.fallback_reason else ""
+                self.message_user(request, f"Estimate {estimate.pk} by {estimate.model_name}{by}"
                                            + (f": {estimate.error}" if estimate.error else "."), level)
                 return HttpResponseRedirect(reverse("admin:finetune_estimate_change", args=[estimate.pk]))
         return _page(request, self, title="Estimate a drawing", form=form, submit="Ask the active model",

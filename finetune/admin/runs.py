@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.utils.safestring import mark_safe
 
 from curation.models import BaseModel
+from curation.services.base_models import base_model_date_warning
 from finetune.models import RunMetric, TrainingRun
 from finetune.providers.base import ProviderError, configured_providers, default_provider_name
 from finetune.services import runs as run_services
@@ -32,7 +33,7 @@ def base_model_label(model: BaseModel) -> str:
     if model.shutdown_date:
         parts.append(f"shutdown {model.shutdown_date:%Y-%m-%d}")
     label = " · ".join(parts)
-    return f"⚠ {label}" if run_services.base_model_warning(model) else label
+    return f"⚠ {label}" if base_model_date_warning(model) else label
 
 
 class BaseModelChoiceField(forms.ModelChoiceField):
@@ -225,7 +226,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "refusals": refusals,
             "problems": [p for p in run_services.training_run_launch_problems(run=run) if p not in refusals],
             "duplicates": run_services.training_run_duplicates(run=run),
-            "model_warning": run_services.base_model_warning(run.base_model),
+            "model_warning": base_model_date_warning(run.base_model),
             "dry_run": run.provider == "dryrun",
         }
         return TemplateResponse(request, "admin/finetune/trainingrun/launch_confirm.html", context)
@@ -339,7 +340,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "can_evaluate": (self.has_run_eval_permission(request) and run.status == TrainingRun.Status.SUCCEEDED
                              and bool(run.fine_tuned_model)),
             "eval_runs": list(run.eval_runs.order_by("pk")),
-            "model_warning": run_services.base_model_warning(run.base_model),
+            "model_warning": base_model_date_warning(run.base_model),
             **live_context(state=self._live(run), url=reverse("admin:finetune_trainingrun_live", args=[run.pk])),
             **(extra_context or {}),
         }

@@ -3,7 +3,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-__all__ = ["ModelKind", "EvalRun", "EvalResult", "ModelVersion", "Estimate"]
+__all__ = ["ModelKind", "EvalRun", "EvalResult", "ModelVersion", "TaskFallback", "Estimate"]
 
 
 class ModelKind(models.TextChoices):
@@ -133,14 +133,41 @@ class ModelVersion(models.Model):
         return f"{self.task.slug}: {self.model_name}{' (active)' if self.is_active else ''}"
 
 
+class TaskFallback(models.Model):
+    """The model that answers a task's estimates when its active model is gone (past its shutdown date) or its
+    provider keeps failing. Kept here, beside the registry: curation does not know about models that serve."""
+
+    task = models.OneToOneField("curation.Task", on_delete=models.CASCADE, related_name="fallback_model")
+    model_name = models.CharField(max_length=200, help_text="As the provider names it: a base model, ft:BASE:..., "
+                                  "an Azure deployment, a Together model.")
+    provider = models.CharField(max_length=20, default="openai")
+    prompt_text = models.TextField(blank=True, help_text="The system prompt sent to it (empty: the task's full prompt "
+                                   "for a base model, its compact prompt for a fine-tuned one).")
+    note = models.TextField(blank=True, help_text="Why this model (e.g. the eval run that justified it).")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "task fallback model"
+
+    def __str__(self):
+        return f"{self.task.slug}: fallback {self.model_name} ({self.provider})"
+
+
 class Estimate(models.Model):
-    """The active model's answer for a drawing, and an expert's correction of it."""
+    """The active model's answer for a drawing (or the task's fallback's, with the reason), and an expert's correction."""
+
+    class AnsweredBy(models.TextChoices):
+        ACTIVE = "active", "Active model"
+        FALLBACK = "fallback", "Fallback model"
 
     task = models.ForeignKey("curation.Task", on_delete=models.PROTECT, related_name="estimates")
     drawing = models.ForeignKey("curation.Drawing", on_delete=models.CASCADE, related_name="estimates")
     model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="estimates")
     model_name = models.CharField(max_length=200)
     provider = models.CharField(max_length=20, help_text="Provider tag: openai (base model), openai_ft (fine-tuned), ...")
+    answered_by = models.CharField(max_length=10, choices=AnsweredBy.choices, default=AnsweredBy.ACTIVE)
+    fallback_reason = models.TextField(blank=True, help_text="Why the fallback model answered instead of the active one.")
     output = models.JSONField(null=True, blank=True)
     raw_output = models.TextField(blank=True)
     latency_ms = models.PositiveIntegerField(default=0)

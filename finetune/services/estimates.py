@@ -1,8 +1,13 @@
 """Estimates for new drawings by the task's active model, and expert corrections that become pending examples.
 
 An estimate is one synchronous chat call (a person or a client waits for it): no queue, the provider's
-timeout bounds it. When the model gives no answer (provider error, unreadable page image) nothing is stored
+timeout bounds it. When no model gives an answer (provider error, unreadable page image) nothing is stored
 and EstimateFailed says why; an answer that breaks the schema is stored with its error kind.
+
+Continuity: when the active model is gone (past its shutdown date, curation's one lifecycle rule) or its
+provider keeps failing after the SDK's own retries, the task's fallback model (TaskFallback) answers and the
+estimate records why (`answered_by`, `fallback_reason`). No active model and no usable fallback is an
+EstimateError that says what to do, never a silent failure.
 """
 from __future__ import annotations
 
@@ -15,11 +20,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from curation.models import Drawing, Example, Task
+from curation.services.base_models import lifecycle_today, model_lifecycle
 from curation.services.tasks import TargetInvalid, is_text_task, target_validate
-from finetune.models import Estimate
+from finetune.models import Estimate, ModelKind, TaskFallback
 from finetune.providers.base import ProviderError, get_provider
-from finetune.services.evals import answer_check, api_messages, call_cost, model_prices
+from finetune.selectors import model_version_lifecycle
+from finetune.services.evals import answer_check, api_messages, call_cost, eval_prompt, model_prices
 from finetune.services.promotion import model_version_active, provider_tag
+
+FALLBACK_HELP = "promote a replacement or set the task's fallback model (see \"When OpenAI fine-tuning ends\" in the README)"
 
 
 class EstimateError(Exception):
@@ -53,38 +62,105 @@ def estimate_messages(*, task: Task, drawing: Drawing, prompt_text: str) -> list
     return [{"role": "system", "content": prompt_text}, {"role": "user", "content": content}]
 
 
-def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
-    """Ask the task's active model (read now: a promotion takes effect on the next call) about a drawing."""
-    if user is not None and not user.has_perm("finetune.add_estimate"):
-        raise PermissionDenied("You may not ask for estimates.")
-    version = model_version_active(task=task)
-    if version is None:
-        raise EstimateError(f"Task {task.slug} has no active model: promote an evaluated model first.")
-    if task.uses_images and (drawing.status != Drawing.Status.RENDERED or not drawing.pages.exists()):
-        raise DrawingNotReady(f"Drawing {drawing} is {drawing.status}, not rendered yet: try again when its pages exist.")
-    prompt_text = version.prompt_text or task.compact_prompt or task.system_prompt
-    estimate = Estimate(task=task, drawing=drawing, model_version=version, model_name=version.model_name,
-                        provider=provider_tag(provider=version.provider, kind=version.kind),
-                        created_by=user if (user is not None and user.is_authenticated) else None)
+def _fallback_kind(model_name: str) -> str:
+    lifecycle = model_lifecycle(model_name=model_name)
+    if lifecycle.checkpoint:
+        return ModelKind.CHECKPOINT
+    return ModelKind.FINE_TUNED if lifecycle.derived else ModelKind.BASE
+
+
+def _falls_back_on(error: ProviderError) -> bool:
+    """A failure another model may not share: transient ones still failing after the SDK's retries (5xx,
+    timeouts, rate limits), a model or deployment that is gone (404), an account refused (401/403). A 400 is
+    about our request (an image, the prompt): the fallback would be sent the same and fail the same way."""
+    return error.retryable or getattr(error, "http_status", None) in (401, 403, 404) or error.code == "model_not_found"
+
+
+def _ask(estimate: Estimate, *, task: Task, drawing: Drawing, model_name: str, provider: str,
+         prompt_text: str) -> ProviderError | None:
+    """One chat call; its answer, usage and cost (or error) go on `estimate`. Returns the provider's error."""
+    estimate.model_name = model_name
+    estimate.output, estimate.raw_output, estimate.error_kind, estimate.error = None, "", "", ""
     try:
         messages = api_messages(estimate_messages(task=task, drawing=drawing, prompt_text=prompt_text))
-        outcome = get_provider(version.provider).chat(
-            model=version.model_name, messages=messages, json_output=not is_text_task(task), temperature=0.0,
+        outcome = get_provider(provider).chat(
+            model=model_name, messages=messages, json_output=not is_text_task(task), temperature=0.0,
             timeout=float(getattr(settings, "EVAL_TIMEOUT_SECONDS", 120)))
     except ProviderError as exc:
-        raise EstimateFailed(f"The model {version.model_name} did not answer: {exc.code}: {exc.message}",
-                             kind="api_error") from exc
+        estimate.error_kind, estimate.error = "api_error", f"{exc.code}: {exc.message}"
+        return exc
     except Exception as exc:  # a page image that cannot be read
-        raise EstimateFailed(f"The request could not be made: {type(exc).__name__}: {exc}", kind="input_error") from exc
+        estimate.error_kind, estimate.error = "input_error", f"{type(exc).__name__}: {exc}"
+        return None
+    kind, parsed, message = answer_check(task=task, text=outcome.text, refusal=outcome.refusal)
+    estimate.output = parsed
+    estimate.raw_output = outcome.text or outcome.refusal
+    estimate.error_kind, estimate.error = kind, message
+    estimate.latency_ms = outcome.latency_ms
+    estimate.input_tokens, estimate.output_tokens = outcome.input_tokens, outcome.output_tokens
+    estimate.cost_usd = call_cost(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
+                                  prices=model_prices(model_name))
+    return None
+
+
+def _ask_fallback(estimate: Estimate, *, task: Task, drawing: Drawing, fallback: TaskFallback, reason: str) -> None:
+    kind = _fallback_kind(fallback.model_name)
+    estimate.answered_by, estimate.fallback_reason = Estimate.AnsweredBy.FALLBACK, reason
+    estimate.provider = provider_tag(provider=fallback.provider, kind=kind)
+    _ask(estimate, task=task, drawing=drawing, model_name=fallback.model_name, provider=fallback.provider,
+         prompt_text=fallback.prompt_text or eval_prompt(task=task, model_kind=kind)[1])
+
+
+def _usable_fallback(task: Task, *, reason: str, today) -> TaskFallback:
+    """The task's fallback, or an EstimateError saying why the estimate cannot be answered at all."""
+    fallback = TaskFallback.objects.filter(task=task).first()
+    if fallback is None:
+        raise EstimateError(f"{reason} Task {task.slug} has no fallback model: {FALLBACK_HELP}.")
+    lifecycle = model_lifecycle(model_name=fallback.model_name)
+    if lifecycle.is_shut_down(today):
+        raise EstimateError(f"{reason} The fallback model {fallback.model_name} stopped serving on "
+                            f"{lifecycle.shutdown_date:%Y-%m-%d} too: {FALLBACK_HELP}.")
+    return fallback
+
+
+def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
+    """Ask the task's active model (read now: a promotion takes effect on the next call) about a drawing;
+    the task's fallback model answers when the active model is gone or its provider keeps failing."""
+    if user is not None and not user.has_perm("finetune.add_estimate"):
+        raise PermissionDenied("You may not ask for estimates.")
+    if task.uses_images and (drawing.status != Drawing.Status.RENDERED or not drawing.pages.exists()):
+        raise DrawingNotReady(f"Drawing {drawing} is {drawing.status}, not rendered yet: try again when its pages exist.")
+    today = lifecycle_today()
+    version = model_version_active(task=task)
+    gone = ""
+    if version is None:
+        gone = f"Task {task.slug} has no active model."
+        if not TaskFallback.objects.filter(task=task).exists():
+            raise EstimateError(f"Task {task.slug} has no active model: promote an evaluated model first "
+                                "(or set the task's fallback model).")
     else:
-        kind, parsed, message = answer_check(task=task, text=outcome.text, refusal=outcome.refusal)
-        estimate.output = parsed
-        estimate.raw_output = outcome.text or outcome.refusal
-        estimate.error_kind, estimate.error = kind, message
-        estimate.latency_ms = outcome.latency_ms
-        estimate.input_tokens, estimate.output_tokens = outcome.input_tokens, outcome.output_tokens
-        estimate.cost_usd = call_cost(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
-                                      prices=model_prices(version.model_name))
+        lifecycle = model_version_lifecycle(version)
+        if lifecycle.is_shut_down(today):
+            inherited = f" (the shutdown date of its base {lifecycle.base_name})" if lifecycle.derived else ""
+            gone = (f"The active model {version.model_name} stopped serving on {lifecycle.shutdown_date:%Y-%m-%d}"
+                    f"{inherited}.")
+    estimate = Estimate(task=task, drawing=drawing, model_version=version,
+                        created_by=user if (user is not None and user.is_authenticated) else None)
+    if gone:
+        fallback = _usable_fallback(task, reason=gone, today=today)
+        _ask_fallback(estimate, task=task, drawing=drawing, fallback=fallback, reason=gone)
+    else:
+        estimate.provider = provider_tag(provider=version.provider, kind=version.kind)
+        error = _ask(estimate, task=task, drawing=drawing, model_name=version.model_name, provider=version.provider,
+                     prompt_text=version.prompt_text or task.compact_prompt or task.system_prompt)
+        fallback = TaskFallback.objects.filter(task=task).first() if error is not None and _falls_back_on(error) else None
+        if fallback is not None and not model_lifecycle(model_name=fallback.model_name).is_shut_down(today):
+            _ask_fallback(estimate, task=task, drawing=drawing, fallback=fallback,
+                          reason=f"The active model {version.model_name} failed after the provider's retries: {estimate.error}")
+    if estimate.error_kind == "api_error":  # no model answered: nothing to keep
+        raise EstimateFailed(f"The model {estimate.model_name} did not answer: {estimate.error}", kind="api_error")
+    if estimate.error_kind == "input_error":
+        raise EstimateFailed(f"The request could not be made: {estimate.error}", kind="input_error")
     estimate.save()
     return estimate
 

@@ -27,6 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from curation.models import BaseModel, DatasetMember, DatasetVersion
+from curation.services.base_models import base_model_lifecycle, lifecycle_today
 from curation.services.datasets import TrainingCost, dataset_version_training_cost
 from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun, UploadedFile
 from finetune.providers.base import ProviderError, default_provider_name, get_provider
@@ -138,29 +139,20 @@ def training_run_estimate(*, run: TrainingRun) -> tuple[int, Decimal | None]:
     return cost.billed_tokens, cost.usd
 
 
-def base_model_warning(base_model: BaseModel, *, today: datetime.date | None = None) -> str:
-    """'' or a warning: no new jobs after / stops serving on a date that is near or past."""
-    today = today or timezone.localdate()
-    notes = []
-    for label, date in (("no new fine-tuning jobs after", base_model.jobs_end_date),
-                        ("the model stops serving on", base_model.shutdown_date)):
-        if date is None:
-            continue
-        days = (date - today).days
-        if days < 0:
-            notes.append(f"{label} {date:%Y-%m-%d} (past)")
-        elif days <= settings.RUN_MODEL_DATE_WARNING_DAYS:
-            notes.append(f"{label} {date:%Y-%m-%d} (in {days} days)")
-    return "; ".join(notes)
-
-
 def training_run_launch_refusals(*, run: TrainingRun) -> list[str]:
     """Why a launch is refused whatever the override: the provider would reject the job anyway."""
+    refusals = []
     problem = training_run_cost(run=run).problem
     if problem:
-        return [f"{run.base_model.name}: {problem}, and {run.dataset_version} has images; choose a base model "
-                "that does (see the dataset page's cost table)"]
-    return []
+        refusals.append(f"{run.base_model.name}: {problem}, and {run.dataset_version} has images; choose a base model "
+                        "that does (see the dataset page's cost table)")
+    lifecycle = base_model_lifecycle(run.base_model)
+    if lifecycle.jobs_ended() and run.provider != "dryrun":
+        refusals.append(f"{run.base_model.name} accepts no new fine-tuning jobs after {lifecycle.jobs_end_date:%Y-%m-%d} "
+                        f"(its jobs-end date; today is {lifecycle_today():%Y-%m-%d}): the {run.provider} provider would "
+                        "refuse the job; choose another base model or provider (see \"When OpenAI fine-tuning ends\" "
+                        "in the README)")
+    return refusals
 
 
 def training_run_over_budget(*, run: TrainingRun, cost: TrainingCost | None = None) -> bool:
@@ -182,9 +174,6 @@ def training_run_launch_problems(*, run: TrainingRun) -> list[str]:
     if run.budget_usd is not None and run.estimated_cost_usd is None:
         problems.append(f"the training price of {run.base_model.name} is not known, so the budget "
                         f"${run.budget_usd:.2f} cannot be checked (enter the price in Base models)")
-    jobs_end = run.base_model.jobs_end_date
-    if jobs_end and jobs_end < timezone.localdate() and run.provider != "dryrun":
-        problems.append(f"{run.base_model.name} accepts no new fine-tuning jobs since {jobs_end:%Y-%m-%d}")
     return problems
 
 

@@ -197,7 +197,7 @@ def test_base_model_seed_is_idempotent_and_keeps_admin_edits():
     base_models_seed()
     BaseModel.objects.filter(name="gpt-4.1-2025-04-14").update(training_price_per_1m=Decimal("30"))
     base_models_seed()
-    assert BaseModel.objects.count() == 5 + 6  # OpenAI's and Together's
+    assert BaseModel.objects.count() == 6 + 6  # OpenAI's and Together's
     assert BaseModel.objects.filter(provider="together", training_price_per_1m__isnull=True).count() == 6
     assert BaseModel.objects.get(name="gpt-4.1-2025-04-14").training_price_per_1m == Decimal("30")
     assert BaseModel.objects.get(name="gpt-4.1-nano-2025-04-14").training_price_per_1m == Decimal("1.50")
@@ -374,11 +374,10 @@ def test_build_seeds_base_models_when_there_are_none():
     approved_examples(10)
     version = dataset_build(dataset=make_dataset(validation_fraction=0))
     assert {"gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14", "gpt-4.1-nano-2025-04-14", "gpt-4o-2024-08-06",
-            "gpt-4o-mini-2024-07-18", "Qwen/Qwen3-VL-8B-Instruct"} <= set(version.cost_estimates)
+            "gpt-4o-2024-11-20", "gpt-4o-mini-2024-07-18", "Qwen/Qwen3-VL-8B-Instruct"} <= set(version.cost_estimates)
     # Together publishes no training price: its cost is unknown, never $0.
     assert version.cost_estimates["Qwen/Qwen3-VL-8B-Instruct"]["usd"] is None
     assert version.cost_estimates["gpt-4o-2024-08-06"]["usd"] not in (None, "0.00")
-
 
 
 def test_examples_a_provider_refused_are_flagged_audited_and_left_out_of_the_next_build(client, roles):

@@ -1,4 +1,5 @@
 """Shared printing of a dataset version for the dataset commands (gates, problems, tokens, cost)."""
+from curation.services.base_models import base_model_date_warning
 from curation.services.datasets import dataset_version_training_costs
 
 
@@ -24,6 +25,8 @@ def write_version_report(command, version) -> None:
         dates = ", ".join(f"{label} {date:%Y-%m-%d}" for label, date in (("jobs end date", model.jobs_end_date),
                                                                           ("shutdown date", model.shutdown_date)) if date)
         note = f" — {cost.problem}" if cost.problem else ""
+        warning = base_model_date_warning(model)
+        note += f" — ⚠ {warning}" if warning else ""
         usd = f"${cost.usd}" if cost.usd is not None else "unknown (no published price)"
         out.write(f"  cost {model.name}: {usd} ({cost.train_tokens:,} tokens × {cost.epochs} epochs"
                   f"{', ' + dates if dates else ''}){note}")

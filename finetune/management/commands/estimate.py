@@ -32,6 +32,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc))
         self.stdout.write(f"estimate {estimate.pk} by {estimate.model_name} ({estimate.provider}), "
                           f"{estimate.latency_ms} ms, cost {usd(estimate.cost_usd)}")
+        if estimate.fallback_reason:
+            self.stdout.write(f"answered by the task's fallback model: {estimate.fallback_reason}")
         if estimate.error:
             raise CommandError(f"{estimate.error_kind}: {estimate.error}")
         self.stdout.write(json.dumps(estimate.output, indent=2, ensure_ascii=False))
