@@ -159,6 +159,21 @@ OPENAI_ORGANIZATION = env("OPENAI_ORG_ID", default="")
 AZURE_OPENAI_ENDPOINT = env("AZURE_OPENAI_ENDPOINT", default="")
 AZURE_OPENAI_API_KEY = env("AZURE_OPENAI_API_KEY", default="")
 AZURE_OPENAI_API_VERSION = env("AZURE_OPENAI_API_VERSION", default="2025-04-01-preview")
+# Azure serves a fine-tuned model only through a deployment. With these set, a succeeded run's deployment is
+# created through Azure's management API (ARM); without them, record the name of one made in the portal.
+# AZURE_MANAGEMENT_TOKEN is a bearer token (e.g. `az account get-access-token`), read from the environment.
+AZURE_SUBSCRIPTION_ID = env("AZURE_SUBSCRIPTION_ID", default="")
+AZURE_RESOURCE_GROUP = env("AZURE_RESOURCE_GROUP", default="")
+AZURE_OPENAI_ACCOUNT = env("AZURE_OPENAI_ACCOUNT", default="")
+AZURE_MANAGEMENT_TOKEN = env("AZURE_MANAGEMENT_TOKEN", default="")
+AZURE_MANAGEMENT_URL = env("AZURE_MANAGEMENT_URL", default="https://management.azure.com")
+AZURE_MANAGEMENT_API_VERSION = env("AZURE_MANAGEMENT_API_VERSION", default="2024-10-01")
+# Hosting price of one fine-tuned deployment per hour in USD (Azure bills it while it exists, used or not).
+# Empty: shown as "unknown", never $0.
+AZURE_DEPLOYMENT_HOURLY_USD = env("AZURE_DEPLOYMENT_HOURLY_USD", default="")
+# How long the deploy job waits for provisioningState Succeeded, polling every AZURE_DEPLOYMENT_POLL_SECONDS.
+AZURE_DEPLOYMENT_WAIT_SECONDS = env.int("AZURE_DEPLOYMENT_WAIT_SECONDS", default=1800)
+AZURE_DEPLOYMENT_POLL_SECONDS = env.float("AZURE_DEPLOYMENT_POLL_SECONDS", default=15.0)
 OPENAI_UPLOAD_PART_THRESHOLD = env.int("OPENAI_UPLOAD_PART_THRESHOLD", default=512 * 1024 * 1024)
 OPENAI_UPLOAD_PART_SIZE = env.int("OPENAI_UPLOAD_PART_SIZE", default=64 * 1024 * 1024)
 RUN_SYNC_INTERVAL_SECONDS = env.int("RUN_SYNC_INTERVAL_SECONDS", default=60)
@@ -204,3 +219,7 @@ RUN_LOOKUP_MAX_JOBS = env.int("RUN_LOOKUP_MAX_JOBS", default=1000)
 RUN_CLAIM_STALE_SECONDS = env.int("RUN_CLAIM_STALE_SECONDS", default=RQ_QUEUES["openai"]["DEFAULT_TIMEOUT"] + 300)
 # The base-model warning on the launch page starts this many days before a jobs-end or shutdown date.
 RUN_MODEL_DATE_WARNING_DAYS = env.int("RUN_MODEL_DATE_WARNING_DAYS", default=90)
+# Before creating a job the start waits for the provider to import the uploaded files (Azure imports them in
+# the background and refuses a job naming a file not yet processed). Bounded: below the openai queue's timeout.
+RUN_FILE_IMPORT_TIMEOUT_SECONDS = env.int("RUN_FILE_IMPORT_TIMEOUT_SECONDS", default=900)
+RUN_FILE_IMPORT_POLL_SECONDS = env.float("RUN_FILE_IMPORT_POLL_SECONDS", default=5.0)

@@ -114,11 +114,14 @@ class EvaluateForm(forms.Form):
     split = forms.ChoiceField(choices=[("validation", "validation"), ("train", "train")], initial="validation")
     model_name = forms.CharField(max_length=200, help_text="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id")
     model_kind = forms.ChoiceField(choices=ModelKind.choices, help_text="Fine-tuned models get the compact prompt, base models the full one.")
-    provider = forms.ChoiceField(choices=())
+    provider = forms.ChoiceField(choices=(), required=False,
+                                 help_text="Empty: the provider that serves the model (its training run's, else the "
+                                           "configured one).")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["provider"].choices = [(p, p) for p in available_providers() if p != "dryrun"] or [("openai", "openai")]
+        self.fields["provider"].choices = [("", "follows the model")] + [
+            (p, p) for p in available_providers() if p != "dryrun"]
 
 
 class PromoteForm(forms.Form):
@@ -151,13 +154,13 @@ class EvalRunAdmin(admin.ModelAdmin):
     search_fields = ["model_name"]
     list_select_related = ["dataset_version__dataset", "training_run__base_model"]
     actions = ["compare_selected", "resume_selected", "promote_selected"]
-    readonly_fields = ["task", "model_name", "model_kind", "provider", "dataset_version", "split", "training_run",
+    readonly_fields = ["task", "model_name", "model_kind", "provider", "deployment_name", "dataset_version", "split", "training_run",
                        "prompt_kind", "prompt_text", "status", "progress_display", "concurrency", "cost_display",
                        "input_tokens", "output_tokens", "error", "attempts", "rq_job_id", "created_by", "created_at",
                        "started_at", "heartbeat_at", "finished_at", "metrics_display", "worst_display", "results_link",
                        "leak_display", "lineage_display"]
     fieldsets = [
-        (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "training_run", "dataset_version",
+        (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "deployment_name", "training_run", "dataset_version",
                            "split", "status", "progress_display", "error", "results_link"]}),
         ("Lineage", {"fields": ["lineage_display"]}),
         ("Metrics", {"fields": ["metrics_display"]}),

@@ -39,6 +39,9 @@ class Provider:
 
     name = "base"
     calls_api = True
+    # True where a fine-tuned model answers only through a named deployment (Azure): evals and estimates then
+    # call the deployment name, not the model id.
+    needs_deployment = False
 
     def account(self) -> str:
         """A fingerprint of the account files and jobs live in ('' for a provider that keeps nothing)."""
@@ -63,7 +66,8 @@ def available_providers() -> list[str]:
 
 
 def default_provider_name() -> str:
-    """OpenAI when a key is configured, dry-run otherwise."""
+    """The configured provider: openai when OPENAI_API_KEY is set, else azure when its endpoint and key are
+    set, else dryrun. (Which provider serves a given model: finetune.selectors.provider_for_model.)"""
     from django.conf import settings
 
     if settings.OPENAI_API_KEY:

@@ -59,8 +59,9 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
                         created_by=user if (user is not None and user.is_authenticated) else None)
     try:
         messages = api_messages(estimate_messages(task=task, drawing=drawing, prompt_text=prompt_text))
+        # On Azure the model answers only through its deployment (ModelVersion.deployment_name).
         outcome = get_provider(version.provider).chat(
-            model=version.model_name, messages=messages, json_output=not is_text_task(task), temperature=0.0,
+            model=version.served_name, messages=messages, json_output=not is_text_task(task), temperature=0.0,
             timeout=float(getattr(settings, "EVAL_TIMEOUT_SECONDS", 120)))
     except ProviderError as exc:
         estimate.error_kind, estimate.error = "api_error", f"{exc.code}: {exc.message}"

@@ -18,7 +18,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("dataset_version", type=int, help="DatasetVersion id.")
         parser.add_argument("base_model", help="Base model name, e.g. gpt-4o-2024-08-06.")
-        parser.add_argument("--provider", default="", help="openai, azure or dryrun (default: openai with a key, else dryrun).")
+        parser.add_argument("--provider", default="", help="openai, azure or dryrun (default: openai when OPENAI_API_KEY is set, else azure when "
+                                 "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY are set, else dryrun).")
         parser.add_argument("--n-epochs", default="auto")
         parser.add_argument("--batch-size", default="auto")
         parser.add_argument("--learning-rate-multiplier", default="auto")
