@@ -280,3 +280,32 @@ def test_azure_fine_tuned_names_cost_their_bases_fine_tuned_prices(priced_base):
     assert model_prices(f"ft:{BASE}:shop::abc123") == fine_tuned
     assert model_prices(BASE) == (Decimal("0.15"), Decimal("0.60"))
     assert model_prices("someone-elses-deployment") is None  # unknown, never $0
+
+
+def test_on_openai_too_an_eval_run_with_no_answer_fails_and_one_answer_is_enough_to_finish(
+        settings, version, manager, run_worker, django_capture_on_commit_callbacks):
+    from tests.openai_standin.chat import install_chat
+
+    import itertools
+
+    answers = itertools.chain([api_error(404, "The model `gpt-x` does not exist", code="model_not_found")] * 2,
+                              itertools.repeat("{}"))
+    with StandIn() as api:
+        install_chat(api, lambda body: next(answers))
+        settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL = "test-key", api.base_url
+        with django_capture_on_commit_callbacks(execute=True):
+            eval_run = eval_run_create(task=version.dataset.task, model_name="gpt-x", model_kind="base",
+                                       dataset_version=version, user=manager, concurrency=1)
+        run_worker("openai")
+        eval_run.refresh_from_db()
+        assert eval_run.provider == "openai" and eval_run.total == 2
+        assert eval_run.status == EvalRun.Status.FAILED
+        assert "No example was answered: 2 of 2 calls failed with model_not_found" in eval_run.error
+        # Resumed (API errors are asked again): one answer, even a wrong one, and the run finishes.
+        from finetune.services.evals import eval_run_resume
+
+        with django_capture_on_commit_callbacks(execute=True):
+            eval_run_resume(eval_run=eval_run, user=manager)
+        run_worker("openai")
+        eval_run.refresh_from_db()
+        assert eval_run.status == EvalRun.Status.DONE and eval_run.error == ""
