@@ -391,7 +391,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["id", "task", "model_name", "kind", "provider", "is_active", "policy_passed", "promoted_by", "promoted_at", "downloads"]
     list_filter = ["task", "is_active", "kind"]
     actions = ["activate_selected"]
-    readonly_fields = ["task", "model_name", "provider", "kind", "training_run", "eval_run", "is_active", "promoted_by",
+    readonly_fields = ["task", "model_name", "provider", "deployment_name", "kind", "training_run", "eval_run", "is_active", "promoted_by",
                        "promoted_at", "policy_passed", "override_reason", "downloads", "model_card_display", "report_display"]
     exclude = ["report", "model_card", "prompt_text"]
 

@@ -309,3 +309,31 @@ def test_on_openai_too_an_eval_run_with_no_answer_fails_and_one_answer_is_enough
         run_worker("openai")
         eval_run.refresh_from_db()
         assert eval_run.status == EvalRun.Status.DONE and eval_run.error == ""
+
+
+def test_a_promoted_azure_model_serves_estimates_through_its_deployment(azure_api, manager):
+    import json
+
+    from finetune.services.estimates import estimate_create
+    from finetune.services.promotion import model_version_promote
+    from tests.factories import make_drawing, technology_target
+    from tests.finetune.evalkit import MODEL, make_done_eval_run, make_plan_dataset_version, make_priced_base_model
+    from tests.openai_standin.chat import part_number
+
+    make_base_model(MODEL, price="25", fine_tuned_input_price_per_1m=Decimal("3.75"),
+                    fine_tuned_output_price_per_1m=Decimal("15"))
+    make_priced_base_model()
+    azure_model = f"{MODEL}.ft-0123456789abcdef0123456789abcdef"
+    azure_api.azure.add_deployment("shop-plans-v1", azure_model)
+    azure_api.azure.answer = lambda body: json.dumps(technology_target(part_number(body), minutes=20.0))
+    version = make_plan_dataset_version(n_validation=3, n_train=0)
+    eval_run = make_done_eval_run(version, model_name=azure_model, kind="fine_tuned")
+    EvalRun.objects.filter(pk=eval_run.pk).update(provider="azure", deployment_name="shop-plans-v1")
+    promoted = model_version_promote(eval_run=eval_run, user=manager, override_reason="azure estimates test")
+    assert (promoted.provider, promoted.deployment_name) == ("azure", "shop-plans-v1")
+
+    estimate = estimate_create(drawing=make_drawing(part_number="NEW-200"), task=version.dataset.task, user=manager)
+    assert estimate.error == "" and estimate.model_name == azure_model
+    assert estimate.output["operations"][0]["machine_time_min_per_piece"] == 20.0
+    assert azure_api.calls_to("POST", "/openai/deployments/shop-plans-v1/chat/completions")
+    assert estimate.cost_usd == (100 * Decimal("3.75") + 20 * Decimal("15")) / Decimal(1_000_000)
