@@ -39,8 +39,8 @@ def training_run_for_deployment(name: str) -> TrainingRun | None:
 def provider_for_model(model_name: str) -> str:
     """Which provider serves a model name: a fine-tuned model (or checkpoint, or deployment) one of our runs
     made → that run's provider; anything else → the configured default (openai with a key, else azure when
-    configured, else dryrun). Evaluations and launches both ask this, so an Azure-only install never sends
-    a model to OpenAI."""
+    configured, else dryrun; the same default a launch uses). Evaluations ask this, so an Azure-only install
+    never sends a model to OpenAI."""
     from finetune.providers.base import default_provider_name
 
     run, _ = training_run_for_model(model_name)

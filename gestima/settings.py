@@ -151,7 +151,8 @@ RENDER_JPEG_QUALITY = env.int("RENDER_JPEG_QUALITY", default=85)
 RENDER_STUCK_AFTER_SECONDS = env.int("RENDER_STUCK_AFTER_SECONDS", default=900)
 # --- end drawings ---
 
-# OpenAI / Azure OpenAI. Without a key the dry-run provider is used.
+# OpenAI / Azure OpenAI. The default provider: openai with OPENAI_API_KEY, else azure with its endpoint and key,
+# else the dry-run provider.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="") or None
 # The organisation the key acts for (the SDK's own variable name); part of the account uploaded files belong to.
