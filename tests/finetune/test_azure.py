@@ -9,11 +9,10 @@ import openai
 import pytest
 from django.core.management import call_command
 
-from finetune.models import EvalRun, TrainingRun, UploadedFile
-from finetune.providers.base import ProviderError, get_provider
+from finetune.models import EvalRun, TrainingRun
 from finetune.selectors import provider_for_model
 from finetune.services import deployments as deployment_services
-from finetune.services.evals import EvalError, eval_run_create, eval_run_execute, model_prices, training_run_evaluate
+from finetune.services.evals import EvalError, eval_run_create, model_prices, training_run_evaluate
 from finetune.services.runs import training_run_create, training_run_launch, training_run_relaunch, training_run_sync
 from tests.factories import make_base_model
 from tests.openai_standin import StandIn
