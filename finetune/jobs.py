@@ -49,3 +49,10 @@ def eval_runs_reconcile_job() -> list[int]:
     from finetune.services.evals import eval_runs_reconcile
 
     return eval_runs_reconcile()
+
+
+def training_run_deployment_wait_job(run_id: int) -> str:
+    """Wait for an Azure deployment to be provisioned (finetune/services/deployments.py)."""
+    from finetune.services.deployments import training_run_deployment_wait
+
+    return training_run_deployment_wait(run_id=run_id).deployment_state

@@ -35,6 +35,27 @@ def training_run_for_model(model_name: str) -> tuple[TrainingRun | None, RunChec
     return (checkpoint.run, checkpoint) if checkpoint else (None, None)
 
 
+def training_run_for_deployment(name: str) -> TrainingRun | None:
+    """The run whose fine-tuned model is served by the Azure deployment of this name."""
+    if not name:
+        return None
+    return TrainingRun.objects.filter(deployment_name=name).select_related("base_model").order_by("-pk").first()
+
+
+def provider_for_model(model_name: str) -> str:
+    """Which provider serves a model name: a fine-tuned model (or checkpoint, or deployment) one of our runs
+    made → that run's provider; anything else → the configured default (openai with a key, else azure when
+    configured, else dryrun; the same default a launch uses). Evaluations ask this, so an Azure-only install
+    never sends a model to OpenAI."""
+    from finetune.providers.base import default_provider_name
+
+    run, _ = training_run_for_model(model_name)
+    run = run or training_run_for_deployment(model_name)
+    if run is not None and run.provider != "dryrun":
+        return run.provider
+    return default_provider_name()
+
+
 def _version(version) -> dict:
     return {"id": version.pk, "name": str(version), "content_hash": version.content_hash}
 

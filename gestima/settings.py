@@ -220,7 +220,8 @@ RENDER_JPEG_QUALITY = env.int("RENDER_JPEG_QUALITY", default=85)
 RENDER_STUCK_AFTER_SECONDS = env.int("RENDER_STUCK_AFTER_SECONDS", default=900)
 # --- end drawings ---
 
-# OpenAI / Azure OpenAI. Without a key the dry-run provider is used.
+# OpenAI / Azure OpenAI. The default provider: openai with OPENAI_API_KEY, else azure with its endpoint and key,
+# else the dry-run provider.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="") or None
 # The organisation the key acts for (the SDK's own variable name); part of the account uploaded files belong to.
@@ -232,6 +233,21 @@ AZURE_OPENAI_API_VERSION = env("AZURE_OPENAI_API_VERSION", default="2025-04-01-p
 # stand-in or a proxy: the SDK's paths start with /v1, so it is the host without /v1.
 TOGETHER_API_KEY = env("TOGETHER_API_KEY", default="")
 TOGETHER_BASE_URL = env("TOGETHER_BASE_URL", default="") or None
+# Azure serves a fine-tuned model only through a deployment. With these set, a succeeded run's deployment is
+# created through Azure's management API (ARM); without them, record the name of one made in the portal.
+# AZURE_MANAGEMENT_TOKEN is a bearer token (e.g. `az account get-access-token`), read from the environment.
+AZURE_SUBSCRIPTION_ID = env("AZURE_SUBSCRIPTION_ID", default="")
+AZURE_RESOURCE_GROUP = env("AZURE_RESOURCE_GROUP", default="")
+AZURE_OPENAI_ACCOUNT = env("AZURE_OPENAI_ACCOUNT", default="")
+AZURE_MANAGEMENT_TOKEN = env("AZURE_MANAGEMENT_TOKEN", default="")
+AZURE_MANAGEMENT_URL = env("AZURE_MANAGEMENT_URL", default="https://management.azure.com")
+AZURE_MANAGEMENT_API_VERSION = env("AZURE_MANAGEMENT_API_VERSION", default="2024-10-01")
+# Hosting price of one fine-tuned deployment per hour in USD (Azure bills it while it exists, used or not).
+# Empty: shown as "unknown", never $0.
+AZURE_DEPLOYMENT_HOURLY_USD = env("AZURE_DEPLOYMENT_HOURLY_USD", default="")
+# How long the deploy job waits for provisioningState Succeeded, polling every AZURE_DEPLOYMENT_POLL_SECONDS.
+AZURE_DEPLOYMENT_WAIT_SECONDS = env.int("AZURE_DEPLOYMENT_WAIT_SECONDS", default=1800)
+AZURE_DEPLOYMENT_POLL_SECONDS = env.float("AZURE_DEPLOYMENT_POLL_SECONDS", default=15.0)
 OPENAI_UPLOAD_PART_THRESHOLD = env.int("OPENAI_UPLOAD_PART_THRESHOLD", default=512 * 1024 * 1024)
 OPENAI_UPLOAD_PART_SIZE = env.int("OPENAI_UPLOAD_PART_SIZE", default=64 * 1024 * 1024)
 RUN_SYNC_INTERVAL_SECONDS = env.int("RUN_SYNC_INTERVAL_SECONDS", default=60)
@@ -280,3 +296,7 @@ RUN_CLAIM_STALE_SECONDS = env.int("RUN_CLAIM_STALE_SECONDS", default=RQ_QUEUES["
 MODEL_LIFECYCLE_WARNING_DAYS = env.int("MODEL_LIFECYCLE_WARNING_DAYS", default=60)
 # Freeze "today" for every lifecycle check ("YYYY-MM-DD"): demos of what happens after a shutdown, tests.
 GESTIMA_TODAY = env.str("GESTIMA_TODAY", default="") or None
+# Before creating a job the start waits for the provider to import the uploaded files (Azure imports them in
+# the background and refuses a job naming a file not yet processed). Bounded: below the openai queue's timeout.
+RUN_FILE_IMPORT_TIMEOUT_SECONDS = env.int("RUN_FILE_IMPORT_TIMEOUT_SECONDS", default=900)
+RUN_FILE_IMPORT_POLL_SECONDS = env.float("RUN_FILE_IMPORT_POLL_SECONDS", default=5.0)

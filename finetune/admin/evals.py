@@ -116,11 +116,14 @@ class EvaluateForm(forms.Form):
     split = forms.ChoiceField(choices=[("validation", "validation"), ("train", "train")], initial="validation")
     model_name = forms.CharField(max_length=200, help_text="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id")
     model_kind = forms.ChoiceField(choices=ModelKind.choices, help_text="Fine-tuned models get the compact prompt, base models the full one.")
-    provider = forms.ChoiceField(choices=())
+    provider = forms.ChoiceField(choices=(), required=False,
+                                 help_text="Empty: the provider that serves the model (its training run's, else the "
+                                           "configured one).")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["provider"].choices = [(p, p) for p in available_providers() if p != "dryrun"] or [("openai", "openai")]
+        self.fields["provider"].choices = [("", "follows the model")] + [
+            (p, p) for p in available_providers() if p != "dryrun"]
 
 
 class PromoteForm(forms.Form):
@@ -153,14 +156,16 @@ class EvalRunAdmin(admin.ModelAdmin):
     search_fields = ["model_name"]
     list_select_related = ["dataset_version__dataset", "training_run__base_model"]
     actions = ["compare_selected", "resume_selected", "promote_selected"]
-    readonly_fields = ["task", "model_name", "model_kind", "provider", "dataset_version", "split", "training_run",
-                       "prompt_kind", "prompt_text", "status_display", "progress_display", "concurrency", "cost_display",
+    readonly_fields = ["task", "model_name", "model_kind", "provider", "deployment_name", "dataset_version", "split",
+                       "training_run", "prompt_kind", "prompt_text", "status_display", "progress_display", "concurrency",
+                       "cost_display",
                        "input_tokens", "output_tokens", "error", "attempts", "rq_job_id", "created_by", "created_at",
                        "started_at", "heartbeat_at", "finished_at", "metrics_display", "worst_display", "results_link",
                        "leak_display", "lineage_display"]
     fieldsets = [
-        (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "training_run", "dataset_version",
-                           "split", "status_display", "progress_display", "error", "results_link"]}),
+        (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "deployment_name",
+                           "training_run", "dataset_version", "split", "status_display", "progress_display", "error",
+                           "results_link"]}),
         ("Lineage", {"fields": ["lineage_display"]}),
         ("Metrics", {"fields": ["metrics_display"]}),
         ("Worst examples", {"fields": ["worst_display"]}),
@@ -460,9 +465,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_filter = ["task", "is_active", "kind"]
     list_select_related = ["task", "training_run__base_model", "promoted_by"]
     actions = ["activate_selected"]
-    readonly_fields = ["task", "model_name", "provider", "kind", "serves_until", "training_run", "eval_run", "is_active",
-                       "promoted_by", "promoted_at", "policy_passed", "override_reason", "downloads", "model_card_display",
-                       "report_display"]
+    readonly_fields = ["task", "model_name", "provider", "deployment_name", "kind", "serves_until", "training_run",
+                       "eval_run", "is_active", "promoted_by", "promoted_at", "policy_passed", "override_reason",
+                       "downloads", "model_card_display", "report_display"]
     exclude = ["report", "model_card", "prompt_text"]
     # The changelist shows the lifecycle warnings box (the admin index shows the same include).
     change_list_template = "admin/finetune/modelversion/change_list.html"

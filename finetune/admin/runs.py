@@ -17,6 +17,7 @@ from curation.models import BaseModel
 from curation.services.base_models import base_model_date_warning
 from finetune.models import RunMetric, TrainingRun
 from finetune.providers.base import ProviderError, configured_providers, default_provider_name
+from finetune.services import deployments as deployment_services
 from finetune.services import runs as run_services
 from finetune.services.evals import EvalError, training_run_evaluate
 from finetune.services.runs import TrainingRunError
@@ -180,6 +181,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
             path("<path:object_id>/relaunch/", view(self.relaunch_view), name="finetune_trainingrun_relaunch"),
             path("<path:object_id>/evaluate/", view(self.evaluate_view), name="finetune_trainingrun_evaluate"),
             path("<path:object_id>/live.json", view(self.live_view), name="finetune_trainingrun_live"),
+            path("<path:object_id>/deploy/", view(self.deploy_view), name="finetune_trainingrun_deploy"),
+            path("<path:object_id>/record-deployment/", view(self.record_deployment_view),
+                 name="finetune_trainingrun_record_deployment"),
         ] + super().get_urls()
 
     def _run(self, request, object_id) -> TrainingRun:
@@ -325,6 +329,48 @@ class TrainingRunAdmin(admin.ModelAdmin):
             return live_refused(404, f"Run {object_id} does not exist.")
         return live_response(self._live(run))
 
+    def deploy_view(self, request, object_id):
+        """Create the run's Azure deployment through the management API; a job waits for it to be provisioned."""
+        run = self._run(request, object_id)
+        if not self.has_launch_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return self._run_page(run)
+        try:
+            run = deployment_services.training_run_deploy(run=run, user=request.user, name=request.POST.get("name", ""))
+        except (TrainingRunError, QueueUnavailable) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, f"Deployment {run.deployment_name} requested ({run.deployment_state}); "
+                                       "evaluations can use it once it has succeeded.", messages.SUCCESS)
+        return self._run_page(run)
+
+    def record_deployment_view(self, request, object_id):
+        """Record the name of a deployment made in the Azure portal."""
+        run = self._run(request, object_id)
+        if not self.has_launch_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return self._run_page(run)
+        try:
+            run = deployment_services.training_run_deployment_record(run=run, user=request.user,
+                                                                     name=request.POST.get("name", ""))
+        except TrainingRunError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, f"Deployment {run.deployment_name} recorded: evaluations of "
+                                       f"{run.fine_tuned_model} go through it.", messages.SUCCESS)
+        return self._run_page(run)
+
+    def _deployment_context(self, request, run) -> dict | None:
+        if not deployment_services.deployment_needed(run):
+            return None
+        return {"missing": deployment_services.deployment_management_missing(run),
+                "hourly_usd": deployment_services.deployment_hourly_usd(),
+                "default_name": deployment_services.default_deployment_name(run),
+                "can_manage": self.has_launch_permission(request),
+                "serving": run.deployment_state in ("Succeeded", deployment_services.RECORDED)}
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self._run(request, object_id)
         metrics = list(run.metrics.order_by("step"))
@@ -342,6 +388,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "eval_runs": list(run.eval_runs.order_by("pk")),
             "model_warning": base_model_date_warning(run.base_model),
             **live_context(state=self._live(run), url=reverse("admin:finetune_trainingrun_live", args=[run.pk])),
+            "deployment": self._deployment_context(request, run),
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)

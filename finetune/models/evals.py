@@ -29,6 +29,8 @@ class EvalRun(models.Model):
     model_name = models.CharField(max_length=200)
     model_kind = models.CharField(max_length=20, choices=ModelKind.choices, default=ModelKind.BASE)
     provider = models.CharField(max_length=20, default="openai")
+    deployment_name = models.CharField(max_length=64, blank=True,
+                                       help_text="Azure: the deployment the calls go to (the model answers only there).")
     dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, related_name="eval_runs")
     split = models.CharField(max_length=12, default="validation")
     training_run = models.ForeignKey("finetune.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="eval_runs")
@@ -62,6 +64,11 @@ class EvalRun(models.Model):
 
     def __str__(self):
         return f"Eval {self.pk}: {self.model_name} on {self.dataset_version_id}/{self.split}"
+
+    @property
+    def served_name(self) -> str:
+        """What chat calls name: the deployment where the provider needs one, else the model."""
+        return self.deployment_name or self.model_name
 
     @property
     def progress(self) -> str:
@@ -111,6 +118,8 @@ class ModelVersion(models.Model):
     task = models.ForeignKey("curation.Task", on_delete=models.PROTECT, related_name="model_versions")
     model_name = models.CharField(max_length=200)
     provider = models.CharField(max_length=20, default="openai")
+    deployment_name = models.CharField(max_length=64, blank=True,
+                                       help_text="Azure: the deployment estimates call (the model answers only there).")
     kind = models.CharField(max_length=20, choices=ModelKind.choices)
     prompt_text = models.TextField(blank=True, help_text="The system prompt the model was evaluated (and serves) with.")
     training_run = models.ForeignKey("finetune.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -131,6 +140,11 @@ class ModelVersion(models.Model):
 
     def __str__(self):
         return f"{self.task.slug}: {self.model_name}{' (active)' if self.is_active else ''}"
+
+    @property
+    def served_name(self) -> str:
+        """What chat calls name: the deployment where the provider needs one, else the model."""
+        return self.deployment_name or self.model_name
 
 
 class TaskFallback(models.Model):

@@ -105,6 +105,12 @@ class TrainingRun(models.Model):
     provider_refusals = models.JSONField(default=list, blank=True,
                                          help_text='[{"split", "line", "member_id", "example_id", "reason", "source"}]')
 
+    # Azure serves a fine-tuned model only through a deployment: its name (what chat calls use), its
+    # provisioningState (Creating, Succeeded, Failed; "Recorded" for one made in the portal) and why it failed.
+    deployment_name = models.CharField(max_length=64, blank=True)
+    deployment_state = models.CharField(max_length=30, blank=True)
+    deployment_error = models.TextField(blank=True)
+
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
     error_param = models.CharField(max_length=200, blank=True)

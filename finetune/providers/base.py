@@ -59,6 +59,9 @@ class Provider:
     def validation_passes(self, *, options: dict, has_validation: bool) -> int:
         """Passes over the validation file the provider bills for a job: OpenAI bills none."""
         return 0
+    # True where a fine-tuned model answers only through a named deployment (Azure): evals and estimates then
+    # call the deployment name, not the model id.
+    needs_deployment = False
 
     def account(self) -> str:
         """A fingerprint of the account files and jobs live in ('' for a provider that keeps nothing)."""
@@ -98,7 +101,8 @@ def provider_class(name: str) -> type[Provider] | None:
 
 
 def default_provider_name() -> str:
-    """OpenAI when a key is configured, then Azure OpenAI, then Together; dry-run otherwise."""
+    """The configured provider: OpenAI when a key is configured, then Azure OpenAI, then Together; dry-run
+    otherwise. (Which provider serves a given model: finetune.selectors.provider_for_model.)"""
     from django.conf import settings
 
     if settings.OPENAI_API_KEY:

@@ -157,6 +157,12 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
             raise
         return True
 
+    def file_status(self, file_id: str) -> tuple[str, str]:
+        """(status, details) of an uploaded file: `processed` once the provider has imported it (Azure imports in
+        the background: `pending`, `running`; `error` with its status details when the import failed)."""
+        found = self._call(lambda: self.ft.files.retrieve(file_id))
+        return str(getattr(found, "status", "") or "processed"), str(getattr(found, "status_details", "") or "")
+
     def result_file_content(self, file_id: str) -> bytes:
         return self._call(lambda: self.ft.files.content(file_id).content)
 
@@ -253,9 +259,17 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
 
 
 class AzureOpenAIProvider(OpenAIProvider):
-    """Azure OpenAI: the same files and fine_tuning endpoints through the SDK's AzureOpenAI client."""
+    """Azure OpenAI: the same files and fine_tuning endpoints through the SDK's AzureOpenAI client.
+
+    Differences that matter: uploaded files are imported in the background (see `file_status`), and a
+    fine-tuned model answers only through a deployment, named in the chat call's `model` (the SDK routes it to
+    /openai/deployments/{name}/chat/completions). Deployments are made through Azure's management API (ARM),
+    plain HTTPS with a bearer token, when the management settings are given.
+    """
 
     name = "azure"
+    needs_deployment = True
+    imports_files_in_background = True
 
     def _make_client(self):
         import openai
@@ -269,6 +283,58 @@ class AzureOpenAIProvider(OpenAIProvider):
     def account(self) -> str:
         return account_fingerprint(provider=self.name, base_url=settings.AZURE_OPENAI_ENDPOINT, organization="",
                                    api_key=settings.AZURE_OPENAI_API_KEY)
+
+    # --- deployments (Azure's management API) ---------------------------------------------------
+    @staticmethod
+    def management_missing() -> list[str]:
+        """The management settings not given ([]: deployments can be created from here)."""
+        return [name for name in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZURE_OPENAI_ACCOUNT",
+                                  "AZURE_MANAGEMENT_TOKEN") if not getattr(settings, name, "")]
+
+    def _deployment_url(self, name: str) -> str:
+        base = (settings.AZURE_MANAGEMENT_URL or "https://management.azure.com").rstrip("/")
+        return (f"{base}/subscriptions/{settings.AZURE_SUBSCRIPTION_ID}/resourceGroups/{settings.AZURE_RESOURCE_GROUP}"
+                f"/providers/Microsoft.CognitiveServices/accounts/{settings.AZURE_OPENAI_ACCOUNT}/deployments/{name}")
+
+    def _management(self, method: str, name: str, body: dict | None = None) -> dict:
+        import httpx
+
+        missing = self.management_missing()
+        if missing:
+            raise ProviderError(f"Azure management is not configured ({', '.join(missing)} not set): create the "
+                                "deployment in the portal and record its name on the run.", code="not_configured")
+        try:
+            response = httpx.request(method, self._deployment_url(name), json=body,
+                                     params={"api-version": settings.AZURE_MANAGEMENT_API_VERSION},
+                                     headers={"Authorization": f"Bearer {settings.AZURE_MANAGEMENT_TOKEN}"},
+                                     timeout=settings.OPENAI_TIMEOUT_SECONDS)
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"Azure management API unreachable: {exc}", code="connection_error", retryable=True)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+        if response.status_code >= 400:
+            error = payload.get("error") or {}
+            error = ProviderError(f"Azure management API answered {response.status_code}: "
+                                  f"{error.get('message') or response.text[:300]}",
+                                  code=error.get("code") or f"http_{response.status_code}",
+                                  retryable=response.status_code >= 500 or response.status_code == 429)
+            error.http_status = response.status_code
+            raise error
+        return payload
+
+    def create_deployment(self, *, name: str, model: str, capacity: int = 1) -> str:
+        """PUT the deployment of a fine-tuned model (standard SKU); returns its provisioningState (`Creating`)."""
+        body = {"sku": {"name": "standard", "capacity": capacity},
+                "properties": {"model": {"format": "OpenAI", "name": model, "version": "1"}}}
+        payload = self._management("PUT", name, body)
+        return str((payload.get("properties") or {}).get("provisioningState") or "Creating")
+
+    def deployment_state(self, name: str) -> str:
+        """The deployment's provisioningState: Creating, Succeeded, Failed, ..."""
+        payload = self._management("GET", name)
+        return str((payload.get("properties") or {}).get("provisioningState") or "")
 
 
 register(OpenAIProvider)

@@ -77,14 +77,15 @@ def _falls_back_on(error: ProviderError) -> bool:
 
 
 def _ask(estimate: Estimate, *, task: Task, drawing: Drawing, model_name: str, provider: str,
-         prompt_text: str) -> ProviderError | None:
+         prompt_text: str, served_name: str = "") -> ProviderError | None:
     """One chat call; its answer, usage and cost (or error) go on `estimate`. Returns the provider's error."""
     estimate.model_name = model_name
     estimate.output, estimate.raw_output, estimate.error_kind, estimate.error = None, "", "", ""
     try:
         messages = api_messages(estimate_messages(task=task, drawing=drawing, prompt_text=prompt_text))
+        # On Azure the model answers only through its deployment (ModelVersion.deployment_name).
         outcome = get_provider(provider).chat(
-            model=model_name, messages=messages, json_output=not is_text_task(task), temperature=0.0,
+            model=served_name or model_name, messages=messages, json_output=not is_text_task(task), temperature=0.0,
             timeout=float(getattr(settings, "EVAL_TIMEOUT_SECONDS", 120)))
     except ProviderError as exc:
         estimate.error_kind, estimate.error = "api_error", f"{exc.code}: {exc.message}"
@@ -152,7 +153,8 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
     else:
         estimate.provider = provider_tag(provider=version.provider, kind=version.kind)
         error = _ask(estimate, task=task, drawing=drawing, model_name=version.model_name, provider=version.provider,
-                     prompt_text=version.prompt_text or task.compact_prompt or task.system_prompt)
+                     prompt_text=version.prompt_text or task.compact_prompt or task.system_prompt,
+                     served_name=version.served_name)
         fallback = TaskFallback.objects.filter(task=task).first() if error is not None and _falls_back_on(error) else None
         if fallback is not None and not model_lifecycle(model_name=fallback.model_name).is_shut_down(today):
             _ask_fallback(estimate, task=task, drawing=drawing, fallback=fallback,

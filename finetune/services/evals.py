@@ -67,18 +67,28 @@ def api_messages(messages: list[dict]) -> list[dict]:
 
 
 def fine_tuned_base_name(model_name: str) -> str | None:
-    """The base model a fine-tuned model or checkpoint was made from: `ft:BASE:org:suffix:id[:ckpt-step-N]` -> BASE."""
+    """The base model a fine-tuned model or checkpoint was made from: OpenAI's `ft:BASE:org:suffix:id[:ckpt-step-N]`
+    or Azure's `BASE.ft-<hex>[-ckpt...]` -> BASE."""
     if model_name.startswith("ft:") and model_name.count(":") >= 2:
         return model_name.split(":")[1] or None
+    if ".ft-" in model_name:
+        return model_name.split(".ft-", 1)[0] or None
     return None
 
 
 def model_prices(model_name: str) -> tuple[Decimal, Decimal] | None:
     """(input, output) USD per 1M tokens from the editable BaseModel table, or None when unknown.
 
-    A fine-tuned model (or checkpoint) is priced at its base's fine-tuned prices, not the base's own.
+    A fine-tuned model (or checkpoint) is priced at its base's fine-tuned prices, not the base's own, whether
+    named by OpenAI (`ft:BASE:...`), by Azure (`BASE.ft-...`) or by the Azure deployment that serves it.
     """
+    from finetune.selectors import training_run_for_deployment
+
     base = fine_tuned_base_name(model_name)
+    if base is None:
+        deployed = training_run_for_deployment(model_name)
+        if deployed is not None:
+            base = fine_tuned_base_name(deployed.fine_tuned_model) or deployed.base_model.name
     fields = ("fine_tuned_input_price_per_1m", "fine_tuned_output_price_per_1m") if base else (
         "input_price_per_1m", "output_price_per_1m")
     name = base or model_name
@@ -142,14 +152,47 @@ def _enqueue(run: EvalRun) -> None:
                       job_timeout=max(timeout, 3600))
 
 
-def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: str, dataset_version: DatasetVersion,
-                    split: str = "validation", user=None, training_run=None, concurrency: int | None = None) -> EvalRun:
-    """Record an eval run (prompt chosen by model kind) and queue its job; QueueUnavailable leaves nothing behind."""
+def eval_deployment_name(*, provider: str, model_name: str, model_kind: str, training_run=None,
+                         deployment_name: str = "") -> str:
+    """The deployment the calls go to, '' where the provider calls models by name (OpenAI).
+
+    On Azure every model answers only through a deployment: a fine-tuned model through its run's deployment
+    (created or recorded on the run page), refused when it has none (every call would answer
+    DeploymentNotFound); a base model through a deployment named after it unless one is given.
+    """
+    if deployment_name or not getattr(get_provider(provider), "needs_deployment", False):
+        return deployment_name
+    if model_kind == ModelKind.BASE:
+        return model_name
+    from finetune.selectors import training_run_for_deployment
+
+    if training_run_for_deployment(model_name) is not None:
+        return model_name  # the name given is the deployment itself
+    if training_run is not None and training_run.deployment_name and model_name == training_run.fine_tuned_model:
+        if training_run.deployment_state in ("Succeeded", "Recorded"):
+            return training_run.deployment_name
+        raise EvalError(f"The deployment {training_run.deployment_name} of {model_name} is "
+                        f"{training_run.deployment_state or 'not ready'}: evaluate once it has succeeded.")
+    where = f" (run {training_run.pk}'s page: Create deployment, or Record deployment)" if training_run else ""
+    raise EvalError(f"On {provider} {model_name} answers only through a deployment, and it has none{where}. "
+                    "Deploy it first.")
+
+
+def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: str = "",
+                    dataset_version: DatasetVersion, split: str = "validation", user=None, training_run=None,
+                    concurrency: int | None = None, deployment_name: str = "") -> EvalRun:
+    """Record an eval run (prompt chosen by model kind) and queue its job; QueueUnavailable leaves nothing behind.
+
+    The provider follows the model when not given (`provider_for_model`): a fine-tuned model of an Azure run
+    is evaluated on Azure, through its deployment."""
+    from finetune.selectors import provider_for_model, training_run_for_deployment
+
     if user is not None and not user.has_perm("finetune.run_eval"):
         raise PermissionDenied("You may not start evaluations.")
     model_name = (model_name or "").strip()
     if not model_name:
         raise EvalError("A model name is required.")
+    provider = provider or provider_for_model(model_name)
     if model_kind not in ModelKind.values:
         raise EvalError(f"Unknown model kind {model_kind!r}; one of {', '.join(ModelKind.values)}.")
     if provider not in available_providers():
@@ -162,10 +205,17 @@ def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: s
     if training_run is None and model_kind in (ModelKind.FINE_TUNED, ModelKind.CHECKPOINT):
         # A model name the provider gave one of our runs: the lineage is known, link it.
         training_run, _ = training_run_for_model(model_name)
+        training_run = training_run or training_run_for_deployment(model_name)
+    try:
+        deployment_name = eval_deployment_name(provider=provider, model_name=model_name, model_kind=model_kind,
+                                               training_run=training_run, deployment_name=deployment_name.strip())
+    except ProviderError as exc:
+        raise EvalError(exc.message)
     prompt_kind, prompt_text = eval_prompt(task=task, model_kind=model_kind)
     with transaction.atomic():
         run = EvalRun.objects.create(
             task=task, model_name=model_name, model_kind=model_kind, provider=provider, dataset_version=dataset_version,
+            deployment_name=deployment_name,
             split=split, training_run=training_run, prompt_kind=prompt_kind, prompt_text=prompt_text, total=total,
             concurrency=max(1, concurrency or settings.EVAL_CONCURRENCY),
             created_by=user if (user is not None and user.is_authenticated) else None,
@@ -358,7 +408,7 @@ def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
                     # thread that sends them, so memory holds only the requests in flight.
                     while len(in_flight) >= 2 * width:
                         _drain(run, in_flight, prices, writer)
-                    future = pool.submit(_ask, provider, model=run.model_name, pages=pages, json_output=json_output,
+                    future = pool.submit(_ask, provider, model=run.served_name, pages=pages, json_output=json_output,
                                          messages=messages_with_prompt(member.messages, run.prompt_text), timeout=timeout)
                     in_flight[future] = member
             while in_flight:
@@ -427,13 +477,30 @@ def eval_run_finish(*, eval_run: EvalRun) -> EvalRun:
     # One answer without a price makes the total unknown: a partial sum would look like the whole cost.
     cost_known = not results.filter(cost_usd__isnull=True).exists()
     _recount(run)
+    answered = results.exclude(error_kind=EvalResult.ErrorKind.API_ERROR).count()
+    status, error = EvalRun.Status.DONE, ""
+    if run.total and not answered:
+        # Metrics of zero answers would read as a model that answered nothing right; it was never reached.
+        status, error = EvalRun.Status.FAILED, _nothing_answered(results)
     EvalRun.objects.filter(pk=run.pk).update(
-        status=EvalRun.Status.DONE, metrics=computed, cost_usd=(totals["cost"] or 0) if cost_known else None,
+        status=status, metrics=computed, cost_usd=(totals["cost"] or 0) if cost_known else None,
         input_tokens=totals["inp"] or 0,
-        output_tokens=totals["out"] or 0, finished_at=timezone.now(), error="",
+        output_tokens=totals["out"] or 0, finished_at=timezone.now(), error=error,
     )
     run.refresh_from_db()
     return run
+
+
+def _nothing_answered(results) -> str:
+    """Why an eval run in which no example was answered failed: the commonest API error, with its count."""
+    from collections import Counter
+
+    errors = Counter(results.values_list("error_message", flat=True))
+    if not errors:
+        return "No example was answered."
+    message, count = errors.most_common(1)[0]
+    return (f"No example was answered: {count} of {sum(errors.values())} calls failed with {message}. "
+            "Fix the cause, then resume the run (it asks only the examples without an answer).")
 
 
 def eval_run_fail(*, eval_run_id: int, error: str) -> None:

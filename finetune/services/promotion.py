@@ -175,7 +175,7 @@ def model_version_promote(*, eval_run: EvalRun, user, override_reason: str = "")
         training_run = eval_run.training_run if eval_run.model_kind != ModelKind.BASE else None
         version = ModelVersion.objects.create(
             task=task, model_name=eval_run.model_name, provider=eval_run.provider, kind=eval_run.model_kind,
-            prompt_text=eval_run.prompt_text, training_run=training_run, eval_run=eval_run, is_active=True,
+            deployment_name=eval_run.deployment_name, prompt_text=eval_run.prompt_text, training_run=training_run, eval_run=eval_run, is_active=True,
             promoted_by=user, policy_passed=passed, override_reason="" if passed else override_reason,
         )
         version.report = promotion_report(version=version, checks=checks, comparison=comparison, previous=previous)

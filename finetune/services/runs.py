@@ -442,6 +442,51 @@ def _upload(run: TrainingRun, provider) -> TrainingRun:
     return run
 
 
+def _progress(run: TrainingRun, note: str) -> TrainingRun:
+    """A progress line on the timeline without a status change; a later one replaces it (no spam per poll)."""
+    timeline = list(run.timeline or [])
+    if timeline and timeline[-1].get("progress"):
+        timeline.pop()
+    timeline.append({"status": run.status, "at": timezone.now().isoformat(), "note": note, "progress": True})
+    TrainingRun.objects.filter(pk=run.pk).update(timeline=timeline, updated_at=timezone.now())
+    run.timeline = timeline
+    return run
+
+
+def _await_file_import(run: TrainingRun, provider) -> TrainingRun:
+    """Wait (bounded) until the provider has imported the run's files. Azure imports an upload in the background
+    and refuses a job naming a file not yet processed ("must point to a completed file import"), so without
+    this the first launch of every new dataset version failed. Progress shows on the run's timeline; on timeout
+    the run fails with a clear error and a relaunch reuses the files (imported by then)."""
+    if not getattr(provider, "imports_files_in_background", False):
+        return run
+    files = [(split, file_id) for split, file_id in (("training", run.training_file_id),
+                                                      ("validation", run.validation_file_id)) if file_id]
+    timeout = settings.RUN_FILE_IMPORT_TIMEOUT_SECONDS
+    started = time.monotonic()
+    waited = False
+    while True:
+        states = {split: (file_id, *provider.file_status(file_id)) for split, file_id in files}
+        for split, (file_id, status, details) in states.items():
+            if status in ("error", "failed", "deleted"):
+                raise ProviderError(f"The provider could not import the {split} file {file_id} ({status})"
+                                    + (f": {details}" if details else "") + ".", code="file_import_failed")
+        waiting = ", ".join(f"{split} file {status}" for split, (_, status, _) in states.items() if status != "processed")
+        elapsed = int(time.monotonic() - started)
+        if not waiting:
+            if waited:
+                run = _progress(run, f"files imported by the provider after {elapsed} s")
+            return run
+        if elapsed >= timeout:
+            raise ProviderError(f"The provider had not finished importing the uploaded files after {timeout} s "
+                                f"({waiting}); no job was created. Relaunch the run: it reuses the uploaded files.",
+                                code="file_import_timeout")
+        run = _progress(run, f"waiting for the provider to import the files ({waiting}; {elapsed} s of at most "
+                             f"{timeout} s)")
+        waited = True
+        time.sleep(settings.RUN_FILE_IMPORT_POLL_SECONDS)
+
+
 def _adopt(run: TrainingRun, job: RemoteJob, provider, *, note: str, reopen: bool = False) -> TrainingRun:
     """Store the job id the moment it is known, then its state. A run cancelled meanwhile cancels the job too.
     `reopen`: an operator adopts a job for a run already marked failed (its worker stopped): the run follows
@@ -539,6 +584,7 @@ def training_run_start(*, run_id: int) -> TrainingRun:
         if not provider.calls_api:
             return _start_dry_run(run, provider)
         run = _upload(run, provider)
+        run = _await_file_import(run, provider)
         return _create(run, provider)
     except ExportFailed as exc:
         return _set_status(run, S.FAILED, note="export failed", error_code="export_failed", error_message=str(exc),

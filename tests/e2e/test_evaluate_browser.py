@@ -51,3 +51,67 @@ def test_a_manager_evaluates_a_succeeded_run_and_a_viewer_is_not_offered_it(live
     page.click(f"#result_list a:text('{EvalRun.objects.get(model_name=FT_MODEL).pk}')")
     lineage = " ".join(page.inner_text("fieldset:has(h2:text('Lineage'))").split())
     assert f"Trained on {version} (hash {version.content_hash})" in lineage
+
+
+def test_a_manager_records_an_azure_deployment_and_a_viewer_is_not_offered_it(live_server, transactional_db, page,
+                                                                             settings):
+    settings.AZURE_DEPLOYMENT_HOURLY_USD = ""
+    make_user("Manager", username="mara", password="Manager-pw-2026")
+    viewer = make_user(None, username="vera", password="Viewer-pw-2026")
+    viewer.user_permissions.add(Permission.objects.get(codename="view_trainingrun"))
+    version = make_plan_dataset_version(n_validation=3, n_train=2)
+    azure_model = f"{MODEL}.ft-0123456789abcdef0123456789abcdef"
+    run = TrainingRun.objects.create(dataset_version=version, base_model=make_priced_base_model(), provider="azure",
+                                     status="succeeded", job_id="ftjob-azure-browser", fine_tuned_model=azure_model)
+    run_url = f"/admin/finetune/trainingrun/{run.pk}/change/"
+
+    _log_in(page, live_server, "vera", "Viewer-pw-2026", run_url)
+    page.wait_for_selector(".run-deployment")
+    facts = " ".join(page.inner_text(".run-deployment").split())
+    assert "Deployment none yet" in facts and "Hosting cost unknown per hour" in facts
+    assert page.locator("button:text('Record deployment')").count() == 0
+    page.context.clear_cookies()
+
+    _log_in(page, live_server, "mara", "Manager-pw-2026", run_url)
+    # No management settings here: the page says what is missing and offers to record a portal deployment.
+    assert "AZURE_MANAGEMENT_TOKEN" in page.inner_text(".run-deployment-buttons")
+    assert page.locator("button:text('Create deployment')").count() == 0
+    page.fill("input[form='record-deployment-form']", "shop-plans-v1")
+    page.click("button:text('Record deployment')")
+    page.wait_for_selector(".messagelist")
+    message = " ".join(page.inner_text(".messagelist").split())
+    assert f"Deployment shop-plans-v1 recorded: evaluations of {azure_model} go through it." in message
+    assert "shop-plans-v1 (Recorded)" in " ".join(page.inner_text(".run-deployment").split())
+    assert page.locator("button:text('Record deployment')").count() == 0
+    run.refresh_from_db()
+    assert (run.deployment_name, run.deployment_state) == ("shop-plans-v1", "Recorded")
+
+
+def test_a_manager_creates_an_azure_deployment_through_the_management_api(live_server, transactional_db, page, settings):
+    from tests.openai_standin import StandIn
+    from tests.openai_standin.azure import AzureStandIn
+    from tests.openai_standin.fine_tuning import FineTuningAPI
+
+    make_user("Manager", username="mara", password="Manager-pw-2026")
+    version = make_plan_dataset_version(n_validation=3, n_train=2)
+    azure_model = f"{MODEL}.ft-0123456789abcdef0123456789abcdef"
+    run = TrainingRun.objects.create(dataset_version=version, base_model=make_priced_base_model(), provider="azure",
+                                     status="succeeded", job_id="ftjob-azure-create", fine_tuned_model=azure_model)
+    with StandIn() as api:
+        ft = FineTuningAPI().install(api)
+        ft.jobs["ftjob-azure-create"] = {"id": "ftjob-azure-create", "fine_tuned_model": azure_model}
+        AzureStandIn().install(api, ft)
+        settings.AZURE_SUBSCRIPTION_ID, settings.AZURE_RESOURCE_GROUP = "sub-1", "rg-shop"
+        settings.AZURE_OPENAI_ACCOUNT, settings.AZURE_MANAGEMENT_TOKEN = "gestima-aoai", "arm-test-token"
+        settings.AZURE_MANAGEMENT_URL = api.root_url
+        settings.AZURE_DEPLOYMENT_HOURLY_USD = "1.70"
+
+        _log_in(page, live_server, "mara", "Manager-pw-2026", f"/admin/finetune/trainingrun/{run.pk}/change/")
+        page.wait_for_selector(".run-deployment")
+        assert "Hosting cost $1.70/hour while the deployment exists" in " ".join(page.inner_text(".run-deployment").split())
+        page.click("button:text('Create deployment')")
+        page.wait_for_selector(".messagelist")
+        message = " ".join(page.inner_text(".messagelist").split())
+        assert f"Deployment gestima-run-{run.pk} requested (Creating)" in message
+        assert f"gestima-run-{run.pk} (Creating)" in " ".join(page.inner_text(".run-deployment").split())
+        assert api.azure.deployments[f"gestima-run-{run.pk}"]["model"] == azure_model

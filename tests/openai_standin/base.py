@@ -66,6 +66,8 @@ class StandIn:
         self.scripted: dict[str, list[Response]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # Checks every request passes before routing (Azure mode: api-key header, api-version query).
+        self.guards: list[Callable[[Request], Response | None]] = []
 
     # --- routes ------------------------------------------------------------------------------
     def route(self, method: str, pattern: str):
@@ -90,6 +92,10 @@ class StandIn:
                 method, regex = key.split(" ", 1)
                 if method == request.method and re.match(f"^{regex}$", request.path) and queue:
                     return queue.pop(0)
+        for guard in self.guards:
+            refused = guard(request)
+            if refused is not None:
+                return refused
         for method, pattern, handler in self.routes:
             match = pattern.match(request.path)
             if method == request.method and match:
@@ -103,6 +109,12 @@ class StandIn:
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """The server without /v1: Azure's endpoint (the SDK adds /openai) and the management API's base."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
 
     def __enter__(self) -> "StandIn":
         standin = self

@@ -13,6 +13,10 @@
 - "auto" hyperparameters resolve to `resolved` when the job leaves validation, and a running job carries
   `estimated_finish`;
 - files can be deleted (`delete_file(id)`), as the provider's retention or a person may do;
+- `import_reads = n`: a new file is imported in the background, as Azure does: its status is `pending`,
+  then `running` for its first n retrieves, then `processed`; with `refuse_unprocessed` a job naming a
+  file not yet processed is refused (400 invalidPayload, Azure's answer);
+- `model_name_style = "azure"`: fine-tuned models are named `BASE.ft-<hex>` (Azure's form), not `ft:BASE:...`;
 - HTTP 429/5xx before any handler: `api.script(...)` from base.py.
 """
 from __future__ import annotations
@@ -53,6 +57,10 @@ class FineTuningAPI:
         self.refusal_style = "per_line"
         self.resolved = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8}
         self.finish_after_seconds = 900
+        self.import_reads = 0
+        self.importing: dict[str, int] = {}
+        self.refuse_unprocessed = False
+        self.model_name_style = "openai"
 
     def delete_file(self, file_id: str) -> None:
         with self.lock:
@@ -67,6 +75,9 @@ class FineTuningAPI:
         file_id = self._id("file")
         obj = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
                "filename": filename, "purpose": purpose, "status": "processed"}
+        if self.import_reads > 0 and purpose == "fine-tune":
+            obj["status"] = "pending"
+            self.importing[file_id] = self.import_reads
         self.files[file_id] = obj
         self.file_bytes[file_id] = data
         return obj
@@ -78,8 +89,18 @@ class FineTuningAPI:
             return self._file(filename, data, form.get("purpose", "fine-tune"))
 
     def files_retrieve(self, request: Request):
-        obj = self.files.get(request.params["file_id"])
-        return obj or api_error(404, f"No such File object: {request.params['file_id']}")
+        with self.lock:
+            obj = self.files.get(request.params["file_id"])
+            if obj is None:
+                return api_error(404, f"No such File object: {request.params['file_id']}")
+            left = self.importing.get(obj["id"])
+            if left is not None:
+                # The import goes on in the background: each look finds it one step further.
+                self.importing[obj["id"]] = left - 1
+                obj["status"] = "running" if left > 1 else "processed"
+                if left <= 1:
+                    del self.importing[obj["id"]]
+            return dict(obj)
 
     def files_content(self, request: Request):
         data = self.file_bytes.get(request.params["file_id"])
@@ -127,6 +148,12 @@ class FineTuningAPI:
                              code="invalid_request_error")
         if len(body.get("suffix") or "") > 64:
             return api_error(400, "suffix is too long", param="suffix")
+        if self.refuse_unprocessed:
+            for key in ("training_file", "validation_file"):
+                file = self.files.get(body.get(key) or "")
+                if file is not None and file["status"] != "processed":
+                    return Response(400, {"error": {"code": "invalidPayload", "message":
+                                                    "The specified file reference must point to a completed file import."}})
         with self.lock:
             job_id = self._id("ftjob")
             hyper = ((body.get("method") or {}).get("supervised") or {}).get("hyperparameters") or {}
@@ -177,7 +204,10 @@ class FineTuningAPI:
                 self._event(job["id"], f"Step {step}/{self.steps}: training loss={data['train_loss']}", type_="metrics", data=data)
         if job["status"] == "succeeded":
             suffix = job.get("suffix") or "custom"
-            job["fine_tuned_model"] = f"ft:{job['model']}:standin:{suffix}:{job['id'][-4:]}"
+            if self.model_name_style == "azure":
+                job["fine_tuned_model"] = f"{job['model']}.ft-{job['id'][-4:]}{'0' * 28}"
+            else:
+                job["fine_tuned_model"] = f"ft:{job['model']}:standin:{suffix}:{job['id'][-4:]}"
             job["trained_tokens"] = 123_456
             job["finished_at"] = int(time.time())
             lines = ["step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"]

@@ -23,7 +23,13 @@ class Command(BaseCommand):
                                                     "fine-tuned model on its dataset version's validation split")
         parser.add_argument("--split", default="validation")
         parser.add_argument("--kind", default=ModelKind.BASE, choices=ModelKind.values)
-        parser.add_argument("--provider", default="openai")
+        parser.add_argument("--provider", default="",
+                            help="default: the provider that serves the model (a fine-tuned model of one of our runs: "
+                                 "that run's provider; else openai with OPENAI_API_KEY, else azure when configured, "
+                                 "else dryrun)")
+        parser.add_argument("--deployment", default="",
+                            help="Azure: the deployment to call (default: the run's recorded deployment; a base model's "
+                                 "deployment named after it)")
         parser.add_argument("--concurrency", type=int, default=None)
         parser.add_argument("--user", help="recorded as the creator (needs the run_eval permission)")
         parser.add_argument("--foreground", action="store_true",
@@ -39,7 +45,8 @@ class Command(BaseCommand):
             try:
                 runs = [eval_run_create(task=version.dataset.task, model_name=opts["model"], model_kind=opts["kind"],
                                         provider=opts["provider"], dataset_version=version, split=opts["split"],
-                                        user=user(opts["user"]), concurrency=opts["concurrency"])]
+                                        user=user(opts["user"]), concurrency=opts["concurrency"],
+                                        deployment_name=opts["deployment"])]
             except (EvalError, QueueUnavailable, ProviderError) as exc:
                 raise CommandError(str(exc))
         else:
@@ -61,7 +68,9 @@ class Command(BaseCommand):
         return runs
 
     def _report(self, run, opts):
-        self.stdout.write(f"eval run {run.pk}: {run.model_name} ({run.model_kind}), {run.total} examples, "
+        through = f" through deployment {run.deployment_name}" if run.deployment_name else ""
+        self.stdout.write(f"eval run {run.pk}: {run.model_name} ({run.model_kind}) on {run.provider}{through}, "
+                          f"{run.total} examples, "
                           f"prompt {run.prompt_kind}, concurrency {run.concurrency}")
         for label, text in lineage_lines(eval_run_lineage(run)):
             self.stdout.write(f"  {label}: {text}")
@@ -74,5 +83,7 @@ class Command(BaseCommand):
         # The job claims the run too: whichever of this process and a worker claims first runs it.
         run = eval_run_execute(eval_run=run)
         self.stdout.write(f"status {run.status}, {run.done_count} ok, {run.error_count} with errors, cost {usd(run.cost_usd)}")
+        if run.error:
+            self.stdout.write(self.style.ERROR(f"  {run.error}"))
         for line in metrics_lines(run.metrics or {}):
             self.stdout.write("  " + line)
