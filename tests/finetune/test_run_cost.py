@@ -51,7 +51,7 @@ def test_the_confirmation_shows_the_dataset_pages_cost_for_the_same_model(client
     assert shown_on_confirmation == shown_on_dataset
     assert Decimal(shown_on_dataset) == Decimal(image_version.cost_estimates[MINI_41]["usd"])
     assert run.estimated_cost_usd == Decimal(shown_on_dataset)  # what the budget guard compares
-    assert f"× 3 epochs" in page
+    assert "× 3 epochs" in page
 
 
 def test_the_budget_guard_uses_the_same_figure(client, manager, image_version):

@@ -418,7 +418,7 @@ def test_the_periodic_job_syncs_every_active_run_and_reschedules_itself(ft_api, 
 
 def test_an_identical_active_run_must_be_confirmed_with_a_reason_that_goes_on_the_timeline(
         ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
-    first = _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
+    _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
                     django_capture_on_commit_callbacks)
     second = _create(version, base_model, manager, n_epochs=2)
     with pytest.raises(TrainingRunError, match=f"run {first.pk} .*already trains the same.*--allow-duplicate"):

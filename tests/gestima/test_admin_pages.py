@@ -26,6 +26,19 @@ def one_of_each(demo):
     ModelVersion.objects.create(task=version.dataset.task, model_name=eval_run.model_name, kind="base", eval_run=eval_run)
     Estimate.objects.create(task=version.dataset.task, drawing=Drawing.objects.order_by("pk").first(),
                             model_name=eval_run.model_name, provider="openai", output={"part_number": "X"})
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+
+    from finetune.models import TaskFallback
+    from finetune.services.api_tokens import api_token_create
+
+    api_token_create(user=User.objects.order_by("pk").first(), name="probe")
+    TaskFallback.objects.create(task=version.dataset.task, model_name="gpt-4.1-mini-2025-04-14")
+    now = timezone.now()
+    AccessAttempt.objects.create(username="x", ip_address="127.0.0.1", user_agent="t", attempt_time=now, failures_since_start=1)
+    AccessLog.objects.create(username="x", ip_address="127.0.0.1", user_agent="t", attempt_time=now)
+    AccessFailureLog.objects.create(username="x", ip_address="127.0.0.1", user_agent="t", attempt_time=now)
 
 
 def _pages():
@@ -41,6 +54,9 @@ def _pages():
 # A page added to the admin fails the test below until its row is here, with the statuses each role should get.
 EXPECTED = """
 auth_group                 200 403 403 | 200 403 403 | 200 403 403
+axes_accessattempt         200 403 403 | 403 403 403 | 200 403 403
+axes_accessfailurelog      200 403 403 | 403 403 403 | 200 403 403
+axes_accesslog             200 403 403 | 403 403 403 | 200 403 403
 auth_user                  200 403 403 | 200 403 403 | 200 403 403
 curation_basemodel         200 200 403 | 200 403 403 | 200 200 403
 curation_dataset           200 200 403 | 200 200 403 | 200 200 403
@@ -57,6 +73,8 @@ finetune_evalresult        200 200 200 | 403 403 403 | 200 200 200
 finetune_evalrun           200 200 200 | 200 200 403 | 200 200 200
 finetune_modelversion      200 200 200 | 403 403 403 | 200 200 200
 finetune_trainingrun       200 200 403 | 200 200 403 | 200 200 403
+finetune_apitoken          200 403 403 | 200 403 403 | 200 403 403
+finetune_taskfallback      200 200 200 | 200 200 403 | 200 200 200
 """
 ROLES = ("superuser", "Manager", "Reviewer")
 # Add pages that are forms of their own: "Add" leads there (and the form itself answers 403 to a Reviewer).
@@ -94,4 +112,4 @@ def test_every_admin_screen_gives_each_role_exactly_its_status(client, one_of_ea
             assert add.redirect_chain[-1][0] == reverse(ADD_LEADS_TO[name]), (name, add.redirect_chain)
         else:
             assert not add.redirect_chain and not change.redirect_chain, (name, add.redirect_chain, change.redirect_chain)
-    assert got == expected
+    assert got == expected, got
