@@ -418,7 +418,7 @@ def test_the_periodic_job_syncs_every_active_run_and_reschedules_itself(ft_api, 
 
 def test_an_identical_active_run_must_be_confirmed_with_a_reason_that_goes_on_the_timeline(
         ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
-    _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
+    first = _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
                     django_capture_on_commit_callbacks)
     second = _create(version, base_model, manager, n_epochs=2)
     with pytest.raises(TrainingRunError, match=f"run {first.pk} .*already trains the same.*--allow-duplicate"):
@@ -467,8 +467,7 @@ def _second_standin():
 
 def test_files_are_uploaded_again_for_another_provider_account(ft_api, version, base_model, manager, run_worker,
                                                                django_capture_on_commit_callbacks, settings):
-    first = _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
-                    django_capture_on_commit_callbacks)
+    _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker, django_capture_on_commit_callbacks)
     other = _second_standin()  # another base URL (a proxy, another region): its own files
     try:
         settings.OPENAI_BASE_URL = other.base_url
