@@ -1,26 +1,16 @@
 """The shutdown warning in a real browser: a Manager reads it on the admin index, follows "Set the fallback",
 saves a fallback, and the box names it; a Reviewer reads the same box without the link."""
 import datetime
-from pathlib import Path
 
-import pytest
 
 from finetune.models import TaskFallback
 from finetune.services.promotion import model_version_promote
-from tests.e2e.test_review_browser import CHROMIUM, browser_page  # noqa: F401 (the fixture)
+from tests.e2e.browser import BROWSER_MARKS
 from tests.factories import make_base_model, make_user
 from tests.finetune.evalkit import FT_MODEL, make_done_eval_run, make_plan_dataset_version
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's chromium is not installed at {CHROMIUM}"),
-]
+pytestmark = BROWSER_MARKS
 FALLBACK = "gpt-4.1-nano-2025-04-14"
-
-
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def _login(page, url, username, password):
