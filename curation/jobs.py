@@ -1,8 +1,9 @@
 """RQ entry points of the data side: thin wrappers that load rows by id and call services."""
 
-# What RQ reports when the worker itself stopped: the row's recovery (retry, or fail in words) handles
-# these, not the job's own failure text.
-_WORKER_STOPPED = ("WorkHorseTerminatedUnexpectedly", "AbandonedJobError")
+# What RQ reports, minutes later, for a job whose worker was killed: the row's lease recovery (retry, or
+# fail in words) handles it, not the job's own failure text. (A work-horse killed alone calls no hook at
+# all in RQ 3: its lease runs out and the same recovery takes the row back.)
+_WORKER_STOPPED = ("AbandonedJobError",)
 
 
 # --- drawings (render queue) ------------------------------------------------------------------

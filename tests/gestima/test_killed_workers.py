@@ -98,20 +98,22 @@ def _start_worker(db, queue: str, *, burst: bool = False) -> subprocess.Popen:
                                 start_new_session=True)
 
 
-def _kill(process: subprocess.Popen) -> None:
-    # The worker, its work-horse (RQ puts it in a process group of its own) and the render process, at
-    # once, as the out-of-memory killer or a `docker kill` would.
+def _kill(process: subprocess.Popen, *, horse_only: bool = False) -> None:
+    """SIGKILL the worker, its work-horse (RQ puts it in a process group of its own) and the render process
+    at once, as the out-of-memory killer or a `docker kill` would; or only the work-horse and below."""
     try:
-        family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        children = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        family = []
+        children = []
+    family = children if horse_only else [psutil.Process(process.pid), *children]
     for member in family:
         try:
             member.send_signal(signal.SIGKILL)
         except psutil.NoSuchProcess:
             pass
-    process.wait(timeout=10)
-    psutil.wait_procs(family[1:], timeout=10)
+    if not horse_only:
+        process.wait(timeout=10)
+    psutil.wait_procs(children, timeout=10)
 
 
 def _wait_for(what: str, check, db, process=None, deadline: float = STEP_DEADLINE):
@@ -196,6 +198,26 @@ def test_a_render_killed_three_times_is_retried_then_failed_in_words(shared_db):
     assert drawing.error == RENDER_WORDS
     assert _render_folders(db) == []
     assert django_rq.get_queue("render").count == 0
+
+
+def test_a_work_horse_killed_alone_is_retried_by_its_own_worker(shared_db):
+    """The out-of-memory killer takes the largest process, the work-horse: the worker lives on, RQ calls no
+    failure hook, and the worker's own recovery (every JOB_RECOVER_INTERVAL_SECONDS) queues it again."""
+    db = shared_db
+    drawing = _blocking_drawing()
+    drawing_render_enqueue(drawing=drawing)
+    worker = _start_worker(db, "render")
+    try:
+        _wait_for("the first render to start", lambda: _render_started(db, drawing, 1), db, worker)
+        _kill(worker, horse_only=True)
+        killed_at = time.monotonic()
+        # The lease (2 s here, 30 s by default) runs out, the worker's recovery queues it, the worker renders.
+        _wait_for("the second render to start", lambda: _render_started(db, drawing, 2), db, worker, deadline=30)
+        assert time.monotonic() - killed_at < 30
+        # The first render's folder goes (once older than a lease); the second's stays while it renders.
+        _wait_for("the killed render's folder to go", lambda: len(_render_folders(db)) == 1, db, worker, deadline=10)
+    finally:
+        _kill(worker)
 
 
 def _blocking_version(n=3):
