@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import django_rq
@@ -35,7 +36,7 @@ from gestima.recovery import abandoned_jobs_recover
 from tests.factories import make_drawing, make_example, make_task, technology_target
 
 ROOT = Path(__file__).resolve().parents[2]
-LEASE = 2  # seconds: short, so a test waits for a lease to run out in a few seconds
+LEASE = 3  # seconds: short, so a test waits for a lease to run out in a few seconds (heartbeat every 0.5 s)
 STEP_DEADLINE = 60  # no wait below is longer than this
 
 RENDER_WORDS = ("The worker stopped while rendering this drawing (killed or out of memory) 3 times; "
@@ -286,7 +287,9 @@ def test_an_export_killed_midway_can_be_requested_again_once_its_lease_ran_out(s
     worker = _start_worker(db, "default")
     _wait_for("the export to start", lambda: _export_started(version, 1), db, worker)
     _kill(worker)
-    # RQ still calls the dead job `started`; while the lease runs the export counts as live.
+    # RQ still calls the dead job `started`; while the lease runs the export counts as live. (The lease is
+    # set here: on a busy machine the kill itself may take longer than this test's short lease.)
+    DatasetVersion.objects.filter(pk=version.pk).update(export_lease_until=timezone.now() + timedelta(seconds=LEASE))
     with pytest.raises(ExportError, match="already being exported"):
         dataset_version_export_request(version=version)
     _wait_lease_out(db, lambda: DatasetVersion.objects.values_list("export_lease_until", flat=True).get(pk=version.pk))
@@ -296,3 +299,45 @@ def test_an_export_killed_midway_can_be_requested_again_once_its_lease_ran_out(s
     assert _partials(version) == []
     job = django_rq.get_queue("default").fetch_job(export_job_id(version.pk))
     assert job is not None and job.get_status() == "queued" and list(job.args) == [version.pk, "open_weights"]
+
+
+# --- RQ's own report of an abandoned job, minutes later (in-process) ------------------------------
+
+@pytest.mark.django_db
+def test_rq_reporting_an_abandoned_render_hands_it_to_the_retry_not_to_a_failure(django_capture_on_commit_callbacks):
+    from types import SimpleNamespace
+
+    from rq.exceptions import AbandonedJobError
+
+    from curation.jobs import drawing_render_job_failed
+
+    drawing = make_drawing(status=Drawing.Status.RENDERING, render_attempts=1,
+                           lease_until=timezone.now() + timedelta(seconds=30))
+    drawing_render_job_failed(SimpleNamespace(args=[drawing.pk]), None, AbandonedJobError, AbandonedJobError(), None)
+    drawing.refresh_from_db()
+    assert drawing.status == Drawing.Status.RENDERING and drawing.error == ""  # no "AbandonedJobError:" text
+    with django_capture_on_commit_callbacks(execute=True):
+        assert abandoned_jobs_recover()["drawings"] == {"queued": [drawing.pk], "failed": []}
+    drawing.refresh_from_db()
+    assert drawing.status == Drawing.Status.UPLOADED
+    assert django_rq.get_queue("render").fetch_job(drawing_render_job_id(drawing.pk)) is not None
+
+
+@pytest.mark.django_db
+def test_rq_reporting_an_abandoned_export_after_the_last_attempt_fails_it_in_words(settings):
+    from types import SimpleNamespace
+
+    from rq.exceptions import AbandonedJobError
+
+    from curation.jobs import dataset_version_export_job_failed
+    from tests.factories import make_dataset_version
+
+    settings.JOB_MAX_ATTEMPTS = 3
+    version = make_dataset_version()
+    DatasetVersion.objects.filter(pk=version.pk).update(
+        export_status=DatasetVersion.ExportStatus.RUNNING, export_attempts=3, export_format="openai",
+        export_lease_until=timezone.now() + timedelta(seconds=30))
+    dataset_version_export_job_failed(SimpleNamespace(args=[version.pk]), None, AbandonedJobError, AbandonedJobError(), None)
+    assert abandoned_jobs_recover()["exports"] == {"queued": [], "failed": [version.pk]}
+    version.refresh_from_db()
+    assert version.export_status == DatasetVersion.ExportStatus.FAILED and version.export_error == EXPORT_WORDS
