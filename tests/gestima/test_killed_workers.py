@@ -47,8 +47,12 @@ EXPORT_WORDS = ("The worker stopped while exporting this version (killed or out 
 
 @contextmanager
 def _database_file(path: Path):
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    # SQLite whatever the suite runs on: a file both processes open, nothing to create or drop on a server.
     original = connections["default"]
-    wrapper = original.__class__(dict(original.settings_dict, NAME=str(path)), alias="default")
+    wrapper = DatabaseWrapper(dict(original.settings_dict, ENGINE="django.db.backends.sqlite3", NAME=str(path),
+                                   HOST="", PORT="", USER="", PASSWORD="", OPTIONS={"timeout": 20}), alias="default")
     connections["default"] = wrapper
     try:
         yield
