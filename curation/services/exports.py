@@ -403,8 +403,6 @@ def export_job_id(version_id: int) -> str:
 
 def dataset_version_export_request(*, version: DatasetVersion, fmt: str = "openai") -> DatasetVersion:
     """Queue the export job (after commit). Raises ExportError when it cannot, QueueUnavailable when Redis is away."""
-    from curation.jobs import dataset_version_export_job, dataset_version_export_job_failed
-
     if fmt not in FORMATS:
         raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
     errors = _format_errors(version)
@@ -427,8 +425,7 @@ def dataset_version_export_request(*, version: DatasetVersion, fmt: str = "opena
             raise ExportError(f"{version} is already being exported.")
         if was_running:
             _abandoned_export_clear(version)
-        enqueue_on_commit(EXPORT_QUEUE, dataset_version_export_job, version.pk, fmt, job_id=export_job_id(version.pk),
-                          on_failure=dataset_version_export_job_failed)
+        _export_enqueue(version.pk, fmt)
     version.refresh_from_db()
     return version
 
@@ -508,6 +505,8 @@ def dataset_version_exports_abandoned_recover(*, version_ids=None) -> dict[str, 
         rows = rows.filter(pk__in=list(version_ids))
     outcome = {"queued": [], "failed": []}
     for version in rows.select_related("dataset"):
+        if version.export_lease_until is None and job_is_pending(queue_name=EXPORT_QUEUE, job_id=export_job_id(version.pk)):
+            continue  # running since before leases existed: left to RQ's own report (AbandonedJobError)
         taken = DatasetVersion.objects.filter(pk=version.pk, export_status=S.RUNNING,
                                               export_lease_until=version.export_lease_until)
         if version.export_attempts >= settings.JOB_MAX_ATTEMPTS:
