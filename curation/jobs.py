@@ -1,5 +1,10 @@
 """RQ entry points of the data side: thin wrappers that load rows by id and call services."""
 
+# What RQ reports, minutes later, for a job whose worker was killed: the row's lease recovery (retry, or
+# fail in words) handles it, not the job's own failure text. (A work-horse killed alone calls no hook at
+# all in RQ 3: its lease runs out and the same recovery takes the row back.)
+_WORKER_STOPPED = ("AbandonedJobError",)
+
 
 # --- drawings (render queue) ------------------------------------------------------------------
 
@@ -17,8 +22,11 @@ def drawing_render_job(drawing_id: int) -> str | None:
 def drawing_render_job_failed(job, connection, exc_type, exc_value, tb):
     """on_failure hook: a crash or an RQ timeout is stored on the drawing instead of leaving it `rendering`."""
     from curation.models import Drawing
-    from curation.services.drawings import drawing_render_fail
+    from curation.services.drawings import drawing_render_fail, drawing_render_worker_lost
 
+    if exc_type.__name__ in _WORKER_STOPPED:
+        drawing_render_worker_lost(drawing_id=job.args[0])
+        return
     drawing = Drawing.objects.filter(pk=job.args[0]).first()
     if drawing is not None:
         drawing_render_fail(drawing=drawing, message=f"rendering stopped: {exc_type.__name__}: {exc_value}")
@@ -43,6 +51,9 @@ def dataset_version_export_job(version_id: int, fmt: str = "openai"):
 
 def dataset_version_export_job_failed(job, connection, exc_type, exc_value, tb):
     """on_failure hook: the error goes on the version (covers timeouts, where the job's own except never runs)."""
-    from curation.services.exports import dataset_version_export_fail
+    from curation.services.exports import dataset_version_export_fail, dataset_version_export_worker_lost
 
+    if exc_type.__name__ in _WORKER_STOPPED:
+        dataset_version_export_worker_lost(version_id=job.args[0])
+        return
     dataset_version_export_fail(version_id=job.args[0], error=f"{exc_type.__name__}: {exc_value}")

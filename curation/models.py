@@ -20,6 +20,12 @@ class Drawing(models.Model):
     has_text_layer = models.BooleanField(null=True, help_text="True: vector drawing; False: scan.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UPLOADED, db_index=True)
     error = models.TextField(blank=True)
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="While rendering: renewed by the job; once past, its worker is presumed dead."
+    )
+    render_attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Renders started since the last upload or Render again (a killed worker's count too)."
+    )
     repaired = models.BooleanField(default=False, help_text="MuPDF had to repair the file to read it.")
     warning_count = models.PositiveIntegerField(default=0)
     warnings = models.TextField(blank=True)
@@ -370,6 +376,11 @@ class DatasetVersion(models.Model):
     export_progress = models.PositiveIntegerField(default=0, help_text="Lines written so far.")
     export_dir = models.CharField(max_length=500, blank=True)
     export_error = models.TextField(blank=True)
+    export_format = models.CharField(max_length=20, blank=True, help_text="Format of the export requested last.")
+    export_lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="While running: renewed by the job; once past, its worker is presumed dead."
+    )
+    export_attempts = models.PositiveSmallIntegerField(default=0, help_text="Runs started since the last request.")
     exported_at = models.DateTimeField(null=True, blank=True)
     manifest = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

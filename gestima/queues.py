@@ -36,6 +36,19 @@ def job_is_pending(*, queue_name: str, job_id: str) -> bool:
         return False
 
 
+def job_forget(*, queue_name: str, job_id: str) -> None:
+    """Delete a job whose worker is gone (its row's lease ran out) so it can be enqueued again.
+
+    RQ keeps a killed worker's job `started` until its own clean-up, minutes later, and then reports it
+    through the on_failure hook as AbandonedJobError; deleting it first means neither blocks the retry.
+    """
+    connection = django_rq.get_connection(queue_name)
+    try:
+        Job.fetch(job_id, connection=connection).delete()
+    except NoSuchJobError:
+        pass
+
+
 def enqueue_on_commit(queue_name: str, func, *args, job_id: str | None = None, **kwargs) -> None:
     """Enqueue `func(*args)` once the current transaction commits (at once outside one).
 

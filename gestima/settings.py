@@ -207,7 +207,8 @@ RQ_QUEUES = {
 }
 for _queue in RQ_QUEUES.values():
     _queue["REDIS_CLIENT_KWARGS"] = _REDIS_KWARGS
-RQ = {"COMMIT_MODE": "on_db_commit"}
+# The worker class recovers jobs whose worker was killed, at start and every JOB_RECOVER_INTERVAL_SECONDS.
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "gestima.worker.Worker"}
 RQ_SHOW_ADMIN_LINK = True
 # How often the scheduler re-enqueues drawings left waiting (e.g. after Redis was away).
 RECONCILE_INTERVAL_SECONDS = env.int("RECONCILE_INTERVAL_SECONDS", default=300)
@@ -216,8 +217,15 @@ RECONCILE_INTERVAL_SECONDS = env.int("RECONCILE_INTERVAL_SECONDS", default=300)
 # The render child is killed after this long; below the render queue's RQ timeout so the row gets the reason.
 RENDER_TIMEOUT_SECONDS = env.int("RENDER_TIMEOUT_SECONDS", default=240)
 RENDER_JPEG_QUALITY = env.int("RENDER_JPEG_QUALITY", default=85)
-# A drawing left `rendering` this long (worker killed mid-job) is queued again by the reconciler.
-RENDER_STUCK_AFTER_SECONDS = env.int("RENDER_STUCK_AFTER_SECONDS", default=900)
+# --- Killed workers: leases on the rows a job holds (gestima.leases, gestima.recovery) ---
+# A rendering drawing or a running export has a lease the job renews every JOB_HEARTBEAT_SECONDS; a lease
+# that runs out means its worker is gone (killed, out of memory). Each worker checks every
+# JOB_RECOVER_INTERVAL_SECONDS (and when it starts), so a killed job is noticed within about a minute.
+JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=30)
+JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=10)
+JOB_RECOVER_INTERVAL_SECONDS = env.float("JOB_RECOVER_INTERVAL_SECONDS", default=30)
+# Runs of one job in all (the first and the retries) before the row fails with the reason in words.
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 # --- end drawings ---
 
 # OpenAI / Azure OpenAI. The default provider: openai with OPENAI_API_KEY, else azure with its endpoint and key,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,11 +16,15 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from curation import rendering
 from curation.models import Drawing, DrawingPage
-from gestima.queues import QueueUnavailable, enqueue_on_commit, job_is_pending
+from gestima.leases import (
+    lease_kept, lease_until, render_workdir_make, render_workdirs_remove, worker_stopped_message,
+)
+from gestima.queues import QueueUnavailable, enqueue_on_commit, job_forget, job_is_pending
 
 logger = logging.getLogger(__name__)
 
@@ -179,9 +182,15 @@ def _ingest_one(name, data, uploaded_by, enqueue):
 def _claim(drawing: Drawing) -> bool:
     # The status claim makes the job idempotent: a second run (or a second worker) finds no
     # `uploaded` row and returns without touching the pages.
+    # The lease says the worker is alive; the attempt count bounds the retries after a killed worker.
     return Drawing.objects.filter(pk=drawing.pk, status=Drawing.Status.UPLOADED).update(
-        status=Drawing.Status.RENDERING, error="", updated_at=timezone.now()
+        status=Drawing.Status.RENDERING, error="", updated_at=timezone.now(), lease_until=lease_until(),
+        render_attempts=F("render_attempts") + 1,
     ) == 1
+
+
+def _lease_renew(drawing_id: int) -> int:
+    return Drawing.objects.filter(pk=drawing_id, status=Drawing.Status.RENDERING).update(lease_until=lease_until())
 
 
 def drawing_render(*, drawing: Drawing) -> Drawing:
@@ -196,7 +205,8 @@ def drawing_render(*, drawing: Drawing) -> Drawing:
         drawing.refresh_from_db()
         return drawing
     try:
-        drawing = _render_claimed(drawing)
+        with lease_kept(lambda: _lease_renew(drawing.pk)):
+            drawing = _render_claimed(drawing)
     except Exception as exc:
         logger.exception("rendering drawing %s failed", drawing.pk)
         return drawing_render_fail(drawing=drawing, message=f"rendering stopped: {type(exc).__name__}: {exc}")
@@ -217,7 +227,7 @@ def drawing_render(*, drawing: Drawing) -> Drawing:
 def _render_claimed(drawing: Drawing) -> Drawing:
     if not drawing.file or not drawing.file.storage.exists(drawing.file.name):
         return drawing_render_fail(drawing=drawing, message="the PDF file is missing from storage: upload it again")
-    workdir = tempfile.mkdtemp(prefix="gestima-render-")
+    workdir = render_workdir_make()
     try:
         source = _local_pdf_path(drawing, workdir)
         try:
@@ -353,21 +363,64 @@ def drawing_render_again(*, drawings) -> int:
             pk__in=[d.pk for d in drawings], status__in=[Drawing.Status.RENDERED, Drawing.Status.FAILED]
         ).values_list("pk", flat=True)
     )
-    Drawing.objects.filter(pk__in=ids).update(status=Drawing.Status.UPLOADED, error="", updated_at=timezone.now())
+    Drawing.objects.filter(pk__in=ids).update(
+        status=Drawing.Status.UPLOADED, error="", updated_at=timezone.now(), render_attempts=0
+    )
     for drawing in Drawing.objects.filter(pk__in=ids):
         drawing_render_enqueue(drawing=drawing)
     return len(ids)
 
 
+def drawing_render_worker_lost(*, drawing_id: int) -> None:
+    """RQ saw the job's worker die (the render job's on_failure hook): end the drawing's lease, so the next
+    recovery pass takes it back. Not queued from here: RQ still records the dead job under its id after
+    the hook returns, and would overwrite a new one."""
+    Drawing.objects.filter(pk=drawing_id, status=Drawing.Status.RENDERING).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def drawings_abandoned_recover(*, drawing_ids=None) -> dict[str, list[int]]:
+    """Take back drawings left `rendering` by a worker that is gone: queue them again, or fail them in words
+    once JOB_MAX_ATTEMPTS renders were started. Returns {"queued": ids, "failed": ids}.
+
+    A drawing is taken back when its lease ran out (the job renews it while it runs). Conditional UPDATEs:
+    two recoveries at once never both take one drawing. Render folders of dead processes are removed.
+    """
+    now = timezone.now()
+    rows = Drawing.objects.filter(status=Drawing.Status.RENDERING)
+    if drawing_ids is not None:
+        rows = rows.filter(pk__in=list(drawing_ids))
+    # Rows from before leases existed have none: their last change stands in for it.
+    stale = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    rows = rows.filter(Q(lease_until__lt=now) | Q(lease_until__isnull=True, updated_at__lt=stale))
+    outcome = {"queued": [], "failed": []}
+    for drawing_id, attempts, lease in rows.values_list("pk", "render_attempts", "lease_until"):
+        taken = Drawing.objects.filter(pk=drawing_id, status=Drawing.Status.RENDERING, lease_until=lease)
+        if attempts >= settings.JOB_MAX_ATTEMPTS:
+            message = worker_stopped_message(doing="rendering this drawing", attempts=attempts, again="Render again")
+            if taken.update(status=Drawing.Status.FAILED, error=message, lease_until=None, updated_at=timezone.now()):
+                logger.warning("drawing %s: worker stopped %s times, failed", drawing_id, attempts)
+                outcome["failed"].append(drawing_id)
+            continue
+        if taken.update(status=Drawing.Status.UPLOADED, lease_until=None, updated_at=timezone.now()):
+            logger.warning("drawing %s: its worker stopped while rendering; queued again", drawing_id)
+            job_forget(queue_name=RENDER_QUEUE, job_id=drawing_render_job_id(drawing_id))
+            outcome["queued"].append(drawing_id)
+    render_workdirs_remove()
+    try:
+        for drawing in Drawing.objects.filter(pk__in=outcome["queued"], status=Drawing.Status.UPLOADED):
+            drawing_render_enqueue(drawing=drawing)
+    except QueueUnavailable:
+        logger.warning("Redis is away: drawings %s stay uploaded for the reconciler", outcome["queued"])
+    return outcome
+
+
 def drawings_reconcile() -> int:
-    """Queue every drawing left `uploaded`, and reset ones stuck `rendering` with no live job; returns how
-    many were queued. Deterministic job ids: a drawing already queued is not queued twice."""
-    cutoff = timezone.now() - timedelta(seconds=settings.RENDER_STUCK_AFTER_SECONDS)
-    for drawing_id in Drawing.objects.filter(status=Drawing.Status.RENDERING, updated_at__lt=cutoff).values_list("pk", flat=True):
-        if not job_is_pending(queue_name=RENDER_QUEUE, job_id=drawing_render_job_id(drawing_id)):
-            Drawing.objects.filter(pk=drawing_id, status=Drawing.Status.RENDERING, updated_at__lt=cutoff).update(
-                status=Drawing.Status.UPLOADED, updated_at=timezone.now()
-            )
+    """Take back drawings whose worker died (see `drawings_abandoned_recover`) and queue every drawing left
+    `uploaded`; returns how many were queued. Deterministic job ids: a drawing already queued is not
+    queued twice."""
+    drawings_abandoned_recover()
     queued = 0
     for drawing in Drawing.objects.filter(status=Drawing.Status.UPLOADED).order_by("pk"):
         if job_is_pending(queue_name=RENDER_QUEUE, job_id=drawing_render_job_id(drawing.pk)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import queue
 import sys
@@ -16,10 +17,12 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -35,7 +38,10 @@ from curation.openai_format import (
     resolve_image_refs,
     sniff_mime,
 )
-from gestima.queues import enqueue_on_commit, job_is_pending, queue_ping
+from gestima.leases import lease_kept, lease_until, partial_files_remove, worker_stopped_message
+from gestima.queues import QueueUnavailable, enqueue_on_commit, job_forget, job_is_pending, queue_ping
+
+logger = logging.getLogger(__name__)
 
 
 class ExportError(Exception):
@@ -414,34 +420,39 @@ def export_job_id(version_id: int) -> str:
 
 def dataset_version_export_request(*, version: DatasetVersion, fmt: str = "openai") -> DatasetVersion:
     """Queue the export job (after commit). Raises ExportError when it cannot, QueueUnavailable when Redis is away."""
-    from curation.jobs import dataset_version_export_job, dataset_version_export_job_failed
-
     if fmt not in FORMATS:
         raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
     errors = _format_errors(version)
     if errors:
         raise ExportError(f"{version} has {len(errors)} format error(s): fix the examples and build a new version.")
-    busy = [DatasetVersion.ExportStatus.QUEUED, DatasetVersion.ExportStatus.RUNNING]
+    S = DatasetVersion.ExportStatus
     queue_ping(EXPORT_QUEUE)
+    # A worker killed mid-export never reports back: its lease runs out (RQ may still call its job
+    # `started` for minutes), and with no job left in Redis a `queued` status is stale too.
+    free = Q(export_status__in=[S.NONE, S.DONE, S.FAILED]) | Q(export_status=S.RUNNING, export_lease_until__lt=timezone.now())
     if not job_is_pending(queue_name=EXPORT_QUEUE, job_id=export_job_id(version.pk)):
-        # A worker killed mid-export never reports back: with no job left in Redis, the status is stale.
-        busy = []
+        free |= Q(export_status__in=[S.QUEUED, S.RUNNING])
+    was_running = DatasetVersion.objects.filter(pk=version.pk, export_status=S.RUNNING).exists()
     with transaction.atomic():
-        claimed = DatasetVersion.objects.filter(pk=version.pk).exclude(export_status__in=busy).update(
-            export_status=DatasetVersion.ExportStatus.QUEUED, export_progress=0, export_error=""
+        claimed = DatasetVersion.objects.filter(Q(pk=version.pk) & free).update(
+            export_status=S.QUEUED, export_progress=0, export_error="", export_format=fmt, export_attempts=0,
+            export_lease_until=None,
         )
         if not claimed:
             raise ExportError(f"{version} is already being exported.")
-        enqueue_on_commit(EXPORT_QUEUE, dataset_version_export_job, version.pk, fmt, job_id=export_job_id(version.pk),
-                          on_failure=dataset_version_export_job_failed)
+        if was_running:
+            _abandoned_export_clear(version)
+        _export_enqueue(version.pk, fmt)
     version.refresh_from_db()
     return version
 
 
 def dataset_version_export_run(*, version_id: int, fmt: str = "openai") -> DatasetVersion | None:
     """The job's work: claim queued → running (so two workers never export one version), export, record."""
+    # The lease says the worker is alive; the attempt count bounds the retries after a killed worker.
     claimed = DatasetVersion.objects.filter(pk=version_id, export_status=DatasetVersion.ExportStatus.QUEUED).update(
-        export_status=DatasetVersion.ExportStatus.RUNNING, export_progress=0, export_error=""
+        export_status=DatasetVersion.ExportStatus.RUNNING, export_progress=0, export_error="", export_format=fmt,
+        export_lease_until=lease_until(), export_attempts=F("export_attempts") + 1,
     )
     if not claimed:
         return None  # done already, or another worker has it
@@ -454,8 +465,13 @@ def dataset_version_export_run(*, version_id: int, fmt: str = "openai") -> Datas
             last[0] = now
             DatasetVersion.objects.filter(pk=version_id).update(export_progress=done)
 
+    def renew() -> int:
+        return DatasetVersion.objects.filter(pk=version_id, export_status=DatasetVersion.ExportStatus.RUNNING).update(
+            export_lease_until=lease_until())
+
     try:
-        paths = dataset_version_export(version=version, fmt=fmt, progress=record)
+        with lease_kept(renew):
+            paths = dataset_version_export(version=version, fmt=fmt, progress=record)
     except Exception as exc:
         dataset_version_export_fail(version_id=version_id, error=str(exc))
         raise
@@ -473,6 +489,67 @@ def dataset_version_export_fail(*, version_id: int, error: str) -> None:
     DatasetVersion.objects.filter(pk=version_id).exclude(export_status=DatasetVersion.ExportStatus.DONE).update(
         export_status=DatasetVersion.ExportStatus.FAILED, export_error=(error or "export failed")[:5000]
     )
+
+
+def dataset_version_export_worker_lost(*, version_id: int) -> None:
+    """RQ saw the export's worker die (the job's on_failure hook): end the lease, so the next recovery pass
+    takes the version back. Not queued from here: RQ still records the dead job under its id after the
+    hook returns, and would overwrite a new one."""
+    DatasetVersion.objects.filter(pk=version_id, export_status=DatasetVersion.ExportStatus.RUNNING).update(
+        export_lease_until=timezone.now() - timedelta(seconds=1))
+
+
+def _abandoned_export_clear(version: DatasetVersion) -> None:
+    # The dead job is deleted so the retry can use its id; the dead process's `.partial` files go.
+    job_forget(queue_name=EXPORT_QUEUE, job_id=export_job_id(version.pk))
+    for fmt in FORMATS:
+        out_dir = default_export_dir(version, fmt)
+        partial_files_remove(out_dir, depth=2)
+
+
+def dataset_version_exports_abandoned_recover(*, version_ids=None) -> dict[str, list[int]]:
+    """Take back exports left `running` by a worker that is gone (lease run out): queue them again, or fail
+    them in words once JOB_MAX_ATTEMPTS runs were started. Returns {"queued": ids, "failed": ids}.
+
+    Conditional UPDATEs: two recoveries at once never both take one version. The dead process's
+    `.partial` files are removed.
+    """
+    S = DatasetVersion.ExportStatus
+    now = timezone.now()
+    rows = DatasetVersion.objects.filter(export_status=S.RUNNING).filter(
+        Q(export_lease_until__lt=now) | Q(export_lease_until__isnull=True))
+    if version_ids is not None:
+        rows = rows.filter(pk__in=list(version_ids))
+    outcome = {"queued": [], "failed": []}
+    for version in rows.select_related("dataset"):
+        if version.export_lease_until is None and job_is_pending(queue_name=EXPORT_QUEUE, job_id=export_job_id(version.pk)):
+            continue  # running since before leases existed: left to RQ's own report (AbandonedJobError)
+        taken = DatasetVersion.objects.filter(pk=version.pk, export_status=S.RUNNING,
+                                              export_lease_until=version.export_lease_until)
+        if version.export_attempts >= settings.JOB_MAX_ATTEMPTS:
+            message = worker_stopped_message(doing="exporting this version", attempts=version.export_attempts,
+                                             again="Export again")
+            if taken.update(export_status=S.FAILED, export_error=message, export_lease_until=None):
+                logger.warning("export of version %s: worker stopped %s times, failed", version.pk, version.export_attempts)
+                outcome["failed"].append(version.pk)
+                _abandoned_export_clear(version)
+            continue
+        if taken.update(export_status=S.QUEUED, export_progress=0, export_lease_until=None):
+            logger.warning("export of version %s: its worker stopped; queued again", version.pk)
+            _abandoned_export_clear(version)
+            outcome["queued"].append(version.pk)
+            try:
+                _export_enqueue(version.pk, version.export_format or "openai")
+            except QueueUnavailable:
+                logger.warning("Redis is away: the export of version %s stays queued", version.pk)
+    return outcome
+
+
+def _export_enqueue(version_id: int, fmt: str) -> None:
+    from curation.jobs import dataset_version_export_job, dataset_version_export_job_failed
+
+    enqueue_on_commit(EXPORT_QUEUE, dataset_version_export_job, version_id, fmt, job_id=export_job_id(version_id),
+                      on_failure=dataset_version_export_job_failed)
 
 
 def export_file_path(*, version: DatasetVersion, name: str) -> Path:

@@ -1,0 +1,35 @@
+"""Taking back the work of killed workers: drawings left `rendering`, exports left `running`.
+
+`abandoned_jobs_recover()` runs when a worker starts and every JOB_RECOVER_INTERVAL_SECONDS inside each
+worker (gestima.worker), not on RQ's scheduler: a killed worker keeps the scheduler lock for about a
+minute and the next worker tries to take it only every 10 minutes.
+"""
+import logging
+
+from django.conf import settings
+
+from gestima.leases import partial_files_remove, render_workdirs_remove
+
+logger = logging.getLogger(__name__)
+
+
+def abandoned_jobs_recover(*, sweep: bool = False) -> dict[str, dict[str, list[int]]]:
+    """Queue again (or fail in words, after JOB_MAX_ATTEMPTS) every row whose job's lease ran out.
+
+    With `sweep` (at worker start) also remove every render folder and export `.partial` file left by a
+    dead process, whether or not a row still points at it. Returns what each recovery did.
+    """
+    from curation.services.drawings import drawings_abandoned_recover
+    from curation.services.exports import dataset_version_exports_abandoned_recover
+
+    outcome = {}
+    for name, recover in (("drawings", drawings_abandoned_recover), ("exports", dataset_version_exports_abandoned_recover)):
+        try:
+            outcome[name] = recover()
+        except Exception:  # noqa: BLE001 - one failing recovery must not stop the other, nor the worker
+            logger.exception("recovery of abandoned %s failed", name)
+    if sweep:
+        removed = render_workdirs_remove() + partial_files_remove(settings.EXPORTS_ROOT, depth=3)
+        if removed:
+            logger.warning("removed %s file(s) and folder(s) left by killed workers", len(removed))
+    return outcome
