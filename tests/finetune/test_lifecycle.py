@@ -138,12 +138,16 @@ def test_a_provider_that_keeps_failing_is_answered_by_the_fallback(manager, mode
     assert models_asked[-1] == FALLBACK and models_asked.count(FT_MODEL) >= 2  # the SDK retried before we fell back
 
 
-def test_no_fallback_and_a_failing_provider_is_stored_not_hidden(manager, models, standin):
+def test_no_fallback_and_a_failing_provider_fails_with_its_words_and_stores_nothing(manager, models, standin):
+    from finetune.models import Estimate
+    from finetune.services.estimates import EstimateFailed
+
     version = _promote_fine_tuned(manager)
     standin.failing.add(FT_MODEL)
-    estimate = estimate_create(drawing=make_drawing(), task=version.dataset.task, user=manager)
-    assert estimate.answered_by == "active" and estimate.error_kind == "api_error"
-    assert "The server is overloaded." in estimate.error
+    with pytest.raises(EstimateFailed, match="did not answer: .*The server is overloaded.") as failed:
+        estimate_create(drawing=make_drawing(), task=version.dataset.task, user=manager)
+    assert failed.value.kind == "api_error"
+    assert not Estimate.objects.exists()
 
 
 def test_no_active_model_but_a_fallback_answers_with_the_reason(manager, models, standin):
