@@ -392,8 +392,8 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
         manifest_file.finish()
         files["manifest"] = manifest_file
         # The manifest is renamed last: its presence says the JSONL files beside it are complete.
-        for key in files:  # insertion order: the manifest is last
-            files[key].commit()
+        for handle in files.values():  # insertion order: the manifest is last
+            handle.commit()
         _fsync_dir(out_dir)
     except BaseException:
         try:
