@@ -334,6 +334,8 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
                            progress: Callable[[int, int], None] | None = None) -> dict:
     """Write train.jsonl, validation.jsonl and manifest.json for `version`; returns their paths.
 
+    open_weights also writes images/, README.md (how to load it) and LLaMA-Factory's dataset_info.json.
+
     {"train": Path, "validation": Path | None (no validation rows), "manifest": Path}. Streams one line
     at a time; files appear atomically. `progress(done, total)` is called after every line (raising
     from it aborts the export and leaves no file under a final name). Raises ExportError.
