@@ -23,6 +23,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -280,25 +281,54 @@ class _OpenWeightsImages:
 
 
 def _open_weights_line(messages: list[dict], target: str, load, images: _OpenWeightsImages) -> dict:
-    """LLaMA-Factory / TRL "sharegpt" style: string contents with <image> where each image was, plus paths."""
-    out, paths = [], []
-    for message in messages:
+    """One row in the two chat layouts open-weight trainers read, over one list of image paths.
+
+    `messages` (TRL, Hugging Face chat templates): every content a list of parts, `{"type": "text",
+    "text": ...}` or `{"type": "image"}` where an image stood. `conversations` (LLaMA-Factory
+    "sharegpt"): string contents with `<image>` where each image stood. `images`: paths relative to
+    the export folder, in the order the images appear.
+    """
+    parts_out, text_out, paths = [], [], []
+    for message in [*messages, {"role": "assistant", "content": target}]:
         content = message.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else []
         if isinstance(content, list):
-            pieces = []
             for part in content:
                 if part.get("type") == "text":
-                    pieces.append(part.get("text", ""))
+                    parts.append({"type": "text", "text": part.get("text", "")})
                 elif part.get("type") == "image_url":
                     url = (part.get("image_url") or {}).get("url", "")
                     page_id = parse_page_ref(url)
                     data = load(page_id, fingerprint(part)) if page_id is not None else decode_data_url(url)
                     paths.append(images.save(data))
-                    pieces.append(IMAGE_PLACEHOLDER)
-            content = "\n".join(pieces)
-        out.append({"role": message["role"], "content": content})
-    out.append({"role": "assistant", "content": target})
-    return {"messages": out, "images": paths}
+                    parts.append({"type": "image"})
+        parts_out.append({"role": message["role"], "content": parts})
+        text_out.append({"role": message["role"], "content": "\n".join(
+            IMAGE_PLACEHOLDER if p["type"] == "image" else p["text"] for p in parts)})
+    return {"messages": parts_out, "conversations": text_out, "images": paths}
+
+
+def _open_weights_guides(version: DatasetVersion, out_dir: Path, line_counts: dict[str, int]) -> dict[str, bytes]:
+    """README.md (how to load the folder with `datasets`, TRL, LLaMA-Factory) and LLaMA-Factory's dataset_info.json.
+
+    Only splits with rows are named: `datasets` refuses a split whose file is empty.
+    """
+    splits = [split for split in ("train", "validation") if line_counts.get(split)]
+    name = f"{slugify(version.dataset.name) or f'dataset-{version.dataset_id}'}-v{version.number}"
+    dataset_info = {
+        f"{name}-{split}": {
+            "file_name": f"{split}.jsonl", "formatting": "sharegpt",
+            "columns": {"messages": "conversations", "images": "images"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                     "assistant_tag": "assistant", "system_tag": "system"},
+        } for split in splits
+    }
+    readme = render_to_string("curation/exports/open_weights_README.md", {
+        "version": version, "name": name, "folder": out_dir.name, "splits": splits,
+        "split_rows": [(split, line_counts[split]) for split in splits], "placeholder": IMAGE_PLACEHOLDER,
+    })
+    return {"README.md": readme.encode("utf-8"),
+            "dataset_info.json": (json.dumps(dataset_info, indent=2) + "\n").encode("utf-8")}
 
 
 def default_export_dir(version: DatasetVersion, fmt: str = "openai") -> Path:
@@ -309,6 +339,8 @@ def default_export_dir(version: DatasetVersion, fmt: str = "openai") -> Path:
 def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = "openai",
                            progress: Callable[[int, int], None] | None = None) -> dict:
     """Write train.jsonl, validation.jsonl and manifest.json for `version`; returns their paths.
+
+    open_weights also writes images/, README.md (how to load it) and LLaMA-Factory's dataset_info.json.
 
     {"train": Path, "validation": Path | None (no validation rows), "manifest": Path}. Streams one line
     at a time; files appear atomically. `progress(done, total)` is called after every line (raising
@@ -356,14 +388,20 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
         writer.close()
         for handle in files.values():
             handle.finish()
-        manifest = _manifest(version, fmt, {f"{s}.jsonl": h.summary() for s, h in files.items()}, images)
+        summaries = {f"{s}.jsonl": h.summary() for s, h in files.items()}
+        if images is not None:
+            for guide, data in _open_weights_guides(version, out_dir, {s: h.lines for s, h in files.items()}).items():
+                files[guide] = _AtomicFile(out_dir / guide)
+                files[guide].write_pieces([data])
+                files[guide].finish()
+        manifest = _manifest(version, fmt, summaries, images)
         manifest_file = _AtomicFile(out_dir / "manifest.json")
         manifest_file.write_pieces([json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")])
         manifest_file.finish()
         files["manifest"] = manifest_file
         # The manifest is renamed last: its presence says the JSONL files beside it are complete.
-        for key in ("train", "validation", "manifest"):
-            files[key].commit()
+        for handle in files.values():  # insertion order: the manifest is last
+            handle.commit()
         _fsync_dir(out_dir)
     except BaseException:
         try:
@@ -405,6 +443,10 @@ def _manifest(version: DatasetVersion, fmt: str, file_summaries: dict, images) -
     if images is not None:
         manifest["images_dir"] = "images"
         manifest["image_placeholder"] = IMAGE_PLACEHOLDER
+        manifest["columns"] = {"messages": "chat, content as parts (TRL)",
+                               "conversations": "chat, string content with <image> (LLaMA-Factory sharegpt)",
+                               "images": "image paths relative to this folder"}
+        manifest["how_to_load"] = "README.md"
     return manifest
 
 

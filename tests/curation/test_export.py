@@ -87,12 +87,16 @@ def test_open_weights_export_writes_image_files_beside_the_jsonl(tmp_path):
     paths = dataset_version_export(version=version, out_dir=tmp_path / "ow", fmt="open_weights")
     pages = page_bytes_by_sha(examples)
     for line in map(json.loads, open(paths["train"], encoding="utf-8")):
-        user = line["messages"][1]
+        user = line["conversations"][1]  # LLaMA-Factory: string content, <image> where each image stood
         assert isinstance(user["content"], str) and user["content"].count("<image>") == len(line["images"]) == 2
+        parts = line["messages"][1]["content"]  # TRL: content as parts
+        assert [p["type"] for p in parts] == ["text", "image", "image"]
         for rel in line["images"]:
             data = (tmp_path / "ow" / rel).read_bytes()
             assert pages[hashlib.sha256(data).hexdigest()] == data
     assert json.loads(paths["manifest"].read_text())["format"] == "open_weights"
+    assert sorted(p.name for p in (tmp_path / "ow").iterdir()) == [
+        "README.md", "dataset_info.json", "images", "manifest.json", "train.jsonl", "validation.jsonl"]
 
 
 @pytest.mark.django_db
