@@ -194,7 +194,8 @@ def child(kind: str, args) -> dict:
     else:
         db_url = f"sqlite:///{workdir / 'load.sqlite3'}"
     env = {"DJANGO_SETTINGS_MODULE": SETTINGS, "DATABASE_URL": db_url, "MEDIA_ROOT": str(workdir / "media"),
-           "DEBUG": "False", "LOG_LEVEL": "ERROR", "ALLOWED_HOSTS": "127.0.0.1"}
+           "DEBUG": "False", "LOG_LEVEL": "ERROR", "ALLOWED_HOSTS": "127.0.0.1",
+           "SECRET_KEY": os.environ.get("SECRET_KEY") or "benchmark-only-key-" + "b" * 40}
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     server = None
