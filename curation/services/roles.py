@@ -55,6 +55,16 @@ MANAGER_EXTRA_PERMISSIONS = [
     ("finetune", "add_estimate"),
 ]
 
+# Added after the roles migration (curation 0002 insists every listed permission exists when it runs):
+# granted by the migration that made them (finetune 0006) and by roles_sync.
+MANAGER_LATER_PERMISSIONS = [
+    # OpenAI-compatible endpoints (vLLM, Ollama, Together, Azure AI) for evaluations and estimates.
+    ("finetune", "view_modelendpoint"),
+    ("finetune", "add_modelendpoint"),
+    ("finetune", "change_modelendpoint"),
+    ("finetune", "delete_modelendpoint"),
+]
+
 
 def _permissions(pairs):
     found = []
@@ -70,5 +80,5 @@ def roles_sync() -> dict[str, Group]:
     reviewer, _ = Group.objects.get_or_create(name="Reviewer")
     manager, _ = Group.objects.get_or_create(name="Manager")
     reviewer.permissions.set(_permissions(REVIEWER_PERMISSIONS))
-    manager.permissions.set(_permissions(REVIEWER_PERMISSIONS + MANAGER_EXTRA_PERMISSIONS))
+    manager.permissions.set(_permissions(REVIEWER_PERMISSIONS + MANAGER_EXTRA_PERMISSIONS + MANAGER_LATER_PERMISSIONS))
     return {"Reviewer": reviewer, "Manager": manager}

@@ -16,8 +16,10 @@ from django.utils import timezone
 
 from curation.models import Drawing, Example, Task
 from curation.services.tasks import TargetInvalid, is_text_task, target_validate
-from finetune.models import Estimate
-from finetune.providers.base import ProviderError, get_provider
+from finetune.models import Estimate, ModelKind
+from finetune.providers.base import ProviderError
+from finetune.services.endpoints import endpoint_prices, model_provider
+from finetune.services.few_shot import drawing_shots, messages_with_shots
 from finetune.services.evals import answer_check, api_messages, call_cost, model_prices
 from finetune.services.promotion import model_version_active, provider_tag
 
@@ -67,8 +69,11 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
                         provider=provider_tag(provider=version.provider, kind=version.kind),
                         created_by=user if (user is not None and user.is_authenticated) else None)
     try:
-        messages = api_messages(estimate_messages(task=task, drawing=drawing, prompt_text=prompt_text))
-        outcome = get_provider(version.provider).chat(
+        messages = estimate_messages(task=task, drawing=drawing, prompt_text=prompt_text)
+        if version.kind == ModelKind.FEW_SHOT:  # worked examples from the dataset version it was evaluated with
+            messages = messages_with_shots(messages, drawing_shots(config=version.few_shot, drawing=drawing))
+        messages = api_messages(messages)
+        outcome = model_provider(provider=version.provider, endpoint=version.endpoint).chat(
             model=version.model_name, messages=messages, json_output=not is_text_task(task), temperature=0.0,
             timeout=float(getattr(settings, "EVAL_TIMEOUT_SECONDS", 120)))
     except ProviderError as exc:
@@ -84,7 +89,8 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
         estimate.latency_ms = outcome.latency_ms
         estimate.input_tokens, estimate.output_tokens = outcome.input_tokens, outcome.output_tokens
         estimate.cost_usd = call_cost(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
-                                      prices=model_prices(version.model_name))
+                                      prices=endpoint_prices(version.endpoint) if version.endpoint_id
+                                      else model_prices(version.model_name))
     estimate.save()
     return estimate
 

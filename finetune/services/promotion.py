@@ -177,6 +177,7 @@ def model_version_promote(*, eval_run: EvalRun, user, override_reason: str = "")
             task=task, model_name=eval_run.model_name, provider=eval_run.provider, kind=eval_run.model_kind,
             prompt_text=eval_run.prompt_text, training_run=training_run, eval_run=eval_run, is_active=True,
             promoted_by=user, policy_passed=passed, override_reason="" if passed else override_reason,
+            endpoint=eval_run.endpoint, few_shot=eval_run.few_shot,  # served as evaluated: same endpoint, same shots
         )
         version.report = promotion_report(version=version, checks=checks, comparison=comparison, previous=previous)
         version.model_card = model_card_render(version=version)
