@@ -201,3 +201,13 @@ def test_base_fine_tuned_and_few_shot_models_side_by_side_with_intervals(client,
         assert label in page
     assert page.count("95 % CI") == 3 and "elsewhere-model" not in page
     assert model_version_promote(eval_run=few, user=manager, override_reason="small set").kind == "few_shot"
+
+
+def test_the_evaluate_command_records_k_and_the_rule(manager, capsys):
+    from django.core.management import call_command
+
+    version = make_plan_dataset_version(n_validation=2, n_train=2)
+    call_command("evaluate", MODEL, str(version.pk), "--kind", "few_shot", "--k", "2")
+    out = capsys.readouterr().out
+    assert "(few_shot)" in out and "few-shot: k=2 (dhash_tags_v1:" in out
+    assert EvalRun.objects.get().few_shot["k"] == 2
