@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F, FileField, Sum
 from django.utils import timezone
 
 from curation.models import BaseModel, DatasetMember, DatasetVersion, DrawingPage, Task
@@ -285,17 +285,37 @@ def _pages_for(members: list[DatasetMember]) -> dict[int, DrawingPage]:
     return DrawingPage.objects.select_related("drawing").in_bulk(ids) if ids else {}
 
 
-def _shot_pages(shots: dict | None) -> dict[int, DrawingPage]:
+class _SharedPage:
+    """A page several questions show at once (a few-shot example). Each read gets its own instance: a model
+    instance's FieldFile holds one file handle, and threads reading one instance close it under each other."""
+
+    def __init__(self, page: DrawingPage):
+        self.page = page
+
+    def fresh(self) -> DrawingPage:
+        values = {f.attname: getattr(self.page, f.attname) for f in DrawingPage._meta.concrete_fields}
+        for field in DrawingPage._meta.concrete_fields:
+            if isinstance(field, FileField):
+                values[field.attname] = getattr(self.page, field.attname).name
+        copy = DrawingPage(**values)
+        copy.drawing = self.page.drawing
+        return copy
+
+
+def _shot_pages(shots: dict | None) -> dict[int, _SharedPage]:
     """The page rows the few-shot examples refer to (each shot's pages are shared by many questions)."""
     if not shots:
         return {}
     ids = {pid for chosen in shots.values() for shot in chosen for _, part in iter_image_parts(shot["messages"])
            if (pid := parse_page_ref((part.get("image_url") or {}).get("url"))) is not None}
-    return DrawingPage.objects.select_related("drawing").in_bulk(ids) if ids else {}
+    rows = DrawingPage.objects.select_related("drawing").in_bulk(ids) if ids else {}
+    return {pk: _SharedPage(page) for pk, page in rows.items()}
 
 
 def _load_page(pages: dict[int, DrawingPage], page_id: int, expected: dict | None) -> bytes:
     page = pages.get(page_id)
+    if isinstance(page, _SharedPage):
+        page = page.fresh()
     if page is None:
         raise ExportError(f"page {page_id} no longer exists: rebuild the example or the dataset")
     return page_bytes(page, expected)

@@ -127,7 +127,8 @@ def test_a_few_shot_eval_run_sends_the_shots_before_the_question(manager, standi
     run_worker("openai")
     run.refresh_from_db()
     assert run.status == EvalRun.Status.DONE, run.error
-    assert run.done_count == 3 and run.cost_usd is not None
+    errors = list(run.results.exclude(error_message="").values_list("error_kind", "error_message"))
+    assert run.done_count == 3 and run.cost_usd is not None, errors
 
     bodies = [c.json() for c in standin.calls_to("POST", "/chat/completions")]
     assert len(bodies) == 3
@@ -156,6 +157,8 @@ def test_a_promoted_few_shot_model_answers_estimates_with_shots_of_its_dataset_v
     model_version = model_version_promote(eval_run=EvalRun.objects.get(pk=run.pk), user=manager,
                                           override_reason="few-shot test on a small evaluation set")
     assert model_version.kind == ModelKind.FEW_SHOT and model_version.few_shot["dataset_version"] == version.pk
+    assert (f"- Few-shot: 2 reviewed examples before each question, from the train split of dataset version {version.pk}"
+            in model_version.model_card) and f"- Base model: {MODEL}\n" in model_version.model_card
 
     estimate = estimate_create(drawing=make_drawing(part_number="NEW-900"), task=version.dataset.task, user=manager)
     assert estimate.error == "" and estimate.output["part_number"] == "NEW-900"
@@ -211,3 +214,18 @@ def test_the_evaluate_command_records_k_and_the_rule(manager, capsys):
     out = capsys.readouterr().out
     assert "(few_shot)" in out and "few-shot: k=2 (dhash_tags_v1:" in out
     assert EvalRun.objects.get().few_shot["k"] == 2
+
+
+def test_one_shot_shown_to_many_questions_at_once_is_read_by_each(manager, standin, run_worker,
+                                                                   django_capture_on_commit_callbacks):
+    # Every question shares the single train example: eight threads read its page image at the same time.
+    version = make_plan_dataset_version(n_validation=8, n_train=1)
+    _far_apart(version)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = eval_run_create(task=version.dataset.task, model_name=MODEL, model_kind=ModelKind.FEW_SHOT,
+                              provider="openai", dataset_version=version, user=manager, few_shot_k=1, concurrency=8)
+    run_worker("openai")
+    run.refresh_from_db()
+    errors = list(run.results.exclude(error_message="").values_list("error_message", flat=True))
+    assert run.done_count == 8 and not errors, errors
+    assert len(standin.calls_to("POST", "/chat/completions")) == 8
