@@ -238,6 +238,15 @@ def model_card_render(*, version: ModelVersion) -> str:
         f"- Dataset version: {report['dataset_version']['name']} (hash `{report['dataset_version']['content_hash']}`), split `{report['eval_run']['split']}`",
         f"- Eval run: {report['eval_run']['id']}, {report['eval_run']['n']} examples, prompt `{report['eval_run']['prompt_kind']}`, cost {usd(report['eval_run']['cost_usd'])}",
     ]
+    # OpenAI-compatible endpoint and few-shot models: where the model is asked and what it is shown.
+    if version.endpoint_id:
+        endpoint = version.endpoint
+        lines.append(f"- Endpoint: `{endpoint.name}` at {endpoint.base_url} (model `{endpoint.model_name}`, key from "
+                     f"the environment variable `{endpoint.api_key_env}`)")
+    if version.few_shot:
+        lines.append(f"- Few-shot: {version.few_shot['k']} reviewed examples before each question, from the "
+                     f"{version.few_shot['source_split']} split of dataset version {version.few_shot['dataset_version']} "
+                     f"(rule `{version.few_shot['rule']}`)")
     tr = report["training_run"]
     lineage = report.get("lineage") or {}
     if tr:

@@ -120,6 +120,8 @@ def test_a_promoted_endpoint_model_answers_estimates_from_the_endpoint(servers, 
     model_version = model_version_promote(eval_run=EvalRun.objects.get(pk=run.pk), user=manager,
                                           override_reason="endpoint test on a small evaluation set")
     assert model_version.endpoint == endpoint and model_version.provider == "compatible"
+    assert f"- Endpoint: `vllm-gpu-box` at {vllm.base_url}" in model_version.model_card
+    assert "vllm-secret-from-env" not in model_version.model_card + str(model_version.report)
 
     estimate = estimate_create(drawing=make_drawing(part_number="NEW-700"), task=version.dataset.task, user=manager)
     assert estimate.error == "" and estimate.model_name == SERVED
