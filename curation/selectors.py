@@ -266,3 +266,35 @@ def dataset_version_by_ref(*, ref: str) -> DatasetVersion:
     else:
         there = "There are no dataset versions yet: build_dataset makes one."
     raise DatasetVersionNotFound(f"No dataset version {ref!r}: give {VERSION_REF_FORMS}. {there}")
+
+
+# --- Few-shot examples (finetune's few-shot builder reads the data side only through these). ---
+
+def drawing_page_hashes(*, drawing_ids) -> dict[int, list[int]]:
+    """{drawing id: [page dHash as int, in page order]} in one query; pages without a hash are left out."""
+    hashes: dict[int, list[int]] = {}
+    rows = DrawingPage.objects.filter(drawing_id__in=set(drawing_ids)).order_by("drawing_id", "number")
+    for drawing_id, phash in rows.values_list("drawing_id", "phash"):
+        try:
+            value = int(phash, 16)
+        except (TypeError, ValueError):
+            continue  # not hashed (rendered before hashes existed)
+        hashes.setdefault(drawing_id, []).append(value)
+    return hashes
+
+
+def dataset_version_member_facts(*, version, split: str, approved_only: bool = False) -> list[dict]:
+    """The members of one split of a version with what choosing similar examples needs, in position order:
+    member and example ids, the frozen messages and target, the example's drawing, group key, tags,
+    near-duplicate link and its drawing's page hashes. Two queries."""
+    members = DatasetMember.objects.filter(version=version, split=split).select_related("example").order_by("position", "id")
+    if approved_only:
+        members = members.filter(example__status=Example.Status.APPROVED)
+    members = list(members)
+    hashes = drawing_page_hashes(drawing_ids=[m.example.drawing_id for m in members if m.example.drawing_id])
+    return [{
+        "member_id": m.pk, "example_id": m.example_id, "drawing_id": m.example.drawing_id,
+        "group_key": m.example.group_key, "tags": m.example.tags or {},
+        "near_duplicate_of_id": m.example.near_duplicate_of_id, "messages": m.messages, "target": m.target,
+        "image_tokens": m.image_tokens, "page_hashes": hashes.get(m.example.drawing_id, []),
+    } for m in members]

@@ -71,7 +71,7 @@ def eval_run_lineage(eval_run: EvalRun) -> dict:
     lineage = {"role": "standalone", "evaluated_on": {**_version(eval_run.dataset_version), "split": eval_run.split},
                "training_run": None, "trained_on": None, "base_model": None, "hyperparameters": None,
                "checkpoint": None}
-    if eval_run.model_kind == ModelKind.BASE:
+    if eval_run.model_kind in (ModelKind.BASE, ModelKind.FEW_SHOT):  # a few-shot model is a model not fine-tuned
         lineage["base_model"] = eval_run.model_name
     if run is None:
         return lineage

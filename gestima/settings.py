@@ -267,6 +267,8 @@ EVAL_STALE_SECONDS = env.int("EVAL_STALE_SECONDS", default=300)
 EVAL_TIMEOUT_SECONDS = env.float("EVAL_TIMEOUT_SECONDS", default=120.0)
 # Bootstrap resamples for the 95 % confidence intervals (seeded: the same results give the same intervals).
 EVAL_BOOTSTRAP_SAMPLES = env.int("EVAL_BOOTSTRAP_SAMPLES", default=1000)
+# Few-shot models: reviewed examples shown before each question when no k is given (docs/evaluation.md).
+FEW_SHOT_K = env.int("FEW_SHOT_K", default=3)
 # --- end evaluation ---
 RUNS_ROOT = Path(env("RUNS_ROOT", default=str(MEDIA_ROOT / "runs")))
 EXPORTS_ROOT = Path(env("EXPORTS_ROOT", default=str(MEDIA_ROOT / "exports")))

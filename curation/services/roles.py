@@ -55,11 +55,15 @@ MANAGER_EXTRA_PERMISSIONS = [
     ("finetune", "add_estimate"),
 ]
 
-# Permissions of models added after the roles migration (0002_roles uses the lists above; the migration that
-# adds the model grants these): continuity, a task's fallback model answers when its active model is gone.
+# Permissions of models added after the roles migration (0002_roles uses the lists above, and insists every
+# listed permission exists when it runs): granted by the migration that adds the model and by roles_sync.
+# Continuity: a task's fallback model answers when its active model is gone; OpenAI-compatible endpoints
+# (vLLM, Ollama, Together, Azure AI) for evaluations and estimates.
 REVIEWER_LATER_PERMISSIONS = [("finetune", "view_taskfallback")]
 MANAGER_LATER_PERMISSIONS = [("finetune", "add_taskfallback"), ("finetune", "change_taskfallback"),
-                             ("finetune", "delete_taskfallback")]
+                             ("finetune", "delete_taskfallback"),
+                             ("finetune", "view_modelendpoint"), ("finetune", "add_modelendpoint"),
+                             ("finetune", "change_modelendpoint"), ("finetune", "delete_modelendpoint")]
 
 
 def _permissions(pairs):

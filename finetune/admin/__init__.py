@@ -2,7 +2,7 @@
 from django.contrib import admin
 
 from curation.models import Drawing
-from finetune.admin import api_tokens, evals, runs  # noqa: F401
+from finetune.admin import api_tokens, endpoints, evals, runs  # noqa: F401
 
 # "Estimate" belongs on the drawing list, but curation never imports finetune: the action is added
 # to the drawings admin from this side (curation's admin is registered first, by INSTALLED_APPS order).

@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
@@ -19,13 +20,14 @@ from django.utils.safestring import mark_safe
 from curation.models import DatasetVersion, Drawing, Example, Task
 from curation.services.tasks import TargetInvalid
 from curation.services.base_models import lifecycle_warning, model_lifecycle
-from finetune.models import Estimate, EvalResult, EvalRun, ModelKind, ModelVersion, TaskFallback
+from finetune.models import Estimate, EvalResult, EvalRun, ModelEndpoint, ModelKind, ModelVersion, TaskFallback
 from finetune.providers.base import ProviderError, available_providers
 from finetune.services.comparison import ComparisonError, eval_runs_compare
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
 from finetune.metrics import metric_rows, pct, pct_with_ci, usd
 from finetune.selectors import eval_run_lifecycle, eval_run_lineage, lineage_lines, model_version_lifecycle
 from finetune.services.evals import EvalError, eval_run_create, eval_run_is_stale, eval_run_leak, eval_run_resume
+from finetune.services.few_shot import eval_run_input_estimate, few_shot_run_estimate
 from finetune.services.promotion import (PromotionRefused, model_version_activate, model_version_promote,
                                          promotion_checks)
 from gestima.live import live_context, live_refused, live_response, live_state
@@ -114,16 +116,24 @@ class EvaluateForm(forms.Form):
     task = forms.ModelChoiceField(Task.objects.all())
     dataset_version = forms.ModelChoiceField(DatasetVersion.objects.select_related("dataset"))
     split = forms.ChoiceField(choices=[("validation", "validation"), ("train", "train")], initial="validation")
-    model_name = forms.CharField(max_length=200, help_text="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id")
-    model_kind = forms.ChoiceField(choices=ModelKind.choices, help_text="Fine-tuned models get the compact prompt, base models the full one.")
+    model_name = forms.CharField(max_length=200, required=False,
+                                 help_text="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id; with an endpoint, "
+                                           "empty means the endpoint's model.")
+    model_kind = forms.ChoiceField(choices=ModelKind.choices, help_text="Fine-tuned models get the compact prompt, base models "
+                                   "the full one; few-shot models the full one after the most similar reviewed examples.")
     provider = forms.ChoiceField(choices=(), required=False,
                                  help_text="Empty: the provider that serves the model (its training run's, else the "
                                            "configured one).")
+    endpoint = forms.ModelChoiceField(ModelEndpoint.objects.all(), required=False,
+                                      help_text="An OpenAI-compatible server (vLLM, Ollama, Together, Azure AI): "
+                                                "replaces the provider.")
+    few_shot_k = forms.IntegerField(required=False, min_value=1, max_value=20, label="Few-shot k",
+                                    help_text="Few-shot kind only: worked examples per question (default 3).")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = [("", "follows the model")] + [
-            (p, p) for p in available_providers() if p != "dryrun"]
+            (p, p) for p in available_providers() if p not in ("dryrun", "compatible")]
 
 
 class PromoteForm(forms.Form):
@@ -152,7 +162,7 @@ def _page(request, admin_obj, *, title, form=None, body="", submit="", opts=None
 class EvalRunAdmin(admin.ModelAdmin):
     list_display = ["id", "model_name", "model_kind", "dataset_version", "split_display", "training_run", "status", "progress_display",
                     "mape_display", "validity_display", "cost_display", "created_at"]
-    list_filter = ["status", "model_kind", "task", "split"]
+    list_filter = ["status", "model_kind", "task", "dataset_version", "split", "endpoint"]
     search_fields = ["model_name"]
     list_select_related = ["dataset_version__dataset", "training_run__base_model"]
     actions = ["compare_selected", "resume_selected", "promote_selected"]
@@ -161,11 +171,12 @@ class EvalRunAdmin(admin.ModelAdmin):
                        "cost_display",
                        "input_tokens", "output_tokens", "error", "attempts", "rq_job_id", "created_by", "created_at",
                        "started_at", "heartbeat_at", "finished_at", "metrics_display", "worst_display", "results_link",
-                       "leak_display", "lineage_display"]
+                       "leak_display", "lineage_display", "endpoint", "few_shot_display"]
     fieldsets = [
-        (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "deployment_name",
+        (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "deployment_name", "endpoint",
                            "training_run", "dataset_version", "split", "status_display", "progress_display", "error",
                            "results_link"]}),
+        ("Few-shot from reviewed examples", {"fields": ["few_shot_display"]}),
         ("Lineage", {"fields": ["lineage_display"]}),
         ("Metrics", {"fields": ["metrics_display"]}),
         ("Worst examples", {"fields": ["worst_display"]}),
@@ -230,6 +241,12 @@ class EvalRunAdmin(admin.ModelAdmin):
             return "Yes: none of the evaluated examples was trained on."
         return format_html('<strong class="eval-leak errornote">⚠ {}</strong> These numbers flatter the model; '
                            'it cannot be promoted on them without a recorded override reason.', leak)
+
+    @admin.display(description="worked examples")
+    def few_shot_display(self, obj):
+        if not obj.few_shot:
+            return "— (not a few-shot model)"
+        return few_shot_facts_html(obj)
 
     @admin.display(description="lineage")
     def lineage_display(self, obj):
@@ -319,10 +336,16 @@ class EvalRunAdmin(admin.ModelAdmin):
         form = EvaluateForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
+            if data["model_kind"] == ModelKind.FEW_SHOT and not request.POST.get("confirm"):
+                # The shots multiply the input tokens: show what the run will send before anything is queued.
+                confirmation = self._few_shot_confirmation(request, form)
+                if confirmation is not None:
+                    return confirmation
             try:
                 run = eval_run_create(task=data["task"], model_name=data["model_name"], model_kind=data["model_kind"],
                                       provider=data["provider"], dataset_version=data["dataset_version"],
-                                      split=data["split"], user=request.user)
+                                      split=data["split"], user=request.user, endpoint=data["endpoint"],
+                                      few_shot_k=data["few_shot_k"])
             except (EvalError, QueueUnavailable, ProviderError) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
@@ -331,6 +354,21 @@ class EvalRunAdmin(admin.ModelAdmin):
         return _page(request, self, title="Evaluate a model", form=form, submit="Queue the evaluation",
                      body=format_html("<p>{}</p>", "Runs as a background job on the openai queue; each example is asked "
                                                    "once (a resumed run skips done examples)."))
+
+    def _few_shot_confirmation(self, request, form):
+        """The confirmation page of a few-shot evaluation (None, with a message, when it cannot be estimated)."""
+        data = form.cleaned_data
+        try:
+            estimate = eval_run_input_estimate(task=data["task"], model_name=data["model_name"], model_kind=data["model_kind"],
+                                               dataset_version=data["dataset_version"], split=data["split"],
+                                               endpoint=data["endpoint"], few_shot_k=data["few_shot_k"])
+        except EvalError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+        context = {**self.admin_site.each_context(request), "title": "Evaluate a few-shot model: confirm the cost",
+                   "opts": self.model._meta, "form": form, "data": data, "estimate": estimate,
+                   "cost": usd(estimate["input_cost_usd"])}
+        return TemplateResponse(request, "admin/finetune/evals/few_shot_confirm.html", context)
 
     def compare_view(self, request, a, b):
         if not self.has_view_permission(request):
@@ -406,6 +444,17 @@ class EvalRunAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one eval run to promote.", messages.ERROR)
             return None
         return HttpResponseRedirect(reverse("admin:finetune_evalrun_promote", args=[queryset.get().pk]))
+
+
+def few_shot_facts_html(run: EvalRun):
+    """k, the similarity rule, where the shots come from and the input the run sends (estimated, then measured)."""
+    try:
+        estimate = few_shot_run_estimate(eval_run=run)
+    except Exception as exc:  # a version changed since: the facts still show, the estimate says why it is missing
+        estimate = {"error": f"{type(exc).__name__}: {exc}"}
+    return render_to_string("admin/finetune/evals/_few_shot_facts.html", {
+        "run": run, "config": run.few_shot, "estimate": estimate, "cost": usd(estimate.get("input_cost_usd")),
+        "measured_cost": usd(run.cost_usd), "done": run.status == EvalRun.Status.DONE})
 
 
 def comparison_html(c: dict):

@@ -1,15 +1,52 @@
 """Evaluations (EvalRun, EvalResult), the model registry (ModelVersion) and estimates for new drawings."""
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
-__all__ = ["ModelKind", "EvalRun", "EvalResult", "ModelVersion", "TaskFallback", "Estimate"]
+__all__ = ["ModelKind", "ModelEndpoint", "EvalRun", "EvalResult", "ModelVersion", "TaskFallback", "Estimate"]
 
 
 class ModelKind(models.TextChoices):
     BASE = "base", "Base model"
     FINE_TUNED = "fine_tuned", "Fine-tuned model"
     CHECKPOINT = "checkpoint", "Checkpoint"
+    # A model that is not fine-tuned, shown the most similar reviewed examples of the dataset version's
+    # train split before each question (finetune/services/few_shot.py).
+    FEW_SHOT = "few_shot", "Few-shot from reviewed examples"
+
+
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class ModelEndpoint(models.Model):
+    """Any OpenAI-compatible chat endpoint (vLLM, Ollama, Together serverless, Azure AI) serving one model.
+
+    The key stays in the environment: only the NAME of the variable holding it is stored, and it is read
+    when a call is made (finetune/services/endpoints.py).
+    """
+
+    name = models.SlugField(max_length=100, unique=True, help_text="How eval runs and the evaluate command name it.")
+    # Not URLField: its validator refuses a bare host name such as http://gpu-box:8000/v1.
+    base_url = models.CharField(max_length=500, validators=[RegexValidator(r"^https?://[^\s/]+", "An http:// or https:// URL.")],
+                                help_text="e.g. http://gpu-box:8000/v1 (vLLM) or http://localhost:11434/v1 (Ollama).")
+    model_name = models.CharField(max_length=200, help_text="The model name the endpoint serves, as sent in each request.")
+    api_key_env = models.CharField(
+        max_length=100, validators=[RegexValidator(ENV_NAME_PATTERN, "The NAME of an environment variable (letters, digits, "
+                                                                      "underscores), never the key itself.")],
+        help_text="Name of the environment variable holding the key, e.g. VLLM_API_KEY. The key itself is never stored.")
+    input_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True,
+                                             help_text="USD per 1M input tokens; empty: unknown (costs show \"unknown\").")
+    output_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True,
+                                              help_text="USD per 1M output tokens; empty: unknown.")
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.model_name})"
 
 
 class EvalRun(models.Model):
@@ -34,6 +71,10 @@ class EvalRun(models.Model):
     dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, related_name="eval_runs")
     split = models.CharField(max_length=12, default="validation")
     training_run = models.ForeignKey("finetune.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="eval_runs")
+    endpoint = models.ForeignKey(ModelEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="eval_runs",
+                                 help_text="The OpenAI-compatible endpoint asked (provider \"compatible\").")
+    few_shot = models.JSONField(default=dict, blank=True,
+                                help_text="Few-shot runs: k, the similarity rule and where the shots come from.")
     prompt_kind = models.CharField(max_length=10, choices=PromptKind.choices)
     prompt_text = models.TextField(help_text="The system prompt sent with every example.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -123,6 +164,10 @@ class ModelVersion(models.Model):
     kind = models.CharField(max_length=20, choices=ModelKind.choices)
     prompt_text = models.TextField(blank=True, help_text="The system prompt the model was evaluated (and serves) with.")
     training_run = models.ForeignKey("finetune.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    endpoint = models.ForeignKey(ModelEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions",
+                                 help_text="The OpenAI-compatible endpoint that serves it (provider \"compatible\").")
+    few_shot = models.JSONField(default=dict, blank=True,
+                                help_text="Few-shot models: k, the similarity rule and the dataset version the shots come from.")
     eval_run = models.ForeignKey(EvalRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
     is_active = models.BooleanField(default=False, db_index=True)
     promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -127,7 +127,8 @@ def _load_all() -> None:
     # Importing the modules registers their classes.
     import importlib
 
-    for module in ("finetune.providers.openai", "finetune.providers.together", "finetune.providers.dryrun"):
+    for module in ("finetune.providers.openai", "finetune.providers.together", "finetune.providers.dryrun",
+                   "finetune.providers.compatible"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -23,9 +23,11 @@ from curation.models import Drawing, Example, Task
 from curation.services.base_models import lifecycle_today, model_lifecycle
 from curation.services.tasks import TargetInvalid, is_text_task, target_validate
 from finetune.models import Estimate, ModelKind, TaskFallback
-from finetune.providers.base import ProviderError, get_provider
+from finetune.providers.base import ProviderError
 from finetune.selectors import model_version_lifecycle
+from finetune.services.endpoints import endpoint_prices, model_provider
 from finetune.services.evals import answer_check, api_messages, call_cost, eval_prompt, model_prices
+from finetune.services.few_shot import drawing_shots, messages_with_shots
 from finetune.services.promotion import model_version_active, provider_tag
 
 FALLBACK_HELP = "promote a replacement or set the task's fallback model (see \"When OpenAI fine-tuning ends\" in the README)"
@@ -77,14 +79,18 @@ def _falls_back_on(error: ProviderError) -> bool:
 
 
 def _ask(estimate: Estimate, *, task: Task, drawing: Drawing, model_name: str, provider: str,
-         prompt_text: str, served_name: str = "") -> ProviderError | None:
+         prompt_text: str, served_name: str = "", endpoint=None, few_shot: dict | None = None) -> ProviderError | None:
     """One chat call; its answer, usage and cost (or error) go on `estimate`. Returns the provider's error."""
     estimate.model_name = model_name
     estimate.output, estimate.raw_output, estimate.error_kind, estimate.error = None, "", "", ""
     try:
-        messages = api_messages(estimate_messages(task=task, drawing=drawing, prompt_text=prompt_text))
-        # On Azure the model answers only through its deployment (ModelVersion.deployment_name).
-        outcome = get_provider(provider).chat(
+        messages = estimate_messages(task=task, drawing=drawing, prompt_text=prompt_text)
+        if few_shot:  # worked examples from the dataset version the model was evaluated with
+            messages = messages_with_shots(messages, drawing_shots(config=few_shot, drawing=drawing))
+        messages = api_messages(messages)
+        # On Azure the model answers only through its deployment (ModelVersion.deployment_name); an endpoint
+        # model through its OpenAI-compatible server.
+        outcome = model_provider(provider=provider, endpoint=endpoint).chat(
             model=served_name or model_name, messages=messages, json_output=not is_text_task(task), temperature=0.0,
             timeout=float(getattr(settings, "EVAL_TIMEOUT_SECONDS", 120)))
     except ProviderError as exc:
@@ -100,7 +106,7 @@ def _ask(estimate: Estimate, *, task: Task, drawing: Drawing, model_name: str, p
     estimate.latency_ms = outcome.latency_ms
     estimate.input_tokens, estimate.output_tokens = outcome.input_tokens, outcome.output_tokens
     estimate.cost_usd = call_cost(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
-                                  prices=model_prices(model_name))
+                                  prices=endpoint_prices(endpoint) if endpoint is not None else model_prices(model_name))
     return None
 
 
@@ -154,7 +160,8 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
         estimate.provider = provider_tag(provider=version.provider, kind=version.kind)
         error = _ask(estimate, task=task, drawing=drawing, model_name=version.model_name, provider=version.provider,
                      prompt_text=version.prompt_text or task.compact_prompt or task.system_prompt,
-                     served_name=version.served_name)
+                     served_name=version.served_name, endpoint=version.endpoint,
+                     few_shot=version.few_shot if version.kind == ModelKind.FEW_SHOT else None)
         fallback = TaskFallback.objects.filter(task=task).first() if error is not None and _falls_back_on(error) else None
         if fallback is not None and not model_lifecycle(model_name=fallback.model_name).is_shut_down(today):
             _ask_fallback(estimate, task=task, drawing=drawing, fallback=fallback,

@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F, FileField, Sum
 from django.utils import timezone
 
 from curation.models import BaseModel, DatasetMember, DatasetVersion, DrawingPage, Task
@@ -34,6 +34,8 @@ from finetune import metrics as metric_lib
 from finetune.models import EvalResult, EvalRun, ModelKind
 from finetune.providers.base import ProviderError, available_providers, get_provider
 from finetune.selectors import training_run_for_model
+from finetune.services.endpoints import COMPATIBLE, EndpointError, endpoint_check, endpoint_prices, model_provider
+from finetune.services.few_shot import FewShotError, eval_run_shots, few_shot_config, messages_with_shots
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_is_pending
 
 logger = logging.getLogger(__name__)
@@ -180,15 +182,23 @@ def eval_deployment_name(*, provider: str, model_name: str, model_kind: str, tra
 
 def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: str = "",
                     dataset_version: DatasetVersion, split: str = "validation", user=None, training_run=None,
-                    concurrency: int | None = None, deployment_name: str = "") -> EvalRun:
+                    concurrency: int | None = None, deployment_name: str = "", endpoint=None,
+                    few_shot_k: int | None = None) -> EvalRun:
     """Record an eval run (prompt chosen by model kind) and queue its job; QueueUnavailable leaves nothing behind.
 
     The provider follows the model when not given (`provider_for_model`): a fine-tuned model of an Azure run
-    is evaluated on Azure, through its deployment."""
+    is evaluated on Azure, through its deployment. `endpoint`: an OpenAI-compatible ModelEndpoint (provider
+    "compatible", model name from the endpoint when none is given). `few_shot_k`: shots per question for a
+    few-shot model (default FEW_SHOT_K).
+    """
     from finetune.selectors import provider_for_model, training_run_for_deployment
 
     if user is not None and not user.has_perm("finetune.run_eval"):
         raise PermissionDenied("You may not start evaluations.")
+    # --- endpoints and few-shot (finetune/services/endpoints.py, few_shot.py) ---
+    model_name, provider, few_shot = _endpoint_and_few_shot(
+        model_name=model_name, model_kind=model_kind, provider=provider, endpoint=endpoint,
+        dataset_version=dataset_version, split=split, few_shot_k=few_shot_k)
     model_name = (model_name or "").strip()
     if not model_name:
         raise EvalError("A model name is required.")
@@ -206,17 +216,19 @@ def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: s
         # A model name the provider gave one of our runs: the lineage is known, link it.
         training_run, _ = training_run_for_model(model_name)
         training_run = training_run or training_run_for_deployment(model_name)
-    try:
-        deployment_name = eval_deployment_name(provider=provider, model_name=model_name, model_kind=model_kind,
-                                               training_run=training_run, deployment_name=deployment_name.strip())
-    except ProviderError as exc:
-        raise EvalError(exc.message)
+    if endpoint is None:
+        try:
+            deployment_name = eval_deployment_name(provider=provider, model_name=model_name, model_kind=model_kind,
+                                                   training_run=training_run, deployment_name=deployment_name.strip())
+        except ProviderError as exc:
+            raise EvalError(exc.message)
     prompt_kind, prompt_text = eval_prompt(task=task, model_kind=model_kind)
     with transaction.atomic():
         run = EvalRun.objects.create(
             task=task, model_name=model_name, model_kind=model_kind, provider=provider, dataset_version=dataset_version,
-            deployment_name=deployment_name,
+            deployment_name=deployment_name if endpoint is None else "",
             split=split, training_run=training_run, prompt_kind=prompt_kind, prompt_text=prompt_text, total=total,
+            endpoint=endpoint, few_shot=few_shot,
             concurrency=max(1, concurrency or settings.EVAL_CONCURRENCY),
             created_by=user if (user is not None and user.is_authenticated) else None,
         )
@@ -224,6 +236,25 @@ def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: s
         run.save(update_fields=["rq_job_id"])
         _enqueue(run)
     return run
+
+
+def _endpoint_and_few_shot(*, model_name, model_kind, provider, endpoint, dataset_version, split, few_shot_k):
+    """(model name, provider, few-shot config) once an endpoint and a few-shot kind are taken into account."""
+    if endpoint is not None:
+        try:
+            endpoint_check(endpoint)
+        except EndpointError as exc:
+            raise EvalError(str(exc)) from exc
+        provider, model_name = COMPATIBLE, (model_name or "").strip() or endpoint.model_name
+    elif provider == COMPATIBLE:
+        raise EvalError("The compatible provider needs a model endpoint: choose one (--endpoint NAME).")
+    few_shot = {}
+    if model_kind == ModelKind.FEW_SHOT:
+        try:
+            few_shot = few_shot_config(dataset_version=dataset_version, split=split, k=few_shot_k)
+        except FewShotError as exc:
+            raise EvalError(str(exc)) from exc
+    return model_name, provider, few_shot
 
 
 def training_run_evaluate(*, run, user=None, concurrency: int | None = None) -> tuple[list[EvalRun], int]:
@@ -304,8 +335,37 @@ def _pages_for(members: list[DatasetMember]) -> dict[int, DrawingPage]:
     return DrawingPage.objects.select_related("drawing").in_bulk(ids) if ids else {}
 
 
+class _SharedPage:
+    """A page several questions show at once (a few-shot example). Each read gets its own instance: a model
+    instance's FieldFile holds one file handle, and threads reading one instance close it under each other."""
+
+    def __init__(self, page: DrawingPage):
+        self.page = page
+
+    def fresh(self) -> DrawingPage:
+        values = {f.attname: getattr(self.page, f.attname) for f in DrawingPage._meta.concrete_fields}
+        for field in DrawingPage._meta.concrete_fields:
+            if isinstance(field, FileField):
+                values[field.attname] = getattr(self.page, field.attname).name
+        copy = DrawingPage(**values)
+        copy.drawing = self.page.drawing
+        return copy
+
+
+def _shot_pages(shots: dict | None) -> dict[int, _SharedPage]:
+    """The page rows the few-shot examples refer to (each shot's pages are shared by many questions)."""
+    if not shots:
+        return {}
+    ids = {pid for chosen in shots.values() for shot in chosen for _, part in iter_image_parts(shot["messages"])
+           if (pid := parse_page_ref((part.get("image_url") or {}).get("url"))) is not None}
+    rows = DrawingPage.objects.select_related("drawing").in_bulk(ids) if ids else {}
+    return {pk: _SharedPage(page) for pk, page in rows.items()}
+
+
 def _load_page(pages: dict[int, DrawingPage], page_id: int, expected: dict | None) -> bytes:
     page = pages.get(page_id)
+    if isinstance(page, _SharedPage):
+        page = page.fresh()
     if page is None:
         raise ExportError(f"page {page_id} no longer exists: rebuild the example or the dataset")
     return page_bytes(page, expected)
@@ -381,7 +441,7 @@ def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
     if not claimed:
         return run  # done, or another worker has it
     try:
-        provider = get_provider(run.provider)
+        provider = model_provider(provider=run.provider, endpoint=run.endpoint)
         prepare = getattr(provider, "chat_prepare", None)
         if prepare is not None:
             prepare()  # one client for the whole pool, built before the threads start
@@ -392,7 +452,10 @@ def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
                    .exclude(example_id__in=done).only("id", "example_id", "messages", "position")
                    .order_by("position", "id"))
         _recount(run)
-        prices = model_prices(run.model_name)
+        prices = endpoint_prices(run.endpoint) if run.endpoint_id else model_prices(run.model_name)
+        # Few-shot: every question's worked examples, chosen once before any call; their pages join each chunk's.
+        shots = eval_run_shots(eval_run=run) if run.model_kind == ModelKind.FEW_SHOT else None
+        shot_pages = _shot_pages(shots)
         json_output = not is_text_task(run.task)
         timeout = float(_setting("EVAL_TIMEOUT_SECONDS", 120))
         width = max(1, run.concurrency)
@@ -402,14 +465,17 @@ def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix=f"eval{run.pk}") as pool:
             for start in range(0, len(members), 50):
                 chunk = members[start:start + 50]
-                pages = _pages_for(chunk)
+                pages = {**_pages_for(chunk), **shot_pages}
                 for member in chunk:
                     # At most 2 × width submitted: the pool never idles, and images are embedded by the
                     # thread that sends them, so memory holds only the requests in flight.
                     while len(in_flight) >= 2 * width:
                         _drain(run, in_flight, prices, writer)
+                    messages = messages_with_prompt(member.messages, run.prompt_text)
+                    if shots is not None:
+                        messages = messages_with_shots(messages, shots.get(member.example_id, []))
                     future = pool.submit(_ask, provider, model=run.served_name, pages=pages, json_output=json_output,
-                                         messages=messages_with_prompt(member.messages, run.prompt_text), timeout=timeout)
+                                         messages=messages, timeout=timeout)
                     in_flight[future] = member
             while in_flight:
                 _drain(run, in_flight, prices, writer)

@@ -177,6 +177,7 @@ def model_version_promote(*, eval_run: EvalRun, user, override_reason: str = "")
             task=task, model_name=eval_run.model_name, provider=eval_run.provider, kind=eval_run.model_kind,
             deployment_name=eval_run.deployment_name, prompt_text=eval_run.prompt_text, training_run=training_run, eval_run=eval_run, is_active=True,
             promoted_by=user, policy_passed=passed, override_reason="" if passed else override_reason,
+            endpoint=eval_run.endpoint, few_shot=eval_run.few_shot,  # served as evaluated: same endpoint, same shots
         )
         version.report = promotion_report(version=version, checks=checks, comparison=comparison, previous=previous)
         version.model_card = model_card_render(version=version)
@@ -237,6 +238,15 @@ def model_card_render(*, version: ModelVersion) -> str:
         f"- Dataset version: {report['dataset_version']['name']} (hash `{report['dataset_version']['content_hash']}`), split `{report['eval_run']['split']}`",
         f"- Eval run: {report['eval_run']['id']}, {report['eval_run']['n']} examples, prompt `{report['eval_run']['prompt_kind']}`, cost {usd(report['eval_run']['cost_usd'])}",
     ]
+    # OpenAI-compatible endpoint and few-shot models: where the model is asked and what it is shown.
+    if version.endpoint_id:
+        endpoint = version.endpoint
+        lines.append(f"- Endpoint: `{endpoint.name}` at {endpoint.base_url} (model `{endpoint.model_name}`, key from "
+                     f"the environment variable `{endpoint.api_key_env}`)")
+    if version.few_shot:
+        lines.append(f"- Few-shot: {version.few_shot['k']} reviewed examples before each question, from the "
+                     f"{version.few_shot['source_split']} split of dataset version {version.few_shot['dataset_version']} "
+                     f"(rule `{version.few_shot['rule']}`)")
     tr = report["training_run"]
     lineage = report.get("lineage") or {}
     if tr:

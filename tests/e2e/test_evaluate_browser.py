@@ -115,3 +115,28 @@ def test_a_manager_creates_an_azure_deployment_through_the_management_api(live_s
         assert f"Deployment gestima-run-{run.pk} requested (Creating)" in message
         assert f"gestima-run-{run.pk} (Creating)" in " ".join(page.inner_text(".run-deployment").split())
         assert api.azure.deployments[f"gestima-run-{run.pk}"]["model"] == azure_model
+
+
+def test_a_manager_reads_the_few_shot_cost_before_queueing_it(live_server, transactional_db, page):
+    make_user("Manager", username="mira", password="Manager-pw-2026")
+    make_priced_base_model()
+    version = make_plan_dataset_version(n_validation=3, n_train=3)
+    _log_in(page, live_server, "mira", "Manager-pw-2026", "/admin/finetune/evalrun/evaluate/")
+    page.select_option("#id_task", str(version.dataset.task.pk))
+    page.select_option("#id_dataset_version", str(version.pk))
+    page.fill("#id_model_name", MODEL)
+    page.select_option("#id_model_kind", "few_shot")
+    page.fill("#id_few_shot_k", "2")
+    page.click("input[value='Queue the evaluation']")
+
+    facts = " ".join(page.inner_text(".few-shot-confirm").split())
+    assert "k = 2 per question" in facts and "3 questions" in facts
+    assert int(page.inner_text(".few-shot-tokens")) > 0 and page.inner_text(".few-shot-cost").startswith("$")
+    assert not EvalRun.objects.exists()  # nothing queued before the confirmation
+
+    page.click(".few-shot-confirm input[value='Queue the evaluation']")
+    page.wait_for_url("**/admin/finetune/evalrun/*/change/")
+    run = EvalRun.objects.get()
+    assert run.model_kind == "few_shot" and run.few_shot["k"] == 2
+    worked = " ".join(page.inner_text("fieldset:has(h2:text('Few-shot from reviewed examples'))").split())
+    assert "k (worked examples per question) 2" in worked and "dhash_tags_v1" in worked

@@ -24,6 +24,9 @@ def one_of_each(demo):
     eval_run = make_done_eval_run(version)
     TrainingRun.objects.create(dataset_version=version, base_model=BaseModel.objects.order_by("pk").first())
     ModelVersion.objects.create(task=version.dataset.task, model_name=eval_run.model_name, kind="base", eval_run=eval_run)
+    from finetune.models import ModelEndpoint
+
+    ModelEndpoint.objects.create(name="vllm", base_url="http://gpu-box:8000/v1", model_name="m", api_key_env="VLLM_API_KEY")
     Estimate.objects.create(task=version.dataset.task, drawing=Drawing.objects.order_by("pk").first(),
                             model_name=eval_run.model_name, provider="openai", output={"part_number": "X"})
     from axes.models import AccessAttempt, AccessFailureLog, AccessLog
@@ -71,6 +74,7 @@ curation_task              200 200 200 | 200 200 403 | 200 200 200
 finetune_estimate          200 200 200 | 200 200 403 | 200 200 200
 finetune_evalresult        200 200 200 | 403 403 403 | 200 200 200
 finetune_evalrun           200 200 200 | 200 200 403 | 200 200 200
+finetune_modelendpoint     200 200 403 | 200 200 403 | 200 200 403
 finetune_modelversion      200 200 200 | 403 403 403 | 200 200 200
 finetune_trainingrun       200 200 403 | 200 200 403 | 200 200 403
 finetune_apitoken          200 403 403 | 200 403 403 | 200 403 403

@@ -1,4 +1,5 @@
 """Evaluate a model on a dataset version's split: `manage.py evaluate MODEL DATASET_VERSION [--kind ...]`,
+a model behind an OpenAI-compatible endpoint: `manage.py evaluate --endpoint NAME DATASET_VERSION`,
 or what a training run made: `manage.py evaluate --run N` (its base model and its fine-tuned model)."""
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
@@ -8,6 +9,7 @@ from finetune.metrics import usd
 from finetune.models import ModelKind, TrainingRun
 from finetune.providers.base import ProviderError
 from finetune.selectors import eval_run_lineage, lineage_lines
+from finetune.services.endpoints import EndpointError, endpoint_by_name
 from finetune.services.evals import EvalError, eval_run_create, eval_run_execute, eval_run_leak, training_run_evaluate
 from finetune.management.commands._evals_common import dataset_version, metrics_lines, user
 from gestima.queues import QueueUnavailable
@@ -30,6 +32,10 @@ class Command(BaseCommand):
         parser.add_argument("--deployment", default="",
                             help="Azure: the deployment to call (default: the run's recorded deployment; a base model's "
                                  "deployment named after it)")
+        parser.add_argument("--endpoint", help="a model endpoint's name (admin: Model endpoints): ask that "
+                                               "OpenAI-compatible server; MODEL may then be left out")
+        parser.add_argument("--k", type=int, default=None, help="few-shot kind: worked examples per question "
+                                                               "(default FEW_SHOT_K)")
         parser.add_argument("--concurrency", type=int, default=None)
         parser.add_argument("--user", help="recorded as the creator (needs the run_eval permission)")
         parser.add_argument("--foreground", action="store_true",
@@ -40,14 +46,20 @@ class Command(BaseCommand):
             if opts["model"] or opts["dataset_version"]:
                 raise CommandError("Give either --run N or MODEL DATASET_VERSION, not both.")
             runs = self._for_training_run(opts)
-        elif opts["model"] and opts["dataset_version"]:
+        elif opts["endpoint"] or (opts["model"] and opts["dataset_version"]):
+            if opts["endpoint"] and not opts["dataset_version"]:
+                opts["model"], opts["dataset_version"] = "", opts["model"]  # `--endpoint NAME DATASET_VERSION`
+            if not opts["dataset_version"]:
+                raise CommandError("Give the DATASET_VERSION to evaluate on.")
             version = dataset_version(opts["dataset_version"])
             try:
-                runs = [eval_run_create(task=version.dataset.task, model_name=opts["model"], model_kind=opts["kind"],
+                endpoint = endpoint_by_name(opts["endpoint"]) if opts["endpoint"] else None
+                runs = [eval_run_create(task=version.dataset.task, model_name=opts["model"] or "", model_kind=opts["kind"],
                                         provider=opts["provider"], dataset_version=version, split=opts["split"],
                                         user=user(opts["user"]), concurrency=opts["concurrency"],
-                                        deployment_name=opts["deployment"])]
-            except (EvalError, QueueUnavailable, ProviderError) as exc:
+                                        deployment_name=opts["deployment"], endpoint=endpoint,
+                                        few_shot_k=opts["k"])]
+            except (EvalError, EndpointError, QueueUnavailable, ProviderError) as exc:
                 raise CommandError(str(exc))
         else:
             raise CommandError("Give MODEL DATASET_VERSION, or --run N for a training run.")
@@ -72,6 +84,10 @@ class Command(BaseCommand):
         self.stdout.write(f"eval run {run.pk}: {run.model_name} ({run.model_kind}) on {run.provider}{through}, "
                           f"{run.total} examples, "
                           f"prompt {run.prompt_kind}, concurrency {run.concurrency}")
+        if run.endpoint_id:
+            self.stdout.write(f"  endpoint: {run.endpoint.name} at {run.endpoint.base_url}")
+        if run.few_shot:
+            self.stdout.write(f"  few-shot: k={run.few_shot['k']} ({run.few_shot['rule']}: {run.few_shot['rule_text']})")
         for label, text in lineage_lines(eval_run_lineage(run)):
             self.stdout.write(f"  {label}: {text}")
         leak = eval_run_leak(run)
