@@ -27,27 +27,35 @@ class OpenAIChatMixin:
              timeout: float = 120.0) -> ChatResult:
         import openai
 
-        # A per-request timeout (not `with_options`, which copies the client on every call).
-        kwargs = {"model": model, "messages": messages, "temperature": temperature, "timeout": timeout}
-        if json_output:
-            kwargs["response_format"] = {"type": "json_object"}
-        started = time.perf_counter()
         try:
-            completion = self.client.chat.completions.create(**kwargs)
+            return chat_completion(self.client, model=model, messages=messages, json_output=json_output,
+                                   temperature=temperature, timeout=timeout)
         except openai.OpenAIError as exc:
             raise provider_error(exc) from exc
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        if not completion.choices:
-            raise ProviderError("the API returned no choices", code="empty_response", retryable=True)
-        message = completion.choices[0].message
-        usage = completion.usage
-        return ChatResult(
-            text=message.content or "",
-            input_tokens=(usage.prompt_tokens if usage else 0) or 0,
-            output_tokens=(usage.completion_tokens if usage else 0) or 0,
-            latency_ms=latency_ms,
-            refusal=getattr(message, "refusal", None) or "",
-            # What identifies the call for an audit; the full dump cost ~0.5 ms of CPU per call for nothing.
-            raw={"id": completion.id, "model": completion.model, "finish_reason": completion.choices[0].finish_reason,
-                 "system_fingerprint": getattr(completion, "system_fingerprint", None)},
-        )
+
+
+def chat_completion(client, *, model: str, messages: list[dict], json_output: bool, temperature: float,
+                    timeout: float) -> ChatResult:
+    """One chat completion through an OpenAI-style SDK client (openai's, together's): the request and the
+    mapping of its answer, shared by every provider. SDK errors propagate for the caller to classify."""
+    # A per-request timeout (not `with_options`, which copies the client on every call).
+    kwargs = {"model": model, "messages": messages, "temperature": temperature, "timeout": timeout}
+    if json_output:
+        kwargs["response_format"] = {"type": "json_object"}
+    started = time.perf_counter()
+    completion = client.chat.completions.create(**kwargs)
+    latency_ms = int((time.perf_counter() - started) * 1000)
+    if not completion.choices:
+        raise ProviderError("the API returned no choices", code="empty_response", retryable=True)
+    message = completion.choices[0].message
+    usage = completion.usage
+    return ChatResult(
+        text=message.content or "",
+        input_tokens=(getattr(usage, "prompt_tokens", 0) if usage else 0) or 0,
+        output_tokens=(getattr(usage, "completion_tokens", 0) if usage else 0) or 0,
+        latency_ms=latency_ms,
+        refusal=getattr(message, "refusal", None) or "",
+        # What identifies the call for an audit; the full dump cost ~0.5 ms of CPU per call for nothing.
+        raw={"id": completion.id, "model": completion.model, "finish_reason": completion.choices[0].finish_reason,
+             "system_fingerprint": getattr(completion, "system_fingerprint", None)},
+    )

@@ -33,6 +33,7 @@ from typing import Callable, TypeVar
 from django.conf import settings
 
 from finetune.providers.base import ChatResult, Provider, ProviderError, register
+from finetune.providers.chat import chat_completion
 from finetune.providers.errors import together_provider_error
 from finetune.providers.fine_tuning import RUN_ID_KEY, account_fingerprint, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob
 
@@ -399,30 +400,16 @@ class TogetherProvider(Provider):
 
     def chat(self, *, model: str, messages: list[dict], json_output: bool = True, temperature: float = 0.0,
              timeout: float = 120.0) -> ChatResult:
-        kwargs = {"model": model, "messages": messages, "temperature": temperature, "timeout": timeout}
-        if json_output:
-            kwargs["response_format"] = {"type": "json_object"}
-        started = time.perf_counter()
         try:
-            completion = self.client.chat.completions.create(**kwargs)
+            return chat_completion(self.client, model=model, messages=messages, json_output=json_output,
+                                   temperature=temperature, timeout=timeout)
+        except ProviderError:
+            raise
         except Exception as exc:
             error = together_provider_error(exc)
             if error.code == "unexpected":
                 raise
             raise error from exc
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        if not completion.choices:
-            raise ProviderError("Together returned no choices", code="empty_response", retryable=True)
-        message = completion.choices[0].message
-        usage = completion.usage
-        return ChatResult(
-            text=message.content or "",
-            input_tokens=(usage.prompt_tokens if usage else 0) or 0,
-            output_tokens=(usage.completion_tokens if usage else 0) or 0,
-            latency_ms=latency_ms,
-            refusal=_get(message, "refusal") or "",
-            raw={"id": completion.id, "model": completion.model, "finish_reason": completion.choices[0].finish_reason},
-        )
 
 
 register(TogetherProvider)
