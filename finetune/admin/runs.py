@@ -194,6 +194,14 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def _run_page(self, run):
         return HttpResponseRedirect(reverse("admin:finetune_trainingrun_change", args=[run.pk]))
 
+    def _button_post(self, request, object_id, *, allowed: bool):
+        """(run, response) for a run-page button: 403 without its permission, a GET goes back to the run page
+        (response set), a POST goes on (response None)."""
+        run = self._run(request, object_id)
+        if not allowed:
+            raise PermissionDenied
+        return run, (None if request.method == "POST" else self._run_page(run))
+
     def launch_view(self, request, object_id):
         run = self._run(request, object_id)
         if not self.has_launch_permission(request):
@@ -265,11 +273,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/finetune/trainingrun/cancel_confirm.html", context)
 
     def relaunch_view(self, request, object_id):
-        run = self._run(request, object_id)
-        if not self.has_launch_permission(request):
-            raise PermissionDenied
-        if request.method != "POST":
-            return self._run_page(run)
+        run, back = self._button_post(request, object_id, allowed=self.has_launch_permission(request))
+        if back:
+            return back
         try:
             new = run_services.training_run_relaunch(run=run, user=request.user)
         except TrainingRunError as exc:
@@ -284,11 +290,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def evaluate_view(self, request, object_id):
         """One click: the base model and the fine-tuned model on the run's validation split, linked to the run."""
-        run = self._run(request, object_id)
-        if not self.has_run_eval_permission(request):
-            raise PermissionDenied
-        if request.method != "POST":
-            return self._run_page(run)
+        run, back = self._button_post(request, object_id, allowed=self.has_run_eval_permission(request))
+        if back:
+            return back
         try:
             eval_runs, created = training_run_evaluate(run=run, user=request.user)
         except (EvalError, QueueUnavailable, ProviderError) as exc:
@@ -331,11 +335,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def deploy_view(self, request, object_id):
         """Create the run's Azure deployment through the management API; a job waits for it to be provisioned."""
-        run = self._run(request, object_id)
-        if not self.has_launch_permission(request):
-            raise PermissionDenied
-        if request.method != "POST":
-            return self._run_page(run)
+        run, back = self._button_post(request, object_id, allowed=self.has_launch_permission(request))
+        if back:
+            return back
         try:
             run = deployment_services.training_run_deploy(run=run, user=request.user, name=request.POST.get("name", ""))
         except (TrainingRunError, QueueUnavailable) as exc:
@@ -347,11 +349,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def record_deployment_view(self, request, object_id):
         """Record the name of a deployment made in the Azure portal."""
-        run = self._run(request, object_id)
-        if not self.has_launch_permission(request):
-            raise PermissionDenied
-        if request.method != "POST":
-            return self._run_page(run)
+        run, back = self._button_post(request, object_id, allowed=self.has_launch_permission(request))
+        if back:
+            return back
         try:
             run = deployment_services.training_run_deployment_record(run=run, user=request.user,
                                                                      name=request.POST.get("name", ""))
