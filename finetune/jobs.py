@@ -15,13 +15,6 @@ def training_run_start_failed(job, connection, exc_type, exc_value, traceback) -
                                                error_type=getattr(exc_type, "__name__", str(exc_type)))
 
 
-def training_run_sync_job(run_id: int) -> str:
-    from finetune.models import TrainingRun
-
-    run = TrainingRun.objects.filter(pk=run_id).first()
-    return run_services.training_run_sync(run=run).status if run else "missing"
-
-
 def training_runs_sync_all() -> dict:
     """The periodic job (gestima/periodic.py): one job syncs every active run."""
     return run_services.training_runs_sync_all()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import logging
 import time
 from decimal import Decimal
@@ -29,6 +28,7 @@ from django.utils import timezone
 from curation.models import BaseModel, DatasetMember, DatasetVersion
 from curation.services.base_models import base_model_lifecycle, lifecycle_today
 from curation.services.datasets import TrainingCost, dataset_version_training_cost
+from curation.services.exports import ExportError, dataset_version_export
 from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun, UploadedFile
 from finetune.providers.base import ProviderError, default_provider_name, get_provider
 from finetune.providers.fine_tuning import RUN_ID_KEY, RemoteEvent, RemoteJob, provider_refusals, result_csv_rows
@@ -314,56 +314,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _export_fallback(*, version: DatasetVersion, out_dir: Path) -> dict[str, Path]:
-    """Used only when curation's exporter is not installed: members' messages + target, page refs embedded."""
-    import base64
-
-    from curation.models import DrawingPage
-
-    def embed(messages):
-        out = []
-        for message in messages:
-            content = message.get("content")
-            if isinstance(content, list):
-                parts = []
-                for part in content:
-                    url = (part.get("image_url") or {}).get("url", "") if part.get("type") == "image_url" else ""
-                    if url.startswith("page:"):
-                        page = DrawingPage.objects.filter(pk=url.split(":", 1)[1].split(":")[0]).first()
-                        if page is not None:
-                            data = base64.b64encode(page.image.read()).decode()
-                            page.image.close()
-                            part = {**part, "image_url": {**part["image_url"], "url": f"data:image/{page.format};base64,{data}"}}
-                    parts.append(part)
-                message = {**message, "content": parts}
-            out.append(message)
-        return out
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for split in ("train", "validation"):
-        path = out_dir / f"{split}.jsonl"
-        with path.open("w", encoding="utf-8") as handle:
-            for member in version.members.filter(split=split).order_by("position"):
-                line = {"messages": embed(member.messages) + [{"role": "assistant", "content": member.target}]}
-                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-        paths[split] = path
-    manifest = out_dir / "manifest.json"
-    manifest.write_text(json.dumps({"dataset_version": version.pk, "content_hash": version.content_hash}, indent=2))
-    paths["manifest"] = manifest
-    return paths
-
-
 class ExportFailed(Exception):
     """The dataset version could not be written out: the run fails with the exporter's message."""
 
 
 def _export(run: TrainingRun) -> dict[str, Path]:
     out_dir = Path(settings.RUNS_ROOT) / str(run.pk)
-    try:
-        from curation.services.exports import ExportError, dataset_version_export
-    except ImportError:  # an install without curation's exporter
-        return _export_fallback(version=run.dataset_version, out_dir=out_dir)
     try:
         paths = dataset_version_export(version=run.dataset_version, out_dir=out_dir)
     except ExportError as exc:
