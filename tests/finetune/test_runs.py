@@ -17,6 +17,7 @@ from finetune.services.runs import (
     training_runs_sync_all,
 )
 from tests.openai_standin.fine_tuning import quota_error, rate_limited, server_error
+from tests.finetune.runkit import launch as _launch, sync_until_done as _sync_until_done
 
 pytestmark = pytest.mark.django_db
 
@@ -27,22 +28,6 @@ JOBS = "/fine_tuning/jobs"
 def _create(version, base_model, manager, **kwargs):
     kwargs.setdefault("provider", "openai")
     return training_run_create(dataset_version=version, base_model=base_model, user=manager, **kwargs)
-
-
-def _launch(run, manager, run_worker, django_capture_on_commit_callbacks, **kwargs):
-    with django_capture_on_commit_callbacks(execute=True):
-        run = training_run_launch(run=run, user=manager, **kwargs)
-    run_worker("openai")
-    run.refresh_from_db()
-    return run
-
-
-def _sync_until_done(run, limit=8):
-    for _ in range(limit):
-        run = training_run_sync(run=run)
-        if run.is_terminal:
-            break
-    return training_run_sync(run=run)
 
 
 def test_full_run_reaches_succeeded_with_metrics_checkpoints_and_a_model(ft_api, version, base_model, manager, run_worker,

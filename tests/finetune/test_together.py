@@ -22,6 +22,7 @@ from finetune.services.runs import (
 )
 from tests.together_standin import TogetherAPI, TogetherStandIn
 from tests.together_standin.api import credit_429, payment_required, rate_limited, server_error
+from tests.finetune.runkit import launch as _launch, sync_until_done as _sync_until_done
 
 pytestmark = pytest.mark.django_db
 
@@ -55,22 +56,6 @@ def qwen(db):
 def _create(version, base_model, manager, **kwargs):
     kwargs.setdefault("provider", "together")
     return training_run_create(dataset_version=version, base_model=base_model, user=manager, **kwargs)
-
-
-def _launch(run, manager, run_worker, django_capture_on_commit_callbacks, **kwargs):
-    with django_capture_on_commit_callbacks(execute=True):
-        run = training_run_launch(run=run, user=manager, **kwargs)
-    run_worker("openai")
-    run.refresh_from_db()
-    return run
-
-
-def _sync_until_done(run, limit=10):
-    for _ in range(limit):
-        run = training_run_sync(run=run)
-        if run.is_terminal:
-            break
-    return training_run_sync(run=run)
 
 
 def test_the_migration_seeds_togethers_vision_models_with_unknown_prices(db):
