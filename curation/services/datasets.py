@@ -64,7 +64,7 @@ def dataset_examples(dataset: Dataset) -> list[Example]:
         queryset = queryset.filter(quality_score__gte=dataset.min_quality)
     if dataset.min_confidence is not None:
         queryset = queryset.filter(confidence__gte=dataset.min_confidence)
-    fields = ["id", "messages", "target", "tags", "group_key", "near_duplicate_of_id", "drawing_id"]
+    fields = ["id", "messages", "target", "tags", "group_key", "near_duplicate_of_id", "drawing_id", "ground_truth_target"]
     return [e for e in queryset.order_by("id").only(*fields) if _matches_tags(e.tags, dataset.tag_filters)]
 
 
@@ -280,8 +280,10 @@ def _pct(x: float) -> str:
     return f"{x * 100:.0f}%"
 
 
-def dataset_gates(dataset: Dataset, facts: list[_MemberFacts], tags_by_example: dict, groups: dict[int, str]) -> list[dict]:
-    """Policy gates, each {name, passed, value, threshold, message}."""
+def dataset_gates(dataset: Dataset, facts: list[_MemberFacts], tags_by_example: dict, groups: dict[int, str],
+                  *, ground_truth_waiting: int = 0) -> list[dict]:
+    """Policy gates, each {name, passed, value, threshold, message}. `ground_truth_waiting`: examples whose
+    ground truth moved under a reviewed target and wait for the reviewer's choice (keep or take)."""
     rows = len(facts)
     gates = []
     min_rows = max(dataset.min_rows or 0, OPENAI_MIN_ROWS)
@@ -317,6 +319,10 @@ def dataset_gates(dataset: Dataset, facts: list[_MemberFacts], tags_by_example: 
     errors = sum(1 for f in facts if any(p["level"] == "error" for p in f.problems))
     gates.append(_gate("format", errors == 0, errors, 0,
                        f"{errors} example(s) with format errors" + ("" if errors == 0 else ": fix them (see problems) and rebuild")))
+    gates.append(_gate("ground_truth_decided", ground_truth_waiting == 0, ground_truth_waiting, 0,
+                       f"{ground_truth_waiting} example(s) whose ground truth changed wait for the reviewer's choice"
+                       + ("" if ground_truth_waiting == 0 else " (Examples, filter \"ground truth changed\"): keep or "
+                          "take the new ground truth, then rebuild")))
     return gates
 
 
@@ -491,7 +497,8 @@ def dataset_build(*, dataset: Dataset, user=None) -> DatasetVersion:
     models = _models()
     facts = _check(dataset, rows, pages, models)
     tags_by_example = {e.pk: e.tags for e in examples}
-    gates = dataset_gates(dataset, facts, tags_by_example, groups)
+    gates = dataset_gates(dataset, facts, tags_by_example, groups,
+                          ground_truth_waiting=sum(1 for e in examples if e.ground_truth_target))
     counts, tag_counts, tokens, costs = _summaries(dataset, facts, models, tags_by_example, groups)
     content_hash = _content_hash(dataset, facts)
 
@@ -529,10 +536,12 @@ def dataset_version_validate(*, version: DatasetVersion) -> DatasetVersion:
     pages, models = _Pages(), _models()
     facts = _check(dataset, rows, pages, models)
     ids = [r[0] for r in rows]
-    examples = list(Example.objects.filter(pk__in=ids).only("id", "group_key", "tags", "near_duplicate_of_id"))
+    examples = list(Example.objects.filter(pk__in=ids).only("id", "group_key", "tags", "near_duplicate_of_id",
+                                                            "ground_truth_target"))
     tags_by_example = {e.pk: e.tags for e in examples}
     groups = split_groups(dataset, examples)
-    version.gates = dataset_gates(dataset, facts, tags_by_example, groups)
+    version.gates = dataset_gates(dataset, facts, tags_by_example, groups,
+                                  ground_truth_waiting=sum(1 for e in examples if e.ground_truth_target))
     version.counts, version.tag_counts, version.tokens, version.cost_estimates = _summaries(
         dataset, facts, models, tags_by_example, groups)
     version.problems = _problems(facts)

@@ -407,3 +407,25 @@ def test_examples_a_provider_refused_are_flagged_audited_and_left_out_of_the_nex
     assert "1 example(s) dropped or refused by the provider" in page and "train line 4" in page
     review = client.get(f"/admin/curation/example/{refused}/review/").content.decode()
     assert "Refused by the provider" in review and "image failed moderation" in review
+
+
+def test_a_ground_truth_change_waiting_for_the_reviewer_fails_a_gate_until_decided():
+    """An approved example whose ground truth moved keeps the reviewer's target (never rewritten); the dataset
+    build says so instead of training on it silently, and passes once the reviewer has chosen."""
+    from curation.services.datasets import dataset_version_validate
+    from curation.services.review import example_ground_truth_keep
+    from tests.factories import make_user
+
+    examples = approved_examples(14)
+    waiting = examples[2]
+    waiting.ground_truth_target = technology_target("P-2", minutes=99)
+    waiting.save(update_fields=["ground_truth_target"])
+    dataset = make_dataset()
+    first = dataset_build(dataset=dataset)
+    gate = {g["name"]: g for g in first.gates}["ground_truth_decided"]
+    assert not gate["passed"] and gate["value"] == 1 and not first.gates_passed
+    assert "wait for the reviewer's choice" in gate["message"] and "ground truth changed" in gate["message"]
+
+    example_ground_truth_keep(example=waiting, user=make_user("Reviewer"))
+    decided = dataset_version_validate(version=first)  # what validate_dataset does
+    assert {g["name"]: g for g in decided.gates}["ground_truth_decided"]["passed"] and decided.gates_passed
