@@ -1,6 +1,7 @@
 """The data side: drawings and their page images, production records, tasks, examples, datasets."""
 from django.conf import settings
 from django.db import models
+from curation.provider_names import ProviderName
 
 
 class Drawing(models.Model):
@@ -101,6 +102,9 @@ class MaterialAlias(models.Model):
 
 
 class ProductionRecord(models.Model):
+    # The operations a record may name, in the order the shop runs them: ground truth and targets list them so.
+    OPERATIONS = ("saw", "turning", "milling", "deburring")
+
     part_number = models.CharField(max_length=100, db_index=True)
     order_id = models.CharField(max_length=50)
     machine = models.CharField(max_length=100)
@@ -161,7 +165,7 @@ class BaseModel(models.Model):
         NONE = "none", "No images"
 
     name = models.CharField(max_length=100, unique=True)
-    provider = models.CharField(max_length=20, default="openai")
+    provider = models.CharField(max_length=20, default=ProviderName.OPENAI)
     training_price_per_1m = models.DecimalField(
         max_digits=10, decimal_places=4, null=True, blank=True,
         help_text="USD per 1M training tokens; empty when the provider publishes none (costs then show as unknown).")

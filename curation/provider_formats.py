@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from curation.openai_format import IMAGE_FORMATS, IMAGE_MODES, MAX_IMAGE_BYTES, MAX_IMAGES_PER_EXAMPLE, ROLES
+from curation.provider_names import ProviderName
+
 MB = 1024 * 1024
 
 
@@ -36,21 +39,23 @@ class FormatRules:
 
 
 RULES: dict[str, FormatRules] = {
-    "openai": FormatRules(
-        provider="openai", label="OpenAI", max_images_per_example=10, max_image_bytes=10 * MB,
-        image_formats=frozenset({"JPEG", "PNG", "WEBP"}), image_roles=frozenset({"user", "system", "developer"}),
-        roles=frozenset({"system", "developer", "user", "assistant", "tool"}), min_examples=10,
-        max_examples_with_images=50_000, image_modes=frozenset({"RGB", "RGBA"}),
+    # OpenAI's limits are the ones every line is checked against (curation.openai_format): one source for both.
+    ProviderName.OPENAI: FormatRules(
+        provider=ProviderName.OPENAI, label=ProviderName.OPENAI.label, max_images_per_example=MAX_IMAGES_PER_EXAMPLE,
+        max_image_bytes=MAX_IMAGE_BYTES, image_formats=frozenset(IMAGE_FORMATS),
+        image_roles=frozenset({"user", "system", "developer"}), roles=frozenset(ROLES), min_examples=10,
+        max_examples_with_images=50_000, image_modes=frozenset(IMAGE_MODES),
         source="OpenAI fine-tuning reference (shared/reference/openai-fine-tuning.md)"),
-    "azure": FormatRules(
-        provider="azure", label="Azure OpenAI", max_images_per_example=64, max_image_bytes=10 * MB,
-        image_formats=frozenset({"JPEG", "PNG", "WEBP"}), image_roles=frozenset({"user", "system", "developer"}),
+    ProviderName.AZURE: FormatRules(
+        provider=ProviderName.AZURE, label=ProviderName.AZURE.label, max_images_per_example=64,
+        max_image_bytes=10 * MB, image_formats=frozenset({"JPEG", "PNG", "WEBP"}),
+        image_roles=frozenset({"user", "system", "developer"}),
         roles=frozenset({"system", "developer", "user", "assistant", "tool"}), min_examples=10,
         max_examples_with_images=50_000, image_modes=frozenset({"RGB", "RGBA"}),
         source="Azure OpenAI vision fine-tuning (learn.microsoft.com)"),
-    "together": FormatRules(
-        provider="together", label="Together AI", max_images_per_example=10, max_image_bytes=10 * MB,
-        image_formats=frozenset({"JPEG", "PNG", "WEBP"}), image_roles=frozenset({"user"}),
+    ProviderName.TOGETHER: FormatRules(
+        provider=ProviderName.TOGETHER, label=ProviderName.TOGETHER.label, max_images_per_example=10,
+        max_image_bytes=10 * MB, image_formats=frozenset({"JPEG", "PNG", "WEBP"}), image_roles=frozenset({"user"}),
         roles=frozenset({"system", "user", "assistant"}), min_examples=1, max_examples_with_images=None,
         accepts_image_urls=False, source="Together vision fine-tuning (docs.together.ai/docs/fine-tuning/vision)"),
 }

@@ -1,4 +1,9 @@
 """Presets for the tasks the shop trains; the demo data and tests create tasks from them."""
+from curation.models import ProductionRecord
+
+# The task whose examples come from a drawing and its ground truth (built at once after a render; the default
+# of the estimate API and commands).
+DRAWING_TASK_SLUG = "technology_builder"
 
 TECHNOLOGY_BUILDER_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -19,7 +24,7 @@ TECHNOLOGY_BUILDER_SCHEMA = {
                 "required": ["machine", "operation", "machine_time_min_per_piece", "setup_min"],
                 "properties": {
                     "machine": {"type": "string", "minLength": 1},
-                    "operation": {"type": "string", "enum": ["saw", "turning", "milling", "deburring"]},
+                    "operation": {"type": "string", "enum": list(ProductionRecord.OPERATIONS)},
                     "machine_time_min_per_piece": {"type": "number", "minimum": 0},
                     "setup_min": {"type": "number", "minimum": 0},
                 },
@@ -29,7 +34,7 @@ TECHNOLOGY_BUILDER_SCHEMA = {
 }
 
 TECHNOLOGY_BUILDER = {
-    "slug": "technology_builder",
+    "slug": DRAWING_TASK_SLUG,
     "name": "Technology builder (drawing → machines and times)",
     "description": "From a technical drawing, the material, the machines and the machining and setup time per operation.",
     "output_schema": TECHNOLOGY_BUILDER_SCHEMA,

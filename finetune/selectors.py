@@ -10,6 +10,7 @@ import datetime
 from django.conf import settings
 
 from curation.models import Task
+from curation.provider_names import ProviderName
 from curation.services.base_models import Lifecycle, lifecycle_today, model_lifecycle
 from finetune.models import EvalRun, ModelKind, ModelVersion, RunCheckpoint, TaskFallback, TrainingRun
 
@@ -51,7 +52,7 @@ def provider_for_model(model_name: str) -> str:
 
     run, _ = training_run_for_model(model_name)
     run = run or training_run_for_deployment(model_name)
-    if run is not None and run.provider != "dryrun":
+    if run is not None and run.provider != ProviderName.DRYRUN:
         return run.provider
     return default_provider_name()
 

@@ -16,9 +16,10 @@ from curation.services.ground_truth import ground_truth_material_set, ground_tru
 from curation.services.production import production_records_import
 from curation.services.roles import roles_sync
 from curation.services.tasks import task_create_from_preset
+from curation.task_presets import DRAWING_TASK_SLUG, PRESETS
 from gestima.queues import QueueUnavailable
 
-DEMO_TASKS = ["technology_builder", "support_reply", "code_fix"]
+DEMO_TASKS = list(PRESETS)  # every task the shop trains
 DEMO_USERS = [("admin", None), ("reviewer", "Reviewer"), ("manager", "Manager")]
 
 
@@ -140,7 +141,7 @@ def demo_data_load(*, reset_passwords: bool = False) -> DemoReport:
         _base_models(report)
     drawings = _drawings(report)  # outside the transaction: ingest enqueues on commit, render writes files
     _records_and_truth(report, drawings)
-    task = task_create_from_preset(slug="technology_builder")
+    task = task_create_from_preset(slug=DRAWING_TASK_SLUG)
     built = examples_build(task=task, drawings=[d for d in drawings if d.status == Drawing.Status.RENDERED])
     report.say(f"examples ({task.slug}): {built.summary()}")
     waiting = [d for d in drawings if d.status != Drawing.Status.RENDERED]

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from curation.models import BaseModel
+from curation.provider_names import ProviderName
 
 # No new OpenAI fine-tuning jobs for anyone after this date (reference: platform status).
 OPENAI_JOBS_END = datetime.date(2027, 1, 6)
@@ -77,7 +78,7 @@ TOGETHER_SEED = [
     {"name": "google/gemma-3-27b-it-VLM"},
     {"name": "meta-llama/Llama-4-Scout-17B-16E-Instruct-VLM"},
 ]
-TOGETHER_DEFAULTS = {"provider": "together", "training_price_per_1m": None, "encoding": "o200k_base",
+TOGETHER_DEFAULTS = {"provider": ProviderName.TOGETHER, "training_price_per_1m": None, "encoding": "o200k_base",
                      "image_tokens": BaseModel.ImageTokens.PATCHES, "patch_multiplier": 1.0, "supports_vision": True,
                      "max_tokens_per_example": 32768}
 
@@ -86,7 +87,7 @@ def base_model_seed_rows() -> list[tuple[str, dict]]:
     """(name, defaults) of every reference base model, OpenAI's then Together's."""
     rows = []
     for spec in SEED:
-        defaults = {"provider": "openai", "encoding": "o200k_base", "max_tokens_per_example": 65536,
+        defaults = {"provider": ProviderName.OPENAI, "encoding": "o200k_base", "max_tokens_per_example": 65536,
                     "jobs_end_date": OPENAI_JOBS_END, **spec}
         rows.append((defaults.pop("name"), defaults))
     for spec in TOGETHER_SEED:

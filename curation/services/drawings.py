@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from curation import rendering
 from curation.models import Drawing, DrawingPage
+from curation.task_presets import DRAWING_TASK_SLUG
 from gestima.leases import (
     lease_kept, lease_until, render_workdir_make, render_workdirs_remove, worker_stopped_message,
 )
@@ -37,10 +38,6 @@ class DrawingRejected(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-
-
-# The task whose examples come from a drawing and its ground truth (built at once after a render).
-DRAWING_TASK_SLUG = "technology_builder"
 
 
 def drawing_render_job_id(drawing_id: int) -> str:

@@ -12,7 +12,6 @@ from django.conf import settings
 from django.db import transaction
 
 from curation.models import Drawing, GroundTruth, MaterialAlias, ProductionRecord
-from curation.services.production import OPERATIONS
 
 _CENT = Decimal("0.01")
 
@@ -47,7 +46,8 @@ def coefficient_of_variation(values) -> float | None:
 
 def _operation_order(item: dict) -> tuple:
     operation = item["operation"]
-    return (OPERATIONS.index(operation) if operation in OPERATIONS else len(OPERATIONS), operation, item["machine"])
+    order = ProductionRecord.OPERATIONS
+    return (order.index(operation) if operation in order else len(order), operation, item["machine"])
 
 
 def ground_truth_operations(records, *, fraction: float) -> list[dict]:

@@ -15,7 +15,6 @@ from curation.models import Drawing, Machine, ProductionRecord
 
 REQUIRED_COLUMNS = ["part_number", "order_id", "machine", "operation", "pieces", "machine_time_min_per_piece", "setup_min"]
 OPTIONAL_COLUMNS = ["recorded_at"]
-OPERATIONS = ["saw", "turning", "milling", "deburring"]
 # The model stores 3 decimals in at most 10 digits: larger values are typos, not machine times.
 _MAX_MINUTES = Decimal("9999999")
 # PositiveIntegerField's range on every database Django supports.
@@ -100,8 +99,9 @@ def _parse_row(row: dict, machines: dict[str, str]) -> tuple[dict | None, str]:
     if not machine_written:
         return None, "missing machine"
     operation = (row.get("operation") or "").strip().lower()
-    if operation not in OPERATIONS:
-        return None, f"unknown operation {operation[:40]!r} (expected one of {', '.join(OPERATIONS)})"
+    if operation not in ProductionRecord.OPERATIONS:
+        return None, (f"unknown operation {operation[:40]!r} "
+                      f"(expected one of {', '.join(ProductionRecord.OPERATIONS)})")
     pieces_text = (row.get("pieces") or "").strip()
     # isascii + isdecimal: "²" is a digit to str.isdigit() but not a number int() reads.
     if not (pieces_text.isascii() and pieces_text.isdecimal()) or int(pieces_text) < 1:

@@ -4,6 +4,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from curation.provider_names import ProviderName
+
 __all__ = ["ModelKind", "ModelEndpoint", "EvalRun", "EvalResult", "ModelVersion", "TaskFallback", "Estimate"]
 
 
@@ -65,7 +67,7 @@ class EvalRun(models.Model):
     task = models.ForeignKey("curation.Task", on_delete=models.PROTECT, related_name="eval_runs")
     model_name = models.CharField(max_length=200)
     model_kind = models.CharField(max_length=20, choices=ModelKind.choices, default=ModelKind.BASE)
-    provider = models.CharField(max_length=20, default="openai")
+    provider = models.CharField(max_length=20, default=ProviderName.OPENAI)
     deployment_name = models.CharField(max_length=64, blank=True,
                                        help_text="Azure: the deployment the calls go to (the model answers only there).")
     dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, related_name="eval_runs")
@@ -158,7 +160,7 @@ class ModelVersion(models.Model):
 
     task = models.ForeignKey("curation.Task", on_delete=models.PROTECT, related_name="model_versions")
     model_name = models.CharField(max_length=200)
-    provider = models.CharField(max_length=20, default="openai")
+    provider = models.CharField(max_length=20, default=ProviderName.OPENAI)
     deployment_name = models.CharField(max_length=64, blank=True,
                                        help_text="Azure: the deployment estimates call (the model answers only there).")
     kind = models.CharField(max_length=20, choices=ModelKind.choices)
@@ -199,7 +201,7 @@ class TaskFallback(models.Model):
     task = models.OneToOneField("curation.Task", on_delete=models.CASCADE, related_name="fallback_model")
     model_name = models.CharField(max_length=200, help_text="As the provider names it: a base model, ft:BASE:..., "
                                   "an Azure deployment, a Together model.")
-    provider = models.CharField(max_length=20, default="openai")
+    provider = models.CharField(max_length=20, default=ProviderName.OPENAI)
     prompt_text = models.TextField(blank=True, help_text="The system prompt sent to it (empty: the task's full prompt "
                                    "for a base model, its compact prompt for a fine-tuned one).")
     note = models.TextField(blank=True, help_text="Why this model (e.g. the eval run that justified it).")

@@ -2,6 +2,8 @@
 from django.conf import settings
 from django.db import models
 
+from curation.provider_names import ProviderName
+
 __all__ = ["TrainingRun", "RunEvent", "RunMetric", "RunCheckpoint", "UploadedFile"]
 
 
@@ -58,7 +60,7 @@ class TrainingRun(models.Model):
 
     dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, related_name="training_runs")
     base_model = models.ForeignKey("curation.BaseModel", on_delete=models.PROTECT, related_name="training_runs")
-    provider = models.CharField(max_length=20, default="dryrun")
+    provider = models.CharField(max_length=20, default=ProviderName.DRYRUN)
     method = models.CharField(max_length=20, default="supervised")
     # Each a number or "auto" (the provider picks).
     n_epochs = models.CharField(max_length=20, default=AUTO)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from curation.provider_names import ProviderName
+
 
 class ProviderError(Exception):
     """A provider call failed. `retryable` says whether trying again later may succeed."""
@@ -106,12 +108,12 @@ def default_provider_name() -> str:
     from django.conf import settings
 
     if settings.OPENAI_API_KEY:
-        return "openai"
+        return ProviderName.OPENAI
     if settings.AZURE_OPENAI_API_KEY and settings.AZURE_OPENAI_ENDPOINT:
-        return "azure"
+        return ProviderName.AZURE
     if getattr(settings, "TOGETHER_API_KEY", ""):
-        return "together"
-    return "dryrun"
+        return ProviderName.TOGETHER
+    return ProviderName.DRYRUN
 
 
 def get_provider(name: str | None = None) -> Provider:

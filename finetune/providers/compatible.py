@@ -10,6 +10,8 @@ import os
 
 from django.conf import settings
 
+from curation.provider_names import ProviderName
+
 from finetune.providers.base import Provider, ProviderError, register
 from finetune.providers.chat import OpenAIChatMixin
 
@@ -26,7 +28,7 @@ def endpoint_key_missing(api_key_env: str) -> str:
 
 @register
 class CompatibleProvider(OpenAIChatMixin, Provider):
-    name = "compatible"
+    name = ProviderName.COMPATIBLE
     calls_api = True
     trains_models_of = frozenset()  # chat only: never offered for training runs
 

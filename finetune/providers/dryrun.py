@@ -9,12 +9,14 @@ import json
 import shutil
 from pathlib import Path
 
+from curation.provider_names import ProviderName
+
 from finetune.providers.base import Provider, ProviderError, register
 
 
 @register
 class DryRunProvider(Provider):
-    name = "dryrun"
+    name = ProviderName.DRYRUN
     calls_api = False
 
     def write_run(self, *, run_dir: Path, files: dict[str, Path], manifest: dict) -> dict[str, Path]:

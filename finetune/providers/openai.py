@@ -14,6 +14,8 @@ from typing import Callable, TypeVar
 
 from django.conf import settings
 
+from curation.provider_names import ProviderName
+
 from finetune.providers.base import Provider, ProviderError, register
 from finetune.providers.chat import OpenAIChatMixin
 from finetune.providers.errors import provider_error
@@ -72,9 +74,9 @@ def _job(job) -> RemoteJob:
 
 
 class OpenAIProvider(OpenAIChatMixin, Provider):
-    name = "openai"
+    name = ProviderName.OPENAI
     calls_api = True
-    trains_models_of = frozenset({"openai", "azure"})
+    trains_models_of = frozenset({ProviderName.OPENAI, ProviderName.AZURE})
 
     def __init__(self):
         self._client = None
@@ -267,7 +269,7 @@ class AzureOpenAIProvider(OpenAIProvider):
     plain HTTPS with a bearer token, when the management settings are given.
     """
 
-    name = "azure"
+    name = ProviderName.AZURE
     needs_deployment = True
     imports_files_in_background = True
 

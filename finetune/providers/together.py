@@ -32,6 +32,8 @@ from typing import Callable, TypeVar
 
 from django.conf import settings
 
+from curation.provider_names import ProviderName
+
 from finetune.providers.base import ChatResult, Provider, ProviderError, register
 from finetune.providers.chat import chat_completion
 from finetune.providers.errors import together_provider_error
@@ -157,11 +159,11 @@ def _event_id(job_id: str, fields: dict) -> str:
 
 
 class TogetherProvider(Provider):
-    name = "together"
+    name = ProviderName.TOGETHER
     calls_api = True
     # Together has no "auto" epoch count: a run asking for "auto" is given its dataset's epochs at creation.
     auto_epochs = False
-    trains_models_of = frozenset({"together"})
+    trains_models_of = frozenset({ProviderName.TOGETHER})
 
     def __init__(self):
         self._client = None

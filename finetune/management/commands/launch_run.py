@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import BaseModel
+from curation.provider_names import ProviderName
 from curation.selectors import VERSION_REF_FORMS
 from finetune.management.commands._evals_common import dataset_version
 from finetune.services.runs import TrainingRunError, training_run_create, training_run_launch
@@ -20,9 +21,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("dataset_version", help=f"The dataset version: {VERSION_REF_FORMS}.")
         parser.add_argument("base_model", help="Base model name, e.g. gpt-4o-2024-08-06.")
-        parser.add_argument("--provider", default="", choices=["", "openai", "azure", "together", "dryrun"],
-                            help="openai, azure, together or dryrun (default: openai with a key, then azure, then "
-                                 "together, else dryrun).")
+        trainers = [p.value for p in (ProviderName.OPENAI, ProviderName.AZURE, ProviderName.TOGETHER,
+                                      ProviderName.DRYRUN)]
+        parser.add_argument("--provider", default="", choices=["", *trainers],
+                            help=f"{', '.join(trainers)} (default: {trainers[0]} with a key, then {trainers[1]}, "
+                                 f"then {trainers[2]}, else {trainers[3]}).")
         parser.add_argument("--training-type", choices=["lora", "full"], default=None,
                             help="Together only: LoRA (the default) or full fine-tuning.")
         parser.add_argument("--n-checkpoints", type=int, default=None, help="Together only: checkpoints to keep (default 1).")
