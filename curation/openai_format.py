@@ -106,6 +106,11 @@ def decode_data_url(url: str) -> bytes:
         raise ImageProblem(f"image data URL is not valid base64 ({exc})") from exc
 
 
+def page_ref(page_id: int) -> str:
+    """The image URL that stands for a rendered page until it is sent (`parse_page_ref` reads it back)."""
+    return f"{PAGE_REF_PREFIX}{page_id}"
+
+
 def parse_page_ref(url: str) -> int | None:
     """`page:<DrawingPage id>` -> id; anything else -> None."""
     if isinstance(url, str) and url.startswith(PAGE_REF_PREFIX):
@@ -114,6 +119,13 @@ def parse_page_ref(url: str) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def messages_with_prompt(messages: list[dict], prompt_text: str) -> list[dict]:
+    """The messages with their system (or developer) message replaced by `prompt_text`, put first: how a frozen
+    example is asked of a model that learnt another prompt (evaluation, and its token estimate)."""
+    rest = [m for m in messages if m.get("role") not in ("system", "developer")]
+    return [{"role": "system", "content": prompt_text}] + rest
 
 
 def iter_image_parts(messages: list) -> Iterator[tuple[int, dict]]:

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from curation.models import Drawing, DrawingPage, Example, Task
 from curation.services.roles import roles_sync
+from curation.services.examples import content_hash
 from curation.task_presets import PRESETS
 
 _seq = itertools.count(1)
@@ -112,11 +113,11 @@ def make_example(*, task: Task | None = None, drawing: Drawing | None = None, ta
         {"role": "system", "content": task.compact_prompt or task.system_prompt},
         {"role": "user", "content": user_content if drawing is not None else f"Question {part_number}"},
     ]
-    content_hash = hashlib.sha256(json.dumps([messages, target_text], sort_keys=True).encode()).hexdigest()
+    digest = content_hash(messages, target_text)
     return Example.objects.create(
         task=task, drawing=drawing, messages=messages, target=target_text, status=status,
         tags=tags if tags is not None else {"industry": "automotive", "machine": ["NZX 2000", "DMU 50"], "material": "C45"},
-        group_key=fields.pop("group_key", part_number), content_hash=fields.pop("content_hash", content_hash),
+        group_key=fields.pop("group_key", part_number), content_hash=fields.pop("content_hash", digest),
         schema_version=task.schema_version, **fields,
     )
 

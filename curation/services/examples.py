@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 
 from curation.models import Drawing, Example, GroundTruth, Task
+from curation.openai_format import MAX_IMAGES_PER_EXAMPLE, page_ref
 from curation.services.audit import example_change_record
 from curation.services.ground_truth import ground_truth_compute, ground_truth_target, material_normalise
 from curation.services.tasks import TargetInvalid, UnknownPreset, target_validate, task_get_or_create
@@ -19,7 +20,11 @@ CHAT_ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
 def content_hash(messages, target_text: str) -> str:
-    """Same messages and target -> same hash: exact duplicates within a task are refused by a constraint."""
+    """Same messages and target -> same hash: exact duplicates within a task are refused by a constraint.
+
+    The one hash of an example's content (built, imported, a correction of an estimate): stored hashes are
+    looked up with it, so it never changes its JSON spelling (non-ASCII kept as UTF-8, keys sorted).
+    """
     return hashlib.sha256(json.dumps([messages, target_text], sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -51,16 +56,20 @@ class BuildReport:
                 f"{self.flagged} reviewed examples flagged (ground truth changed; their targets kept)")
 
 
-def _drawing_messages(*, task: Task, drawing: Drawing) -> list:
-    pages = list(drawing.pages.order_by("number")[: max(0, min(task.max_images, 10))]) if task.uses_images else []
+def drawing_messages(*, task: Task, drawing: Drawing, prompt_text: str = "") -> list[dict]:
+    """The chat a model is sent about a drawing: system prompt, the task's user text, the first pages as page
+    references (embedded as images when sent). Examples and corrections carry the task's compact prompt (its full
+    one when it has none); an estimate passes the prompt its model was evaluated with."""
+    limit = max(0, min(task.max_images, MAX_IMAGES_PER_EXAMPLE))
+    pages = list(drawing.pages.order_by("number")[:limit]) if task.uses_images else []
     text = (task.user_prompt_template or "Drawing of part {part_number}.").format_map(
         _Fields(part_number=drawing.part_number, page_count=drawing.page_count or len(pages))
     )
     content = [{"type": "text", "text": text}] + [
-        {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": task.image_detail}} for page in pages
+        {"type": "image_url", "image_url": {"url": page_ref(page.pk), "detail": task.image_detail}} for page in pages
     ]
     return [
-        {"role": "system", "content": task.compact_prompt or task.system_prompt},
+        {"role": "system", "content": prompt_text or task.compact_prompt or task.system_prompt},
         {"role": "user", "content": content},
     ]
 
@@ -121,7 +130,7 @@ def examples_build(*, task: Task, drawings=None) -> BuildReport:
             report.skipped.append({"drawing_id": drawing.pk, "part_number": drawing.part_number,
                                    "reason": f"target does not fit the task schema: {exc}"})
             continue
-        messages = _drawing_messages(task=task, drawing=drawing)
+        messages = drawing_messages(task=task, drawing=drawing)
         existing = _built_example(task=task, drawing=drawing)
         if existing is not None:
             updated = False

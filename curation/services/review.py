@@ -15,7 +15,6 @@ update on the status/target that was read (works on SQLite too), so a concurrent
 overwritten silently; the caller may also pass what the reviewer saw (`expected_*`), and a change made
 meanwhile by someone else is refused with ReviewConflict instead of being lost.
 """
-import json
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -24,7 +23,7 @@ from django.utils import timezone
 from curation.models import Example
 from curation.services.audit import example_change_record
 from curation.services.examples import content_hash, target_changes_describe
-from curation.services.tasks import TargetInvalid, target_validate
+from curation.services.tasks import TargetInvalid, target_normalise, target_validate
 
 __all__ = [
     "ReviewError", "ReasonRequired", "TransitionNotAllowed", "ReviewConflict", "TargetInvalid", "BulkResult",
@@ -140,14 +139,6 @@ def example_mark_needs_changes(*, example: Example, user, note: str, expected_st
                        expected_status=expected_status)
 
 
-def _normalised(task, value, target_text: str) -> str:
-    # Text tasks keep the text as typed; JSON targets are stored in one canonical form so that a
-    # reformatting alone is not a change and the export writes what the reviewer saw.
-    if isinstance(value, str) and (task.output_schema or {}).get("type") == "string":
-        return target_text
-    return json.dumps(value, ensure_ascii=False)
-
-
 def example_target_update(*, example: Example, user, target_text: str, expected_target: str | None = None,
                           note: str = "") -> Example:
     """Replace the target after validating it against the task's schema; TargetInvalid saves nothing.
@@ -162,7 +153,7 @@ def example_target_update(*, example: Example, user, target_text: str, expected_
                 "Reload it, then make your edit again."
             )
         value = target_validate(task=current.task, target_text=target_text)  # raises TargetInvalid
-        new_target = _normalised(current.task, value, target_text)
+        new_target = target_normalise(task=current.task, value=value, target_text=target_text)
         if new_target == current.target:
             raise ReviewError("The target is unchanged.")
         now = timezone.now()

@@ -132,6 +132,13 @@ def target_validate(*, task: Task, target_text: str):
     return value
 
 
+def target_normalise(*, task: Task, value, target_text: str) -> str:
+    """The stored form of a target `target_validate` accepted (`value` is what it returned): a text task's text as
+    typed, any other target as one canonical JSON spelling, so that a reformatting alone is not a change, the
+    export writes what the reviewer saw, and the same answer has the same content hash wherever it was written."""
+    return target_text if is_text_task(task) else json.dumps(value, ensure_ascii=False)
+
+
 def task_create_from_preset(*, slug: str) -> Task:
     """The task with this slug, created from its preset when missing (an existing task is left as edited)."""
     if slug not in PRESETS:

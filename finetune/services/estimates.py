@@ -11,9 +11,6 @@ EstimateError that says what to do, never a silent failure.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -21,7 +18,8 @@ from django.utils import timezone
 
 from curation.models import Drawing, Example, Task
 from curation.services.base_models import lifecycle_today, model_lifecycle
-from curation.services.tasks import TargetInvalid, is_text_task, target_validate
+from curation.services.examples import content_hash, drawing_messages
+from curation.services.tasks import TargetInvalid, is_text_task, target_normalise, target_validate
 from finetune.models import Estimate, ModelKind, TaskFallback
 from finetune.providers.base import ProviderError
 from finetune.selectors import model_version_lifecycle
@@ -49,21 +47,6 @@ class EstimateFailed(EstimateError):
         self.kind = kind
 
 
-class _Fields(dict):
-    def __missing__(self, key):
-        return "{" + key + "}"
-
-
-def estimate_messages(*, task: Task, drawing: Drawing, prompt_text: str) -> list[dict]:
-    """System prompt, user text and page references, as examples are built (images embedded later)."""
-    pages = list(drawing.pages.order_by("number")[: max(0, min(task.max_images, 10))]) if task.uses_images else []
-    text = (task.user_prompt_template or "Drawing of part {part_number}.").format_map(
-        _Fields(part_number=drawing.part_number, page_count=drawing.page_count or len(pages)))
-    content = [{"type": "text", "text": text}] + [
-        {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": task.image_detail}} for page in pages]
-    return [{"role": "system", "content": prompt_text}, {"role": "user", "content": content}]
-
-
 def _fallback_kind(model_name: str) -> str:
     lifecycle = model_lifecycle(model_name=model_name)
     if lifecycle.checkpoint:
@@ -84,7 +67,7 @@ def _ask(estimate: Estimate, *, task: Task, drawing: Drawing, model_name: str, p
     estimate.model_name = model_name
     estimate.output, estimate.raw_output, estimate.error_kind, estimate.error = None, "", "", ""
     try:
-        messages = estimate_messages(task=task, drawing=drawing, prompt_text=prompt_text)
+        messages = drawing_messages(task=task, drawing=drawing, prompt_text=prompt_text)
         if few_shot:  # worked examples from the dataset version the model was evaluated with
             messages = messages_with_shots(messages, drawing_shots(config=few_shot, drawing=drawing))
         messages = api_messages(messages)
@@ -159,7 +142,7 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
     else:
         estimate.provider = provider_tag(provider=version.provider, kind=version.kind)
         error = _ask(estimate, task=task, drawing=drawing, model_name=version.model_name, provider=version.provider,
-                     prompt_text=version.prompt_text or task.compact_prompt or task.system_prompt,
+                     prompt_text=version.prompt_text,  # none recorded: the prompt examples carry
                      served_name=version.served_name, endpoint=version.endpoint,
                      few_shot=version.few_shot if version.kind == ModelKind.FEW_SHOT else None)
         fallback = TaskFallback.objects.filter(task=task).first() if error is not None and _falls_back_on(error) else None
@@ -174,22 +157,18 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
     return estimate
 
 
-def _content_hash(messages, target_text: str) -> str:
-    # The same hash curation uses for examples (curation.services.examples.content_hash).
-    return hashlib.sha256(json.dumps([messages, target_text], sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
 def estimate_correct(*, estimate: Estimate, user, target_text: str) -> Estimate:
     """Validate an expert's corrected answer against the task schema; it becomes a pending Example (source=correction)."""
     if user is None or not user.has_perm("finetune.correct_estimate"):
         raise PermissionDenied("You may not correct estimates.")
     task = estimate.task
     value = target_validate(task=task, target_text=target_text)  # raises TargetInvalid with the failing path
-    normalised = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    normalised = target_normalise(task=task, value=value, target_text=target_text)
     drawing = estimate.drawing
-    # Examples carry the compact prompt, as the dataset build makes them (the dataset's prompt, not the estimate's).
-    messages = estimate_messages(task=task, drawing=drawing, prompt_text=task.compact_prompt or task.system_prompt)
-    digest = _content_hash(messages, normalised)
+    # The example is built as examples_build makes one (the examples' prompt, not the estimate's), so the
+    # same drawing and answer have the same content hash and a built example is found, not duplicated.
+    messages = drawing_messages(task=task, drawing=drawing)
+    digest = content_hash(messages, normalised)
     tags = {}
     if isinstance(value, dict):
         if value.get("machines"):
@@ -215,4 +194,4 @@ def estimate_correct(*, estimate: Estimate, user, target_text: str) -> Estimate:
     return estimate
 
 
-__all__ = ["EstimateError", "DrawingNotReady", "EstimateFailed", "TargetInvalid", "estimate_create", "estimate_correct", "estimate_messages"]
+__all__ = ["EstimateError", "DrawingNotReady", "EstimateFailed", "TargetInvalid", "estimate_create", "estimate_correct"]

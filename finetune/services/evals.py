@@ -22,7 +22,7 @@ from django.db.models import F, FileField, Sum
 from django.utils import timezone
 
 from curation.models import BaseModel, DatasetMember, DatasetVersion, DrawingPage, Task
-from curation.openai_format import iter_image_parts, parse_page_ref, resolve_image_refs
+from curation.openai_format import iter_image_parts, messages_with_prompt, parse_page_ref, resolve_image_refs
 from curation.services.exports import ExportError, messages_with_images, page_bytes
 from curation.services.tasks import (
     TargetNotJSON,
@@ -55,12 +55,6 @@ def eval_prompt(*, task: Task, model_kind: str) -> tuple[str, str]:
     if model_kind in (ModelKind.FINE_TUNED, ModelKind.CHECKPOINT) and task.compact_prompt:
         return EvalRun.PromptKind.COMPACT, task.compact_prompt
     return EvalRun.PromptKind.FULL, task.system_prompt
-
-
-def messages_with_prompt(messages: list[dict], prompt_text: str) -> list[dict]:
-    """The example's messages with its system message replaced by `prompt_text` (added first if it had none)."""
-    rest = [m for m in messages if m.get("role") not in ("system", "developer")]
-    return [{"role": "system", "content": prompt_text}] + rest
 
 
 def api_messages(messages: list[dict]) -> list[dict]:

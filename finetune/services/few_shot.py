@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from curation.models import DatasetMember
+from curation.openai_format import messages_with_prompt
 from curation.selectors import dataset_version_member_facts, drawing_page_hashes
 from curation.tokens import messages_text_tokens
 
@@ -130,8 +131,7 @@ def few_shot_input_estimate(*, dataset_version, split: str, k: int | None, promp
     shot_tokens = {c["example_id"]: messages_text_tokens(shot_messages(c)) + c["image_tokens"] for c in pool}
     total = shots_total = 0
     for member in evaluated:
-        question = [{"role": "system", "content": prompt_text}] + [
-            m for m in member["messages"] if m.get("role") not in ("system", "developer")]
+        question = messages_with_prompt(member["messages"], prompt_text)  # as eval_run_execute asks it
         shots = shots_choose(query=member, pool=pool, k=config["k"], max_distance=config["near_duplicate_max_distance"])
         added = sum(shot_tokens[s["example_id"]] for s in shots)
         shots_total += added

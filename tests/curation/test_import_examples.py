@@ -4,9 +4,13 @@ import json
 import pytest
 from django.core.management import call_command
 
-from curation.models import Example, Task
-from curation.services.examples import examples_import_jsonl
+from curation.models import Example, GroundTruth, Task
+from curation.services.examples import examples_build, examples_import_jsonl
+from curation.services.ground_truth import ground_truth_material_set
+from curation.services.production import production_records_import
 from curation.services.tasks import task_create_from_preset
+from curation.task_presets import DRAWING_TASK_SLUG
+from tests.factories import make_drawing, make_example
 
 pytestmark = pytest.mark.django_db
 
@@ -88,3 +92,34 @@ def test_command_prints_the_report(corpus, capsys):
     assert "line 8: invalid JSON" in out and "line 42: exact duplicate of line 5" in out
     assert "below the minimum confidence" in out
     assert not Example.objects.filter(confidence__lt=0.9).exists()
+
+
+NON_ASCII = "Ø 12 ±0,05 – Kühlung"
+
+
+def test_a_line_equal_to_a_stored_example_with_non_ascii_text_is_a_duplicate():
+    """One content hash for every writer: an answer stored earlier is recognised whatever its characters, and
+    however the file spells them (another tool writes "Ø" as "\\u00d8")."""
+    task = task_create_from_preset(slug="support_reply")
+    stored = make_example(task=task, target=f"Bohrung {NON_ASCII}: Kühlmittel prüfen.")
+    line = {"messages": [*stored.messages, {"role": "assistant", "content": stored.target}]}
+    for text in (json.dumps(line, ensure_ascii=False), json.dumps(line)):
+        report = examples_import_jsonl(text=text, task=task)
+        assert (report.created, report.duplicates) == (0, 1)
+    assert list(Example.objects.filter(task=task)) == [stored]
+
+
+def test_a_built_example_with_non_ascii_text_is_not_imported_again():
+    task = task_create_from_preset(slug=DRAWING_TASK_SLUG)
+    task.user_prompt_template = "Drawing of part {part_number} (" + NON_ASCII + ")."
+    task.save()
+    make_drawing(part_number="U-1")
+    production_records_import(text="part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min\n"
+                                    "U-1,O1,NZX 2000,turning,10,6.5,40\n")
+    ground_truth_material_set(ground_truth=GroundTruth.objects.get(part_number="U-1"), material="1.4301 (Kühlung)")
+    assert examples_build(task=task).created == 1
+    built = Example.objects.get(task=task)
+    assert NON_ASCII in built.messages[1]["content"][0]["text"] and "Kühlung" in built.target
+    line = json.dumps({"messages": [*built.messages, {"role": "assistant", "content": built.target}]})
+    report = examples_import_jsonl(text=line, task=task)
+    assert (report.created, report.duplicates) == (0, 1)

@@ -5,7 +5,10 @@ import json
 import pytest
 from django.core.exceptions import PermissionDenied
 
-from curation.models import Drawing, Example
+from curation.models import Drawing, Example, GroundTruth
+from curation.services.examples import examples_build
+from curation.services.ground_truth import ground_truth_material_set
+from curation.services.production import production_records_import
 from curation.services.tasks import TargetInvalid
 from finetune.models import Estimate
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
@@ -96,6 +99,32 @@ def test_a_correction_becomes_a_pending_example(manager, standin):
 
     with pytest.raises(PermissionDenied):
         estimate_correct(estimate=estimate, user=make_user(None), target_text=json.dumps(corrected))
+
+
+def test_a_correction_saying_what_the_built_example_says_is_that_example(manager, standin):
+    """Curation builds the example, finetune files the correction: one message builder and one content hash, so
+    the same drawing and answer are the same example, with non-ASCII text in the prompt and the target too."""
+    version = make_plan_dataset_version(n_validation=2, n_train=0)
+    task = version.dataset.task
+    task.compact_prompt = "Technologieplan als JSON: Ø 12 ±0,05, Kühlung."
+    task.user_prompt_template = "Drawing of part {part_number} – Zeichnung mit Ø 12 ±0,05."
+    task.save()
+    _promote(manager, version)
+    drawing = make_drawing(part_number="NEW-300", pages=2)
+    production_records_import(text="part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min\n"
+                                    "NEW-300,O1,NZX 2000,turning,10,6.5,40\n")
+    ground_truth_material_set(ground_truth=GroundTruth.objects.get(part_number="NEW-300"), material="1.4301 Kühlung")
+    examples_build(task=task, drawings=[drawing])
+    built = Example.objects.get(task=task, drawing=drawing)
+
+    estimate = estimate_create(drawing=drawing, task=task, user=manager)
+    asked = standin.calls_to("POST", "/chat/completions")[-1].json()["messages"]
+    assert asked[1]["content"][0]["text"] == built.messages[1]["content"][0]["text"]  # one builder for both
+    assert len(asked[1]["content"]) == len(built.messages[1]["content"]) == 3  # text + both pages
+    corrected = estimate_correct(estimate=estimate, user=make_user("Reviewer"),
+                                 target_text=json.dumps(json.loads(built.target), indent=2))
+    assert corrected.example_id == built.pk
+    assert Example.objects.filter(task=task, drawing=drawing).count() == 1
 
 
 def _basic(user):
