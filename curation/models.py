@@ -1,6 +1,7 @@
 """The data side: drawings and their page images, production records, tasks, examples, datasets."""
 from django.conf import settings
 from django.db import models
+from curation.openai_format import MAX_IMAGES_PER_EXAMPLE
 from curation.provider_names import ProviderName
 
 
@@ -217,7 +218,8 @@ class Task(models.Model):
     prompt_version = models.PositiveIntegerField(default=1)
     uses_images = models.BooleanField(default=True)
     image_detail = models.CharField(max_length=10, choices=Detail.choices, default=Detail.HIGH)
-    max_images = models.PositiveSmallIntegerField(default=4, help_text="At most 10 (OpenAI's limit).")
+    max_images = models.PositiveSmallIntegerField(
+        default=4, help_text=f"At most {MAX_IMAGES_PER_EXAMPLE} (OpenAI's limit).")
     metric_spec = models.JSONField(
         default=dict,
         blank=True,

@@ -78,7 +78,8 @@ def image_inspect(data: bytes) -> ImageInfo:
     """Check image bytes against OpenAI's limits; raises ImageProblem with an actionable message."""
     if len(data) > MAX_IMAGE_BYTES:
         raise ImageProblem(
-            f"image is {len(data) / 1024 / 1024:.1f} MB: above OpenAI's 10 MB limit (render the page smaller)"
+            f"image is {len(data) / 1024 / 1024:.1f} MB: above OpenAI's {MAX_IMAGE_BYTES // 1024 // 1024} MB limit "
+            "(render the page smaller)"
         )
     try:
         with Image.open(io.BytesIO(data)) as image:
