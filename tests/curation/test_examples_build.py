@@ -4,6 +4,9 @@ import json
 import pytest
 
 from curation.models import Drawing, Example, ExampleChange, GroundTruth
+from curation.openai_format import MAX_IMAGES_PER_EXAMPLE
+from curation.provider_formats import RULES
+from curation.provider_names import ProviderName
 from curation.services.examples import examples_build, examples_flag_near_duplicates
 from curation.services.ground_truth import ground_truth_material_set
 from curation.services.production import production_records_import
@@ -414,3 +417,14 @@ def test_migration_marks_existing_reviewed_examples_as_a_persons_and_finds_their
     rebuilt.refresh_from_db()
     assert edited.touched_by_person and edited.ground_truth_basis == built_target
     assert not rebuilt.touched_by_person and rebuilt.ground_truth_basis == '{"rebuilt": 1}'
+
+
+def test_build_sends_no_more_pages_than_openai_takes(task):
+    # A task edited outside the admin form may ask for more pages than OpenAI accepts in one example.
+    task.max_images = MAX_IMAGES_PER_EXAMPLE + 2
+    task.save()
+    drawing = _part_with_truth("E-CAP", pages=MAX_IMAGES_PER_EXAMPLE + 1)
+    examples_build(task=task)
+    sent = [p["image_url"]["url"] for p in Example.objects.get().messages[1]["content"] if p["type"] == "image_url"]
+    assert sent == [f"page:{p.pk}" for p in drawing.pages.order_by("number")[:10]]
+    assert RULES[ProviderName.OPENAI].max_images_per_example == len(sent)
