@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 
 from curation.models import Drawing, Example, GroundTruth, Task
+from curation.openai_format import page_ref
 from curation.services.audit import example_change_record
 from curation.services.ground_truth import ground_truth_compute, ground_truth_target, material_normalise
 from curation.services.tasks import TargetInvalid, UnknownPreset, target_validate, task_get_or_create
@@ -57,7 +58,7 @@ def _drawing_messages(*, task: Task, drawing: Drawing) -> list:
         _Fields(part_number=drawing.part_number, page_count=drawing.page_count or len(pages))
     )
     content = [{"type": "text", "text": text}] + [
-        {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": task.image_detail}} for page in pages
+        {"type": "image_url", "image_url": {"url": page_ref(page.pk), "detail": task.image_detail}} for page in pages
     ]
     return [
         {"role": "system", "content": task.compact_prompt or task.system_prompt},

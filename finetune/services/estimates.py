@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from curation.models import Drawing, Example, Task
+from curation.openai_format import page_ref
 from curation.services.base_models import lifecycle_today, model_lifecycle
 from curation.services.tasks import TargetInvalid, is_text_task, target_validate
 from finetune.models import Estimate, ModelKind, TaskFallback
@@ -60,7 +61,7 @@ def estimate_messages(*, task: Task, drawing: Drawing, prompt_text: str) -> list
     text = (task.user_prompt_template or "Drawing of part {part_number}.").format_map(
         _Fields(part_number=drawing.part_number, page_count=drawing.page_count or len(pages)))
     content = [{"type": "text", "text": text}] + [
-        {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": task.image_detail}} for page in pages]
+        {"type": "image_url", "image_url": {"url": page_ref(page.pk), "detail": task.image_detail}} for page in pages]
     return [{"role": "system", "content": prompt_text}, {"role": "user", "content": content}]
 
 

@@ -26,12 +26,8 @@ from django.utils import timezone
 from curation.models import Dataset, DatasetVersion, Drawing, Example
 from curation.services.datasets import dataset_build
 from curation.services.drawings import drawing_render_enqueue, drawing_render_job_id
-from curation.services.exports import (
-    ExportError,
-    dataset_version_export_request,
-    default_export_dir,
-    export_job_id,
-)
+from curation.services.export_queue import dataset_version_export_request, export_job_id
+from curation.services.exports import ExportError, default_export_dir
 from gestima.recovery import abandoned_jobs_recover
 from tests.factories import make_drawing, make_example, make_task, technology_target
 
