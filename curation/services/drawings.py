@@ -1,6 +1,6 @@
 """Drawings: ingest (dedup by sha256, type and size checks), render into page images, render again, reconcile.
 
-Rendering itself is `curation.rendering` (PyMuPDF, in a capped child process); this module owns the
+Rendering itself is the `curation.rendering` package (PyMuPDF, in a capped child process); this module owns the
 rows, the files in storage and the queue.
 """
 from __future__ import annotations
