@@ -132,9 +132,10 @@ def child_baseline(workdir: Path, version_id: int, out: Path, with_sha256: bool 
     import base64
 
     from curation.models import DatasetMember, DrawingPage
+    from curation.openai_format import page_ref_ids
 
-    ids = [m[1][1]["content"][1]["image_url"]["url"].split(":")[1] for m in
-           DatasetMember.objects.filter(version_id=version_id).order_by("split", "position").values_list("id", "messages")]
+    ids = [pid for messages in DatasetMember.objects.filter(version_id=version_id).order_by("split", "position")
+           .values_list("messages", flat=True) for pid in page_ref_ids(messages)]
     paths = dict(DrawingPage.objects.filter(pk__in=ids).values_list("pk", "image"))
     media = workdir / "media"
     files = [media / paths[int(i)] for i in ids]

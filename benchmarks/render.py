@@ -133,7 +133,7 @@ def main() -> int:
 
 
 def _page_area(path: Path) -> float:
-    # Read the largest MediaBox from the file without PyMuPDF (only curation.rendering imports it).
+    # Read the largest MediaBox from the file without PyMuPDF (only curation/rendering/ imports it).
     import re
 
     best = 0.0

@@ -1,4 +1,7 @@
-"""RQ entry points of the data side: thin wrappers that load rows by id and call services."""
+"""RQ entry points of the data side: thin wrappers that load rows by id and call services.
+
+Services enqueue these by dotted path ("curation.jobs.<name>") and never import this module.
+"""
 
 # What RQ reports, minutes later, for a job whose worker was killed: the row's lease recovery (retry, or
 # fail in words) handles it, not the job's own failure text. (A work-horse killed alone calls no hook at
@@ -41,17 +44,17 @@ def drawings_reconcile() -> int:
 
 # --- dataset version export (default queue) ---------------------------------------------------
 
-def dataset_version_export_job(version_id: int, fmt: str = "openai"):
-    """Export a dataset version; a re-run finds the version claimed or done and returns."""
-    from curation.services.exports import dataset_version_export_run
+def dataset_version_export_job(version_id: int):
+    """Export a dataset version (in the format its request stored); a re-run finds it claimed or done and returns."""
+    from curation.services.export_queue import dataset_version_export_run
 
-    version = dataset_version_export_run(version_id=version_id, fmt=fmt)
+    version = dataset_version_export_run(version_id=version_id)
     return version.export_dir if version else None
 
 
 def dataset_version_export_job_failed(job, connection, exc_type, exc_value, tb):
     """on_failure hook: the error goes on the version (covers timeouts, where the job's own except never runs)."""
-    from curation.services.exports import dataset_version_export_fail, dataset_version_export_worker_lost
+    from curation.services.export_queue import dataset_version_export_fail, dataset_version_export_worker_lost
 
     if exc_type.__name__ in _WORKER_STOPPED:
         dataset_version_export_worker_lost(version_id=job.args[0])

@@ -113,7 +113,7 @@ def page_ref(page_id: int) -> str:
 
 
 def parse_page_ref(url: str) -> int | None:
-    """`page:<DrawingPage id>` -> id; anything else -> None."""
+    """`page:<DrawingPage id>` -> id; anything else -> None. The one parser of page references."""
     if isinstance(url, str) and url.startswith(PAGE_REF_PREFIX):
         try:
             return int(url[len(PAGE_REF_PREFIX):])
@@ -130,7 +130,7 @@ def messages_with_prompt(messages: list[dict], prompt_text: str) -> list[dict]:
 
 
 def iter_image_parts(messages: list) -> Iterator[tuple[int, dict]]:
-    """(message index, part) for every image_url part."""
+    """(message index, part) for every image_url part. The one walk over a chat's image parts."""
     for index, message in enumerate(messages if isinstance(messages, list) else []):
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
@@ -139,29 +139,52 @@ def iter_image_parts(messages: list) -> Iterator[tuple[int, dict]]:
                     yield index, part
 
 
+def image_part_url(part: dict):
+    """The URL of an image_url part (a data URL, an http(s) URL or a page reference); None when it has none."""
+    return (part.get("image_url") or {}).get("url")
+
+
+def part_page_id(part: dict) -> int | None:
+    """The page id an image part refers to; None for a data or http(s) URL."""
+    return parse_page_ref(image_part_url(part))
+
+
+def page_ref_ids(messages: list) -> list[int]:
+    """Ids of the pages a chat refers to (`page:<id>` image URLs), in message order (repeats kept)."""
+    return [pid for _, part in iter_image_parts(messages) if (pid := part_page_id(part)) is not None]
+
+
+def map_image_parts(messages: list[dict], replace: Callable[[dict], dict]) -> list[dict]:
+    """A copy of `messages` with every image_url part replaced by `replace(part)`.
+
+    Messages without a list content are kept as they are (the same objects); nothing else is copied.
+    """
+    mapped = []
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, list):
+            mapped.append(message)
+            continue
+        parts = [replace(part) if isinstance(part, dict) and part.get("type") == "image_url" else part
+                 for part in content]
+        mapped.append({**message, "content": parts})
+    return mapped
+
+
 def resolve_image_refs(messages: list[dict], load_page: PageLoader) -> list[dict]:
     """A copy of `messages` with every `page:<id>` image URL replaced by a base64 data URL.
 
     A part may carry a fingerprint (`sha256`, `crc32`, `bytes`, `mtime_ns`: frozen into a dataset version); it is
     passed to the loader, which must refuse bytes that differ, and is dropped from the output.
     """
-    resolved = []
-    for message in messages:
-        content = message.get("content")
-        if not isinstance(content, list):
-            resolved.append(message)
-            continue
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "image_url":
-                image_url = dict(part.get("image_url") or {})
-                page_id = parse_page_ref(image_url.get("url"))
-                if page_id is not None:
-                    image_url["url"] = data_url(load_page(page_id, fingerprint(part)))
-                part = {"type": "image_url", "image_url": image_url}
-            parts.append(part)
-        resolved.append({**message, "content": parts})
-    return resolved
+    def embed(part: dict) -> dict:
+        image_url = dict(part.get("image_url") or {})
+        page_id = parse_page_ref(image_url.get("url"))
+        if page_id is not None:
+            image_url["url"] = data_url(load_page(page_id, fingerprint(part)))
+        return {"type": "image_url", "image_url": image_url}
+
+    return map_image_parts(messages, embed)
 
 
 def build_line(messages: list[dict], target: str, *, load_page: PageLoader | None = None, weight: int | None = None) -> dict:
@@ -186,22 +209,16 @@ def line_pieces(messages: list[dict], target: str, *, load_page: PageLoader) -> 
     """
     marker = f"@@image-{uuid.uuid4().hex}@@"
     images: list[bytes] = []
-    skeleton = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            parts = []
-            for part in content:
-                if isinstance(part, dict) and part.get("type") == "image_url":
-                    image_url = dict(part.get("image_url") or {})
-                    page_id = parse_page_ref(image_url.get("url"))
-                    if page_id is not None:
-                        images.append(load_page(page_id, fingerprint(part)))
-                        image_url["url"] = marker
-                    part = {"type": "image_url", "image_url": image_url}
-                parts.append(part)
-            message = {**message, "content": parts}
-        skeleton.append(message)
+
+    def mark(part: dict) -> dict:
+        image_url = dict(part.get("image_url") or {})
+        page_id = parse_page_ref(image_url.get("url"))
+        if page_id is not None:
+            images.append(load_page(page_id, fingerprint(part)))
+            image_url["url"] = marker
+        return {"type": "image_url", "image_url": image_url}
+
+    skeleton = map_image_parts(messages, mark)
     text = dumps_line({"messages": [*skeleton, {"role": "assistant", "content": target}]}).encode("utf-8")
     chunks = text.split(marker.encode("ascii"))
     pieces = [chunks[0]]

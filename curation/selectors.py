@@ -7,6 +7,7 @@ from django.core.cache import cache
 from django.db.models import Count, Max
 
 from curation.models import DatasetMember, DatasetVersion, DrawingPage, Example, ExampleChange, GroundTruth
+from curation.openai_format import image_part_url, iter_image_parts, page_ref_ids, parse_page_ref
 
 # The order dataset_version_export writes lines in: split, then position. Line n (1-based) of a split's file
 # is the n-th member of that split in this order (`dataset_version_export_lines`).
@@ -14,7 +15,6 @@ EXPORT_LINE_ORDER = ("split", "position")
 
 # --- Review (issue 3): what the review screen and the example changelist read. Each is one query. ---
 
-PAGE_REF_PREFIX = "page:"
 TAG_VALUES_CACHE_SECONDS = 60
 
 
@@ -54,19 +54,7 @@ def example_history(*, example: Example, limit: int = 50) -> list[ExampleChange]
 
 def example_page_ids(example: Example) -> list[int]:
     """Page ids referenced by the example's messages ("page:<id>" image urls), in message order."""
-    ids = []
-    for message in example.messages or []:
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
-            continue
-        for part in content:
-            url = (part.get("image_url") or {}).get("url", "") if isinstance(part, dict) else ""
-            if isinstance(url, str) and url.startswith(PAGE_REF_PREFIX):
-                try:
-                    ids.append(int(url[len(PAGE_REF_PREFIX):]))
-                except ValueError:
-                    continue
-    return ids
+    return page_ref_ids(example.messages or [])
 
 
 def example_pages(*, example: Example) -> list[DrawingPage]:
@@ -184,12 +172,10 @@ def dataset_version_provider_fit(*, version) -> list[dict]:
     Images referenced as drawing pages are judged by the rendered page (format, and the size frozen into the
     version); base64 images by their data URL. Two queries, whatever the size of the version.
     """
-    from curation.openai_format import iter_image_parts, parse_page_ref
     from curation.provider_formats import RULES, ExampleFacts, ImageFact, provider_fit
 
     members = list(version.members.order_by("split", "position").values_list("split", "messages"))
-    page_ids = {pid for _, messages in members for _, part in iter_image_parts(messages)
-                if (pid := parse_page_ref((part.get("image_url") or {}).get("url"))) is not None}
+    page_ids = {pid for _, messages in members for pid in page_ref_ids(messages)}
     pages = {p["id"]: p for p in DrawingPage.objects.filter(pk__in=page_ids).values("id", "format", "bytes")}
     examples, lines = [], {}
     for split, messages in members:
@@ -198,7 +184,7 @@ def dataset_version_provider_fit(*, version) -> list[dict]:
         images = []
         for index, part in iter_image_parts(messages):
             role = messages[index].get("role", "")
-            url = (part.get("image_url") or {}).get("url") or ""
+            url = image_part_url(part) or ""
             page_id = parse_page_ref(url)
             if page_id is not None:
                 page = pages.get(page_id) or {}

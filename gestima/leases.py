@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 RENDER_WORKDIR_PREFIX = "gestima-render-"
 _WORKDIR_PID = re.compile(rf"^{RENDER_WORKDIR_PREFIX}(\d+)-")
-# `.train.jsonl.<pid>.<8 hex>.partial` (exports) and `.<sha>.png.<pid>.partial` (open-weights images).
+# `.train.jsonl.<pid>.<8 hex>.partial` (exports) and `.<sha>.png.<pid>.partial` (open-weights images): the names
+# `curation.atomic_files.partial_path` makes.
 _PARTIAL_PID = re.compile(r"^\..+\.(\d+)(?:\.[0-9a-f]{8})?\.partial$")
 
 

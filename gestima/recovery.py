@@ -20,7 +20,7 @@ def abandoned_jobs_recover(*, sweep: bool = False) -> dict[str, dict[str, list[i
     dead process, whether or not a row still points at it. Returns what each recovery did.
     """
     from curation.services.drawings import drawings_abandoned_recover
-    from curation.services.exports import dataset_version_exports_abandoned_recover
+    from curation.services.export_queue import dataset_version_exports_abandoned_recover
 
     outcome = {}
     for name, recover in (("drawings", drawings_abandoned_recover), ("exports", dataset_version_exports_abandoned_recover)):

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -22,10 +20,12 @@ from curation.openai_format import (
     build_line,
     image_inspect,
     iter_image_parts,
-    parse_page_ref,
+    page_ref_ids,
+    part_page_id,
     validate_line,
 )
 from curation.services.base_models import base_models_seed
+from curation.services.page_images import ExportError, PageImages, page_fingerprint, page_read
 from curation.services.tasks import TargetInvalid, target_validate
 from curation.tokens import ImageScheme, image_tokens, messages_text_tokens, training_cost
 
@@ -138,14 +138,14 @@ class _PageCheck:
 
 
 class _Pages:
-    """Reads each page image once: its real sha256, size and OpenAI's image checks."""
+    """Reads each page image once (the one page loader): its fingerprint, size and OpenAI's image checks."""
 
     def __init__(self):
         self.cache: dict[int, _PageCheck] = {}
 
     def prefetch(self, page_ids):
         wanted = set(page_ids) - set(self.cache)
-        for page in DrawingPage.objects.filter(pk__in=wanted).only("id", "image"):
+        for page in PageImages(wanted).pages.values():
             self.cache[page.pk] = self._check(page)
         for page_id in wanted - set(self.cache):
             self.cache[page_id] = _PageCheck(problem=f"page {page_id} no longer exists")
@@ -153,12 +153,12 @@ class _Pages:
     @staticmethod
     def _check(page: DrawingPage) -> _PageCheck:
         try:
-            with page.image.open("rb") as handle:
-                data = handle.read()
-        except (OSError, ValueError) as exc:
-            return _PageCheck(problem=f"image file of page {page.pk} cannot be read ({exc})")
-        check = _PageCheck(sha256=hashlib.sha256(data).hexdigest(), crc32=zlib.crc32(data), bytes=len(data),
-                           mtime_ns=_mtime_ns(page))
+            data = page_read(page)
+        except ExportError as exc:
+            return _PageCheck(problem=str(exc))
+        fingerprint = page_fingerprint(page, data)
+        check = _PageCheck(sha256=fingerprint["sha256"], crc32=fingerprint["crc32"], bytes=fingerprint["bytes"],
+                           mtime_ns=fingerprint.get("mtime_ns"))
         try:
             info = image_inspect(data)
             check.width, check.height = info.width, info.height
@@ -172,24 +172,11 @@ class _Pages:
         return self.cache[page_id]
 
 
-def _mtime_ns(page: DrawingPage) -> int | None:
-    """The page file's modification time on a local storage (None on storages without paths)."""
-    try:
-        return os.stat(page.image.path).st_mtime_ns
-    except (NotImplementedError, OSError, ValueError):
-        return None
-
-
-def _page_ids(messages) -> list[int]:
-    return [pid for _, part in iter_image_parts(messages)
-            if (pid := parse_page_ref((part.get("image_url") or {}).get("url"))) is not None]
-
-
 def _snapshot_messages(messages: list, pages: _Pages) -> list:
     """A deep copy where each page image part carries the fingerprint (sha256, crc32, size) of the checked bytes."""
     snapshot = json.loads(json.dumps(messages))
     for _, part in iter_image_parts(snapshot):
-        page_id = parse_page_ref((part.get("image_url") or {}).get("url"))
+        page_id = part_page_id(part)
         if page_id is not None:
             check = pages.get(page_id)
             part.update(sha256=check.sha256, crc32=check.crc32, bytes=check.bytes)
@@ -241,7 +228,7 @@ def _member_facts(example_id, split, messages, target, task, pages: _Pages, mode
     images = []
     for _, part in iter_image_parts(messages):
         detail = (part.get("image_url") or {}).get("detail", "auto")
-        page_id = parse_page_ref((part.get("image_url") or {}).get("url"))
+        page_id = part_page_id(part)
         if page_id is None:
             continue
         check = pages.get(page_id)
@@ -475,7 +462,7 @@ def _check(dataset, rows, pages, models):
     facts = []
     for start in range(0, len(rows), _BULK):
         chunk = rows[start:start + _BULK]
-        pages.prefetch(pid for row in chunk for pid in _page_ids(row[2]))
+        pages.prefetch(pid for row in chunk for pid in page_ref_ids(row[2]))
         facts.extend(_member_facts(*row, task, pages, models) for row in chunk)
     return facts
 
@@ -491,7 +478,7 @@ def dataset_build(*, dataset: Dataset, user=None) -> DatasetVersion:
     groups = split_groups(dataset, examples)
     splits = assign_splits(groups=groups, fraction=dataset.validation_fraction, seed=dataset.split_seed)
     pages = _Pages()
-    pages.prefetch(pid for e in examples for pid in _page_ids(e.messages))
+    pages.prefetch(pid for e in examples for pid in page_ref_ids(e.messages))
     ordered = sorted(examples, key=lambda e: (splits[e.pk], e.pk))  # file order: train then validation, by id
     rows = [(e.pk, splits[e.pk], _snapshot_messages(e.messages, pages), e.target) for e in ordered]
     models = _models()

@@ -1,6 +1,6 @@
 """Drawings: ingest (dedup by sha256, type and size checks), render into page images, render again, reconcile.
 
-Rendering itself is `curation.rendering` (PyMuPDF, in a capped child process); this module owns the
+Rendering itself is the `curation.rendering` package (PyMuPDF, in a capped child process); this module owns the
 rows, the files in storage and the queue.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from rq import Callback
 
 from curation import rendering
 from curation.models import Drawing, DrawingPage
@@ -30,6 +31,8 @@ from gestima.queues import QueueUnavailable, enqueue_on_commit, job_forget, job_
 logger = logging.getLogger(__name__)
 
 RENDER_QUEUE = "render"
+RENDER_JOB = "curation.jobs.drawing_render_job"
+RENDER_FAILED_HOOK = "curation.jobs.drawing_render_job_failed"
 
 
 class DrawingRejected(Exception):
@@ -112,11 +115,10 @@ def drawing_ingest(*, file=None, content: bytes | None = None, original_name: st
 
 def drawing_render_enqueue(*, drawing: Drawing) -> None:
     """Queue the render after commit under a deterministic id; raises QueueUnavailable (row kept)."""
-    from curation.jobs import drawing_render_job, drawing_render_job_failed
-
+    # By dotted path: services never import jobs (the job module imports the services).
     enqueue_on_commit(
-        RENDER_QUEUE, drawing_render_job, drawing.pk,
-        job_id=drawing_render_job_id(drawing.pk), on_failure=drawing_render_job_failed,
+        RENDER_QUEUE, RENDER_JOB, drawing.pk,
+        job_id=drawing_render_job_id(drawing.pk), on_failure=Callback(RENDER_FAILED_HOOK),
     )
 
 

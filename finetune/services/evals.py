@@ -18,12 +18,12 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import F, FileField, Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 
-from curation.models import BaseModel, DatasetMember, DatasetVersion, DrawingPage, Task
-from curation.openai_format import iter_image_parts, messages_with_prompt, parse_page_ref, resolve_image_refs
-from curation.services.exports import ExportError, messages_with_images, page_bytes
+from curation.models import BaseModel, DatasetMember, DatasetVersion, Task
+from curation.openai_format import messages_with_prompt, resolve_image_refs
+from curation.services.page_images import PageImages, messages_with_images
 from curation.services.tasks import (
     TargetNotJSON,
     TargetSchemaMismatch,
@@ -322,53 +322,20 @@ def eval_run_resume(*, eval_run: EvalRun, user=None) -> EvalRun:
 
 
 # --- execute ----------------------------------------------------------------------------------
-def _pages_for(members: list[DatasetMember]) -> dict[int, DrawingPage]:
+def _pages_for(members: list[DatasetMember]) -> PageImages:
     """The page rows a chunk of members refers to, in one query (the threads then only read files)."""
-    ids = {pid for m in members for _, part in iter_image_parts(m.messages)
-           if (pid := parse_page_ref((part.get("image_url") or {}).get("url"))) is not None}
-    return DrawingPage.objects.select_related("drawing").in_bulk(ids) if ids else {}
+    return PageImages.of_messages(m.messages for m in members)
 
 
-class _SharedPage:
-    """A page several questions show at once (a few-shot example). Each read gets its own instance: a model
-    instance's FieldFile holds one file handle, and threads reading one instance close it under each other."""
-
-    def __init__(self, page: DrawingPage):
-        self.page = page
-
-    def fresh(self) -> DrawingPage:
-        values = {f.attname: getattr(self.page, f.attname) for f in DrawingPage._meta.concrete_fields}
-        for field in DrawingPage._meta.concrete_fields:
-            if isinstance(field, FileField):
-                values[field.attname] = getattr(self.page, field.attname).name
-        copy = DrawingPage(**values)
-        copy.drawing = self.page.drawing
-        return copy
-
-
-def _shot_pages(shots: dict | None) -> dict[int, _SharedPage]:
+def _shot_pages(shots: dict | None) -> PageImages:
     """The page rows the few-shot examples refer to (each shot's pages are shared by many questions)."""
-    if not shots:
-        return {}
-    ids = {pid for chosen in shots.values() for shot in chosen for _, part in iter_image_parts(shot["messages"])
-           if (pid := parse_page_ref((part.get("image_url") or {}).get("url"))) is not None}
-    rows = DrawingPage.objects.select_related("drawing").in_bulk(ids) if ids else {}
-    return {pk: _SharedPage(page) for pk, page in rows.items()}
+    return PageImages.of_messages(shot["messages"] for chosen in (shots or {}).values() for shot in chosen)
 
 
-def _load_page(pages: dict[int, DrawingPage], page_id: int, expected: dict | None) -> bytes:
-    page = pages.get(page_id)
-    if isinstance(page, _SharedPage):
-        page = page.fresh()
-    if page is None:
-        raise ExportError(f"page {page_id} no longer exists: rebuild the example or the dataset")
-    return page_bytes(page, expected)
-
-
-def _ask(provider, *, model: str, messages: list[dict], pages: dict, json_output: bool, timeout: float):
+def _ask(provider, *, model: str, messages: list[dict], pages: PageImages, json_output: bool, timeout: float):
     """Runs in a pool thread: embed the page images (file reads + base64, no database), then one chat call."""
     try:
-        messages = resolve_image_refs(messages, lambda page_id, expected: _load_page(pages, page_id, expected))
+        messages = resolve_image_refs(messages, pages.load)
     except Exception as exc:  # a page image gone or changed: this example fails, the run goes on
         return None, ProviderError(f"input: {exc}", code="input_error")
     try:
@@ -459,7 +426,7 @@ def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix=f"eval{run.pk}") as pool:
             for start in range(0, len(members), 50):
                 chunk = members[start:start + 50]
-                pages = {**_pages_for(chunk), **shot_pages}
+                pages = _pages_for(chunk).joined(shot_pages)
                 for member in chunk:
                     # At most 2 × width submitted: the pool never idles, and images are embedded by the
                     # thread that sends them, so memory holds only the requests in flight.

@@ -13,12 +13,8 @@ from curation.jobs import dataset_version_export_job
 from curation.models import Dataset, DatasetVersion, Example
 from curation.openai_format import validate_jsonl
 from curation.services.datasets import dataset_build
-from curation.services.exports import (
-    ExportError,
-    dataset_version_export,
-    dataset_version_export_request,
-    export_job_id,
-)
+from curation.services.export_queue import dataset_version_export_request, export_job_id
+from curation.services.exports import ExportError, dataset_version_export
 from tests.factories import make_drawing, make_example, make_task, technology_target
 
 APPROVED = Example.Status.APPROVED

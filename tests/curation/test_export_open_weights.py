@@ -11,7 +11,8 @@ from PIL import Image, ImageChops
 from curation.models import Dataset, DatasetVersion, DrawingPage, Example
 from curation.services.datasets import dataset_build
 from curation.services.drawings import drawing_ingest
-from curation.services.exports import dataset_version_export, dataset_version_export_request
+from curation.services.export_queue import dataset_version_export_request
+from curation.services.exports import dataset_version_export
 from tests.factories import make_drawing, make_example, make_task, technology_target
 
 # Vector and scanned sheets, one to three pages each: 6 drawings, 9 page images.

@@ -26,12 +26,8 @@ from django.utils import timezone
 from curation.models import Dataset, DatasetVersion, Drawing, Example
 from curation.services.datasets import dataset_build
 from curation.services.drawings import drawing_render_enqueue, drawing_render_job_id
-from curation.services.exports import (
-    ExportError,
-    dataset_version_export_request,
-    default_export_dir,
-    export_job_id,
-)
+from curation.services.export_queue import dataset_version_export_request, export_job_id
+from curation.services.exports import ExportError, default_export_dir
 from gestima.recovery import abandoned_jobs_recover
 from tests.factories import make_drawing, make_example, make_task, technology_target
 
@@ -308,7 +304,8 @@ def test_an_export_killed_midway_can_be_requested_again_once_its_lease_ran_out(s
     assert version.export_format == "open_weights" and version.export_attempts == 0
     assert _partials(version) == []
     job = django_rq.get_queue("default").fetch_job(export_job_id(version.pk))
-    assert job is not None and job.get_status() == "queued" and list(job.args) == [version.pk, "open_weights"]
+    # The job takes the id only; the format it exports in is the one the request stored (export_format).
+    assert job is not None and job.get_status() == "queued" and list(job.args) == [version.pk]
 
 
 # --- RQ's own report of an abandoned job, minutes later (in-process) ------------------------------
