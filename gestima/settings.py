@@ -290,7 +290,7 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# --- Training runs (finetune/services/runs.py, finetune/providers/openai.py) -------------------------
+# --- Training runs (finetune/services/run_*.py, finetune/providers/openai.py) ------------------------
 # The SDK's own retries are off for fine-tuning calls; these drive ours (quota 429s are never retried).
 OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=60.0)
 OPENAI_MAX_ATTEMPTS = env.int("OPENAI_MAX_ATTEMPTS", default=5)
