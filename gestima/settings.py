@@ -208,7 +208,9 @@ RQ_QUEUES = {
 for _queue in RQ_QUEUES.values():
     _queue["REDIS_CLIENT_KWARGS"] = _REDIS_KWARGS
 # The worker class recovers jobs whose worker was killed, at start and every JOB_RECOVER_INTERVAL_SECONDS.
-RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "gestima.worker.Worker"}
+# COMMIT_MODE "auto": a queue sends when asked; waiting for the commit is gestima.queues.enqueue_on_commit's
+# job alone (its docstring says why the queue must not wait a second time).
+RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "gestima.worker.Worker"}
 RQ_SHOW_ADMIN_LINK = True
 # How often the scheduler re-enqueues drawings left waiting (e.g. after Redis was away).
 RECONCILE_INTERVAL_SECONDS = env.int("RECONCILE_INTERVAL_SECONDS", default=300)
