@@ -21,11 +21,13 @@ def training_runs_doctor(*, provider_name: str | None = None, fix: bool = False)
         run = runs.get(job.id)
         if run is None:
             report["orphans"].append(job)
-            owner = TrainingRun.objects.filter(pk=job.run_id, provider=provider.name).first() if job.run_id.isdigit() else None
+            owner = (TrainingRun.objects.filter(pk=job.run_id, provider=provider.name).first()
+                     if job.run_id.isdigit() else None)
             if owner is not None and owner.job_id:
                 report["duplicates"].append((job, owner))
             elif fix and owner is not None:
-                report["adopted"].append((job, run_job_adopt(owner, job, provider, note="adopted by ft_doctor", reopen=True)))
+                adopted = run_job_adopt(owner, job, provider, note="adopted by ft_doctor", reopen=True)
+                report["adopted"].append((job, adopted))
         elif run.status != job.status:
             report["mismatches"].append((run, job))
     listed = {job.id for job in jobs}

@@ -81,8 +81,9 @@ def training_run_launch_refusals(*, run: TrainingRun) -> list[str]:
                         "that does (see the dataset page's cost table)")
     lifecycle = base_model_lifecycle(run.base_model)
     if lifecycle.jobs_ended() and run.provider != "dryrun":
-        refusals.append(f"{run.base_model.name} accepts no new fine-tuning jobs after {lifecycle.jobs_end_date:%Y-%m-%d} "
-                        f"(its jobs-end date; today is {lifecycle_today():%Y-%m-%d}): the {run.provider} provider would "
+        refusals.append(f"{run.base_model.name} accepts no new fine-tuning jobs after "
+                        f"{lifecycle.jobs_end_date:%Y-%m-%d} (its jobs-end date; today is "
+                        f"{lifecycle_today():%Y-%m-%d}): the {run.provider} provider would "
                         "refuse the job; choose another base model or provider (see \"When OpenAI fine-tuning ends\" "
                         "in the README)")
     return refusals
@@ -184,9 +185,11 @@ def training_run_launch(*, run: TrainingRun, user, override_reason: str = "", al
     reason = (override_reason or "").strip()
     duplicate_reason = (duplicate_reason or "").strip()
     with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().select_related("dataset_version__dataset", "base_model").get(pk=run.pk)
+        run = (TrainingRun.objects.select_for_update().select_related("dataset_version__dataset", "base_model")
+               .get(pk=run.pk))
         if run.status != S.DRAFT:
-            raise TrainingRunError(f"Run {run.pk} was already launched (status: {run.status_label}); no second job is made.")
+            raise TrainingRunError(f"Run {run.pk} was already launched (status: {run.status_label}); "
+                                   "no second job is made.")
         run.estimated_tokens, run.estimated_cost_usd = training_run_estimate(run=run)
         refusals = training_run_launch_refusals(run=run)
         if refusals:

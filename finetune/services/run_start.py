@@ -68,7 +68,8 @@ def _splits(run: TrainingRun) -> list[tuple[str, str]]:
 def _carried_file_usable(run: TrainingRun, provider, *, file_id: str, account: str) -> bool:
     """A file id carried over (relaunch, retried start) is used only if it belongs to the account configured
     now and the provider still has it."""
-    if UploadedFile.objects.filter(remote_id=file_id, provider=run.provider).exclude(account__in=[account, ""]).exists():
+    elsewhere = UploadedFile.objects.filter(remote_id=file_id, provider=run.provider).exclude(account__in=[account, ""])
+    if elsewhere.exists():
         return False
     return provider.file_exists(file_id)
 
@@ -145,7 +146,8 @@ def _await_file_import(run: TrainingRun, provider) -> TrainingRun:
             if status in ("error", "failed", "deleted"):
                 raise ProviderError(f"The provider could not import the {split} file {file_id} ({status})"
                                     + (f": {details}" if details else "") + ".", code="file_import_failed")
-        waiting = ", ".join(f"{split} file {status}" for split, (_, status, _) in states.items() if status != "processed")
+        waiting = ", ".join(f"{split} file {status}" for split, (_, status, _) in states.items()
+                            if status != "processed")
         elapsed = int(time.monotonic() - started)
         if not waiting:
             if waited:
@@ -249,7 +251,8 @@ def training_run_start(*, run_id: int) -> TrainingRun:
             return run
         if exc.retryable:
             # The run keeps its state; the periodic sync starts it again (and looks up by metadata first).
-            TrainingRun.objects.filter(pk=run.pk).update(worker_claimed_at=None, sync_error=f"{exc.code}: {exc.message}")
+            TrainingRun.objects.filter(pk=run.pk).update(worker_claimed_at=None,
+                                                         sync_error=f"{exc.code}: {exc.message}")
             run.refresh_from_db()
             return run
         return run_status_set(run, S.FAILED, note=exc.code, error_code=exc.code, error_message=exc.message,

@@ -1,4 +1,4 @@
-"""Training runs: what every step shares: the refusal error, who may act, and the one rule for moving a status.
+"""Training runs, shared by every step: the refusal error, who may act, and the one rule for moving a status.
 
 A run's status only moves forward (`run_status_set`); every move and progress note goes on its timeline.
 The steps live beside this module: run_launch (create, confirm, launch), run_start (upload, create the

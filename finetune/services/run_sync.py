@@ -198,7 +198,8 @@ def training_run_sync(*, run: TrainingRun) -> TrainingRun:
         if run.status == S.SUCCEEDED:
             _sync_result_file(run, provider)
     except ProviderError as exc:
-        TrainingRun.objects.filter(pk=run.pk).update(sync_error=f"{exc.code}: {exc.message}", last_synced_at=timezone.now())
+        TrainingRun.objects.filter(pk=run.pk).update(sync_error=f"{exc.code}: {exc.message}",
+                                                     last_synced_at=timezone.now())
         run.refresh_from_db()
         return run
     TrainingRun.objects.filter(pk=run.pk).update(sync_error="", last_synced_at=timezone.now())

@@ -33,8 +33,8 @@ def test_only_gestima_queues_and_the_periodic_schedule_send_jobs():
 
 
 def _job_paths(tree):
-    return [node.value for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("finetune.jobs.")]
+    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+            and isinstance(node.value, str) and node.value.startswith("finetune.jobs.")]
 
 
 def test_finetune_services_name_jobs_by_dotted_path_and_never_import_them():
