@@ -37,7 +37,7 @@ def periodic_run(name: str) -> None:
 
 def _schedule(name: str, *, delay: int) -> None:
     _, _, queue_name = PERIODIC_JOBS[name]
-    queue = django_rq.get_queue(queue_name, commit_mode="auto")
+    queue = django_rq.get_queue(queue_name)
     job_id = _job_id(name)
     try:
         Job.fetch(job_id, connection=queue.connection).cancel()

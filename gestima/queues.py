@@ -2,6 +2,16 @@
 
 Callers learn at once when Redis is away (`QueueUnavailable`) so the admin can say so; the rows stay
 in their waiting state and the reconcilers enqueue them again later.
+
+The one rule for when a job is sent: `enqueue_on_commit` waits for the commit itself
+(`transaction.on_commit`), and the queues send when asked (settings `RQ["COMMIT_MODE"] = "auto"`).
+django-rq's own wait ("on_db_commit") would be a second one, and it looks at `in_atomic_block`, not at
+the commit: a callback that runs inside an outer atomic block (a test's transaction) defers again, to a
+commit that never comes when the callback is run by hand, or after every other captured callback, which
+splits the "already pending?" check from the enqueue it guards (two sends could both pass it and queue one
+job id twice). After a real commit the two modes behave alike. Scheduled jobs (`enqueue_in`: the periodic
+jobs) never pass through that wait at all. Application code sends jobs only through this module
+(and the periodic schedules, gestima/periodic.py): tests/gestima/test_job_seams.py checks it.
 """
 import logging
 
@@ -63,7 +73,7 @@ def enqueue_on_commit(queue_name: str, func, *args, job_id: str | None = None, *
         try:
             if job_id and job_is_pending(queue_name=queue_name, job_id=job_id):
                 return
-            queue = django_rq.get_queue(queue_name, commit_mode="auto")
+            queue = django_rq.get_queue(queue_name)
             queue.enqueue(func, *args, job_id=job_id, **kwargs)
         except (RedisError, OSError):
             logger.exception("enqueue of %s failed after commit; the reconciler will retry", job_id or func)

@@ -208,7 +208,9 @@ RQ_QUEUES = {
 for _queue in RQ_QUEUES.values():
     _queue["REDIS_CLIENT_KWARGS"] = _REDIS_KWARGS
 # The worker class recovers jobs whose worker was killed, at start and every JOB_RECOVER_INTERVAL_SECONDS.
-RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "gestima.worker.Worker"}
+# COMMIT_MODE "auto": a queue sends when asked; waiting for the commit is gestima.queues.enqueue_on_commit's
+# job alone (its docstring says why the queue must not wait a second time).
+RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "gestima.worker.Worker"}
 RQ_SHOW_ADMIN_LINK = True
 # How often the scheduler re-enqueues drawings left waiting (e.g. after Redis was away).
 RECONCILE_INTERVAL_SECONDS = env.int("RECONCILE_INTERVAL_SECONDS", default=300)
@@ -290,7 +292,7 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# --- Training runs (finetune/services/runs.py, finetune/providers/openai.py) -------------------------
+# --- Training runs (finetune/services/run_*.py, finetune/providers/openai.py) ------------------------
 # The SDK's own retries are off for fine-tuning calls; these drive ours (quota 429s are never retried).
 OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=60.0)
 OPENAI_MAX_ATTEMPTS = env.int("OPENAI_MAX_ATTEMPTS", default=5)

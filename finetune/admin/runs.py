@@ -1,6 +1,6 @@
 """Training runs in the admin: create a draft, launch after a confirmation page, watch it, sync, cancel, relaunch.
 
-Every button is a thin call to finetune/services/runs.py; rule violations come back as messages, never 500s.
+Every button is a thin call to finetune/services/run_*.py; rule violations come back as messages, never 500s.
 """
 from __future__ import annotations
 
@@ -18,9 +18,20 @@ from curation.services.base_models import base_model_date_warning
 from finetune.models import RunMetric, TrainingRun
 from finetune.providers.base import ProviderError, configured_providers, default_provider_name
 from finetune.services import deployments as deployment_services
-from finetune.services import runs as run_services
 from finetune.services.evals import EvalError, training_run_evaluate
-from finetune.services.runs import TrainingRunError
+from finetune.services.run_cancel import training_run_cancel, training_run_relaunch
+from finetune.services.run_launch import (
+    _hyper,
+    training_run_cost,
+    training_run_create,
+    training_run_duplicates,
+    training_run_launch,
+    training_run_launch_problems,
+    training_run_launch_refusals,
+    training_run_over_budget,
+)
+from finetune.services.run_state import TrainingRunError
+from finetune.services.run_sync import training_run_sync
 from gestima.live import live_context, live_refused, live_response, live_state
 from gestima.queues import QueueUnavailable
 
@@ -68,7 +79,7 @@ class TrainingRunForm(forms.ModelForm):
         try:
             for name, kind, low, high in (("n_epochs", int, 1, 50), ("batch_size", int, 1, 256),
                                           ("learning_rate_multiplier", float, 0, 1000)):
-                data[name] = run_services._hyper(data.get(name), name=name, kind=kind, low=low, high=high)
+                data[name] = _hyper(data.get(name), name=name, kind=kind, low=low, high=high)
         except TrainingRunError as exc:
             raise forms.ValidationError(str(exc))
         return data
@@ -155,7 +166,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         try:
-            run = run_services.training_run_create(
+            run = training_run_create(
                 dataset_version=data["dataset_version"], base_model=data["base_model"], user=request.user,
                 provider=data["provider"], n_epochs=data["n_epochs"], batch_size=data["batch_size"],
                 learning_rate_multiplier=data["learning_rate_multiplier"], suffix=data.get("suffix") or "",
@@ -209,7 +220,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if request.method == "POST":
             reason = request.POST.get("override_reason", "") if request.POST.get("override") else ""
             try:
-                run = run_services.training_run_launch(
+                run = training_run_launch(
                     run=run, user=request.user, override_reason=reason,
                     allow_duplicate=bool(request.POST.get("allow_duplicate")),
                     duplicate_reason=request.POST.get("duplicate_reason", ""))
@@ -224,8 +235,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if run.status != TrainingRun.Status.DRAFT:
             self.message_user(request, f"Run {run.pk} was already launched ({run.status_label}).", messages.WARNING)
             return self._run_page(run)
-        cost = run_services.training_run_cost(run=run)
-        refusals = run_services.training_run_launch_refusals(run=run)
+        cost = training_run_cost(run=run)
+        refusals = training_run_launch_refusals(run=run)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -234,10 +245,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "version": run.dataset_version,
             "gates": run.dataset_version.gates or [],
             "cost": cost,
-            "over_budget": run_services.training_run_over_budget(run=run, cost=cost),
+            "over_budget": training_run_over_budget(run=run, cost=cost),
             "refusals": refusals,
-            "problems": [p for p in run_services.training_run_launch_problems(run=run) if p not in refusals],
-            "duplicates": run_services.training_run_duplicates(run=run),
+            "problems": [p for p in training_run_launch_problems(run=run) if p not in refusals],
+            "duplicates": training_run_duplicates(run=run),
             "model_warning": base_model_date_warning(run.base_model),
             "dry_run": run.provider == "dryrun",
         }
@@ -248,7 +259,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return self._run_page(run)
         try:
-            run = run_services.training_run_sync(run=run)
+            run = training_run_sync(run=run)
         except ProviderError as exc:
             self.message_user(request, f"Sync failed: {exc.message}", messages.ERROR)
             return self._run_page(run)
@@ -262,7 +273,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             raise PermissionDenied
         if request.method == "POST":
             try:
-                run = run_services.training_run_cancel(run=run, user=request.user)
+                run = training_run_cancel(run=run, user=request.user)
             except (TrainingRunError, ProviderError) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
@@ -277,7 +288,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if back:
             return back
         try:
-            new = run_services.training_run_relaunch(run=run, user=request.user)
+            new = training_run_relaunch(run=run, user=request.user)
         except TrainingRunError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return self._run_page(run)
@@ -411,7 +422,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         done = 0
         for run in queryset:
             try:
-                run_services.training_run_sync(run=run)
+                training_run_sync(run=run)
                 done += 1
             except ProviderError as exc:
                 self.message_user(request, f"Run {run.pk}: {exc.message}", messages.ERROR)
@@ -428,7 +439,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         made, refused = [], []
         for run in queryset:
             try:
-                made.append(run_services.training_run_relaunch(run=run, user=request.user))
+                made.append(training_run_relaunch(run=run, user=request.user))
             except TrainingRunError as exc:
                 refused.append(str(exc))
         if made:

@@ -34,7 +34,7 @@ class TrainingRun(models.Model):
             "cancel_requested": "Cancel requested",  # Together, until the job has stopped
         }
         TERMINAL = {"succeeded", "failed", "cancelled", "dry_run_complete"}
-        # The one order of statuses: a run only moves forward through it (services/runs.py `_set_status`).
+        # The one order of statuses: a run only moves forward through it (services/run_state.py `run_status_set`).
         # Statuses the provider adds that we do not know (e.g. `paused`) rank with `running`; every
         # terminal status ranks last, so nothing leaves a terminal status without an explicit reopen.
         ORDER = {"draft": 0, "uploading": 1, "validating_files": 2, "queued": 3, "running": 4}
@@ -86,7 +86,7 @@ class TrainingRun(models.Model):
     training_file_id = models.CharField(max_length=100, blank=True)
     validation_file_id = models.CharField(max_length=100, blank=True)
     job_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
-    # Set by the one worker that won the right to upload and create the job; see services/runs.py.
+    # Set by the one worker that won the right to upload and create the job; see services/run_start.py.
     worker_claimed_at = models.DateTimeField(null=True, blank=True)
     run_dir = models.CharField(max_length=500, blank=True)
 

@@ -3,7 +3,7 @@
 The SDK's own retries are off for these calls (`max_retries=0`): it would retry quota 429s and, worse,
 re-send `jobs.create` after a 5xx that may already have created a job. `_call` retries what is worth
 retrying (rate limits honouring retry-after, 5xx, timeouts, connection errors); job creation is never
-retried here: the service looks the job up by metadata first (see services/runs.py).
+retried here: the service looks the job up by metadata first (see services/run_start.py).
 """
 from __future__ import annotations
 

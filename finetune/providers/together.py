@@ -5,7 +5,7 @@ A second trainer for vision beside OpenAI: the same chat JSONL with base64 image
 
 - No job metadata and no idempotency key: our run id travels in the job's suffix (`...-gr<run id>`), and
   `find_job` lists the jobs and matches it. A create whose answer is lost is found again by the service
-  (services/runs.py looks the job up before creating one and after every ambiguous failure).
+  (services/run_start.py looks the job up before creating one and after every ambiguous failure).
 - `fine_tuning.create` is three requests in the SDK: the model's limits, a price estimate, the job.
   Only the last can make a job; the service treats any retryable failure as ambiguous all the same.
 - Statuses (`pending, queued, running, compressing, uploading, cancel_requested, cancelled, error,

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from finetune.models import TrainingRun
 from finetune.providers.base import ProviderError, get_provider
-from finetune.services.runs import TrainingRunError, _check_permission, _progress
+from finetune.services.run_state import TrainingRunError, run_permission_check, run_progress
 from gestima.queues import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _checked(run: TrainingRun, name: str) -> tuple[TrainingRun, str]:
 def training_run_deploy(*, run: TrainingRun, user, name: str = "") -> TrainingRun:
     """Create the deployment through Azure's management API (PUT, standard SKU, capacity 1), then a job waits
     for it to be provisioned. Refused with the reason when management is not configured."""
-    _check_permission(user)
+    run_permission_check(user)
     run, name = _checked(run, name)
     if run.deployment_state in ("Creating", "Succeeded", RECORDED) and run.deployment_name:
         raise TrainingRunError(f"Run {run.pk} already has deployment {run.deployment_name} ({run.deployment_state}).")
@@ -88,7 +88,7 @@ def training_run_deploy(*, run: TrainingRun, user, name: str = "") -> TrainingRu
         raise TrainingRunError(exc.message)
     TrainingRun.objects.filter(pk=run.pk).update(deployment_name=name, deployment_state=state, deployment_error="")
     run.refresh_from_db()
-    run = _progress(run, f"deployment {name} requested ({state})")
+    run = run_progress(run, f"deployment {name} requested ({state})")
     if state != "Succeeded":
         enqueue_on_commit("openai", WAIT_JOB, run.pk, job_id=f"training-run-deployment-{run.pk}")
     return run
@@ -114,7 +114,7 @@ def training_run_deployment_wait(*, run_id: int) -> TrainingRun:
             TrainingRun.objects.filter(pk=run.pk).update(deployment_state=state, updated_at=timezone.now())
             run.refresh_from_db()
         if state in ("Succeeded", "Failed", "Canceled"):
-            return _progress(run, f"deployment {run.deployment_name}: {state}")
+            return run_progress(run, f"deployment {run.deployment_name}: {state}")
         if time.monotonic() >= deadline:
             TrainingRun.objects.filter(pk=run.pk).update(
                 deployment_error=f"still {state} after {settings.AZURE_DEPLOYMENT_WAIT_SECONDS} s; check the portal, "
@@ -126,10 +126,10 @@ def training_run_deployment_wait(*, run_id: int) -> TrainingRun:
 
 def training_run_deployment_record(*, run: TrainingRun, user, name: str) -> TrainingRun:
     """Record the name of a deployment made in the portal: eval runs and estimates of the run's model use it."""
-    _check_permission(user)
+    run_permission_check(user)
     if not (name or "").strip():
         raise TrainingRunError("Give the deployment's name as the portal shows it.")
     run, name = _checked(run, name)
     TrainingRun.objects.filter(pk=run.pk).update(deployment_name=name, deployment_state=RECORDED, deployment_error="")
     run.refresh_from_db()
-    return _progress(run, f"deployment {name} recorded (made in the portal)")
+    return run_progress(run, f"deployment {name} recorded (made in the portal)")

@@ -138,13 +138,17 @@ def eval_run_leak(eval_run: EvalRun) -> str:
 
 
 # --- create / resume --------------------------------------------------------------------------
+EXECUTE_JOB = "finetune.jobs.eval_run_execute_job"
+EXECUTE_FAILED_HOOK = "finetune.jobs.eval_run_job_failed"
+
+
 def _enqueue(run: EvalRun) -> None:
-    from finetune.jobs import eval_run_execute_job, eval_run_job_failed
+    from rq import Callback
 
     # The queue's default timeout (an hour) would kill a large run midway; allow a minute per example per
     # slot on top of ten minutes. A run killed anyway fails with the reason and resumes where it stopped.
     timeout = 600 + int(60 * max(run.total, 1) / max(run.concurrency, 1))
-    enqueue_on_commit("openai", eval_run_execute_job, run.pk, job_id=run.rq_job_id, on_failure=eval_run_job_failed,
+    enqueue_on_commit("openai", EXECUTE_JOB, run.pk, job_id=run.rq_job_id, on_failure=Callback(EXECUTE_FAILED_HOOK),
                       job_timeout=max(timeout, 3600))
 
 

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from finetune.models import EvalRun, ModelVersion, TrainingRun
-from finetune.services.runs import training_run_create
+from finetune.services.run_launch import training_run_create
 from tests.e2e.browser import BROWSER_MARKS, login, screenshot
 from tests.factories import make_base_model, make_dataset_version, make_task, make_user
 from tests.finetune.conftest import ft_api  # noqa: F401  (the fine-tuning stand-in, wired through settings)

@@ -1,5 +1,6 @@
 """Helpers the training-run tests share: launch a run and let a burst worker start it; sync until it ends."""
-from finetune.services.runs import training_run_launch, training_run_sync
+from finetune.services.run_launch import training_run_launch
+from finetune.services.run_sync import training_run_sync
 
 
 def launch(run, manager, run_worker, django_capture_on_commit_callbacks, **kwargs):

@@ -13,7 +13,9 @@ from finetune.models import EvalRun, TrainingRun
 from finetune.selectors import provider_for_model
 from finetune.services import deployments as deployment_services
 from finetune.services.evals import EvalError, eval_run_create, model_prices, training_run_evaluate
-from finetune.services.runs import training_run_create, training_run_launch, training_run_relaunch, training_run_sync
+from finetune.services.run_cancel import training_run_relaunch
+from finetune.services.run_launch import training_run_create, training_run_launch
+from finetune.services.run_sync import training_run_sync
 from tests.factories import make_base_model
 from tests.openai_standin import StandIn
 from tests.openai_standin.azure import AzureStandIn

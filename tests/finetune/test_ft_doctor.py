@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from finetune.models import TrainingRun
-from finetune.services.runs import training_run_create, training_run_launch
+from finetune.services.run_launch import training_run_create, training_run_launch
 from tests.factories import make_dataset_version
 
 pytestmark = pytest.mark.django_db

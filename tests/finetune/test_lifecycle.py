@@ -14,7 +14,8 @@ from finetune.models import Estimate, EvalRun, TaskFallback
 from finetune.selectors import eval_run_mape
 from finetune.services.estimates import EstimateError, estimate_create
 from finetune.services.promotion import model_version_promote
-from finetune.services.runs import TrainingRunError, training_run_create, training_run_launch
+from finetune.services.run_launch import training_run_create, training_run_launch
+from finetune.services.run_state import TrainingRunError
 from tests.factories import make_base_model, make_dataset_version, make_drawing, make_user, technology_target
 from tests.finetune.evalkit import FT_MODEL, make_done_eval_run, make_plan_dataset_version, use_standin
 from tests.openai_standin import StandIn

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from finetune.models import TrainingRun
-from finetune.services.runs import training_run_create
+from finetune.services.run_launch import training_run_create
 from tests.factories import make_base_model, make_user
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,8 @@ from django.urls import reverse
 from curation.models import BaseModel, Dataset, Example
 from curation.services.base_models import base_models_seed
 from curation.services.datasets import dataset_build
-from finetune.services.runs import TrainingRunError, training_run_create, training_run_launch
+from finetune.services.run_launch import training_run_create, training_run_launch
+from finetune.services.run_state import TrainingRunError
 from tests.factories import make_example, make_task, technology_target
 
 pytestmark = pytest.mark.django_db

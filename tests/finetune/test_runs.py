@@ -5,17 +5,11 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun, UploadedFile
-from finetune.services import runs as run_services
-from finetune.services.runs import (
-    TrainingRunError,
-    training_run_cancel,
-    training_run_create,
-    training_run_launch,
-    training_run_relaunch,
-    training_run_start,
-    training_run_sync,
-    training_runs_sync_all,
-)
+from finetune.services.run_cancel import training_run_cancel, training_run_relaunch
+from finetune.services.run_launch import training_run_create, training_run_duplicates, training_run_launch
+from finetune.services.run_start import training_run_start
+from finetune.services.run_state import TrainingRunError
+from finetune.services.run_sync import training_run_sync, training_runs_sync_all
 from tests.openai_standin.fine_tuning import quota_error, rate_limited, server_error
 from tests.finetune.runkit import launch as _launch, sync_until_done as _sync_until_done
 
@@ -419,7 +413,7 @@ def test_an_identical_active_run_must_be_confirmed_with_a_reason_that_goes_on_th
     note = second.timeline[1]["note"]
     assert f"duplicate of run {first.pk}" in note and "compare variance" in note and manager.username in note
     # Other hyperparameters, or a failed earlier run, are no duplicate.
-    assert _create(version, base_model, manager, n_epochs=3) and not run_services.training_run_duplicates(
+    assert _create(version, base_model, manager, n_epochs=3) and not training_run_duplicates(
         run=_create(version, base_model, manager, n_epochs=3))
 
 

@@ -11,15 +11,10 @@ from curation.models import BaseModel
 from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun
 from finetune.providers.base import ProviderError, get_provider
 from finetune.providers.together import STATUS_MAP, job_suffix, run_id_of
-from finetune.services.runs import (
-    training_run_cancel,
-    training_run_create,
-    training_run_launch,
-    training_run_relaunch,
-    training_run_sync,
-    training_runs_doctor,
-    training_runs_sync_all,
-)
+from finetune.services.run_cancel import training_run_cancel, training_run_relaunch
+from finetune.services.run_doctor import training_runs_doctor
+from finetune.services.run_launch import training_run_create, training_run_launch
+from finetune.services.run_sync import training_run_sync, training_runs_sync_all
 from tests.together_standin import TogetherAPI, TogetherStandIn
 from tests.together_standin.api import credit_429, payment_required, rate_limited, server_error
 from tests.finetune.runkit import launch as _launch, sync_until_done as _sync_until_done
@@ -123,7 +118,7 @@ def test_full_fine_tuning_and_more_checkpoints_are_sent_as_asked(tg_api, version
 
 
 def test_unknown_options_are_refused_before_anything_is_sent(tg_api, version, qwen, manager, base_model):
-    from finetune.services.runs import TrainingRunError
+    from finetune.services.run_state import TrainingRunError
 
     with pytest.raises(TrainingRunError, match="gpt-4o-mini-2024-07-18 is a base model of openai: the together provider"):
         _create(version, base_model, manager)
@@ -344,7 +339,7 @@ def test_launch_run_command_takes_provider_together(tg_api, version, qwen, manag
 
 
 def test_a_budget_cannot_be_checked_against_an_unknown_price(tg_api, version, qwen, manager):
-    from finetune.services.runs import TrainingRunError
+    from finetune.services.run_state import TrainingRunError
 
     run = _create(version, qwen, manager, budget_usd=Decimal("10"))
     with pytest.raises(TrainingRunError, match="training price of Qwen/Qwen3-VL-8B-Instruct is not known"):

@@ -9,7 +9,7 @@ from django.utils import timezone
 from curation.models import DatasetVersion
 from finetune.models import Estimate, EvalRun, TrainingRun
 from finetune.services.promotion import model_version_promote
-from finetune.services.runs import training_run_create
+from finetune.services.run_launch import training_run_create
 from tests.factories import make_base_model, make_dataset_version, make_drawing, make_user
 from tests.finetune.evalkit import make_done_eval_run, make_plan_dataset_version
 

@@ -2,7 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from finetune.providers.base import ProviderError
-from finetune.services.runs import training_runs_doctor
+from finetune.services.run_doctor import training_runs_doctor
 
 
 class Command(BaseCommand):

@@ -9,7 +9,8 @@ from curation.models import BaseModel
 from curation.provider_names import ProviderName
 from curation.selectors import VERSION_REF_FORMS
 from finetune.management.commands._evals_common import dataset_version
-from finetune.services.runs import TrainingRunError, training_run_create, training_run_launch
+from finetune.services.run_launch import training_run_create, training_run_launch
+from finetune.services.run_state import TrainingRunError
 from gestima.queues import QueueUnavailable
 
 

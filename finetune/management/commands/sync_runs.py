@@ -2,7 +2,7 @@
 from django.core.management.base import BaseCommand
 
 from finetune.models import TrainingRun
-from finetune.services.runs import training_run_sync, training_runs_active, training_runs_sync_all
+from finetune.services.run_sync import training_run_sync, training_runs_active, training_runs_sync_all
 
 
 class Command(BaseCommand):

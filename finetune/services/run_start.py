@@ -1,0 +1,316 @@
+"""Training runs, step 2 (the worker's part): upload the files and create the remote job, exactly once.
+
+Exactly one remote job per run, however often a button is clicked or a worker dies:
+1. `training_run_launch` (run_launch.py) moves the row draft → uploading with a conditional update (one
+   winner), under a row lock, and enqueues the start job after commit.
+2. `training_run_start` claims the row again for the worker (`worker_claimed_at`, conditional update),
+   uploads (reusing files already on the provider), then looks the job up by the run id it sends as
+   metadata before creating one, and again after every ambiguous failure (5xx, timeout): the create may
+   have landed. The job id is saved the moment it is known (`run_job_adopt`).
+3. `training_runs_sync_all` (run_sync.py, one periodic job) syncs every active run and adopts, by metadata,
+   a job whose worker died before saving its id; a run whose claim went stale with no job anywhere is
+   started again.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError
+from django.utils import timezone
+
+from curation.models import DatasetMember
+from curation.services.exports import ExportError, dataset_version_export
+from finetune.models import TrainingRun, UploadedFile
+from finetune.providers.base import ProviderError, get_provider
+from finetune.services.run_launch import run_metadata
+from finetune.services.run_state import run_progress, run_status_set
+from finetune.services.run_sync import run_job_adopt
+
+logger = logging.getLogger(__name__)
+
+S = TrainingRun.Status
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ExportFailed(Exception):
+    """The dataset version could not be written out: the run fails with the exporter's message."""
+
+
+def _export(run: TrainingRun) -> dict[str, Path]:
+    out_dir = Path(settings.RUNS_ROOT) / str(run.pk)
+    try:
+        paths = dataset_version_export(version=run.dataset_version, out_dir=out_dir)
+    except ExportError as exc:
+        raise ExportFailed(str(exc)) from exc
+    # "validation" is None when the version has no validation rows.
+    return {split: Path(path) for split, path in paths.items() if path}
+
+
+def _splits(run: TrainingRun) -> list[tuple[str, str]]:
+    """(split, run field) for each split the version has: a version without validation rows sends none."""
+    splits = [("train", "training_file_id")]
+    if run.dataset_version.members.filter(split=DatasetMember.Split.VALIDATION).exists():
+        splits.append(("validation", "validation_file_id"))
+    return splits
+
+
+def _carried_file_usable(run: TrainingRun, provider, *, file_id: str, account: str) -> bool:
+    """A file id carried over (relaunch, retried start) is used only if it belongs to the account configured
+    now and the provider still has it."""
+    elsewhere = UploadedFile.objects.filter(remote_id=file_id, provider=run.provider).exclude(account__in=[account, ""])
+    if elsewhere.exists():
+        return False
+    return provider.file_exists(file_id)
+
+
+def _known_upload(run: TrainingRun, provider, *, split: str, sha: str, account: str) -> UploadedFile | None:
+    """The earlier upload of these bytes to this account, if the provider still has it. Rows from before
+    accounts were recorded ('') are checked the same way and then claimed for this account."""
+    for known in UploadedFile.objects.filter(dataset_version=run.dataset_version, provider=run.provider, split=split,
+                                             sha256=sha, account__in=[account, ""]).order_by("-account"):
+        if provider.file_exists(known.remote_id):
+            if known.account != account:
+                UploadedFile.objects.filter(pk=known.pk).update(account=account)
+            return known
+        logger.info("run %s: file %s is gone from the provider; uploading %s again", run.pk, known.remote_id, split)
+        known.delete()
+    return None
+
+
+def _upload(run: TrainingRun, provider) -> TrainingRun:
+    """Upload each split not yet on the provider; the same version, split, bytes and provider account reuse
+    the earlier file, once files.retrieve shows it still exists (a new key, organisation or base URL, or a
+    deleted file, means uploading again instead of a job refused with "invalid training_file")."""
+    account = provider.account()
+    splits = _splits(run)
+    for split, field in splits:
+        file_id = getattr(run, field)
+        if file_id and not _carried_file_usable(run, provider, file_id=file_id, account=account):
+            TrainingRun.objects.filter(pk=run.pk).update(**{field: ""})
+            setattr(run, field, "")
+    missing = [(split, field) for split, field in splits if not getattr(run, field)]
+    if not missing:
+        # A relaunch (or a retried start) already has its files: nothing to export or send.
+        return run
+    files = _export(run)
+    TrainingRun.objects.filter(pk=run.pk).update(run_dir=str(Path(settings.RUNS_ROOT) / str(run.pk)))
+    for split, field in missing:
+        path = files.get(split)
+        if path is None or not path.exists() or path.stat().st_size == 0:
+            continue
+        sha = _sha256(path)
+        known = _known_upload(run, provider, split=split, sha=sha, account=account)
+        if known is None:
+            remote = provider.upload_file(path=path)
+            try:
+                known = UploadedFile.objects.create(dataset_version=run.dataset_version, provider=run.provider,
+                                                    account=account, split=split, sha256=sha, bytes=remote.bytes,
+                                                    remote_id=remote.id, multipart=remote.multipart)
+            except IntegrityError:
+                known = UploadedFile.objects.get(dataset_version=run.dataset_version, provider=run.provider,
+                                                 account=account, split=split, sha256=sha)
+        # Stored at once: a crash after this point never uploads the split again.
+        TrainingRun.objects.filter(pk=run.pk).update(**{field: known.remote_id})
+    run.refresh_from_db()
+    if not run.training_file_id:
+        raise ProviderError("the dataset version exported no training examples", code="empty_training_file")
+    return run
+
+
+def _await_file_import(run: TrainingRun, provider) -> TrainingRun:
+    """Wait (bounded) until the provider has imported the run's files. Azure imports an upload in the background
+    and refuses a job naming a file not yet processed ("must point to a completed file import"), so without
+    this the first launch of every new dataset version failed. Progress shows on the run's timeline; on timeout
+    the run fails with a clear error and a relaunch reuses the files (imported by then)."""
+    if not getattr(provider, "imports_files_in_background", False):
+        return run
+    files = [(split, file_id) for split, file_id in (("training", run.training_file_id),
+                                                      ("validation", run.validation_file_id)) if file_id]
+    timeout = settings.RUN_FILE_IMPORT_TIMEOUT_SECONDS
+    started = time.monotonic()
+    waited = False
+    while True:
+        states = {split: (file_id, *provider.file_status(file_id)) for split, file_id in files}
+        for split, (file_id, status, details) in states.items():
+            if status in ("error", "failed", "deleted"):
+                raise ProviderError(f"The provider could not import the {split} file {file_id} ({status})"
+                                    + (f": {details}" if details else "") + ".", code="file_import_failed")
+        waiting = ", ".join(f"{split} file {status}" for split, (_, status, _) in states.items()
+                            if status != "processed")
+        elapsed = int(time.monotonic() - started)
+        if not waiting:
+            if waited:
+                run = run_progress(run, f"files imported by the provider after {elapsed} s")
+            return run
+        if elapsed >= timeout:
+            raise ProviderError(f"The provider had not finished importing the uploaded files after {timeout} s "
+                                f"({waiting}); no job was created. Relaunch the run: it reuses the uploaded files.",
+                                code="file_import_timeout")
+        run = run_progress(run, f"waiting for the provider to import the files ({waiting}; {elapsed} s of at most "
+                             f"{timeout} s)")
+        waited = True
+        time.sleep(settings.RUN_FILE_IMPORT_POLL_SECONDS)
+
+
+def _create(run: TrainingRun, provider) -> TrainingRun:
+    found = provider.find_job(run_id=run.pk)
+    if found is not None:
+        return run_job_adopt(run, found, provider, note="found by metadata")
+    kwargs = {
+        "model": run.base_model.name,
+        "training_file": run.training_file_id,
+        "validation_file": run.validation_file_id,
+        "hyperparameters": run.hyperparameters,
+        "suffix": run.suffix,
+        "seed": run.seed,
+        "metadata": run.metadata or run_metadata(run),
+    }
+    if run.provider_options:
+        kwargs["options"] = run.provider_options
+    attempts = max(1, settings.OPENAI_MAX_ATTEMPTS)
+    for attempt in range(attempts):
+        try:
+            job = provider.create_job(**kwargs)
+        except ProviderError as exc:
+            if not exc.retryable or attempt == attempts - 1:
+                raise
+            from finetune.providers.openai import backoff_delay
+
+            time.sleep(backoff_delay(attempt, exc.retry_after))
+            # Ambiguous: a 5xx or a timeout may come after the job was made. Look before sending again.
+            found = provider.find_job(run_id=run.pk)
+            if found is not None:
+                return run_job_adopt(run, found, provider, note=f"found by metadata after {exc.code}")
+            continue
+        return run_job_adopt(run, job, provider, note="job created")
+    raise AssertionError("unreachable")
+
+
+def _start_dry_run(run: TrainingRun, provider) -> TrainingRun:
+    files = _export(run)
+    run_dir = Path(settings.RUNS_ROOT) / str(run.pk)
+    split_info = {}
+    for split in ("train", "validation"):
+        path = files.get(split)
+        if path and path.exists():
+            split_info[split] = {"file": f"{split}.jsonl", "bytes": path.stat().st_size, "sha256": _sha256(path),
+                                 "lines": sum(1 for _ in path.open("rb"))}
+    manifest = {
+        "run_id": run.pk,
+        "provider": provider.name,
+        "note": "Dry run: these files were written and no API was called.",
+        "dataset_version": {"id": run.dataset_version_id, "name": str(run.dataset_version),
+                            "content_hash": run.dataset_version.content_hash},
+        "base_model": run.base_model.name,
+        "method": {"type": run.method, run.method: {"hyperparameters": run.hyperparameters}},
+        "suffix": run.suffix,
+        "seed": run.seed,
+        "metadata": run.metadata or run_metadata(run),
+        "estimated_tokens": run.estimated_tokens,
+        "estimated_cost_usd": str(run.estimated_cost_usd) if run.estimated_cost_usd is not None else None,
+        "budget_usd": str(run.budget_usd) if run.budget_usd is not None else None,
+        "files": split_info,
+        "written_at": timezone.now().isoformat(),
+    }
+    provider.write_run(run_dir=run_dir, files={k: files[k] for k in split_info}, manifest=manifest)
+    return run_status_set(run, S.DRY_RUN_COMPLETE, note="files written, no API called", run_dir=str(run_dir))
+
+
+def training_run_start(*, run_id: int) -> TrainingRun:
+    """Upload and create the remote job for a launched run (the `openai` queue). Safe to run twice."""
+    now = timezone.now()
+    claimed = TrainingRun.objects.filter(pk=run_id, status=S.UPLOADING, job_id__isnull=True,
+                                         worker_claimed_at__isnull=True).update(worker_claimed_at=now)
+    run = TrainingRun.objects.select_related("dataset_version__dataset", "base_model").get(pk=run_id)
+    if claimed != 1:
+        return run  # done already, cancelled, or another worker holds it
+    provider = get_provider(run.provider)
+    try:
+        if not provider.calls_api:
+            return _start_dry_run(run, provider)
+        run = _upload(run, provider)
+        run = _await_file_import(run, provider)
+        return _create(run, provider)
+    except ExportFailed as exc:
+        return run_status_set(run, S.FAILED, note="export failed", error_code="export_failed", error_message=str(exc),
+                           error_param="")
+    except ProviderError as exc:
+        run.refresh_from_db()
+        if run.job_id:
+            return run
+        if exc.retryable:
+            # The run keeps its state; the periodic sync starts it again (and looks up by metadata first).
+            TrainingRun.objects.filter(pk=run.pk).update(worker_claimed_at=None,
+                                                         sync_error=f"{exc.code}: {exc.message}")
+            run.refresh_from_db()
+            return run
+        return run_status_set(run, S.FAILED, note=exc.code, error_code=exc.code, error_message=exc.message,
+                           error_param=exc.param)
+
+
+# Exceptions RQ reports when the worker itself stopped (killed, out of memory, over the queue's timeout):
+# they carry no message of their own, so the run says in words what happened.
+_WORKER_STOPPED = {"AbandonedJobError": "killed or timed out", "JobTimeoutException": "timed out",
+                   "StopRequested": "stopped", "ShutDownImminentException": "shut down"}
+
+
+def _stopped_phase(run: TrainingRun) -> str:
+    if not run.training_file_id:
+        return "uploading the training file"
+    if not run.validation_file_id and run.dataset_version.members.filter(split=DatasetMember.Split.VALIDATION).exists():
+        return "uploading the validation file"
+    return "creating the fine-tuning job (its files were uploaded)"
+
+
+def _orphans(run: TrainingRun) -> list[dict]:
+    """Files uploaded for this run that no job uses: the provider keeps (and may bill storage for) them."""
+    return [{"split": split, "file_id": file_id}
+            for split, file_id in (("train", run.training_file_id), ("validation", run.validation_file_id)) if file_id]
+
+
+def training_run_start_failed(*, run_id: int, message: str, error_type: str = "") -> None:
+    """A start job died on something unexpected, or its worker stopped: the reason goes on the run, in words,
+    and the run fails unless a job exists. Files uploaded but attached to no job are recorded as orphaned."""
+    run = TrainingRun.objects.filter(pk=run_id).select_related("dataset_version").first()
+    if run is None:
+        return
+    message = (message or "").strip()
+    if error_type in _WORKER_STOPPED:
+        how = _WORKER_STOPPED[error_type]
+        text = (f"The worker stopped while {_stopped_phase(run)} ({how}); relaunch to retry, files already "
+                "uploaded are reused.")
+        code = "worker_stopped"
+        if message:
+            text += f" ({error_type}: {message})"
+    else:
+        text = f"{error_type}: {message}" if error_type else message
+        code = "worker_error"
+    if run.job_id:
+        TrainingRun.objects.filter(pk=run_id).update(sync_error=text)
+        return
+    if run.status == S.UPLOADING:
+        # The crash may have come after the job was made: look for it before calling the run failed.
+        try:
+            provider = get_provider(run.provider)
+            found = provider.find_job(run_id=run.pk) if provider.calls_api else None
+        except Exception:  # a failure hook must not fail: ft_doctor finds any job left behind
+            logger.exception("lookup after the failure of run %s's start job", run_id)
+            found = None
+        if found is not None:
+            run_job_adopt(run, found, provider, note="found by metadata after a worker error")
+            TrainingRun.objects.filter(pk=run_id).update(sync_error=text)
+            return
+    orphans = _orphans(run) if run.status == S.UPLOADING else list(run.orphaned_files or [])
+    run_status_set(run, S.FAILED, note="worker stopped" if code == "worker_stopped" else "worker error",
+                error_code=code, error_message=text, worker_claimed_at=None, orphaned_files=orphans)
