@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from curation.provider_names import ProviderName
 from curation.models import BaseModel, DatasetMember, DatasetVersion
 from curation.services.base_models import base_model_lifecycle, lifecycle_today
 from curation.services.datasets import TrainingCost, dataset_version_training_cost
@@ -80,7 +81,7 @@ def training_run_launch_refusals(*, run: TrainingRun) -> list[str]:
         refusals.append(f"{run.base_model.name}: {problem}, and {run.dataset_version} has images; choose a base model "
                         "that does (see the dataset page's cost table)")
     lifecycle = base_model_lifecycle(run.base_model)
-    if lifecycle.jobs_ended() and run.provider != "dryrun":
+    if lifecycle.jobs_ended() and run.provider != ProviderName.DRYRUN:
         refusals.append(f"{run.base_model.name} accepts no new fine-tuning jobs after "
                         f"{lifecycle.jobs_end_date:%Y-%m-%d} (its jobs-end date; today is "
                         f"{lifecycle_today():%Y-%m-%d}): the {run.provider} provider would "
@@ -114,7 +115,7 @@ def training_run_launch_problems(*, run: TrainingRun) -> list[str]:
 def training_run_duplicates(*, run: TrainingRun) -> list[TrainingRun]:
     """Paid runs that train the same thing: same dataset version, base model, provider, method, hyperparameters
     and seed, still active or succeeded. A second one is a second bill, so a launch needs it confirmed."""
-    if run.provider == "dryrun":
+    if run.provider == ProviderName.DRYRUN:
         return []
     same = TrainingRun.objects.filter(
         dataset_version_id=run.dataset_version_id, base_model_id=run.base_model_id, provider=run.provider,

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from curation.provider_names import ProviderName
 from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun
 from finetune.providers.base import ProviderError, get_provider
 from finetune.providers.fine_tuning import RemoteEvent, RemoteJob, provider_refusals, result_csv_rows
@@ -233,7 +234,7 @@ def training_run_reconcile(*, run: TrainingRun) -> TrainingRun:
 
 def training_runs_active():
     """Runs the periodic sync looks at: a remote job not finished yet, or finished with its results not fetched."""
-    return TrainingRun.objects.exclude(provider="dryrun").filter(
+    return TrainingRun.objects.exclude(provider=ProviderName.DRYRUN).filter(
         Q(job_id__isnull=False) & (~Q(status__in=S.TERMINAL)
                                    | Q(status=S.SUCCEEDED, result_file_parsed=False) & ~Q(result_file_id=""))
         | Q(status=S.UPLOADING, job_id__isnull=True)
@@ -251,6 +252,6 @@ def training_runs_sync_all() -> dict[str, int]:
             logger.exception("sync of run %s failed", run.pk)
             counts["failed"] += 1
     # Dry runs left uploading (Redis away at launch) are restarted too.
-    for run in TrainingRun.objects.filter(provider="dryrun", status=S.UPLOADING):
+    for run in TrainingRun.objects.filter(provider=ProviderName.DRYRUN, status=S.UPLOADING):
         training_run_reconcile(run=run)
     return counts
