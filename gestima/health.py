@@ -33,8 +33,9 @@ class CheckTimeout(Exception):
 
 def _redis_client(queue_name: str = "default") -> redis.Redis:
     # A client of our own with both timeouts: the queues' shared client has a connect timeout only, so a
-    # Redis that accepts but never answers would hold the check until its thread's deadline.
-    timeout = settings.HEALTH_CHECK_TIMEOUT_SECONDS
+    # Redis that accepts but never answers would hold the check's thread for good. The thread's deadline
+    # answers the probe; these (twice as long) free the thread soon after.
+    timeout = 2 * settings.HEALTH_CHECK_TIMEOUT_SECONDS
     return redis.Redis.from_url(settings.RQ_QUEUES[queue_name]["URL"], socket_connect_timeout=timeout,
                                 socket_timeout=timeout)
 
