@@ -1,4 +1,5 @@
-"""Request guards for the admin: odd values typed into an address are the client's error (400), never a 500."""
+"""Request guards for the admin (odd values typed into an address are the client's error, 400, never a 500), and
+the health endpoints answered ahead of the host and HTTPS checks."""
 import logging
 
 from django.http import HttpResponseBadRequest
