@@ -1,7 +1,11 @@
-"""Request guards for the admin: odd values typed into an address are the client's error (400), never a 500."""
+"""Request guards for the admin (odd values typed into an address are the client's error, 400, never a 500), and
+the health endpoints answered ahead of the host and HTTPS checks."""
 import logging
 
 from django.http import HttpResponseBadRequest
+from django.urls import Resolver404, resolve
+
+from gestima.views import HEALTH_VIEWS
 
 log = logging.getLogger(__name__)
 
@@ -29,3 +33,26 @@ class AdminAddressGuardMiddleware:
             log.warning("Out-of-range number in %s %s: %s", request.method, request.get_full_path()[:300], exception)
             return HttpResponseBadRequest("A number in the address is out of range.", content_type="text/plain")
         return None
+
+
+class HealthCheckMiddleware:
+    """Answer the health endpoints (gestima.views.HEALTH_VIEWS) before every other middleware.
+
+    A load balancer probes each web process at its own address over plain HTTP, with no Host from
+    ALLOWED_HOSTS and no X-Forwarded-Proto: through the full stack it would get 400 (host) or a 301 to
+    HTTPS, and mark every healthy process down. These answers build no URL from the Host header and
+    read no session, so they skip those checks. First in MIDDLEWARE.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info.startswith("/health/"):
+            try:
+                match = resolve(request.path_info)
+            except Resolver404:
+                match = None
+            if match is not None and match.func in HEALTH_VIEWS:
+                return match.func(request, *match.args, **match.kwargs)
+        return self.get_response(request)

@@ -44,6 +44,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: load-balancer probes come at the machine's address over plain HTTP (docs/deploy.md).
+    "gestima.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -212,6 +214,10 @@ for _queue in RQ_QUEUES.values():
 # job alone (its docstring says why the queue must not wait a second time).
 RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "gestima.worker.Worker"}
 RQ_SHOW_ADMIN_LINK = True
+# Health endpoints (gestima/health.py, docs/deploy.md): each check's deadline; the token that opens
+# /health/detail (empty: that endpoint answers 404; /health/live and /health/ready need none).
+HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
+HEALTH_TOKEN = env("HEALTH_TOKEN", default="")
 # How often the scheduler re-enqueues drawings left waiting (e.g. after Redis was away).
 RECONCILE_INTERVAL_SECONDS = env.int("RECONCILE_INTERVAL_SECONDS", default=300)
 

@@ -1,9 +1,9 @@
-"""URL configuration: the admin is the application; the API serves estimates."""
+"""URL configuration: the admin is the application; the API serves estimates; /health/ answers load balancers."""
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from gestima import rq_dashboard
+from gestima import rq_dashboard, views
 
 rq_dashboard.install()
 
@@ -15,4 +15,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", include("finetune.urls")),
+    path("health/live", views.health_live, name="health-live"),
+    path("health/ready", views.health_ready, name="health-ready"),
+    path("health/detail", views.health_detail, name="health-detail"),
 ]
