@@ -20,6 +20,7 @@ from finetune.providers.base import ProviderError, configured_providers, default
 from finetune.services import deployments as deployment_services
 from finetune.services import runs as run_services
 from finetune.services.evals import EvalError, training_run_evaluate
+from finetune.services.hyperparameters import HYPERPARAMETER_LIMITS, HyperparameterInvalid, hyperparameter_check
 from finetune.services.runs import TrainingRunError
 from gestima.live import live_context, live_refused, live_response, live_state
 from gestima.queues import QueueUnavailable
@@ -66,10 +67,9 @@ class TrainingRunForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         try:
-            for name, kind, low, high in (("n_epochs", int, 1, 50), ("batch_size", int, 1, 256),
-                                          ("learning_rate_multiplier", float, 0, 1000)):
-                data[name] = run_services._hyper(data.get(name), name=name, kind=kind, low=low, high=high)
-        except TrainingRunError as exc:
+            for name in HYPERPARAMETER_LIMITS:
+                data[name] = hyperparameter_check(name=name, value=data.get(name))
+        except HyperparameterInvalid as exc:
             raise forms.ValidationError(str(exc))
         return data
 
