@@ -67,7 +67,7 @@ class EvalRunAdmin(admin.ModelAdmin):
                     "mape_display", "validity_display", "cost_display", "created_at"]
     list_filter = ["status", "model_kind", "task", "dataset_version", "split", "endpoint"]
     search_fields = ["model_name"]
-    list_select_related = ["dataset_version__dataset", "training_run__base_model"]
+    list_select_related = ["dataset_version__dataset", "training_run__base_model", "training_run__dataset_version__dataset"]
     actions = ["compare_selected", "resume_selected", "promote_selected"]
     readonly_fields = ["task", "model_name", "model_kind", "provider", "deployment_name", "dataset_version", "split",
                        "training_run", "prompt_kind", "prompt_text", "status_display", "progress_display", "concurrency",
