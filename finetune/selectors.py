@@ -13,7 +13,7 @@ from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, 
 from django.db.models.functions import Coalesce
 
 from curation.models import DatasetMember, DrawingPage, Example, Task
-from curation.services.base_models import Lifecycle, lifecycle_today, model_lifecycle
+from curation.services.base_models import Lifecycle, base_models_by_name, lifecycle_today, model_lifecycle
 from finetune.models import EvalResult, EvalRun, ModelKind, ModelVersion, RunCheckpoint, TaskFallback, TrainingRun
 
 
@@ -127,9 +127,19 @@ def _made_from(model_kind: str, training_run: TrainingRun | None) -> str:
     return training_run.base_model.name
 
 
-def model_version_lifecycle(version: ModelVersion) -> Lifecycle:
+def model_version_lifecycle(version: ModelVersion, *, base_models: dict | None = None) -> Lifecycle:
     """A registry version's dates: a fine-tuned model or checkpoint inherits its base's shutdown date."""
-    return model_lifecycle(model_name=version.model_name, base_name=_made_from(version.kind, version.training_run))
+    return model_lifecycle(model_name=version.model_name, base_name=_made_from(version.kind, version.training_run),
+                           base_models=base_models)
+
+
+def lifecycles_attach(rows, *, model_version: bool = True) -> None:
+    """Set `row.lifecycle` on each row of a list page (model versions, or anything with a `model_name` such as
+    task fallbacks) from one read of the base models, so a "serves until" column asks nothing per row."""
+    base_models = base_models_by_name()
+    for row in rows:
+        row.lifecycle = (model_version_lifecycle(row, base_models=base_models) if model_version
+                         else model_lifecycle(model_name=row.model_name, base_models=base_models))
 
 
 def eval_run_lifecycle(eval_run: EvalRun) -> Lifecycle:
@@ -171,8 +181,9 @@ def registry_shutdown_warnings(*, today: datetime.date | None = None) -> list[di
     today = today or lifecycle_today()
     warnings = []
     active = ModelVersion.objects.filter(is_active=True).select_related("task", "training_run__base_model").order_by("task__slug")
+    base_models = base_models_by_name()  # one read for every active version, not one per version
     for version in active:
-        lifecycle = model_version_lifecycle(version)
+        lifecycle = model_version_lifecycle(version, base_models=base_models)
         days = lifecycle.days_to_shutdown(today)
         if days is None or days > settings.MODEL_LIFECYCLE_WARNING_DAYS:
             continue

@@ -178,26 +178,36 @@ def model_base_name(model_name: str) -> tuple[str, bool, bool]:
     return name, False, False
 
 
-def _base_model_row(name: str) -> BaseModel | None:
+def _base_model_row(name: str, base_models: dict[str, BaseModel] | None = None) -> BaseModel | None:
     if not name:
         return None
-    row = BaseModel.objects.filter(name=name).first()
+    if base_models is not None:  # a list page read every row at once (`base_models_by_name`)
+        row = base_models.get(name)
+        dated = [m for n, m in sorted(base_models.items()) if n.startswith(f"{name}-")][:2]
+    else:
+        row = BaseModel.objects.filter(name=name).first()
+        dated = None if row is not None else list(BaseModel.objects.filter(name__startswith=f"{name}-")[:2])
     if row is None:
         # ft:gpt-4o-mini:... names an undated base: its one dated row (gpt-4o-mini-2024-07-18), if unambiguous.
-        rows = list(BaseModel.objects.filter(name__startswith=f"{name}-")[:2])
-        row = rows[0] if len(rows) == 1 else None
+        row = dated[0] if len(dated) == 1 else None
     return row
 
 
-def model_lifecycle(*, model_name: str, base_name: str = "") -> Lifecycle:
+def base_models_by_name() -> dict[str, BaseModel]:
+    """Every base model by name, in one query: pass it to `model_lifecycle` for each row of a list."""
+    return {row.name: row for row in BaseModel.objects.all()}
+
+
+def model_lifecycle(*, model_name: str, base_name: str = "", base_models: dict[str, BaseModel] | None = None) -> Lifecycle:
     """The lifecycle of any model name: a base model, a fine-tuned model or checkpoint (`ft:BASE:...`), an
     Azure fine-tune (`BASE.ft-...`). `base_name` names the base when the caller knows it better than the name
-    does (a registry version made by a training run, an Azure deployment with a name of its own)."""
+    does (a registry version made by a training run, an Azure deployment with a name of its own). A list page
+    passes `base_models` (`base_models_by_name()`) so its rows ask the database nothing more."""
     parsed, derived, checkpoint = model_base_name(model_name)
     if base_name and base_name != model_name:
         derived = derived or parsed != base_name
         parsed = base_name
-    row = _base_model_row(parsed)
+    row = _base_model_row(parsed, base_models)
     return Lifecycle(model_name=model_name, base_name=row.name if row else parsed if derived else "",
                      base_model=row, derived=derived, checkpoint=checkpoint)
 

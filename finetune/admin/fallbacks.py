@@ -7,6 +7,7 @@ from django.contrib import admin
 from curation.services.base_models import model_lifecycle
 from finetune.admin.fragments import serves_until_html
 from finetune.models import TaskFallback
+from finetune.selectors import lifecycles_attach
 from finetune.providers.base import available_providers
 
 
@@ -31,11 +32,16 @@ class TaskFallbackAdmin(admin.ModelAdmin):
     list_select_related = ["task", "updated_by"]
     readonly_fields = ["serves_until", "updated_by", "updated_at"]
 
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        lifecycles_attach(changelist.result_list, model_version=False)  # "serves until" of every row from one read
+        return changelist
+
     @admin.display(description="serves until")
     def serves_until(self, obj):
         if obj is None or not obj.model_name:
             return "—"
-        return serves_until_html(model_lifecycle(model_name=obj.model_name))
+        return serves_until_html(getattr(obj, "lifecycle", None) or model_lifecycle(model_name=obj.model_name))
 
     def save_model(self, request, obj, form, change):
         obj.updated_by = request.user  # who chose it is part of the record

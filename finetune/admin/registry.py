@@ -15,7 +15,7 @@ from django.utils.html import format_html
 
 from finetune.admin.fragments import serves_until_html
 from finetune.models import ModelVersion
-from finetune.selectors import model_version_lifecycle
+from finetune.selectors import lifecycles_attach, model_version_lifecycle
 from finetune.services.promotion import model_version_activate
 
 # The report page shows the start of a long report; the download has all of it.
@@ -36,9 +36,14 @@ class ModelVersionAdmin(admin.ModelAdmin):
     # The changelist shows the lifecycle warnings box (the admin index shows the same include).
     change_list_template = "admin/finetune/modelversion/change_list.html"
 
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        lifecycles_attach(changelist.result_list)  # "serves until" of every row from one read
+        return changelist
+
     @admin.display(description="serves until")
     def serves_until(self, obj):
-        return serves_until_html(model_version_lifecycle(obj))
+        return serves_until_html(getattr(obj, "lifecycle", None) or model_version_lifecycle(obj))
 
     def has_add_permission(self, request):
         return False  # a version is made by promoting an eval run
