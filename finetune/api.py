@@ -25,6 +25,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from curation.models import Drawing, Task
+from curation.services.drawings import DRAWING_TASK_SLUG
 from finetune.models import Estimate
 from finetune.services.api_tokens import api_token_user
 from finetune.services.estimates import DrawingNotReady, EstimateError, EstimateFailed, estimate_create
@@ -165,7 +166,7 @@ def estimates_create(request):
         if not isinstance(data, dict):
             return _error(400, "The JSON body must be an object.")
 
-    task_slug = data.get("task") or "technology_builder"
+    task_slug = data.get("task") or DRAWING_TASK_SLUG
     if not isinstance(task_slug, str) or "\x00" in task_slug:
         return _error(400, "task must be a task's slug (text).")
     task = Task.objects.filter(slug=task_slug[:100]).first()

@@ -1,6 +1,7 @@
 """`manage.py build_examples [--task technology_builder]`: pending examples from rendered drawings + ground truth."""
 from django.core.management.base import BaseCommand, CommandError
 
+from curation.services.drawings import DRAWING_TASK_SLUG
 from curation.services.examples import examples_build
 from curation.services.tasks import UnknownPreset, task_get_or_create
 
@@ -9,7 +10,7 @@ class Command(BaseCommand):
     help = "Build (idempotently) one example per rendered drawing with ground truth; lists skipped drawings."
 
     def add_arguments(self, parser):
-        parser.add_argument("--task", default="technology_builder", help="Task slug (default technology_builder)")
+        parser.add_argument("--task", default=DRAWING_TASK_SLUG, help=f"Task slug (default {DRAWING_TASK_SLUG})")
 
     def handle(self, *args, task, **options):
         try:

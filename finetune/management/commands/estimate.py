@@ -4,6 +4,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Drawing, Task
+from curation.services.drawings import DRAWING_TASK_SLUG
 from finetune.metrics import usd
 from finetune.services.estimates import EstimateError, estimate_create
 from finetune.management.commands._evals_common import user
@@ -14,7 +15,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("drawing", help="drawing id or part number")
-        parser.add_argument("--task", default="technology_builder")
+        parser.add_argument("--task", default=DRAWING_TASK_SLUG)
         parser.add_argument("--user", help="recorded as the requester (needs the add_estimate permission)")
 
     def handle(self, *args, **opts):
