@@ -49,11 +49,11 @@ PRICE_FIELDS = ("input_price_per_1m", "output_price_per_1m", "fine_tuned_input_p
                 "fine_tuned_output_price_per_1m")
 
 
-def base_model_prices_seed(model_class=BaseModel) -> int:
+def base_model_prices_seed() -> int:
     """Fill the inference prices that are still unknown (empty or the old default 0); a price someone
-    entered is never overwritten. `model_class` lets the data migration pass its historical model."""
+    entered is never overwritten. (Migrations 0007 and 0009 keep frozen copies of this rule and its prices.)"""
     changed = 0
-    for row in model_class.objects.filter(name__in=INFERENCE_PRICES):
+    for row in BaseModel.objects.filter(name__in=INFERENCE_PRICES):
         prices = dict(zip(PRICE_FIELDS, (Decimal(p) for p in INFERENCE_PRICES[row.name])))
         fields = [f for f, price in prices.items() if not getattr(row, f)]
         for f in fields:
@@ -95,12 +95,12 @@ def base_model_seed_rows() -> list[tuple[str, dict]]:
     return rows
 
 
-def base_model_dates_seed(model_class=BaseModel) -> int:
+def base_model_dates_seed() -> int:
     """Create the reference base models that are missing and fill the jobs-end and shutdown dates that are still
-    empty; a date someone entered is never overwritten. `model_class` lets a data migration pass its historical model."""
+    empty; a date someone entered is never overwritten. (Migration 0009 keeps a frozen copy of this rule and its rows.)"""
     changed = 0
     for name, defaults in base_model_seed_rows():
-        row, created = model_class.objects.get_or_create(name=name, defaults=defaults)
+        row, created = BaseModel.objects.get_or_create(name=name, defaults=defaults)
         fields = [] if created else [f for f in ("jobs_end_date", "shutdown_date")
                                      if defaults.get(f) and getattr(row, f) is None]
         for f in fields:

@@ -59,8 +59,6 @@ class PromoteForm(forms.Form):
                                       help_text="Required only when the policy fails; recorded in the report and model card.")
 
 
-
-
 @admin.register(EvalRun)
 class EvalRunAdmin(admin.ModelAdmin):
     list_display = ["id", "model_name", "model_kind", "dataset_version", "split_display", "training_run", "status", "progress_display",

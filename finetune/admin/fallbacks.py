@@ -7,8 +7,8 @@ from django.contrib import admin
 from curation.services.base_models import model_lifecycle
 from finetune.admin.fragments import serves_until_html
 from finetune.models import TaskFallback
-from finetune.selectors import lifecycles_attach
 from finetune.providers.base import available_providers
+from finetune.selectors import lifecycles_attach
 
 
 class TaskFallbackForm(forms.ModelForm):
