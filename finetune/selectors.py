@@ -1,5 +1,6 @@
-"""Reads more than one screen needs: a training run's hyperparameters, the run behind a model name, an eval run's lineage,
-the examples an eval screen lists (with their drawings, one query per table) and the train overlap of eval runs.
+"""Reads more than one screen needs: a training run's hyperparameters, the run behind a model name, an eval run's
+lineage, the examples an eval screen lists (with their drawings, one query per table), the train overlap of eval runs
+and the lifecycles of a list's rows (one read of the base models).
 
 The eval run page, the promotion report and the model card all show lineage from `eval_run_lineage`,
 so they can never disagree about where a model came from.

@@ -198,7 +198,8 @@ def base_models_by_name() -> dict[str, BaseModel]:
     return {row.name: row for row in BaseModel.objects.all()}
 
 
-def model_lifecycle(*, model_name: str, base_name: str = "", base_models: dict[str, BaseModel] | None = None) -> Lifecycle:
+def model_lifecycle(*, model_name: str, base_name: str = "",
+                    base_models: dict[str, BaseModel] | None = None) -> Lifecycle:
     """The lifecycle of any model name: a base model, a fine-tuned model or checkpoint (`ft:BASE:...`), an
     Azure fine-tune (`BASE.ft-...`). `base_name` names the base when the caller knows it better than the name
     does (a registry version made by a training run, an Azure deployment with a name of its own). A list page

@@ -30,21 +30,23 @@ class EstimateForm(forms.Form):
 
 
 class CorrectForm(forms.Form):
-    target_text = forms.CharField(widget=forms.Textarea(attrs={"rows": 18, "cols": 100, "style": "font-family:monospace"}),
+    target_text = forms.CharField(widget=forms.Textarea(attrs={"rows": 18, "cols": 100,
+                                                               "style": "font-family:monospace"}),
                                   label="Corrected answer (JSON, checked against the task schema)")
 
 
 @admin.register(Estimate)
 class EstimateAdmin(admin.ModelAdmin):
-    list_display = ["id", "drawing", "task", "model_name", "provider", "answered_by", "summary", "error_kind", "latency_ms",
-                    "cost_display", "corrected", "created_at"]
+    list_display = ["id", "drawing", "task", "model_name", "provider", "answered_by", "summary", "error_kind",
+                    "latency_ms", "cost_display", "corrected", "created_at"]
     list_filter = ["task", "provider", "answered_by", "error_kind"]
     search_fields = ["drawing__part_number", "model_name"]
     list_select_related = ["drawing", "task"]
-    readonly_fields = ["task", "drawing_display", "model_version", "model_name", "provider", "answered_by", "fallback_reason",
-                       "output_display", "raw_output",
-                       "error_kind", "error", "latency_ms", "input_tokens", "output_tokens", "cost_display", "created_by",
-                       "created_at", "corrected_target", "corrected_by", "corrected_at", "example", "correct_link"]
+    readonly_fields = ["task", "drawing_display", "model_version", "model_name", "provider", "answered_by",
+                       "fallback_reason", "output_display", "raw_output",
+                       "error_kind", "error", "latency_ms", "input_tokens", "output_tokens", "cost_display",
+                       "created_by", "created_at", "corrected_target", "corrected_by", "corrected_at", "example",
+                       "correct_link"]
     exclude = ["drawing", "output", "cost_usd"]
 
     @admin.display(description="cost", ordering="cost_usd")
@@ -78,7 +80,8 @@ class EstimateAdmin(admin.ModelAdmin):
 
     @admin.display(description="output")
     def output_display(self, obj):
-        return format_html("<pre>{}</pre>", json.dumps(obj.output, indent=2, ensure_ascii=False) if obj.output is not None else "—")
+        output = json.dumps(obj.output, indent=2, ensure_ascii=False) if obj.output is not None else "—"
+        return format_html("<pre>{}</pre>", output)
 
     @admin.display(description="correction")
     def correct_link(self, obj):
@@ -102,7 +105,8 @@ class EstimateAdmin(admin.ModelAdmin):
                                                            "drawing": request.GET.get("drawing")})
         if request.method == "POST" and form.is_valid():
             try:
-                estimate = estimate_create(drawing=form.cleaned_data["drawing"], task=form.cleaned_data["task"], user=request.user)
+                estimate = estimate_create(drawing=form.cleaned_data["drawing"], task=form.cleaned_data["task"],
+                                           user=request.user)
             except EstimateError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
@@ -123,7 +127,8 @@ class EstimateAdmin(admin.ModelAdmin):
         form = CorrectForm(request.POST or None, initial={"target_text": initial})
         if request.method == "POST" and form.is_valid():
             try:
-                estimate = estimate_correct(estimate=estimate, user=request.user, target_text=form.cleaned_data["target_text"])
+                estimate = estimate_correct(estimate=estimate, user=request.user,
+                                            target_text=form.cleaned_data["target_text"])
             except TargetInvalid as exc:
                 form.add_error("target_text", str(exc))
             else:

@@ -37,8 +37,9 @@ class EvaluateForm(forms.Form):
     model_name = forms.CharField(max_length=200, required=False,
                                  help_text="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id; with an endpoint, "
                                            "empty means the endpoint's model.")
-    model_kind = forms.ChoiceField(choices=ModelKind.choices, help_text="Fine-tuned models get the compact prompt, base models "
-                                   "the full one; few-shot models the full one after the most similar reviewed examples.")
+    model_kind = forms.ChoiceField(choices=ModelKind.choices,
+                                   help_text="Fine-tuned models get the compact prompt, base models the full one; "
+                                             "few-shot models the full one after the most similar reviewed examples.")
     provider = forms.ChoiceField(choices=(), required=False,
                                  help_text="Empty: the provider that serves the model (its training run's, else the "
                                            "configured one).")
@@ -56,25 +57,29 @@ class EvaluateForm(forms.Form):
 
 class PromoteForm(forms.Form):
     override_reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
-                                      help_text="Required only when the policy fails; recorded in the report and model card.")
+                                      help_text="Required only when the policy fails; recorded in the report and "
+                                                "model card.")
 
 
 @admin.register(EvalRun)
 class EvalRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "model_name", "model_kind", "dataset_version", "split_display", "training_run", "status", "progress_display",
-                    "mape_display", "validity_display", "cost_display", "created_at"]
+    list_display = ["id", "model_name", "model_kind", "dataset_version", "split_display", "training_run", "status",
+                    "progress_display", "mape_display", "validity_display", "cost_display", "created_at"]
     list_filter = ["status", "model_kind", "task", "dataset_version", "split", "endpoint"]
     search_fields = ["model_name"]
-    list_select_related = ["dataset_version__dataset", "training_run__base_model", "training_run__dataset_version__dataset"]
+    list_select_related = ["dataset_version__dataset", "training_run__base_model",
+                           "training_run__dataset_version__dataset"]
     actions = ["compare_selected", "resume_selected", "promote_selected"]
     readonly_fields = ["task", "model_name", "model_kind", "provider", "deployment_name", "dataset_version", "split",
-                       "training_run", "prompt_kind", "prompt_text", "status_display", "progress_display", "concurrency",
+                       "training_run", "prompt_kind", "prompt_text", "status_display", "progress_display",
+                       "concurrency",
                        "cost_display",
                        "input_tokens", "output_tokens", "error", "attempts", "rq_job_id", "created_by", "created_at",
                        "started_at", "heartbeat_at", "finished_at", "metrics_display", "worst_display", "results_link",
                        "leak_display", "lineage_display", "endpoint", "few_shot_display"]
     fieldsets = [
-        (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "deployment_name", "endpoint",
+        (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "deployment_name",
+                           "endpoint",
                            "training_run", "dataset_version", "split", "status_display", "progress_display", "error",
                            "results_link"]}),
         ("Few-shot from reviewed examples", {"fields": ["few_shot_display"]}),
@@ -82,9 +87,9 @@ class EvalRunAdmin(admin.ModelAdmin):
         ("Metrics", {"fields": ["metrics_display"]}),
         ("Worst examples", {"fields": ["worst_display"]}),
         ("Prompt", {"classes": ["collapse"], "fields": ["prompt_kind", "prompt_text"]}),
-        ("Run", {"classes": ["collapse"], "fields": ["concurrency", "cost_display", "input_tokens", "output_tokens", "attempts",
-                                                      "rq_job_id", "created_by", "created_at", "started_at", "heartbeat_at",
-                                                      "finished_at"]}),
+        ("Run", {"classes": ["collapse"], "fields": ["concurrency", "cost_display", "input_tokens", "output_tokens",
+                                                      "attempts", "rq_job_id", "created_by", "created_at", "started_at",
+                                                      "heartbeat_at", "finished_at"]}),
     ]
 
     def get_queryset(self, request):
@@ -250,7 +255,8 @@ class EvalRunAdmin(admin.ModelAdmin):
             except (EvalError, QueueUnavailable, ProviderError) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
-                self.message_user(request, f"Eval run {run.pk} queued: {run.total} examples, concurrency {run.concurrency}.")
+                self.message_user(request, f"Eval run {run.pk} queued: {run.total} examples, "
+                                           f"concurrency {run.concurrency}.")
                 return HttpResponseRedirect(reverse("admin:finetune_evalrun_change", args=[run.pk]))
         return tool_page(request, self, title="Evaluate a model", form=form, submit="Queue the evaluation",
                          intro="Runs as a background job on the openai queue; each example is asked once "
@@ -260,9 +266,10 @@ class EvalRunAdmin(admin.ModelAdmin):
         """The confirmation page of a few-shot evaluation (None, with a message, when it cannot be estimated)."""
         data = form.cleaned_data
         try:
-            estimate = eval_run_input_estimate(task=data["task"], model_name=data["model_name"], model_kind=data["model_kind"],
-                                               dataset_version=data["dataset_version"], split=data["split"],
-                                               endpoint=data["endpoint"], few_shot_k=data["few_shot_k"])
+            estimate = eval_run_input_estimate(task=data["task"], model_name=data["model_name"],
+                                               model_kind=data["model_kind"], dataset_version=data["dataset_version"],
+                                               split=data["split"], endpoint=data["endpoint"],
+                                               few_shot_k=data["few_shot_k"])
         except EvalError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return None
@@ -279,7 +286,8 @@ class EvalRunAdmin(admin.ModelAdmin):
         except ComparisonError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:finetune_evalrun_changelist"))
-        warnings = [(f"Eval run {run.pk} ({run.model_name})", leak) for run in (run_a, run_b) if (leak := eval_run_leak(run))]
+        warnings = [(f"Eval run {run.pk} ({run.model_name})", leak)
+                    for run in (run_a, run_b) if (leak := eval_run_leak(run))]
         return tool_page(request, self, title=f"Eval run {a} ({run_a.model_name}) vs {b} ({run_b.model_name})",
                          template="admin/finetune/evals/compare.html", warnings=warnings,
                          comparison=comparison_html(comparison))
@@ -301,8 +309,9 @@ class EvalRunAdmin(admin.ModelAdmin):
                 return HttpResponseRedirect(reverse("admin:finetune_modelversion_change", args=[version.pk]))
         checks, comparison = promotion_checks(eval_run=run)
         passed = all(c["passed"] for c in checks)
-        return tool_page(request, self, title=f"Promote eval run {run.pk}", template="admin/finetune/evals/promote.html",
-                         form=form, submit="Promote" if passed else "Promote with override", run=run, passed=passed,
+        return tool_page(request, self, title=f"Promote eval run {run.pk}",
+                         template="admin/finetune/evals/promote.html", form=form, run=run, passed=passed,
+                         submit="Promote" if passed else "Promote with override",
                          lifecycle_warning=lifecycle_warning(eval_run_lifecycle(run)),
                          check_headers=["Rule", "Result", "Detail"],
                          check_rows=[(c["name"], "PASS" if c["passed"] else "FAIL", c["message"]) for c in checks],
@@ -317,7 +326,8 @@ class EvalRunAdmin(admin.ModelAdmin):
             return None
         return HttpResponseRedirect(reverse("admin:finetune_evalrun_compare", args=ids))
 
-    @admin.action(description="Resume the selected runs (asks only examples without a result)", permissions=["run_eval"])
+    @admin.action(description="Resume the selected runs (asks only examples without a result)",
+                  permissions=["run_eval"])
     def resume_selected(self, request, queryset):
         resumed = 0
         for run in queryset:

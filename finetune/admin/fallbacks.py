@@ -20,7 +20,8 @@ class TaskFallbackForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["provider"].choices = [(p, p) for p in available_providers() if p != "dryrun"] or [("openai", "openai")]
+        choices = [(p, p) for p in available_providers() if p != "dryrun"]
+        self.fields["provider"].choices = choices or [("openai", "openai")]
 
 
 @admin.register(TaskFallback)

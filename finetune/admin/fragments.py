@@ -43,7 +43,8 @@ def metrics_html(metrics: dict) -> str:
         rows = []
         for value, block in groups.items():
             first = next(iter((block.get("numeric") or {}).values()), {})
-            rows.append((value, block.get("n"), percent(block.get("json_validity")), percent_with_ci(first.get("mape"))))
+            rows.append((value, block.get("n"), percent(block.get("json_validity")),
+                         percent_with_ci(first.get("mape"))))
         by_tag.append((tag, [tag, "examples", "JSON validity", "MAPE (first numeric field) [95 % CI]"], rows))
     return render_to_string("admin/finetune/evals/_metrics.html", {
         "headers": ["Metric", "Value (95 % CI)", "n"],
@@ -76,9 +77,9 @@ def worst_html(run: EvalRun) -> str:
             f"{'/'.join(d['key'])} {d['path'].split('.')[-1]}: {d['actual']:g} vs "
             f"{'missing' if d['predicted'] is None else format(d['predicted'], 'g')} ({percent(d['ape'])})"
             for d in w["details"])
+        error = f"{result.error_kind}: {result.error_message[:200]}" if result and result.error_kind else ""
         rows.append({"id": w["id"], "example": w["example"], "url": _example_url(w["id"]), "score": percent(w["score"]),
-                     "error": f"{result.error_kind}: {result.error_message[:200]}" if result and result.error_kind else "",
-                     "details": details})
+                     "error": error, "details": details})
     return render_to_string("admin/finetune/evals/_worst.html", {"rows": rows})
 
 

@@ -24,8 +24,8 @@ REPORT_SHOWN_CHARS = 200_000
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["id", "task", "model_name", "kind", "provider", "is_active", "serves_until", "policy_passed", "promoted_by",
-                    "promoted_at", "downloads"]
+    list_display = ["id", "task", "model_name", "kind", "provider", "is_active", "serves_until", "policy_passed",
+                    "promoted_by", "promoted_at", "downloads"]
     list_filter = ["task", "is_active", "kind"]
     list_select_related = ["task", "training_run__base_model", "promoted_by"]
     actions = ["activate_selected"]
@@ -89,7 +89,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
             raise PermissionDenied
         version = get_object_or_404(ModelVersion, pk=pk)
         response = HttpResponse(json.dumps(version.report, indent=2), content_type="application/json")
-        response["Content-Disposition"] = f'attachment; filename="promotion-report-{version.task.slug}-{version.pk}.json"'
+        filename = f"promotion-report-{version.task.slug}-{version.pk}.json"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 
     @admin.action(description="Make the selected version the active model of its task", permissions=["promote"])
