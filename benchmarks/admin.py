@@ -35,7 +35,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
 from curation.models import Drawing, DrawingPage, Example, ExampleChange, GroundTruth  # noqa: E402
-from curation.services.roles import roles_sync  # noqa: E402
+from gestima.roles import roles_sync  # noqa: E402
 from curation.services.tasks import task_create_from_preset  # noqa: E402
 
 CHANGELIST_GOAL_MS = 300

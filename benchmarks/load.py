@@ -67,7 +67,7 @@ def _seed(users: int) -> dict:
     from django.core.management import call_command
 
     from curation.models import Drawing, DrawingPage, Example
-    from curation.services.roles import roles_sync
+    from gestima.roles import roles_sync
     from curation.services.tasks import task_create_from_preset
     from finetune.models import ModelVersion
     from tests.factories import make_base_model, make_drawing, technology_target

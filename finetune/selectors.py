@@ -1,4 +1,6 @@
-"""Reads more than one screen needs: a training run's hyperparameters, the run behind a model name, an eval run's lineage.
+"""Reads more than one screen needs: a training run's hyperparameters, the run behind a model name, an eval run's
+lineage, the examples an eval screen lists (with their drawings, one query per table), the train overlap of eval runs
+and the lifecycles of a list's rows (one read of the base models).
 
 The eval run page, the promotion report and the model card all show lineage from `eval_run_lineage`,
 so they can never disagree about where a model came from.
@@ -8,11 +10,13 @@ from __future__ import annotations
 import datetime
 
 from django.conf import settings
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
-from curation.models import Task
+from curation.models import DatasetMember, DrawingPage, Example, Task
 from curation.provider_names import ProviderName
-from curation.services.base_models import Lifecycle, lifecycle_today, model_lifecycle
-from finetune.models import EvalRun, ModelKind, ModelVersion, RunCheckpoint, TaskFallback, TrainingRun
+from curation.services.base_models import Lifecycle, base_models_by_name, lifecycle_today, model_lifecycle
+from finetune.models import EvalResult, EvalRun, ModelKind, ModelVersion, RunCheckpoint, TaskFallback, TrainingRun
 
 
 def training_run_hyperparameters(run: TrainingRun) -> dict:
@@ -125,9 +129,19 @@ def _made_from(model_kind: str, training_run: TrainingRun | None) -> str:
     return training_run.base_model.name
 
 
-def model_version_lifecycle(version: ModelVersion) -> Lifecycle:
+def model_version_lifecycle(version: ModelVersion, *, base_models: dict | None = None) -> Lifecycle:
     """A registry version's dates: a fine-tuned model or checkpoint inherits its base's shutdown date."""
-    return model_lifecycle(model_name=version.model_name, base_name=_made_from(version.kind, version.training_run))
+    return model_lifecycle(model_name=version.model_name, base_name=_made_from(version.kind, version.training_run),
+                           base_models=base_models)
+
+
+def lifecycles_attach(rows, *, model_version: bool = True) -> None:
+    """Set `row.lifecycle` on each row of a list page (model versions, or anything with a `model_name` such as
+    task fallbacks) from one read of the base models, so a "serves until" column asks nothing per row."""
+    base_models = base_models_by_name()
+    for row in rows:
+        row.lifecycle = (model_version_lifecycle(row, base_models=base_models) if model_version
+                         else model_lifecycle(model_name=row.model_name, base_models=base_models))
 
 
 def eval_run_lifecycle(eval_run: EvalRun) -> Lifecycle:
@@ -169,8 +183,9 @@ def registry_shutdown_warnings(*, today: datetime.date | None = None) -> list[di
     today = today or lifecycle_today()
     warnings = []
     active = ModelVersion.objects.filter(is_active=True).select_related("task", "training_run__base_model").order_by("task__slug")
+    base_models = base_models_by_name()  # one read for every active version, not one per version
     for version in active:
-        lifecycle = model_version_lifecycle(version)
+        lifecycle = model_version_lifecycle(version, base_models=base_models)
         days = lifecycle.days_to_shutdown(today)
         if days is None or days > settings.MODEL_LIFECYCLE_WARNING_DAYS:
             continue
@@ -185,3 +200,51 @@ def registry_shutdown_warnings(*, today: datetime.date | None = None) -> list[di
                                        and not fallback_lifecycle.shuts_down_after(lifecycle) else None),
         })
     return warnings
+
+
+# --- what eval screens list per example and per run (one query per table, never one per row) ----------------
+
+def examples_with_drawings(*, ids) -> dict[int, Example]:
+    """Examples by id with their drawing and its pages prefetched in page order, so a table of drawing cells
+    (page 1 as a thumbnail) asks the database once, not once per row."""
+    pages = Prefetch("drawing__pages", queryset=DrawingPage.objects.order_by("number"))
+    return Example.objects.select_related("drawing").prefetch_related(pages).in_bulk(list(ids))
+
+
+def eval_run_worst(*, eval_run: EvalRun) -> list[dict]:
+    """The run's worst examples as its metrics list them, each with `example` (drawing prefetched) and the stored
+    `result` (None where missing)."""
+    worst = (eval_run.metrics or {}).get("worst") or []
+    ids = [w["id"] for w in worst]
+    if not ids:
+        return []
+    examples = examples_with_drawings(ids=ids)
+    results = {r.example_id: r for r in EvalResult.objects.filter(eval_run=eval_run, example_id__in=ids)}
+    return [{**w, "example": examples.get(w["id"]), "result": results.get(w["id"])} for w in worst]
+
+
+def _train_overlap(version_ref, split_ref, trained_version_ref) -> QuerySet:
+    evaluated = DatasetMember.objects.filter(version_id=version_ref, split=split_ref).values("example_id")
+    return DatasetMember.objects.filter(version_id=trained_version_ref, split=DatasetMember.Split.TRAIN,
+                                        example_id__in=evaluated)
+
+
+def eval_run_train_overlap(eval_run: EvalRun) -> int:
+    """How many of the evaluated examples were in the train split of the linked training run's dataset version
+    (0 without a training run). `eval_runs_with_train_overlap` gives a list the same figure per row."""
+    cached = getattr(eval_run, "train_overlap", None)
+    if cached is not None:
+        return cached
+    run = eval_run.training_run
+    if run is None:
+        return 0
+    return _train_overlap(eval_run.dataset_version_id, eval_run.split, run.dataset_version_id).count()
+
+
+def eval_runs_with_train_overlap(queryset: QuerySet) -> QuerySet:
+    """Eval runs annotated with `train_overlap` (see `eval_run_train_overlap`): the run list shows the leak
+    warning of every row from this one query."""
+    overlap = (_train_overlap(OuterRef(OuterRef("dataset_version_id")), OuterRef(OuterRef("split")),
+                              OuterRef("training_run__dataset_version_id"))
+               .order_by().values("version_id").annotate(n=Count("pk")).values("n"))
+    return queryset.annotate(train_overlap=Coalesce(Subquery(overlap, output_field=IntegerField()), Value(0)))

@@ -95,6 +95,6 @@ def run_worker():
 @pytest.fixture
 def roles(db):
     """The Reviewer and Manager groups, as the data migration creates them."""
-    from curation.services.roles import roles_sync
+    from gestima.roles import roles_sync
 
     return roles_sync()

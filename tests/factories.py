@@ -12,7 +12,7 @@ from django.core.files.base import ContentFile
 from PIL import Image, ImageDraw
 
 from curation.models import Drawing, DrawingPage, Example, Task
-from curation.services.roles import roles_sync
+from gestima.roles import roles_sync
 from curation.services.examples import content_hash
 from curation.task_presets import PRESETS
 

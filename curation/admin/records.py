@@ -13,13 +13,17 @@ from django.utils.html import format_html, format_html_join
 from curation.models import GroundTruth, Machine, MaterialAlias, ProductionRecord, Task
 from curation.services.examples import examples_build
 from curation.services.ground_truth import ground_truth_material_set
+from curation.openai_format import MAX_IMAGES_PER_EXAMPLE
 from curation.services.production import (
-    ProductionCsvInvalid, production_records_changed, production_records_import,
+    ProductionCsvInvalid, production_record_update, production_records_changed, production_records_delete,
+    production_records_import,
 )
 from curation.services.tasks import SchemaInvalid, schema_check
 
 IMPORT_PERMISSION = "curation.add_productionrecord"
 BUILD_PERMISSION = "curation.add_example"
+# Skipped drawings named one by one after "Build examples"; the command lists them all.
+SKIPPED_SHOWN = 10
 
 
 @admin.register(Machine)
@@ -64,21 +68,16 @@ class ProductionRecordAdmin(admin.ModelAdmin):
     change_list_template = "admin/curation/productionrecord/change_list.html"
 
     def save_model(self, request, obj, form, change):
-        previous = ProductionRecord.objects.filter(pk=obj.pk).values_list("part_number", flat=True).first()
-        super().save_model(request, obj, form, change)
-        self._after_change(request, {obj.part_number, previous} - {None})
+        self._report(request, *production_record_update(record=obj, user=request.user))
 
     def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        self._after_change(request, {obj.part_number})
+        self._report(request, *production_records_delete(records=ProductionRecord.objects.filter(pk=obj.pk),
+                                                         user=request.user))
 
     def delete_queryset(self, request, queryset):
-        part_numbers = set(queryset.values_list("part_number", flat=True))
-        super().delete_queryset(request, queryset)
-        self._after_change(request, part_numbers)
+        self._report(request, *production_records_delete(records=queryset, user=request.user))
 
-    def _after_change(self, request, part_numbers):
-        changed, rebuild = production_records_changed(part_numbers=sorted(part_numbers), user=request.user)
+    def _report(self, request, changed, rebuild):
         if changed:
             self.message_user(request, f"Ground truth recomputed for {', '.join(changed)}; {rebuild.summary()}.")
 
@@ -177,8 +176,8 @@ class TaskForm(forms.ModelForm):
 
     def clean_max_images(self):
         value = self.cleaned_data["max_images"]
-        if value > 10:
-            raise forms.ValidationError("OpenAI accepts at most 10 images per example.")
+        if value > MAX_IMAGES_PER_EXAMPLE:
+            raise forms.ValidationError(f"OpenAI accepts at most {MAX_IMAGES_PER_EXAMPLE} images per example.")
         return value
 
 
@@ -205,9 +204,9 @@ class TaskAdmin(admin.ModelAdmin):
                 continue
             report = examples_build(task=task)
             self.message_user(request, f"{task.slug}: {report.summary()}.")
-            for skipped in report.skipped[:10]:
+            for skipped in report.skipped[:SKIPPED_SHOWN]:
                 self.message_user(request, f"Skipped {skipped['part_number'] or skipped['drawing_id']}: "
                                            f"{skipped['reason']}", messages.WARNING)
-            if len(report.skipped) > 10:
-                self.message_user(request, f"… and {len(report.skipped) - 10} more skipped drawings "
+            if len(report.skipped) > SKIPPED_SHOWN:
+                self.message_user(request, f"… and {len(report.skipped) - SKIPPED_SHOWN} more skipped drawings "
                                            "(`manage.py build_examples` lists them all).", messages.WARNING)

@@ -14,7 +14,7 @@ from curation.models import Drawing, GroundTruth, Machine, MaterialAlias
 from curation.services.examples import examples_build
 from curation.services.ground_truth import ground_truth_material_set, ground_truth_refresh
 from curation.services.production import production_records_import
-from curation.services.roles import roles_sync
+from gestima.roles import roles_sync
 from curation.services.tasks import task_create_from_preset
 from curation.task_presets import DRAWING_TASK_SLUG, PRESETS
 from gestima.queues import QueueUnavailable

@@ -5,10 +5,22 @@ empty (shown as unknown, never as $0). Rows are data the admin edits afterwards;
 """
 from django.db import migrations, models
 
+# A frozen copy of the reference values as this migration applies them (curation/services/base_models.py
+# holds the live ones): a migration must mean the same thing forever.
+TOGETHER_SEED = [
+    {"name": "Qwen/Qwen3-VL-8B-Instruct"},
+    {"name": "Qwen/Qwen3-VL-30B-A3B-Instruct"},
+    {"name": "google/gemma-3-4b-it-VLM"},
+    {"name": "google/gemma-3-12b-it-VLM"},
+    {"name": "google/gemma-3-27b-it-VLM"},
+    {"name": "meta-llama/Llama-4-Scout-17B-16E-Instruct-VLM"},
+]
+TOGETHER_DEFAULTS = {"provider": "together", "training_price_per_1m": None, "encoding": "o200k_base",
+                     "image_tokens": "patches", "patch_multiplier": 1.0, "supports_vision": True,
+                     "max_tokens_per_example": 32768}
+
 
 def seed(apps, schema_editor):
-    from curation.services.base_models import TOGETHER_DEFAULTS, TOGETHER_SEED
-
     BaseModel = apps.get_model("curation", "BaseModel")
     for spec in TOGETHER_SEED:
         defaults = {**TOGETHER_DEFAULTS, **spec}

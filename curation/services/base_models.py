@@ -50,11 +50,11 @@ PRICE_FIELDS = ("input_price_per_1m", "output_price_per_1m", "fine_tuned_input_p
                 "fine_tuned_output_price_per_1m")
 
 
-def base_model_prices_seed(model_class=BaseModel) -> int:
+def base_model_prices_seed() -> int:
     """Fill the inference prices that are still unknown (empty or the old default 0); a price someone
-    entered is never overwritten. `model_class` lets the data migration pass its historical model."""
+    entered is never overwritten. (Migrations 0007 and 0009 keep frozen copies of this rule and its prices.)"""
     changed = 0
-    for row in model_class.objects.filter(name__in=INFERENCE_PRICES):
+    for row in BaseModel.objects.filter(name__in=INFERENCE_PRICES):
         prices = dict(zip(PRICE_FIELDS, (Decimal(p) for p in INFERENCE_PRICES[row.name])))
         fields = [f for f, price in prices.items() if not getattr(row, f)]
         for f in fields:
@@ -96,12 +96,12 @@ def base_model_seed_rows() -> list[tuple[str, dict]]:
     return rows
 
 
-def base_model_dates_seed(model_class=BaseModel) -> int:
+def base_model_dates_seed() -> int:
     """Create the reference base models that are missing and fill the jobs-end and shutdown dates that are still
-    empty; a date someone entered is never overwritten. `model_class` lets a data migration pass its historical model."""
+    empty; a date someone entered is never overwritten. (Migration 0009 keeps a frozen copy of this rule and its rows.)"""
     changed = 0
     for name, defaults in base_model_seed_rows():
-        row, created = model_class.objects.get_or_create(name=name, defaults=defaults)
+        row, created = BaseModel.objects.get_or_create(name=name, defaults=defaults)
         fields = [] if created else [f for f in ("jobs_end_date", "shutdown_date")
                                      if defaults.get(f) and getattr(row, f) is None]
         for f in fields:
@@ -179,26 +179,37 @@ def model_base_name(model_name: str) -> tuple[str, bool, bool]:
     return name, False, False
 
 
-def _base_model_row(name: str) -> BaseModel | None:
+def _base_model_row(name: str, base_models: dict[str, BaseModel] | None = None) -> BaseModel | None:
     if not name:
         return None
-    row = BaseModel.objects.filter(name=name).first()
+    if base_models is not None:  # a list page read every row at once (`base_models_by_name`)
+        row = base_models.get(name)
+        dated = [m for n, m in sorted(base_models.items()) if n.startswith(f"{name}-")][:2]
+    else:
+        row = BaseModel.objects.filter(name=name).first()
+        dated = None if row is not None else list(BaseModel.objects.filter(name__startswith=f"{name}-")[:2])
     if row is None:
         # ft:gpt-4o-mini:... names an undated base: its one dated row (gpt-4o-mini-2024-07-18), if unambiguous.
-        rows = list(BaseModel.objects.filter(name__startswith=f"{name}-")[:2])
-        row = rows[0] if len(rows) == 1 else None
+        row = dated[0] if len(dated) == 1 else None
     return row
 
 
-def model_lifecycle(*, model_name: str, base_name: str = "") -> Lifecycle:
+def base_models_by_name() -> dict[str, BaseModel]:
+    """Every base model by name, in one query: pass it to `model_lifecycle` for each row of a list."""
+    return {row.name: row for row in BaseModel.objects.all()}
+
+
+def model_lifecycle(*, model_name: str, base_name: str = "",
+                    base_models: dict[str, BaseModel] | None = None) -> Lifecycle:
     """The lifecycle of any model name: a base model, a fine-tuned model or checkpoint (`ft:BASE:...`), an
     Azure fine-tune (`BASE.ft-...`). `base_name` names the base when the caller knows it better than the name
-    does (a registry version made by a training run, an Azure deployment with a name of its own)."""
+    does (a registry version made by a training run, an Azure deployment with a name of its own). A list page
+    passes `base_models` (`base_models_by_name()`) so its rows ask the database nothing more."""
     parsed, derived, checkpoint = model_base_name(model_name)
     if base_name and base_name != model_name:
         derived = derived or parsed != base_name
         parsed = base_name
-    row = _base_model_row(parsed)
+    row = _base_model_row(parsed, base_models)
     return Lifecycle(model_name=model_name, base_name=row.name if row else parsed if derived else "",
                      base_model=row, derived=derived, checkpoint=checkpoint)
 

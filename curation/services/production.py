@@ -239,6 +239,29 @@ def production_records_import(*, file=None, text: str | None = None, source_name
     return report
 
 
+def production_record_update(*, record: ProductionRecord, user=None):
+    """Store a record a person added or edited, then bring the ground truth of its part up to date, and of the
+    part it belonged to before when the edit moved it (both parts' trimmed means change).
+
+    Returns what `production_records_changed` returns: (parts whose ground truth changed, RebuildReport).
+    """
+    with transaction.atomic():
+        previous = ProductionRecord.objects.filter(pk=record.pk).values_list("part_number", flat=True).first()
+        record.save()
+        return production_records_changed(part_numbers=sorted({record.part_number, previous} - {None}), user=user)
+
+
+def production_records_delete(*, records, user=None):
+    """Delete these records (a queryset), then recompute the ground truth of their parts.
+
+    Returns what `production_records_changed` returns: (parts whose ground truth changed, RebuildReport).
+    """
+    with transaction.atomic():
+        part_numbers = set(records.values_list("part_number", flat=True))
+        records.delete()
+        return production_records_changed(part_numbers=sorted(part_numbers), user=user)
+
+
 def production_records_changed(*, part_numbers, user=None):
     """After records of these parts changed: recompute their ground truth and bring example targets up to it.
 

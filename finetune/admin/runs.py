@@ -21,7 +21,6 @@ from finetune.services import deployments as deployment_services
 from finetune.services.evals import EvalError, training_run_evaluate
 from finetune.services.run_cancel import training_run_cancel, training_run_relaunch
 from finetune.services.run_launch import (
-    _hyper,
     training_run_cost,
     training_run_create,
     training_run_duplicates,
@@ -30,6 +29,7 @@ from finetune.services.run_launch import (
     training_run_launch_refusals,
     training_run_over_budget,
 )
+from finetune.services.hyperparameters import HYPERPARAMETER_LIMITS, HyperparameterInvalid, hyperparameter_check
 from finetune.services.run_state import TrainingRunError
 from finetune.services.run_sync import training_run_sync
 from gestima.live import live_context, live_refused, live_response, live_state
@@ -77,10 +77,9 @@ class TrainingRunForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         try:
-            for name, kind, low, high in (("n_epochs", int, 1, 50), ("batch_size", int, 1, 256),
-                                          ("learning_rate_multiplier", float, 0, 1000)):
-                data[name] = _hyper(data.get(name), name=name, kind=kind, low=low, high=high)
-        except TrainingRunError as exc:
+            for name in HYPERPARAMETER_LIMITS:
+                data[name] = hyperparameter_check(name=name, value=data.get(name))
+        except HyperparameterInvalid as exc:
             raise forms.ValidationError(str(exc))
         return data
 

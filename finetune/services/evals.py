@@ -33,7 +33,7 @@ from curation.services.tasks import (
 from finetune import metrics as metric_lib
 from finetune.models import EvalResult, EvalRun, ModelKind
 from finetune.providers.base import ProviderError, available_providers, get_provider
-from finetune.selectors import training_run_for_model
+from finetune.selectors import eval_run_train_overlap, training_run_for_model
 from finetune.services.endpoints import COMPATIBLE, EndpointError, endpoint_check, endpoint_prices, model_provider
 from finetune.services.few_shot import FewShotError, eval_run_shots, few_shot_config, messages_with_shots
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_is_pending
@@ -128,9 +128,7 @@ def eval_run_leak(eval_run: EvalRun) -> str:
         return f"{LEAKS}: evaluated on the train split of {eval_run.dataset_version}, which fine-tuning learns from"
     run = eval_run.training_run
     if run is not None and eval_run.model_kind != ModelKind.BASE and run.dataset_version_id != eval_run.dataset_version_id:
-        evaluated = DatasetMember.objects.filter(version_id=eval_run.dataset_version_id, split=eval_run.split)
-        seen = DatasetMember.objects.filter(version_id=run.dataset_version_id, split=DatasetMember.Split.TRAIN,
-                                            example_id__in=evaluated.values("example_id")).count()
+        seen = eval_run_train_overlap(eval_run)
         if seen:
             return (f"{LEAKS}: {seen} of the evaluated examples were in the train split of "
                     f"{run.dataset_version}, which training run {run.pk} learnt from")

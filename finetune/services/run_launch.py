@@ -18,6 +18,7 @@ from curation.services.datasets import TrainingCost, dataset_version_training_co
 from finetune.models import TrainingRun
 from finetune.providers.base import ProviderError, default_provider_name, get_provider
 from finetune.providers.fine_tuning import RUN_ID_KEY
+from finetune.services.hyperparameters import HyperparameterInvalid, hyperparameter_check
 from finetune.services.run_state import TrainingRunError, run_permission_check, run_timeline
 from gestima.queues import enqueue_on_commit
 
@@ -26,16 +27,12 @@ START_JOB = "finetune.jobs.training_run_start_job"
 START_FAILED_HOOK = "finetune.jobs.training_run_start_failed"
 
 
-def _hyper(value, *, name: str, kind, low, high) -> str:
-    if value in (None, "", TrainingRun.AUTO):
-        return TrainingRun.AUTO
+def _hyperparameter(*, name: str, value) -> str:
+    # The one range check (finetune/services/hyperparameters.py), as the run form applies it.
     try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise TrainingRunError(f"{name} must be a number or \"auto\", not {value!r}.")
-    if not (low <= number <= high) or (kind is float and number <= 0):
-        raise TrainingRunError(f"{name} must be between {low} and {high} (or \"auto\"), not {value!r}.")
-    return str(number)
+        return hyperparameter_check(name=name, value=value)
+    except HyperparameterInvalid as exc:
+        raise TrainingRunError(str(exc)) from None
 
 
 def run_metadata(run: TrainingRun) -> dict[str, str]:
@@ -155,10 +152,9 @@ def training_run_create(*, dataset_version: DatasetVersion, base_model: BaseMode
         dataset_version=dataset_version,
         base_model=base_model,
         provider=provider,
-        n_epochs=_hyper(n_epochs, name="n_epochs", kind=int, low=1, high=50),
-        batch_size=_hyper(batch_size, name="batch_size", kind=int, low=1, high=256),
-        learning_rate_multiplier=_hyper(learning_rate_multiplier, name="learning_rate_multiplier", kind=float,
-                                        low=0, high=1000),
+        n_epochs=_hyperparameter(name="n_epochs", value=n_epochs),
+        batch_size=_hyperparameter(name="batch_size", value=batch_size),
+        learning_rate_multiplier=_hyperparameter(name="learning_rate_multiplier", value=learning_rate_multiplier),
         suffix=suffix,
         seed=seed,
         budget_usd=budget_usd,

@@ -40,9 +40,13 @@ def test_the_seed_fills_empty_dates_and_keeps_edited_ones():
     ("ft:gpt-4o-mini:shop::xyz", "gpt-4o-mini-2024-07-18", True),  # an undated base: its one dated row
 ])
 def test_any_model_name_inherits_its_base_models_dates(name, base, derived):
+    from curation.services.base_models import base_models_by_name
+
     base_models_seed()
     lifecycle = model_lifecycle(model_name=name)
     assert (lifecycle.base_name, lifecycle.derived) == (base, derived)
+    # A list page reads the base models once and gets the same answer for every row.
+    assert model_lifecycle(model_name=name, base_models=base_models_by_name()) == lifecycle
     assert lifecycle.shutdown_date == datetime.date(2027, 1, 14)
     assert lifecycle.is_shut_down(datetime.date(2027, 1, 14)) and not lifecycle.is_shut_down(datetime.date(2027, 1, 13))
 
@@ -54,6 +58,11 @@ def test_unknown_models_and_models_named_by_their_run():
     # An Azure deployment called anything: the training run names the base.
     deployment = model_lifecycle(model_name="plans-prod", base_name="gpt-4o-2024-11-20")
     assert deployment.derived and deployment.shutdown_date == datetime.date(2027, 1, 14)
+    # gpt-4.1 has three dated rows (4.1, 4.1-mini, 4.1-nano): an undated "gpt-4.1" names none of them, either way.
+    from curation.services.base_models import base_models_by_name
+
+    for base_models in (None, base_models_by_name()):
+        assert model_lifecycle(model_name="ft:gpt-4.1:shop::x", base_models=base_models).base_model is None
 
 
 def test_one_clock_frozen_by_the_setting_gives_one_warning_everywhere(settings, capsys):

@@ -149,3 +149,23 @@ def test_editing_a_record_in_the_admin_recomputes_the_ground_truth(client):
     })
     assert response.status_code == 302
     assert GroundTruth.objects.get(part_number="ED-1").operations[0]["machine_time_min_per_piece"] == 5.5
+
+
+def test_a_record_moved_to_another_part_recomputes_both_parts_and_a_delete_recomputes_its_part():
+    from curation.services.production import production_record_update, production_records_delete
+
+    for part_number in ("MV-1", "MV-2"):
+        make_drawing(part_number=part_number, status=Drawing.Status.UPLOADED)
+    production_records_import(text=HEADER + "MV-1,O1,DMU 50,milling,10,4.00,20,2024-02-01\n"
+                                            "MV-1,O2,DMU 50,milling,10,6.00,20,2024-02-02\n"
+                                            "MV-2,O3,DMU 50,milling,10,9.00,20,2024-02-03\n")
+    record = ProductionRecord.objects.get(order_id="O2")
+    record.part_number = "MV-2"
+    changed, _ = production_record_update(record=record)
+    assert changed == ["MV-1", "MV-2"]
+    assert GroundTruth.objects.get(part_number="MV-1").operations[0]["machine_time_min_per_piece"] == 4.0
+    assert GroundTruth.objects.get(part_number="MV-2").record_count == 2
+
+    changed, _ = production_records_delete(records=ProductionRecord.objects.filter(order_id="O3"))
+    assert changed == ["MV-2"] and ProductionRecord.objects.filter(part_number="MV-2").count() == 1
+    assert GroundTruth.objects.get(part_number="MV-2").operations[0]["machine_time_min_per_piece"] == 6.0

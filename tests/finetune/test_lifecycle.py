@@ -222,3 +222,32 @@ def test_index_and_registry_warn_with_the_date_and_the_candidates_already_evalua
     client.force_login(reviewer)
     page = client.get(pages["index"]).content.decode()
     assert "Active models shutting down" in page and "Set the fallback" not in page
+
+
+def test_the_registry_and_fallback_lists_show_serves_until_without_a_query_per_row(client, manager, models, settings):
+    """Each row's shutdown date (a fine-tuned model inherits its base's) comes from one read of the base models."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import make_task
+
+    settings.GESTIMA_TODAY = "2026-01-05"  # far from the shutdown: no warnings box, whose size follows the tasks
+    client.force_login(manager)
+    counts = {"registry": [], "fallbacks": []}
+    for n, slug in enumerate(("technology_builder", "support_reply", "code_fix"), start=1):
+        task = make_task(slug, promotion_policy={"min_examples": 1})
+        version = make_plan_dataset_version(task=task, n_validation=3, n_train=0)
+        model_version_promote(eval_run=make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned"),
+                              user=manager, override_reason="lifecycle list test")
+        TaskFallback.objects.create(task=task, model_name=FALLBACK, provider="openai")
+        if n == 2:
+            continue
+        for name, url in (("registry", "/admin/finetune/modelversion/"), ("fallbacks", "/admin/finetune/taskfallback/")):
+            client.get(url)  # warm: per-process caches fill on a first visit
+            with CaptureQueriesContext(connection) as queries:
+                page = client.get(url).content.decode()
+            counts[name].append(len(queries.captured_queries))
+            shown = 'class="field-serves_until">2027-01-14<' if name == "registry" \
+                else 'class="field-serves_until">no shutdown date known'
+            assert page.count(shown) == n, name
+    assert counts["registry"][0] == counts["registry"][1] and counts["fallbacks"][0] == counts["fallbacks"][1], counts

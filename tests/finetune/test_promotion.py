@@ -184,3 +184,33 @@ def test_model_card_names_the_training_run_and_its_hyperparameters(manager, vers
     assert "n_epochs=3, batch_size=auto, learning_rate_multiplier=0.5" in mv.model_card
     assert mv.report["training_run"]["hyperparameters"]["n_epochs"] == 3
     assert "MAPE `operations[].machine_time_min_per_piece` | 5.0 % (95 % CI 5.0 %–5.0 %)" in mv.model_card
+
+
+def test_the_worst_and_the_largest_differences_show_each_drawing_at_one_query_per_table(client, roles):
+    """Drawing thumbnails (page 1) in the worst-examples and comparison tables: the pages are prefetched,
+    so twice the rows cost no extra query."""
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from curation.models import DrawingPage
+
+    client.force_login(make_user("Reviewer"))
+    counts = []
+    for n in (3, 6):
+        small = make_plan_dataset_version(n_validation=n, n_train=0)
+        a = make_done_eval_run(small, factor=lambda pos: 1.0 + pos / 10)
+        b = make_done_eval_run(small, model_name=FT_MODEL, kind="fine_tuned", factor=1.05)
+        client.get(f"/admin/finetune/evalrun/{a.pk}/change/")  # warm: per-process caches fill on a first visit
+        with CaptureQueriesContext(connection) as page_queries:
+            page = client.get(f"/admin/finetune/evalrun/{a.pk}/change/").content.decode()
+        with CaptureQueriesContext(connection) as compare_queries:
+            compare = client.get(f"/admin/finetune/evalrun/compare/{a.pk}/{b.pk}/").content.decode()
+        first_pages = {p.pk for p in DrawingPage.objects.filter(drawing__examples__memberships__version=small,
+                                                                number=1)}
+        for html in (page, compare):
+            shown = {int(pk) for pk in re.findall(r"/page/(\d+)/image/\?size=thumb", html)}
+            assert shown and shown <= first_pages
+        counts.append((len(page_queries.captured_queries), len(compare_queries.captured_queries)))
+    assert counts[0] == counts[1]

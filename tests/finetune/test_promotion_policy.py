@@ -94,3 +94,17 @@ def test_examples_the_linked_run_trained_on_leak_even_from_another_version(clien
     run = make_done_eval_run(later, model_name=FT_MODEL, kind="fine_tuned", training_run=training_run)
     with pytest.raises(PromotionRefused, match=f"20 of the evaluated examples were in the train split of {trained_on}"):
         model_version_promote(eval_run=run, user=manager)
+
+    # The run list says the same, from one annotation: another such run adds no query to the page.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(manager)
+    with CaptureQueriesContext(connection) as one:
+        listing = client.get("/admin/finetune/evalrun/").content.decode()
+    assert listing.count("⚠ leaks training data") == 1
+    assert f"20 of the evaluated examples were in the train split of {trained_on}" in listing
+    make_done_eval_run(later, model_name=FT_MODEL, kind="fine_tuned", training_run=training_run)
+    with CaptureQueriesContext(connection) as two:
+        listing = client.get("/admin/finetune/evalrun/").content.decode()
+    assert listing.count("⚠ leaks training data") == 2 and len(two.captured_queries) == len(one.captured_queries)

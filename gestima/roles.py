@@ -1,4 +1,7 @@
-"""The two roles: Reviewer (review examples) and Manager (also datasets, runs, promotion)."""
+"""The two roles: Reviewer (review examples) and Manager (also datasets, runs, promotion).
+
+Project-wide because a role spans both apps' permissions (curation's and finetune's); `roles_sync` applies them.
+"""
 from django.contrib.auth.models import Group, Permission
 
 REVIEWER_PERMISSIONS = [
@@ -55,8 +58,9 @@ MANAGER_EXTRA_PERMISSIONS = [
     ("finetune", "add_estimate"),
 ]
 
-# Permissions of models added after the roles migration (0002_roles uses the lists above, and insists every
-# listed permission exists when it runs): granted by the migration that adds the model and by roles_sync.
+# Permissions of models added after the roles migration (curation/migrations/0002_roles holds a frozen copy of
+# the lists above and insists every listed permission exists when it runs): granted by the migration that adds
+# the model and by roles_sync. A change to any list here reaches existing databases through roles_sync.
 # Continuity: a task's fallback model answers when its active model is gone; OpenAI-compatible endpoints
 # (vLLM, Ollama, Together, Azure AI) for evaluations and estimates.
 REVIEWER_LATER_PERMISSIONS = [("finetune", "view_taskfallback")]
