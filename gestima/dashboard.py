@@ -152,8 +152,10 @@ def task_rows(*, datasets: bool, models: bool) -> list[dict]:
 # --- work under way ---------------------------------------------------------------------------------
 
 def _cut(queryset) -> dict:
+    """The first `WORK_LIMIT` rows and how many there are: two queries, whatever the count (counting only
+    when the list is full would make the page's query count depend on the data)."""
     rows = list(queryset[:WORK_LIMIT])
-    total = len(rows) if len(rows) < WORK_LIMIT else queryset.count()
+    total = queryset.count()
     return {"rows": rows, "total": total, "more": total - len(rows)}
 
 
