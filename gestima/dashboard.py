@@ -87,18 +87,18 @@ def reviews_per_day(*, days: int = REVIEW_DAYS, today: datetime.date | None = No
         if day in index:
             series.setdefault(row["user__username"], [0] * days)[index[day]] += row["n"]
     return chart_spec(
-        title=f"Review decisions per day, last {days} days", kind="bar", stacked=True,
+        title=f"Review decisions per day and reviewer, last {days} days", kind="bar", stacked=True, integer=True,
         x_label="Day", y_label="Decisions (approve, reject, needs changes)", unit="decisions", labels=labels,
         series=[{"name": name, "values": values} for name, values in sorted(series.items())])
 
 
 def chart_spec(*, title: str, kind: str, x_label: str, y_label: str, unit: str, labels: list,
-               series: list[dict], stacked: bool = False) -> dict:
+               series: list[dict], stacked: bool = False, integer: bool = False) -> dict:
     """What static/gestima/charts.js draws and the table fallback renders: one JSON for both."""
     rows = [{"label": label, "values": [s["values"][i] for s in series],
              "total": sum(s["values"][i] or 0 for s in series)} for i, label in enumerate(labels)]
-    return {"title": title, "kind": kind, "stacked": stacked, "x_label": x_label, "y_label": y_label, "unit": unit,
-            "labels": labels, "series": series, "rows": rows,
+    return {"title": title, "kind": kind, "stacked": stacked, "integer": integer, "x_label": x_label,
+            "y_label": y_label, "unit": unit, "labels": labels, "series": series, "rows": rows,
             "totals": [sum(v or 0 for v in s["values"]) for s in series]}
 
 
@@ -173,7 +173,8 @@ def exports_under_way() -> dict:
 def runs_under_way() -> dict:
     """Launched runs not finished, each with its cost against its budget: the estimate stored at launch (from
     the one cost function, training_run_cost) or the provider's actual cost, and the one budget rule."""
-    work = _cut(TrainingRun.objects.exclude(status__in=RUNS_IDLE).select_related("dataset_version__dataset", "base_model")
+    work = _cut(TrainingRun.objects.exclude(status__in=RUNS_IDLE)
+                .select_related("dataset_version__dataset", "base_model")
                 .only("id", "status", "provider", "budget_usd", "estimated_cost_usd", "actual_cost_usd", "launched_at",
                       "dataset_version__number", "dataset_version__dataset__name", "base_model__name")
                 .order_by("-pk"))
@@ -224,10 +225,10 @@ def spend_this_month(*, now: datetime.datetime | None = None) -> dict:
         add(target, "budget", r["budget"])
         target["runs"] += r["runs"]
         target["unknown_runs"] += r["unknown"]
-    for r in EvalRun.objects.filter(created_at__gte=since).values("provider").order_by().annotate(spent=Sum("cost_usd")):
-        add(row(r["provider"]), "evals", r["spent"])
-    for r in Estimate.objects.filter(created_at__gte=since).values("provider").order_by().annotate(spent=Sum("cost_usd")):
-        add(row(r["provider"]), "estimates", r["spent"])
+    for key, model in (("evals", EvalRun), ("estimates", Estimate)):
+        spent = model.objects.filter(created_at__gte=since).values("provider").order_by().annotate(usd=Sum("cost_usd"))
+        for r in spent:
+            add(row(r["provider"]), key, r["usd"])
     rows = sorted(by_provider.values(), key=lambda r: r["provider"])
     for r in rows:
         r["total"] = sum(r[k] or 0 for k in ("training", "evals", "estimates"))
@@ -239,8 +240,9 @@ def spend_this_month(*, now: datetime.datetime | None = None) -> dict:
 def spend_chart(spend: dict) -> dict:
     rows = spend["rows"]
     return chart_spec(
-        title=f"Spent since {spend['since']:%Y-%m-%d} by provider", kind="bar", stacked=True, x_label="Provider",
-        y_label="US dollars", unit="USD", labels=[r["provider"] for r in rows],
+        title=f"Spent this month (since {spend['since']:%Y-%m-%d}) by provider, in US dollars", kind="bar",
+        stacked=True, x_label="Provider",
+        y_label="US dollars (USD)", unit="USD", labels=[r["provider"] for r in rows],
         series=[{"name": name, "values": [float(r[key] or 0) for r in rows]}
                 for name, key in (("Training", "training"), ("Evaluations", "evals"), ("Estimates", "estimates"))])
 
@@ -287,8 +289,9 @@ def dashboard_context(*, user) -> dict:
     can = user.has_perm
     see_examples, see_drawings = can("curation.view_example"), can("curation.view_drawing")
     see_money = can("finetune.view_trainingrun")  # Managers: run costs and budgets live on runs
-    context: dict = {"can_see": {"examples": see_examples, "drawings": see_drawings, "money": see_money,
-                                 "datasets": can("curation.view_datasetversion"), "evals": can("finetune.view_evalrun")}}
+    context: dict = {"can_see": {
+        "examples": see_examples, "drawings": see_drawings, "money": see_money,
+        "datasets": can("curation.view_datasetversion"), "evals": can("finetune.view_evalrun")}}
     if see_drawings:
         context["drawings"] = drawing_status_counts()
         context["renders"] = renders_under_way()

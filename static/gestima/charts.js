@@ -6,8 +6,8 @@
    canvas shows and the table folds away (still one click away for screen readers and exact figures);
    without JavaScript, or if Chart.js is missing, the table stays open.
 
-   The JSON (gestima.dashboard.chart_spec): {title, kind, stacked, x_label, y_label, unit, labels: [...],
-   series: [{name, values: [...]}]}. */
+   The JSON (gestima.dashboard.chart_spec): {title, kind, stacked, integer, x_label, y_label (with its unit),
+   unit (for tooltips), labels: [...], series: [{name, values: [...]}]}. */
 (function () {
   "use strict";
 
@@ -40,12 +40,15 @@
         animation: false,
         plugins: {
           legend: { display: true, position: "top" },
-          title: { display: true, text: spec.title },
+          title: { display: false },  // the figure's caption says it, once
           tooltip: { callbacks: { label: (item) => `${item.dataset.label}: ${item.formattedValue}${unit}` } },
         },
         scales: {
           x: { stacked: !!spec.stacked, title: { display: true, text: spec.x_label } },
-          y: { stacked: !!spec.stacked, beginAtZero: true, title: { display: true, text: spec.y_label + unit } },
+          y: {
+            stacked: !!spec.stacked, beginAtZero: true, title: { display: true, text: spec.y_label },
+            ticks: spec.integer ? { precision: 0 } : {},  // counts: no 0.4 of a decision
+          },
         },
       },
     });

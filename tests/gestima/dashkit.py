@@ -43,11 +43,12 @@ def make_house(*, scale: int = 1) -> dict:
     openai_model = make_base_model("gpt-4o-mini-2024-07-18", price="3.00",
                                    shutdown_date=timezone.localdate() + datetime.timedelta(days=40))
     ready = make_dataset_version(name="brackets", n_train=10, n_validation=2)
-    blocked = make_dataset_version(name="shafts", n_train=3, n_validation=1, gates_passed=False, task=ready.dataset.task)
+    blocked = make_dataset_version(name="shafts", n_train=3, n_validation=1, gates_passed=False,
+                                   task=ready.dataset.task)
     now = timezone.now()
     running = TrainingRun.objects.create(dataset_version=blocked, base_model=openai_model, provider="openai",
-                                         status="running", budget_usd=Decimal("5.00"), estimated_cost_usd=Decimal("7.50"),
-                                         launched_at=now)
+                                         status="running", budget_usd=Decimal("5.00"),
+                                         estimated_cost_usd=Decimal("7.50"), launched_at=now)
     succeeded = TrainingRun.objects.create(
         dataset_version=blocked, base_model=openai_model, provider="openai", status="succeeded",
         budget_usd=Decimal("20.00"), actual_cost_usd=Decimal("12.25"), launched_at=now,
