@@ -215,7 +215,7 @@ def main() -> int:
         results[size]["dashboard"] = measure(manager_client, reverse("admin:index"), args.runs)
         line = ", ".join(f"{name} {ms:.0f} ms (cpu {cpu_ms:.0f} ms, {queries} queries)"
                          for name, (ms, queries, cpu_ms) in results[size].items())
-        print(f"  {size:,} examples (+{2 * size:,} history rows), {TrainingRun.objects.count():,} runs "
+        print(f"  {size:,} examples (+{2 * size:,} history rows), {TrainingRun.objects.count():,} run(s) "
               f"(built in {build_s:.1f} s): {line}")
 
     small, large = results[args.small], results[args.large]
