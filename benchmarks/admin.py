@@ -1,19 +1,23 @@
-"""Benchmark: the example changelist and the review screen with 100 and with 10,000 examples (and history).
+"""Benchmark: the example changelist, the review screen and the dashboard (the admin index) with 100 examples and
+1 run per 100 examples, then with 10,000 examples (and history) and 100 runs.
 
-Builds the rows with bulk_create in a throwaway SQLite database and media directory, renders both pages with
-Django's test Client as a logged-in reviewer, and prints the median time and the query count of each. The
-query counts must not grow with the row count; the goals are < 300 ms (changelist) and < 150 ms (review) at
-10,000 examples. Exit status 1 when a goal or the flat-queries check fails.
+Builds the rows with bulk_create in a throwaway SQLite database and media directory, renders the pages with
+Django's test Client (the list and review screen as a logged-in reviewer, the dashboard as a Manager, who reads
+every section), and prints the median time and the query count of each. The query counts must not grow with
+the row count (the small size is the baseline); the goals are < 300 ms (changelist), < 150 ms (review) and
+< 300 ms (dashboard) at 10,000 examples. Exit status 1 when a goal or the flat-queries check fails.
 
     .venv/bin/python benchmarks/admin.py [--runs 7] [--large 10000]
 """
 import argparse
+import datetime
 import os
 import random
 import shutil
 import statistics
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,13 +37,26 @@ from django.test import Client  # noqa: E402
 # page itself and a browser never pays it.
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import reverse  # noqa: E402
+from django.utils import timezone  # noqa: E402
 
-from curation.models import Drawing, DrawingPage, Example, ExampleChange, GroundTruth  # noqa: E402
+from curation.models import (  # noqa: E402
+    BaseModel,
+    Dataset,
+    DatasetVersion,
+    Drawing,
+    DrawingPage,
+    Example,
+    ExampleChange,
+    GroundTruth,
+)
 from gestima.roles import roles_sync  # noqa: E402
 from curation.services.tasks import task_create_from_preset  # noqa: E402
+from finetune.models import Estimate, EvalRun, ModelVersion, TrainingRun  # noqa: E402
 
 CHANGELIST_GOAL_MS = 300
 REVIEW_GOAL_MS = 150
+DASHBOARD_GOAL_MS = 300
+RUN_STATUSES = ["succeeded"] * 6 + ["failed", "running", "queued", "cancelled"]
 INDUSTRIES = ["automotive", "medical", "aerospace", "hydraulics", "food"]
 MATERIALS = ["C45", "42CrMo4", "1.4301", "AlMgSi1", "CuZn39Pb3", "S355", "11SMnPb30", "POM"]
 MACHINE_SETS = [["NZX 2000", "DMU 50"], ["NLX 2500"], ["VS20", "NLX 2500", "DMU 50"], ["MAZAK QTN 200"], ["DMU 50"]]
@@ -97,6 +114,42 @@ def build(*, task, users, start: int, stop: int, rng: random.Random) -> None:
     ], batch_size=4000)
 
 
+def build_runs(*, task, start: int, stop: int, rng: random.Random) -> None:
+    """Training runs start..stop-1 on dataset versions of their own (every 5 runs), each with an eval run and an
+    estimate, over the last two months; the first call also promotes an active model for the task."""
+    base, _ = BaseModel.objects.get_or_create(name="gpt-4o-mini-2024-07-18", defaults={
+        "training_price_per_1m": 3, "shutdown_date": datetime.date.today() + datetime.timedelta(days=90)})
+    now = timezone.now()
+    for n in range(start, stop, 5):
+        dataset = Dataset.objects.create(name=f"bench-{n}", task=task)
+        gates = [{"name": "min_rows", "passed": n % 2 == 0, "value": 120, "threshold": 10, "message": "120 rows"}]
+        version = DatasetVersion.objects.create(dataset=dataset, number=1, content_hash=f"{n:064x}", gates=gates,
+                                                gates_passed=n % 2 == 0, counts={"train": 100, "validation": 20},
+                                                export_status=rng.choice(["done", "done", "running"]))
+        runs = TrainingRun.objects.bulk_create([
+            TrainingRun(dataset_version=version, base_model=base, provider=rng.choice(["openai", "together", "azure"]),
+                        status=rng.choice(RUN_STATUSES), budget_usd=Decimal("25.00"),
+                        estimated_cost_usd=Decimal("18.40"),
+                        actual_cost_usd=Decimal("17.95") if rng.random() < 0.7 else None,
+                        launched_at=now - datetime.timedelta(days=rng.randrange(60)),
+                        fine_tuned_model=f"ft:gpt-4o-mini-2024-07-18:shop::b{i}")
+            for i in range(n, min(n + 5, stop))])
+        evals = EvalRun.objects.bulk_create([
+            EvalRun(task=task, model_name=run.fine_tuned_model, model_kind="fine_tuned", provider=run.provider,
+                    dataset_version=version, training_run=run, prompt_kind="compact", prompt_text="p",
+                    status=rng.choice(["done", "done", "running"]), total=20, done_count=20, cost_usd=Decimal("0.42"),
+                    metrics={"numeric": {"operations[].machine_time_min_per_piece": {
+                        "mape": {"value": 0.12, "ci": [0.1, 0.14]}}}})
+            for run in runs if rng.random() < 0.8])
+        Estimate.objects.bulk_create([
+            Estimate(task=task, drawing_id=Drawing.objects.order_by("pk").values_list("pk", flat=True).first(),
+                     model_name=run.fine_tuned_model, provider=f"{run.provider}_ft", cost_usd=Decimal("0.003"))
+            for run in runs])
+        if not ModelVersion.objects.filter(task=task, is_active=True).exists() and evals:
+            ModelVersion.objects.create(task=task, model_name=evals[0].model_name, kind="fine_tuned", is_active=True,
+                                        training_run=evals[0].training_run, eval_run=evals[0])
+
+
 def measure(client: Client, url: str, runs: int) -> tuple[float, int, float]:
     """(median wall ms over `runs` requests after one warm-up, queries of one request, median CPU ms)."""
     assert client.get(url).status_code == 200, url
@@ -136,6 +189,10 @@ def main() -> int:
         users.append(user)
     client = Client()
     client.force_login(users[0])
+    manager = User.objects.create_user("mara", password="bench", is_staff=True)
+    manager.groups.add(Group.objects.get(name="Manager"))
+    manager_client = Client()
+    manager_client.force_login(manager)
     rng = random.Random(42)
 
     results = {}
@@ -143,6 +200,7 @@ def main() -> int:
     for size in (args.small, args.large):
         started = time.perf_counter()
         build(task=task, users=users, start=built, stop=size, rng=rng)
+        build_runs(task=task, start=built // 100, stop=size // 100, rng=rng)
         built = size
         build_s = time.perf_counter() - started
         # A pending example in the middle, so previous, next and next-pending all exist.
@@ -154,20 +212,25 @@ def main() -> int:
             "review": reverse("admin:curation_example_review", args=[middle.pk]),
         }
         results[size] = {name: measure(client, url, args.runs) for name, url in urls.items()}
+        results[size]["dashboard"] = measure(manager_client, reverse("admin:index"), args.runs)
         line = ", ".join(f"{name} {ms:.0f} ms (cpu {cpu_ms:.0f} ms, {queries} queries)"
                          for name, (ms, queries, cpu_ms) in results[size].items())
-        print(f"  {size:,} examples (+{2 * size:,} history rows, built in {build_s:.1f} s): {line}")
+        print(f"  {size:,} examples (+{2 * size:,} history rows), {TrainingRun.objects.count():,} run(s) "
+              f"(built in {build_s:.1f} s): {line}")
 
     small, large = results[args.small], results[args.large]
-    changelist_ms, review_ms = large["changelist"][0], large["review"][0]
-    times_ok = changelist_ms < CHANGELIST_GOAL_MS and review_ms < REVIEW_GOAL_MS
+    changelist_ms, review_ms, dashboard_ms = large["changelist"][0], large["review"][0], large["dashboard"][0]
+    times_ok = changelist_ms < CHANGELIST_GOAL_MS and review_ms < REVIEW_GOAL_MS and dashboard_ms < DASHBOARD_GOAL_MS
     flat = all(small[name][1] == large[name][1] for name in small)
-    queries = ", ".join(f"{small[name][1]} → {large[name][1]}" for name in ("changelist", "filtered", "review"))
+    queries = ", ".join(f"{small[name][1]} → {large[name][1]}"
+                        for name in ("changelist", "filtered", "review", "dashboard"))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"  load average {load:.1f} on {os.cpu_count()} cores; SQLite; median of {args.runs} runs after a warm-up")
     print(
-        f"admin: changelist {changelist_ms:.0f} ms, review {review_ms:.0f} ms at {args.large:,} examples "
-        f"(goals < {CHANGELIST_GOAL_MS} ms, < {REVIEW_GOAL_MS} ms) {'pass' if times_ok else 'FAIL'}; "
+        f"admin: changelist {changelist_ms:.0f} ms, review {review_ms:.0f} ms, dashboard {dashboard_ms:.0f} ms "
+        f"at {args.large:,} examples and {args.large // 100} runs "
+        f"(goals < {CHANGELIST_GOAL_MS} ms, < {REVIEW_GOAL_MS} ms, < {DASHBOARD_GOAL_MS} ms) "
+        f"{'pass' if times_ok else 'FAIL'}; "
         f"queries {queries} ({'flat' if flat else 'GROWING'}) {'pass' if flat else 'FAIL'}"
     )
     return 0 if times_ok and flat else 1
