@@ -185,3 +185,17 @@ def registry_shutdown_warnings(*, today: datetime.date | None = None) -> list[di
                                        and not fallback_lifecycle.shuts_down_after(lifecycle) else None),
         })
     return warnings
+
+
+def simulated_truth_index() -> dict:
+    """{page image sha256: DrawingTruth} for the simulated provider (settings.SIMULATED_TRUTH_INDEX): the drawing
+    task's targets and schema, read once per evaluation or estimate (the provider never touches the ORM)."""
+    from curation.selectors import drawing_page_truths
+    from curation.task_presets import DRAWING_TASK_SLUG
+    from finetune.providers.simulated_answers import DrawingTruth
+
+    task = Task.objects.filter(slug=DRAWING_TASK_SLUG).first()
+    schema = task.output_schema if task is not None else {}
+    return {row["page_sha256"]: DrawingTruth(key=row["drawing_sha256"], target=row["target"], schema=schema,
+                                             hints={"part_number": row["part_number"], "material": row["material"]})
+            for row in drawing_page_truths(task=task)}

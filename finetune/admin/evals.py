@@ -34,6 +34,7 @@ from gestima.live import live_context, live_refused, live_response, live_state
 from gestima.queues import QueueUnavailable
 
 TEMPLATE = "admin/finetune/evals/page.html"
+SIMULATED_BADGE = "admin/finetune/_simulated_badge.html"
 
 
 # --- small HTML helpers (tables of metrics) ----------------------------------------------------
@@ -381,6 +382,7 @@ class EvalRunAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:finetune_evalrun_changelist"))
         warnings = [(f"Eval run {run.pk} ({run.model_name})", leak) for run in (run_a, run_b) if (leak := eval_run_leak(run))]
         body = format_html_join("", '<p class="errornote eval-leak">⚠ {}: {}</p>', warnings)
+        body = format_html("{}{}", render_to_string(SIMULATED_BADGE, {"simulated": run_a.is_simulated or run_b.is_simulated}), body)
         return _page(request, self, title=f"Eval run {a} ({run_a.model_name}) vs {b} ({run_b.model_name})",
                      body=format_html("{}{}", body, comparison_html(comparison)))
 
@@ -404,6 +406,7 @@ class EvalRunAdmin(admin.ModelAdmin):
         body = [format_html("<p>Promote <b>{}</b> ({}) as the active model of <b>{}</b>? Estimates use it from the next "
                             "request on.</p>", run.model_name, run.get_model_kind_display(), run.task),
                 _table(["Rule", "Result", "Detail"], [(c["name"], "PASS" if c["passed"] else "FAIL", c["message"]) for c in checks])]
+        body.insert(0, render_to_string(SIMULATED_BADGE, {"simulated": run.is_simulated}))
         warning = lifecycle_warning(eval_run_lifecycle(run))
         if warning:  # promoting a model that stops serving soon only moves the problem
             body.insert(1, format_html('<p class="errornote lifecycle-warning">⚠ {}: {}</p>', run.model_name, warning))
