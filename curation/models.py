@@ -228,6 +228,8 @@ class Task(models.Model):
     promotion_policy = models.JSONField(
         default=dict, blank=True, help_text='{"max_mape": 0.15, "min_json_validity": 0.98, ...}'
     )
+    demo = models.BooleanField(
+        default=False, help_text="Made by the demo loader: only a demo task may promote or ask a simulated model.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -12,3 +12,11 @@ class ProviderName(models.TextChoices):
     COMPATIBLE = "compatible", "OpenAI-compatible endpoint"
     # No API call: files and manifest are written, nothing is sent (no key configured, or chosen on purpose).
     DRYRUN = "dryrun", "Dry run"
+    # Trains instantly and answers from the ground truth with seeded noise: the demo's provider, never a real one
+    # (finetune.providers.simulated; enabled by SIMULATED_PROVIDER, refused for tasks not marked demo).
+    SIMULATED = "simulated", "Simulated (demo)"
+
+
+def is_simulated_provider(provider: str) -> bool:
+    """A stored provider name or tag (`simulated`, `simulated_ft` on estimates) of the simulated provider."""
+    return (provider or "").split("_", 1)[0] == ProviderName.SIMULATED

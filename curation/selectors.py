@@ -284,3 +284,37 @@ def dataset_version_member_facts(*, version, split: str, approved_only: bool = F
         "near_duplicate_of_id": m.example.near_duplicate_of_id, "messages": m.messages, "target": m.target,
         "image_tokens": m.image_tokens, "page_hashes": hashes.get(m.example.drawing_id, []),
     } for m in members]
+
+
+# --- The simulated provider (the demo): what it answers from. ---
+
+def drawing_page_truths(*, task) -> list[dict]:
+    """Every rendered page with what is known of its drawing for `task`, for the simulated provider's answers:
+    {page_sha256, drawing_sha256, part_number, material, target}. The target is the drawing's example (approved
+    first, then the latest not rejected: what an evaluation compares with), else its part's ground truth, else None.
+    A few queries over the whole table: the simulated provider serves demo data only."""
+    from curation.services.ground_truth import ground_truth_target
+
+    targets = {}
+    if task is not None:
+        examples = (Example.objects.filter(task=task, drawing__isnull=False).exclude(status=Example.Status.REJECTED)
+                    .order_by("pk").values_list("drawing_id", "status", "target"))
+        for drawing_id, status, target in examples:
+            if drawing_id not in targets or status == Example.Status.APPROVED or targets[drawing_id][0] != "approved":
+                targets[drawing_id] = (status, target)
+    truths = {gt.part_number: gt for gt in GroundTruth.objects.exclude(operations=[])}
+    rows = []
+    for page in DrawingPage.objects.select_related("drawing").only(
+            "sha256", "drawing__sha256", "drawing__part_number", "drawing__material").order_by("pk"):
+        drawing = page.drawing
+        target = None
+        if drawing.pk in targets:
+            try:
+                target = json.loads(targets[drawing.pk][1])
+            except ValueError:
+                target = targets[drawing.pk][1]
+        elif drawing.part_number in truths:
+            target = ground_truth_target(truths[drawing.part_number])
+        rows.append({"page_sha256": page.sha256, "drawing_sha256": drawing.sha256, "part_number": drawing.part_number,
+                     "material": drawing.material, "target": target})
+    return rows

@@ -114,7 +114,7 @@ def estimate_json(estimate: Estimate) -> dict:
         "id": estimate.pk, "task": estimate.task.slug, "drawing_id": estimate.drawing_id,
         "part_number": estimate.drawing.part_number, "model": estimate.model_name, "provider": estimate.provider,
         "model_version_id": estimate.model_version_id, "output": estimate.output,
-        "answered_by": estimate.answered_by, "fallback_reason": estimate.fallback_reason or None,
+        "answered_by": estimate.answered_by, "simulated": estimate.is_simulated, "fallback_reason": estimate.fallback_reason or None,
         "error_kind": estimate.error_kind or None, "error": estimate.error or None, "latency_ms": estimate.latency_ms,
         "input_tokens": estimate.input_tokens, "output_tokens": estimate.output_tokens,
         "cost_usd": None if estimate.cost_usd is None else str(estimate.cost_usd), "created_at": estimate.created_at.isoformat(),

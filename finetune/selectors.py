@@ -248,3 +248,17 @@ def eval_runs_with_train_overlap(queryset: QuerySet) -> QuerySet:
                               OuterRef("training_run__dataset_version_id"))
                .order_by().values("version_id").annotate(n=Count("pk")).values("n"))
     return queryset.annotate(train_overlap=Coalesce(Subquery(overlap, output_field=IntegerField()), Value(0)))
+
+
+def simulated_truth_index() -> dict:
+    """{page image sha256: DrawingTruth} for the simulated provider (settings.SIMULATED_TRUTH_INDEX): the drawing
+    task's targets and schema, read once per evaluation or estimate (the provider never touches the ORM)."""
+    from curation.selectors import drawing_page_truths
+    from curation.task_presets import DRAWING_TASK_SLUG
+    from finetune.providers.simulated_answers import DrawingTruth
+
+    task = Task.objects.filter(slug=DRAWING_TASK_SLUG).first()
+    schema = task.output_schema if task is not None else {}
+    return {row["page_sha256"]: DrawingTruth(key=row["drawing_sha256"], target=row["target"], schema=schema,
+                                             hints={"part_number": row["part_number"], "material": row["material"]})
+            for row in drawing_page_truths(task=task)}

@@ -279,6 +279,12 @@ EVAL_BOOTSTRAP_SAMPLES = env.int("EVAL_BOOTSTRAP_SAMPLES", default=1000)
 FEW_SHOT_K = env.int("FEW_SHOT_K", default=3)
 # --- end evaluation ---
 RUNS_ROOT = Path(env("RUNS_ROOT", default=str(MEDIA_ROOT / "runs")))
+# The simulated provider (the demo without API keys): trains instantly, answers from the ground truth with seeded
+# noise, only for tasks marked demo. Off unless set; `./dev run` sets it when no provider key is configured.
+# Its files and job records live under RUNS_ROOT/simulated (shared by the web process and the workers).
+SIMULATED_PROVIDER = env.bool("GESTIMA_SIMULATED_PROVIDER", default=False)
+# How it finds a drawing's ground truth: a callable returning {page image sha256: DrawingTruth}.
+SIMULATED_TRUTH_INDEX = "finetune.selectors.simulated_truth_index"
 EXPORTS_ROOT = Path(env("EXPORTS_ROOT", default=str(MEDIA_ROOT / "exports")))
 
 LOGGING = {

@@ -1,5 +1,7 @@
 """Loading the demo data: reference tables, tasks, demo drawings (rendered at once), records, ground truth,
-examples and the demo logins. Idempotent: a second run finds everything in place and changes nothing.
+examples (the generated parts' approved by the demo reviewer, the hand-made ones left for review), a dataset whose
+version passes the gates, and the demo logins. Idempotent: a second run finds everything in place and changes nothing.
+Tasks it creates are marked `demo`: only those may promote or ask the simulated provider's models.
 """
 import secrets
 from dataclasses import dataclass, field
@@ -9,8 +11,10 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 
+from curation.demo.drawings import DEMO_PARTS
 from curation.demo.records import MACHINES, MATERIAL_ALIASES, demo_material, demo_production_csv
-from curation.models import Drawing, GroundTruth, Machine, MaterialAlias
+from curation.models import Dataset, DatasetVersion, Drawing, Example, GroundTruth, Machine, MaterialAlias, Task
+from curation.services.datasets import dataset_build
 from curation.services.examples import examples_build
 from curation.services.ground_truth import ground_truth_material_set, ground_truth_refresh
 from curation.services.production import production_records_import
@@ -21,6 +25,12 @@ from gestima.queues import QueueUnavailable
 
 DEMO_TASKS = list(PRESETS)  # every task the shop trains
 DEMO_USERS = [("admin", None), ("reviewer", "Reviewer"), ("manager", "Manager")]
+DEMO_DATASET = "Demo: technology builder"
+# Half the parts validate; seed 22 puts 22 of the 40 approved parts there (the promotion policy asks for 20;
+# near-duplicate drawings share a group, so the seed was chosen on the built examples).
+DEMO_DATASET_SETTINGS = {"validation_fraction": 0.5, "split_seed": 22, "epochs": 3}
+# The hand-made parts stay pending, so the review screen has work to show.
+LEFT_FOR_REVIEW = {part.part_number for part in DEMO_PARTS}
 
 
 @dataclass
@@ -131,13 +141,47 @@ def _users(report: DemoReport, *, reset_passwords: bool) -> None:
         report.logins.append((username, shown, role or "superuser"))
 
 
+def _tasks(report: DemoReport) -> None:
+    existing = set(Task.objects.filter(slug__in=DEMO_TASKS).values_list("slug", flat=True))
+    for slug in DEMO_TASKS:
+        task = task_create_from_preset(slug=slug)
+        if slug not in existing:
+            # Only tasks made here are demo tasks: a task the shop made itself stays real.
+            Task.objects.filter(pk=task.pk).update(demo=True)
+    report.say(f"tasks: {', '.join(DEMO_TASKS)}")
+
+
+def _approve(report: DemoReport, task: Task) -> None:
+    """The generated parts' examples, approved as the demo reviewer would (the hand-made ones are left for review)."""
+    from curation.services.review import example_approve
+
+    reviewer = User.objects.filter(username="reviewer").first()
+    pending = (Example.objects.filter(task=task, status=Example.Status.PENDING, drawing__isnull=False,
+                                      group_key__startswith="DEMO-").exclude(group_key__in=LEFT_FOR_REVIEW))
+    approved = 0
+    for example in pending:
+        example_approve(example=example, user=reviewer, note="demo data: approved by the demo loader")
+        approved += 1
+    report.say(f"examples approved for the demo dataset: {approved} "
+               f"({', '.join(sorted(LEFT_FOR_REVIEW))} left for review)")
+
+
+def _dataset(report: DemoReport, task: Task) -> DatasetVersion | None:
+    dataset, _ = Dataset.objects.get_or_create(name=DEMO_DATASET, defaults={"task": task, **DEMO_DATASET_SETTINGS})
+    if not Example.objects.filter(task=task, status=Example.Status.APPROVED).exists():
+        return None
+    version = dataset_build(dataset=dataset)
+    counts = version.counts or {}
+    report.say(f"dataset {version}: {counts.get('train', 0)} train / {counts.get('validation', 0)} validation, "
+               + ("gates pass: ready to launch" if version.gates_passed else "gates fail (see the dataset page)"))
+    return version
+
+
 def demo_data_load(*, reset_passwords: bool = False) -> DemoReport:
     report = DemoReport()
     with transaction.atomic():
         _reference_tables(report)
-        for slug in DEMO_TASKS:
-            task_create_from_preset(slug=slug)
-        report.say(f"tasks: {', '.join(DEMO_TASKS)}")
+        _tasks(report)
         _base_models(report)
     drawings = _drawings(report)  # outside the transaction: ingest enqueues on commit, render writes files
     _records_and_truth(report, drawings)
@@ -149,4 +193,7 @@ def demo_data_load(*, reset_passwords: bool = False) -> DemoReport:
         report.say(f"{len(waiting)} drawings are not rendered yet: run `python manage.py build_examples` "
                    "once the worker has rendered them")
     _users(report, reset_passwords=reset_passwords)
+    if task.demo:
+        _approve(report, task)
+        _dataset(report, task)
     return report

@@ -261,7 +261,9 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
             raise
         except Exception as exc:
             raise RenderError(_classify("render", exc, page=number, memory_mb=limits.memory_limit_mb)) from None
-        if pix.is_unicolor and pix.pixel(0, 0) == (255, 255, 255):
+        # PIL's extrema are one C pass; pymupdf's is_unicolor reads pixel by pixel in Python (2 s on an A3 sheet
+        # with a white margin, most of a render).
+        if image.getextrema() == ((255, 255), (255, 255), (255, 255)):
             # Nothing drawn, or nothing MuPDF could draw (a broken content stream): kept, as mainstream readers
             # show it, but flagged so a person checks the file before it becomes training data.
             left_out.append(f"{_page_label(number, count)} is blank (all white after rendering): kept, flagged")

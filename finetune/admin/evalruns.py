@@ -290,6 +290,7 @@ class EvalRunAdmin(admin.ModelAdmin):
                     for run in (run_a, run_b) if (leak := eval_run_leak(run))]
         return tool_page(request, self, title=f"Eval run {a} ({run_a.model_name}) vs {b} ({run_b.model_name})",
                          template="admin/finetune/evals/compare.html", warnings=warnings,
+                         simulated=run_a.is_simulated or run_b.is_simulated,
                          comparison=comparison_html(comparison))
 
     def promote_view(self, request, pk):

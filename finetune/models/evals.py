@@ -4,7 +4,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
-from curation.provider_names import ProviderName
+from curation.provider_names import ProviderName, is_simulated_provider
 
 __all__ = ["ModelKind", "ModelEndpoint", "EvalRun", "EvalResult", "ModelVersion", "TaskFallback", "Estimate"]
 
@@ -117,6 +117,11 @@ class EvalRun(models.Model):
     def progress(self) -> str:
         return f"{self.done_count + self.error_count}/{self.total}"
 
+    @property
+    def is_simulated(self) -> bool:
+        """Made or answered by the simulated provider (the demo): every screen that shows it says so."""
+        return is_simulated_provider(self.provider)
+
 
 class EvalResult(models.Model):
     """One example's answer in one eval run; unique per example so a resumed run never pays twice."""
@@ -193,6 +198,11 @@ class ModelVersion(models.Model):
         """What chat calls name: the deployment where the provider needs one, else the model."""
         return self.deployment_name or self.model_name
 
+    @property
+    def is_simulated(self) -> bool:
+        """Made or answered by the simulated provider (the demo): every screen that shows it says so."""
+        return is_simulated_provider(self.provider)
+
 
 class TaskFallback(models.Model):
     """The model that answers a task's estimates when its active model is gone (past its shutdown date) or its
@@ -252,3 +262,8 @@ class Estimate(models.Model):
 
     def __str__(self):
         return f"Estimate {self.pk} for {self.drawing}"
+
+    @property
+    def is_simulated(self) -> bool:
+        """Made or answered by the simulated provider (the demo): every screen that shows it says so."""
+        return is_simulated_provider(self.provider)

@@ -2,7 +2,7 @@
 from django.conf import settings
 from django.db import models
 
-from curation.provider_names import ProviderName
+from curation.provider_names import ProviderName, is_simulated_provider
 
 __all__ = ["TrainingRun", "RunEvent", "RunMetric", "RunCheckpoint", "UploadedFile"]
 
@@ -140,6 +140,11 @@ class TrainingRun(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.Status.TERMINAL
+
+    @property
+    def is_simulated(self) -> bool:
+        """Made or answered by the simulated provider (the demo): every screen that shows it says so."""
+        return is_simulated_provider(self.provider)
 
     @property
     def hyperparameters(self) -> dict:

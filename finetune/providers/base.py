@@ -1,7 +1,8 @@
 """The provider adapter: what the rest of the project may ask of a fine-tuning/inference provider.
 
 Implementations: `openai.py` (OpenAI and Azure OpenAI through the `openai` SDK), `together.py` (Together
-AI through the `together` SDK) and `dryrun.py` (writes files, calls nothing). Fine-tuning methods are implemented with the training-run code; the
+AI through the `together` SDK), `dryrun.py` (writes files, calls nothing) and `simulated.py` (the demo: trains
+instantly, answers from the ground truth). Fine-tuning methods are implemented with the training-run code; the
 chat method (evaluation, estimates) comes from `chat.py`'s mixin, which reads `self.client`.
 """
 from __future__ import annotations
@@ -103,8 +104,8 @@ def provider_class(name: str) -> type[Provider] | None:
 
 
 def default_provider_name() -> str:
-    """The configured provider: OpenAI when a key is configured, then Azure OpenAI, then Together; dry-run
-    otherwise. (Which provider serves a given model: finetune.selectors.provider_for_model.)"""
+    """The configured provider: OpenAI when a key is configured, then Azure OpenAI, then Together, then the
+    simulated provider when SIMULATED_PROVIDER is on (the demo); dry-run otherwise. (Which provider serves a given model: finetune.selectors.provider_for_model.)"""
     from django.conf import settings
 
     if settings.OPENAI_API_KEY:
@@ -113,6 +114,9 @@ def default_provider_name() -> str:
         return ProviderName.AZURE
     if getattr(settings, "TOGETHER_API_KEY", ""):
         return ProviderName.TOGETHER
+    if getattr(settings, "SIMULATED_PROVIDER", False):
+        # Only without any real key: a real install never trains or answers with the simulation by default.
+        return ProviderName.SIMULATED
     return ProviderName.DRYRUN
 
 
@@ -130,7 +134,7 @@ def _load_all() -> None:
     import importlib
 
     for module in ("finetune.providers.openai", "finetune.providers.together", "finetune.providers.dryrun",
-                   "finetune.providers.compatible"):
+                   "finetune.providers.compatible", "finetune.providers.simulated"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

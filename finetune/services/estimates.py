@@ -26,7 +26,7 @@ from finetune.selectors import model_version_lifecycle
 from finetune.services.endpoints import endpoint_prices, model_provider
 from finetune.services.evals import answer_check, api_messages, call_cost, eval_prompt, model_prices
 from finetune.services.few_shot import drawing_shots, messages_with_shots
-from finetune.services.promotion import model_version_active, provider_tag
+from finetune.services.promotion import model_version_active, provider_tag, simulated_model_refusal
 
 FALLBACK_HELP = "promote a replacement or set the task's fallback model (see \"When OpenAI fine-tuning ends\" in the README)"
 
@@ -94,6 +94,9 @@ def _ask(estimate: Estimate, *, task: Task, drawing: Drawing, model_name: str, p
 
 
 def _ask_fallback(estimate: Estimate, *, task: Task, drawing: Drawing, fallback: TaskFallback, reason: str) -> None:
+    simulated = simulated_model_refusal(task=task, provider=fallback.provider, model_name=fallback.model_name)
+    if simulated:
+        raise EstimateError(f"{reason} The fallback model cannot answer: {simulated}")
     kind = _fallback_kind(fallback.model_name)
     estimate.answered_by, estimate.fallback_reason = Estimate.AnsweredBy.FALLBACK, reason
     estimate.provider = provider_tag(provider=fallback.provider, kind=kind)
@@ -129,6 +132,9 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
             raise EstimateError(f"Task {task.slug} has no active model: promote an evaluated model first "
                                 "(or set the task's fallback model).")
     else:
+        simulated = simulated_model_refusal(task=task, provider=version.provider, model_name=version.model_name)
+        if simulated:
+            raise EstimateError(f"Estimate refused: {simulated}")
         lifecycle = model_version_lifecycle(version)
         if lifecycle.is_shut_down(today):
             inherited = f" (the shutdown date of its base {lifecycle.base_name})" if lifecycle.derived else ""

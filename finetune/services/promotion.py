@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from curation.models import Task
+from curation.provider_names import is_simulated_provider
 from finetune import metrics as metric_lib
 from finetune.metrics import metric_rows, pct, pct_with_ci, usd
 from finetune.models import EvalRun, ModelKind, ModelVersion
@@ -33,6 +34,16 @@ class PromotionRefused(Exception):
 # --- registry (read at request time) ----------------------------------------------------------
 def model_version_active(*, task: Task) -> ModelVersion | None:
     return ModelVersion.objects.filter(task=task, is_active=True).select_related("eval_run").first()
+
+
+def simulated_model_refusal(*, task: Task, provider: str, model_name: str) -> str:
+    """Why a model may not serve `task` because it is simulated ('' when it may): the simulated provider's answers
+    are made up from the ground truth, so only a task the demo loader made (Task.demo) may promote or ask one."""
+    if not is_simulated_provider(provider) or task.demo:
+        return ""
+    return (f"{model_name} is a simulated model (the demo's provider, answers made up from the ground truth) and "
+            f"task {task.slug} is not a demo task: a simulated model never serves a real task. Evaluate and promote "
+            "a real model (configure a provider key).")
 
 
 def provider_tag(*, provider: str, kind: str) -> str:
@@ -161,6 +172,9 @@ def model_version_promote(*, eval_run: EvalRun, user, override_reason: str = "")
     if eval_run.status != EvalRun.Status.DONE:
         raise PromotionRefused(f"Eval run {eval_run.pk} is {eval_run.status}: only a finished evaluation can be promoted.")
     override_reason = (override_reason or "").strip()
+    simulated = simulated_model_refusal(task=eval_run.task, provider=eval_run.provider, model_name=eval_run.model_name)
+    if simulated:
+        raise PromotionRefused(f"Promotion refused: {simulated} No override can change this.")
     with transaction.atomic():
         # Lock the task row: two promotions of one task run one after the other.
         task = Task.objects.select_for_update().get(pk=eval_run.task_id)
@@ -188,6 +202,10 @@ def model_version_promote(*, eval_run: EvalRun, user, override_reason: str = "")
 def model_version_activate(*, model_version: ModelVersion, user) -> ModelVersion:
     """Switch the registry back (or forth) to an already promoted version, e.g. a rollback."""
     _require_promote(user)
+    simulated = simulated_model_refusal(task=model_version.task, provider=model_version.provider,
+                                        model_name=model_version.model_name)
+    if simulated:
+        raise PromotionRefused(f"Activation refused: {simulated}")
     with transaction.atomic():
         Task.objects.select_for_update().get(pk=model_version.task_id)
         ModelVersion.objects.filter(task_id=model_version.task_id, is_active=True).exclude(pk=model_version.pk).update(is_active=False)

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from curation.models import Drawing, DrawingPage, Example, GroundTruth, Machine, MaterialAlias, ProductionRecord, Task
+from curation.models import DatasetVersion, Drawing, DrawingPage, Example, GroundTruth, Machine, MaterialAlias, ProductionRecord, Task
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +79,9 @@ def test_demo_drawings_are_rendered_and_become_examples(capsys):
     assert examples.count() == rendered.count()
     assert set(examples.values_list("group_key", flat=True)) == set(rendered.values_list("part_number", flat=True))
     assert all(gt.material for gt in GroundTruth.objects.all())
+    # The demo dataset is ready to launch: gates pass, OpenAI's 10 per split, 20 to evaluate (the policy's minimum).
+    version = DatasetVersion.objects.get(dataset__name="Demo: technology builder")
+    assert version.gates_passed, [g["message"] for g in version.gates if not g["passed"]]
+    assert version.counts["train"] >= 10 and version.counts["validation"] >= 20
+    assert Task.objects.get(slug="technology_builder").demo
+    assert examples.filter(status=Example.Status.PENDING).count() == 4  # the hand-made drawings, left for review

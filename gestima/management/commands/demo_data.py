@@ -2,11 +2,13 @@
 from django.core.management.base import BaseCommand
 
 from curation.demo.load import demo_data_load
+from gestima.demo import demo_loop_load
 
 
 class Command(BaseCommand):
-    help = ("Reference tables, tasks, demo drawings (rendered at once), production records, ground truth, examples "
-            "and the admin/reviewer/manager logins. Running it again changes nothing.")
+    help = ("Reference tables, tasks, demo drawings (rendered at once), production records, ground truth, examples, "
+            "a dataset that passes the gates, the admin/reviewer/manager logins and, with the simulated provider on, "
+            "a simulated run evaluated and promoted. Running it again changes nothing.")
 
     def add_arguments(self, parser):
         parser.add_argument("--reset-passwords", action="store_true",
@@ -14,6 +16,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, reset_passwords=False, **options):
         report = demo_data_load(reset_passwords=reset_passwords)
+        demo_loop_load(report)  # with the simulated provider on: a run, its evaluations and a promoted model
         for line in report.lines:
             self.stdout.write(f"  {line}")
         self.stdout.write(self.style.SUCCESS("Demo logins (http://127.0.0.1:8000/admin/):"))
