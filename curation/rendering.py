@@ -31,6 +31,11 @@ def _mupdf():
     """PyMuPDF, imported on first use: processes that never render (web, exports) need not carry its ~110 MB."""
     global _pymupdf
     if _pymupdf is None:
+        import sys
+
+        # PyMuPDF 2 imports its layout analyser (onnxruntime and a model: ~1.5 s and ~50 MB) when installed;
+        # only `Page.get_layout` uses it, and rendering never calls that.
+        sys.modules.setdefault("pymupdf.layout", None)
         import pymupdf
 
         # MuPDF prints its warnings to stderr by default; we collect them per drawing instead.
