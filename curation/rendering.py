@@ -431,9 +431,9 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
             raise
         except Exception as exc:
             raise RenderError(_classify("render", exc, page=number, memory_mb=limits.memory_limit_mb)) from None
-        # All white, checked by Pillow in C: PyMuPDF 2.0's `Pixmap.is_unicolor` reads the samples one at a
-        # time in Python, about half of a page's render time (seconds on a blank sheet).
-        if image.getextrema() == ((255, 255),) * 3:
+        # All white, checked by Pillow in C (it stops at a second colour): PyMuPDF 2.0's `Pixmap.is_unicolor`
+        # reads the samples one at a time in Python, about half of a page's render time.
+        if image.getcolors(1) == [(image.width * image.height, (255, 255, 255))]:
             # Nothing drawn, or nothing MuPDF could draw (a broken content stream): kept, as mainstream readers
             # show it, but flagged so a person checks the file before it becomes training data.
             left_out.append(f"{_page_label(number, count)} is blank (all white after rendering): kept, flagged")
