@@ -73,16 +73,18 @@ class RenderWorker(SimpleWorker, Worker):
     """
 
     def execute_job(self, job, queue):
-        # One process for days: drop a connection that broke or aged (CONN_MAX_AGE), as Django does
-        # around each request. Connections inside a transaction (a test's) are left alone.
-        _connections_refresh()
         try:
             return super().execute_job(job, queue)
         finally:
-            _connections_refresh()
+            _connections_check()
 
 
-def _connections_refresh() -> None:
+def _connections_check() -> None:
+    """Keep this thread's database connections from job to job (reconnecting costs about as much as a small
+    job), but drop one left broken (a database restart) or mid-transaction, as Django does between requests.
+    A connection inside a transaction block (a test's) is left alone."""
     for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
+        if connection.connection is None or connection.in_atomic_block:
+            continue
+        if connection.errors_occurred or connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]:
             connection.close_if_unusable_or_obsolete()
