@@ -58,7 +58,7 @@ def _burst(worker_class: str, log: Path) -> tuple[float, float, float]:
     peak_mb = 0.0
     while worker.poll() is None:
         peak_mb = max(peak_mb, _children_peak_mb(worker.pid))
-        time.sleep(0.05)
+        time.sleep(0.25)
     exited = time.perf_counter() - started
     if worker.returncode != 0:
         raise SystemExit(f"the worker exited with {worker.returncode}; log: {log}")
