@@ -27,6 +27,11 @@ def _mupdf():
     """PyMuPDF, imported on first use: processes that never render (web, exports) need not carry its ~110 MB."""
     global _pymupdf
     if _pymupdf is None:
+        import sys
+
+        # PyMuPDF 2 imports its layout analyser (onnxruntime and a model: ~1.5 s and ~50 MB) when installed;
+        # only `Page.get_layout` uses it, and rendering never calls that.
+        sys.modules.setdefault("pymupdf.layout", None)
         import pymupdf
 
         # MuPDF prints its warnings to stderr by default; we collect them per drawing instead.
@@ -261,9 +266,9 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
             raise
         except Exception as exc:
             raise RenderError(_classify("render", exc, page=number, memory_mb=limits.memory_limit_mb)) from None
-        # PIL's extrema are one C pass; pymupdf's is_unicolor reads pixel by pixel in Python (2 s on an A3 sheet
-        # with a white margin, most of a render).
-        if image.getextrema() == ((255, 255), (255, 255), (255, 255)):
+        # All white, checked by Pillow in C (it stops at a second colour): PyMuPDF 2.0's `Pixmap.is_unicolor`
+        # reads the samples one at a time in Python, about half of a page's render time.
+        if image.getcolors(1) == [(image.width * image.height, (255, 255, 255))]:
             # Nothing drawn, or nothing MuPDF could draw (a broken content stream): kept, as mainstream readers
             # show it, but flagged so a person checks the file before it becomes training data.
             left_out.append(f"{_page_label(number, count)} is blank (all white after rendering): kept, flagged")

@@ -92,8 +92,9 @@ def shared_db(_migrated_file, tmp_path, django_db_blocker, settings, monkeypatch
         yield {"env": env, "tmp": tmp_dir, "log": tmp_path / "worker.log"}
 
 
-def _start_worker(db, queue: str, *, burst: bool = False) -> subprocess.Popen:
+def _start_worker(db, queue: str, *, burst: bool = False, worker_class: str | None = None) -> subprocess.Popen:
     args = [sys.executable, "manage.py", "rqworker", queue] + (["--burst"] if burst else [])
+    args += ["--worker-class", worker_class] if worker_class else []
     with open(db["log"], "ab") as log:
         return subprocess.Popen(args, cwd=ROOT, env=db["env"], stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -160,13 +161,15 @@ def _render_started(db, drawing, attempts):
             and bool(_render_folders(db)))
 
 
-def test_a_render_killed_three_times_is_retried_then_failed_in_words(shared_db):
+# The render queue's own worker runs jobs in its process (no work-horse): killed, it leaves the same row behind.
+@pytest.mark.parametrize("worker_class", [None, "gestima.worker.RenderWorker"], ids=["work-horse", "render-worker"])
+def test_a_render_killed_three_times_is_retried_then_failed_in_words(shared_db, worker_class):
     db = shared_db
     drawing = _blocking_drawing()
     drawing_render_enqueue(drawing=drawing)
     lease_of = lambda: Drawing.objects.values_list("lease_until", flat=True).get(pk=drawing.pk)  # noqa: E731
 
-    worker = _start_worker(db, "render")
+    worker = _start_worker(db, "render", worker_class=worker_class)
     _wait_for("the first render to start", lambda: _render_started(db, drawing, 1), db, worker)
     # Alive and blocked for longer than a lease: the heartbeat keeps it, the recovery leaves it alone.
     time.sleep(2 * LEASE)
@@ -186,18 +189,18 @@ def test_a_render_killed_three_times_is_retried_then_failed_in_words(shared_db):
     assert job is not None and job.get_status() == "queued"  # the dead `started` job no longer blocks it
     assert _render_folders(db) == []  # the killed render's temporary folder is gone
 
-    worker = _start_worker(db, "render")
+    worker = _start_worker(db, "render", worker_class=worker_class)
     _wait_for("the second render to start", lambda: _render_started(db, drawing, 2), db, worker)
     _kill(worker)
     _wait_lease_out(db, lease_of)
 
     # A worker starting takes the drawing back itself and renders it (third attempt).
-    worker = _start_worker(db, "render")
+    worker = _start_worker(db, "render", worker_class=worker_class)
     _wait_for("the third render to start", lambda: _render_started(db, drawing, 3), db, worker)
     _kill(worker)
     _wait_lease_out(db, lease_of)
 
-    worker = _start_worker(db, "render", burst=True)
+    worker = _start_worker(db, "render", burst=True, worker_class=worker_class)
     worker.wait(timeout=STEP_DEADLINE)
     drawing.refresh_from_db()
     assert drawing.status == Drawing.Status.FAILED
