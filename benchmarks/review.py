@@ -131,15 +131,27 @@ def _press(page, key: str, pause: float) -> tuple[float, bool]:
     page.evaluate("window.__benchSameDocument = true")
     page.keyboard.press(key)
     page.wait_for_function(SHOWN_OTHER, arg=old, timeout=15_000)
-    shown, key_at, swapped, post = page.evaluate("""() => {
+    shown, key_at, swapped, post, steps = page.evaluate("""() => {
         const posts = performance.getEntriesByType("resource").filter((e) => e.initiatorType === "fetch"
             && e.name.endsWith("/review/"));
         const post = posts.length ? posts[posts.length - 1].duration : 0;
+        const mark = (name) => { const m = performance.getEntriesByName(name); return m.length ? m[m.length - 1].startTime : 0; };
+        const steps = [mark("review:answered"), mark("review:swapped"), mark("review:shown")];
         performance.clearResourceTimings();
+        performance.clearMarks();
         return [+document.getElementById("review").dataset.shownAt, +sessionStorage.getItem("bench-key-at"),
-                window.__benchSameDocument === true, post]; }""")
+                window.__benchSameDocument === true, post, steps]; }""")
     time.sleep(pause)  # the reviewer reads the example; the screen fetches the next ones meanwhile
+    answered, swapped_at, shown_at = steps
+    if swapped and answered:
+        # where the time went: the decision's answer, building the new screen, the frame that draws it
+        print(f"    {key}: {shown - key_at:5.0f} ms = POST answer {answered - (key_at - _origin(page)):4.0f} + swap "
+              f"{swapped_at - answered:4.0f} + frame {shown_at - swapped_at:4.0f}", flush=True)
     return shown - key_at, swapped, post
+
+
+def _origin(page) -> float:
+    return page.evaluate("performance.timeOrigin")
 
 
 FLOOR_JS = """async ([url, imageUrl, decide]) => {

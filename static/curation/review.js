@@ -122,6 +122,7 @@
     const decoded = image ? image.decode().catch(() => null) : Promise.resolve();
     decoded.then(() => requestAnimationFrame(() => setTimeout(() => {
       if (screen !== root) return;
+      performance.mark("review:shown");
       screen.dataset.shownAt = String(performance.timeOrigin + performance.now());
       prefetchNeighbours();
     }, 0)));
@@ -192,6 +193,7 @@
     showMessage(flash);
     window.scrollTo(0, 0);
     viewer = makeViewer(root);
+    performance.mark("review:swapped");  // the marks time the steps of a move (benchmarks/review.py prints them)
     markShown(root);
   }
 
@@ -224,6 +226,7 @@
     } catch (error) {
       answer = { error: `Not saved: the server could not be reached (${error.message}).` };
     }
+    performance.mark("review:answered");
     if (answer.error) {
       showMessage({ level: "error", text: answer.error });
       return;
