@@ -250,8 +250,20 @@
     exclusive(() => decide(form));
   });
 
-  // The entries pushed here belong to this document: going back or forward loads the example at that address.
+  // The nav buttons move like their keys (a click with a modifier still opens a tab, as a link does).
+  const NAV_LINKS = ["review-previous", "review-next", "review-next-pending"];
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest && event.target.closest("a");
+    if (!link || !NAV_LINKS.includes(link.id) || !root.contains(link)) return;
+    if (event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    go(link.getAttribute("href"));
+  });
+
+  // The entries pushed here belong to this document: going back or forward loads the example at that address,
+  // so it shows the example as it is now (also when the browser brings this page back from its cache).
   window.addEventListener("popstate", () => window.location.reload());
+  window.addEventListener("pageshow", (event) => { if (event.persisted) window.location.reload(); });
   window.addEventListener("resize", () => viewer && viewer.resized());
 
   // --- keyboard -------------------------------------------------------------------------------------

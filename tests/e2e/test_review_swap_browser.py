@@ -124,3 +124,10 @@ def test_a_refused_decision_is_shown_and_the_screen_stays(live_server, transacti
     assert page.inner_text("#review-target-material") == "C45"
     assert Example.objects.get(pk=first.pk).reviewer.username == "vera"
     assert Example.objects.get(pk=second.pk).status == Example.Status.PENDING
+
+    # The "Next" button moves like its key: swapped in, no page load.
+    page.click("#review-next")
+    page.wait_for_function(SHOWN, arg=second.pk)
+    assert page.url.endswith(f"/admin/curation/example/{second.pk}/review/")
+    assert page.evaluate(SAME_DOCUMENT)
+    assert page.inner_text("#review-target-material") == "42CrMo4"
