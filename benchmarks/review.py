@@ -9,7 +9,7 @@ keys under 100 ms. Beside them, the floor measured in the same run and browser: 
 decision (approve POST) or the review page (GET), plus loading and decoding one page image; and a full page
 load, as the screen moved before.
 
-    .venv/bin/python benchmarks/review.py [--keys 20] [--pause 0.6]
+    .venv/bin/python benchmarks/review.py [--keys 20] [--pause 1.0]
 """
 from __future__ import annotations
 
@@ -143,10 +143,12 @@ def _press(page, key: str, pause: float) -> tuple[float, bool]:
                 window.__benchSameDocument === true, post, steps]; }""")
     time.sleep(pause)  # the reviewer reads the example; the screen fetches the next ones meanwhile
     answered, swapped_at, shown_at = steps
-    if swapped and answered:
-        # where the time went: the decision's answer, building the new screen, the frame that draws it
-        print(f"    {key}: {shown - key_at:5.0f} ms = POST answer {answered - (key_at - _origin(page)):4.0f} + swap "
-              f"{swapped_at - answered:4.0f} + frame {shown_at - swapped_at:4.0f}", flush=True)
+    if swapped and swapped_at:
+        # Where the time went: the decision's answer (none for `n`), building the new screen, the frame that draws it.
+        pressed = key_at - _origin(page)
+        start = answered or pressed
+        print(f"    {key}: {shown - key_at:5.0f} ms = POST answer {start - pressed:4.0f} + swap "
+              f"{swapped_at - start:4.0f} + frame {shown_at - swapped_at:4.0f}", flush=True)
     return shown - key_at, swapped, post
 
 
@@ -201,7 +203,7 @@ def _full_loads(page, base: str, example_ids: list[int]) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=20, help="presses of `a`, and of `n`")
-    parser.add_argument("--pause", type=float, default=0.6, help="seconds the reviewer looks at each example")
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds the reviewer looks at each example")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         print(f"review: no {CHROMIUM} (apt-get install chromium) FAIL")

@@ -218,7 +218,8 @@
     let answer;
     try {
       const response = await fetch(root.dataset.url, {
-        method: "POST", body: new FormData(form), credentials: "same-origin",
+        // Form-encoded, not multipart: the server parses it in a fraction of the time.
+        method: "POST", body: new URLSearchParams(new FormData(form)), credentials: "same-origin",
         headers: { Accept: "application/json" },
       });
       answer = await response.json().catch(() => ({ error: `The server answered ${response.status} ${response.statusText}.` }));
