@@ -34,11 +34,12 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Before staticfiles: its `runserver` (TCP_NODELAY, gestima/devserver.py) is the one manage.py finds.
+    "gestima",
     "django.contrib.staticfiles",
     "django_rq",
     "axes",
     "csp",
-    "gestima",
     "curation",
     "finetune",
 ]

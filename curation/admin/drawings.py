@@ -23,6 +23,15 @@ from gestima.queues import QueueUnavailable
 UPLOAD_PERMISSION = "curation.add_drawing"
 RENDER_PERMISSION = "curation.render_drawing"
 THUMB_PX = 160
+# A page image whose URL names its content hash never changes under that URL: the browser may keep it for
+# good. Without the hash (or with an old one after a re-render) it is revalidated soon, by its ETag.
+IMMUTABLE_CACHE = "private, max-age=31536000, immutable"
+SHORT_CACHE = "private, max-age=300"
+
+
+def page_image_url(page: DrawingPage) -> str:
+    """The staff-only URL of a page image, carrying its content hash so the browser can cache it for good."""
+    return reverse("admin:curation_page_image", args=[page.pk]) + f"?v={page.sha256[:16]}"
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -240,8 +249,10 @@ class DrawingAdmin(admin.ModelAdmin):
             response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
         else:
             response = FileResponse(handle, content_type=f"image/{page.format}")
-        # Private: the images are confidential; a page's bytes never change under its sha256.
-        response["Cache-Control"] = "private, max-age=86400"
+        # Private: the images are confidential (no shared cache). Every request that reaches this view is
+        # checked above; caching only spares the requests.
+        hashed = bool(page.sha256) and request.GET.get("v") == page.sha256[:16]
+        response["Cache-Control"] = IMMUTABLE_CACHE if hashed else SHORT_CACHE
         response["ETag"] = etag
         return response
 

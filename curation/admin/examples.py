@@ -11,7 +11,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -19,9 +19,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from curation import selectors
+from curation.admin.drawings import page_image_url
 from curation.models import Example
 from curation.services.examples import target_changes_describe
 from curation.services.review import (
+    ReviewConflict,
     ReviewError,
     TargetInvalid,
     example_approve,
@@ -304,6 +306,8 @@ class ExampleAdmin(admin.ModelAdmin):
         return [
             path("next-pending/", view(self.next_pending_view), name="curation_example_next_pending"),
             path("<int:object_id>/review/", view(self.review_view), name="curation_example_review"),
+            path("<int:object_id>/review/fragment/", view(self.review_fragment_view),
+                 name="curation_example_review_fragment"),
             *super().get_urls(),
         ]
 
@@ -330,31 +334,74 @@ class ExampleAdmin(admin.ModelAdmin):
             # hand-made POST must be refused just the same.
             if not request.user.has_perm(REVIEW_PERMISSION):
                 raise PermissionDenied
+            if "application/json" in request.headers.get("Accept", ""):
+                return self._review_post_json(request, example)
             response, edited_target = self._review_post(request, example)
             if response is not None:
                 return response
         return TemplateResponse(request, "admin/curation/example/review.html",
-                                self._review_context(request, example, edited_target))
+                                {**self.admin_site.each_context(request),
+                                 **self._review_context(request, example, edited_target)})
+
+    def review_fragment_view(self, request, object_id):
+        """The review screen's own part (no admin chrome) for the screen to fetch the next example in advance.
+
+        Same permission and same context as the full screen, so a swapped-in example cannot show more than
+        loading its page would; never cached (admin_view), the script keeps it in memory only.
+        """
+        example = get_object_or_404(Example.objects.select_related("task", "drawing", "reviewer"), pk=object_id)
+        if not self.has_view_permission(request, example):
+            raise PermissionDenied
+        return TemplateResponse(request, "admin/curation/example/review_screen.html",
+                                self._review_context(request, example, None))
+
+    def _review_decide(self, request, example, decision) -> str | None:
+        """Run a decision that moves the reviewer on; the message saying what was done, None for other decisions.
+
+        Raises ReviewError when the service refuses it.
+        """
+        post = request.POST
+        expected_status = post.get("expected_status") or None
+        if decision == "approve":
+            example_approve(example=example, user=request.user, note=post.get("note", ""),
+                            expected_status=expected_status)
+            return f"Approved example #{example.pk}."
+        if decision == "reject":
+            example_reject(example=example, user=request.user, reason=post.get("reason", ""),
+                           expected_status=expected_status)
+            return f"Rejected example #{example.pk}."
+        if decision == "needs_changes":
+            example_mark_needs_changes(example=example, user=request.user, note=post.get("note", ""),
+                                       expected_status=expected_status)
+            return f"Example #{example.pk} needs changes."
+        return None
+
+    def _review_post_json(self, request, example):
+        """A decision posted by the screen's script: stored first, then the answer says where the screen goes.
+
+        The script moves on only after this answer, so a refused or failed decision never looks done; it swaps
+        in the example it fetched in advance only when `next_id` is that one (someone else may have taken it).
+        """
+        decision = request.POST.get("decision", "")
+        try:
+            done = self._review_decide(request, example, decision)
+        except ReviewError as exc:
+            return JsonResponse({"error": str(exc)}, status=409 if isinstance(exc, ReviewConflict) else 400)
+        if done is None:
+            return JsonResponse({"error": "Unknown decision."}, status=400)
+        next_id = selectors.example_next_pending(after=example.pk, task=example.task_id)
+        if next_id is None:
+            done, next_id = f"{done} No pending examples left.", example.pk
+        return JsonResponse({"message": done, "next_id": next_id,
+                             "next_url": reverse("admin:curation_example_review", args=[next_id])})
 
     def _review_post(self, request, example):
         """Run the decision; (redirect, None) when done, (None, text to show again) when refused."""
         decision = request.POST.get("decision", "")
-        expected_status = request.POST.get("expected_status") or None
         post = request.POST
         try:
-            if decision == "approve":
-                example_approve(example=example, user=request.user, note=post.get("note", ""),
-                                expected_status=expected_status)
-                done = f"Approved example #{example.pk}."
-            elif decision == "reject":
-                example_reject(example=example, user=request.user, reason=post.get("reason", ""),
-                               expected_status=expected_status)
-                done = f"Rejected example #{example.pk}."
-            elif decision == "needs_changes":
-                example_mark_needs_changes(example=example, user=request.user, note=post.get("note", ""),
-                                           expected_status=expected_status)
-                done = f"Example #{example.pk} needs changes."
-            elif decision in ("keep_target", "take_ground_truth"):
+            done = self._review_decide(request, example, decision)
+            if done is None and decision in ("keep_target", "take_ground_truth"):
                 choose = example_ground_truth_keep if decision == "keep_target" else example_ground_truth_take
                 choose(example=example, user=request.user,
                        expected_ground_truth_target=post.get("expected_ground_truth_target"))
@@ -363,12 +410,12 @@ class ExampleAdmin(admin.ModelAdmin):
                         f"Example #{example.pk} now has the new ground truth as its target.")
                 self.message_user(request, done, messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:curation_example_review", args=[example.pk])), None
-            elif decision == "edit":
+            if done is None and decision == "edit":
                 example_target_update(example=example, user=request.user, target_text=post.get("target", ""),
                                       expected_target=post.get("expected_target"))
                 self.message_user(request, f"Target of example #{example.pk} saved.", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:curation_example_review", args=[example.pk])), None
-            else:
+            if done is None:
                 self.message_user(request, "Unknown decision.", messages.ERROR)
                 return None, None
         except TargetInvalid as exc:
@@ -399,7 +446,6 @@ class ExampleAdmin(admin.ModelAdmin):
         except (TypeError, ValueError):
             editable_target = example.target
         return {
-            **self.admin_site.each_context(request),
             "title": f"Review example #{example.pk}",
             # The drawing needs the width more than the app list does.
             "is_nav_sidebar_enabled": False,
@@ -463,8 +509,9 @@ def _parsed(target: str):
 
 
 def _page_url(page) -> str:
-    # Drawings are confidential: page images are served to staff only, never from a public media URL.
-    return reverse("admin:curation_page_image", args=[page.pk])
+    # Drawings are confidential: page images are served to staff only, never from a public media URL; the
+    # content hash in the URL lets the browser keep them, so the next example's drawing can be fetched early.
+    return page_image_url(page)
 
 
 def _number(value) -> float | None:

@@ -176,8 +176,8 @@ def test_review_screen_shows_pages_target_ground_truth_history_and_legend(review
     assert response.status_code == 200
     page = example.drawing.pages.get()
     html = response.content.decode()
-    # The full-resolution page through the rendering side's staff-only image view.
-    assert f'src="{reverse("admin:curation_page_image", args=[page.pk])}"' in html
+    # The full-resolution page through the rendering side's staff-only image view, under its content hash.
+    assert f'src="{reverse("admin:curation_page_image", args=[page.pk])}?v={page.sha256[:16]}"' in html
     assert 'id="review-target-material">C45<' in html
     # Breadcrumbs lead back to the list and to the example's own page.
     assert f'href="{reverse("admin:curation_example_changelist")}"' in html
