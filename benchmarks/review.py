@@ -73,7 +73,7 @@ def _seed(workdir: Path, count: int) -> list[int]:
     from PIL import Image
 
     from curation.models import DrawingPage
-    from curation.services.roles import roles_sync
+    from gestima.roles import roles_sync
     from curation.services.tasks import task_create_from_preset
     from tests.factories import make_drawing, make_example, make_ground_truth, technology_target
 
