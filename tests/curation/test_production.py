@@ -81,23 +81,33 @@ def test_missing_column_refuses_the_whole_file():
     assert not ProductionRecord.objects.exists()
 
 
-def test_admin_upload_shows_the_report_for_a_manager(client, corpus, corpus_drawings):
+def admin_import(client, upload, *, run_worker, capture):
+    """Post the CSV through the admin page, let a real burst worker import it, and read the page it went to."""
+    with capture(execute=True):
+        response = client.post(reverse("admin:curation_productionrecord_import"), {"file": upload})
+    assert response.status_code == 302, response.content.decode()[:500]
+    status_url = response["Location"]
+    waiting = client.get(status_url).content.decode()
+    assert "data-live-url" in waiting and "Queued" in waiting  # the page polls until the worker is done
+    run_worker("default")
+    return status_url, client.get(status_url).content.decode()
+
+
+def test_admin_upload_shows_the_report_for_a_manager(client, corpus, corpus_drawings, run_worker,
+                                                     django_capture_on_commit_callbacks):
     client.force_login(make_user("Manager"))
-    url = reverse("admin:curation_productionrecord_import")
     upload = SimpleUploadedFile("production_times.csv", (corpus / "production_times.csv").read_bytes(), "text/csv")
-    response = client.post(url, {"file": upload})
-    assert response.status_code == 200
-    page = response.content.decode()
+    _, page = admin_import(client, upload, run_worker=run_worker, capture=django_capture_on_commit_callbacks)
     assert "non-numeric machine_time_min_per_piece" in page and "<td>43</td>" in page and "<td>154</td>" in page
-    assert "JR 809117" in page
+    assert "JR 809117" in page and "data-live-url" not in page  # done: the page stops polling
     assert ProductionRecord.objects.count() == corpus_drawings["csv"]["data_rows"] - 2
 
 
-def test_admin_upload_explains_a_broken_file(client):
+def test_admin_upload_explains_a_broken_file(client, run_worker, django_capture_on_commit_callbacks):
     client.force_login(make_user("Manager"))
     upload = SimpleUploadedFile("x.csv", b"\xff\xfe\x00garbage", "text/csv")
-    response = client.post(reverse("admin:curation_productionrecord_import"), {"file": upload})
-    assert response.status_code == 200 and "not UTF-8" in response.content.decode()
+    _, page = admin_import(client, upload, run_worker=run_worker, capture=django_capture_on_commit_callbacks)
+    assert "Not imported" in page and "not UTF-8" in page
 
 
 def test_admin_upload_refuses_a_file_over_the_size_limit(client, settings):
