@@ -1,7 +1,6 @@
 """Production CSVs with hostile or odd values: each bad row is reported by line, the good rows are kept, never a 500."""
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.urls import reverse
 
 from curation.models import ProductionRecord
 from curation.services.production import production_records_import
