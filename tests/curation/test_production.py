@@ -159,3 +159,49 @@ def test_editing_a_record_in_the_admin_recomputes_the_ground_truth(client):
     })
     assert response.status_code == 302
     assert GroundTruth.objects.get(part_number="ED-1").operations[0]["machine_time_min_per_piece"] == 5.5
+
+
+def test_admin_import_runs_in_a_worker_keeps_good_rows_and_reports_the_bad_line(
+        client, run_worker, django_capture_on_commit_callbacks):
+    import django_rq
+
+    from curation.models import ProductionImport
+
+    client.force_login(make_user("Manager"))
+    content = (HEADER + "R-1,O1,DMU 50,milling,10,1.5,20,\n" + "R-2,O2,DMU 50,milling,ten,1.5,20,\n"
+               + "R-3,O3,DMU 50,turning,4,2.0,15,2024-05-01\n").encode()
+    url = reverse("admin:curation_productionrecord_import")
+    for _ in range(2):  # a second click with the same file queues no second import
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(url, {"file": SimpleUploadedFile("shop.csv", content, "text/csv")})
+    job = ProductionImport.objects.get()
+    assert response["Location"] == reverse("admin:curation_productionrecord_import_status", args=[job.pk])
+    assert django_rq.get_queue("default").count == 1 and not ProductionRecord.objects.exists()
+    assert "already being imported" in client.get(response["Location"]).content.decode()
+    # The worker reads the file from storage, not from the web request's temp file.
+    assert job.file.storage.exists(job.file.name) and job.file.read() == content
+
+    run_worker("default")
+    page = client.get(response["Location"]).content.decode()
+    assert "3 rows: 2 created" in page and "1 invalid" in page
+    assert "<td>3</td><td>R-2</td><td>pieces is not a positive integer" in page  # the bad line, by number
+    assert sorted(ProductionRecord.objects.values_list("part_number", flat=True)) == ["R-1", "R-3"]
+    live = client.get(reverse("admin:curation_productionrecord_import_live", args=[job.pk])).json()
+    assert live["status"] == "done" and live["active"] is False and live["bars"]["progress"] == 100
+
+    from curation.services.production_imports import production_import_run
+    assert production_import_run(import_id=job.pk) is None  # a re-run of the job finds it done
+    assert ProductionRecord.objects.count() == 2
+
+
+def test_import_status_and_its_live_json_are_refused_to_a_reviewer(client):
+    from django.core.files.base import ContentFile
+
+    from curation.models import ProductionImport
+
+    job = ProductionImport(source_name="p.csv", sha256="0" * 64)
+    job.file.save("p.csv", ContentFile(b"x"), save=True)
+    client.force_login(make_user("Reviewer"))
+    assert client.get(reverse("admin:curation_productionrecord_import_status", args=[job.pk])).status_code == 403
+    live = client.get(reverse("admin:curation_productionrecord_import_live", args=[job.pk]))
+    assert live.status_code == 403 and "error" in live.json()
