@@ -137,6 +137,8 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None, estimate_id: int
                     f"{inherited}.")
     estimate = Estimate(pk=estimate_id, task=task, drawing=drawing, model_version=version,
                         created_by=user if (user is not None and user.is_authenticated) else None)
+    if estimate_id is not None:  # saved as an UPDATE of the queued row: it keeps the time it was asked
+        estimate.created_at = Estimate.objects.filter(pk=estimate_id).values_list("created_at", flat=True).first()
     if gone:
         fallback = _usable_fallback(task, reason=gone, today=today)
         _ask_fallback(estimate, task=task, drawing=drawing, fallback=fallback, reason=gone)
