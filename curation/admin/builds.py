@@ -49,8 +49,8 @@ class DatasetBuildAdmin(admin.ModelAdmin):
         return dataset_build_summary(obj)
 
     def get_urls(self):
-        return [path("<int:pk>/live.json", self.admin_site.admin_view(self.live_view), name="curation_datasetbuild_live"),
-                *super().get_urls()]
+        live = path("<int:pk>/live.json", self.admin_site.admin_view(self.live_view), name="curation_datasetbuild_live")
+        return [live, *super().get_urls()]
 
     def live_view(self, request, pk):
         """The JSON the build page polls (static/gestima/live.js)."""
@@ -66,5 +66,6 @@ class DatasetBuildAdmin(admin.ModelAdmin):
         build = DatasetBuild.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
         extra = {}
         if build is not None:
-            extra = live_context(state=work_live_state(build), url=reverse("admin:curation_datasetbuild_live", args=[build.pk]))
+            extra = live_context(state=work_live_state(build),
+                                 url=reverse("admin:curation_datasetbuild_live", args=[build.pk]))
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})

@@ -94,7 +94,8 @@ def estimate_pdf_request(*, file, task: Task, user) -> tuple[Estimate, bool]:
         Drawing.objects.select_for_update().filter(pk=drawing.pk).first()  # two posts at once: one estimate
         current = (Estimate.objects.filter(drawing=drawing, task=task, created_by=user, status__in=ACTIVE)
                    .order_by("-pk").first())
-        if current is not None and work_is_active(current, queue_name=ESTIMATE_QUEUE, job_id=estimate_job_id(current.pk)):
+        if current is not None and work_is_active(current, queue_name=ESTIMATE_QUEUE,
+                                                  job_id=estimate_job_id(current.pk)):
             return current, False
         if current is not None:  # its job was lost: queue it again
             Estimate.objects.filter(pk=current.pk).update(status=WorkStatus.QUEUED, lease_until=None)
