@@ -60,3 +60,43 @@ def dataset_version_export_job_failed(job, connection, exc_type, exc_value, tb):
         dataset_version_export_worker_lost(version_id=job.args[0])
         return
     dataset_version_export_fail(version_id=job.args[0], error=f"{exc_type.__name__}: {exc_value}")
+
+
+# --- dataset build and production import (default queue) --------------------------------------
+
+def dataset_build_job(build_id: int):
+    """Build a dataset version; a re-run finds the build claimed or done and returns."""
+    from curation.services.dataset_builds import dataset_build_run
+
+    build = dataset_build_run(build_id=build_id)
+    return build.status if build else None
+
+
+def dataset_build_job_failed(job, connection, exc_type, exc_value, tb):
+    """on_failure hook: a crash or an RQ timeout is stored on the build instead of leaving it `running`."""
+    from curation.models import DatasetBuild
+    from gestima.work import work_fail, work_worker_lost
+
+    if exc_type.__name__ in _WORKER_STOPPED:
+        work_worker_lost(DatasetBuild, pk=job.args[0])
+        return
+    work_fail(DatasetBuild, pk=job.args[0], error=f"The build stopped: {exc_type.__name__}: {exc_value}")
+
+
+def production_import_job(import_id: int):
+    """Import a stored production-times CSV; a re-run finds the import claimed or done and returns."""
+    from curation.services.production_imports import production_import_run
+
+    row = production_import_run(import_id=import_id)
+    return row.status if row else None
+
+
+def production_import_job_failed(job, connection, exc_type, exc_value, tb):
+    """on_failure hook: a crash or an RQ timeout is stored on the import instead of leaving it `running`."""
+    from curation.models import ProductionImport
+    from gestima.work import work_fail, work_worker_lost
+
+    if exc_type.__name__ in _WORKER_STOPPED:
+        work_worker_lost(ProductionImport, pk=job.args[0])
+        return
+    work_fail(ProductionImport, pk=job.args[0], error=f"The import stopped: {exc_type.__name__}: {exc_value}")

@@ -3,6 +3,7 @@ from django.conf import settings
 from django.db import models
 from curation.openai_format import MAX_IMAGES_PER_EXAMPLE
 from curation.provider_names import ProviderName
+from gestima.work import WorkStatus
 
 
 class Drawing(models.Model):
@@ -423,3 +424,63 @@ class DatasetMember(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["version", "example"], name="unique_member"),
         ]
+
+
+class DatasetBuild(models.Model):
+    """One request to build a version of a dataset, run by a worker: its progress, and the version it made.
+
+    Not a field set on DatasetVersion: a version exists only once built (frozen, numbered), and a build that
+    finds nothing changed returns the latest version instead of making one.
+    """
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="builds")
+    status = models.CharField(max_length=10, choices=WorkStatus.choices, default=WorkStatus.QUEUED, db_index=True)
+    done = models.PositiveIntegerField(default=0, help_text="Steps done: each example is checked, then counted.")
+    total = models.PositiveIntegerField(default=0)
+    stage = models.CharField(max_length=100, blank=True)
+    version = models.ForeignKey(DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_new = models.BooleanField(default=False, help_text="False: nothing changed, the latest version stands.")
+    error = models.TextField(blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Build {self.pk} of {self.dataset.name}"
+
+
+class ProductionImport(models.Model):
+    """One uploaded production-times CSV, imported by a worker: progress, counts, and each bad line by number.
+
+    The file is kept in storage (not a temp path of the web host) so a worker on any machine reads it.
+    """
+
+    file = models.FileField(upload_to="imports/production/%Y/%m/")
+    source_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=10, choices=WorkStatus.choices, default=WorkStatus.QUEUED, db_index=True)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    stage = models.CharField(max_length=100, blank=True)
+    report = models.JSONField(default=dict, blank=True, help_text="The import's report: counts, and "
+                              'invalid: [{"line", "reason", "part_number"}], each bad line (good lines are kept).')
+    summary = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Import {self.pk} of {self.source_name}"

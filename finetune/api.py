@@ -1,4 +1,9 @@
-"""The JSON API: `POST /api/estimates` with a drawing id (JSON) or a PDF (multipart), for staff with the permission.
+"""The JSON API: `POST /api/estimates` with a drawing id (JSON) or a PDF (multipart), for staff with the permission,
+and `GET /api/estimates/<id>`: an estimate and, for a posted PDF, the status of its rendering and estimate.
+
+A drawing id is answered at once (201, one chat call). A PDF is answered 202 with `Location` (the status URL):
+rendering a large PDF takes minutes, so a worker renders and estimates it (finetune/services/estimate_queue.py)
+while the caller polls; refusals that need no rendering (no active model, not a PDF) are answered at once.
 
 Authentication, in the order tried:
 - `Authorization: Bearer <key>`: an API token made in the admin (API tokens), checked by its SHA-256 hash, so
@@ -7,7 +12,7 @@ Authentication, in the order tried:
   (django-axes: AXES_FAILURE_LIMIT per username and per address), and a locked-out caller gets 429.
 - The admin session (CSRF enforced, as for any form).
 Bearer and Basic send no cookie, so no CSRF risk: the check is skipped for them only. Every answer is JSON,
-errors included (400, 401, 403, 404, 405, 409, 413, 429, 500, 502).
+errors included (400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 502, 503).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
 from django.http import JsonResponse
+from django.urls import reverse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
@@ -28,8 +34,11 @@ from curation.models import Drawing, Task
 from curation.task_presets import DRAWING_TASK_SLUG
 from finetune.models import Estimate
 from finetune.services.api_tokens import api_token_user
+from finetune.services.estimate_queue import DrawingUnusable, estimate_pdf_request
 from finetune.services.estimates import DrawingNotReady, EstimateError, EstimateFailed, estimate_create
 from gestima.lockout import lockout_response
+from gestima.queues import QueueUnavailable
+from gestima.work import WorkStatus
 
 PERMISSION = "finetune.add_estimate"
 log = logging.getLogger(__name__)
@@ -76,14 +85,19 @@ def _authenticated_user(request):
     return None, _error(401, "Authentication required (an API token, HTTP Basic or the admin session).")
 
 
-def _json_api(view):
-    """POST only, and JSON for every outcome: Django's own error pages are HTML."""
+def _json_api_for(method: str):
+    """One method only, and JSON for every outcome: Django's own error pages are HTML."""
+    return functools.partial(_json_api, method=method)
+
+
+def _json_api(view, method: str = "POST"):
+    """POST only (or `method`), and JSON for every outcome: Django's own error pages are HTML."""
 
     @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
-        if request.method != "POST":
-            response = _error(405, f"Method {request.method} is not allowed: use POST.")
-            response["Allow"] = "POST"
+        if request.method != method:
+            response = _error(405, f"Method {request.method} is not allowed: use {method}.")
+            response["Allow"] = method
             return response
         try:
             return view(request, *args, **kwargs)
@@ -109,8 +123,14 @@ def _drawing_id(value) -> int | None:
     return None
 
 
+def estimate_status_url(estimate: Estimate) -> str:
+    return reverse("api:estimate", args=[estimate.pk])
+
+
 def estimate_json(estimate: Estimate) -> dict:
     return {
+        "status": estimate.status, "status_url": estimate_status_url(estimate),
+        "progress": {"done": estimate.done, "total": estimate.total, "stage": estimate.stage or None},
         "id": estimate.pk, "task": estimate.task.slug, "drawing_id": estimate.drawing_id,
         "part_number": estimate.drawing.part_number, "model": estimate.model_name, "provider": estimate.provider,
         "model_version_id": estimate.model_version_id, "output": estimate.output,
@@ -118,28 +138,7 @@ def estimate_json(estimate: Estimate) -> dict:
         "error_kind": estimate.error_kind or None, "error": estimate.error or None, "latency_ms": estimate.latency_ms,
         "input_tokens": estimate.input_tokens, "output_tokens": estimate.output_tokens,
         "cost_usd": None if estimate.cost_usd is None else str(estimate.cost_usd), "created_at": estimate.created_at.isoformat(),
-    }
-
-
-def _drawing_from_upload(upload, user):
-    """(drawing, error response): the PDF ingested once per content and rendered inline when new.
-
-    Rendering runs here (the drawings service renders in a capped child process) so one request gives
-    an estimate; a drawing another worker is rendering right now answers 409 with its id to retry.
-    """
-    from curation.services.drawings import DrawingRejected, drawing_ingest, drawing_render
-
-    if upload.size > settings.UPLOAD_MAX_BYTES:
-        return None, _error(413, f"The PDF is {upload.size:,} bytes: at most {settings.UPLOAD_MAX_BYTES:,} are accepted.")
-    try:
-        drawing, _ = drawing_ingest(file=upload, uploaded_by=user, enqueue=False)
-    except DrawingRejected as exc:
-        return None, _error(400, f"The PDF was refused: {exc}")
-    if drawing.status == Drawing.Status.UPLOADED:
-        drawing = drawing_render(drawing=drawing)
-    if drawing.status == Drawing.Status.FAILED:
-        return None, _error(422, f"The drawing could not be rendered: {drawing.error}", drawing_id=drawing.pk)
-    return drawing, None
+    } | ({"model": None, "provider": None} if estimate.status != WorkStatus.DONE else {})
 
 
 def not_found(request, *args, **kwargs):
@@ -174,11 +173,7 @@ def estimates_create(request):
         return _error(404, f"No task {task_slug[:100]!r}.")
 
     if upload is not None:
-        if not (upload.name or "").lower().endswith(".pdf"):
-            return _error(400, "The uploaded file must be a PDF.")
-        drawing, problem = _drawing_from_upload(upload, user)
-        if problem is not None:
-            return problem
+        return _pdf_accept(upload, task=task, user=user)
     else:
         drawing_id = _drawing_id(data.get("drawing_id"))
         if drawing_id is None:
@@ -199,3 +194,46 @@ def estimates_create(request):
     except PermissionDenied as exc:
         return _error(403, str(exc))
     return JsonResponse(estimate_json(estimate), status=201)
+
+
+def _pdf_accept(upload, *, task, user) -> JsonResponse:
+    """A posted PDF: refused at once (4xx, 503) or accepted (202) with the status URL in `Location`."""
+    from curation.services.drawings import DrawingRejected
+
+    if not (upload.name or "").lower().endswith(".pdf"):
+        return _error(400, "The uploaded file must be a PDF.")
+    if upload.size > settings.UPLOAD_MAX_BYTES:
+        return _error(413, f"The PDF is {upload.size:,} bytes: at most {settings.UPLOAD_MAX_BYTES:,} are accepted.")
+    try:
+        estimate, _ = estimate_pdf_request(file=upload, task=task, user=user)
+    except DrawingRejected as exc:
+        return _error(400, f"The PDF was refused: {exc}")
+    except DrawingUnusable as exc:
+        return _error(422, str(exc), drawing_id=exc.drawing.pk)
+    except EstimateError as exc:
+        return _error(409, str(exc))
+    except QueueUnavailable as exc:
+        return _error(503, f"{exc} The PDF was not queued: post it again once the queue is back.")
+    except PermissionDenied as exc:
+        return _error(403, str(exc))
+    response = JsonResponse(estimate_json(estimate), status=202)
+    response["Location"] = estimate_status_url(estimate)
+    return response
+
+
+@_json_api_for("GET")
+def estimate_detail(request, pk: int):
+    """An estimate by id: its answer, or for a posted PDF its status and progress until the worker is done."""
+    user, denied = _authenticated_user(request)
+    if denied is not None:
+        return denied
+    if not (user.is_active and user.is_staff and user.has_perm(PERMISSION)):
+        return _error(403, "You may not ask for estimates.")
+    estimate = Estimate.objects.select_related("task", "drawing").filter(pk=pk).first() if pk <= _MAX_ID else None
+    if estimate is None:
+        return _error(404, f"No estimate {pk}.")
+    response = JsonResponse(estimate_json(estimate))
+    response["Cache-Control"] = "no-store"  # every poll must see the row as it is now
+    if estimate.status in (WorkStatus.QUEUED, WorkStatus.RUNNING):
+        response["Retry-After"] = "2"
+    return response

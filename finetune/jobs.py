@@ -46,3 +46,23 @@ def eval_runs_reconcile_job() -> list[int]:
 def training_run_deployment_wait_job(run_id: int) -> str:
     """Wait for an Azure deployment to be provisioned (finetune/services/deployments.py)."""
     return deployments.training_run_deployment_wait(run_id=run_id).deployment_state
+
+
+# --- estimates for a posted PDF (render + ask) --------------------------------------------------
+def estimate_request_job(estimate_id: int) -> str | None:
+    """Render the estimate's drawing and ask the model; a re-run finds the row claimed or done and returns."""
+    from finetune.services.estimate_queue import estimate_request_run
+
+    estimate = estimate_request_run(estimate_id=estimate_id)
+    return estimate.status if estimate else None
+
+
+def estimate_request_job_failed(job, connection, exc_type, exc_value, traceback) -> None:
+    """on_failure hook: a crash or an RQ timeout is stored on the estimate instead of leaving it `running`."""
+    from finetune.models import Estimate
+    from gestima.work import work_fail, work_worker_lost
+
+    if exc_type.__name__ in ("AbandonedJobError",):
+        work_worker_lost(Estimate, pk=job.args[0])
+        return
+    work_fail(Estimate, pk=job.args[0], error=f"The estimate stopped: {exc_type.__name__}: {exc_value}")

@@ -1,4 +1,4 @@
-"""Taking back the work of killed workers: drawings left `rendering`, exports left `running`.
+"""Taking back the work of killed workers: drawings left `rendering`; exports, builds, imports, estimates `running`.
 
 `abandoned_jobs_recover()` runs when a worker starts and every JOB_RECOVER_INTERVAL_SECONDS inside each
 worker (gestima.worker), not on RQ's scheduler: a killed worker keeps the scheduler lock for about a
@@ -19,11 +19,17 @@ def abandoned_jobs_recover(*, sweep: bool = False) -> dict[str, dict[str, list[i
     With `sweep` (at worker start) also remove every render folder and export `.partial` file left by a
     dead process, whether or not a row still points at it. Returns what each recovery did.
     """
+    from curation.services.dataset_builds import dataset_builds_abandoned_recover
     from curation.services.drawings import drawings_abandoned_recover
     from curation.services.export_queue import dataset_version_exports_abandoned_recover
+    from curation.services.production_imports import production_imports_abandoned_recover
+    from finetune.services.estimate_queue import estimates_abandoned_recover
 
     outcome = {}
-    for name, recover in (("drawings", drawings_abandoned_recover), ("exports", dataset_version_exports_abandoned_recover)):
+    for name, recover in (("drawings", drawings_abandoned_recover), ("exports", dataset_version_exports_abandoned_recover),
+                          ("builds", dataset_builds_abandoned_recover),
+                          ("imports", production_imports_abandoned_recover),
+                          ("estimates", estimates_abandoned_recover)):
         try:
             outcome[name] = recover()
         except Exception:  # noqa: BLE001 - one failing recovery must not stop the other, nor the worker

@@ -67,7 +67,9 @@ REVIEWER_LATER_PERMISSIONS = [("finetune", "view_taskfallback")]
 MANAGER_LATER_PERMISSIONS = [("finetune", "add_taskfallback"), ("finetune", "change_taskfallback"),
                              ("finetune", "delete_taskfallback"),
                              ("finetune", "view_modelendpoint"), ("finetune", "add_modelendpoint"),
-                             ("finetune", "change_modelendpoint"), ("finetune", "delete_modelendpoint")]
+                             ("finetune", "change_modelendpoint"), ("finetune", "delete_modelendpoint"),
+                             # Builds run in a worker; the build's page shows the progress.
+                             ("curation", "view_datasetbuild")]
 
 
 def _permissions(pairs):

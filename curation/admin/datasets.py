@@ -1,6 +1,6 @@
 """Datasets in the admin: build versions, the read-only version with its readiness panel, export and download.
 
-Thin: every write is one service call (`dataset_build`, `dataset_version_export_request`); errors
+Thin: every write is one service call (`dataset_build_request`, `dataset_version_export_request`); errors
 become messages. Base models (prices, dates) are edited here too, with a warning when dates are near.
 """
 from django.contrib import admin, messages
@@ -15,7 +15,8 @@ from django.utils.text import slugify
 from curation.models import BaseModel, Dataset, DatasetVersion
 from curation.selectors import dataset_version_provider_fit, dataset_version_refused_members
 from curation.services.base_models import base_model_date_warning
-from curation.services.datasets import DatasetBuildError, dataset_build, dataset_version_training_costs
+from curation.services.dataset_builds import dataset_build_request
+from curation.services.datasets import dataset_version_training_costs
 from curation.services.export_queue import dataset_version_export_request
 from curation.services.exports import ExportError, export_file_path
 from gestima.live import live_context, live_refused, live_response, live_state
@@ -62,21 +63,21 @@ class DatasetAdmin(admin.ModelAdmin):
 
     @admin.action(description="Build version", permissions=["build_dataset"])
     def build_version(self, request, queryset):
-        built = 0
+        builds = []
         for dataset in queryset:
             try:
-                version = dataset_build(dataset=dataset, user=request.user)
-            except DatasetBuildError as exc:
-                self.message_user(request, f"{dataset}: {exc}", messages.ERROR)
-                continue
-            built += 1
-            failed = [g["message"] for g in version.gates if not g["passed"]]
-            url = reverse("admin:curation_datasetversion_change", args=[version.pk])
-            summary = "ready" if not failed else f"NOT ready: {'; '.join(failed)}"
-            self.message_user(request, format_html('{}: <a href="{}">{}</a> — {}', dataset, url, version, summary),
-                              messages.SUCCESS if not failed else messages.WARNING)
-        if built:
-            self.message_user(request, f"{built} dataset(s) built.")
+                build, queued = dataset_build_request(dataset=dataset, user=request.user)
+            except QueueUnavailable as exc:
+                self.message_user(request, f"{dataset}: not built. {exc} Nothing was queued: build again once the "
+                                           "queue is back (start Redis, or check REDIS_URL).", messages.ERROR)
+                return None
+            builds.append(build)
+            url = reverse("admin:curation_datasetbuild_change", args=[build.pk])
+            said = "build queued" if queued else "a build is already under way (no second one was queued)"
+            self.message_user(request, format_html('{}: {}; <a href="{}">its progress</a>.', dataset, said, url))
+        if len(builds) == 1:  # one dataset: straight to the page that shows the build's progress
+            return HttpResponseRedirect(reverse("admin:curation_datasetbuild_change", args=[builds[0].pk]))
+        return None
 
 
 @admin.register(DatasetVersion)

@@ -6,19 +6,25 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from curation.models import GroundTruth, Machine, MaterialAlias, ProductionRecord, Task
+from curation.admin.builds import work_progress_html
+from curation.models import GroundTruth, Machine, MaterialAlias, ProductionImport, ProductionRecord, Task
 from curation.services.examples import examples_build
 from curation.services.ground_truth import ground_truth_material_set
 from curation.openai_format import MAX_IMAGES_PER_EXAMPLE
 from curation.services.production import (
-    ProductionCsvInvalid, production_record_update, production_records_changed, production_records_delete,
-    production_records_import,
+    production_record_update, production_records_changed, production_records_delete,
 )
+from curation.services.production_imports import production_import_request
 from curation.services.tasks import SchemaInvalid, schema_check
+from gestima.live import live_context, live_refused, live_response
+from gestima.queues import QueueUnavailable
+from gestima.work import WorkStatus, work_live_state
 
 IMPORT_PERMISSION = "curation.add_productionrecord"
 BUILD_PERMISSION = "curation.add_example"
@@ -82,33 +88,53 @@ class ProductionRecordAdmin(admin.ModelAdmin):
             self.message_user(request, f"Ground truth recomputed for {', '.join(changed)}; {rebuild.summary()}.")
 
     def get_urls(self):
+        wrap = self.admin_site.admin_view
         return [
-            path("import/", self.admin_site.admin_view(self.import_view), name="curation_productionrecord_import"),
+            path("import/", wrap(self.import_view), name="curation_productionrecord_import"),
+            path("import/<int:import_id>/", wrap(self.import_view), name="curation_productionrecord_import_status"),
+            path("import/<int:import_id>/live.json", wrap(self.import_live_view),
+                 name="curation_productionrecord_import_live"),
         ] + super().get_urls()
 
-    def import_view(self, request):
+    def import_view(self, request, import_id=None):
         # Checked here, not only by hiding the button: a reviewer posting the form is refused.
         if not request.user.has_perm(IMPORT_PERMISSION):
             raise PermissionDenied
-        report = None
         form = ProductionCsvForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                report = production_records_import(file=upload, source_name=upload.name)
-            except ProductionCsvInvalid as exc:
-                form.add_error("file", str(exc))
+                job, queued = production_import_request(file=upload, user=request.user)
+            except QueueUnavailable as exc:
+                form.add_error("file", f"{exc} Nothing was stored: import again once the queue is back.")
             else:
-                level = messages.WARNING if report.invalid else messages.SUCCESS
-                self.message_user(request, f"{upload.name}: {report.summary()}", level)
+                said = "import queued" if queued else "this file is already being imported (no second import queued)"
+                self.message_user(request, f"{upload.name}: {said}; the progress shows below.")
+                # Post/redirect/get: a reload does not send the file again; the page polls the import's row.
+                return HttpResponseRedirect(reverse("admin:curation_productionrecord_import_status", args=[job.pk]))
+        job = get_object_or_404(ProductionImport, pk=import_id) if import_id is not None else None
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Import production times",
             "form": form,
-            "report": report,
+            "job": job,
+            "report": job.report if job is not None and job.status == WorkStatus.DONE else None,
         }
+        if job is not None:
+            context["progress"] = work_progress_html(job)
+            context.update(live_context(state=work_live_state(job),
+                                        url=reverse("admin:curation_productionrecord_import_live", args=[job.pk])))
         return TemplateResponse(request, "admin/curation/productionrecord/import.html", context)
+
+    def import_live_view(self, request, import_id):
+        """The JSON the import page polls (static/gestima/live.js) while the file is being imported."""
+        if not request.user.has_perm(IMPORT_PERMISSION):
+            return live_refused(403, "You may not import production records.")
+        job = ProductionImport.objects.filter(pk=import_id).first()
+        if job is None:
+            return live_refused(404, f"Import {import_id} does not exist.")
+        return live_response(work_live_state(job))
 
 
 class GroundTruthForm(forms.ModelForm):

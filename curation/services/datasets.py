@@ -456,7 +456,7 @@ def _content_hash(dataset: Dataset, facts: list[_MemberFacts]) -> str:
     return digest.hexdigest()
 
 
-def _check(dataset, rows, pages, models):
+def _check(dataset, rows, pages, models, progress=None):
     """rows: [(example_id, split, messages snapshot, target)] in file order -> facts."""
     task = dataset.task
     facts = []
@@ -464,11 +464,17 @@ def _check(dataset, rows, pages, models):
         chunk = rows[start:start + _BULK]
         pages.prefetch(pid for row in chunk for pid in page_ref_ids(row[2]))
         facts.extend(_member_facts(*row, task, pages, models) for row in chunk)
+        if progress is not None:
+            progress(len(facts))
     return facts
 
 
-def dataset_build(*, dataset: Dataset, user=None) -> DatasetVersion:
-    """Build (or find) the version for the dataset's current examples. Raises DatasetBuildError."""
+def dataset_build(*, dataset: Dataset, user=None, progress=None) -> DatasetVersion:
+    """Build (or find) the version for the dataset's current examples. Raises DatasetBuildError.
+
+    `progress(stage, done, total)`, when given, hears after each batch: the page images are read first
+    ("reading page images"), then every line is checked and counted ("checking lines").
+    """
     examples = dataset_examples(dataset)
     if not examples:
         raise DatasetBuildError(
@@ -478,11 +484,15 @@ def dataset_build(*, dataset: Dataset, user=None) -> DatasetVersion:
     groups = split_groups(dataset, examples)
     splits = assign_splits(groups=groups, fraction=dataset.validation_fraction, seed=dataset.split_seed)
     pages = _Pages()
-    pages.prefetch(pid for e in examples for pid in page_ref_ids(e.messages))
+    for start in range(0, len(examples), _BULK):  # in batches, so a long read reports how far it got
+        pages.prefetch(pid for e in examples[start:start + _BULK] for pid in page_ref_ids(e.messages))
+        if progress is not None:
+            progress("reading page images", min(start + _BULK, len(examples)), len(examples))
     ordered = sorted(examples, key=lambda e: (splits[e.pk], e.pk))  # file order: train then validation, by id
     rows = [(e.pk, splits[e.pk], _snapshot_messages(e.messages, pages), e.target) for e in ordered]
     models = _models()
-    facts = _check(dataset, rows, pages, models)
+    facts = _check(dataset, rows, pages, models,
+                   progress=None if progress is None else lambda done: progress("checking lines", done, len(rows)))
     tags_by_example = {e.pk: e.tags for e in examples}
     gates = dataset_gates(dataset, facts, tags_by_example, groups,
                           ground_truth_waiting=sum(1 for e in examples if e.ground_truth_target))

@@ -19,6 +19,9 @@ OPTIONAL_COLUMNS = ["recorded_at"]
 _MAX_MINUTES = Decimal("9999999")
 # PositiveIntegerField's range on every database Django supports.
 _MAX_PIECES = 2_147_483_647
+# How often a background import reports: every so many lines read, and per batch of parts recomputed.
+_PROGRESS_ROWS = 500
+_PROGRESS_PARTS = 200
 
 
 class ProductionCsvInvalid(ValueError):
@@ -147,9 +150,13 @@ def _read_text(file=None, text: str | None = None) -> str:
 
 
 def production_records_import(*, file=None, text: str | None = None, source_name: str = "",
-                              update_ground_truth: bool = True) -> ImportReport:
-    """Store the valid rows of a production-times CSV; report invalid rows by line; refresh ground truth after."""
+                              update_ground_truth: bool = True, progress=None) -> ImportReport:
+    """Store the valid rows of a production-times CSV; report invalid rows by line; refresh ground truth after.
+
+    `progress(stage, done, total)`, when given, hears every _PROGRESS_ROWS lines and per batch of parts.
+    """
     content = _read_text(file, text).lstrip("\ufeff")
+    lines_total = max(content.count("\n"), 1)
     first_line = content.split("\n", 1)[0]
     # Spreadsheet exports in many locales use ";" between fields (and a decimal comma, read by _decimal).
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
@@ -180,6 +187,8 @@ def production_records_import(*, file=None, text: str | None = None, source_name
             report.invalid.append({"line": reader.line_num + 1, "reason": f"unreadable CSV row: {exc}", "part_number": ""})
             continue
         line = reader.line_num  # physical line of the row's end: the header is line 1
+        if progress is not None and report.rows % _PROGRESS_ROWS == 0:
+            progress("reading lines", min(line, lines_total), lines_total)
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
             continue  # blank line
         report.rows += 1
@@ -232,10 +241,15 @@ def production_records_import(*, file=None, text: str | None = None, source_name
     report.part_numbers = sorted(touched)
 
     if update_ground_truth and touched:
-        changed, rebuild = production_records_changed(part_numbers=sorted(touched))
-        report.ground_truth_updated = changed
-        report.examples_rebuilt = len(rebuild.rebuilt)
-        report.examples_flagged = len(rebuild.flagged)
+        # In batches of parts (each part's ground truth is its own): the same result, with progress between.
+        parts = sorted(touched)
+        for start in range(0, len(parts), _PROGRESS_PARTS):
+            if progress is not None:
+                progress("updating ground truth", start, len(parts))
+            changed, rebuild = production_records_changed(part_numbers=parts[start:start + _PROGRESS_PARTS])
+            report.ground_truth_updated += changed
+            report.examples_rebuilt += len(rebuild.rebuilt)
+            report.examples_flagged += len(rebuild.flagged)
     return report
 
 

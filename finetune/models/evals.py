@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from curation.provider_names import ProviderName, is_simulated_provider
+from gestima.work import WorkStatus
 
 __all__ = ["ModelKind", "ModelEndpoint", "EvalRun", "EvalResult", "ModelVersion", "TaskFallback", "Estimate"]
 
@@ -255,6 +256,13 @@ class Estimate(models.Model):
     corrected_at = models.DateTimeField(null=True, blank=True)
     example = models.ForeignKey("curation.Example", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                 help_text="The pending example made from the correction.")
+    # A PDF posted to the API is rendered and estimated by a worker: the row exists from the upload on.
+    status = models.CharField(max_length=10, choices=WorkStatus.choices, default=WorkStatus.DONE, db_index=True)
+    done = models.PositiveSmallIntegerField(default=0, help_text="Steps done: render the PDF, ask the model.")
+    total = models.PositiveSmallIntegerField(default=0)
+    stage = models.CharField(max_length=100, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -116,9 +116,10 @@ def _usable_fallback(task: Task, *, reason: str, today) -> TaskFallback:
     return fallback
 
 
-def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
+def estimate_create(*, drawing: Drawing, task: Task, user=None, estimate_id: int | None = None) -> Estimate:
     """Ask the task's active model (read now: a promotion takes effect on the next call) about a drawing;
-    the task's fallback model answers when the active model is gone or its provider keeps failing."""
+    the task's fallback model answers when the active model is gone or its provider keeps failing.
+    With `estimate_id` (a queued row, finetune/services/estimate_queue.py) the answer is saved into that row."""
     if user is not None and not user.has_perm("finetune.add_estimate"):
         raise PermissionDenied("You may not ask for estimates.")
     if task.uses_images and (drawing.status != Drawing.Status.RENDERED or not drawing.pages.exists()):
@@ -140,8 +141,10 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None) -> Estimate:
             inherited = f" (the shutdown date of its base {lifecycle.base_name})" if lifecycle.derived else ""
             gone = (f"The active model {version.model_name} stopped serving on {lifecycle.shutdown_date:%Y-%m-%d}"
                     f"{inherited}.")
-    estimate = Estimate(task=task, drawing=drawing, model_version=version,
+    estimate = Estimate(pk=estimate_id, task=task, drawing=drawing, model_version=version,
                         created_by=user if (user is not None and user.is_authenticated) else None)
+    if estimate_id is not None:  # saved as an UPDATE of the queued row: it keeps the time it was asked
+        estimate.created_at = Estimate.objects.filter(pk=estimate_id).values_list("created_at", flat=True).first()
     if gone:
         fallback = _usable_fallback(task, reason=gone, today=today)
         _ask_fallback(estimate, task=task, drawing=drawing, fallback=fallback, reason=gone)

@@ -284,7 +284,8 @@ def _changelist(model):
     return reverse(f"admin:curation_{model}_changelist")
 
 
-def test_manager_builds_a_version_from_the_admin_and_sees_the_readiness_panel(client):
+def test_manager_builds_a_version_from_the_admin_and_sees_the_readiness_panel(
+        client, run_worker, django_capture_on_commit_callbacks):
     from django.urls import reverse
 
     from tests.factories import make_user
@@ -293,14 +294,54 @@ def test_manager_builds_a_version_from_the_admin_and_sees_the_readiness_panel(cl
     examples = approved_examples(7)
     dataset = make_dataset(name="seven")
     client.force_login(make_user("Manager"))
-    response = client.post(_changelist("dataset"), {"action": "build_version", "_selected_action": [dataset.pk]}, follow=True)
-    assert response.status_code == 200
-    assert "7 rows: below the minimum of 10" in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(_changelist("dataset"), {"action": "build_version", "_selected_action": [dataset.pk]})
+    build_url = response["Location"]  # one dataset: straight to the build's page
+    waiting = client.get(build_url).content.decode()
+    assert "build queued" in waiting and "data-live-url" in waiting and not DatasetVersion.objects.exists()
+    live = client.get(build_url.replace("/change/", "/live.json"))
+    assert live.json()["status"] == "queued" and live.json()["active"] is True
+    run_worker("default")
+    page = client.get(build_url).content.decode()
+    assert "7 rows: below the minimum of 10" in page and "data-live-url" not in page
+    assert client.get(build_url.replace("/change/", "/live.json")).json()["active"] is False
     version = DatasetVersion.objects.get()
+    assert reverse("admin:curation_datasetversion_change", args=[version.pk]) in page
     Example.objects.filter(pk=examples[0].pk).update(target="{}")  # (the frozen member keeps its target)
     page = client.get(reverse("admin:curation_datasetversion_change", args=[version.pk])).content.decode()
     assert "Not ready" in page and "FAIL" in page and "7 rows: below the minimum of 10" in page
     assert "gpt-4o-2024-08-06" in page and "2027-01-14" in page
+
+
+def test_a_second_click_while_a_build_waits_queues_no_second_job(client, run_worker, django_capture_on_commit_callbacks):
+    import django_rq
+
+    from curation.models import DatasetBuild
+    from tests.factories import make_user
+
+    approved_examples(10)
+    dataset = make_dataset()
+    client.force_login(make_user("Manager"))
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(_changelist("dataset"), {"action": "build_version", "_selected_action": [dataset.pk]})
+    build = DatasetBuild.objects.get()
+    assert response["Location"].endswith(f"/{build.pk}/change/")
+    assert django_rq.get_queue("default").count == 1
+    assert "already under way" in client.get(response["Location"]).content.decode()
+    run_worker("default")
+    build.refresh_from_db()
+    assert build.status == "done" and build.version == DatasetVersion.objects.get() and build.created_new
+    assert (build.done, build.total) == (20, 20)  # two passes over the ten examples
+
+    from curation.services.dataset_builds import dataset_build_run
+    assert dataset_build_run(build_id=build.pk) is None  # a re-run of the job finds it done
+    with django_capture_on_commit_callbacks(execute=True):  # after it finished, a click builds again
+        client.post(_changelist("dataset"), {"action": "build_version", "_selected_action": [dataset.pk]})
+    run_worker("default")
+    again = DatasetBuild.objects.latest("pk")
+    assert again.pk != build.pk and again.version == build.version and not again.created_new
+    assert "nothing changed" in client.get(response["Location"].replace(str(build.pk), str(again.pk))).content.decode()
 
 
 def test_problem_links_to_its_example_in_the_readiness_panel(client):

@@ -81,23 +81,33 @@ def test_missing_column_refuses_the_whole_file():
     assert not ProductionRecord.objects.exists()
 
 
-def test_admin_upload_shows_the_report_for_a_manager(client, corpus, corpus_drawings):
+def admin_import(client, upload, *, run_worker, capture):
+    """Post the CSV through the admin page, let a real burst worker import it, and read the page it went to."""
+    with capture(execute=True):
+        response = client.post(reverse("admin:curation_productionrecord_import"), {"file": upload})
+    assert response.status_code == 302, response.content.decode()[:500]
+    status_url = response["Location"]
+    waiting = client.get(status_url).content.decode()
+    assert "data-live-url" in waiting and "Queued" in waiting  # the page polls until the worker is done
+    run_worker("default")
+    return status_url, client.get(status_url).content.decode()
+
+
+def test_admin_upload_shows_the_report_for_a_manager(client, corpus, corpus_drawings, run_worker,
+                                                     django_capture_on_commit_callbacks):
     client.force_login(make_user("Manager"))
-    url = reverse("admin:curation_productionrecord_import")
     upload = SimpleUploadedFile("production_times.csv", (corpus / "production_times.csv").read_bytes(), "text/csv")
-    response = client.post(url, {"file": upload})
-    assert response.status_code == 200
-    page = response.content.decode()
+    _, page = admin_import(client, upload, run_worker=run_worker, capture=django_capture_on_commit_callbacks)
     assert "non-numeric machine_time_min_per_piece" in page and "<td>43</td>" in page and "<td>154</td>" in page
-    assert "JR 809117" in page
+    assert "JR 809117" in page and "data-live-url" not in page  # done: the page stops polling
     assert ProductionRecord.objects.count() == corpus_drawings["csv"]["data_rows"] - 2
 
 
-def test_admin_upload_explains_a_broken_file(client):
+def test_admin_upload_explains_a_broken_file(client, run_worker, django_capture_on_commit_callbacks):
     client.force_login(make_user("Manager"))
     upload = SimpleUploadedFile("x.csv", b"\xff\xfe\x00garbage", "text/csv")
-    response = client.post(reverse("admin:curation_productionrecord_import"), {"file": upload})
-    assert response.status_code == 200 and "not UTF-8" in response.content.decode()
+    _, page = admin_import(client, upload, run_worker=run_worker, capture=django_capture_on_commit_callbacks)
+    assert "Not imported" in page and "not UTF-8" in page
 
 
 def test_admin_upload_refuses_a_file_over_the_size_limit(client, settings):
@@ -169,3 +179,49 @@ def test_a_record_moved_to_another_part_recomputes_both_parts_and_a_delete_recom
     changed, _ = production_records_delete(records=ProductionRecord.objects.filter(order_id="O3"))
     assert changed == ["MV-2"] and ProductionRecord.objects.filter(part_number="MV-2").count() == 1
     assert GroundTruth.objects.get(part_number="MV-2").operations[0]["machine_time_min_per_piece"] == 6.0
+
+
+def test_admin_import_runs_in_a_worker_keeps_good_rows_and_reports_the_bad_line(
+        client, run_worker, django_capture_on_commit_callbacks):
+    import django_rq
+
+    from curation.models import ProductionImport
+
+    client.force_login(make_user("Manager"))
+    content = (HEADER + "R-1,O1,DMU 50,milling,10,1.5,20,\n" + "R-2,O2,DMU 50,milling,ten,1.5,20,\n"
+               + "R-3,O3,DMU 50,turning,4,2.0,15,2024-05-01\n").encode()
+    url = reverse("admin:curation_productionrecord_import")
+    for _ in range(2):  # a second click with the same file queues no second import
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(url, {"file": SimpleUploadedFile("shop.csv", content, "text/csv")})
+    job = ProductionImport.objects.get()
+    assert response["Location"] == reverse("admin:curation_productionrecord_import_status", args=[job.pk])
+    assert django_rq.get_queue("default").count == 1 and not ProductionRecord.objects.exists()
+    assert "already being imported" in client.get(response["Location"]).content.decode()
+    # The worker reads the file from storage, not from the web request's temp file.
+    assert job.file.storage.exists(job.file.name) and job.file.read() == content
+
+    run_worker("default")
+    page = client.get(response["Location"]).content.decode()
+    assert "3 rows: 2 created" in page and "1 invalid" in page
+    assert "<td>3</td><td>R-2</td><td>pieces is not a positive integer" in page  # the bad line, by number
+    assert sorted(ProductionRecord.objects.values_list("part_number", flat=True)) == ["R-1", "R-3"]
+    live = client.get(reverse("admin:curation_productionrecord_import_live", args=[job.pk])).json()
+    assert live["status"] == "done" and live["active"] is False and live["bars"]["progress"] == 100
+
+    from curation.services.production_imports import production_import_run
+    assert production_import_run(import_id=job.pk) is None  # a re-run of the job finds it done
+    assert ProductionRecord.objects.count() == 2
+
+
+def test_import_status_and_its_live_json_are_refused_to_a_reviewer(client):
+    from django.core.files.base import ContentFile
+
+    from curation.models import ProductionImport
+
+    job = ProductionImport(source_name="p.csv", sha256="0" * 64)
+    job.file.save("p.csv", ContentFile(b"x"), save=True)
+    client.force_login(make_user("Reviewer"))
+    assert client.get(reverse("admin:curation_productionrecord_import_status", args=[job.pk])).status_code == 403
+    live = client.get(reverse("admin:curation_productionrecord_import_live", args=[job.pk]))
+    assert live.status_code == 403 and "error" in live.json()

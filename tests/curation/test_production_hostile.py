@@ -1,7 +1,6 @@
 """Production CSVs with hostile or odd values: each bad row is reported by line, the good rows are kept, never a 500."""
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.urls import reverse
 
 from curation.models import ProductionRecord
 from curation.services.production import production_records_import
@@ -35,11 +34,11 @@ def test_hostile_rows_are_reported_by_line_and_the_good_rows_kept():
     assert len(ProductionRecord.objects.first().source_name) == 255
 
 
-def test_admin_upload_of_hostile_rows_shows_the_report(client, roles):
+def test_admin_upload_of_hostile_rows_shows_the_report(client, roles, run_worker, django_capture_on_commit_callbacks):
+    from tests.curation.test_production import admin_import
+
     client.force_login(make_user("Manager"))
     upload = SimpleUploadedFile("hostile.csv", HOSTILE.encode(), "text/csv")
-    response = client.post(reverse("admin:curation_productionrecord_import"), {"file": upload})
-    assert response.status_code == 200
-    page = response.content.decode()
+    _, page = admin_import(client, upload, run_worker=run_worker, capture=django_capture_on_commit_callbacks)
     assert "pieces is out of range" in page and "field larger than field limit" in page
     assert ProductionRecord.objects.count() == 2

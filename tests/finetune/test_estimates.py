@@ -177,22 +177,77 @@ def test_api_session_needs_csrf_and_unrendered_drawings_wait(manager, standin):
 
 
 @pytest.mark.corpus
-def test_api_pdf_upload_is_ingested_rendered_and_estimated(client, manager, standin, corpus):
+def test_api_pdf_upload_is_accepted_then_rendered_and_estimated_by_a_worker(
+        client, manager, standin, corpus, run_worker, django_capture_on_commit_callbacks):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     version = make_plan_dataset_version(n_validation=2, n_train=0)
     _promote(manager, version)
     pdf = corpus / "drawings" / "10198536.pdf"
     upload = SimpleUploadedFile("10198536.pdf", pdf.read_bytes(), content_type="application/pdf")
-    response = client.post("/api/estimates", {"file": upload, "task": "technology_builder"}, **_basic(manager))
-    assert response.status_code == 201, response.content
-    drawing = Drawing.objects.get(pk=response.json()["drawing_id"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/estimates", {"file": upload, "task": "technology_builder"}, **_basic(manager))
+    assert response.status_code == 202, response.content
+    accepted = response.json()
+    assert response["Location"] == accepted["status_url"] == f"/api/estimates/{accepted['id']}"
+    assert accepted["status"] == "queued" and accepted["output"] is None
+    drawing = Drawing.objects.get(pk=accepted["drawing_id"])
+    assert drawing.status == Drawing.Status.UPLOADED  # nothing rendered inside the request
+    assert not standin.calls_to("POST", "/chat/completions")
+
+    waiting = client.get(response["Location"], **_basic(manager))
+    assert waiting.status_code == 200 and waiting.json()["status"] == "queued" and waiting["Retry-After"]
+    run_worker("default")
+    answer = client.get(response["Location"], **_basic(manager))
+    assert answer.status_code == 200 and answer["Content-Type"] == "application/json"
+    body = answer.json()
+    assert body["status"] == "done" and body["output"]["part_number"] and body["model"] == MODEL
+    assert body["progress"] == {"done": 2, "total": 2, "stage": None}
+    drawing.refresh_from_db()
     assert drawing.status == Drawing.Status.RENDERED and drawing.pages.exists()
     sent = standin.calls_to("POST", "/chat/completions")[-1].json()
     assert sent["messages"][1]["content"][1]["image_url"]["url"].startswith("data:image/")
+    assert Estimate.objects.count() == 1
 
     not_pdf = SimpleUploadedFile("notes.pdf", b"hello", content_type="application/pdf")
     assert client.post("/api/estimates", {"file": not_pdf}, **_basic(manager)).status_code == 400
+
+
+def test_api_pdf_is_refused_at_once_when_no_model_could_answer(client, manager):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    make_task(slug="technology_builder")
+    upload = SimpleUploadedFile("a.pdf", b"%PDF-1.4\n" + b"0" * 100, content_type="application/pdf")
+    response = client.post("/api/estimates", {"file": upload, "task": "technology_builder"}, **_basic(manager))
+    assert response.status_code == 409 and "no active model" in response.json()["error"]
+    assert not Drawing.objects.exists() and not Estimate.objects.exists()  # nothing stored, nothing queued
+
+
+def test_api_same_pdf_posted_twice_makes_one_job_and_status_needs_the_permission(
+        client, manager, standin, run_worker, django_capture_on_commit_callbacks):
+    import django_rq
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    version = make_plan_dataset_version(n_validation=2, n_train=0)
+    _promote(manager, version)
+    content = b"%PDF-1.4\n" + b"0" * 100  # no page: the worker's render fails, in words on the estimate
+    ids = []
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post("/api/estimates", {"file": SimpleUploadedFile("a.pdf", content, "application/pdf"),
+                                                      "task": "technology_builder"}, **_basic(manager))
+        assert response.status_code == 202
+        ids.append(response.json()["id"])
+    assert ids[0] == ids[1] and django_rq.get_queue("default").count == 1
+
+    reviewer = make_user("Reviewer", password=PASSWORD)
+    assert client.get(f"/api/estimates/{ids[0]}", **_basic(reviewer)).status_code == 403
+    assert client.get(f"/api/estimates/{ids[0]}").status_code == 401
+    assert client.get("/api/estimates/999999", **_basic(manager)).status_code == 404
+    run_worker("default")
+    body = client.get(f"/api/estimates/{ids[0]}", **_basic(manager)).json()
+    assert body["status"] == "failed" and "could not be rendered" in body["error"]
+    assert not standin.calls_to("POST", "/chat/completions")
 
 
 def test_admin_correction_form_makes_a_pending_example(client, manager, standin):

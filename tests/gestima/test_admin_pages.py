@@ -21,6 +21,9 @@ def one_of_each(demo):
     from tests.finetune.evalkit import make_done_eval_run, make_plan_dataset_version
 
     version = make_plan_dataset_version(n_validation=2, n_train=1)
+    from curation.models import DatasetBuild
+
+    DatasetBuild.objects.create(dataset=version.dataset, status="done", version=version, done=6, total=6)
     eval_run = make_done_eval_run(version)
     TrainingRun.objects.create(dataset_version=version, base_model=BaseModel.objects.order_by("pk").first())
     ModelVersion.objects.create(task=version.dataset.task, model_name=eval_run.model_name, kind="base", eval_run=eval_run)
@@ -63,6 +66,7 @@ axes_accesslog             200 403 403 | 403 403 403 | 200 403 403
 auth_user                  200 403 403 | 200 403 403 | 200 403 403
 curation_basemodel         200 200 403 | 200 403 403 | 200 200 403
 curation_dataset           200 200 403 | 200 200 403 | 200 200 403
+curation_datasetbuild      200 200 403 | 403 403 403 | 200 200 403
 curation_datasetversion    200 200 403 | 403 403 403 | 200 200 403
 curation_drawing           200 200 200 | 403 403 403 | 200 200 200
 curation_example           200 200 200 | 403 403 403 | 200 200 200

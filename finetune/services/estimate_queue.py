@@ -1,0 +1,166 @@
+"""Estimates for a posted PDF as background work: refuse at once what cannot be answered, then render and
+ask in a worker while the caller polls the estimate's status.
+
+Rendering a 40-sheet PDF takes minutes: the API stores the PDF (drawing_ingest), records a queued Estimate
+and answers 202; the job renders the drawing (or waits for the worker already rendering it) and asks the
+model through `estimate_create`, which saves its answer into the same row. Refusals that need no rendering
+(no active model and no usable fallback, a file that is not a PDF, a drawing that failed before) are
+answered before anything is queued.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from rq import Callback
+
+from curation.models import Drawing, Task
+from curation.services.base_models import lifecycle_today, model_lifecycle
+from finetune.models import Estimate, TaskFallback
+from finetune.selectors import model_version_lifecycle
+from finetune.services.estimates import FALLBACK_HELP, EstimateError, EstimateFailed, estimate_create
+from finetune.services.promotion import model_version_active
+from gestima.leases import lease_kept
+from gestima.queues import enqueue_on_commit, queue_ping
+from gestima.work import (
+    ACTIVE,
+    WorkStatus,
+    work_abandoned_recover,
+    work_claim,
+    work_fail,
+    work_is_active,
+    work_lease_renew,
+)
+
+logger = logging.getLogger(__name__)
+
+ESTIMATE_QUEUE = "default"  # render (up to RENDER_TIMEOUT_SECONDS) and one chat call: above the render queue's timeout
+ESTIMATE_JOB = "finetune.jobs.estimate_request_job"
+ESTIMATE_FAILED_HOOK = "finetune.jobs.estimate_request_job_failed"
+STEPS = 2  # render the PDF, ask the model
+_WAIT_POLL_SECONDS = 1.0
+
+
+class DrawingUnusable(EstimateError):
+    """The PDF was stored before and failed to render: no estimate can be made of it."""
+
+    def __init__(self, message: str, *, drawing: Drawing):
+        super().__init__(message)
+        self.drawing = drawing
+
+
+def estimate_job_id(estimate_id: int) -> str:
+    return f"estimate-{estimate_id}"
+
+
+def estimate_refusal_check(*, task: Task) -> None:
+    """Raise EstimateError when no model could answer for the task now (no active model and no usable fallback),
+    so a caller is told before uploading minutes of rendering. `estimate_create` checks again when it runs."""
+    version = model_version_active(task=task)
+    if version is not None and not model_version_lifecycle(version).is_shut_down(lifecycle_today()):
+        return
+    fallback = TaskFallback.objects.filter(task=task).first()
+    if version is None and fallback is None:
+        raise EstimateError(f"Task {task.slug} has no active model: promote an evaluated model first "
+                            "(or set the task's fallback model).")
+    reason = (f"Task {task.slug} has no active model." if version is None
+              else f"The active model {version.model_name} has stopped serving.")
+    if fallback is None:
+        raise EstimateError(f"{reason} Task {task.slug} has no fallback model: {FALLBACK_HELP}.")
+    if model_lifecycle(model_name=fallback.model_name).is_shut_down(lifecycle_today()):
+        raise EstimateError(f"{reason} The fallback model {fallback.model_name} stopped serving too: {FALLBACK_HELP}.")
+
+
+def estimate_pdf_request(*, file, task: Task, user) -> tuple[Estimate, bool]:
+    """Store the PDF and queue its render and estimate (after commit); returns (estimate, queued now).
+
+    The same PDF for the same task and caller while its estimate is under way (a client retrying) returns that
+    estimate: no second job. Raises PermissionDenied, EstimateError (refused now, nothing stored),
+    DrawingRejected (not a PDF, too large), DrawingUnusable, QueueUnavailable (Redis away, nothing queued).
+    """
+    from curation.services.drawings import drawing_ingest
+
+    if not user.has_perm("finetune.add_estimate"):
+        raise PermissionDenied("You may not ask for estimates.")
+    estimate_refusal_check(task=task)
+    queue_ping(ESTIMATE_QUEUE)
+    drawing, _ = drawing_ingest(file=file, uploaded_by=user, enqueue=False)  # rendered by the estimate's job
+    if drawing.status == Drawing.Status.FAILED:
+        raise DrawingUnusable(f"The drawing could not be rendered: {drawing.error}", drawing=drawing)
+    with transaction.atomic():
+        Drawing.objects.select_for_update().filter(pk=drawing.pk).first()  # two posts at once: one estimate
+        current = (Estimate.objects.filter(drawing=drawing, task=task, created_by=user, status__in=ACTIVE)
+                   .order_by("-pk").first())
+        if current is not None and work_is_active(current, queue_name=ESTIMATE_QUEUE,
+                                                  job_id=estimate_job_id(current.pk)):
+            return current, False
+        if current is not None:  # its job was lost: queue it again
+            Estimate.objects.filter(pk=current.pk).update(status=WorkStatus.QUEUED, lease_until=None)
+            _enqueue(current.pk)
+            current.refresh_from_db()
+            return current, True
+        estimate = Estimate.objects.create(task=task, drawing=drawing, created_by=user, status=WorkStatus.QUEUED,
+                                           total=STEPS, stage="waiting for a worker")
+        _enqueue(estimate.pk)
+    return estimate, True
+
+
+def _stage(estimate_id: int, *, done: int, stage: str) -> None:
+    Estimate.objects.filter(pk=estimate_id, status=WorkStatus.RUNNING).update(done=done, stage=stage)
+
+
+def _rendered(drawing: Drawing) -> Drawing:
+    """The drawing rendered here, or by the worker already rendering it (waited for, up to the render limit)."""
+    from curation.services.drawings import drawing_render
+
+    if drawing.status == Drawing.Status.UPLOADED:
+        drawing = drawing_render(drawing=drawing)
+    deadline = time.monotonic() + settings.RENDER_TIMEOUT_SECONDS + settings.JOB_LEASE_SECONDS
+    while drawing.status == Drawing.Status.RENDERING and time.monotonic() < deadline:
+        time.sleep(_WAIT_POLL_SECONDS)
+        drawing.refresh_from_db()
+    return drawing
+
+
+def estimate_request_run(*, estimate_id: int) -> Estimate | None:
+    """The job's work: claim the row, render the drawing, ask the model; the outcome (or why not) on the row."""
+    if not work_claim(Estimate, pk=estimate_id):
+        return None  # done already, or another worker has it
+    estimate = Estimate.objects.select_related("task", "drawing", "created_by").get(pk=estimate_id)
+    try:
+        with lease_kept(lambda: work_lease_renew(Estimate, pk=estimate_id)):
+            _stage(estimate_id, done=0, stage="rendering the PDF")
+            drawing = _rendered(estimate.drawing)
+            if drawing.status != Drawing.Status.RENDERED:
+                reason = drawing.error or f"it is still {drawing.get_status_display().lower()}: post it again later"
+                work_fail(Estimate, pk=estimate_id, error=f"The drawing could not be rendered: {reason}")
+                return Estimate.objects.get(pk=estimate_id)
+            _stage(estimate_id, done=1, stage="asking the model")
+            estimate_create(drawing=drawing, task=estimate.task, user=estimate.created_by, estimate_id=estimate_id)
+    except EstimateFailed as exc:
+        Estimate.objects.filter(pk=estimate_id).update(error_kind=exc.kind)
+        work_fail(Estimate, pk=estimate_id, error=str(exc))
+    except (EstimateError, PermissionDenied) as exc:
+        work_fail(Estimate, pk=estimate_id, error=str(exc))
+    except Exception as exc:
+        logger.exception("estimate %s failed", estimate_id)
+        work_fail(Estimate, pk=estimate_id, error=f"The estimate stopped: {type(exc).__name__}: {exc}")
+        raise
+    else:
+        # estimate_create saved the answer into the row (status done); the steps read complete.
+        Estimate.objects.filter(pk=estimate_id).update(done=STEPS, total=STEPS, stage="", lease_until=None)
+    return Estimate.objects.get(pk=estimate_id)
+
+
+def estimates_abandoned_recover() -> dict[str, list[int]]:
+    return work_abandoned_recover(Estimate, doing="rendering and estimating this PDF", again="Post the PDF again",
+                                  queue_name=ESTIMATE_QUEUE, job_id=estimate_job_id, enqueue=_enqueue)
+
+
+def _enqueue(estimate_id: int) -> None:
+    # By dotted path: services never import jobs (the job module imports the services).
+    enqueue_on_commit(ESTIMATE_QUEUE, ESTIMATE_JOB, estimate_id, job_id=estimate_job_id(estimate_id),
+                      on_failure=Callback(ESTIMATE_FAILED_HOOK))
