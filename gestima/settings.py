@@ -169,12 +169,15 @@ def _bucket(location: str) -> dict:
     return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"location": location}}
 
 
+# One bucket, three folders: media/ (drawings, page images), exports/ (dataset versions), runs/ (run files).
+S3_STORAGES = {"default": _bucket("media"), "exports": _bucket("exports"), "runs": _bucket("runs")}
+LOCAL_STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},  # MEDIA_ROOT
+    "exports": {"BACKEND": "gestima.storage.ExportsFileSystemStorage"},  # EXPORTS_ROOT
+    "runs": {"BACKEND": "gestima.storage.RunsFileSystemStorage"},  # RUNS_ROOT
+}
 STORAGES = {
-    "default": _bucket("media") if STORAGE_BACKEND == "s3" else
-    {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "exports": _bucket("exports") if STORAGE_BACKEND == "s3" else
-    {"BACKEND": "gestima.storage.ExportsFileSystemStorage"},
-    "runs": _bucket("runs") if STORAGE_BACKEND == "s3" else {"BACKEND": "gestima.storage.RunsFileSystemStorage"},
+    **(S3_STORAGES if STORAGE_BACKEND == "s3" else LOCAL_STORAGES),
     "staticfiles": {
         "BACKEND": env(
             "STATICFILES_BACKEND",
