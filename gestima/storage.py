@@ -83,11 +83,13 @@ def storage_location(storage: Storage, name: str) -> str:
 
 
 def storage_name(storage: Storage, location: str) -> str:
-    """The storage name of a location made by `storage_location` (the inverse)."""
+    """The storage name of a location made by `storage_location` (the inverse); ValueError if it is elsewhere."""
     if storage_is_local(storage):
         return Path(location).resolve().relative_to(Path(storage.path("")).resolve()).as_posix()
     prefix = f"s3://{storage.bucket_name}/"
-    key = location[len(prefix):] if location.startswith(prefix) else location
+    if not location.startswith(prefix):
+        raise ValueError(f"{location} is not in the bucket {storage.bucket_name}")
+    key = location[len(prefix):]
     root = (storage.location or "").strip("/")
     return key[len(root) + 1:] if root and key.startswith(root + "/") else key
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from curation.models import DatasetVersion
 from curation.services.export_queue import dataset_version_exports_abandoned_recover
-from curation.services.exports import dataset_version_export_store, default_export_name
+from curation.services.exports import ExportError, dataset_version_export_store, default_export_name, export_file_open
 from gestima.storage import exports_storage
 from tests.curation.test_export import build_version
 
@@ -98,3 +98,14 @@ def test_an_export_killed_in_the_bucket_shows_nothing_and_recovery_clears_its_up
     written = dataset_version_export_store(version=version, storage=exports_storage(), folder=folder)
     assert {key.rsplit("/", 1)[1] for key in _objects(client, bucket, "exports/")} == EXPORTED
     assert written.manifest["files"]["train.jsonl"]["lines"] == version.members.filter(split="train").count()
+
+
+@pytest.mark.django_db
+def test_a_version_exported_to_a_local_folder_before_the_move_to_the_bucket_asks_to_export_again(
+        s3_storage, settings, tmp_path):
+    version, _ = build_version()
+    DatasetVersion.objects.filter(pk=version.pk).update(export_status=DatasetVersion.ExportStatus.DONE,
+                                                        export_dir=str(tmp_path / "exports" / "export-me-v1-openai"))
+    version.refresh_from_db()
+    with pytest.raises(ExportError, match="is gone from .*export-me-v1-openai: export again"):
+        export_file_open(version=version, name="train.jsonl")
