@@ -192,7 +192,8 @@ def child_export_s3(workdir: Path, version_id: int, endpoint: str, bucket: str) 
     written = dataset_version_export_store(version=version, storage=storage, folder=f"v{version_id}")
     seconds = time.perf_counter() - started
     size = sum(f["bytes"] for f in written.manifest["files"].values())
-    return {"seconds": seconds, "cpu": _cpu_seconds() - cpu, "bytes": size, "peak_rss_mb": _peak_rss_mb(), "idle_rss_mb": idle}
+    return {"seconds": seconds, "cpu": _cpu_seconds() - cpu, "bytes": size, "peak_rss_mb": _peak_rss_mb(),
+            "idle_rss_mb": idle}
 
 
 def run_s3(n: int, image_kb: int, base: Path) -> dict:
@@ -213,8 +214,8 @@ def run_s3(n: int, image_kb: int, base: Path) -> dict:
     try:
         setup = _run_child("--child", "setup", workdir, n, image_kb)
         result = _run_child("--child", "export-s3", workdir, setup["version_id"], endpoint, bucket)
-        print(f"    export-s3 {n:,}: {result['seconds']:.2f} s, {result['bytes'] / 1e6:,.0f} MB into the bucket, peak RSS "
-              f"{result['peak_rss_mb']:.0f} MB ({result['idle_rss_mb']:.0f} MB before it started)", flush=True)
+        print(f"    export-s3 {n:,}: {result['seconds']:.2f} s, {result['bytes'] / 1e6:,.0f} MB into the bucket, "
+              f"peak RSS {result['peak_rss_mb']:.0f} MB ({result['idle_rss_mb']:.0f} MB before it started)", flush=True)
         return {"n": n, **result}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -278,7 +279,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.s3:
-        print(f"export benchmark into a bucket (moto server): {', '.join(f'{n:,}' for n in sizes)} examples", flush=True)
+        listed = ", ".join(f"{n:,}" for n in sizes)
+        print(f"export benchmark into a bucket (moto server): {listed} examples", flush=True)
         rss = [run_s3(n, args.image_kb, Path(args.dir))["peak_rss_mb"] for n in sizes]
         flat = max(rss) < GOAL_RSS_MB and (max(rss) - min(rss)) < 0.1 * min(rss) + 10
         print(f"export-s3: peak RSS {' / '.join(f'{v:.0f} MB at {n:,}' for v, n in zip(rss, sizes))} "

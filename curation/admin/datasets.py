@@ -262,7 +262,8 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         except ExportError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:curation_datasetversion_change", args=[pk]))
-        # FileResponse streams the file in blocks (from a folder or the bucket): a 1 GB train.jsonl never sits in memory.
+        # FileResponse streams the file in blocks, from a folder or the bucket: a 1 GB train.jsonl never sits
+        # in memory.
         filename = f"{slugify(version.dataset.name)}-v{version.number}-{name}"
         response = FileResponse(stream, as_attachment=True, filename=filename)
         response["Content-Length"] = size

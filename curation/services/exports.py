@@ -1,9 +1,9 @@
 """Export of a dataset version: train.jsonl, validation.jsonl and manifest.json (OpenAI JSONL or open weights).
 
 Export streams: members are read with `.iterator()`, each line is written as soon as it is built, and
-files appear under their final names only when complete (`gestima.storage`: a local folder or a bucket). Page images come
-through the one page loader (`curation.services.page_images`); the job around an export (request,
-claim, recovery) is `curation.services.export_queue`.
+files appear under their final names only when complete (`gestima.storage`: a local folder or a bucket).
+Page images come through the one page loader (`curation.services.page_images`); the job around an export
+(request, claim, recovery) is `curation.services.export_queue`.
 """
 from __future__ import annotations
 
@@ -154,7 +154,8 @@ def dataset_version_export_store(*, version: DatasetVersion, storage: Storage, f
         summaries = {f"{s}.jsonl": h.summary() for s, h in files.items()}
         if images is not None:
             folder_path = Path(storage_location(storage, folder))
-            for guide, data in open_weights_guides(version, folder_path, {s: h.lines for s, h in files.items()}).items():
+            counts = {s: h.lines for s, h in files.items()}
+            for guide, data in open_weights_guides(version, folder_path, counts).items():
                 files[guide] = storage_atomic_file(storage, name(guide))
                 files[guide].write_pieces([data])
                 files[guide].finish()

@@ -1,7 +1,8 @@
 """The dry-run provider (the default without an API key): writes what would be sent, calls no API.
 
 A dry run ends in the status `dry_run_complete`: the training/validation JSONL and `run_manifest.json`
-sit in the run's folder of the runs storage (`RUNS_ROOT/<run id>/`, or runs/<run id>/ in the bucket), no file id, no job id, no model.
+sit in the run's folder of the runs storage (`RUNS_ROOT/<run id>/`, or runs/<run id>/ in the bucket), no file
+id, no job id, no model.
 """
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ def _export(run: TrainingRun) -> tuple[dict[str, StoredFile], dict]:
     except ExportError as exc:
         raise ExportFailed(str(exc)) from exc
     except OSError as exc:
-        raise ExportFailed(f"Cannot write the run's files into {storage_location(storage, str(run.pk))}: {exc}") from exc
+        where = storage_location(storage, str(run.pk))
+        raise ExportFailed(f"Cannot write the run's files into {where}: {exc}") from exc
     # "validation" is None when the version has no validation rows.
     return {split: StoredFile(storage, name) for split, name in written.files.items() if name}, written.manifest
 

@@ -43,4 +43,5 @@ def test_a_dry_run_writes_its_files_and_manifest_into_the_bucket(s3_storage, ver
                     ("train.jsonl", "validation.jsonl", "manifest.json", "run_manifest.json")}
     manifest = json.loads(client.get_object(Bucket=bucket, Key=f"runs/{run.pk}/run_manifest.json")["Body"].read())
     train = client.get_object(Bucket=bucket, Key=f"runs/{run.pk}/train.jsonl")["Body"].read()
-    assert manifest["files"]["train"]["bytes"] == len(train) and manifest["files"]["train"]["lines"] == train.count(b"\n")
+    assert manifest["files"]["train"]["bytes"] == len(train)
+    assert manifest["files"]["train"]["lines"] == train.count(b"\n")

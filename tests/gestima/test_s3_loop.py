@@ -82,9 +82,9 @@ def test_upload_render_export_download_and_train_through_the_bucket(
     client.force_login(manager)
 
     # 1. Drawings uploaded in the admin; a real worker renders them; PDF and pages land in the bucket.
+    files = [SimpleUploadedFile(name, (corpus / "drawings" / name).read_bytes(), "application/pdf") for name in DRAWINGS]
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("admin:curation_drawing_upload"), {"files": [
-            SimpleUploadedFile(name, (corpus / "drawings" / name).read_bytes(), "application/pdf") for name in DRAWINGS]})
+        response = client.post(reverse("admin:curation_drawing_upload"), {"files": files})
     assert f"{len(DRAWINGS)} new" in response.content.decode()
     worker_on_its_own_disk("render")
     drawings = list(Drawing.objects.order_by("pk"))
