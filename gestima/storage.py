@@ -98,11 +98,15 @@ def storage_stream(storage: Storage, name: str):
     """A readable binary file-like over `name`, read as it goes (memory stays flat however large the file).
 
     django-storages' own S3 `open()` first copies the whole object into a temp file held in memory; the
-    body of a GET streams instead.
+    body of a GET streams instead. FileNotFoundError when there is no such file, wherever it was looked for.
     """
     if storage_is_local(storage):
         return storage.open(name, "rb")
-    return _client(storage).get_object(Bucket=storage.bucket_name, Key=_key(storage, name))["Body"]
+    client = _client(storage)
+    try:
+        return client.get_object(Bucket=storage.bucket_name, Key=_key(storage, name))["Body"]
+    except client.exceptions.NoSuchKey:
+        raise FileNotFoundError(f"{storage_location(storage, name)} does not exist") from None
 
 
 def storage_sha256(storage: Storage, name: str) -> str:

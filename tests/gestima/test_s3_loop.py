@@ -97,7 +97,10 @@ def test_upload_render_export_download_and_train_through_the_bucket(
     for page in pages:
         assert media[f"media/{page.image.name}"] == page.bytes
 
-    # The page image a reviewer opens comes from the bucket.
+    # The PDF and the page image a reviewer opens come from the bucket.
+    pdf = client.get(reverse("admin:curation_drawing_pdf", args=[drawings[0].pk]))
+    assert pdf.status_code == 200 and pdf.streaming
+    assert b"".join(pdf.streaming_content) == (corpus / "drawings" / drawings[0].original_name).read_bytes()
     page = pages.first()
     shown = client.get(reverse("admin:curation_page_image", args=[page.pk]))
     assert shown.status_code == 200

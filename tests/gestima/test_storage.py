@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
+from django.urls import reverse
 from django.utils import timezone
 
 from curation.models import DatasetVersion
@@ -15,6 +16,7 @@ from curation.services.export_queue import dataset_version_exports_abandoned_rec
 from curation.services.exports import ExportError, dataset_version_export_store, default_export_name, export_file_open
 from gestima.storage import exports_storage
 from tests.curation.test_export import build_version
+from tests.factories import make_drawing, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORTED = {"train.jsonl", "validation.jsonl", "manifest.json"}
@@ -109,3 +111,17 @@ def test_a_version_exported_to_a_local_folder_before_the_move_to_the_bucket_asks
     version.refresh_from_db()
     with pytest.raises(ExportError, match="is gone from .*export-me-v1-openai: export again"):
         export_file_open(version=version, name="train.jsonl")
+
+
+@pytest.mark.django_db
+def test_a_drawing_pdf_streams_from_the_bucket_and_one_gone_from_it_is_a_404(s3_storage, client, roles):
+    s3, bucket = s3_storage
+    drawing = make_drawing(part_number="GONE-1")
+    client.force_login(make_user("Manager"))
+    url = reverse("admin:curation_drawing_pdf", args=[drawing.pk])
+    shown = client.get(url)
+    key = f"media/{drawing.file.name}"
+    assert shown.status_code == 200 and b"".join(shown.streaming_content) == s3.get_object(
+        Bucket=bucket, Key=key)["Body"].read()
+    s3.delete_object(Bucket=bucket, Key=key)
+    assert client.get(url).status_code == 404
