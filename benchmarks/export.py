@@ -5,6 +5,7 @@ root, then times (a) the raw baseline and (b) `dataset_version_export`, each in 
 peak RSS is the export's own. Runs at 1,000 and 4,000 examples by default.
 
     .venv/bin/python benchmarks/export.py [--sizes 1000,4000] [--image-kb 1024] [--keep]
+    .venv/bin/python benchmarks/export.py --s3 [--sizes 250,1000]   (into a local S3 server: memory stays flat)
 """
 from __future__ import annotations
 
@@ -175,6 +176,51 @@ def child_export(workdir: Path, version_id: int, out: Path) -> dict:
     return {"seconds": seconds, "cpu": _cpu_seconds() - cpu, "bytes": size, "peak_rss_mb": _peak_rss_mb(), "idle_rss_mb": idle}
 
 
+def child_export_s3(workdir: Path, version_id: int, endpoint: str, bucket: str) -> dict:
+    """The same export streamed into a bucket (multipart upload of STORAGE_PART_BYTES parts): memory must stay flat."""
+    _django(workdir)
+    from storages.backends.s3 import S3Storage
+
+    from curation.models import DatasetVersion
+    from curation.services.exports import dataset_version_export_store
+
+    version = DatasetVersion.objects.get(pk=version_id)
+    storage = S3Storage(bucket_name=bucket, endpoint_url=endpoint, region_name="us-east-1", location="exports")
+    idle = _peak_rss_mb()
+    cpu = _cpu_seconds()
+    started = time.perf_counter()
+    written = dataset_version_export_store(version=version, storage=storage, folder=f"v{version_id}")
+    seconds = time.perf_counter() - started
+    size = sum(f["bytes"] for f in written.manifest["files"].values())
+    return {"seconds": seconds, "cpu": _cpu_seconds() - cpu, "bytes": size, "peak_rss_mb": _peak_rss_mb(),
+            "idle_rss_mb": idle}
+
+
+def run_s3(n: int, image_kb: int, base: Path) -> dict:
+    """One export into a local S3 server (moto, a process of its own) at size n."""
+    import boto3
+
+    sys.path.insert(0, str(ROOT))
+    from tests.s3_server import session_s3_endpoint
+
+    endpoint = session_s3_endpoint()
+    if endpoint is None:
+        sys.exit("--s3 needs moto[server] (requirements-dev.txt)")
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "benchmark")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "benchmark-secret")
+    bucket = f"export-bench-{n}-{os.getpid()}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    workdir = Path(tempfile.mkdtemp(prefix=f"export-bench-s3-{n}-", dir=base))
+    try:
+        setup = _run_child("--child", "setup", workdir, n, image_kb)
+        result = _run_child("--child", "export-s3", workdir, setup["version_id"], endpoint, bucket)
+        print(f"    export-s3 {n:,}: {result['seconds']:.2f} s, {result['bytes'] / 1e6:,.0f} MB into the bucket, "
+              f"peak RSS {result['peak_rss_mb']:.0f} MB ({result['idle_rss_mb']:.0f} MB before it started)", flush=True)
+        return {"n": n, **result}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # --- parent side ------------------------------------------------------------------------------
 
 def _run_child(*args) -> dict:
@@ -216,6 +262,8 @@ def main() -> None:
         kind, workdir = sys.argv[2], Path(sys.argv[3])
         if kind == "setup":
             result = child_setup(workdir, int(sys.argv[4]), int(sys.argv[5]))
+        elif kind == "export-s3":
+            result = child_export_s3(workdir, int(sys.argv[4]), sys.argv[5], sys.argv[6])
         elif kind.startswith("baseline"):
             result = child_baseline(workdir, int(sys.argv[4]), Path(sys.argv[5]), with_sha256=kind.endswith("sha256"))
         else:
@@ -227,8 +275,17 @@ def main() -> None:
     parser.add_argument("--image-kb", type=int, default=1024, help="size of each example's page image")
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the throwaway data goes")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--s3", action="store_true", help="export into a local S3 server instead (peak RSS only)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.s3:
+        listed = ", ".join(f"{n:,}" for n in sizes)
+        print(f"export benchmark into a bucket (moto server): {listed} examples", flush=True)
+        rss = [run_s3(n, args.image_kb, Path(args.dir))["peak_rss_mb"] for n in sizes]
+        flat = max(rss) < GOAL_RSS_MB and (max(rss) - min(rss)) < 0.1 * min(rss) + 10
+        print(f"export-s3: peak RSS {' / '.join(f'{v:.0f} MB at {n:,}' for v, n in zip(rss, sizes))} "
+              f"(goal < {GOAL_RSS_MB} MB, flat) {'pass' if flat else 'FAIL'}")
+        return
     free_gb = shutil.disk_usage(args.dir).free / 1e9
     need_gb = max(sizes) * args.image_kb / 1024 / 1024 * 1.1 * 3.7
     if need_gb > free_gb * 0.8:

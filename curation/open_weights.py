@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from django.template.loader import render_to_string
 from django.utils.text import slugify
 
-from curation.atomic_files import bytes_write_atomic
 from curation.openai_format import PageLoader, decode_data_url, fingerprint, image_part_url, parse_page_ref, sniff_mime
 
 IMAGE_PLACEHOLDER = "<image>"
@@ -19,21 +19,25 @@ IMAGES_DIR = "images"
 
 
 class OpenWeightsImages:
-    """Image files beside the JSONL, named by content hash (a page used twice is written once)."""
+    """Image files beside the JSONL, named by content hash (a page used twice is written once).
 
-    def __init__(self, out_dir: Path):
-        self.dir = out_dir / IMAGES_DIR
-        self.dir.mkdir(parents=True, exist_ok=True)
+    `write(name, data)` stores one file atomically (the export gives it its storage: a folder or a bucket).
+    """
+
+    def __init__(self, write: Callable[[str, bytes], None]):
+        self.write = write
+        self.seen: set[str] = set()
         self.written = 0
 
     def save(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(sniff_mime(data), "bin")
-        path = self.dir / f"{digest}.{ext}"
-        if not path.exists():
-            bytes_write_atomic(path, data)
+        name = f"{IMAGES_DIR}/{digest}.{ext}"
+        if name not in self.seen:
+            self.write(name, data)
+            self.seen.add(name)
             self.written += 1
-        return f"{IMAGES_DIR}/{path.name}"
+        return name
 
 
 def open_weights_line(messages: list[dict], target: str, load: PageLoader, images: OpenWeightsImages) -> dict:

@@ -147,8 +147,40 @@ STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "var" / "staticfile
 WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media")))
+# --- Files: page images, uploads, exports, run files (docs/storage.md) ---
+# local: folders under MEDIA_ROOT (EXPORTS_ROOT, RUNS_ROOT), fine for one machine (`./dev run`).
+# s3: one S3-compatible bucket (AWS, MinIO, Ceph, R2...) through django-storages; then web, workers and commands
+# share only the database, Redis and the bucket. Keys come from the environment only (AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY, or an instance role): boto3 reads them itself, so no setting here ever holds one.
+STORAGE_BACKEND = env("STORAGE_BACKEND", default="local")
+if STORAGE_BACKEND not in ("local", "s3"):
+    raise ImproperlyConfigured(f"STORAGE_BACKEND={STORAGE_BACKEND!r}: use local or s3 (docs/storage.md).")
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default="")
+AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL", default="") or None
+AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME", default="") or None
+# Objects stay private: downloads go through the admin (staff only), never a public URL.
+AWS_DEFAULT_ACL = None
+AWS_QUERYSTRING_AUTH = True
+AWS_S3_FILE_OVERWRITE = False
+# Exports stream into the bucket in parts of this size: the memory one export file holds (S3's minimum is 5 MiB).
+STORAGE_PART_BYTES = env.int("STORAGE_PART_BYTES", default=8 * 1024 * 1024)
+if STORAGE_BACKEND == "s3" and not AWS_STORAGE_BUCKET_NAME:
+    raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs AWS_STORAGE_BUCKET_NAME (docs/storage.md).")
+
+
+def _bucket(location: str) -> dict:
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"location": location}}
+
+
+# One bucket, three folders: media/ (drawings, page images), exports/ (dataset versions), runs/ (run files).
+S3_STORAGES = {"default": _bucket("media"), "exports": _bucket("exports"), "runs": _bucket("runs")}
+LOCAL_STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},  # MEDIA_ROOT
+    "exports": {"BACKEND": "gestima.storage.ExportsFileSystemStorage"},  # EXPORTS_ROOT
+    "runs": {"BACKEND": "gestima.storage.RunsFileSystemStorage"},  # RUNS_ROOT
+}
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    **(S3_STORAGES if STORAGE_BACKEND == "s3" else LOCAL_STORAGES),
     "staticfiles": {
         "BACKEND": env(
             "STATICFILES_BACKEND",

@@ -25,6 +25,33 @@ def _media_root(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture
+def s3_storage(settings, monkeypatch):
+    """Settings switched to STORAGE_BACKEND=s3 against the session's own S3 server (moto, over HTTP), with a
+    fresh bucket; yields (boto3 client, bucket). The rest of the suite stays on local folders."""
+    from tests.s3_server import session_s3_endpoint
+
+    endpoint = session_s3_endpoint()
+    if endpoint is None:
+        pytest.skip("moto[server] is not installed (requirements-dev.txt): no local S3 server to test against")
+    import uuid
+
+    import boto3
+
+    # boto3 finds its keys in the environment, as in production; the local server accepts any.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "gestima-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "gestima-test-secret")
+    bucket = f"gestima-test-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    settings.STORAGE_BACKEND = "s3"
+    settings.AWS_STORAGE_BUCKET_NAME = bucket
+    settings.AWS_S3_ENDPOINT_URL = endpoint
+    settings.AWS_S3_REGION_NAME = "us-east-1"
+    settings.STORAGES = {**settings.STORAGES, **settings.S3_STORAGES}
+    yield client, bucket
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis():
     connection = django_rq.get_connection("default")

@@ -18,7 +18,7 @@ from curation.services.base_models import base_model_date_warning
 from curation.services.dataset_builds import dataset_build_request
 from curation.services.datasets import dataset_version_training_costs
 from curation.services.export_queue import dataset_version_export_request
-from curation.services.exports import ExportError, export_file_path
+from curation.services.exports import ExportError, export_file_open
 from gestima.live import live_context, live_refused, live_response, live_state
 from gestima.queues import QueueUnavailable
 
@@ -259,13 +259,16 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             raise PermissionDenied
         version = get_object_or_404(DatasetVersion, pk=pk)
         try:
-            file_path = export_file_path(version=version, name=name)
+            stream, size = export_file_open(version=version, name=name)
         except ExportError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:curation_datasetversion_change", args=[pk]))
-        # FileResponse streams the file in blocks: a 1 GB train.jsonl never sits in memory.
+        # FileResponse streams the file in blocks, from a folder or the bucket: a 1 GB train.jsonl never sits
+        # in memory.
         filename = f"{slugify(version.dataset.name)}-v{version.number}-{name}"
-        return FileResponse(open(file_path, "rb"), as_attachment=True, filename=filename)
+        response = FileResponse(stream, as_attachment=True, filename=filename)
+        response["Content-Length"] = size
+        return response
 
 
 @admin.register(BaseModel)

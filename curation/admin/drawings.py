@@ -19,6 +19,7 @@ from PIL import Image
 from curation.models import Drawing, DrawingPage
 from curation.services.drawings import drawing_render_again, drawings_delete, drawings_ingest_many
 from gestima.queues import QueueUnavailable
+from gestima.storage import storage_stream
 
 UPLOAD_PERMISSION = "curation.add_drawing"
 RENDER_PERMISSION = "curation.render_drawing"
@@ -261,7 +262,10 @@ class DrawingAdmin(admin.ModelAdmin):
             raise PermissionDenied
         drawing = get_object_or_404(Drawing, pk=drawing_id)
         try:
-            handle = drawing.file.open("rb")
+            if not drawing.file:
+                raise FileNotFoundError(drawing.pk)
+            # Streamed from the storage (a folder or the bucket): a 50 MB drawing never sits in memory.
+            handle = storage_stream(drawing.file.storage, drawing.file.name)
         except (FileNotFoundError, ValueError):
             raise Http404("The PDF file is missing.")
         response = FileResponse(handle, content_type="application/pdf", filename=drawing.original_name)

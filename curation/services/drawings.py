@@ -27,6 +27,7 @@ from gestima.leases import (
     lease_kept, lease_until, render_workdir_make, render_workdirs_remove, worker_stopped_message,
 )
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_forget, job_is_pending
+from gestima.storage import storage_stream
 
 logger = logging.getLogger(__name__)
 
@@ -258,10 +259,10 @@ def _local_pdf_path(drawing: Drawing, workdir: str) -> str:
     try:
         return drawing.file.path
     except NotImplementedError:
-        # Remote storage (S3...): the render child needs a local file.
+        # Remote storage (S3...): the render child needs a local file, copied into the work dir as it streams.
         target = Path(workdir) / "source.pdf"
-        with drawing.file.open("rb") as source, open(target, "wb") as out:
-            shutil.copyfileobj(source, out)
+        with storage_stream(drawing.file.storage, drawing.file.name) as source, open(target, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
         return str(target)
 
 

@@ -5,7 +5,6 @@ it renews, and a worker killed mid-export is taken back when the lease runs out 
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import timedelta
@@ -20,13 +19,14 @@ from curation.models import DatasetVersion
 from curation.services.exports import (
     FORMATS,
     ExportError,
-    dataset_version_export,
-    default_export_dir,
+    dataset_version_export_store,
+    default_export_name,
     export_format_check,
     format_errors,
 )
-from gestima.leases import lease_kept, lease_until, partial_files_remove, worker_stopped_message
+from gestima.leases import lease_kept, lease_until, worker_stopped_message
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_forget, job_is_pending, queue_ping
+from gestima.storage import exports_storage, storage_location, storage_partials_remove
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +96,16 @@ def dataset_version_export_run(*, version_id: int) -> DatasetVersion | None:
 
     try:
         with lease_kept(renew):
-            paths = dataset_version_export(version=version, fmt=fmt, progress=record)
+            storage = exports_storage()
+            written = dataset_version_export_store(version=version, storage=storage,
+                                                   folder=default_export_name(version, fmt), fmt=fmt, progress=record)
     except Exception as exc:
         dataset_version_export_fail(version_id=version_id, error=str(exc))
         raise
-    manifest = json.loads(paths["manifest"].read_text())
+    # export_dir says where the files are in words a person can follow: a local path or s3://bucket/key.
     DatasetVersion.objects.filter(pk=version_id).update(
-        export_status=DatasetVersion.ExportStatus.DONE, export_dir=str(paths["manifest"].parent),
-        manifest=manifest, exported_at=timezone.now(), export_error="",
+        export_status=DatasetVersion.ExportStatus.DONE, export_dir=storage_location(storage, written.folder),
+        manifest=written.manifest, exported_at=timezone.now(), export_error="",
     )
     version.refresh_from_db()
     return version
@@ -125,11 +127,12 @@ def dataset_version_export_worker_lost(*, version_id: int) -> None:
 
 
 def _abandoned_export_clear(version: DatasetVersion) -> None:
-    # The dead job is deleted so the retry can use its id; the dead process's `.partial` files go.
+    # The dead job is deleted so the retry can use its id; the dead process's `.partial` files (or unfinished
+    # multipart uploads in a bucket) go.
     job_forget(queue_name=EXPORT_QUEUE, job_id=export_job_id(version.pk))
+    storage = exports_storage()
     for fmt in FORMATS:
-        out_dir = default_export_dir(version, fmt)
-        partial_files_remove(out_dir, depth=2)
+        storage_partials_remove(storage, default_export_name(version, fmt), depth=2)
 
 
 def dataset_version_exports_abandoned_recover(*, version_ids=None) -> dict[str, list[int]]:

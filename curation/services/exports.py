@@ -1,9 +1,9 @@
 """Export of a dataset version: train.jsonl, validation.jsonl and manifest.json (OpenAI JSONL or open weights).
 
 Export streams: members are read with `.iterator()`, each line is written as soon as it is built, and
-files appear under their final names only when complete (`curation.atomic_files`). Page images come
-through the one page loader (`curation.services.page_images`); the job around an export (request,
-claim, recovery) is `curation.services.export_queue`.
+files appear under their final names only when complete (`gestima.storage`: a local folder or a bucket).
+Page images come through the one page loader (`curation.services.page_images`); the job around an export
+(request, claim, recovery) is `curation.services.export_queue`.
 """
 from __future__ import annotations
 
@@ -11,18 +11,28 @@ import itertools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
+from django.core.files.storage import FileSystemStorage, Storage
 from django.utils import timezone
 from django.utils.text import slugify
 
-from curation.atomic_files import AtomicFile, LineWriter, fsync_dir
+from curation.atomic_files import LineWriter
 from curation.models import DatasetVersion
 from curation.open_weights import OpenWeightsImages, open_weights_guides, open_weights_line, open_weights_manifest
 from curation.openai_format import dumps_line, line_pieces
 from curation.selectors import EXPORT_LINE_ORDER
 from curation.services.page_images import ExportError, PageImages
+from gestima.storage import (
+    exports_storage,
+    storage_atomic_file,
+    storage_commit_durable,
+    storage_location,
+    storage_name,
+    storage_stream,
+    storage_write_bytes,
+)
 
 FORMATS = ("openai", "open_weights")
 EXPORTED_FILES = ("train.jsonl", "validation.jsonl", "manifest.json")
@@ -45,20 +55,52 @@ def _batches(iterator, size):
         yield batch
 
 
-def default_export_dir(version: DatasetVersion, fmt: str = "openai") -> Path:
+def default_export_name(version: DatasetVersion, fmt: str = "openai") -> str:
+    """The version's export folder inside the exports storage."""
     name = slugify(version.dataset.name) or f"dataset-{version.dataset_id}"
-    return Path(settings.EXPORTS_ROOT) / f"{name}-v{version.number}-{fmt}"
+    return f"{name}-v{version.number}-{fmt}"
+
+
+def default_export_dir(version: DatasetVersion, fmt: str = "openai") -> Path:
+    """The export folder on this machine, when the exports storage is a local folder."""
+    return Path(exports_storage().path(default_export_name(version, fmt)))
+
+
+@dataclass
+class ExportWritten:
+    """What an export left in its storage: the names of its files (validation None without rows), the manifest."""
+
+    storage: Storage
+    folder: str
+    files: dict[str, str | None]
+    manifest: dict
 
 
 def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = "openai",
                            progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write train.jsonl, validation.jsonl and manifest.json for `version`; returns their paths.
+    """Write the version into a local folder (`out_dir`, else its folder under EXPORTS_ROOT); returns its paths.
+
+    {"train": Path, "validation": Path | None (no validation rows), "manifest": Path}. For the command line
+    and local use; the export job writes through `dataset_version_export_store` (a folder or a bucket).
+    """
+    out_dir = Path(out_dir) if out_dir else default_export_dir(version, fmt)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"Cannot create the export directory {out_dir}: {exc}") from exc
+    written = dataset_version_export_store(version=version, storage=FileSystemStorage(location=out_dir), folder="",
+                                           fmt=fmt, progress=progress)
+    return {key: out_dir / name if name else None for key, name in written.files.items()}
+
+
+def dataset_version_export_store(*, version: DatasetVersion, storage: Storage, folder: str, fmt: str = "openai",
+                                 progress: Callable[[int, int], None] | None = None) -> ExportWritten:
+    """Write train.jsonl, validation.jsonl and manifest.json for `version` into `folder` of `storage`.
 
     open_weights also writes images/, README.md (how to load it) and LLaMA-Factory's dataset_info.json.
-
-    {"train": Path, "validation": Path | None (no validation rows), "manifest": Path}. Streams one line
-    at a time; files appear atomically. `progress(done, total)` is called after every line (raising
-    from it aborts the export and leaves no file under a final name). Raises ExportError.
+    Streams one line at a time (into a bucket as a multipart upload, memory flat); every file appears
+    under its final name only when complete, the manifest last. `progress(done, total)` is called after
+    every line (raising from it aborts the export and leaves no file under a final name). Raises ExportError.
     """
     export_format_check(fmt)
     errors = format_errors(version)
@@ -68,14 +110,18 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
             f"{version} has {len(errors)} format error(s) (first: example {first.get('example_id')}: {first.get('message')}); "
             "OpenAI would refuse the file. Fix the examples and build a new version."
         )
-    out_dir = Path(out_dir) if out_dir else default_export_dir(version, fmt)
+
+    def name(file: str) -> str:
+        return f"{folder}/{file}" if folder else file
+
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        files = {split: storage_atomic_file(storage, name(f"{split}.jsonl")) for split in ("train", "validation")}
     except OSError as exc:
-        raise ExportError(f"Cannot create the export directory {out_dir}: {exc}") from exc
+        raise ExportError(f"Cannot write into {storage_location(storage, folder)}: {exc}") from exc
     total = version.members.count()
-    files = {split: AtomicFile(out_dir / f"{split}.jsonl") for split in ("train", "validation")}
-    images = OpenWeightsImages(out_dir) if fmt == "open_weights" else None
+    images = None
+    if fmt == "open_weights":
+        images = OpenWeightsImages(lambda file, data: storage_write_bytes(storage, name(file), data))
     done = 0
     writer = LineWriter()
     # This thread holds the GIL almost all the time (base64); by default the writer would wait 5 ms
@@ -107,21 +153,23 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
             handle.finish()
         summaries = {f"{s}.jsonl": h.summary() for s, h in files.items()}
         if images is not None:
-            for guide, data in open_weights_guides(version, out_dir, {s: h.lines for s, h in files.items()}).items():
-                files[guide] = AtomicFile(out_dir / guide)
+            folder_path = Path(storage_location(storage, folder))
+            counts = {s: h.lines for s, h in files.items()}
+            for guide, data in open_weights_guides(version, folder_path, counts).items():
+                files[guide] = storage_atomic_file(storage, name(guide))
                 files[guide].write_pieces([data])
                 files[guide].finish()
         manifest = _manifest(version, fmt, summaries)
         if images is not None:
             manifest = open_weights_manifest(manifest)
-        manifest_file = AtomicFile(out_dir / "manifest.json")
+        manifest_file = storage_atomic_file(storage, name("manifest.json"))
         manifest_file.write_pieces([json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")])
         manifest_file.finish()
         files["manifest"] = manifest_file
-        # The manifest is renamed last: its presence says the JSONL files beside it are complete.
+        # The manifest is committed last: its presence says the JSONL files beside it are complete.
         for handle in files.values():  # insertion order: the manifest is last
             handle.commit()
-        fsync_dir(out_dir)
+        storage_commit_durable(storage, folder)
     except BaseException:
         try:
             writer.close()
@@ -132,11 +180,11 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
         raise
     finally:
         sys.setswitchinterval(previous_interval)
-    return {
-        "train": files["train"].path,
-        "validation": files["validation"].path if files["validation"].lines else None,
-        "manifest": files["manifest"].path,
-    }
+    return ExportWritten(storage=storage, folder=folder, manifest=manifest, files={
+        "train": name("train.jsonl"),
+        "validation": name("validation.jsonl") if files["validation"].lines else None,
+        "manifest": name("manifest.json"),
+    })
 
 
 def _manifest(version: DatasetVersion, fmt: str, file_summaries: dict) -> dict:
@@ -161,13 +209,20 @@ def _manifest(version: DatasetVersion, fmt: str, file_summaries: dict) -> dict:
     }
 
 
-def export_file_path(*, version: DatasetVersion, name: str) -> Path:
-    """An exported file of the version for download; only the three known names, only when exported."""
+def export_file_open(*, version: DatasetVersion, name: str):
+    """An exported file of the version for download, as a stream (read as sent: memory stays flat), and its size.
+
+    Only the three known names, only when exported. Raises ExportError when it is not there (any more).
+    """
     if name not in set(EXPORTED_FILES):
         raise ExportError(f"No exported file named {name!r}.")
     if version.export_status != DatasetVersion.ExportStatus.DONE or not version.export_dir:
         raise ExportError(f"{version} has not been exported yet.")
-    path = Path(version.export_dir) / name
-    if not path.is_file():
+    storage = exports_storage()
+    try:
+        key = f"{storage_name(storage, version.export_dir)}/{name}"
+    except ValueError:  # a folder outside the exports storage (EXPORTS_ROOT moved since)
+        raise ExportError(f"{name} of {version} is gone from {version.export_dir}: export again.") from None
+    if not storage.exists(key):
         raise ExportError(f"{name} of {version} is gone from {version.export_dir}: export again.")
-    return path
+    return storage_stream(storage, key), storage.size(key)

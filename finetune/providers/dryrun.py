@@ -1,17 +1,19 @@
 """The dry-run provider (the default without an API key): writes what would be sent, calls no API.
 
 A dry run ends in the status `dry_run_complete`: the training/validation JSONL and `run_manifest.json`
-sit under `RUNS_ROOT/<run id>/`, no file id, no job id, no model.
+sit in the run's folder of the runs storage (`RUNS_ROOT/<run id>/`, or runs/<run id>/ in the bucket), no file
+id, no job id, no model.
 """
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
+
+from django.core.files.storage import Storage
 
 from curation.provider_names import ProviderName
 
 from finetune.providers.base import Provider, ProviderError, register
+from gestima.storage import storage_write_bytes
 
 
 @register
@@ -19,20 +21,11 @@ class DryRunProvider(Provider):
     name = ProviderName.DRYRUN
     calls_api = False
 
-    def write_run(self, *, run_dir: Path, files: dict[str, Path], manifest: dict) -> dict[str, Path]:
-        """Copy the split files into the run's folder (if they are not there yet) and write the manifest."""
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        written = {}
-        for split, source in files.items():
-            target = run_dir / f"{split}.jsonl"
-            if Path(source).resolve() != target.resolve():
-                shutil.copyfile(source, target)
-            written[split] = target
-        manifest_path = run_dir / "run_manifest.json"
-        manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
-        written["manifest"] = manifest_path
-        return written
+    def write_run(self, *, storage: Storage, folder: str, manifest: dict) -> str:
+        """Write `run_manifest.json` beside the split files the export put in the run's folder; returns its name."""
+        name = f"{folder}/run_manifest.json"
+        storage_write_bytes(storage, name, json.dumps(manifest, indent=2, default=str).encode("utf-8"))
+        return name
 
     def _no_api(self, *args, **kwargs):
         raise ProviderError("the dry-run provider calls no API", code="dry_run")

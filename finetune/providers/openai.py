@@ -17,6 +17,7 @@ from django.conf import settings
 from curation.provider_names import ProviderName
 
 from finetune.providers.base import Provider, ProviderError, register
+from gestima.storage import StoredFile
 from finetune.providers.chat import OpenAIChatMixin
 from finetune.providers.errors import provider_error
 from finetune.providers.fine_tuning import RUN_ID_KEY, account_fingerprint, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob
@@ -126,21 +127,25 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
         raise AssertionError("unreachable")
 
     # --- files ---------------------------------------------------------------------------------
-    def upload_file(self, *, path: Path, purpose: str = "fine-tune") -> RemoteFile:
-        """The Files API up to the threshold; above it, the Uploads API in parts of at most the part size."""
-        path = Path(path)
-        size = path.stat().st_size
+    def upload_file(self, *, path: Path | StoredFile, purpose: str = "fine-tune") -> RemoteFile:
+        """The Files API up to the threshold; above it, the Uploads API in parts of at most the part size.
+
+        `path` is a local path or a StoredFile (a run's file in its storage, maybe a bucket): either way the
+        bytes are streamed from where they are, never held whole in memory nor copied to a local disk.
+        """
+        source = path if isinstance(path, StoredFile) else StoredFile.at(path)
+        size = source.size()
         if size <= settings.OPENAI_UPLOAD_PART_THRESHOLD:
             def create():
-                with path.open("rb") as handle:
-                    return self.ft.files.create(file=(path.name, handle), purpose=purpose)
+                with source.open() as handle:
+                    return self.ft.files.create(file=(source.filename, handle), purpose=purpose)
 
             created = self._call(create)
             return RemoteFile(id=created.id, bytes=size)
-        upload = self._call(lambda: self.ft.uploads.create(bytes=size, filename=path.name, mime_type="application/jsonl",
-                                                          purpose=purpose))
+        upload = self._call(lambda: self.ft.uploads.create(bytes=size, filename=source.filename,
+                                                          mime_type="application/jsonl", purpose=purpose))
         part_ids = []
-        with path.open("rb") as handle:
+        with source.open() as handle:
             while chunk := handle.read(settings.OPENAI_UPLOAD_PART_SIZE):
                 part = self._call(lambda chunk=chunk: self.ft.uploads.parts.create(upload.id, data=chunk))
                 part_ids.append(part.id)

@@ -38,6 +38,7 @@ from finetune.providers.base import ChatResult, Provider, ProviderError, registe
 from finetune.providers.chat import chat_completion
 from finetune.providers.errors import together_provider_error
 from finetune.providers.fine_tuning import RUN_ID_KEY, account_fingerprint, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob
+from gestima.storage import StoredFile
 
 logger = logging.getLogger(__name__)
 
@@ -228,12 +229,14 @@ class TogetherProvider(Provider):
             raise
         return True
 
-    def upload_file(self, *, path: Path, purpose: str = "fine-tune") -> RemoteFile:
+    def upload_file(self, *, path: Path | StoredFile, purpose: str = "fine-tune") -> RemoteFile:
         """The SDK's upload: its own check of the file, then a request for an upload URL (a redirect),
         a PUT of the bytes there and a call that starts Together's validation. A file Together already
         holds (same checksum) comes back as that file: an upload retried after a lost answer costs nothing."""
-        path = Path(path)
-        uploaded = self._call(lambda: self.client.files.upload(file=path, purpose=purpose, check=True))
+        source = path if isinstance(path, StoredFile) else StoredFile.at(path)
+        # The SDK checks and sends a path only: a file in a bucket is copied to a temp file first.
+        with source.local_path() as local:
+            uploaded = self._call(lambda: self.client.files.upload(file=local, purpose=purpose, check=True))
         status = str(_get(uploaded, "processing_status") or "")
         if status in ("FAILED", "INVALID_FORMAT"):
             # The SDK's upload answer drops the validation report: the file itself carries it.
@@ -242,8 +245,9 @@ class TogetherProvider(Provider):
             except ProviderError:
                 report = None
             detail = (_get(report, "error") if report is not None else "") or status
-            raise ProviderError(f"Together refused {path.name}: {detail}", code="invalid_file", param="training_file")
-        return RemoteFile(id=uploaded.id, bytes=int(_get(uploaded, "bytes") or path.stat().st_size))
+            raise ProviderError(f"Together refused {source.filename}: {detail}", code="invalid_file",
+                                param="training_file")
+        return RemoteFile(id=uploaded.id, bytes=int(_get(uploaded, "bytes") or source.size()))
 
     def result_file_content(self, file_id: str) -> bytes:
         raise ProviderError("Together jobs have no result file: metrics come from the metrics endpoint",

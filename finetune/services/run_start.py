@@ -13,48 +13,47 @@ Exactly one remote job per run, however often a button is clicked or a worker di
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
 from curation.models import DatasetMember
-from curation.services.exports import ExportError, dataset_version_export
+from curation.services.exports import ExportError, dataset_version_export_store
 from finetune.models import TrainingRun, UploadedFile
 from finetune.providers.base import ProviderError, get_provider
 from finetune.services.run_launch import run_metadata
 from finetune.services.run_state import run_progress, run_status_set
 from finetune.services.run_sync import run_job_adopt
+from gestima.storage import StoredFile, runs_storage, storage_location, storage_sha256
 
 logger = logging.getLogger(__name__)
 
 S = TrainingRun.Status
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class ExportFailed(Exception):
     """The dataset version could not be written out: the run fails with the exporter's message."""
 
 
-def _export(run: TrainingRun) -> dict[str, Path]:
-    out_dir = Path(settings.RUNS_ROOT) / str(run.pk)
+def _export(run: TrainingRun) -> tuple[dict[str, StoredFile], dict]:
+    """Write the run's files into its folder of the runs storage (a local folder or the bucket); their manifest."""
+    storage = runs_storage()
     try:
-        paths = dataset_version_export(version=run.dataset_version, out_dir=out_dir)
+        written = dataset_version_export_store(version=run.dataset_version, storage=storage, folder=str(run.pk))
     except ExportError as exc:
         raise ExportFailed(str(exc)) from exc
+    except OSError as exc:
+        where = storage_location(storage, str(run.pk))
+        raise ExportFailed(f"Cannot write the run's files into {where}: {exc}") from exc
     # "validation" is None when the version has no validation rows.
-    return {split: Path(path) for split, path in paths.items() if path}
+    return {split: StoredFile(storage, name) for split, name in written.files.items() if name}, written.manifest
+
+
+def _run_dir(run: TrainingRun) -> str:
+    return storage_location(runs_storage(), str(run.pk))
 
 
 def _splits(run: TrainingRun) -> list[tuple[str, str]]:
@@ -103,16 +102,16 @@ def _upload(run: TrainingRun, provider) -> TrainingRun:
     if not missing:
         # A relaunch (or a retried start) already has its files: nothing to export or send.
         return run
-    files = _export(run)
-    TrainingRun.objects.filter(pk=run.pk).update(run_dir=str(Path(settings.RUNS_ROOT) / str(run.pk)))
+    files, _ = _export(run)
+    TrainingRun.objects.filter(pk=run.pk).update(run_dir=_run_dir(run))
     for split, field in missing:
-        path = files.get(split)
-        if path is None or not path.exists() or path.stat().st_size == 0:
+        file = files.get(split)
+        if file is None or not file.storage.exists(file.name) or file.size() == 0:
             continue
-        sha = _sha256(path)
+        sha = storage_sha256(file.storage, file.name)
         known = _known_upload(run, provider, split=split, sha=sha, account=account)
         if known is None:
-            remote = provider.upload_file(path=path)
+            remote = provider.upload_file(path=file)
             try:
                 known = UploadedFile.objects.create(dataset_version=run.dataset_version, provider=run.provider,
                                                     account=account, split=split, sha256=sha, bytes=remote.bytes,
@@ -198,14 +197,14 @@ def _create(run: TrainingRun, provider) -> TrainingRun:
 
 
 def _start_dry_run(run: TrainingRun, provider) -> TrainingRun:
-    files = _export(run)
-    run_dir = Path(settings.RUNS_ROOT) / str(run.pk)
+    files, export_manifest = _export(run)
     split_info = {}
     for split in ("train", "validation"):
-        path = files.get(split)
-        if path and path.exists():
-            split_info[split] = {"file": f"{split}.jsonl", "bytes": path.stat().st_size, "sha256": _sha256(path),
-                                 "lines": sum(1 for _ in path.open("rb"))}
+        if split in files:
+            # What the export counted and hashed while writing: the file is not read back.
+            written = export_manifest["files"][f"{split}.jsonl"]
+            split_info[split] = {"file": f"{split}.jsonl", "bytes": written["bytes"], "sha256": written["sha256"],
+                                 "lines": written["lines"]}
     manifest = {
         "run_id": run.pk,
         "provider": provider.name,
@@ -223,8 +222,8 @@ def _start_dry_run(run: TrainingRun, provider) -> TrainingRun:
         "files": split_info,
         "written_at": timezone.now().isoformat(),
     }
-    provider.write_run(run_dir=run_dir, files={k: files[k] for k in split_info}, manifest=manifest)
-    return run_status_set(run, S.DRY_RUN_COMPLETE, note="files written, no API called", run_dir=str(run_dir))
+    provider.write_run(storage=runs_storage(), folder=str(run.pk), manifest=manifest)
+    return run_status_set(run, S.DRY_RUN_COMPLETE, note="files written, no API called", run_dir=_run_dir(run))
 
 
 def training_run_start(*, run_id: int) -> TrainingRun:
