@@ -71,7 +71,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from finetune.models import EvalRun
-    from finetune.services.evals import eval_prompt, eval_run_execute
+    from finetune.services.eval_execute import eval_run_execute
+    from finetune.services.evals import eval_prompt
 
     server = None
     try:
@@ -100,7 +101,7 @@ def main() -> int:
         calls = ours.recv()
         # How much of the wall time the metrics take (computed again the same way, results are frozen).
         from finetune import metrics as metric_lib
-        from finetune.services.evals import eval_run_records
+        from finetune.services.eval_results import eval_run_records
 
         metrics_started = time.perf_counter()
         metric_lib.run_metrics(eval_run_records(run), task.metric_spec, n_boot=settings.EVAL_BOOTSTRAP_SAMPLES)

@@ -5,7 +5,7 @@ always runs the service in the worker's own import and the services stay free of
 Every job takes ids only; each service it calls takes an id or loads the row itself.
 """
 from finetune.models import EvalRun
-from finetune.services import deployments, evals, run_start, run_sync
+from finetune.services import deployments, eval_execute, eval_results, evals, run_start, run_sync
 
 
 def training_run_start_job(run_id: int) -> str:
@@ -30,12 +30,12 @@ def training_runs_sync_all() -> dict:
 def eval_run_execute_job(eval_run_id: int) -> None:
     run = EvalRun.objects.filter(pk=eval_run_id).first()
     if run is not None:
-        evals.eval_run_execute(eval_run=run)  # it claims and reloads the row by id itself
+        eval_execute.eval_run_execute(eval_run=run)  # it claims and reloads the row by id itself
 
 
 def eval_run_job_failed(job, connection, type, value, traceback) -> None:
     """RQ on_failure hook: the reason goes on the eval run's row (a resume continues it)."""
-    evals.eval_run_fail(eval_run_id=job.args[0], error=f"{getattr(type, '__name__', type)}: {value}")
+    eval_results.eval_run_fail(eval_run_id=job.args[0], error=f"{getattr(type, '__name__', type)}: {value}")
 
 
 def eval_runs_reconcile_job() -> list[int]:

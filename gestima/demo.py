@@ -22,7 +22,8 @@ DEMO_BASE_MODEL = "gpt-4.1-mini-2025-04-14"
 def demo_loop_load(report: DemoReport) -> TrainingRun | None:
     """Launch, sync, evaluate and promote one simulated run on the demo dataset; a second call changes nothing."""
     from finetune.providers.simulated import simulated_enabled
-    from finetune.services.evals import eval_run_execute, training_run_evaluate
+    from finetune.services.eval_execute import eval_run_execute
+    from finetune.services.evals import training_run_evaluate
     from finetune.services.promotion import PromotionRefused, model_version_promote, promotion_checks
     from finetune.services.run_launch import training_run_create, training_run_launch
     from finetune.services.run_start import training_run_start

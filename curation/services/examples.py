@@ -1,22 +1,18 @@
-"""Examples: built from rendered drawings + ground truth, rebuilt when ground truth changes, imported from
-chat JSONL, and flagged as near-duplicates by the perceptual hashes of their pages.
+"""Built examples: made from rendered drawings + ground truth (the one chat about a drawing, the one content
+hash of an example), and kept up with the ground truth (rebuilt while untouched, else flagged for a person).
 """
 import hashlib
 import json
-from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import transaction
 
 from curation.models import Drawing, Example, GroundTruth, Task
 from curation.openai_format import MAX_IMAGES_PER_EXAMPLE, page_ref
 from curation.services.audit import example_change_record
+from curation.services.example_flags import examples_flag_near_duplicates
 from curation.services.ground_truth import ground_truth_compute, ground_truth_target, material_normalise
-from curation.services.tasks import TargetInvalid, UnknownPreset, target_validate, task_get_or_create
-from curation.tokens import text_tokens
-
-CHAT_ROLES = {"system", "developer", "user", "assistant", "tool"}
+from curation.services.tasks import TargetInvalid, target_validate
 
 
 def content_hash(messages, target_text: str) -> str:
@@ -161,6 +157,9 @@ def examples_build(*, task: Task, drawings=None) -> BuildReport:
     return report
 
 
+# ------------------------------------------------------------------------------------------ ground truth changes
+
+
 class GroundTruthSync:
     """What `example_ground_truth_sync` did with a target the ground truth now implies."""
 
@@ -268,28 +267,6 @@ def example_ground_truth_sync(*, example: Example, target_text: str, user=None, 
         return GroundTruthSync.FLAGGED
 
 
-def examples_flag_provider_refused(*, reasons: dict[int, str], user=None) -> list[Example]:
-    """Flag examples a fine-tuning provider dropped or refused ({example id: the provider's words}); the next
-    dataset build leaves them out and the review screen says why. Audited; flagging twice changes nothing."""
-    from django.utils import timezone
-
-    flagged = []
-    with transaction.atomic():
-        for example in Example.objects.select_for_update().filter(pk__in=list(reasons)).order_by("id"):
-            reason = (reasons[example.pk] or "refused by the fine-tuning provider").strip()
-            if example.provider_refused and example.provider_refused_reason == reason:
-                continue
-            before = example.provider_refused_reason
-            example.provider_refused = True
-            example.provider_refused_reason = reason
-            example.provider_refused_at = timezone.now()
-            example.save(update_fields=["provider_refused", "provider_refused_reason", "provider_refused_at", "updated_at"])
-            example_change_record(example=example, user=user, field="provider_refused", before=before, after=reason,
-                                  note="dropped or refused by the fine-tuning provider; left out of the next build")
-            flagged.append(example)
-    return flagged
-
-
 @dataclass
 class RebuildReport:
     rebuilt: list = field(default_factory=list)  # examples whose target now follows the new ground truth
@@ -319,197 +296,4 @@ def examples_rebuild_targets(*, part_numbers, user=None) -> RebuildReport:
             report.rebuilt.append(example)
         elif outcome == GroundTruthSync.FLAGGED:
             report.flagged.append(example)
-    return report
-
-
-# ------------------------------------------------------------------------------------------ near-duplicates
-
-
-def _hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
-
-
-def _chunks(value: int, parts: int) -> list[tuple[int, int]]:
-    # Pigeonhole: two 64-bit hashes within distance d agree exactly on at least one of d + 1 chunks,
-    # so candidates come from chunk buckets instead of comparing every pair.
-    width = -(-64 // parts)
-    return [(i, (value >> (i * width)) & ((1 << width) - 1)) for i in range(parts)]
-
-
-def examples_flag_near_duplicates(*, task: Task) -> int:
-    """Flag examples whose drawing has a page within NEAR_DUPLICATE_MAX_DISTANCE bits (dHash) of a page of
-    an earlier example of another part; the flag points at that earlier example. Returns the count flagged.
-    """
-    max_distance = settings.NEAR_DUPLICATE_MAX_DISTANCE
-    examples = list(Example.objects.filter(task=task, drawing__isnull=False).order_by("id")
-                    .prefetch_related("drawing__pages").only("id", "group_key", "drawing", "is_near_duplicate", "near_duplicate_of"))
-    buckets = defaultdict(list)  # (chunk index, chunk value) -> [(example, page hash)]
-    found = {}
-    for example in examples:
-        hashes = []
-        for page in example.drawing.pages.all():
-            try:
-                hashes.append(int(page.phash, 16))
-            except (TypeError, ValueError):
-                continue  # no hash (not rendered by a renderer that computes one)
-        match = None
-        for value in hashes:
-            for key in _chunks(value, max_distance + 1):
-                for other, other_value in buckets[key]:
-                    if other.group_key != example.group_key and _hamming(value, other_value) <= max_distance:
-                        match = other
-                        break
-                if match:
-                    break
-            if match:
-                break
-        found[example.pk] = match.pk if match else None
-        for value in hashes:
-            for key in _chunks(value, max_distance + 1):
-                buckets[key].append((example, value))
-    updates = []
-    for example in examples:
-        target = found[example.pk]
-        if example.near_duplicate_of_id != target or example.is_near_duplicate != (target is not None):
-            example.near_duplicate_of_id = target
-            example.is_near_duplicate = target is not None
-            updates.append(example)
-    Example.objects.bulk_update(updates, ["near_duplicate_of", "is_near_duplicate"], batch_size=500)
-    return sum(1 for target in found.values() if target is not None)
-
-
-# ------------------------------------------------------------------------------------------ JSONL import
-
-
-@dataclass
-class ChatImportReport:
-    source_name: str = ""
-    lines: int = 0
-    created: int = 0
-    duplicates: int = 0
-    below_min_confidence: int = 0
-    defects: list = field(default_factory=list)  # [{"line", "code", "reason"}]
-    tasks: dict = field(default_factory=dict)  # slug -> created count
-
-    def summary(self) -> str:
-        return (f"{self.lines} lines: {self.created} imported, {self.duplicates} exact duplicates skipped, "
-                f"{self.below_min_confidence} below the minimum confidence, {len(self.defects)} defective")
-
-
-class _Defect(Exception):
-    def __init__(self, code: str, reason: str):
-        super().__init__(reason)
-        self.code, self.reason = code, reason
-
-
-def _tokens_above_limit(text: str) -> int:
-    """The token count when it is above EXAMPLES_IMPORT_MAX_TOKENS, else 0."""
-    limit = settings.EXAMPLES_IMPORT_MAX_TOKENS
-    # A token is at least one UTF-8 byte: a text of no more bytes than the limit cannot exceed it.
-    if len(text.encode()) <= limit:
-        return 0
-    tokens = text_tokens(text)
-    return tokens if tokens > limit else 0
-
-
-def _content_text(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
-
-
-def _parse_chat_line(raw: str) -> dict:
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise _Defect("invalid_json", f"invalid JSON: {exc}") from exc
-    except RecursionError as exc:  # a hostile line nested thousands of levels deep
-        raise _Defect("invalid_json", "invalid JSON: nested too deeply") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("messages"), list) or not data["messages"]:
-        raise _Defect("no_messages", "no \"messages\" list")
-    for index, message in enumerate(data["messages"], 1):
-        if not isinstance(message, dict):
-            raise _Defect("bad_message", f"message {index} is not an object")
-        role = message.get("role")
-        if role not in CHAT_ROLES:
-            raise _Defect("unknown_role", f"message {index} has unknown role {role!r} (expected {', '.join(sorted(CHAT_ROLES))})")
-        if not message.get("tool_calls") and not _content_text(message.get("content")).strip():
-            raise _Defect("empty_content", f"message {index} ({role}) has empty content")
-    if data["messages"][-1].get("role") != "assistant":
-        raise _Defect("missing_assistant_message", "the last message is not an assistant answer: nothing to learn")
-    tokens = _tokens_above_limit("\n".join(_content_text(m.get("content")) for m in data["messages"]))
-    if tokens:
-        raise _Defect("too_long", f"too long: {tokens} tokens, above the limit of {settings.EXAMPLES_IMPORT_MAX_TOKENS}")
-    confidence = data.get("confidence")
-    if confidence is not None and (isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1):
-        raise _Defect("bad_confidence", f"confidence {confidence!r} is not a number between 0 and 1")
-    return data
-
-
-def examples_import_jsonl(*, file=None, text: str | None = None, task: Task | None = None,
-                          min_confidence: float | None = None, source_name: str = "") -> ChatImportReport:
-    """Import chat examples (OpenAI format plus task, industry, confidence, source keys) as pending examples.
-
-    Defective lines are reported by number and reason; lines below `min_confidence` (or without one when a
-    minimum is set) and exact duplicates (in the file or already stored) are skipped and counted.
-    """
-    if text is None:
-        data = file.read()
-        text = data.decode("utf-8-sig", errors="replace") if isinstance(data, bytes) else data
-    report = ChatImportReport(source_name=source_name)
-    tasks: dict[str, Task] = {}
-    seen: dict[tuple, int] = {}  # (task id, content hash) -> line
-    for number, raw in enumerate(text.lstrip("\ufeff").splitlines(), 1):
-        if not raw.strip():
-            continue
-        report.lines += 1
-        try:
-            data = _parse_chat_line(raw)
-            line_task = task
-            if line_task is None:
-                slug = data.get("task")
-                if not slug or not isinstance(slug, str):
-                    raise _Defect("no_task", "no \"task\" slug on the line and no task chosen for the import")
-                if slug not in tasks:
-                    try:
-                        tasks[slug] = task_get_or_create(slug=slug)
-                    except UnknownPreset as exc:
-                        raise _Defect("unknown_task", f"unknown task {slug!r}: create it first") from exc
-                line_task = tasks[slug]
-            messages, target_text = data["messages"][:-1], _content_text(data["messages"][-1]["content"])
-            try:
-                target_validate(task=line_task, target_text=target_text)
-            except TargetInvalid as exc:
-                raise _Defect("target_invalid", f"answer does not fit task {line_task.slug}: {exc}") from exc
-        except _Defect as defect:
-            report.defects.append({"line": number, "code": defect.code, "reason": defect.reason})
-            continue
-        digest = content_hash(messages, target_text)
-        key = (line_task.pk, digest)
-        if key in seen:
-            report.duplicates += 1
-            report.defects.append({"line": number, "code": f"duplicate_of_line_{seen[key]}",
-                                   "reason": f"exact duplicate of line {seen[key]}"})
-            continue
-        seen[key] = number
-        confidence = data.get("confidence")
-        if min_confidence is not None and (confidence is None or confidence < min_confidence):
-            report.below_min_confidence += 1
-            continue
-        if Example.objects.filter(task=line_task, content_hash=digest).exists():
-            report.duplicates += 1
-            continue
-        tags = {key: data[key] for key in ("industry",) if isinstance(data.get(key), str) and data[key]}
-        if isinstance(data.get("source"), str):
-            tags["origin"] = data["source"]
-        Example.objects.create(
-            task=line_task, messages=messages, target=target_text, schema_version=line_task.schema_version,
-            source=Example.Source.IMPORTED, confidence=confidence, tags=tags,
-            # Each conversation is its own group: no two lines share a part or a customer thread we know of.
-            group_key=f"chat-{digest[:16]}", content_hash=digest,
-        )
-        report.created += 1
-        report.tasks[line_task.slug] = report.tasks.get(line_task.slug, 0) + 1
     return report

@@ -19,13 +19,11 @@ A second trainer for vision beside OpenAI: the same chat JSONL with base64 image
 The SDK's own retries are off (`max_retries=0`), as on the OpenAI path: `_call` retries what is worth
 retrying and job creation is never retried here. Chat goes through the same client: with
 TOGETHER_BASE_URL set the SDK sends it to `<base>/v1/chat/completions`, else to Together's inference host.
+Together's values in our terms (run tags, statuses, options, timestamps, event ids): `together_format.py`.
 """
 from __future__ import annotations
 
-import datetime
-import hashlib
 import logging
-import re
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -39,124 +37,23 @@ from finetune.providers.chat import chat_completion
 from finetune.providers.errors import together_provider_error
 from finetune.providers.fine_tuning import RUN_ID_KEY, account_fingerprint, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob
 from gestima.storage import StoredFile
+from finetune.providers.together_format import (
+    BASE_LEARNING_RATE,
+    FAILED_STATUSES,
+    FAILURE_WORDS,
+    STATUS_MAP,
+    epoch_of,
+    event_fields,
+    event_id_of,
+    field_of,
+    job_suffix,
+    options_clean,
+    run_id_of,
+)
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Together's suffix limit (the SDK's documentation of `suffix`: "up to 40 characters").
-SUFFIX_MAX = 40
-RUN_TAG_PREFIX = "gr"
-_RUN_TAG = re.compile(rf"(?:^|-){RUN_TAG_PREFIX}(\d+)$")
-
-# Together status -> ours (TrainingRun.Status). Unknown values are stored as they come.
-STATUS_MAP = {
-    "pending": "queued",
-    "queued": "queued",
-    "running": "running",
-    "compressing": "running",
-    "uploading": "running",  # the trained model being uploaded, not our files
-    "cancel_requested": "cancel_requested",
-    "cancelled": "cancelled",
-    "completed": "succeeded",
-    "error": "failed",
-    "user_error": "failed",
-    "failed": "failed",
-}
-FAILED_STATUSES = {"error", "user_error", "failed"}
-# Why a job ended, in words, when its events say nothing more precise.
-FAILURE_WORDS = {
-    "user_error": "Together stopped the job because of a problem with its inputs (most often the training file "
-                  "or a parameter outside the model's limits).",
-    "error": "Together stopped the job on an internal error.",
-    "failed": "Together reports the job as failed.",
-}
-# Learning rate our "learning_rate_multiplier" multiplies: Together's documented default.
-BASE_LEARNING_RATE = 1e-5
-DEFAULT_OPTIONS = {"training_type": "lora", "n_checkpoints": 1, "n_evals": 0, "train_vision": False}
-
-
-def run_tag(run_id: int | str) -> str:
-    return f"{RUN_TAG_PREFIX}{run_id}"
-
-
-def job_suffix(*, suffix: str, run_id: int | str) -> str:
-    """The suffix sent to Together: the user's words (letters, digits, hyphens) then our run tag, ≤ 40 chars."""
-    tag = run_tag(run_id)
-    words = re.sub(r"[^a-z0-9-]+", "-", (suffix or "").lower()).strip("-")
-    room = SUFFIX_MAX - len(tag) - 1
-    words = words[:max(room, 0)].strip("-")
-    return f"{words}-{tag}" if words else tag
-
-
-def run_id_of(suffix: str | None) -> str:
-    match = _RUN_TAG.search(suffix or "")
-    return match.group(1) if match else ""
-
-
-def options_clean(options: dict | None) -> dict:
-    """Together's own job settings, checked: training_type lora|full, n_checkpoints ≥ 1, n_evals ≥ 0, train_vision."""
-    merged = {**DEFAULT_OPTIONS, **(options or {})}
-    unknown = set(merged) - set(DEFAULT_OPTIONS)
-    if unknown:
-        raise ProviderError(f"unknown Together option(s): {', '.join(sorted(unknown))}", code="invalid_request")
-    if merged["training_type"] not in ("lora", "full"):
-        raise ProviderError(f"training_type must be lora or full, not {merged['training_type']!r}", code="invalid_request")
-    try:
-        merged["n_checkpoints"] = int(merged["n_checkpoints"])
-        merged["n_evals"] = int(merged["n_evals"])
-    except (TypeError, ValueError):
-        raise ProviderError("n_checkpoints and n_evals must be whole numbers", code="invalid_request")
-    if merged["n_checkpoints"] < 1 or merged["n_evals"] < 0:
-        raise ProviderError("n_checkpoints must be at least 1 and n_evals at least 0", code="invalid_request")
-    merged["train_vision"] = bool(merged["train_vision"])
-    return merged
-
-
-def _epoch(value) -> int | None:
-    """Together sends ISO dates (or datetimes from the SDK); our records keep Unix seconds."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return int(value)
-    if isinstance(value, str):
-        try:
-            value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.timezone.utc)
-        return int(value.timestamp())
-    return None
-
-
-def _get(obj, name: str, default=None):
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    value = getattr(obj, name, default)
-    if value is default and getattr(obj, "model_extra", None):
-        value = obj.model_extra.get(name, default)
-    return value
-
-
-def _event_fields(event) -> dict:
-    return {
-        "created_at": _get(event, "created_at"),
-        "level": str(_get(event, "level") or ""),
-        "type": str(_get(event, "type") or ""),
-        "message": str(_get(event, "message") or ""),
-        "step": _get(event, "step"),
-        "hash": _get(event, "hash"),
-    }
-
-
-def _event_id(job_id: str, fields: dict) -> str:
-    """Together's events carry no id: the job id and the event's content make one (stable across syncs)."""
-    if fields.get("hash"):
-        return f"tg-{job_id}-{fields['hash']}"[:100]
-    raw = "|".join(str(fields.get(k) or "") for k in ("created_at", "type", "level", "message", "step"))
-    return f"tg-{job_id}-{hashlib.sha1(raw.encode()).hexdigest()[:20]}"
 
 
 class TogetherProvider(Provider):
@@ -237,17 +134,17 @@ class TogetherProvider(Provider):
         # The SDK checks and sends a path only: a file in a bucket is copied to a temp file first.
         with source.local_path() as local:
             uploaded = self._call(lambda: self.client.files.upload(file=local, purpose=purpose, check=True))
-        status = str(_get(uploaded, "processing_status") or "")
+        status = str(field_of(uploaded, "processing_status") or "")
         if status in ("FAILED", "INVALID_FORMAT"):
             # The SDK's upload answer drops the validation report: the file itself carries it.
             try:
-                report = _get(self._call(lambda: self.client.files.retrieve(uploaded.id)), "validation_report")
+                report = field_of(self._call(lambda: self.client.files.retrieve(uploaded.id)), "validation_report")
             except ProviderError:
                 report = None
-            detail = (_get(report, "error") if report is not None else "") or status
+            detail = (field_of(report, "error") if report is not None else "") or status
             raise ProviderError(f"Together refused {source.filename}: {detail}", code="invalid_file",
                                 param="training_file")
-        return RemoteFile(id=uploaded.id, bytes=int(_get(uploaded, "bytes") or source.size()))
+        return RemoteFile(id=uploaded.id, bytes=int(field_of(uploaded, "bytes") or source.size()))
 
     def result_file_content(self, file_id: str) -> bytes:
         raise ProviderError("Together jobs have no result file: metrics come from the metrics endpoint",
@@ -255,10 +152,10 @@ class TogetherProvider(Provider):
 
     # --- jobs ----------------------------------------------------------------------------------
     def _job(self, job, *, events: list | None = None) -> RemoteJob:
-        raw_status = str(_get(job, "status") or "")
+        raw_status = str(field_of(job, "status") or "")
         status = STATUS_MAP.get(raw_status, raw_status)
-        suffix = _get(job, "suffix") or ""
-        output = _get(job, "x_model_output_name") or _get(job, "output_name") or _get(job, "model_output_name") or ""
+        suffix = field_of(job, "suffix") or ""
+        output = field_of(job, "x_model_output_name") or field_of(job, "output_name") or field_of(job, "model_output_name") or ""
         run_id = run_id_of(suffix) or run_id_of(output.rsplit("-", 1)[0] if output else "")
         error_code = error_message = ""
         if raw_status in FAILED_STATUSES:
@@ -270,11 +167,11 @@ class TogetherProvider(Provider):
                        or "insufficient" in e["message"].lower()]
             if billing:
                 error_code, error_message = "insufficient_balance", billing[-1]["message"]
-        token_count = _get(job, "token_count")
+        token_count = field_of(job, "token_count")
         return RemoteJob(
             id=job.id if not isinstance(job, dict) else job["id"],
             status=status,
-            model=_get(job, "model") or "",
+            model=field_of(job, "model") or "",
             fine_tuned_model=output if raw_status == "completed" else "",
             trained_tokens=int(token_count) if token_count and raw_status == "completed" else None,
             error_code=error_code,
@@ -282,21 +179,21 @@ class TogetherProvider(Provider):
             result_files=[],
             metadata={RUN_ID_KEY: run_id, "together_status": raw_status, "output_name": output} if run_id else
             {"together_status": raw_status, "output_name": output},
-            created_at=_epoch(_get(job, "created_at")),
-            finished_at=_epoch(_get(job, "updated_at")) if status in ("succeeded", "failed", "cancelled") else None,
-            training_file=_get(job, "training_file") or "",
-            validation_file=_get(job, "validation_file") or "",
+            created_at=epoch_of(field_of(job, "created_at")),
+            finished_at=epoch_of(field_of(job, "updated_at")) if status in ("succeeded", "failed", "cancelled") else None,
+            training_file=field_of(job, "training_file") or "",
+            validation_file=field_of(job, "validation_file") or "",
         )
 
     def _events_of(self, job, events: list | None) -> list[dict]:
         """The job's events: those given, else those the job carries, else (for an ended job) the event list."""
-        source = events if events is not None else (_get(job, "events") or None)
+        source = events if events is not None else (field_of(job, "events") or None)
         if source is None:
             try:
                 source = self._call(lambda: self.client.fine_tuning.list_events(job.id)).data or []
             except ProviderError:
                 source = []
-        return [_event_fields(e) for e in source if not isinstance(e, str)]
+        return [event_fields(e) for e in source if not isinstance(e, str)]
 
     def _failure_message(self, job, events: list | None) -> str:
         fields = self._events_of(job, events)
@@ -342,7 +239,7 @@ class TogetherProvider(Provider):
         """The job whose suffix carries our run id (Together lists every job of the account in one answer)."""
         wanted = str(run_id)
         for job in self._list()[:settings.RUN_LOOKUP_MAX_JOBS]:
-            if run_id_of(_get(job, "suffix")) == wanted:
+            if run_id_of(field_of(job, "suffix")) == wanted:
                 return self.retrieve_job(job.id)
         return None
 
@@ -360,13 +257,13 @@ class TogetherProvider(Provider):
         """New events, oldest first, then one `metrics` event per step of the metrics endpoint (the loss curve)."""
         events = []
         for event in self._call(lambda: self.client.fine_tuning.list_events(job_id)).data or []:
-            fields = _event_fields(event)
-            event_id = _event_id(job_id, fields)
+            fields = event_fields(event)
+            event_id = event_id_of(job_id, fields)
             if event_id in known_ids:
                 continue
             data = {k: v for k, v in (event.model_dump(exclude_none=True) if hasattr(event, "model_dump") else dict(event)).items()
                     if k not in ("object", "message", "level", "type", "created_at")}
-            events.append(RemoteEvent(id=event_id, created_at=_epoch(fields["created_at"]), level=fields["level"],
+            events.append(RemoteEvent(id=event_id, created_at=epoch_of(fields["created_at"]), level=fields["level"],
                                       type=fields["type"], message=fields["message"], data=data))
         events.sort(key=lambda e: e.created_at or 0)
         return events + self._metric_events(job_id, known_ids)
@@ -395,8 +292,8 @@ class TogetherProvider(Provider):
         checkpoints = self._call(lambda: self.client.fine_tuning.list_checkpoints(job_id)).data or []
         return [
             RemoteCheckpoint(id=f"{job_id}:{c.step}:{c.checkpoint_type}"[:100], step=c.step,
-                             fine_tuned_model_checkpoint=_get(c, "object_name") or f"{job_id}:{c.step}",
-                             metrics={"type": c.checkpoint_type, "path": c.path}, created_at=_epoch(c.created_at))
+                             fine_tuned_model_checkpoint=field_of(c, "object_name") or f"{job_id}:{c.step}",
+                             metrics={"type": c.checkpoint_type, "path": c.path}, created_at=epoch_of(c.created_at))
             for c in checkpoints
         ]
 

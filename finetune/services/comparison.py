@@ -10,7 +10,7 @@ from django.conf import settings
 
 from finetune import metrics as metric_lib
 from finetune.models import EvalRun
-from finetune.services.evals import eval_run_records
+from finetune.services.eval_results import eval_run_records
 
 
 class ComparisonError(Exception):

@@ -16,7 +16,8 @@ from finetune import metrics as metric_lib
 from finetune.metrics import metric_rows, pct, pct_with_ci, usd
 from finetune.models import EvalRun, ModelKind, ModelVersion
 from finetune.selectors import eval_run_lineage, lineage_lines
-from finetune.services.evals import eval_run_leak, eval_run_records
+from finetune.services.eval_results import eval_run_records
+from finetune.services.evals import eval_run_leak
 
 # Applied when a task's policy does not set them: below 20 examples, or with a 95 % interval wider than
 # 20 percentage points, an evaluation cannot tell a good model from a lucky one.

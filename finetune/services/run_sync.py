@@ -157,7 +157,7 @@ def _sync_refusals(run: TrainingRun) -> list[dict]:
     """What the provider dropped or refused (events, a failed job's error), tied to the dataset members on
     those exported lines and flagged on their examples (curation leaves them out of the next build)."""
     from curation.selectors import dataset_version_export_lines
-    from curation.services.examples import examples_flag_provider_refused
+    from curation.services.example_flags import examples_flag_provider_refused
 
     events = [RemoteEvent(id=e.remote_id, created_at=None, level=e.level, type=e.type, message=e.message, data=e.data)
               for e in RunEvent.objects.filter(run=run).exclude(type="metrics")]

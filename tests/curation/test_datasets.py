@@ -424,7 +424,7 @@ def test_build_seeds_base_models_when_there_are_none():
 def test_examples_a_provider_refused_are_flagged_audited_and_left_out_of_the_next_build(client, roles):
     from curation.models import ExampleChange
     from curation.selectors import dataset_version_export_lines, dataset_version_refused_members
-    from curation.services.examples import examples_flag_provider_refused
+    from curation.services.example_flags import examples_flag_provider_refused
     from tests.factories import make_user
 
     examples = approved_examples(14)

@@ -7,7 +7,8 @@ from curation.models import Drawing, Example, ExampleChange, GroundTruth
 from curation.openai_format import MAX_IMAGES_PER_EXAMPLE
 from curation.provider_formats import RULES
 from curation.provider_names import ProviderName
-from curation.services.examples import examples_build, examples_flag_near_duplicates
+from curation.services.example_flags import examples_flag_near_duplicates
+from curation.services.examples import examples_build
 from curation.services.ground_truth import ground_truth_material_set
 from curation.services.production import production_records_import
 from curation.services.tasks import target_validate, task_create_from_preset

@@ -5,7 +5,8 @@ import pytest
 from django.core.management import call_command
 
 from curation.models import Example, GroundTruth, Task
-from curation.services.examples import examples_build, examples_import_jsonl
+from curation.services.example_import import examples_import_jsonl
+from curation.services.examples import examples_build
 from curation.services.ground_truth import ground_truth_material_set
 from curation.services.production import production_records_import
 from curation.services.tasks import task_create_from_preset

@@ -9,7 +9,7 @@ import pytest
 
 from curation.models import Dataset, Example
 from curation.services.datasets import dataset_build
-from curation.services.examples import examples_import_jsonl
+from curation.services.example_import import examples_import_jsonl
 from curation.services.review import example_target_update
 from curation.services.tasks import TargetInvalid, TargetRefused, target_validate, task_create_from_preset
 from tests.factories import make_example, make_task, make_user, technology_target

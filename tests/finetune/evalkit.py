@@ -58,7 +58,8 @@ def make_done_eval_run(version: DatasetVersion, *, model_name: str = MODEL, kind
     """A finished eval run without the API: every answer (of `split`) is the target with machine times × factor
     (`factor` may be a function of the member position); the first `invalid` answers are invalid JSON."""
     from finetune.models import EvalResult, EvalRun
-    from finetune.services.evals import eval_prompt, eval_run_finish
+    from finetune.services.eval_results import eval_run_finish
+    from finetune.services.evals import eval_prompt
 
     task = version.dataset.task
     prompt_kind, prompt_text = eval_prompt(task=task, model_kind=kind)

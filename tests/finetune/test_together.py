@@ -10,7 +10,7 @@ from django.urls import reverse
 from curation.models import BaseModel
 from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun
 from finetune.providers.base import ProviderError, get_provider
-from finetune.providers.together import STATUS_MAP, job_suffix, run_id_of
+from finetune.providers.together_format import STATUS_MAP, job_suffix, run_id_of
 from finetune.services.run_cancel import training_run_cancel, training_run_relaunch
 from finetune.services.run_doctor import training_runs_doctor
 from finetune.services.run_launch import training_run_create, training_run_launch

@@ -4,7 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Task
-from curation.services.examples import examples_import_jsonl
+from curation.services.example_import import examples_import_jsonl
 
 
 class Command(BaseCommand):

@@ -10,7 +10,8 @@ from finetune.models import ModelKind, TrainingRun
 from finetune.providers.base import ProviderError
 from finetune.selectors import eval_run_lineage, lineage_lines
 from finetune.services.endpoints import EndpointError, endpoint_by_name
-from finetune.services.evals import EvalError, eval_run_create, eval_run_execute, eval_run_leak, training_run_evaluate
+from finetune.services.eval_execute import eval_run_execute
+from finetune.services.evals import EvalError, eval_run_create, eval_run_leak, training_run_evaluate
 from finetune.management.commands._evals_common import dataset_version, metrics_lines, user
 from gestima.queues import QueueUnavailable
 
