@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from curation import selectors
+from curation.admin.review_target import history_rows, target_editor_data
 from curation.models import Example
 from curation.services.examples import target_changes_describe
 from curation.services.review import (
@@ -224,13 +225,14 @@ class ExampleAdmin(admin.ModelAdmin):
         if not changes:
             return "No changes yet."
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((c.at.strftime("%Y-%m-%d %H:%M:%S"), c.user or "system", c.field, _short(c.before), _short(c.after),
-              c.note) for c in changes),
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td><ul class=\"review-changes\">{}</ul></td><td>{}</td></tr>",
+            ((row["at"].strftime("%Y-%m-%d %H:%M:%S"), row["user"] or "system", row["field"],
+              format_html_join("", "<li>{}</li>", ((line,) for line in row["lines"])), row["note"])
+             for row in history_rows(changes)),
         )
         return format_html(
-            '<table class="review-history"><thead><tr><th>When</th><th>Who</th><th>Field</th><th>Before</th>'
-            "<th>After</th><th>Note</th></tr></thead><tbody>{}</tbody></table>", rows,
+            '<table class="review-history"><thead><tr><th>When</th><th>Who</th><th>Field</th><th>Change</th>'
+            "<th>Note</th></tr></thead><tbody>{}</tbody></table>", rows,
         )
 
     # --- changelist ---
@@ -391,6 +393,7 @@ class ExampleAdmin(admin.ModelAdmin):
         previous_id, next_id = selectors.example_neighbours(example=example)
         next_pending_id = selectors.example_next_pending(after=example.pk, task=example.task_id)
         ground_truth = selectors.example_ground_truth(example=example)
+        can_review = request.user.has_perm(REVIEW_PERMISSION)
         # Text tasks answer in free text: "42" is an answer there, not a JSON number.
         text_task = (example.task.output_schema or {}).get("type") == "string"
         target_value = example.target if text_task else _parsed(example.target)
@@ -413,14 +416,15 @@ class ExampleAdmin(admin.ModelAdmin):
             "target_rows": _target_rows(target_value),
             "ground_truth": ground_truth,
             "ground_truth_rows": _ground_truth_rows(ground_truth, target_value),
-            "history": selectors.example_history(example=example, limit=settings.REVIEW_HISTORY_LIMIT),
+            "history": history_rows(selectors.example_history(example=example, limit=settings.REVIEW_HISTORY_LIMIT)),
             "previous_id": previous_id,
             "next_id": next_id,
             "next_pending_id": next_pending_id,
-            "can_review": request.user.has_perm(REVIEW_PERMISSION),
+            "can_review": can_review,
             "editable_target": edited_target if edited_target is not None else editable_target,
             "edit_open": edited_target is not None,
             "schema_json": json.dumps(example.task.output_schema, ensure_ascii=False, indent=2),
+            "target_editor": target_editor_data(example=example, edited_target=edited_target) if can_review else None,
             "ground_truth_change": _ground_truth_change(example),
         }
 
@@ -448,11 +452,6 @@ def _id_param(text) -> int | None:
         return None
     value = int(text)
     return value if value < 2**63 else None
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = text or ""
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _parsed(target: str):
