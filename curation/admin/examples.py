@@ -4,6 +4,7 @@ Thin on purpose: every write is one call into `curation.services.review`, every 
 module turns requests into those calls and their errors into messages.
 """
 import json
+from functools import partial
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -19,8 +20,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from curation import selectors
+from curation.admin.scan_material import scan_material_view, scans_view
 from curation.admin.review_target import history_rows, target_editor_data
 from curation.models import Example
+from curation.services.scans import scans_waiting_for_material
 from curation.services.examples import target_changes_describe
 from curation.services.review import (
     ReviewError,
@@ -252,7 +255,9 @@ class ExampleAdmin(admin.ModelAdmin):
         if task_id:
             next_pending += "?" + urlencode({"task": task_id})
         extra_context = {**(extra_context or {}), "status_links": status_links, "status_total": sum(counts.values()),
-                         "next_pending_url": next_pending}
+                         "next_pending_url": next_pending,
+                         "scans_waiting": scans_waiting_for_material().count() if self.has_review_permission(request)
+                         else 0}
         return super().changelist_view(request, extra_context=extra_context)
 
     @admin.action(description="Approve selected examples", permissions=["review"])
@@ -306,6 +311,9 @@ class ExampleAdmin(admin.ModelAdmin):
         return [
             path("next-pending/", view(self.next_pending_view), name="curation_example_next_pending"),
             path("<int:object_id>/review/", view(self.review_view), name="curation_example_review"),
+            path("scans/", view(partial(scans_view, self)), name="curation_example_scans"),
+            path("scans/<int:drawing_id>/material/", view(partial(scan_material_view, self)),
+                 name="curation_example_scan_material"),
             *super().get_urls(),
         ]
 
