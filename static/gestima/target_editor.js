@@ -73,7 +73,7 @@
   }
 
   function control(name, s, value, path, required, onChange) {
-    const id = "te-" + path.replace(/[^A-Za-z0-9]+/g, "-");
+    const id = "te-" + path.slice(2).replace(/[^A-Za-z0-9_]+/g, "-").replace(/-$/, "");
     let input;
     const options = choices[name];
     if (s.enum || (options && name === "machine")) {
@@ -117,7 +117,9 @@
     const head = el("tr");
     columns.forEach((c) => head.append(el("th", {}, label(c))));
     head.append(el("th", {}, ""));
-    table.append(el("thead")).append(head);
+    const thead = el("thead");
+    thead.append(head);
+    table.append(thead);
     const body = el("tbody");
     rows.forEach((row, index) => {
       if (!isObject(row)) return;
@@ -133,7 +135,9 @@
       const remove = el("button", { type: "button", class: "target-editor-remove", "data-row": index,
                                     "aria-label": `Remove row ${index + 1}` }, "✕");
       remove.addEventListener("click", () => { rows.splice(index, 1); sync(); draw(); });
-      tr.append(el("td")).append(remove);
+      const cell = el("td");
+      cell.append(remove);
+      tr.append(cell);
       body.append(tr);
     });
     table.append(body);
