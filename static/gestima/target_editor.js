@@ -80,8 +80,10 @@
       input = el("select", { id, "data-path": path });
       input.append(el("option", { value: "" }, "–"));
       const values = s.enum ? s.enum.map((v) => ({ value: v, label: "" })) : options;
-      if (value && !values.some((o) => o.value === value)) values.push({ value, label: "not in the table" });
-      values.forEach((o) => input.append(el("option", { value: o.value }, o.label ? `${o.value} (${o.label})` : o.value)));
+      // A machine the table does not know stays selectable (and says so) rather than being silently dropped.
+      if (value && !values.some((o) => o.value === value)) values.push({ value, missing: true });
+      values.forEach((o) => input.append(el("option", { value: o.value, title: o.label || null },
+                                            o.missing ? `${o.value} (not in the table)` : o.value)));
     } else {
       input = el("input", { id, type: "text", "data-path": path, autocomplete: "off", spellcheck: "false",
                             inputmode: numeric(s) ? "decimal" : null, list: options ? `te-choices-${name}` : null });
