@@ -43,7 +43,8 @@ def scan_material_enter(*, drawing: Drawing, material: str) -> Example:
         ground_truth = (GroundTruth.objects.select_for_update().filter(part_number=drawing.part_number).first()
                         or ground_truth_compute(part_number=drawing.part_number))
         if ground_truth is None:
-            raise ScanMaterialError(f"Part {drawing.part_number} has no production records: no ground truth to build on.")
+            raise ScanMaterialError(f"Part {drawing.part_number} has no production records: "
+                                    "no ground truth to build on.")
         ground_truth_material_set(ground_truth=ground_truth, material=material)
         report = examples_build(task=task, drawings=Drawing.objects.filter(pk=drawing.pk))
     if report.skipped:

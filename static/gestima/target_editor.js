@@ -63,12 +63,14 @@
       if (typeof value !== "number") return "Enter a number.";
       if (s.type === "integer" && !Number.isInteger(value)) return "Enter a whole number.";
       if (s.minimum !== undefined && value < s.minimum) return `Must be ${s.minimum} or more.`;
-      if (s.exclusiveMinimum !== undefined && value <= s.exclusiveMinimum) return `Must be more than ${s.exclusiveMinimum}.`;
+      const floor = s.exclusiveMinimum;
+      if (floor !== undefined && value <= floor) return `Must be more than ${floor}.`;
       if (s.maximum !== undefined && value > s.maximum) return `Must be ${s.maximum} or less.`;
     }
     if (s.enum && !s.enum.includes(value)) return `Choose one of: ${s.enum.join(", ")}.`;
     if (typeof value === "string" && s.minLength && value.trim().length < s.minLength) return "Required.";
-    if (typeof value === "string" && s.maxLength && value.length > s.maxLength) return `At most ${s.maxLength} characters.`;
+    const long = typeof value === "string" && s.maxLength && value.length > s.maxLength;
+    if (long) return `At most ${s.maxLength} characters.`;
     return "";
   }
 
@@ -165,7 +167,8 @@
     Object.entries(schema.properties || {}).forEach(([name, s]) => {
       const k = kind(s);
       if (k === "scalar" || k === "list") {
-        const field = control(name, s, state[name], `$.${name}`, required.includes(name), (v) => setKey(state, name, v));
+        const field = control(name, s, state[name], `$.${name}`, required.includes(name),
+                              (v) => setKey(state, name, v));
         const row = el("div", { class: "target-editor-field" });
         row.append(el("label", { for: field.id }, label(name) + (k === "list" ? " (comma-separated)" : "")),
                    field.input, field.message);
@@ -222,7 +225,8 @@
       draw();
       if (rawNote) rawNote.textContent = "";
     } else if (rawNote) {
-      rawNote.textContent = "Not valid JSON yet: the fields show the last valid target; saving sends the JSON as typed.";
+      rawNote.textContent = "Not valid JSON yet: the fields show the last valid target; "
+        + "saving sends the JSON as typed.";
     }
   });
 
