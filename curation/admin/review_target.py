@@ -1,9 +1,7 @@
 """What the review screen shows of a target beyond the decision buttons: the form editor's data and the history
 read as field-level changes. No writes; the admin view passes these to the templates."""
-import json
-
 from curation import selectors
-from curation.services.tasks import TargetInvalid, target_field_errors, target_validate
+from curation.services.tasks import TargetInvalid, TargetSchemaMismatch, target_field_errors, target_validate
 from curation.target_diff import change_lines
 
 # Words a planner uses for the drawing task's fields; other schemas get their property names, humanised.
@@ -20,19 +18,20 @@ def target_editor_data(*, example, edited_target: str | None) -> dict | None:
     schema = example.task.output_schema or {}
     if not (isinstance(schema, dict) and schema.get("type") == "object" and isinstance(schema.get("properties"), dict)):
         return None
-    text = example.target if edited_target is None else edited_target
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        value = None
+    # Parsed by the one check every writer uses, never by a bare json.loads: a refused text may hold NaN (not
+    # JSON, json_script would write it through) or be nested deep enough to exhaust the stack.
     errors = {}
-    if edited_target is not None:
-        try:
-            target_validate(task=example.task, target_text=edited_target)
-        except TargetInvalid as exc:
-            # The message of the one check that refused, then every schema error for its own field.
-            errors = {"$": str(exc)} if value is None else target_field_errors(task=example.task, value=value) or {
-                "$": str(exc)}
+    try:
+        value = target_validate(task=example.task, target_text=example.target if edited_target is None
+                                else edited_target)
+    except TargetSchemaMismatch as exc:
+        value = exc.value
+        if edited_target is not None:
+            errors = target_field_errors(task=example.task, value=value) or {"$": str(exc)}
+    except TargetInvalid as exc:
+        value = None
+        if edited_target is not None:
+            errors = {"$": str(exc)}
     return {"schema": schema, "value": value, "choices": selectors.target_editor_choices(), "labels": FIELD_LABELS,
             "errors": errors}
 
