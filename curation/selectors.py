@@ -6,7 +6,16 @@ import re
 from django.core.cache import cache
 from django.db.models import Count, Max
 
-from curation.models import DatasetMember, DatasetVersion, DrawingPage, Example, ExampleChange, GroundTruth
+from curation.models import (
+    DatasetMember,
+    DatasetVersion,
+    DrawingPage,
+    Example,
+    ExampleChange,
+    GroundTruth,
+    Machine,
+    MaterialAlias,
+)
 from curation.openai_format import image_part_url, iter_image_parts, page_ref_ids, parse_page_ref
 
 # The order dataset_version_export writes lines in: split, then position. Line n (1-based) of a split's file
@@ -75,6 +84,21 @@ def example_part_number(example: Example) -> str:
 def example_ground_truth(*, example: Example) -> dict | None:
     """The ground-truth table of the example's part (see ground_truth_for_part below); one query."""
     return ground_truth_for_part(example_part_number(example))
+
+
+def target_editor_choices() -> dict[str, list[dict]]:
+    """What the target editor offers per field name: machines from the Machine table, materials as their norms
+    and every alias written on drawings (the alias says which norm it means). Two queries."""
+    materials, seen = [], set()
+    for alias in MaterialAlias.objects.order_by("norm", "written"):
+        for value, label in ((alias.norm, "norm"), (alias.written, f"= {alias.norm}")):
+            if value not in seen:
+                seen.add(value)
+                materials.append({"value": value, "label": label})
+    return {
+        "machine": [{"value": name, "label": kind} for name, kind in Machine.objects.values_list("name", "kind")],
+        "material": materials,
+    }
 
 
 def example_tag_values(*, keys: list[str]) -> dict[str, list[str]]:

@@ -4,6 +4,7 @@ Thin on purpose: every write is one call into `curation.services.review`, every 
 module turns requests into those calls and their errors into messages.
 """
 import json
+from functools import partial
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -20,7 +21,10 @@ from django.utils.http import urlencode
 
 from curation import selectors
 from curation.admin.drawings import page_image_url
+from curation.admin.scan_material import scan_material_view, scans_view
+from curation.admin.review_target import history_rows, target_editor_data
 from curation.models import Example
+from curation.services.scans import scans_waiting_for_material
 from curation.services.examples import target_changes_describe
 from curation.services.review import (
     ReviewConflict,
@@ -226,13 +230,14 @@ class ExampleAdmin(admin.ModelAdmin):
         if not changes:
             return "No changes yet."
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((c.at.strftime("%Y-%m-%d %H:%M:%S"), c.user or "system", c.field, _short(c.before), _short(c.after),
-              c.note) for c in changes),
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td><ul class=\"review-changes\">{}</ul></td><td>{}</td></tr>",
+            ((row["at"].strftime("%Y-%m-%d %H:%M:%S"), row["user"] or "system", row["field"],
+              format_html_join("", "<li>{}</li>", ((line,) for line in row["lines"])), row["note"])
+             for row in history_rows(changes)),
         )
         return format_html(
-            '<table class="review-history"><thead><tr><th>When</th><th>Who</th><th>Field</th><th>Before</th>'
-            "<th>After</th><th>Note</th></tr></thead><tbody>{}</tbody></table>", rows,
+            '<table class="review-history"><thead><tr><th>When</th><th>Who</th><th>Field</th><th>Change</th>'
+            "<th>Note</th></tr></thead><tbody>{}</tbody></table>", rows,
         )
 
     # --- changelist ---
@@ -252,7 +257,9 @@ class ExampleAdmin(admin.ModelAdmin):
         if task_id:
             next_pending += "?" + urlencode({"task": task_id})
         extra_context = {**(extra_context or {}), "status_links": status_links, "status_total": sum(counts.values()),
-                         "next_pending_url": next_pending}
+                         "next_pending_url": next_pending,
+                         "scans_waiting": scans_waiting_for_material().count() if self.has_review_permission(request)
+                         else 0}
         return super().changelist_view(request, extra_context=extra_context)
 
     @admin.action(description="Approve selected examples", permissions=["review"])
@@ -308,6 +315,9 @@ class ExampleAdmin(admin.ModelAdmin):
             path("<int:object_id>/review/", view(self.review_view), name="curation_example_review"),
             path("<int:object_id>/review/fragment/", view(self.review_fragment_view),
                  name="curation_example_review_fragment"),
+            path("scans/", view(partial(scans_view, self)), name="curation_example_scans"),
+            path("scans/<int:drawing_id>/material/", view(partial(scan_material_view, self)),
+                 name="curation_example_scan_material"),
             *super().get_urls(),
         ]
 
@@ -438,6 +448,7 @@ class ExampleAdmin(admin.ModelAdmin):
         previous_id, next_id = selectors.example_neighbours(example=example)
         next_pending_id = selectors.example_next_pending(after=example.pk, task=example.task_id)
         ground_truth = selectors.example_ground_truth(example=example)
+        can_review = request.user.has_perm(REVIEW_PERMISSION)
         # Text tasks answer in free text: "42" is an answer there, not a JSON number.
         text_task = (example.task.output_schema or {}).get("type") == "string"
         target_value = example.target if text_task else _parsed(example.target)
@@ -459,14 +470,15 @@ class ExampleAdmin(admin.ModelAdmin):
             "target_rows": _target_rows(target_value),
             "ground_truth": ground_truth,
             "ground_truth_rows": _ground_truth_rows(ground_truth, target_value),
-            "history": selectors.example_history(example=example, limit=settings.REVIEW_HISTORY_LIMIT),
+            "history": history_rows(selectors.example_history(example=example, limit=settings.REVIEW_HISTORY_LIMIT)),
             "previous_id": previous_id,
             "next_id": next_id,
             "next_pending_id": next_pending_id,
-            "can_review": request.user.has_perm(REVIEW_PERMISSION),
+            "can_review": can_review,
             "editable_target": edited_target if edited_target is not None else editable_target,
             "edit_open": edited_target is not None,
             "schema_json": json.dumps(example.task.output_schema, ensure_ascii=False, indent=2),
+            "target_editor": target_editor_data(example=example, edited_target=edited_target) if can_review else None,
             "ground_truth_change": _ground_truth_change(example),
         }
 
@@ -494,11 +506,6 @@ def _id_param(text) -> int | None:
         return None
     value = int(text)
     return value if value < 2**63 else None
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = text or ""
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _parsed(target: str):

@@ -132,6 +132,15 @@ def target_validate(*, task: Task, target_text: str):
     return value
 
 
+def target_field_errors(*, task: Task, value) -> dict[str, str]:
+    """Every schema error of a parsed target, one message per field path ("$.operations[1].setup_min"), for the
+    form editor to show beside each field; {} when the target fits. `target_validate` stays the one that refuses."""
+    errors = {}
+    for error in _validator(json.dumps(task.output_schema or {}, sort_keys=True)).iter_errors(value):
+        errors.setdefault(_error_path(error), error.message)
+    return errors
+
+
 def target_normalise(*, task: Task, value, target_text: str) -> str:
     """The stored form of a target `target_validate` accepted (`value` is what it returned): a text task's text as
     typed, any other target as one canonical JSON spelling, so that a reformatting alone is not a change, the

@@ -193,6 +193,7 @@
     showMessage(flash);
     window.scrollTo(0, 0);
     viewer = makeViewer(root);
+    if (window.gestimaTargetEditor) window.gestimaTargetEditor(root);  // the form editor of the new screen
     performance.mark("review:swapped");  // the marks time the steps of a move (benchmarks/review.py prints them)
     markShown(root);
   }
