@@ -5,7 +5,7 @@ always runs the service in the worker's own import and the services stay free of
 Every job takes ids only; each service it calls takes an id or loads the row itself.
 """
 from finetune.models import EvalRun
-from finetune.services import deployments, evals, run_start, run_sync
+from finetune.services import deployments, estimate_scores, evals, run_start, run_sync
 
 
 def training_run_start_job(run_id: int) -> str:
@@ -46,3 +46,9 @@ def eval_runs_reconcile_job() -> list[int]:
 def training_run_deployment_wait_job(run_id: int) -> str:
     """Wait for an Azure deployment to be provisioned (finetune/services/deployments.py)."""
     return deployments.training_run_deployment_wait(run_id=run_id).deployment_state
+
+
+def estimates_score_stale_job() -> dict:
+    """Periodic: score estimates whose part's ground truth arrived or changed since (live accuracy)."""
+    report = estimate_scores.estimates_score_stale()
+    return {"scored": report.scored, "cleared": report.cleared}
