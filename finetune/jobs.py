@@ -5,7 +5,7 @@ always runs the service in the worker's own import and the services stay free of
 Every job takes ids only; each service it calls takes an id or loads the row itself.
 """
 from finetune.models import EvalRun
-from finetune.services import deployments, eval_execute, eval_results, evals, run_start, run_sync
+from finetune.services import deployments, estimate_scores, eval_execute, eval_results, evals, run_start, run_sync
 
 
 def training_run_start_job(run_id: int) -> str:
@@ -66,3 +66,9 @@ def estimate_request_job_failed(job, connection, exc_type, exc_value, traceback)
         work_worker_lost(Estimate, pk=job.args[0])
         return
     work_fail(Estimate, pk=job.args[0], error=f"The estimate stopped: {exc_type.__name__}: {exc_value}")
+
+
+def estimates_score_stale_job() -> dict:
+    """Periodic: score estimates whose part's ground truth arrived or changed since (live accuracy)."""
+    report = estimate_scores.estimates_score_stale()
+    return {"scored": report.scored, "cleared": report.cleared}

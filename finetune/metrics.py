@@ -134,13 +134,19 @@ def _stat(groups, statistic, n_boot, seed) -> dict:
     return {"value": value, "ci": bootstrap_ci(groups, statistic, n_boot=n_boot, seed=seed) if value is not None else None}
 
 
+def pooled_value(sums: list[float], counts: list[float]) -> float | None:
+    """The pooled mean (MAPE, bias) from per-group sums and counts: an eval run's figure, and live accuracy's
+    from the APE sums stored on scored estimates (summed per month in the database)."""
+    total = sum(counts)
+    return sum(sums) / total if total else None
+
+
 def _pooled(groups: list[list[float]], n_boot: int, seed: int) -> dict:
     """Pooled mean over all values with its interval (groups = examples): same result as
     _stat(groups, _pooled_mean, ...), computed from per-group sums."""
     sums = [float(sum(g)) for g in groups]
     counts = [float(len(g)) for g in groups]
-    total = sum(counts)
-    value = sum(sums) / total if total else None
+    value = pooled_value(sums, counts)
     ci = ratio_ci(sums, counts, n_boot=n_boot, seed=seed) if value is not None and n_boot else None
     return {"value": value, "ci": ci}
 

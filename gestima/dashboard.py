@@ -19,7 +19,7 @@ from curation.selectors import example_status_counts
 from finetune.metrics import pct_with_ci
 from finetune.models import Estimate, EvalRun, ModelVersion, TrainingRun
 from finetune.selectors import model_version_lifecycle
-from finetune.services.promotion import primary_numeric_path
+from gestima.live_accuracy import eval_mape_block, live_accuracy
 from finetune.services.run_launch import training_run_over_budget
 
 REVIEW_DAYS = 30
@@ -89,13 +89,15 @@ def reviews_per_day(*, days: int = REVIEW_DAYS, today: datetime.date | None = No
 
 
 def chart_spec(*, title: str, kind: str, x_label: str, y_label: str, unit: str, labels: list,
-               series: list[dict], stacked: bool = False, integer: bool = False) -> dict:
-    """What static/gestima/charts.js draws and the table fallback renders: one JSON for both."""
+               series: list[dict], stacked: bool = False, integer: bool = False, summable: bool = True) -> dict:
+    """What static/gestima/charts.js draws and the table fallback renders: one JSON for both. `summable=False`
+    for figures whose sum means nothing (percentages): the table then has no totals."""
     rows = [{"label": label, "values": [s["values"][i] for s in series],
-             "total": sum(s["values"][i] or 0 for s in series)} for i, label in enumerate(labels)]
+             "total": sum(s["values"][i] or 0 for s in series) if summable else None}
+            for i, label in enumerate(labels)]
     return {"title": title, "kind": kind, "stacked": stacked, "integer": integer, "x_label": x_label,
-            "y_label": y_label, "unit": unit, "labels": labels, "series": series, "rows": rows,
-            "totals": [sum(v or 0 for v in s["values"]) for s in series]}
+            "y_label": y_label, "unit": unit, "labels": labels, "series": series, "rows": rows, "summable": summable,
+            "totals": [sum(v or 0 for v in s["values"]) for s in series] if summable else []}
 
 
 # --- per task --------------------------------------------------------------------------------------
@@ -103,10 +105,7 @@ def chart_spec(*, title: str, kind: str, x_label: str, y_label: str, unit: str, 
 def _mape(version: ModelVersion, task: Task) -> str:
     """The MAPE (with its 95 % interval) of the eval run that promoted the model, on the field promotion
     decides on; the eval pages format it with the same function."""
-    path = primary_numeric_path(task)
-    metrics = version.eval_run.metrics if version.eval_run else {}
-    block = ((metrics or {}).get("numeric") or {}).get(path) if path else None
-    return pct_with_ci((block or {}).get("mape"), missing="no evaluation")
+    return pct_with_ci(eval_mape_block(version=version, task=task), missing="no evaluation")
 
 
 def _latest_versions(task_ids: list[int]) -> dict[int, list[DatasetVersion]]:
@@ -305,6 +304,8 @@ def dashboard_context(*, user) -> dict:
         context["spend_chart"] = spend_chart(context["spend"])
     if see["evals"]:
         context["evals"] = evals_under_way()
+    if can("finetune.promote_model"):  # live accuracy: whether a promotion paid off is the Manager's call
+        context["live_accuracy"] = live_accuracy()
     context["next_steps"] = next_steps(user=user, queue=context.get("queue"), drawings=context.get("drawings"),
                                        tasks=context["tasks"])
     return {"dashboard": context}

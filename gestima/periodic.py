@@ -20,6 +20,7 @@ PERIODIC_JOBS = {
     "reconcile-drawings": ("curation.jobs.drawings_reconcile", "RECONCILE_INTERVAL_SECONDS", "render"),
     "sync-runs": ("finetune.jobs.training_runs_sync_all", "RUN_SYNC_INTERVAL_SECONDS", "openai"),
     "reconcile-evals": ("finetune.jobs.eval_runs_reconcile_job", "RECONCILE_INTERVAL_SECONDS", "openai"),
+    "score-estimates": ("finetune.jobs.estimates_score_stale_job", "ESTIMATE_SCORE_INTERVAL_SECONDS", "default"),
 }
 
 

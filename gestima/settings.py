@@ -306,6 +306,8 @@ EVAL_CONCURRENCY = env.int("EVAL_CONCURRENCY", default=8)
 EVAL_STALE_SECONDS = env.int("EVAL_STALE_SECONDS", default=300)
 # Timeout of one chat call in evaluations and estimates (the SDK's own retries come on top).
 EVAL_TIMEOUT_SECONDS = env.float("EVAL_TIMEOUT_SECONDS", default=120.0)
+# Live accuracy: how often the periodic job scores estimates whose part's ground truth arrived or changed.
+ESTIMATE_SCORE_INTERVAL_SECONDS = env.int("ESTIMATE_SCORE_INTERVAL_SECONDS", default=600)
 # Bootstrap resamples for the 95 % confidence intervals (seeded: the same results give the same intervals).
 EVAL_BOOTSTRAP_SAMPLES = env.int("EVAL_BOOTSTRAP_SAMPLES", default=1000)
 # Few-shot models: reviewed examples shown before each question when no k is given (docs/evaluation.md).

@@ -17,6 +17,7 @@ from curation.selectors import dataset_version_provider_fit, dataset_version_ref
 from curation.services.base_models import base_model_date_warning
 from curation.services.dataset_builds import dataset_build_request
 from curation.services.datasets import dataset_version_training_costs
+from curation.services.cost_projection import PROJECTION_SCALES, dataset_version_cost_projection
 from curation.services.export_queue import dataset_version_export_request
 from curation.services.exports import ExportError, export_file_open
 from gestima.live import live_context, live_refused, live_response, live_state
@@ -234,6 +235,8 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             extra = {
                 "version": version,
                 "can_export": self.has_export_dataset_permission(request) and not self._export_busy(version),
+                "cost_projection": {"scales": PROJECTION_SCALES,
+                                    "rows": dataset_version_cost_projection(version=version)},
                 **live_context(state=self._live(version), url=reverse("admin:curation_datasetversion_live", args=[version.pk])),
             }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})

@@ -370,9 +370,10 @@ def _version_train_tokens(version: DatasetVersion, model: _Model, has_images: bo
 
 
 def dataset_version_training_cost(*, version: DatasetVersion, base_model: BaseModel,
-                                  epochs: int | None = None, validation_passes: int = 0) -> TrainingCost:
+                                  epochs: int | None = None, validation_passes: int = 0, scale: int = 1) -> TrainingCost:
     """Training `base_model` on the version's train split for `epochs` (default: the dataset's own), plus
-    `validation_passes` over the validation split where the provider bills them (Together)."""
+    `validation_passes` over the validation split where the provider bills them (Together). `scale` projects a
+    dataset `scale` times this size: the version's token counts multiplied, not counted again."""
     has_images = _version_has_images(version)
     model = _model_of(base_model)
     validation = 0
@@ -382,9 +383,9 @@ def dataset_version_training_cost(*, version: DatasetVersion, base_model: BaseMo
         validation = int(by_model.get("validation") or (tokens.get("validation") or {}).get("total") or 0)
     return training_cost_estimate(
         model=model.name, price_per_1m=model.price, supports_vision=model.supports_vision,
-        train_tokens=_version_train_tokens(version, model, has_images),
+        train_tokens=_version_train_tokens(version, model, has_images) * scale,
         epochs=epochs or version.dataset.epochs or 1, has_images=has_images,
-        validation_tokens_billed=validation * validation_passes)
+        validation_tokens_billed=validation * validation_passes * scale)
 
 
 def dataset_version_training_costs(*, version: DatasetVersion) -> list[tuple[BaseModel, TrainingCost]]:

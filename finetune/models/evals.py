@@ -263,6 +263,18 @@ class Estimate(models.Model):
     stage = models.CharField(max_length=100, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Live accuracy (finetune/services/estimate_scores.py): the estimate scored against the part's ground truth
+    # once the shop's production records arrive; scored again whenever that ground truth changes.
+    live_score = models.FloatField(null=True, blank=True,
+                                   help_text="Mean APE over the estimate's numeric values (metrics.example_score).")
+    live_errors = models.JSONField(default=dict, blank=True,
+                                   help_text="{numeric path: [{key, actual, predicted, ape, pe}]} per machine and operation.")
+    live_ape_sum = models.FloatField(null=True, blank=True, help_text="Sum of APEs on the task's primary numeric path.")
+    live_ape_n = models.PositiveIntegerField(default=0, help_text="Values summed in live_ape_sum.")
+    scored_ground_truth_at = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="computed_at of the ground truth scored against: a newer ground truth makes the score stale.")
+    scored_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
