@@ -29,6 +29,7 @@ from curation.provider_names import ProviderName
 from finetune.providers.base import ChatResult, Provider, ProviderError, register
 from finetune.providers.fine_tuning import (RUN_ID_KEY, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob,
                                             account_fingerprint)
+from gestima.storage import StoredFile
 from finetune.providers.simulated_answers import (DrawingTruth, answer, fine_tuned_name, result_csv, seeded,
                                                   training_curve)
 
@@ -114,22 +115,23 @@ class SimulatedProvider(Provider):
         return account_fingerprint(provider=self.name, base_url=str(self.root), organization="", api_key="")
 
     # --- files -----------------------------------------------------------------------------------
-    def upload_file(self, *, path: Path, purpose: str = "fine-tune") -> RemoteFile:
+    def upload_file(self, *, path: Path | StoredFile, purpose: str = "fine-tune") -> RemoteFile:
         """Keeps what a job needs of the file (lines, images, text), not its bytes; same bytes, same file id."""
         self._require()
-        path = Path(path)
+        source = path if isinstance(path, StoredFile) else StoredFile.at(path)
         digest, lines, images, chars = hashlib.sha256(), 0, 0, 0
-        with path.open("rb") as handle:
+        with source.local_path() as local, local.open("rb") as handle:
             for line in handle:
                 digest.update(line)
                 lines += 1
                 images += line.count(b'"image_url"')
                 # Text only: the base64 of the images would count as millions of "characters".
                 chars += len(re.sub(rb"data:[^\"]+", b"", line))
+        size = source.size()
         file_id = FILE_PREFIX + digest.hexdigest()[:24]
-        self._write("files", file_id, {"id": file_id, "bytes": path.stat().st_size, "lines": lines, "images": images,
-                                       "chars": chars, "filename": path.name, "purpose": purpose})
-        return RemoteFile(id=file_id, bytes=path.stat().st_size)
+        self._write("files", file_id, {"id": file_id, "bytes": size, "lines": lines, "images": images,
+                                       "chars": chars, "filename": source.filename, "purpose": purpose})
+        return RemoteFile(id=file_id, bytes=size)
 
     def file_exists(self, file_id: str) -> bool:
         return self._read("files", file_id) is not None
