@@ -37,7 +37,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db.models import Max  # noqa: E402
 
 from curation.models import Drawing  # noqa: E402
-from curation.services.drawings import drawing_ingest, drawing_render_enqueue  # noqa: E402
+from curation.services.drawing_uploads import drawing_ingest  # noqa: E402
+from curation.services.drawings import drawing_render_enqueue  # noqa: E402
 
 RENDER_WORKER = "gestima.worker.RenderWorker"
 FORKING_WORKER = "gestima.worker.Worker"  # one work-horse per job: what the render queue had before

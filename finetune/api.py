@@ -198,7 +198,7 @@ def estimates_create(request):
 
 def _pdf_accept(upload, *, task, user) -> JsonResponse:
     """A posted PDF: refused at once (4xx, 503) or accepted (202) with the status URL in `Location`."""
-    from curation.services.drawings import DrawingRejected
+    from curation.services.drawing_uploads import DrawingRejected
 
     if not (upload.name or "").lower().endswith(".pdf"):
         return _error(400, "The uploaded file must be a PDF.")

@@ -16,7 +16,7 @@ from curation.models import BaseModel, Dataset, DatasetVersion
 from curation.selectors import dataset_version_provider_fit, dataset_version_refused_members
 from curation.services.base_models import base_model_date_warning
 from curation.services.dataset_builds import dataset_build_request
-from curation.services.datasets import dataset_version_training_costs
+from curation.services.dataset_costs import dataset_version_training_costs
 from curation.services.cost_projection import PROJECTION_SCALES, dataset_version_cost_projection
 from curation.services.export_queue import dataset_version_export_request
 from curation.services.exports import ExportError, export_file_open

@@ -17,7 +17,8 @@ from django.utils.html import format_html
 from PIL import Image
 
 from curation.models import Drawing, DrawingPage
-from curation.services.drawings import drawing_render_again, drawings_delete, drawings_ingest_many
+from curation.services.drawing_uploads import drawings_ingest_many
+from curation.services.drawings import drawing_render_again, drawings_delete
 from gestima.queues import QueueUnavailable
 from gestima.storage import storage_stream
 

@@ -64,7 +64,7 @@ def _base_models(report: DemoReport) -> None:
 
 def _ingest(name: str, data: bytes):
     """The demo drawing through the real ingest service (the same path as an upload)."""
-    from curation.services.drawings import drawing_ingest
+    from curation.services.drawing_uploads import drawing_ingest
 
     drawing, _ = drawing_ingest(content=data, original_name=name)
     return drawing

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from curation.models import BaseModel, DatasetVersion
-from curation.services.datasets import TrainingCost, dataset_version_training_cost
+from curation.services.dataset_costs import TrainingCost, dataset_version_training_cost
 
 PROJECTION_SCALES = (1, 2, 5)
 

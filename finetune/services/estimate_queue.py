@@ -81,7 +81,7 @@ def estimate_pdf_request(*, file, task: Task, user) -> tuple[Estimate, bool]:
     estimate: no second job. Raises PermissionDenied, EstimateError (refused now, nothing stored),
     DrawingRejected (not a PDF, too large), DrawingUnusable, QueueUnavailable (Redis away, nothing queued).
     """
-    from curation.services.drawings import drawing_ingest
+    from curation.services.drawing_uploads import drawing_ingest
 
     if not user.has_perm("finetune.add_estimate"):
         raise PermissionDenied("You may not ask for estimates.")

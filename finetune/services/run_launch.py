@@ -14,7 +14,7 @@ from django.utils import timezone
 from curation.provider_names import ProviderName
 from curation.models import BaseModel, DatasetMember, DatasetVersion
 from curation.services.base_models import base_model_lifecycle, lifecycle_today
-from curation.services.datasets import TrainingCost, dataset_version_training_cost
+from curation.services.dataset_costs import TrainingCost, dataset_version_training_cost
 from finetune.models import TrainingRun
 from finetune.providers.base import ProviderError, default_provider_name, get_provider
 from finetune.providers.fine_tuning import RUN_ID_KEY

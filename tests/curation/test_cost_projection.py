@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from curation.models import BaseModel
-from curation.services.datasets import dataset_version_training_cost
+from curation.services.dataset_costs import dataset_version_training_cost
 from tests.factories import make_base_model, make_dataset_version, make_user
 
 pytestmark = pytest.mark.django_db

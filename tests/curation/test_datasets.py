@@ -10,7 +10,8 @@ from PIL import Image
 
 from curation.models import BaseModel, Dataset, DatasetMember, DatasetVersion, Example
 from curation.services.base_models import base_models_seed
-from curation.services.datasets import DatasetBuildError, assign_splits, dataset_build, dataset_version_validate
+from curation.services.dataset_split import assign_splits
+from curation.services.datasets import DatasetBuildError, dataset_build, dataset_version_validate
 from tests.factories import make_drawing, make_example, make_task, technology_target
 
 pytestmark = pytest.mark.django_db

@@ -12,9 +12,8 @@ from django.urls import reverse
 from PIL import Image
 
 from curation.models import Drawing, DrawingPage
-from curation.services.drawings import (
-    DrawingRejected, drawing_ingest, drawing_render_again, drawing_render_job_id, drawings_reconcile,
-)
+from curation.services.drawing_uploads import DrawingRejected, drawing_ingest
+from curation.services.drawings import drawing_render_again, drawing_render_job_id, drawings_reconcile
 from gestima.queues import QueueUnavailable
 from tests.curation.pdfs import pdf_with_pages, pdf_with_raw_bytes_in_warnings
 from tests.factories import make_user
@@ -496,7 +495,7 @@ def test_admin_shows_page_problems_and_why_a_drawing_failed(client, corpus, role
 
 
 def test_a_file_that_vanished_before_it_was_read_is_reported_and_the_others_go_on(corpus, tmp_path):
-    from curation.services.drawings import drawings_ingest_many
+    from curation.services.drawing_uploads import drawings_ingest_many
 
     good = corpus / "drawings" / "JR_814059.pdf"
     outcomes, _ = drawings_ingest_many(files=[("gone.pdf", tmp_path / "gone.pdf"), (good.name, good)], enqueue=False)

@@ -354,7 +354,7 @@ def test_pages_rendered_again_are_referenced_anew_without_a_new_review(task):
 
 def test_a_drawing_whose_records_came_first_is_up_for_review_once_the_worker_renders_it(task, corpus, run_worker,
                                                                                          django_capture_on_commit_callbacks):
-    from curation.services.drawings import drawing_ingest
+    from curation.services.drawing_uploads import drawing_ingest
 
     production_records_import(text=_records("10138363"))  # records first: no drawing yet, no ground truth
     assert not GroundTruth.objects.exists()
@@ -373,7 +373,8 @@ def test_a_drawing_whose_records_came_first_is_up_for_review_once_the_worker_ren
 
 def test_a_failing_example_build_after_a_render_leaves_the_drawing_rendered(task, corpus, monkeypatch, caplog):
     from curation.services import examples as example_services
-    from curation.services.drawings import drawing_ingest, drawing_render
+    from curation.services.drawing_uploads import drawing_ingest
+    from curation.services.drawings import drawing_render
 
     production_records_import(text=_records("10138363"))
     drawing, _ = drawing_ingest(content=(corpus / "drawings" / "10138363.pdf").read_bytes(),

@@ -10,7 +10,7 @@ from PIL import Image, ImageChops
 
 from curation.models import Dataset, DatasetVersion, DrawingPage, Example
 from curation.services.datasets import dataset_build
-from curation.services.drawings import drawing_ingest
+from curation.services.drawing_uploads import drawing_ingest
 from curation.services.export_queue import dataset_version_export_request
 from curation.services.exports import dataset_version_export
 from tests.factories import make_drawing, make_example, make_task, technology_target

@@ -14,7 +14,8 @@ import pytest
 from curation import rendering
 from curation.jobs import drawing_render_job, drawing_render_job_failed
 from curation.models import Drawing
-from curation.services.drawings import drawing_ingest, drawing_render_job_id
+from curation.services.drawing_uploads import drawing_ingest
+from curation.services.drawings import drawing_render_job_id
 from tests.factories import make_drawing
 
 RENDER_WORKER = "gestima.worker.RenderWorker"

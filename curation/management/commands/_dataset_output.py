@@ -1,6 +1,6 @@
 """Shared printing of a dataset version for the dataset commands (gates, problems, tokens, cost)."""
 from curation.services.base_models import base_model_date_warning
-from curation.services.datasets import dataset_version_training_costs
+from curation.services.dataset_costs import dataset_version_training_costs
 
 
 

@@ -5,7 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Drawing
 from curation.rendering import text_storable
-from curation.services.drawings import drawing_render, drawings_ingest_many
+from curation.services.drawing_uploads import drawings_ingest_many
+from curation.services.drawings import drawing_render
 
 
 class Command(BaseCommand):
