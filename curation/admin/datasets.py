@@ -18,6 +18,7 @@ from curation.services.base_models import base_model_date_warning
 from curation.services.datasets import DatasetBuildError, dataset_build, dataset_version_training_costs
 from curation.services.export_queue import dataset_version_export_request
 from curation.services.exports import ExportError, export_file_path
+from gestima.dataset_charts import dataset_version_charts
 from gestima.live import live_context, live_refused, live_response, live_state
 from gestima.queues import QueueUnavailable
 
@@ -233,6 +234,7 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             extra = {
                 "version": version,
                 "can_export": self.has_export_dataset_permission(request) and not self._export_busy(version),
+                "charts": dataset_version_charts(version=version),
                 **live_context(state=self._live(version), url=reverse("admin:curation_datasetversion_live", args=[version.pk])),
             }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
