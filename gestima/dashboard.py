@@ -20,7 +20,7 @@ from finetune.metrics import pct_with_ci
 from finetune.models import Estimate, EvalRun, ModelVersion, TrainingRun
 from finetune.selectors import model_version_lifecycle
 from finetune.services.promotion import primary_numeric_path
-from finetune.services.runs import training_run_over_budget
+from finetune.services.run_launch import training_run_over_budget
 from gestima.charts import chart_spec
 
 REVIEW_DAYS = 30

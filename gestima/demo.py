@@ -24,7 +24,9 @@ def demo_loop_load(report: DemoReport) -> TrainingRun | None:
     from finetune.providers.simulated import simulated_enabled
     from finetune.services.evals import eval_run_execute, training_run_evaluate
     from finetune.services.promotion import PromotionRefused, model_version_promote, promotion_checks
-    from finetune.services.runs import training_run_create, training_run_launch, training_run_start, training_run_sync
+    from finetune.services.run_launch import training_run_create, training_run_launch
+    from finetune.services.run_start import training_run_start
+    from finetune.services.run_sync import training_run_sync
 
     if not simulated_enabled():
         report.say("simulated provider: off (GESTIMA_SIMULATED_PROVIDER): no demo training run")

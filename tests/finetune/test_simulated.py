@@ -15,7 +15,9 @@ from finetune.selectors import eval_run_mape
 from finetune.services.estimates import EstimateError, estimate_create
 from finetune.services.evals import training_run_evaluate
 from finetune.services.promotion import PromotionRefused, model_version_promote
-from finetune.services.runs import TrainingRunError, training_run_create, training_run_sync
+from finetune.services.run_launch import training_run_create
+from finetune.services.run_state import TrainingRunError
+from finetune.services.run_sync import training_run_sync
 from tests.factories import make_base_model, make_task, make_user
 from tests.finetune.evalkit import make_plan_dataset_version
 from tests.finetune.runkit import launch
