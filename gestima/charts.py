@@ -25,9 +25,12 @@ def chart_spec(*, title: str, kind: str, x_label: str, y_label: str, unit: str, 
     """A chart over categories: one value per label and series (a number, None, or [low, high] for an interval
     drawn as a floating bar). A series may set `kind` ("line" draws its points over bars) and `style`
     ("point": markers only). `totals` adds the row and column sums (counts and money; not for rates)."""
+    def total(values):  # intervals have no sum (and a chart of them sets totals=False)
+        return sum(v for v in values if isinstance(v, (int, float)))
+
     rows = [{"label": label, "values": [s["values"][i] for s in series],
-             "total": sum(s["values"][i] or 0 for s in series)} for i, label in enumerate(labels)]
-    sums = [sum(v or 0 for v in s["values"]) for s in series]
+             "total": total(s["values"][i] for s in series)} for i, label in enumerate(labels)]
+    sums = [total(s["values"]) for s in series]
     with_total = totals and len(series) > 1
     table = {
         "columns": [x_label, *(s["name"] for s in series), *(["Total"] if with_total else [])],
