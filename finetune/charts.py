@@ -139,7 +139,7 @@ def _interval_chart(*, title: str, x_label: str, blocks: dict[str, dict]) -> dic
     return chart_spec(title=title, kind="bar", x_label=x_label, y_label="MAPE (%), bar: 95 % interval", unit="%",
                       labels=labels, totals=False,
                       series=[{"name": "MAPE (%)", "values": mape, "kind": "line", "style": "point", "colour": 5},
-                              {"name": "95 % CI (%)", "values": ci, "colour": 4}] if labels else [])
+                              {"name": "95 % CI (%)", "values": ci, "colour": 0, "style": "interval"}] if labels else [])
 
 
 def eval_run_mape_breakdowns(*, run: EvalRun) -> list[dict]:
@@ -191,7 +191,7 @@ def eval_runs_paired_charts(*, run_a: EvalRun, run_b: EvalRun) -> list[tuple[str
     diffs = [{"name": names[o], "colour": colours[o],
               "values": [percent(row["diff"]) if row["outcome"] == o else None for row in rows]}
              for o in ("win", "loss", "tie") if counts[o]]
-    score = "mean APE of the example's values (%)"
+    score = "mean APE of the example's values, or its miss rate (%)"
     difference = chart_spec(
         title=f"B − A per example: B better on {counts['win']}, worse on {counts['loss']}, tied on {counts['tie']}",
         kind="bar", stacked=True, totals=False, x_label="Example", unit="percentage points", labels=labels,

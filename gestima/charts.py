@@ -23,8 +23,8 @@ def chart_spec(*, title: str, kind: str, x_label: str, y_label: str, unit: str, 
                series: list[dict], stacked: bool = False, integer: bool = False, totals: bool = True,
                note: str = "") -> dict:
     """A chart over categories: one value per label and series (a number, None, or [low, high] for an interval
-    drawn as a floating bar). A series may set `kind` ("line" draws its points over bars) and `style`
-    ("point": markers only). `totals` adds the row and column sums (counts and money; not for rates)."""
+    drawn as a floating bar). A series may set `kind` ("line" draws its points over bars), `style` ("point":
+    markers only; "interval": a light floating bar), `marker` (a Chart.js point style) and `colour` (palette index). `totals` adds the row and column sums (counts and money; not for rates)."""
     def total(values):  # intervals have no sum (and a chart of them sets totals=False)
         return sum(v for v in values if isinstance(v, (int, float)))
 

@@ -8,7 +8,8 @@
 
    The JSON (gestima/charts.py): {title, kind, stacked, integer, x_label, y_label (with its unit), unit (for
    tooltips), x_scale and y_scale ("category", "linear", "logarithmic"), labels (categories), series: [{name,
-   values, kind?, style?}], table: {columns, rows, footer}}. A value is a number, null, {x, y} on numeric axes,
+   values, kind?, style? ("point": markers only, "interval": a light floating bar), marker? (a point style),
+   colour? (an index into the palette)}], table: {columns, rows, footer}}. A value is a number, null, {x, y} on numeric axes,
    or [low, high] (an interval, drawn as a floating bar). A live page hands new specs to
    window.GestimaCharts.update(figureId, spec) (static/gestima/live.js): the chart and its table follow. */
 (function () {
@@ -22,14 +23,17 @@
     const colour = PALETTE[(series.colour ?? i) % PALETTE.length];
     const kind = series.kind || spec.kind || "bar";
     const markers = series.style === "point" || kind === "scatter";
+    const interval = series.style === "interval";  // a thin, light bar from low to high behind its point
     return {
       type: kind,
       label: series.name,
       data: series.values,
-      backgroundColor: colour,
+      backgroundColor: interval ? `${colour}66` : colour,
       borderColor: colour,
+      borderWidth: interval ? 1 : undefined,
+      barPercentage: interval ? 0.3 : undefined,
       showLine: !markers,
-      pointRadius: markers ? 4 : 2,
+      pointRadius: series.marker ? 8 : markers ? 4 : 2,  // checkpoints stand out from the curve they sit on
       pointStyle: series.marker || "circle",
       spanGaps: true,
       order: kind === "bar" ? 2 : 1,  // lines and markers in front of bars
@@ -41,6 +45,10 @@
     const options = { type, stacked: !!spec.stacked, title: { display: true, text: spec[`${which}_label`] } };
     if (which === "y" && type !== "logarithmic") options.beginAtZero = true;
     if (which === "y" && spec.integer) options.ticks = { precision: 0 };  // counts: no 0.4 of a decision
+    if (type === "logarithmic") {  // 1, 2, 5, 10, 20, 50 ...: every minor tick labelled would run together
+      options.ticks = { callback: (value) => ([1, 2, 5].includes(Number((value / 10 ** Math.floor(Math.log10(value))).toFixed(6)))
+        ? String(value) : "") };
+    }
     return options;
   }
 
