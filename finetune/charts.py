@@ -85,10 +85,9 @@ def eval_run_ape_histogram(*, run: EvalRun, records: list[dict]) -> dict:
     lacks counts as 100 % (as the MAPE counts it). The total is the MAPE's n_values."""
     path = primary_numeric_path(run.task)
     key_fields = (run.task.metric_spec or {}).get("key", [])
-    apes = [e["ape"] for r in _evaluated(records) for e in metric_lib.value_errors(r, path, key_fields)[0]] \
-        if path else []
-    missing = sum(1 for r in _evaluated(records) for e in metric_lib.value_errors(r, path, key_fields)[0]
-                  if e["predicted"] is None) if path else 0
+    errors = [e for r in _evaluated(records) for e in metric_lib.value_errors(r, path, key_fields)[0]] if path else []
+    apes = [e["ape"] for e in errors]
+    missing = sum(1 for e in errors if e["predicted"] is None)
     lows = (0.0, *APE_EDGES)
     labels = [f"{lo * 100:.0f}–{hi * 100:.0f} %" for lo, hi in zip(lows, APE_EDGES)] + [f"≥ {APE_EDGES[-1] * 100:.0f} %"]
     counts = [0] * len(labels)

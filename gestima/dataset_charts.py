@@ -69,7 +69,9 @@ def dataset_version_target_chart(*, version: DatasetVersion) -> dict:
 
 
 def dataset_version_charts(*, version: DatasetVersion) -> list[tuple[str, dict]]:
-    """[(figure id, spec)] of the version page."""
-    return [("version-split-chart", dataset_version_split_chart(version=version)),
-            ("version-tag-chart", dataset_version_tag_chart(version=version)),
-            ("version-target-chart", dataset_version_target_chart(version=version))]
+    """[(figure id, spec)] of the version page (no target chart for a task without a numeric field)."""
+    charts = [("version-split-chart", dataset_version_split_chart(version=version)),
+              ("version-tag-chart", dataset_version_tag_chart(version=version))]
+    if (version.dataset.task.metric_spec or {}).get("numeric"):
+        charts.append(("version-target-chart", dataset_version_target_chart(version=version)))
+    return charts

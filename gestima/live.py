@@ -13,7 +13,10 @@ def live_state(*, status: str, active: bool, fields: dict | None = None, bars: d
                charts: dict | None = None) -> dict:
     """What the page shows live: the raw status (a change reloads the page), whether work is under way,
     text per `data-live-field` name, percentages per `data-live-bar` name and chart specs per figure id."""
-    return {"status": status, "active": active, "fields": fields or {}, "bars": bars or {}, "charts": charts or {}}
+    state = {"status": status, "active": active, "fields": fields or {}, "bars": bars or {}}
+    if charts:  # only pages with live charts (the training run) carry them
+        state["charts"] = charts
+    return state
 
 
 def live_context(*, state: dict, url: str) -> dict:

@@ -96,6 +96,8 @@
     if (!canvas || typeof window.Chart === "undefined") return;
     if (!spec.series || spec.series.length === 0) return;  // nothing to draw: the table says "No figures yet"
     holder.hidden = false;
+    const empty = figure.querySelector(".dash-chart-empty");  // a live chart's first points have arrived
+    if (empty) empty.remove();
     const existing = charts.get(figure.id);
     if (existing) {
       existing.data = config(spec).data;

@@ -116,3 +116,12 @@ def test_a_reviewer_reads_no_run_or_version_chart(client, house):
     assert client.get(reverse("admin:finetune_trainingrun_change", args=[house["run"].pk])).status_code == 403
     assert client.get(reverse("admin:finetune_trainingrun_live", args=[house["run"].pk])).status_code == 403
     assert client.get(reverse("admin:curation_datasetversion_change", args=[house["version"].pk])).status_code == 403
+
+
+def test_a_text_task_version_shows_its_splits_and_no_target_chart(client, house):
+    from tests.factories import make_dataset_version
+
+    version = make_dataset_version(n_train=3, n_validation=1)  # support replies: no numeric field
+    html = _page(client, house["manager"], "admin:curation_datasetversion_change", version.pk)
+    assert chart_json(html, "version-split-chart")["title"] == "Split sizes"
+    assert 'id="version-target-chart"' not in html
