@@ -428,21 +428,24 @@ def compare_runs(records_a: Iterable[dict], records_b: Iterable[dict], spec: dic
             [(1.0 if categorical_match(a_by_id[i], field) else 0.0, 1.0 if categorical_match(b_by_id[i], field) else 0.0)
              for i in shared], n_boot, seed)
 
-    wins = losses = ties = 0
-    per_example = []
-    for i in shared:
-        sa, sb = example_score(a_by_id[i], spec), example_score(b_by_id[i], spec)
-        if sb < sa - tie_tolerance:
-            wins += 1
-        elif sb > sa + tie_tolerance:
-            losses += 1
-        else:
-            ties += 1
-        per_example.append({"id": i, "score_a": sa, "score_b": sb, "diff": sb - sa})
-    result["b_wins"], result["b_losses"], result["ties"] = wins, losses, ties
+    per_example = paired_example_scores(a_by_id, b_by_id, spec, tie_tolerance=tie_tolerance)
+    outcomes = [row["outcome"] for row in per_example]
+    result["b_wins"], result["b_losses"], result["ties"] = (outcomes.count(o) for o in ("win", "loss", "tie"))
     per_example.sort(key=lambda row: (-abs(row["diff"]), row["id"]))
     result["largest_differences"] = per_example[:top]
     return result
+
+
+def paired_example_scores(a_by_id: dict[int, dict], b_by_id: dict[int, dict], spec: dict, *,
+                          tie_tolerance: float = 1e-9) -> list[dict]:
+    """Per shared example (by id): its score in A and in B (`example_score`), B − A, and whether B won, lost or
+    tied. The comparison counts its wins and losses from these rows, and the comparison chart draws them."""
+    rows = []
+    for i in sorted(set(a_by_id) & set(b_by_id)):
+        sa, sb = example_score(a_by_id[i], spec), example_score(b_by_id[i], spec)
+        outcome = "win" if sb < sa - tie_tolerance else "loss" if sb > sa + tie_tolerance else "tie"
+        rows.append({"id": i, "score_a": sa, "score_b": sb, "diff": sb - sa, "outcome": outcome})
+    return rows
 
 
 # --- Presentation shared by the admin, the commands and the model card --------------------------------

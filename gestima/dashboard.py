@@ -19,8 +19,9 @@ from curation.selectors import example_status_counts
 from finetune.metrics import pct_with_ci
 from finetune.models import Estimate, EvalRun, ModelVersion, TrainingRun
 from finetune.selectors import model_version_lifecycle
-from gestima.live_accuracy import eval_mape_block, live_accuracy
 from finetune.services.run_launch import training_run_over_budget
+from gestima.charts import chart_spec
+from gestima.live_accuracy import eval_mape_block, live_accuracy
 
 REVIEW_DAYS = 30
 # Rows per list of work under way; the rest is one click away in the filtered changelist.
@@ -86,18 +87,6 @@ def reviews_per_day(*, days: int = REVIEW_DAYS, today: datetime.date | None = No
         x_label="Day", y_label="Decisions (approve, reject, needs changes)", unit="decisions",
         labels=[(first + datetime.timedelta(days=i)).isoformat() for i in range(days)],
         series=[{"name": row["user__username"], "values": [row[f"d{i}"] for i in range(days)]} for row in rows])
-
-
-def chart_spec(*, title: str, kind: str, x_label: str, y_label: str, unit: str, labels: list,
-               series: list[dict], stacked: bool = False, integer: bool = False, summable: bool = True) -> dict:
-    """What static/gestima/charts.js draws and the table fallback renders: one JSON for both. `summable=False`
-    for figures whose sum means nothing (percentages): the table then has no totals."""
-    rows = [{"label": label, "values": [s["values"][i] for s in series],
-             "total": sum(s["values"][i] or 0 for s in series) if summable else None}
-            for i, label in enumerate(labels)]
-    return {"title": title, "kind": kind, "stacked": stacked, "integer": integer, "x_label": x_label,
-            "y_label": y_label, "unit": unit, "labels": labels, "series": series, "rows": rows, "summable": summable,
-            "totals": [sum(v or 0 for v in s["values"]) for s in series] if summable else []}
 
 
 # --- per task --------------------------------------------------------------------------------------

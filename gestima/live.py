@@ -9,10 +9,14 @@ from django.conf import settings
 from django.http import JsonResponse
 
 
-def live_state(*, status: str, active: bool, fields: dict | None = None, bars: dict | None = None) -> dict:
+def live_state(*, status: str, active: bool, fields: dict | None = None, bars: dict | None = None,
+               charts: dict | None = None) -> dict:
     """What the page shows live: the raw status (a change reloads the page), whether work is under way,
-    text per `data-live-field` name and percentages per `data-live-bar` name."""
-    return {"status": status, "active": active, "fields": fields or {}, "bars": bars or {}}
+    text per `data-live-field` name, percentages per `data-live-bar` name and chart specs per figure id."""
+    state = {"status": status, "active": active, "fields": fields or {}, "bars": bars or {}}
+    if charts:  # only pages with live charts (the training run) carry them
+        state["charts"] = charts
+    return state
 
 
 def live_context(*, state: dict, url: str) -> dict:

@@ -51,7 +51,7 @@ def _live(value) -> float | None:
 def live_accuracy(*, months: int = MONTHS, today: datetime.date | None = None) -> dict:
     """Per model (task and model name): live MAPE per month and over the window, the scored estimates, and
     the eval MAPE of the promotion that made it active. Two queries, whatever the number of estimates."""
-    from gestima.dashboard import chart_spec  # imported here: the dashboard imports this module at its top
+    from gestima.charts import chart_spec
 
     starts = month_starts(months=months, today=today)
     window = Q(created_at__gte=starts[0], created_at__lt=starts[-1])
@@ -85,5 +85,5 @@ def live_accuracy(*, months: int = MONTHS, today: datetime.date | None = None) -
         model["drift"] = None if model["drift"] is None else f"{model['drift'] * 100:+.1f} points"
     chart = chart_spec(title=f"Live MAPE by month (estimates scored against production) beside eval MAPE, "
                              f"last {months} months", kind="line", x_label="Month of the estimate",
-                       y_label="MAPE (%)", unit="%", labels=labels, series=series, summable=False)
+                       y_label="MAPE (%)", unit="%", labels=labels, series=series, totals=False)
     return {"models": models, "chart": chart}

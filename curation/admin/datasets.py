@@ -20,6 +20,7 @@ from curation.services.dataset_costs import dataset_version_training_costs
 from curation.services.cost_projection import PROJECTION_SCALES, dataset_version_cost_projection
 from curation.services.export_queue import dataset_version_export_request
 from curation.services.exports import ExportError, export_file_open
+from gestima.dataset_charts import dataset_version_charts
 from gestima.live import live_context, live_refused, live_response, live_state
 from gestima.queues import QueueUnavailable
 
@@ -237,6 +238,7 @@ class DatasetVersionAdmin(admin.ModelAdmin):
                 "can_export": self.has_export_dataset_permission(request) and not self._export_busy(version),
                 "cost_projection": {"scales": PROJECTION_SCALES,
                                     "rows": dataset_version_cost_projection(version=version)},
+                "charts": dataset_version_charts(version=version),
                 **live_context(state=self._live(version), url=reverse("admin:curation_datasetversion_live", args=[version.pk])),
             }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})

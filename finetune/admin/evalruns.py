@@ -16,6 +16,7 @@ from django.utils.html import format_html
 
 from curation.models import DatasetVersion, Task
 from curation.services.base_models import lifecycle_warning
+from finetune.charts import eval_run_charts, eval_runs_paired_charts
 from finetune.admin.fragments import (comparison_html, few_shot_facts_html, lineage_html, metrics_html, percent,
                                       percent_with_ci, tool_page, worst_html)
 from finetune.metrics import usd
@@ -215,6 +216,7 @@ class EvalRunAdmin(admin.ModelAdmin):
                 "run": run,
                 "can_resume": self._can_resume(request, run),
                 "can_promote": self.has_promote_permission(request) and run.status == EvalRun.Status.DONE,
+                "charts": eval_run_charts(run=run),
                 **live_context(state=self._live(run), url=reverse("admin:finetune_evalrun_live", args=[run.pk])),
             }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
@@ -291,7 +293,8 @@ class EvalRunAdmin(admin.ModelAdmin):
         return tool_page(request, self, title=f"Eval run {a} ({run_a.model_name}) vs {b} ({run_b.model_name})",
                          template="admin/finetune/evals/compare.html", warnings=warnings,
                          simulated=run_a.is_simulated or run_b.is_simulated,
-                         comparison=comparison_html(comparison))
+                         comparison=comparison_html(comparison),
+                         charts=eval_runs_paired_charts(run_a=run_a, run_b=run_b))
 
     def promote_view(self, request, pk):
         if not self.has_promote_permission(request):

@@ -11,11 +11,11 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.safestring import mark_safe
 
 from curation.models import BaseModel
 from curation.services.base_models import base_model_date_warning
-from finetune.models import RunMetric, TrainingRun
+from finetune.charts import training_run_charts
+from finetune.models import TrainingRun
 from finetune.providers.base import ProviderError, configured_providers, default_provider_name
 from finetune.services import deployments as deployment_services
 from finetune.services.evals import EvalError, training_run_evaluate
@@ -82,44 +82,6 @@ class TrainingRunForm(forms.ModelForm):
         except HyperparameterInvalid as exc:
             raise forms.ValidationError(str(exc))
         return data
-
-
-def loss_curve_svg(metrics: list[RunMetric], *, width: int = 640, height: int = 240) -> str:
-    """Train and validation loss per step as an inline SVG, drawn here so the page needs no JavaScript."""
-    series = {
-        "train": [(m.step, m.train_loss) for m in metrics if m.train_loss is not None],
-        "validation": [(m.step, m.valid_loss) for m in metrics if m.valid_loss is not None],
-    }
-    points = series["train"] + series["validation"]
-    if not points:
-        return ""
-    pad = 40
-    max_step = max(s for s, _ in points) or 1
-    min_step = min(s for s, _ in points)
-    top = max(v for _, v in points) or 1.0
-    low = min(0.0, min(v for _, v in points))
-
-    def xy(step, value):
-        x = pad + (step - min_step) / max(max_step - min_step, 1) * (width - 2 * pad)
-        y = height - pad - (value - low) / max(top - low, 1e-9) * (height - 2 * pad)
-        return f"{x:.1f},{y:.1f}"
-
-    colours = {"train": "#1f77b4", "validation": "#d62728"}
-    lines = []
-    for name, values in series.items():
-        if values:
-            lines.append(f'<polyline fill="none" stroke="{colours[name]}" stroke-width="2" '
-                         f'points="{" ".join(xy(s, v) for s, v in values)}"><title>{name} loss</title></polyline>')
-    axes = (f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>'
-            f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>'
-            f'<text x="{pad}" y="{height - 10}" font-size="11">step {min_step}</text>'
-            f'<text x="{width - pad - 60}" y="{height - 10}" font-size="11">step {max_step}</text>'
-            f'<text x="4" y="{pad + 4}" font-size="11">{top:.3g}</text>'
-            f'<text x="4" y="{height - pad}" font-size="11">{low:.3g}</text>'
-            f'<text x="{width - 170}" y="18" font-size="12" fill="{colours["train"]}">— train loss</text>'
-            f'<text x="{width - 90}" y="18" font-size="12" fill="{colours["validation"]}">— valid loss</text>')
-    return mark_safe(f'<svg class="loss-curve" role="img" aria-label="Loss curve" width="{width}" height="{height}" '
-                     f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">{axes}{"".join(lines)}</svg>')
 
 
 class TrainingRunAdmin(admin.ModelAdmin):
@@ -331,6 +293,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             fields={"status": run.status_label, "progress": progress,
                     "last_event": last_event.message if last_event else "no events yet",
                     "last_synced": f"{run.last_synced_at:%Y-%m-%d %H:%M:%S}" if run.last_synced_at else "not yet"},
+            charts=training_run_charts(run=run),  # the page's loss and accuracy charts grow while it runs
         )
 
     def live_view(self, request, object_id):
@@ -383,14 +346,13 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self._run(request, object_id)
-        metrics = list(run.metrics.order_by("step"))
+        last_metric = run.metrics.order_by("-step").first()
         extra = {
             "run": run,
             "timeline": run.timeline or [],
             "events": list(run.events.order_by("-created_at_remote", "-id")[:200]),
-            "loss_curve": loss_curve_svg(metrics),
-            "metric_count": len(metrics),
-            "last_metric": metrics[-1] if metrics else None,
+            "metric_count": run.metrics.count(),
+            "last_metric": last_metric,
             "checkpoints": list(run.checkpoints.order_by("-step")),
             "can_launch": self.has_launch_permission(request),
             "can_evaluate": (self.has_run_eval_permission(request) and run.status == TrainingRun.Status.SUCCEEDED

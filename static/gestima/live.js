@@ -3,7 +3,8 @@
    The page marks one element with data-live-url (a small JSON endpoint), data-live-status (the status
    the page was rendered with) and data-live-interval (seconds). While the work is under way this script
    asks the endpoint, writes each answered field into the elements marked data-live-field="name" (text
-   only, never markup) and sets the width of data-live-bar="name" bars. When the status changes, or the
+   only, never markup), sets the width of data-live-bar="name" bars and hands `charts` ({figure id: spec})
+   to static/gestima/charts.js. When the status changes, or the
    work ends, it reloads the page once, so buttons, tables and charts always come from the template.
    A finished page carries no data-live-url, so it never polls. */
 (function () {
@@ -42,6 +43,10 @@
         element.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
       });
     });
+    // Charts of the page (static/gestima/charts.js) get their new figures: chart and table follow.
+    if (window.GestimaCharts) {
+      Object.entries(state.charts || {}).forEach(([id, spec]) => window.GestimaCharts.update(id, spec));
+    }
     Object.entries(state.bars || {}).forEach(([name, percent]) => {
       document.querySelectorAll(`[data-live-bar="${name}"]`).forEach((element) => {
         element.style.width = `${Math.max(0, Math.min(100, Number(percent) || 0))}%`;
