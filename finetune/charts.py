@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from finetune import metrics as metric_lib
 from finetune.models import EvalRun, RunMetric, TrainingRun
-from finetune.services.evals import eval_run_records
+from finetune.services.eval_results import eval_run_records
 from finetune.services.promotion import primary_numeric_path
 from gestima.charts import chart_spec, xy_chart_spec
 
