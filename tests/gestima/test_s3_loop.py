@@ -114,8 +114,10 @@ def test_upload_render_export_download_and_train_through_the_bucket(
             make_example(task=task, drawing=drawing, status=Example.Status.APPROVED,
                          target=technology_target(drawing.part_number, minutes=minutes + drawing.pk))
     dataset = Dataset.objects.create(name="bucket loop", task=task, validation_fraction=0.34, split_seed=3)
-    client.post(reverse("admin:curation_dataset_changelist"),
-                {"action": "build_version", "_selected_action": [dataset.pk]})
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("admin:curation_dataset_changelist"),
+                    {"action": "build_version", "_selected_action": [dataset.pk]})
+    worker_on_its_own_disk("default")  # builds run in a worker too
     version = DatasetVersion.objects.get(dataset=dataset)
     assert version.members.count() == 4 * len(DRAWINGS)
 
