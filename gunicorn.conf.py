@@ -2,6 +2,7 @@
 working directory by itself: `gunicorn` in the project folder serves `gestima.wsgi`. Every value can be
 changed from the environment, so one systemd unit serves every machine.
 """
+
 import os
 
 
@@ -37,8 +38,7 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = os.environ.get("GUNICORN_ERROR_LOG", "-")
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-access_log_format = ('%(h)s fwd=%({x-forwarded-for}i)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms '
-                     '"%(f)s" "%(a)s"')
+access_log_format = '%(h)s fwd=%({x-forwarded-for}i)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
 
 # HTTPS ends at the load balancer, which must set X-Forwarded-Proto (overwriting the client's). Django reads
 # that one header (SECURE_PROXY_SSL_HEADER in gestima/settings.py when DEBUG is off); gunicorn is told the same

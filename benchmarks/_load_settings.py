@@ -3,6 +3,7 @@
 Cookies without the Secure flag (the client talks http://127.0.0.1), and a cheap password hasher: 16
 logins must not cost seconds of PBKDF2 before the measured traffic starts (no request measured logs in).
 """
+
 from gestima.settings import *  # noqa: F401,F403
 
 SECURE_SSL_REDIRECT = False

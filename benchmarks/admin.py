@@ -9,6 +9,7 @@ the row count (the small size is the baseline); the goals are < 300 ms (changeli
 
     .venv/bin/python benchmarks/admin.py [--runs 7] [--large 10000]
 """
+
 import argparse
 import datetime
 import os
@@ -24,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _django import django_throwaway  # noqa: E402
 
 # DEBUG off: production-like template loading; DEBUG would also keep every query in memory.
-WORKDIR = django_throwaway("admin", ALLOWED_HOSTS="testserver",
-                           STATICFILES_BACKEND="django.contrib.staticfiles.storage.StaticFilesStorage")
+WORKDIR = django_throwaway(
+    "admin", ALLOWED_HOSTS="testserver", STATICFILES_BACKEND="django.contrib.staticfiles.storage.StaticFilesStorage"
+)
 
 from django.apps import apps  # noqa: E402
 from django.conf import settings  # noqa: E402
@@ -33,6 +35,7 @@ from django.contrib.auth.models import Group, User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
+
 # No setup_test_environment(): its template instrumentation (for response.context) costs more than the
 # page itself and a browser never pays it.
 from django.test.utils import CaptureQueriesContext  # noqa: E402
@@ -66,88 +69,211 @@ STATUSES = ["pending"] * 12 + ["approved"] * 5 + ["rejected"] * 2 + ["needs_chan
 def build(*, task, users, start: int, stop: int, rng: random.Random) -> None:
     """Examples start..stop-1, each with its drawing, one page, ground truth and two history rows."""
     numbers = range(start, stop)
-    drawings = Drawing.objects.bulk_create([
-        Drawing(file=f"drawings/P-{n:06d}.pdf", original_name=f"P-{n:06d}.pdf", sha256=f"{n:064x}", size_bytes=1000,
-                part_number=f"P-{n:06d}", page_count=1, has_text_layer=True, status=Drawing.Status.RENDERED)
-        for n in numbers
-    ], batch_size=2000)
-    pages = DrawingPage.objects.bulk_create([
-        DrawingPage(drawing=d, number=1, image=f"pages/{d.part_number}-p1.png", width=2048, height=1448, format="png",
-                    bytes=250_000, sha256=f"{i:064x}", phash=f"{i:016x}")
-        for i, d in zip(numbers, drawings)
-    ], batch_size=2000)
-    GroundTruth.objects.bulk_create([
-        GroundTruth(part_number=d.part_number, material=rng.choice(MATERIALS), record_count=8,
-                    max_cv=0.2, high_cv=rng.random() < 0.1, operations=[
-                        {"machine": "NZX 2000", "operation": "turning", "machine_time_min_per_piece": 12.0,
-                         "setup_min": 30.0, "n": 8, "cv": 0.12},
-                        {"machine": "DMU 50", "operation": "milling", "machine_time_min_per_piece": 6.5,
-                         "setup_min": 25.0, "n": 8, "cv": 0.2}])
-        for d in drawings
-    ], batch_size=2000)
+    drawings = Drawing.objects.bulk_create(
+        [
+            Drawing(
+                file=f"drawings/P-{n:06d}.pdf",
+                original_name=f"P-{n:06d}.pdf",
+                sha256=f"{n:064x}",
+                size_bytes=1000,
+                part_number=f"P-{n:06d}",
+                page_count=1,
+                has_text_layer=True,
+                status=Drawing.Status.RENDERED,
+            )
+            for n in numbers
+        ],
+        batch_size=2000,
+    )
+    pages = DrawingPage.objects.bulk_create(
+        [
+            DrawingPage(
+                drawing=d,
+                number=1,
+                image=f"pages/{d.part_number}-p1.png",
+                width=2048,
+                height=1448,
+                format="png",
+                bytes=250_000,
+                sha256=f"{i:064x}",
+                phash=f"{i:016x}",
+            )
+            for i, d in zip(numbers, drawings)
+        ],
+        batch_size=2000,
+    )
+    GroundTruth.objects.bulk_create(
+        [
+            GroundTruth(
+                part_number=d.part_number,
+                material=rng.choice(MATERIALS),
+                record_count=8,
+                max_cv=0.2,
+                high_cv=rng.random() < 0.1,
+                operations=[
+                    {
+                        "machine": "NZX 2000",
+                        "operation": "turning",
+                        "machine_time_min_per_piece": 12.0,
+                        "setup_min": 30.0,
+                        "n": 8,
+                        "cv": 0.12,
+                    },
+                    {
+                        "machine": "DMU 50",
+                        "operation": "milling",
+                        "machine_time_min_per_piece": 6.5,
+                        "setup_min": 25.0,
+                        "n": 8,
+                        "cv": 0.2,
+                    },
+                ],
+            )
+            for d in drawings
+        ],
+        batch_size=2000,
+    )
     examples = []
     for n, drawing, page in zip(numbers, drawings, pages):
         status = rng.choice(STATUSES)
         decided = status != "pending"
-        target = ('{"part_number": "%s", "material": "C45", "machines": ["NZX 2000", "DMU 50"], "operations": ['
-                  '{"machine": "NZX 2000", "operation": "turning", "machine_time_min_per_piece": 12.5, "setup_min": 30.0}, '
-                  '{"machine": "DMU 50", "operation": "milling", "machine_time_min_per_piece": 6.25, "setup_min": 30.0}]}'
-                  % drawing.part_number)
-        examples.append(Example(
-            task=task, drawing=drawing, target=target, status=status, schema_version=1,
-            messages=[{"role": "system", "content": task.compact_prompt},
-                      {"role": "user", "content": [{"type": "text", "text": f"Drawing of part {drawing.part_number}."},
-                                                   {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": "high"}}]}],
-            reviewer=rng.choice(users) if decided else None, rejection_reason="blurred" if status == "rejected" else "",
-            confidence=round(rng.random(), 2), quality_score=round(rng.random(), 2) if rng.random() < 0.8 else None,
-            tags={"industry": rng.choice(INDUSTRIES), "machine": rng.choice(MACHINE_SETS), "material": rng.choice(MATERIALS)},
-            group_key=drawing.part_number, content_hash=f"{n:064x}", is_near_duplicate=rng.random() < 0.03,
-        ))
-    examples = Example.objects.bulk_create(examples, batch_size=2000)
-    ExampleChange.objects.bulk_create([
-        change
-        for example in examples
-        for change in (
-            ExampleChange(example=example, user=users[0], field="target", before="{}", after=example.target, note="built"),
-            ExampleChange(example=example, user=rng.choice(users), field="status", before="pending", after=example.status),
+        target = (
+            '{"part_number": "%s", "material": "C45", "machines": ["NZX 2000", "DMU 50"], "operations": ['
+            '{"machine": "NZX 2000", "operation": "turning", "machine_time_min_per_piece": 12.5, "setup_min": 30.0}, '
+            '{"machine": "DMU 50", "operation": "milling", "machine_time_min_per_piece": 6.25, "setup_min": 30.0}]}'
+            % drawing.part_number
         )
-    ], batch_size=4000)
+        examples.append(
+            Example(
+                task=task,
+                drawing=drawing,
+                target=target,
+                status=status,
+                schema_version=1,
+                messages=[
+                    {"role": "system", "content": task.compact_prompt},
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": f"Drawing of part {drawing.part_number}."},
+                            {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": "high"}},
+                        ],
+                    },
+                ],
+                reviewer=rng.choice(users) if decided else None,
+                rejection_reason="blurred" if status == "rejected" else "",
+                confidence=round(rng.random(), 2),
+                quality_score=round(rng.random(), 2) if rng.random() < 0.8 else None,
+                tags={
+                    "industry": rng.choice(INDUSTRIES),
+                    "machine": rng.choice(MACHINE_SETS),
+                    "material": rng.choice(MATERIALS),
+                },
+                group_key=drawing.part_number,
+                content_hash=f"{n:064x}",
+                is_near_duplicate=rng.random() < 0.03,
+            )
+        )
+    examples = Example.objects.bulk_create(examples, batch_size=2000)
+    ExampleChange.objects.bulk_create(
+        [
+            change
+            for example in examples
+            for change in (
+                ExampleChange(
+                    example=example, user=users[0], field="target", before="{}", after=example.target, note="built"
+                ),
+                ExampleChange(
+                    example=example, user=rng.choice(users), field="status", before="pending", after=example.status
+                ),
+            )
+        ],
+        batch_size=4000,
+    )
 
 
 def build_runs(*, task, start: int, stop: int, rng: random.Random) -> None:
     """Training runs start..stop-1 on dataset versions of their own (every 5 runs), each with an eval run and an
     estimate, over the last two months; the first call also promotes an active model for the task."""
-    base, _ = BaseModel.objects.get_or_create(name="gpt-4o-mini-2024-07-18", defaults={
-        "training_price_per_1m": 3, "shutdown_date": datetime.date.today() + datetime.timedelta(days=90)})
+    base, _ = BaseModel.objects.get_or_create(
+        name="gpt-4o-mini-2024-07-18",
+        defaults={"training_price_per_1m": 3, "shutdown_date": datetime.date.today() + datetime.timedelta(days=90)},
+    )
     now = timezone.now()
     for n in range(start, stop, 5):
         dataset = Dataset.objects.create(name=f"bench-{n}", task=task)
         gates = [{"name": "min_rows", "passed": n % 2 == 0, "value": 120, "threshold": 10, "message": "120 rows"}]
-        version = DatasetVersion.objects.create(dataset=dataset, number=1, content_hash=f"{n:064x}", gates=gates,
-                                                gates_passed=n % 2 == 0, counts={"train": 100, "validation": 20},
-                                                export_status=rng.choice(["done", "done", "running"]))
-        runs = TrainingRun.objects.bulk_create([
-            TrainingRun(dataset_version=version, base_model=base, provider=rng.choice(["openai", "together", "azure"]),
-                        status=rng.choice(RUN_STATUSES), budget_usd=Decimal("25.00"),
-                        estimated_cost_usd=Decimal("18.40"),
-                        actual_cost_usd=Decimal("17.95") if rng.random() < 0.7 else None,
-                        launched_at=now - datetime.timedelta(days=rng.randrange(60)),
-                        fine_tuned_model=f"ft:gpt-4o-mini-2024-07-18:shop::b{i}")
-            for i in range(n, min(n + 5, stop))])
-        evals = EvalRun.objects.bulk_create([
-            EvalRun(task=task, model_name=run.fine_tuned_model, model_kind="fine_tuned", provider=run.provider,
-                    dataset_version=version, training_run=run, prompt_kind="compact", prompt_text="p",
-                    status=rng.choice(["done", "done", "running"]), total=20, done_count=20, cost_usd=Decimal("0.42"),
-                    metrics={"numeric": {"operations[].machine_time_min_per_piece": {
-                        "mape": {"value": 0.12, "ci": [0.1, 0.14]}}}})
-            for run in runs if rng.random() < 0.8])
-        Estimate.objects.bulk_create([
-            Estimate(task=task, drawing_id=Drawing.objects.order_by("pk").values_list("pk", flat=True).first(),
-                     model_name=run.fine_tuned_model, provider=f"{run.provider}_ft", cost_usd=Decimal("0.003"))
-            for run in runs])
+        version = DatasetVersion.objects.create(
+            dataset=dataset,
+            number=1,
+            content_hash=f"{n:064x}",
+            gates=gates,
+            gates_passed=n % 2 == 0,
+            counts={"train": 100, "validation": 20},
+            export_status=rng.choice(["done", "done", "running"]),
+        )
+        runs = TrainingRun.objects.bulk_create(
+            [
+                TrainingRun(
+                    dataset_version=version,
+                    base_model=base,
+                    provider=rng.choice(["openai", "together", "azure"]),
+                    status=rng.choice(RUN_STATUSES),
+                    budget_usd=Decimal("25.00"),
+                    estimated_cost_usd=Decimal("18.40"),
+                    actual_cost_usd=Decimal("17.95") if rng.random() < 0.7 else None,
+                    launched_at=now - datetime.timedelta(days=rng.randrange(60)),
+                    fine_tuned_model=f"ft:gpt-4o-mini-2024-07-18:shop::b{i}",
+                )
+                for i in range(n, min(n + 5, stop))
+            ]
+        )
+        evals = EvalRun.objects.bulk_create(
+            [
+                EvalRun(
+                    task=task,
+                    model_name=run.fine_tuned_model,
+                    model_kind="fine_tuned",
+                    provider=run.provider,
+                    dataset_version=version,
+                    training_run=run,
+                    prompt_kind="compact",
+                    prompt_text="p",
+                    status=rng.choice(["done", "done", "running"]),
+                    total=20,
+                    done_count=20,
+                    cost_usd=Decimal("0.42"),
+                    metrics={
+                        "numeric": {
+                            "operations[].machine_time_min_per_piece": {"mape": {"value": 0.12, "ci": [0.1, 0.14]}}
+                        }
+                    },
+                )
+                for run in runs
+                if rng.random() < 0.8
+            ]
+        )
+        Estimate.objects.bulk_create(
+            [
+                Estimate(
+                    task=task,
+                    drawing_id=Drawing.objects.order_by("pk").values_list("pk", flat=True).first(),
+                    model_name=run.fine_tuned_model,
+                    provider=f"{run.provider}_ft",
+                    cost_usd=Decimal("0.003"),
+                )
+                for run in runs
+            ]
+        )
         if not ModelVersion.objects.filter(task=task, is_active=True).exists() and evals:
-            ModelVersion.objects.create(task=task, model_name=evals[0].model_name, kind="fine_tuned", is_active=True,
-                                        training_run=evals[0].training_run, eval_run=evals[0])
+            ModelVersion.objects.create(
+                task=task,
+                model_name=evals[0].model_name,
+                kind="fine_tuned",
+                is_active=True,
+                training_run=evals[0].training_run,
+                eval_run=evals[0],
+            )
 
 
 def measure(client: Client, url: str, runs: int) -> tuple[float, int, float]:
@@ -213,17 +339,22 @@ def main() -> int:
         }
         results[size] = {name: measure(client, url, args.runs) for name, url in urls.items()}
         results[size]["dashboard"] = measure(manager_client, reverse("admin:index"), args.runs)
-        line = ", ".join(f"{name} {ms:.0f} ms (cpu {cpu_ms:.0f} ms, {queries} queries)"
-                         for name, (ms, queries, cpu_ms) in results[size].items())
-        print(f"  {size:,} examples (+{2 * size:,} history rows), {TrainingRun.objects.count():,} run(s) "
-              f"(built in {build_s:.1f} s): {line}")
+        line = ", ".join(
+            f"{name} {ms:.0f} ms (cpu {cpu_ms:.0f} ms, {queries} queries)"
+            for name, (ms, queries, cpu_ms) in results[size].items()
+        )
+        print(
+            f"  {size:,} examples (+{2 * size:,} history rows), {TrainingRun.objects.count():,} run(s) "
+            f"(built in {build_s:.1f} s): {line}"
+        )
 
     small, large = results[args.small], results[args.large]
     changelist_ms, review_ms, dashboard_ms = large["changelist"][0], large["review"][0], large["dashboard"][0]
     times_ok = changelist_ms < CHANGELIST_GOAL_MS and review_ms < REVIEW_GOAL_MS and dashboard_ms < DASHBOARD_GOAL_MS
     flat = all(small[name][1] == large[name][1] for name in small)
-    queries = ", ".join(f"{small[name][1]} → {large[name][1]}"
-                        for name in ("changelist", "filtered", "review", "dashboard"))
+    queries = ", ".join(
+        f"{small[name][1]} → {large[name][1]}" for name in ("changelist", "filtered", "review", "dashboard")
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"  load average {load:.1f} on {os.cpu_count()} cores; SQLite; median of {args.runs} runs after a warm-up")
     print(

@@ -7,6 +7,7 @@ with their bootstrap intervals. Goal: within 1.3× of ideal. Throwaway SQLite da
 
     .venv/bin/python benchmarks/eval.py [--examples 200] [--concurrency 8] [--delay 0.2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,14 @@ def build(n: int):
         drawing = make_drawing(part_number=f"B-{i:05d}")
         target = technology_target(drawing.part_number, minutes=5 + i % 20)
         example = make_example(task=task, drawing=drawing, target=target, status=Example.Status.APPROVED)
-        DatasetMember.objects.create(version=version, example=example, split="validation", position=i,
-                                     messages=example.messages, target=example.target)
+        DatasetMember.objects.create(
+            version=version,
+            example=example,
+            split="validation",
+            position=i,
+            messages=example.messages,
+            target=example.target,
+        )
         targets[drawing.part_number] = target
     return task, version, targets
 
@@ -79,14 +86,24 @@ def main() -> int:
         task, version, targets = build(args.examples)
         connections.close_all()  # the forked server must not share the SQLite connection
         ours, theirs = multiprocessing.Pipe()
-        server = multiprocessing.get_context("fork").Process(target=serve, args=(targets, args.delay, theirs), daemon=True)
+        server = multiprocessing.get_context("fork").Process(
+            target=serve, args=(targets, args.delay, theirs), daemon=True
+        )
         server.start()
         settings.OPENAI_BASE_URL = ours.recv()
         prompt_kind, prompt_text = eval_prompt(task=task, model_kind="base")
         # The row eval_run_create makes, without needing Redis: the benchmark times the job body.
-        run = EvalRun.objects.create(task=task, model_name="gpt-4o-2024-08-06", model_kind="base", provider="openai",
-                                     dataset_version=version, prompt_kind=prompt_kind, prompt_text=prompt_text,
-                                     total=args.examples, concurrency=args.concurrency)
+        run = EvalRun.objects.create(
+            task=task,
+            model_name="gpt-4o-2024-08-06",
+            model_kind="base",
+            provider="openai",
+            dataset_version=version,
+            prompt_kind=prompt_kind,
+            prompt_text=prompt_text,
+            total=args.examples,
+            concurrency=args.concurrency,
+        )
         # Import the SDK's modules once, as a worker process does on its first job (cold: ~1 s, printed
         # below); the timed run still builds its own client.
         from finetune.providers.base import get_provider
@@ -109,14 +126,20 @@ def main() -> int:
         ideal = args.examples / args.concurrency * args.delay
         ratio = wall / ideal
         ok = run.status == "done" and run.done_count == args.examples and calls == args.examples
-        print(f"examples {args.examples}, concurrency {args.concurrency}, stand-in delay {args.delay * 1000:.0f} ms, "
-              f"calls {calls}, results ok {run.done_count}, errors {run.error_count}")
-        print(f"wall {wall:.2f} s, ideal {ideal:.2f} s; of which metrics + bootstrap ~{metrics_s:.2f} s "
-              f"(asking alone: {(wall - metrics_s) / ideal:.2f}x)")
+        print(
+            f"examples {args.examples}, concurrency {args.concurrency}, stand-in delay {args.delay * 1000:.0f} ms, "
+            f"calls {calls}, results ok {run.done_count}, errors {run.error_count}"
+        )
+        print(
+            f"wall {wall:.2f} s, ideal {ideal:.2f} s; of which metrics + bootstrap ~{metrics_s:.2f} s "
+            f"(asking alone: {(wall - metrics_s) / ideal:.2f}x)"
+        )
         print(f"SDK import + first client before timing {cold:.2f} s (cold process: {(wall + cold) / ideal:.2f}x)")
         passed = ok and ratio <= GOAL
-        print(f"eval: {ratio:.2f}x ideal (goal <= {GOAL}x) {'pass' if passed else 'FAIL'}, {args.examples} examples, "
-              f"concurrency {args.concurrency}, {wall:.1f} s")
+        print(
+            f"eval: {ratio:.2f}x ideal (goal <= {GOAL}x) {'pass' if passed else 'FAIL'}, {args.examples} examples, "
+            f"concurrency {args.concurrency}, {wall:.1f} s"
+        )
         return 0 if passed else 1
     finally:
         if server is not None and server.is_alive():

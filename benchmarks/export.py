@@ -7,6 +7,7 @@ peak RSS is the export's own. Runs at 1,000 and 4,000 examples by default.
     .venv/bin/python benchmarks/export.py [--sizes 1000,4000] [--image-kb 1024] [--keep]
     .venv/bin/python benchmarks/export.py --s3 [--sizes 250,1000]   (into a local S3 server: memory stays flat)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,7 @@ ATTEMPTS = 3
 
 
 # --- child side: runs with Django set up on the throwaway database ----------------------------
+
 
 def _django(workdir: Path):
     os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'db.sqlite3'}"
@@ -77,37 +79,90 @@ def child_setup(workdir: Path, n: int, image_kb: int) -> dict:
     started = time.perf_counter()
     for start in range(0, n, 500):
         batch = range(start, min(n, start + 500))
-        drawings = Drawing.objects.bulk_create([
-            Drawing(original_name=f"B-{i:05d}.pdf", sha256=f"{i:064x}", part_number=f"B-{i:05d}", page_count=1,
-                    status=Drawing.Status.RENDERED, file=f"drawings/B-{i:05d}.pdf") for i in batch])
+        drawings = Drawing.objects.bulk_create(
+            [
+                Drawing(
+                    original_name=f"B-{i:05d}.pdf",
+                    sha256=f"{i:064x}",
+                    part_number=f"B-{i:05d}",
+                    page_count=1,
+                    status=Drawing.Status.RENDERED,
+                    file=f"drawings/B-{i:05d}.pdf",
+                )
+                for i in batch
+            ]
+        )
         pages = []
         for drawing in drawings:
             data = noise_png(width, height)
             name = f"pages/{drawing.part_number}.png"
             (workdir / "media" / name).write_bytes(data)
-            pages.append(DrawingPage(drawing=drawing, number=1, image=name, width=width, height=height, format="png",
-                                     bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))
+            pages.append(
+                DrawingPage(
+                    drawing=drawing,
+                    number=1,
+                    image=name,
+                    width=width,
+                    height=height,
+                    format="png",
+                    bytes=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                )
+            )
         pages = DrawingPage.objects.bulk_create(pages)
         examples = []
         for drawing, page in zip(drawings, pages):
             pn = drawing.part_number
-            target = json.dumps({"part_number": pn, "material": "C45", "machines": ["NZX 2000"], "operations": [
-                {"machine": "NZX 2000", "operation": "turning", "machine_time_min_per_piece": 1 + drawing.pk % 97 / 10,
-                 "setup_min": 30}]})
-            messages = [{"role": "system", "content": task.compact_prompt},
-                        {"role": "user", "content": [{"type": "text", "text": f"Drawing of part {pn} (1 sheet(s))."},
-                                                     {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": "high"}}]}]
-            examples.append(Example(task=task, drawing=drawing, messages=messages, target=target, status=Example.Status.APPROVED,
-                                    group_key=pn, content_hash=hashlib.sha256(target.encode()).hexdigest(),
-                                    tags={"industry": ["automotive", "medical", "energy"][drawing.pk % 3]}))
+            target = json.dumps(
+                {
+                    "part_number": pn,
+                    "material": "C45",
+                    "machines": ["NZX 2000"],
+                    "operations": [
+                        {
+                            "machine": "NZX 2000",
+                            "operation": "turning",
+                            "machine_time_min_per_piece": 1 + drawing.pk % 97 / 10,
+                            "setup_min": 30,
+                        }
+                    ],
+                }
+            )
+            messages = [
+                {"role": "system", "content": task.compact_prompt},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": f"Drawing of part {pn} (1 sheet(s))."},
+                        {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": "high"}},
+                    ],
+                },
+            ]
+            examples.append(
+                Example(
+                    task=task,
+                    drawing=drawing,
+                    messages=messages,
+                    target=target,
+                    status=Example.Status.APPROVED,
+                    group_key=pn,
+                    content_hash=hashlib.sha256(target.encode()).hexdigest(),
+                    tags={"industry": ["automotive", "medical", "energy"][drawing.pk % 3]},
+                )
+            )
         Example.objects.bulk_create(examples)
     generated = time.perf_counter() - started
     started = time.perf_counter()
     dataset = Dataset.objects.create(name=f"bench-{n}", task=task, max_same_prefix_share=1.0)
     version = dataset_build(dataset=dataset)
-    return {"version_id": version.pk, "generate_s": generated, "build_s": time.perf_counter() - started,
-            "image_bytes": sum(DrawingPage.objects.values_list("bytes", flat=True)), "gates_passed": version.gates_passed,
-            "problems": len(version.problems)}
+    return {
+        "version_id": version.pk,
+        "generate_s": generated,
+        "build_s": time.perf_counter() - started,
+        "image_bytes": sum(DrawingPage.objects.values_list("bytes", flat=True)),
+        "gates_passed": version.gates_passed,
+        "problems": len(version.problems),
+    }
 
 
 def _cpu_seconds() -> float:
@@ -135,8 +190,13 @@ def child_baseline(workdir: Path, version_id: int, out: Path, with_sha256: bool 
     from curation.models import DatasetMember, DrawingPage
     from curation.openai_format import page_ref_ids
 
-    ids = [pid for messages in DatasetMember.objects.filter(version_id=version_id).order_by("split", "position")
-           .values_list("messages", flat=True) for pid in page_ref_ids(messages)]
+    ids = [
+        pid
+        for messages in DatasetMember.objects.filter(version_id=version_id)
+        .order_by("split", "position")
+        .values_list("messages", flat=True)
+        for pid in page_ref_ids(messages)
+    ]
     paths = dict(DrawingPage.objects.filter(pk__in=ids).values_list("pk", "image"))
     media = workdir / "media"
     files = [media / paths[int(i)] for i in ids]
@@ -157,8 +217,13 @@ def child_baseline(workdir: Path, version_id: int, out: Path, with_sha256: bool 
         handle.flush()
         os.fsync(handle.fileno())
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "cpu": _cpu_seconds() - cpu, "bytes": out.stat().st_size, "peak_rss_mb": _peak_rss_mb(),
-            "idle_rss_mb": idle}
+    return {
+        "seconds": seconds,
+        "cpu": _cpu_seconds() - cpu,
+        "bytes": out.stat().st_size,
+        "peak_rss_mb": _peak_rss_mb(),
+        "idle_rss_mb": idle,
+    }
 
 
 def child_export(workdir: Path, version_id: int, out: Path) -> dict:
@@ -173,7 +238,13 @@ def child_export(workdir: Path, version_id: int, out: Path) -> dict:
     paths = dataset_version_export(version=version, out_dir=out)
     seconds = time.perf_counter() - started
     size = sum(p.stat().st_size for p in paths.values() if p)
-    return {"seconds": seconds, "cpu": _cpu_seconds() - cpu, "bytes": size, "peak_rss_mb": _peak_rss_mb(), "idle_rss_mb": idle}
+    return {
+        "seconds": seconds,
+        "cpu": _cpu_seconds() - cpu,
+        "bytes": size,
+        "peak_rss_mb": _peak_rss_mb(),
+        "idle_rss_mb": idle,
+    }
 
 
 def child_export_s3(workdir: Path, version_id: int, endpoint: str, bucket: str) -> dict:
@@ -192,8 +263,13 @@ def child_export_s3(workdir: Path, version_id: int, endpoint: str, bucket: str) 
     written = dataset_version_export_store(version=version, storage=storage, folder=f"v{version_id}")
     seconds = time.perf_counter() - started
     size = sum(f["bytes"] for f in written.manifest["files"].values())
-    return {"seconds": seconds, "cpu": _cpu_seconds() - cpu, "bytes": size, "peak_rss_mb": _peak_rss_mb(),
-            "idle_rss_mb": idle}
+    return {
+        "seconds": seconds,
+        "cpu": _cpu_seconds() - cpu,
+        "bytes": size,
+        "peak_rss_mb": _peak_rss_mb(),
+        "idle_rss_mb": idle,
+    }
 
 
 def run_s3(n: int, image_kb: int, base: Path) -> dict:
@@ -214,14 +290,18 @@ def run_s3(n: int, image_kb: int, base: Path) -> dict:
     try:
         setup = _run_child("--child", "setup", workdir, n, image_kb)
         result = _run_child("--child", "export-s3", workdir, setup["version_id"], endpoint, bucket)
-        print(f"    export-s3 {n:,}: {result['seconds']:.2f} s, {result['bytes'] / 1e6:,.0f} MB into the bucket, "
-              f"peak RSS {result['peak_rss_mb']:.0f} MB ({result['idle_rss_mb']:.0f} MB before it started)", flush=True)
+        print(
+            f"    export-s3 {n:,}: {result['seconds']:.2f} s, {result['bytes'] / 1e6:,.0f} MB into the bucket, "
+            f"peak RSS {result['peak_rss_mb']:.0f} MB ({result['idle_rss_mb']:.0f} MB before it started)",
+            flush=True,
+        )
         return {"n": n, **result}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 # --- parent side ------------------------------------------------------------------------------
+
 
 def _run_child(*args) -> dict:
     result = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
@@ -234,19 +314,32 @@ def run_size(n: int, image_kb: int, base: Path, keep: bool) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"export-bench-{n}-", dir=base))
     try:
         setup = _run_child("--child", "setup", workdir, n, image_kb)
-        print(f"  {n:,} examples: {setup['image_bytes'] / 1e6:,.0f} MB of images generated in {setup['generate_s']:.1f} s, "
-              f"version built in {setup['build_s']:.1f} s ({setup['problems']} problems)", flush=True)
+        print(
+            f"  {n:,} examples: {setup['image_bytes'] / 1e6:,.0f} MB of images generated in "
+            f"{setup['generate_s']:.1f} s, "
+            f"version built in {setup['build_s']:.1f} s ({setup['problems']} problems)",
+            flush=True,
+        )
         best = {}
-        for attempt in range(ATTEMPTS):  # best of N, alternating, so a busy moment on the machine does not pick a winner
+        for attempt in range(
+            ATTEMPTS
+        ):  # best of N, alternating, so a busy moment on the machine does not pick a winner
             for kind in ("baseline", "export", "baseline+sha256"):
                 out = workdir / f"{kind}-{attempt}"
                 target = out.with_suffix(".b64") if kind.startswith("baseline") else out
                 result = _run_child("--child", kind, workdir, setup["version_id"], target)
-                print(f"    {kind:15s} run {attempt + 1}: {result['seconds']:.2f} s ({result['cpu']:.2f} s CPU), {result['bytes'] / 1e6:,.0f} MB written, "
-                      f"peak RSS {result['peak_rss_mb']:.0f} MB ({result['idle_rss_mb']:.0f} MB before it started)", flush=True)
+                print(
+                    f"    {kind:15s} run {attempt + 1}: {result['seconds']:.2f} s ({result['cpu']:.2f} s CPU), "
+                    f"{result['bytes'] / 1e6:,.0f} MB written, "
+                    f"peak RSS {result['peak_rss_mb']:.0f} MB ({result['idle_rss_mb']:.0f} MB before it started)",
+                    flush=True,
+                )
                 if kind not in best or result["seconds"] < best[kind]["seconds"]:
-                    best[kind] = {**result, "peak_rss_mb": max(result["peak_rss_mb"], best.get(kind, {}).get("peak_rss_mb", 0)),
-                                  "cpu": min(result["cpu"], best.get(kind, {}).get("cpu", 1e9))}
+                    best[kind] = {
+                        **result,
+                        "peak_rss_mb": max(result["peak_rss_mb"], best.get(kind, {}).get("peak_rss_mb", 0)),
+                        "cpu": min(result["cpu"], best.get(kind, {}).get("cpu", 1e9)),
+                    }
                 else:
                     best[kind]["peak_rss_mb"] = max(best[kind]["peak_rss_mb"], result["peak_rss_mb"])
                     best[kind]["cpu"] = min(best[kind]["cpu"], result["cpu"])
@@ -283,35 +376,53 @@ def main() -> None:
         print(f"export benchmark into a bucket (moto server): {listed} examples", flush=True)
         rss = [run_s3(n, args.image_kb, Path(args.dir))["peak_rss_mb"] for n in sizes]
         flat = max(rss) < GOAL_RSS_MB and (max(rss) - min(rss)) < 0.1 * min(rss) + 10
-        print(f"export-s3: peak RSS {' / '.join(f'{v:.0f} MB at {n:,}' for v, n in zip(rss, sizes))} "
-              f"(goal < {GOAL_RSS_MB} MB, flat) {'pass' if flat else 'FAIL'}")
+        print(
+            f"export-s3: peak RSS {' / '.join(f'{v:.0f} MB at {n:,}' for v, n in zip(rss, sizes))} "
+            f"(goal < {GOAL_RSS_MB} MB, flat) {'pass' if flat else 'FAIL'}"
+        )
         return
     free_gb = shutil.disk_usage(args.dir).free / 1e9
     need_gb = max(sizes) * args.image_kb / 1024 / 1024 * 1.1 * 3.7
     if need_gb > free_gb * 0.8:
-        sys.exit(f"needs about {need_gb:.0f} GB free in {args.dir}, {free_gb:.0f} GB available: lower --image-kb or --sizes")
-    print(f"export benchmark: {', '.join(f'{n:,}' for n in sizes)} examples, ~{args.image_kb} KB noise PNG each "
-          f"(incompressible), baseline = read + base64 + write one file + fsync", flush=True)
+        sys.exit(
+            f"needs about {need_gb:.0f} GB free in {args.dir}, {free_gb:.0f} GB available: lower --image-kb or --sizes"
+        )
+    print(
+        f"export benchmark: {', '.join(f'{n:,}' for n in sizes)} examples, ~{args.image_kb} KB noise PNG each "
+        f"(incompressible), baseline = read + base64 + write one file + fsync",
+        flush=True,
+    )
     results = [run_size(n, args.image_kb, Path(args.dir), args.keep) for n in sizes]
     first = results[0]
     ratio = first["export"]["seconds"] / first["baseline"]["seconds"]
     for r in results:
         mbps = r["export"]["bytes"] / 1e6 / r["export"]["seconds"]
-        print(f"  {r['n']:,}: raw {r['baseline']['seconds']:.2f} s, export {r['export']['seconds']:.2f} s "
-              f"({r['export']['seconds'] / r['baseline']['seconds']:.2f}x, {mbps:,.0f} MB/s; CPU {r['baseline']['cpu']:.2f} s vs "
-              f"{r['export']['cpu']:.2f} s = {r['export']['cpu'] / r['baseline']['cpu']:.2f}x), peak RSS export "
-              f"{r['export']['peak_rss_mb']:.0f} MB, of which {r['export']['peak_rss_mb'] - r['export']['idle_rss_mb']:.0f} MB "
-              f"during the export (raw baseline {r['baseline']['peak_rss_mb']:.0f} MB)")
-        print(f"         reference: raw + sha256 of the output (what the manifest needs) {r['baseline+sha256']['seconds']:.2f} s, "
-              f"export / that = {r['export']['seconds'] / r['baseline+sha256']['seconds']:.2f}x")
+        print(
+            f"  {r['n']:,}: raw {r['baseline']['seconds']:.2f} s, export {r['export']['seconds']:.2f} s "
+            f"({r['export']['seconds'] / r['baseline']['seconds']:.2f}x, {mbps:,.0f} MB/s; CPU "
+            f"{r['baseline']['cpu']:.2f} s vs "
+            f"{r['export']['cpu']:.2f} s = {r['export']['cpu'] / r['baseline']['cpu']:.2f}x), peak RSS export "
+            f"{r['export']['peak_rss_mb']:.0f} MB, of which "
+            f"{r['export']['peak_rss_mb'] - r['export']['idle_rss_mb']:.0f} MB "
+            f"during the export (raw baseline {r['baseline']['peak_rss_mb']:.0f} MB)"
+        )
+        print(
+            f"         reference: raw + sha256 of the output (what the manifest needs) "
+            f"{r['baseline+sha256']['seconds']:.2f} s, "
+            f"export / that = {r['export']['seconds'] / r['baseline+sha256']['seconds']:.2f}x"
+        )
     rss = [r["export"]["peak_rss_mb"] for r in results]
     ratio_ok = ratio <= GOAL_RATIO
     rss_ok = max(rss) < GOAL_RSS_MB and (max(rss) - min(rss)) < 0.1 * min(rss) + 10
     rss_text = " / ".join(f"{v:.0f} MB at {r['n']:,}" for v, r in zip(rss, results))
-    print(f"  machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end (other work slows the "
-          f"export's extra threads more than the single-threaded baseline)")
-    print(f"export: {ratio:.2f}x raw (goal <= {GOAL_RATIO}x) {'pass' if ratio_ok else 'FAIL'}, peak RSS {rss_text} "
-          f"(goal < {GOAL_RSS_MB} MB, flat) {'pass' if rss_ok else 'FAIL'}")
+    print(
+        f"  machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end (other work slows the "
+        f"export's extra threads more than the single-threaded baseline)"
+    )
+    print(
+        f"export: {ratio:.2f}x raw (goal <= {GOAL_RATIO}x) {'pass' if ratio_ok else 'FAIL'}, peak RSS {rss_text} "
+        f"(goal < {GOAL_RSS_MB} MB, flat) {'pass' if rss_ok else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ beside the single-user latency measured in the same run.
     .venv/bin/python benchmarks/load.py [--databases sqlite,postgres] [--seconds 40] [--single-seconds 10]
                                         [--concurrency 16] [--postgres postgres://postgres@127.0.0.1:5432/test]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,6 +40,7 @@ REQUEST_TIMEOUT = 30.0
 
 
 # --- child side: one database, its server and its clients --------------------------------------
+
 
 def _postgres_create(url: str) -> tuple[str, str]:
     """(url of a new throwaway database on the server of `url`, its name)."""
@@ -84,26 +86,74 @@ def _seed(users: int) -> dict:
         user.groups.add(managers)
         names.append(user.username)
     make_base_model()
-    ModelVersion.objects.create(task=task, model_name="gpt-4o-mini-2024-07-18", provider="openai", kind="base",
-                                prompt_text=task.compact_prompt, is_active=True, override_reason="load benchmark")
+    ModelVersion.objects.create(
+        task=task,
+        model_name="gpt-4o-mini-2024-07-18",
+        provider="openai",
+        kind="base",
+        prompt_text=task.compact_prompt,
+        is_active=True,
+        override_reason="load benchmark",
+    )
     estimate_drawings = [make_drawing(part_number=f"EST-{i}").pk for i in range(4)]
-    drawings = Drawing.objects.bulk_create([
-        Drawing(file=f"drawings/L-{n:06d}.pdf", original_name=f"L-{n:06d}.pdf", sha256=f"{n:064x}", size_bytes=1000,
-                part_number=f"L-{n:06d}", page_count=1, has_text_layer=True, status=Drawing.Status.RENDERED)
-        for n in range(PENDING)], batch_size=1000)
-    pages = DrawingPage.objects.bulk_create([
-        DrawingPage(drawing=d, number=1, image=f"pages/{d.part_number}-p1.png", width=2048, height=1448, format="png",
-                    bytes=250_000, sha256=f"{n:064x}", phash=f"{n:016x}") for n, d in enumerate(drawings)],
-        batch_size=1000)
-    examples = Example.objects.bulk_create([
-        Example(task=task, drawing=d, target=json.dumps(technology_target(d.part_number)), status="pending",
-                messages=[{"role": "system", "content": task.compact_prompt},
-                          {"role": "user", "content": [
-                              {"type": "text", "text": f"Drawing of part {d.part_number}."},
-                              {"type": "image_url", "image_url": {"url": f"page:{p.pk}", "detail": "high"}}]}],
+    drawings = Drawing.objects.bulk_create(
+        [
+            Drawing(
+                file=f"drawings/L-{n:06d}.pdf",
+                original_name=f"L-{n:06d}.pdf",
+                sha256=f"{n:064x}",
+                size_bytes=1000,
+                part_number=f"L-{n:06d}",
+                page_count=1,
+                has_text_layer=True,
+                status=Drawing.Status.RENDERED,
+            )
+            for n in range(PENDING)
+        ],
+        batch_size=1000,
+    )
+    pages = DrawingPage.objects.bulk_create(
+        [
+            DrawingPage(
+                drawing=d,
+                number=1,
+                image=f"pages/{d.part_number}-p1.png",
+                width=2048,
+                height=1448,
+                format="png",
+                bytes=250_000,
+                sha256=f"{n:064x}",
+                phash=f"{n:016x}",
+            )
+            for n, d in enumerate(drawings)
+        ],
+        batch_size=1000,
+    )
+    examples = Example.objects.bulk_create(
+        [
+            Example(
+                task=task,
+                drawing=d,
+                target=json.dumps(technology_target(d.part_number)),
+                status="pending",
+                messages=[
+                    {"role": "system", "content": task.compact_prompt},
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": f"Drawing of part {d.part_number}."},
+                            {"type": "image_url", "image_url": {"url": f"page:{p.pk}", "detail": "high"}},
+                        ],
+                    },
+                ],
                 tags={"industry": "automotive", "machine": ["NZX 2000"], "material": "C45"},
-                group_key=d.part_number, content_hash=f"{n:064x}")
-        for n, (d, p) in enumerate(zip(drawings, pages))], batch_size=1000)
+                group_key=d.part_number,
+                content_hash=f"{n:064x}",
+            )
+            for n, (d, p) in enumerate(zip(drawings, pages))
+        ],
+        batch_size=1000,
+    )
     return {"users": names, "examples": [e.pk for e in examples], "drawings": estimate_drawings}
 
 
@@ -122,8 +172,10 @@ class Client:
         self.http = httpx.Client(base_url=base, timeout=REQUEST_TIMEOUT, follow_redirects=False)
         page = self.http.get("/admin/login/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-        answer = self.http.post("/admin/login/?next=/admin/", data={
-            "csrfmiddlewaretoken": token, "username": username, "password": PASSWORD, "next": "/admin/"})
+        answer = self.http.post(
+            "/admin/login/?next=/admin/",
+            data={"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD, "next": "/admin/"},
+        )
         if answer.status_code != 302:
             raise RuntimeError(f"login of {username} answered {answer.status_code}")
         self.csrf = self.http.cookies["csrftoken"]
@@ -136,11 +188,14 @@ class Client:
             elif op == "review":
                 answer = self.http.get(f"/admin/curation/example/{target}/review/")
             elif op == "approve":
-                answer = self.http.post(f"/admin/curation/example/{target}/review/", data={
-                    "csrfmiddlewaretoken": self.csrf, "decision": "approve", "expected_status": "pending"})
+                answer = self.http.post(
+                    f"/admin/curation/example/{target}/review/",
+                    data={"csrfmiddlewaretoken": self.csrf, "decision": "approve", "expected_status": "pending"},
+                )
             else:
-                answer = self.http.post("/api/estimates", json={"drawing_id": target},
-                                        headers={"X-CSRFToken": self.csrf})
+                answer = self.http.post(
+                    "/api/estimates", json={"drawing_id": target}, headers={"X-CSRFToken": self.csrf}
+                )
             status: int | str = answer.status_code
         except Exception as exc:  # noqa: BLE001 - a timeout or a refused connection is an error to count
             status = type(exc).__name__
@@ -193,9 +248,15 @@ def child(kind: str, args) -> dict:
         db_url, pg_name = _postgres_create(args.postgres)
     else:
         db_url = f"sqlite:///{workdir / 'load.sqlite3'}"
-    env = {"DJANGO_SETTINGS_MODULE": SETTINGS, "DATABASE_URL": db_url, "MEDIA_ROOT": str(workdir / "media"),
-           "DEBUG": "False", "LOG_LEVEL": "ERROR", "ALLOWED_HOSTS": "127.0.0.1",
-           "SECRET_KEY": os.environ.get("SECRET_KEY") or "benchmark-only-key-" + "b" * 40}
+    env = {
+        "DJANGO_SETTINGS_MODULE": SETTINGS,
+        "DATABASE_URL": db_url,
+        "MEDIA_ROOT": str(workdir / "media"),
+        "DEBUG": "False",
+        "LOG_LEVEL": "ERROR",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or "benchmark-only-key-" + "b" * 40,
+    }
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     server = None
@@ -216,9 +277,13 @@ def child(kind: str, args) -> dict:
             install_chat(api, lambda body: json.dumps(technology_target(part_number(body) or "EST-0")))
             port = _free_port()
             server_env = {**os.environ, "OPENAI_API_KEY": "bench-key", "OPENAI_BASE_URL": api.base_url}
-            server = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-                                      cwd=ROOT, env=server_env, stdout=subprocess.DEVNULL,
-                                      stderr=open(workdir / "server.log", "wb"))
+            server = subprocess.Popen(
+                [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+                cwd=ROOT,
+                env=server_env,
+                stdout=subprocess.DEVNULL,
+                stderr=open(workdir / "server.log", "wb"),
+            )
             base = f"http://127.0.0.1:{port}"
             _wait_ready(base, server)
             pool: queue.Queue = queue.Queue()
@@ -241,21 +306,34 @@ def child(kind: str, args) -> dict:
         lost = [r["target"] for r in ok_approves if approved.get(r["target"]) != r["user"]]
         other_approves = [r for r in records if r["op"] == "approve" and r["status"] != 302]
         silently_done = [r["target"] for r in other_approves if r["target"] in approved]
-        errors = [r for r in records if r["status"] != EXPECTED[r["op"]]
-                  and not (isinstance(r["status"], int) and 400 <= r["status"] < 500)]
+        errors = [
+            r
+            for r in records
+            if r["status"] != EXPECTED[r["op"]] and not (isinstance(r["status"], int) and 400 <= r["status"] < 500)
+        ]
         server_log = (workdir / "server.log").read_text(errors="replace")
         return {
-            "kind": kind, "requests_single": len(single), "requests_load": len(loaded),
-            "seconds": args.seconds, "single_seconds": args.single_seconds, "concurrency": args.concurrency,
-            "approved_ok": len(ok_approves), "lost": lost, "refused_4xx": len([r for r in other_approves if
-                                                                                 isinstance(r["status"], int)
-                                                                                 and 400 <= r["status"] < 500]),
+            "kind": kind,
+            "requests_single": len(single),
+            "requests_load": len(loaded),
+            "seconds": args.seconds,
+            "single_seconds": args.single_seconds,
+            "concurrency": args.concurrency,
+            "approved_ok": len(ok_approves),
+            "lost": lost,
+            "refused_4xx": len(
+                [r for r in other_approves if isinstance(r["status"], int) and 400 <= r["status"] < 500]
+            ),
             "approved_though_error": silently_done,
             "errors": [{"op": r["op"], "status": r["status"]} for r in errors],
             "error_kinds": _error_kinds(server_log),
             "latency": {
-                op: {"single": [r["ms"] for r in single if r["op"] == op],
-                     "load": [r["ms"] for r in loaded if r["op"] == op]} for op, _ in MIX},
+                op: {
+                    "single": [r["ms"] for r in single if r["op"] == op],
+                    "load": [r["ms"] for r in loaded if r["op"] == op],
+                }
+                for op, _ in MIX
+            },
         }
     finally:
         if server is not None:
@@ -305,34 +383,44 @@ def _error_kinds(log: str) -> dict[str, int]:
 
 # --- parent side ---------------------------------------------------------------------------------
 
+
 def report(result: dict) -> bool:
     kind = result["kind"]
-    print(f"  {kind}: {result['requests_single']} requests by 1 user in {result['single_seconds']} s, "
-          f"{result['requests_load']} by {result['concurrency']} users in {result['seconds']} s "
-          f"({result['requests_load'] / result['seconds']:.1f}/s)")
+    print(
+        f"  {kind}: {result['requests_single']} requests by 1 user in {result['single_seconds']} s, "
+        f"{result['requests_load']} by {result['concurrency']} users in {result['seconds']} s "
+        f"({result['requests_load'] / result['seconds']:.1f}/s)"
+    )
     all_single, all_load = [], []
     for op, lat in result["latency"].items():
         all_single += lat["single"]
         all_load += lat["load"]
-        print(f"    {op:<10} 1 user: median {_p(lat['single'], .5):6.0f} ms, p95 {_p(lat['single'], .95):6.0f} ms"
-              f" | {result['concurrency']} users: median {_p(lat['load'], .5):6.0f} ms, p95 {_p(lat['load'], .95):6.0f} ms"
-              f" ({len(lat['load'])} requests)")
+        print(
+            f"    {op:<10} 1 user: median {_p(lat['single'], 0.5):6.0f} ms, p95 {_p(lat['single'], 0.95):6.0f} ms"
+            f" | {result['concurrency']} users: median {_p(lat['load'], 0.5):6.0f} ms, p95 "
+            f"{_p(lat['load'], 0.95):6.0f} ms"
+            f" ({len(lat['load'])} requests)"
+        )
     errors = result["errors"]
     by_kind: dict[str, int] = {}
     for error in errors:
         key = f"{error['op']} {error['status']}"
         by_kind[key] = by_kind.get(key, 0) + 1
-    print(f"    approves answered with their redirect: {result['approved_ok']}, lost: {len(result['lost'])}, "
-          f"answered 4xx: {result['refused_4xx']}, approved although the answer was an error: "
-          f"{len(result['approved_though_error'])}")
+    print(
+        f"    approves answered with their redirect: {result['approved_ok']}, lost: {len(result['lost'])}, "
+        f"answered 4xx: {result['refused_4xx']}, approved although the answer was an error: "
+        f"{len(result['approved_though_error'])}"
+    )
     if errors:
         print(f"    errors: {', '.join(f'{k} ×{n}' for k, n in sorted(by_kind.items()))}")
         for line, count in sorted(result["error_kinds"].items(), key=lambda item: -item[1])[:5]:
             print(f"      server: {line} ×{count}")
     ok = not errors and not result["lost"]
-    result["summary"] = (f"{kind} {'pass' if ok else 'FAIL'} ({len(errors)} errors, {len(result['lost'])} lost, "
-                         f"p95 {_p(all_load, .95):.0f} ms at {result['concurrency']} users, "
-                         f"1 user {_p(all_single, .95):.0f} ms)")
+    result["summary"] = (
+        f"{kind} {'pass' if ok else 'FAIL'} ({len(errors)} errors, {len(result['lost'])} lost, "
+        f"p95 {_p(all_load, 0.95):.0f} ms at {result['concurrency']} users, "
+        f"1 user {_p(all_single, 0.95):.0f} ms)"
+    )
     return ok
 
 
@@ -342,7 +430,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=40, help="load phase (the single-user phase comes first)")
     parser.add_argument("--single-seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--postgres", default=os.environ.get("LOAD_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--postgres", default=os.environ.get("LOAD_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seconds + args.single_seconds > 60:
@@ -354,9 +444,20 @@ def main() -> int:
 
     results, passed = [], True
     for kind in [k.strip() for k in args.databases.split(",") if k.strip()]:
-        command = [sys.executable, __file__, "--child", kind, "--seconds", str(args.seconds),
-                   "--single-seconds", str(args.single_seconds), "--concurrency", str(args.concurrency),
-                   "--postgres", args.postgres]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            kind,
+            "--seconds",
+            str(args.seconds),
+            "--single-seconds",
+            str(args.single_seconds),
+            "--concurrency",
+            str(args.concurrency),
+            "--postgres",
+            args.postgres,
+        ]
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=args.seconds + 300)
         if done.returncode != 0:
             print(f"  {kind}: the run failed:\n{done.stderr[-2000:]}")

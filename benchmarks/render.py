@@ -12,6 +12,7 @@ Goals: at least 1.5x pdftoppm's pages/s through the worker, and a fixed cost bel
 
     .venv/bin/python benchmarks/render.py [--rounds 3] [--jobs 40] [--corpus ../shared/corpus]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,9 @@ def _burst(worker_class: str, log: Path) -> tuple[float, float, float]:
     with open(log, "ab") as out:
         worker = subprocess.Popen(
             [sys.executable, "manage.py", "rqworker", "render", "--burst", "--worker-class", worker_class],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     peak_mb = 0.0
     while worker.poll() is None:
@@ -140,8 +143,9 @@ def _corrupt_pdf(number: int) -> bytes:
     return b"%PDF-1.4\n" + f"not a drawing {number}\n".encode() * 20
 
 
-def _fixed_cost(make, label: str, count: int, log: Path, idle_s: float, expect: str,
-                worker_class: str = RENDER_WORKER) -> float:
+def _fixed_cost(
+    make, label: str, count: int, log: Path, idle_s: float, expect: str, worker_class: str = RENDER_WORKER
+) -> float:
     drawings = [drawing_ingest(content=make(n), original_name=f"{label}-{n}.pdf")[0] for n in range(count)]
     _, exited, _ = _burst(worker_class, log)
     statuses = set(Drawing.objects.filter(pk__in=[d.pk for d in drawings]).values_list("status", flat=True))
@@ -174,14 +178,17 @@ def main() -> int:
     tiny_s = _fixed_cost(_tiny_pdf, "tiny", args.jobs, log, idle_s, Drawing.Status.RENDERED)
     corrupt_s = _fixed_cost(_corrupt_pdf, "corrupt", args.jobs, log, idle_s, Drawing.Status.FAILED)
     forking_idle_s = _burst(FORKING_WORKER, log)[1]
-    forking_corrupt_s = _fixed_cost(_corrupt_pdf, "forked", FORKING_JOBS, log, forking_idle_s, Drawing.Status.FAILED,
-                                    worker_class=FORKING_WORKER)
+    forking_corrupt_s = _fixed_cost(
+        _corrupt_pdf, "forked", FORKING_JOBS, log, forking_idle_s, Drawing.Status.FAILED, worker_class=FORKING_WORKER
+    )
 
     # Imported as an upload is, and queued: the first round renders what the upload queued.
     drawings = [drawing_ingest(content=p.read_bytes(), original_name=p.name)[0] for p in paths]
     # Its first render (what the uploads queued) also tells which drawings are scans: JPEG for pdftoppm too.
     _burst(RENDER_WORKER, log)
-    scanned = dict(Drawing.objects.filter(pk__in=[d.pk for d in drawings]).values_list("original_name", "has_text_layer"))
+    scanned = dict(
+        Drawing.objects.filter(pk__in=[d.pk for d in drawings]).values_list("original_name", "has_text_layer")
+    )
     files = [(p, scanned[p.name] is False) for p in paths]
     forking_s, forking_pages, _ = _ours(drawings, FORKING_WORKER, log)
 
@@ -200,19 +207,30 @@ def main() -> int:
     ratio = ours_rate / theirs_rate
     fixed_s = max(tiny_s, corrupt_s)
 
-    print(f"drawings: {len(paths)}, pages: {pages} ({sum(s for _, s in files)} scanned drawings), rounds: {args.rounds}")
+    print(
+        f"drawings: {len(paths)}, pages: {pages} ({sum(s for _, s in files)} scanned drawings), rounds: {args.rounds}"
+    )
     print(f"render worker (rqworker render --burst, start to last page): {seconds:6.2f} s  {ours_rate:6.2f} pages/s")
-    print(f"forking worker (a work-horse per job, one round):            {forking_s:6.2f} s  {forking_rate:6.2f} pages/s"
-          f"  (render worker: {ours_rate / forking_rate:.1f}x)")
+    print(
+        f"forking worker (a work-horse per job, one round):            {forking_s:6.2f} s  {forking_rate:6.2f} pages/s"
+        f"  (render worker: {ours_rate / forking_rate:.1f}x)"
+    )
     print(f"pdftoppm -scale-to 2048 (png/jpeg):                          {theirs_s:6.2f} s  {theirs_rate:6.2f} pages/s")
-    print(f"fixed cost a job ({args.jobs} each, worker start/exit {idle_s:.2f} s taken off): tiny 1-page PDF "
-          f"{tiny_s * 1000:.0f} ms, corrupt PDF failing at once {corrupt_s * 1000:.0f} ms "
-          f"(forking worker: {forking_corrupt_s * 1000:.0f} ms, {FORKING_JOBS} jobs)")
-    print(f"render process peak RSS over the rounds: {peak_mb:.0f} MB (cap: {settings.RENDER_MEMORY_LIMIT_MB} MB a drawing)")
+    print(
+        f"fixed cost a job ({args.jobs} each, worker start/exit {idle_s:.2f} s taken off): tiny 1-page PDF "
+        f"{tiny_s * 1000:.0f} ms, corrupt PDF failing at once {corrupt_s * 1000:.0f} ms "
+        f"(forking worker: {forking_corrupt_s * 1000:.0f} ms, {FORKING_JOBS} jobs)"
+    )
+    print(
+        f"render process peak RSS over the rounds: {peak_mb:.0f} MB (cap: {settings.RENDER_MEMORY_LIMIT_MB} MB a "
+        f"drawing)"
+    )
     ratio_ok, fixed_ok = ratio >= GOAL_RATIO, fixed_s < GOAL_FIXED_S
-    print(f"render: {ratio:.1f}x pdftoppm pages/s through the worker (goal >= {GOAL_RATIO}x) "
-          f"{'pass' if ratio_ok else 'FAIL'}, fixed cost {fixed_s:.2f} s a job (goal < {GOAL_FIXED_S} s) "
-          f"{'pass' if fixed_ok else 'FAIL'}")
+    print(
+        f"render: {ratio:.1f}x pdftoppm pages/s through the worker (goal >= {GOAL_RATIO}x) "
+        f"{'pass' if ratio_ok else 'FAIL'}, fixed cost {fixed_s:.2f} s a job (goal < {GOAL_FIXED_S} s) "
+        f"{'pass' if fixed_ok else 'FAIL'}"
+    )
     return 0 if ratio_ok and fixed_ok else 1
 
 

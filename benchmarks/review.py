@@ -11,6 +11,7 @@ load, as the screen moved before.
 
     .venv/bin/python benchmarks/review.py [--keys 20] [--pause 1.0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,8 +92,16 @@ def _seed(workdir: Path, count: int) -> list[int]:
         data = images[n % len(images)].read_bytes()
         with Image.open(images[n % len(images)]) as image:
             width, height, fmt = image.width, image.height, image.format.lower()
-        page = DrawingPage(drawing=drawing, number=1, width=width, height=height, format=fmt, bytes=len(data),
-                           sha256=hashlib.sha256(data + part_number.encode()).hexdigest(), phash=f"{n:016x}")
+        page = DrawingPage(
+            drawing=drawing,
+            number=1,
+            width=width,
+            height=height,
+            format=fmt,
+            bytes=len(data),
+            sha256=hashlib.sha256(data + part_number.encode()).hexdigest(),
+            phash=f"{n:016x}",
+        )
         page.image.save(f"{part_number}-p1.{fmt}", ContentFile(data), save=False)
         page.save()
         drawing.page_count = 1
@@ -135,7 +144,10 @@ def _press(page, key: str, pause: float) -> tuple[float, bool]:
         const posts = performance.getEntriesByType("resource").filter((e) => e.initiatorType === "fetch"
             && e.name.endsWith("/review/"));
         const post = posts.length ? posts[posts.length - 1].duration : 0;
-        const mark = (name) => { const m = performance.getEntriesByName(name); return m.length ? m[m.length - 1].startTime : 0; };
+        const mark = (name) => {
+          const m = performance.getEntriesByName(name);
+          return m.length ? m[m.length - 1].startTime : 0;
+        };
         const steps = [mark("review:answered"), mark("review:swapped"), mark("review:shown")];
         performance.clearResourceTimings();
         performance.clearMarks();
@@ -147,8 +159,11 @@ def _press(page, key: str, pause: float) -> tuple[float, bool]:
         # Where the time went: the decision's answer (none for `n`), building the new screen, the frame that draws it.
         pressed = key_at - _origin(page)
         start = answered or pressed
-        print(f"    {key}: {shown - key_at:5.0f} ms = POST answer {start - pressed:4.0f} + swap "
-              f"{swapped_at - start:4.0f} + frame {shown_at - swapped_at:4.0f}", flush=True)
+        print(
+            f"    {key}: {shown - key_at:5.0f} ms = POST answer {start - pressed:4.0f} + swap "
+            f"{swapped_at - start:4.0f} + frame {shown_at - swapped_at:4.0f}",
+            flush=True,
+        )
     return shown - key_at, swapped, post
 
 
@@ -184,8 +199,9 @@ def _floor(page, base: str, example_ids: list[int], *, decide: bool) -> list[flo
     totals = []
     for pk in example_ids:
         drawing_page = Example.objects.get(pk=pk).drawing.pages.get()
-        server, image = page.evaluate(FLOOR_JS, [f"{base}/admin/curation/example/{pk}/review/",
-                                                 base + page_image_url(drawing_page), decide])
+        server, image = page.evaluate(
+            FLOOR_JS, [f"{base}/admin/curation/example/{pk}/review/", base + page_image_url(drawing_page), decide]
+        )
         totals.append(server + image)
     return totals
 
@@ -210,11 +226,18 @@ def main() -> int:
         return 1
 
     workdir = Path(tempfile.mkdtemp(prefix="gestima-bench-review-"))
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": SETTINGS, "DATABASE_URL": f"sqlite:///{workdir / 'review.sqlite3'}",
-        "MEDIA_ROOT": str(workdir / "media"), "DEBUG": "False", "LOG_LEVEL": "ERROR", "ALLOWED_HOSTS": "127.0.0.1",
-        "SECRET_KEY": "benchmark-only-key-" + "r" * 40, "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
-    })
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": SETTINGS,
+            "DATABASE_URL": f"sqlite:///{workdir / 'review.sqlite3'}",
+            "MEDIA_ROOT": str(workdir / "media"),
+            "DEBUG": "False",
+            "LOG_LEVEL": "ERROR",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECRET_KEY": "benchmark-only-key-" + "r" * 40,
+            "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
+        }
+    )
     sys.path.insert(0, str(ROOT))
     server = None
     try:
@@ -230,10 +253,15 @@ def main() -> int:
         ids = _seed(workdir, 1 + 2 * args.keys + 2 * floor_count + 6)
         connection.close()
         port = _free_port()
-        # --insecure: runserver serves review.js from the app directories with DEBUG off, as `./dev run` does with DEBUG on.
-        server = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload",
-                                   "--insecure"], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL,
-                                  stderr=open(workdir / "server.log", "wb"))
+        # --insecure: runserver serves review.js from the app directories with DEBUG off, as `./dev run` does with DEBUG
+        # on.
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "server.log", "wb"),
+        )
         base = f"http://127.0.0.1:{port}"
         _wait_ready(base, server)
         with sync_playwright() as playwright:
@@ -256,10 +284,10 @@ def main() -> int:
                 for _ in range(args.keys):
                     results[key].append(_press(page, key, args.pause))
             # The floor, in the same run: examples not touched above (approving consumes them).
-            spare = ids[1 + 2 * args.keys:]
+            spare = ids[1 + 2 * args.keys :]
             floor_a = _floor(page, base, spare[:floor_count], decide=True)
-            floor_n = _floor(page, base, spare[floor_count:2 * floor_count], decide=False)
-            loads = _full_loads(page, base, spare[2 * floor_count:2 * floor_count + 3] * 3)
+            floor_n = _floor(page, base, spare[floor_count : 2 * floor_count], decide=False)
+            loads = _full_loads(page, base, spare[2 * floor_count : 2 * floor_count + 3] * 3)
             browser.close()
     finally:
         if server is not None:
@@ -276,11 +304,16 @@ def main() -> int:
         median, p90 = statistics.median(times), _p(times, 0.9)
         ok = ok and median < GOAL_MS and p90 < GOAL_MS
         worst.append(f"{key} {median:.0f}/{p90:.0f} ms")
-        print(f"  {key} ({label}) x{len(times)}: median {median:.0f} ms{of_which}, p90 {p90:.0f} ms, max {max(times):.0f} ms; "
-              f"swapped in place {swapped}/{len(times)}; floor (server + one image decode) median "
-              f"{statistics.median(floor):.0f} ms")
-    print(f"  a full page load of the review screen (for comparison): median {statistics.median(loads):.0f} ms, "
-          f"p90 {_p(loads, 0.9):.0f} ms")
+        print(
+            f"  {key} ({label}) x{len(times)}: median {median:.0f} ms{of_which}, p90 {p90:.0f} ms, max "
+            f"{max(times):.0f} ms; "
+            f"swapped in place {swapped}/{len(times)}; floor (server + one image decode) median "
+            f"{statistics.median(floor):.0f} ms"
+        )
+    print(
+        f"  a full page load of the review screen (for comparison): median {statistics.median(loads):.0f} ms, "
+        f"p90 {_p(loads, 0.9):.0f} ms"
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"  load average {load:.1f} on {os.cpu_count()} cores; server: manage.py runserver --noreload (TCP_NODELAY)")
     print(f"review: {', '.join(worst)} median/p90 (goal < {GOAL_MS:.0f} ms both) {'pass' if ok else 'FAIL'}")

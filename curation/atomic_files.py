@@ -3,6 +3,7 @@
 A killed writer leaves only dot-files named `.<name>.<pid>[.<8 hex>].partial`; `gestima.leases` parses that
 name (`_PARTIAL_PID`) to remove the files of dead processes, so `partial_path` is the one place that makes it.
 """
+
 from __future__ import annotations
 
 import hashlib

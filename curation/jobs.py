@@ -11,6 +11,7 @@ _WORKER_STOPPED = ("AbandonedJobError",)
 
 # --- drawings (render queue) ------------------------------------------------------------------
 
+
 def drawing_render_job(drawing_id: int) -> str | None:
     """Render one drawing; a re-run finds the row no longer `uploaded` and returns."""
     from curation.models import Drawing
@@ -44,6 +45,7 @@ def drawings_reconcile() -> int:
 
 # --- dataset version export (default queue) ---------------------------------------------------
 
+
 def dataset_version_export_job(version_id: int):
     """Export a dataset version (in the format its request stored); a re-run finds it claimed or done and returns."""
     from curation.services.export_queue import dataset_version_export_run
@@ -63,6 +65,7 @@ def dataset_version_export_job_failed(job, connection, exc_type, exc_value, tb):
 
 
 # --- dataset build and production import (default queue) --------------------------------------
+
 
 def dataset_build_job(build_id: int):
     """Build a dataset version; a re-run finds the build claimed or done and returns."""

@@ -1,4 +1,5 @@
 """The data side: drawings and their page images, production records, tasks, examples, datasets."""
+
 from django.conf import settings
 from django.db import models
 from curation.openai_format import MAX_IMAGES_PER_EXAMPLE
@@ -18,7 +19,9 @@ class Drawing(models.Model):
     sha256 = models.CharField(max_length=64, unique=True)
     size_bytes = models.PositiveBigIntegerField(default=0)
     part_number = models.CharField(max_length=100, blank=True, db_index=True)
-    material = models.CharField(max_length=100, blank=True, help_text="As printed in the title block (read at render; empty for scans).")
+    material = models.CharField(
+        max_length=100, blank=True, help_text="As printed in the title block (read at render; empty for scans)."
+    )
     page_count = models.PositiveIntegerField(null=True, blank=True)
     has_text_layer = models.BooleanField(null=True, help_text="True: vector drawing; False: scan.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UPLOADED, db_index=True)
@@ -33,7 +36,8 @@ class Drawing(models.Model):
     warning_count = models.PositiveIntegerField(default=0)
     warnings = models.TextField(blank=True)
     page_problems = models.TextField(
-        blank=True, help_text="Pages left out (too small to hold a drawing) or kept but flagged (blank), with the reason."
+        blank=True,
+        help_text="Pages left out (too small to hold a drawing) or kept but flagged (blank), with the reason.",
     )
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -169,19 +173,33 @@ class BaseModel(models.Model):
     name = models.CharField(max_length=100, unique=True)
     provider = models.CharField(max_length=20, default=ProviderName.OPENAI)
     training_price_per_1m = models.DecimalField(
-        max_digits=10, decimal_places=4, null=True, blank=True,
-        help_text="USD per 1M training tokens; empty when the provider publishes none (costs then show as unknown).")
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="USD per 1M training tokens; empty when the provider publishes none (costs then show as unknown).",
+    )
     # Inference prices (USD per 1M tokens); empty means unknown, which every page shows as "unknown", never $0.
-    input_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True,
-                                             help_text="USD per 1M input tokens (empty: unknown)")
-    output_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True,
-                                              help_text="USD per 1M output tokens (empty: unknown)")
+    input_price_per_1m = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True, help_text="USD per 1M input tokens (empty: unknown)"
+    )
+    output_price_per_1m = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True, help_text="USD per 1M output tokens (empty: unknown)"
+    )
     fine_tuned_input_price_per_1m = models.DecimalField(
-        max_digits=10, decimal_places=4, null=True, blank=True,
-        help_text="USD per 1M input tokens for models fine-tuned from this one (empty: unknown)")
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="USD per 1M input tokens for models fine-tuned from this one (empty: unknown)",
+    )
     fine_tuned_output_price_per_1m = models.DecimalField(
-        max_digits=10, decimal_places=4, null=True, blank=True,
-        help_text="USD per 1M output tokens for models fine-tuned from this one (empty: unknown)")
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="USD per 1M output tokens for models fine-tuned from this one (empty: unknown)",
+    )
     encoding = models.CharField(max_length=30, default="o200k_base")
     image_tokens = models.CharField(max_length=20, choices=ImageTokens.choices, default=ImageTokens.TILES)
     patch_multiplier = models.FloatField(default=1.0)
@@ -220,7 +238,8 @@ class Task(models.Model):
     uses_images = models.BooleanField(default=True)
     image_detail = models.CharField(max_length=10, choices=Detail.choices, default=Detail.HIGH)
     max_images = models.PositiveSmallIntegerField(
-        default=4, help_text=f"At most {MAX_IMAGES_PER_EXAMPLE} (OpenAI's limit).")
+        default=4, help_text=f"At most {MAX_IMAGES_PER_EXAMPLE} (OpenAI's limit)."
+    )
     metric_spec = models.JSONField(
         default=dict,
         blank=True,
@@ -230,7 +249,8 @@ class Task(models.Model):
         default=dict, blank=True, help_text='{"max_mape": 0.15, "min_json_validity": 0.98, ...}'
     )
     demo = models.BooleanField(
-        default=False, help_text="Made by the demo loader: only a demo task may promote or ask a simulated model.")
+        default=False, help_text="Made by the demo loader: only a demo task may promote or ask a simulated model."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -272,7 +292,9 @@ class Example(models.Model):
     confidence = models.FloatField(null=True, blank=True)
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.BUILT)
     tags = models.JSONField(default=dict, blank=True, help_text='{"industry": "...", "machine": [...], ...}')
-    group_key = models.CharField(max_length=100, blank=True, db_index=True, help_text="Part number: one split per group.")
+    group_key = models.CharField(
+        max_length=100, blank=True, db_index=True, help_text="Part number: one split per group."
+    )
     content_hash = models.CharField(max_length=64, db_index=True)
     near_duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="near_duplicates"
@@ -289,8 +311,9 @@ class Example(models.Model):
         blank=True, help_text="The target the ground truth implied when the example was built or last reconciled."
     )
     ground_truth_target = models.TextField(
-        blank=True, help_text="The target the changed ground truth implies, waiting for the reviewer's choice; "
-                              "empty when nothing waits.",
+        blank=True,
+        help_text="The target the changed ground truth implies, waiting for the reviewer's choice; "
+        "empty when nothing waits.",
     )
     # A fine-tuning provider dropped or refused this example (e.g. an image failed its content checks):
     # dataset builds leave it out until someone clears the flag. Set through examples_flag_provider_refused.
@@ -302,9 +325,7 @@ class Example(models.Model):
 
     class Meta:
         ordering = ["id"]
-        constraints = [
-            models.UniqueConstraint(fields=["task", "content_hash"], name="unique_example_content_per_task")
-        ]
+        constraints = [models.UniqueConstraint(fields=["task", "content_hash"], name="unique_example_content_per_task")]
         permissions = [("review_example", "Can review examples (approve, reject, edit target)")]
 
     def __str__(self):
@@ -315,7 +336,9 @@ class ExampleChange(models.Model):
     """Audit trail: every status or target change of an example."""
 
     example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="changes")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     field = models.CharField(max_length=20, help_text="status, target or ground_truth")
     before = models.TextField(blank=True)
@@ -334,13 +357,17 @@ class Dataset(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="datasets")
-    statuses = models.JSONField(default=list, blank=True, help_text='Example statuses to include; default ["approved"].')
+    statuses = models.JSONField(
+        default=list, blank=True, help_text='Example statuses to include; default ["approved"].'
+    )
     min_quality = models.FloatField(null=True, blank=True)
     min_confidence = models.FloatField(null=True, blank=True)
     tag_filters = models.JSONField(default=dict, blank=True, help_text='{"industry": ["automotive"]}')
     validation_fraction = models.FloatField(default=0.1)
     split_seed = models.PositiveIntegerField(default=42)
-    split_group = models.CharField(max_length=50, default="group_key", help_text="group_key (part number) or a tag name")
+    split_group = models.CharField(
+        max_length=50, default="group_key", help_text="group_key (part number) or a tag name"
+    )
     min_rows = models.PositiveIntegerField(default=10, help_text="Never below OpenAI's 10.")
     min_groups = models.PositiveIntegerField(default=2)
     max_tag_share = models.JSONField(default=dict, blank=True, help_text='{"industry": 0.8}')
@@ -348,12 +375,17 @@ class Dataset(models.Model):
     max_same_prefix_share = models.FloatField(default=0.5)
     prefix_chars = models.PositiveIntegerField(default=40)
     epochs = models.PositiveSmallIntegerField(default=3, help_text="Epochs used for the cost estimate.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
-        permissions = [("build_dataset", "Can build dataset versions"), ("export_dataset", "Can export dataset versions")]
+        permissions = [
+            ("build_dataset", "Can build dataset versions"),
+            ("export_dataset", "Can export dataset versions"),
+        ]
 
     def __str__(self):
         return self.name
@@ -392,7 +424,9 @@ class DatasetVersion(models.Model):
     export_attempts = models.PositiveSmallIntegerField(default=0, help_text="Runs started since the last request.")
     exported_at = models.DateTimeField(null=True, blank=True)
     manifest = models.JSONField(default=dict, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -443,8 +477,9 @@ class DatasetBuild(models.Model):
     error = models.TextField(blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -468,14 +503,19 @@ class ProductionImport(models.Model):
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     stage = models.CharField(max_length=100, blank=True)
-    report = models.JSONField(default=dict, blank=True, help_text="The import's report: counts, and "
-                              'invalid: [{"line", "reason", "part_number"}], each bad line (good lines are kept).')
+    report = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The import's report: counts, and "
+        'invalid: [{"line", "reason", "part_number"}], each bad line (good lines are kept).',
+    )
     summary = models.TextField(blank=True)
     error = models.TextField(blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

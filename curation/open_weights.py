@@ -2,6 +2,7 @@
 
 Format only: the export (`curation.services.exports`) streams the rows and owns the files' atomicity.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,12 @@ def open_weights_line(messages: list[dict], target: str, load: PageLoader, image
                     paths.append(images.save(data))
                     parts.append({"type": "image"})
         parts_out.append({"role": message["role"], "content": parts})
-        text_out.append({"role": message["role"], "content": "\n".join(
-            IMAGE_PLACEHOLDER if p["type"] == "image" else p["text"] for p in parts)})
+        text_out.append(
+            {
+                "role": message["role"],
+                "content": "\n".join(IMAGE_PLACEHOLDER if p["type"] == "image" else p["text"] for p in parts),
+            }
+        )
     return {"messages": parts_out, "conversations": text_out, "images": paths}
 
 
@@ -77,18 +82,34 @@ def open_weights_guides(version, out_dir: Path, line_counts: dict[str, int]) -> 
     name = f"{slugify(version.dataset.name) or f'dataset-{version.dataset_id}'}-v{version.number}"
     dataset_info = {
         f"{name}-{split}": {
-            "file_name": f"{split}.jsonl", "formatting": "sharegpt",
+            "file_name": f"{split}.jsonl",
+            "formatting": "sharegpt",
             "columns": {"messages": "conversations", "images": "images"},
-            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                     "assistant_tag": "assistant", "system_tag": "system"},
-        } for split in splits
+            "tags": {
+                "role_tag": "role",
+                "content_tag": "content",
+                "user_tag": "user",
+                "assistant_tag": "assistant",
+                "system_tag": "system",
+            },
+        }
+        for split in splits
     }
-    readme = render_to_string("curation/exports/open_weights_README.md", {
-        "version": version, "name": name, "folder": out_dir.name, "splits": splits,
-        "split_rows": [(split, line_counts[split]) for split in splits], "placeholder": IMAGE_PLACEHOLDER,
-    })
-    return {"README.md": readme.encode("utf-8"),
-            "dataset_info.json": (json.dumps(dataset_info, indent=2) + "\n").encode("utf-8")}
+    readme = render_to_string(
+        "curation/exports/open_weights_README.md",
+        {
+            "version": version,
+            "name": name,
+            "folder": out_dir.name,
+            "splits": splits,
+            "split_rows": [(split, line_counts[split]) for split in splits],
+            "placeholder": IMAGE_PLACEHOLDER,
+        },
+    )
+    return {
+        "README.md": readme.encode("utf-8"),
+        "dataset_info.json": (json.dumps(dataset_info, indent=2) + "\n").encode("utf-8"),
+    }
 
 
 def open_weights_manifest(manifest: dict) -> dict:
@@ -97,8 +118,10 @@ def open_weights_manifest(manifest: dict) -> dict:
         **manifest,
         "images_dir": IMAGES_DIR,
         "image_placeholder": IMAGE_PLACEHOLDER,
-        "columns": {"messages": "chat, content as parts (TRL)",
-                    "conversations": "chat, string content with <image> (LLaMA-Factory sharegpt)",
-                    "images": "image paths relative to this folder"},
+        "columns": {
+            "messages": "chat, content as parts (TRL)",
+            "conversations": "chat, string content with <image> (LLaMA-Factory sharegpt)",
+            "images": "image paths relative to this folder",
+        },
         "how_to_load": "README.md",
     }

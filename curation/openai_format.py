@@ -3,6 +3,7 @@
 The checks start from OpenAI's cookbook ("data_type", "missing_messages_list", ...) and extend them for
 image parts, tools and `weight`, with the limits of `../shared/reference/openai-fine-tuning.md`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -58,6 +59,7 @@ class ImageProblem(ValueError):
 
 
 # --- images -----------------------------------------------------------------------------------
+
 
 def sniff_mime(data: bytes) -> str:
     """MIME type from the first bytes (cheap: used on every exported image)."""
@@ -116,7 +118,7 @@ def parse_page_ref(url: str) -> int | None:
     """`page:<DrawingPage id>` -> id; anything else -> None. The one parser of page references."""
     if isinstance(url, str) and url.startswith(PAGE_REF_PREFIX):
         try:
-            return int(url[len(PAGE_REF_PREFIX):])
+            return int(url[len(PAGE_REF_PREFIX) :])
         except ValueError:
             return None
     return None
@@ -165,8 +167,9 @@ def map_image_parts(messages: list[dict], replace: Callable[[dict], dict]) -> li
         if not isinstance(content, list):
             mapped.append(message)
             continue
-        parts = [replace(part) if isinstance(part, dict) and part.get("type") == "image_url" else part
-                 for part in content]
+        parts = [
+            replace(part) if isinstance(part, dict) and part.get("type") == "image_url" else part for part in content
+        ]
         mapped.append({**message, "content": parts})
     return mapped
 
@@ -177,6 +180,7 @@ def resolve_image_refs(messages: list[dict], load_page: PageLoader) -> list[dict
     A part may carry a fingerprint (`sha256`, `crc32`, `bytes`, `mtime_ns`: frozen into a dataset version); it is
     passed to the loader, which must refuse bytes that differ, and is dropped from the output.
     """
+
     def embed(part: dict) -> dict:
         image_url = dict(part.get("image_url") or {})
         page_id = parse_page_ref(image_url.get("url"))
@@ -187,7 +191,9 @@ def resolve_image_refs(messages: list[dict], load_page: PageLoader) -> list[dict
     return map_image_parts(messages, embed)
 
 
-def build_line(messages: list[dict], target: str, *, load_page: PageLoader | None = None, weight: int | None = None) -> dict:
+def build_line(
+    messages: list[dict], target: str, *, load_page: PageLoader | None = None, weight: int | None = None
+) -> dict:
     """One training example: the prompt messages, then the target as the assistant's message."""
     if load_page is not None:
         messages = resolve_image_refs(messages, load_page)
@@ -236,10 +242,13 @@ _B64_PIECE = 3 * 64 * 1024
 
 def b64_pieces(data: bytes) -> list[bytes]:
     view = memoryview(data)
-    return [binascii.b2a_base64(view[i:i + _B64_PIECE], newline=False) for i in range(0, len(view), _B64_PIECE)] or [b""]
+    return [binascii.b2a_base64(view[i : i + _B64_PIECE], newline=False) for i in range(0, len(view), _B64_PIECE)] or [
+        b""
+    ]
 
 
 # --- validation -------------------------------------------------------------------------------
+
 
 def _problem(code: str, message: str, index: int | None = None) -> dict:
     return {"code": code, "message": message, "message_index": index}
@@ -251,8 +260,19 @@ def _check_tool_calls(tool_calls, index: int, problems: list) -> None:
         return
     for call in tool_calls:
         function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(call, dict) or not call.get("id") or call.get("type", "function") != "function" or not isinstance(function, dict):
-            problems.append(_problem("invalid_tool_calls", f"message {index}: each tool call needs id, type 'function' and function", index))
+        if (
+            not isinstance(call, dict)
+            or not call.get("id")
+            or call.get("type", "function") != "function"
+            or not isinstance(function, dict)
+        ):
+            problems.append(
+                _problem(
+                    "invalid_tool_calls",
+                    f"message {index}: each tool call needs id, type 'function' and function",
+                    index,
+                )
+            )
             continue
         if not function.get("name"):
             problems.append(_problem("invalid_tool_calls", f"message {index}: a tool call has no function name", index))
@@ -262,10 +282,14 @@ def _check_tool_calls(tool_calls, index: int, problems: list) -> None:
                 raise ValueError
             json.loads(arguments)
         except ValueError:
-            problems.append(_problem("invalid_tool_calls", f"message {index}: tool call arguments must be a JSON string", index))
+            problems.append(
+                _problem("invalid_tool_calls", f"message {index}: tool call arguments must be a JSON string", index)
+            )
 
 
-def _check_content_parts(content: list, role: str, index: int, problems: list, images: list, check_images: bool) -> None:
+def _check_content_parts(
+    content: list, role: str, index: int, problems: list, images: list, check_images: bool
+) -> None:
     if not content:
         problems.append(_problem("missing_content", f"message {index} ({role}) has an empty content list", index))
     for part in content:
@@ -275,18 +299,34 @@ def _check_content_parts(content: list, role: str, index: int, problems: list, i
                 problems.append(_problem("invalid_content_part", f"message {index}: a text part has no text", index))
         elif kind == "image_url":
             if role == "assistant":
-                problems.append(_problem("image_in_assistant_message", f"message {index}: images are not allowed in assistant messages", index))
+                problems.append(
+                    _problem(
+                        "image_in_assistant_message",
+                        f"message {index}: images are not allowed in assistant messages",
+                        index,
+                    )
+                )
                 continue
             if role not in {"user", "system", "developer"}:
-                problems.append(_problem("image_in_wrong_role", f"message {index}: images are only allowed in user messages", index))
+                problems.append(
+                    _problem("image_in_wrong_role", f"message {index}: images are only allowed in user messages", index)
+                )
             image_url = part.get("image_url")
             url = image_url.get("url") if isinstance(image_url, dict) else None
             if not isinstance(url, str) or not url:
-                problems.append(_problem("invalid_image_part", f"message {index}: image part without image_url.url", index))
+                problems.append(
+                    _problem("invalid_image_part", f"message {index}: image part without image_url.url", index)
+                )
                 continue
             detail = image_url.get("detail", "auto")
             if detail not in {"low", "high", "auto"}:
-                problems.append(_problem("invalid_image_part", f"message {index}: image detail {detail!r} is not low, high or auto", index))
+                problems.append(
+                    _problem(
+                        "invalid_image_part",
+                        f"message {index}: image detail {detail!r} is not low, high or auto",
+                        index,
+                    )
+                )
             images.append(url)
             if check_images and url.startswith("data:"):
                 try:
@@ -294,9 +334,19 @@ def _check_content_parts(content: list, role: str, index: int, problems: list, i
                 except ImageProblem as exc:
                     problems.append(_problem("invalid_image", f"message {index}, image {len(images)}: {exc}", index))
             elif check_images and not url.startswith(("https://", "http://")):
-                problems.append(_problem("invalid_image_part", f"message {index}: image URL must be a data URL or http(s) URL", index))
+                problems.append(
+                    _problem(
+                        "invalid_image_part", f"message {index}: image URL must be a data URL or http(s) URL", index
+                    )
+                )
         else:
-            problems.append(_problem("invalid_content_part", f"message {index}: content part type {kind!r} is not text or image_url", index))
+            problems.append(
+                _problem(
+                    "invalid_content_part",
+                    f"message {index}: content part type {kind!r} is not text or image_url",
+                    index,
+                )
+            )
 
 
 def validate_line(line, *, check_images: bool = True) -> list[dict]:
@@ -336,31 +386,61 @@ def validate_line(line, *, check_images: bool = True) -> list[dict]:
             continue
         extra = set(message) - MESSAGE_KEYS[role] - {"weight"}
         if extra:
-            problems.append(_problem("message_unrecognized_key", f"message {index} ({role}): unrecognized key(s) {', '.join(sorted(extra))}", index))
+            problems.append(
+                _problem(
+                    "message_unrecognized_key",
+                    f"message {index} ({role}): unrecognized key(s) {', '.join(sorted(extra))}",
+                    index,
+                )
+            )
         if "weight" in message:
             weight = message["weight"]
             if role != "assistant":
-                problems.append(_problem("invalid_weight", f"message {index} ({role}): weight is allowed on assistant messages only", index))
+                problems.append(
+                    _problem(
+                        "invalid_weight",
+                        f"message {index} ({role}): weight is allowed on assistant messages only",
+                        index,
+                    )
+                )
             elif isinstance(weight, bool) or weight not in (0, 1):
-                problems.append(_problem("invalid_weight", f"message {index}: weight must be 0 or 1, not {weight!r}", index))
+                problems.append(
+                    _problem("invalid_weight", f"message {index}: weight must be 0 or 1, not {weight!r}", index)
+                )
         content = message.get("content")
         if role == "assistant":
             has_assistant = True
             if message.get("tool_calls") is not None:
                 _check_tool_calls(message["tool_calls"], index, problems)
                 if content not in (None, ""):
-                    problems.append(_problem("invalid_tool_calls", f"message {index}: an assistant message with tool_calls has no content", index))
+                    problems.append(
+                        _problem(
+                            "invalid_tool_calls",
+                            f"message {index}: an assistant message with tool_calls has no content",
+                            index,
+                        )
+                    )
                 continue
         if role == "tool" and not message.get("tool_call_id"):
-            problems.append(_problem("message_missing_key", f"message {index}: tool message without tool_call_id", index))
+            problems.append(
+                _problem("message_missing_key", f"message {index}: tool message without tool_call_id", index)
+            )
         if isinstance(content, list):
             _check_content_parts(content, role, index, problems, images, check_images)
-        elif not isinstance(content, str) or (not content and role != "assistant") or (role == "assistant" and not content):
+        elif (
+            not isinstance(content, str)
+            or (not content and role != "assistant")
+            or (role == "assistant" and not content)
+        ):
             problems.append(_problem("missing_content", f"message {index} ({role}) has no text content", index))
     if not has_assistant:
         problems.append(_problem("example_missing_assistant_message", "example has no assistant message to learn from"))
     if len(images) > MAX_IMAGES_PER_EXAMPLE:
-        problems.append(_problem("too_many_images", f"{len(images)} images: above OpenAI's limit of {MAX_IMAGES_PER_EXAMPLE} per example"))
+        problems.append(
+            _problem(
+                "too_many_images", f"{len(images)} images: above OpenAI's limit of {MAX_IMAGES_PER_EXAMPLE} per example"
+            )
+        )
     return problems
 
 

@@ -11,6 +11,7 @@ All three take the same chat JSONL with base64 images; their limits differ. Each
 
 The caller (curation.selectors.dataset_version_provider_fit) turns a dataset version into ExampleFacts.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -41,23 +42,44 @@ class FormatRules:
 RULES: dict[str, FormatRules] = {
     # OpenAI's limits are the ones every line is checked against (curation.openai_format): one source for both.
     ProviderName.OPENAI: FormatRules(
-        provider=ProviderName.OPENAI, label=ProviderName.OPENAI.label, max_images_per_example=MAX_IMAGES_PER_EXAMPLE,
-        max_image_bytes=MAX_IMAGE_BYTES, image_formats=frozenset(IMAGE_FORMATS),
-        image_roles=frozenset({"user", "system", "developer"}), roles=frozenset(ROLES), min_examples=10,
-        max_examples_with_images=50_000, image_modes=frozenset(IMAGE_MODES),
-        source="OpenAI fine-tuning reference (shared/reference/openai-fine-tuning.md)"),
-    ProviderName.AZURE: FormatRules(
-        provider=ProviderName.AZURE, label=ProviderName.AZURE.label, max_images_per_example=64,
-        max_image_bytes=10 * MB, image_formats=frozenset({"JPEG", "PNG", "WEBP"}),
+        provider=ProviderName.OPENAI,
+        label=ProviderName.OPENAI.label,
+        max_images_per_example=MAX_IMAGES_PER_EXAMPLE,
+        max_image_bytes=MAX_IMAGE_BYTES,
+        image_formats=frozenset(IMAGE_FORMATS),
         image_roles=frozenset({"user", "system", "developer"}),
-        roles=frozenset({"system", "developer", "user", "assistant", "tool"}), min_examples=10,
-        max_examples_with_images=50_000, image_modes=frozenset({"RGB", "RGBA"}),
-        source="Azure OpenAI vision fine-tuning (learn.microsoft.com)"),
+        roles=frozenset(ROLES),
+        min_examples=10,
+        max_examples_with_images=50_000,
+        image_modes=frozenset(IMAGE_MODES),
+        source="OpenAI fine-tuning reference (shared/reference/openai-fine-tuning.md)",
+    ),
+    ProviderName.AZURE: FormatRules(
+        provider=ProviderName.AZURE,
+        label=ProviderName.AZURE.label,
+        max_images_per_example=64,
+        max_image_bytes=10 * MB,
+        image_formats=frozenset({"JPEG", "PNG", "WEBP"}),
+        image_roles=frozenset({"user", "system", "developer"}),
+        roles=frozenset({"system", "developer", "user", "assistant", "tool"}),
+        min_examples=10,
+        max_examples_with_images=50_000,
+        image_modes=frozenset({"RGB", "RGBA"}),
+        source="Azure OpenAI vision fine-tuning (learn.microsoft.com)",
+    ),
     ProviderName.TOGETHER: FormatRules(
-        provider=ProviderName.TOGETHER, label=ProviderName.TOGETHER.label, max_images_per_example=10,
-        max_image_bytes=10 * MB, image_formats=frozenset({"JPEG", "PNG", "WEBP"}), image_roles=frozenset({"user"}),
-        roles=frozenset({"system", "user", "assistant"}), min_examples=1, max_examples_with_images=None,
-        accepts_image_urls=False, source="Together vision fine-tuning (docs.together.ai/docs/fine-tuning/vision)"),
+        provider=ProviderName.TOGETHER,
+        label=ProviderName.TOGETHER.label,
+        max_images_per_example=10,
+        max_image_bytes=10 * MB,
+        image_formats=frozenset({"JPEG", "PNG", "WEBP"}),
+        image_roles=frozenset({"user"}),
+        roles=frozenset({"system", "user", "assistant"}),
+        min_examples=1,
+        max_examples_with_images=None,
+        accepts_image_urls=False,
+        source="Together vision fine-tuning (docs.together.ai/docs/fine-tuning/vision)",
+    ),
 }
 
 
@@ -119,8 +141,9 @@ def provider_fit(examples: Iterable[ExampleFacts], rules: FormatRules, *, train_
     if train_rows < rules.min_examples:
         reasons.append(f"{train_rows} training examples: {rules.label} needs at least {rules.min_examples}")
     if rules.max_examples_with_images is not None and with_images > rules.max_examples_with_images:
-        reasons.append(f"{with_images:,} examples with images: {rules.label} takes at most "
-                       f"{rules.max_examples_with_images:,}")
+        reasons.append(
+            f"{with_images:,} examples with images: {rules.label} takes at most {rules.max_examples_with_images:,}"
+        )
     limit_mb = rules.max_image_bytes // MB
     for key, hits in problems.items():
         kind, _, value = key.partition(":")
@@ -130,14 +153,20 @@ def provider_fit(examples: Iterable[ExampleFacts], rules: FormatRules, *, train_
         if kind == "role":
             reasons.append(f"{n} {use} the role {value!r}, which {rules.label} does not take" + _where(hits))
         elif kind == "too_many_images":
-            reasons.append(f"{n} {have} more than {rules.max_images_per_example} images "
-                           f"({rules.label}'s limit per example)" + _where(hits))
+            reasons.append(
+                f"{n} {have} more than {rules.max_images_per_example} images "
+                f"({rules.label}'s limit per example)" + _where(hits)
+            )
         elif kind == "image_role":
             allowed = " or ".join(sorted(rules.image_roles))
-            reasons.append(f"{n} {have} images in {value} messages: {rules.label} takes images only in {allowed} "
-                           f"messages" + _where(hits))
+            reasons.append(
+                f"{n} {have} images in {value} messages: {rules.label} takes images only in {allowed} "
+                f"messages" + _where(hits)
+            )
         elif kind == "image_url":
-            reasons.append(f"{n} {link} images by URL: {rules.label} needs them base64-encoded in the file" + _where(hits))
+            reasons.append(
+                f"{n} {link} images by URL: {rules.label} needs them base64-encoded in the file" + _where(hits)
+            )
         elif kind == "image_too_large":
             reasons.append(f"{n} {have} an image above {limit_mb} MB ({rules.label}'s limit per image)" + _where(hits))
         elif kind == "image_format":

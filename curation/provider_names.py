@@ -1,6 +1,7 @@
 """The names of the providers that train or serve models, spelt one way everywhere (stored on base models, runs,
 evaluations and estimates). No ORM: `finetune` and the format rules import it without the models.
 """
+
 from django.db import models
 
 

@@ -1,4 +1,5 @@
 """Reads of the data side that more than one caller needs (admin screens, commands, benchmarks)."""
+
 import hashlib
 import json
 import re
@@ -113,9 +114,12 @@ def example_tag_values(*, keys: list[str]) -> dict[str, list[str]]:
     # answer is cached under a fingerprint that changes whenever an example is added, removed or saved
     # (one cheap aggregate, no JSON); the timeout bounds staleness after bulk updates that skip updated_at.
     fingerprint = Example.objects.order_by().aggregate(n=Count("id"), last=Max("updated_at"), top=Max("id"))
-    cache_key = "review:tag-values:" + hashlib.sha256(
-        json.dumps([keys, fingerprint["n"], str(fingerprint["last"]), fingerprint["top"]]).encode()
-    ).hexdigest()
+    cache_key = (
+        "review:tag-values:"
+        + hashlib.sha256(
+            json.dumps([keys, fingerprint["n"], str(fingerprint["last"]), fingerprint["top"]]).encode()
+        ).hexdigest()
+    )
     cached = cache.get(cache_key)
     if cached is not None:
         return cached
@@ -136,10 +140,21 @@ def examples_jsonl_lines(*, examples):
     """One JSON line per example (messages with page references unresolved, target, status, tags)."""
     # defer(None): the changelist defers the JSON columns, which are the point here.
     for example in examples.defer(None).select_related("task").order_by("pk").iterator(chunk_size=500):
-        yield json.dumps({
-            "id": example.pk, "task": example.task.slug, "status": example.status, "group_key": example.group_key,
-            "tags": example.tags, "messages": example.messages, "target": example.target,
-        }, ensure_ascii=False) + "\n"
+        yield (
+            json.dumps(
+                {
+                    "id": example.pk,
+                    "task": example.task.slug,
+                    "status": example.status,
+                    "group_key": example.group_key,
+                    "tags": example.tags,
+                    "messages": example.messages,
+                    "target": example.target,
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
 
 
 # --- Ground truth (issue 3, data side): for the drawing admin and the review screen. ---
@@ -180,15 +195,24 @@ def dataset_version_refused_members(*, version: DatasetVersion) -> list[dict]:
     """Members whose example a fine-tuning provider dropped or refused, with their exported line
     ({"member", "example", "split", "line", "reason"}): what the dataset version page lists."""
     rows = []
-    for member in (version.members.filter(example__provider_refused=True).select_related("example")
-                   .order_by(*EXPORT_LINE_ORDER)):
+    for member in (
+        version.members.filter(example__provider_refused=True).select_related("example").order_by(*EXPORT_LINE_ORDER)
+    ):
         line = version.members.filter(split=member.split, position__lt=member.position).count() + 1
-        rows.append({"member": member, "example": member.example, "split": member.split, "line": line,
-                     "reason": member.example.provider_refused_reason})
+        rows.append(
+            {
+                "member": member,
+                "example": member.example,
+                "split": member.split,
+                "line": line,
+                "reason": member.example.provider_refused_reason,
+            }
+        )
     return rows
 
 
 # --- Provider formats: does a dataset version fit OpenAI, Azure OpenAI and Together? ---
+
 
 def dataset_version_provider_fit(*, version) -> list[dict]:
     """[{provider, label, fits, reasons, source}] for each trainer, read from the version's frozen members.
@@ -212,15 +236,21 @@ def dataset_version_provider_fit(*, version) -> list[dict]:
             page_id = parse_page_ref(url)
             if page_id is not None:
                 page = pages.get(page_id) or {}
-                fmt = {"jpg": "JPEG"}.get((page.get("format") or "").lower(), (page.get("format") or "").upper() or None)
-                images.append(ImageFact(role=role, source="page", format=fmt,
-                                        size_bytes=part.get("bytes") or page.get("bytes")))
+                fmt = {"jpg": "JPEG"}.get(
+                    (page.get("format") or "").lower(), (page.get("format") or "").upper() or None
+                )
+                images.append(
+                    ImageFact(role=role, source="page", format=fmt, size_bytes=part.get("bytes") or page.get("bytes"))
+                )
             elif url.startswith("data:"):
                 header, _, payload = url.partition(",")
                 mime = header[5:].split(";")[0]
                 fmt = mime.split("/")[-1].upper() if mime.startswith("image/") else mime or None
-                images.append(ImageFact(role=role, source="data", format={"JPG": "JPEG"}.get(fmt, fmt),
-                                        size_bytes=len(payload) * 3 // 4))
+                images.append(
+                    ImageFact(
+                        role=role, source="data", format={"JPG": "JPEG"}.get(fmt, fmt), size_bytes=len(payload) * 3 // 4
+                    )
+                )
             else:
                 images.append(ImageFact(role=role, source="url"))
         examples.append(ExampleFacts(line=lines[split], split=split, roles=roles, images=images))
@@ -228,8 +258,15 @@ def dataset_version_provider_fit(*, version) -> list[dict]:
     result = []
     for rules in RULES.values():
         reasons = provider_fit(examples, rules, train_rows=train_rows)
-        result.append({"provider": rules.provider, "label": rules.label, "fits": not reasons, "reasons": reasons,
-                       "source": rules.source})
+        result.append(
+            {
+                "provider": rules.provider,
+                "label": rules.label,
+                "fits": not reasons,
+                "reasons": reasons,
+                "source": rules.source,
+            }
+        )
     return result
 
 
@@ -280,6 +317,7 @@ def dataset_version_by_ref(*, ref: str) -> DatasetVersion:
 
 # --- Few-shot examples (finetune's few-shot builder reads the data side only through these). ---
 
+
 def drawing_page_hashes(*, drawing_ids) -> dict[int, list[int]]:
     """{drawing id: [page dHash as int, in page order]} in one query; pages without a hash are left out."""
     hashes: dict[int, list[int]] = {}
@@ -297,20 +335,32 @@ def dataset_version_member_facts(*, version, split: str, approved_only: bool = F
     """The members of one split of a version with what choosing similar examples needs, in position order:
     member and example ids, the frozen messages and target, the example's drawing, group key, tags,
     near-duplicate link and its drawing's page hashes. Two queries."""
-    members = DatasetMember.objects.filter(version=version, split=split).select_related("example").order_by("position", "id")
+    members = (
+        DatasetMember.objects.filter(version=version, split=split).select_related("example").order_by("position", "id")
+    )
     if approved_only:
         members = members.filter(example__status=Example.Status.APPROVED)
     members = list(members)
     hashes = drawing_page_hashes(drawing_ids=[m.example.drawing_id for m in members if m.example.drawing_id])
-    return [{
-        "member_id": m.pk, "example_id": m.example_id, "drawing_id": m.example.drawing_id,
-        "group_key": m.example.group_key, "tags": m.example.tags or {},
-        "near_duplicate_of_id": m.example.near_duplicate_of_id, "messages": m.messages, "target": m.target,
-        "image_tokens": m.image_tokens, "page_hashes": hashes.get(m.example.drawing_id, []),
-    } for m in members]
+    return [
+        {
+            "member_id": m.pk,
+            "example_id": m.example_id,
+            "drawing_id": m.example.drawing_id,
+            "group_key": m.example.group_key,
+            "tags": m.example.tags or {},
+            "near_duplicate_of_id": m.example.near_duplicate_of_id,
+            "messages": m.messages,
+            "target": m.target,
+            "image_tokens": m.image_tokens,
+            "page_hashes": hashes.get(m.example.drawing_id, []),
+        }
+        for m in members
+    ]
 
 
 # --- The simulated provider (the demo): what it answers from. ---
+
 
 def drawing_page_truths(*, task) -> list[dict]:
     """Every rendered page with what is known of its drawing for `task`, for the simulated provider's answers:
@@ -321,15 +371,22 @@ def drawing_page_truths(*, task) -> list[dict]:
 
     targets = {}
     if task is not None:
-        examples = (Example.objects.filter(task=task, drawing__isnull=False).exclude(status=Example.Status.REJECTED)
-                    .order_by("pk").values_list("drawing_id", "status", "target"))
+        examples = (
+            Example.objects.filter(task=task, drawing__isnull=False)
+            .exclude(status=Example.Status.REJECTED)
+            .order_by("pk")
+            .values_list("drawing_id", "status", "target")
+        )
         for drawing_id, status, target in examples:
             if drawing_id not in targets or status == Example.Status.APPROVED or targets[drawing_id][0] != "approved":
                 targets[drawing_id] = (status, target)
     truths = {gt.part_number: gt for gt in GroundTruth.objects.exclude(operations=[])}
     rows = []
-    for page in DrawingPage.objects.select_related("drawing").only(
-            "sha256", "drawing__sha256", "drawing__part_number", "drawing__material").order_by("pk"):
+    for page in (
+        DrawingPage.objects.select_related("drawing")
+        .only("sha256", "drawing__sha256", "drawing__part_number", "drawing__material")
+        .order_by("pk")
+    ):
         drawing = page.drawing
         target = None
         if drawing.pk in targets:
@@ -339,6 +396,13 @@ def drawing_page_truths(*, task) -> list[dict]:
                 target = targets[drawing.pk][1]
         elif drawing.part_number in truths:
             target = ground_truth_target(truths[drawing.part_number])
-        rows.append({"page_sha256": page.sha256, "drawing_sha256": drawing.sha256, "part_number": drawing.part_number,
-                     "material": drawing.material, "target": target})
+        rows.append(
+            {
+                "page_sha256": page.sha256,
+                "drawing_sha256": drawing.sha256,
+                "part_number": drawing.part_number,
+                "material": drawing.material,
+                "target": target,
+            }
+        )
     return rows

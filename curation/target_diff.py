@@ -3,6 +3,7 @@
 Pure (no ORM): takes the stored JSON texts of an ExampleChange and returns one line per changed field, so the
 history reads like what the reviewer did, not like two JSON blobs.
 """
+
 import json
 
 ARROW = "→"
@@ -54,13 +55,16 @@ def _operations_diff(old: dict, new: dict) -> list[str] | None:
             lines.append(f"{label}: removed")
         elif key not in old_rows:
             row = new_rows[key]
-            lines.append(f"{label}: added ({_scalar(row.get('machine_time_min_per_piece'))} min/pc, "
-                         f"setup {_scalar(row.get('setup_min'))} min)")
+            lines.append(
+                f"{label}: added ({_scalar(row.get('machine_time_min_per_piece'))} min/pc, "
+                f"setup {_scalar(row.get('setup_min'))} min)"
+            )
         else:
             for name, word, unit in OPERATION_FIELDS:
                 if old_rows[key].get(name) != new_rows[key].get(name):
-                    lines.append(_change(f"{label}: {word}", old_rows[key].get(name), new_rows[key].get(name), unit,
-                                         colon=""))
+                    lines.append(
+                        _change(f"{label}: {word}", old_rows[key].get(name), new_rows[key].get(name), unit, colon="")
+                    )
             known = {"machine", "operation", *(name for name, _, _ in OPERATION_FIELDS)}
             extra = sorted((set(old_rows[key]) | set(new_rows[key])) - known)
             for name in extra:
@@ -101,8 +105,11 @@ def _generic_diff(old, new, path: str) -> list[str]:
 
 def _scalar_lists(old, new) -> bool:
     # A list of names (machines) reads best as one line "a, b → a, c", not element by element.
-    return isinstance(old, list) and isinstance(new, list) and not any(
-        isinstance(value, (dict, list)) for value in old + new)
+    return (
+        isinstance(old, list)
+        and isinstance(new, list)
+        and not any(isinstance(value, (dict, list)) for value in old + new)
+    )
 
 
 def target_diff(*, before: str, after: str) -> list[str]:
@@ -127,8 +134,10 @@ def target_diff(*, before: str, after: str) -> list[str]:
             lines.append(_change(key, None, new[key]))
         elif _scalar_lists(old[key], new[key]):
             if old[key] != new[key]:
-                lines.append(f"{key}: {', '.join(map(_scalar, old[key])) or '–'} {ARROW} "
-                             f"{', '.join(map(_scalar, new[key])) or '–'}")
+                lines.append(
+                    f"{key}: {', '.join(map(_scalar, old[key])) or '–'} {ARROW} "
+                    f"{', '.join(map(_scalar, new[key])) or '–'}"
+                )
         else:
             lines.extend(_generic_diff(old[key], new[key], key))
     return lines

@@ -1,4 +1,5 @@
 """Presets for the tasks the shop trains; the demo data and tests create tasks from them."""
+
 from curation.models import ProductionRecord
 
 # The task whose examples come from a drawing and its ground truth (built at once after a render; the default
@@ -36,7 +37,8 @@ TECHNOLOGY_BUILDER_SCHEMA = {
 TECHNOLOGY_BUILDER = {
     "slug": DRAWING_TASK_SLUG,
     "name": "Technology builder (drawing → machines and times)",
-    "description": "From a technical drawing, the material, the machines and the machining and setup time per operation.",
+    "description": "From a technical drawing, the material, the machines and the machining and setup time per "
+    "operation.",
     "output_schema": TECHNOLOGY_BUILDER_SCHEMA,
     "schema_version": 1,
     "system_prompt": (
@@ -59,8 +61,13 @@ TECHNOLOGY_BUILDER = {
         "categorical": ["material", "machines"],
         "tags": ["machine", "material", "industry"],
     },
-    "promotion_policy": {"max_mape": 0.15, "min_json_validity": 0.98, "not_worse_than_active": True,
-                         "min_examples": 20, "max_ci_width": 0.20},
+    "promotion_policy": {
+        "max_mape": 0.15,
+        "min_json_validity": 0.98,
+        "not_worse_than_active": True,
+        "min_examples": 20,
+        "max_ci_width": 0.20,
+    },
 }
 
 SUPPORT_REPLY = {

@@ -3,6 +3,7 @@
 Text follows the cookbook's count for chat: 3 tokens per message, the tokens of every string value,
 1 more for a `name`, and 3 priming the reply. Images follow OpenAI's documented tile/patch formulas.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,10 @@ def _patch_tokens(width: int, height: int, multiplier: float) -> int:
     patches = math.ceil(width / patch) * math.ceil(height / patch)
     if patches > cap:
         shrink = math.sqrt(cap * patch * patch / (width * height))
-        shrink *= min(math.floor(width * shrink / patch) / (width * shrink / patch),
-                      math.floor(height * shrink / patch) / (height * shrink / patch))
+        shrink *= min(
+            math.floor(width * shrink / patch) / (width * shrink / patch),
+            math.floor(height * shrink / patch) / (height * shrink / patch),
+        )
         patches = math.ceil(int(width * shrink) / patch) * math.ceil(int(height * shrink) / patch)
     return math.ceil(min(patches, cap) * multiplier)
 

@@ -14,6 +14,7 @@ Authentication, in the order tried:
 Bearer and Basic send no cookie, so no CSRF risk: the check is skipped for them only. Every answer is JSON,
 errors included (400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 502, 503).
 """
+
 from __future__ import annotations
 
 import base64
@@ -48,7 +49,9 @@ _MAX_ID = 2**63 - 1
 def _error(status: int, message: str, **extra) -> JsonResponse:
     response = JsonResponse({"error": message, **extra}, status=status)
     if status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="Gestima Studio API", Basic realm="Gestima Studio API", charset="UTF-8"'
+        response["WWW-Authenticate"] = (
+            'Bearer realm="Gestima Studio API", Basic realm="Gestima Studio API", charset="UTF-8"'
+        )
     return response
 
 
@@ -107,7 +110,9 @@ def _json_api(view, method: str = "POST"):
             return _error(400, f"Bad request: {exc}")
         except Exception:
             log.exception("POST %s failed", request.path)
-            return _error(500, "Internal error: the estimate was not made. The administrators find the details in the log.")
+            return _error(
+                500, "Internal error: the estimate was not made. The administrators find the details in the log."
+            )
 
     return wrapper
 
@@ -129,15 +134,27 @@ def estimate_status_url(estimate: Estimate) -> str:
 
 def estimate_json(estimate: Estimate) -> dict:
     return {
-        "status": estimate.status, "status_url": estimate_status_url(estimate),
+        "status": estimate.status,
+        "status_url": estimate_status_url(estimate),
         "progress": {"done": estimate.done, "total": estimate.total, "stage": estimate.stage or None},
-        "id": estimate.pk, "task": estimate.task.slug, "drawing_id": estimate.drawing_id,
-        "part_number": estimate.drawing.part_number, "model": estimate.model_name, "provider": estimate.provider,
-        "model_version_id": estimate.model_version_id, "output": estimate.output,
-        "answered_by": estimate.answered_by, "simulated": estimate.is_simulated, "fallback_reason": estimate.fallback_reason or None,
-        "error_kind": estimate.error_kind or None, "error": estimate.error or None, "latency_ms": estimate.latency_ms,
-        "input_tokens": estimate.input_tokens, "output_tokens": estimate.output_tokens,
-        "cost_usd": None if estimate.cost_usd is None else str(estimate.cost_usd), "created_at": estimate.created_at.isoformat(),
+        "id": estimate.pk,
+        "task": estimate.task.slug,
+        "drawing_id": estimate.drawing_id,
+        "part_number": estimate.drawing.part_number,
+        "model": estimate.model_name,
+        "provider": estimate.provider,
+        "model_version_id": estimate.model_version_id,
+        "output": estimate.output,
+        "answered_by": estimate.answered_by,
+        "simulated": estimate.is_simulated,
+        "fallback_reason": estimate.fallback_reason or None,
+        "error_kind": estimate.error_kind or None,
+        "error": estimate.error or None,
+        "latency_ms": estimate.latency_ms,
+        "input_tokens": estimate.input_tokens,
+        "output_tokens": estimate.output_tokens,
+        "cost_usd": None if estimate.cost_usd is None else str(estimate.cost_usd),
+        "created_at": estimate.created_at.isoformat(),
     } | ({"model": None, "provider": None} if estimate.status != WorkStatus.DONE else {})
 
 
@@ -161,7 +178,7 @@ def estimates_create(request):
         try:
             data = json.loads(request.body or b"{}")
         except (ValueError, RecursionError):
-            return _error(400, "Send JSON {\"drawing_id\": ...} or a multipart form with a PDF in `file`.")
+            return _error(400, 'Send JSON {"drawing_id": ...} or a multipart form with a PDF in `file`.')
         if not isinstance(data, dict):
             return _error(400, "The JSON body must be an object.")
 

@@ -4,6 +4,7 @@ Services enqueue these by dotted path ("finetune.jobs.<name>") and never import 
 always runs the service in the worker's own import and the services stay free of the queue's imports.
 Every job takes ids only; each service it calls takes an id or loads the row itself.
 """
+
 from finetune.models import EvalRun
 from finetune.services import deployments, estimate_scores, eval_execute, eval_results, evals, run_start, run_sync
 
@@ -17,8 +18,9 @@ def training_run_start_failed(job, connection, exc_type, exc_value, traceback) -
     """on_failure hook: the error goes on the run (never only in the worker's log)."""
     run_id = job.args[0] if job.args else None
     if run_id is not None:
-        run_start.training_run_start_failed(run_id=run_id, message=str(exc_value),
-                                            error_type=getattr(exc_type, "__name__", str(exc_type)))
+        run_start.training_run_start_failed(
+            run_id=run_id, message=str(exc_value), error_type=getattr(exc_type, "__name__", str(exc_type))
+        )
 
 
 def training_runs_sync_all() -> dict:

@@ -1,4 +1,5 @@
-"""Evaluation metrics from a task's metric spec: validity, exact match, MAPE/MdAPE/bias, bootstrap CIs, paired comparison.
+"""Evaluation metrics from a task's metric spec: validity, exact match, MAPE/MdAPE/bias, bootstrap CIs, paired
+comparison.
 
 Pure functions on plain data (no ORM), so tests check them against hand-computed values.
 
@@ -17,6 +18,7 @@ Rules (written down because they change the numbers):
 - Confidence intervals: percentile bootstrap over examples (pairs of one example move together),
   seeded, so the same data always gives the same interval.
 """
+
 from __future__ import annotations
 
 import random
@@ -62,19 +64,23 @@ def _resamples(n: int, n_boot: int, seed: int) -> list[list[int]]:
 
 
 def _getters(n: int, n_boot: int, seed: int) -> list:
-    """One itemgetter per resample: picking the resampled values runs in C (a metrics pass stays well under a second)."""
+    """One itemgetter per resample: picking the resampled values runs in C (a metrics pass stays well under a
+    second)."""
     key = (n, n_boot, seed)
     cached = _GETTER_CACHE.get(key)
     if cached is None:
         # itemgetter with one index returns a bare value, not a tuple: wrap it.
-        cached = [itemgetter(*idx) if n > 1 else (lambda values, i=idx[0]: (values[i],))
-                  for idx in _resamples(n, n_boot, seed)]
+        cached = [
+            itemgetter(*idx) if n > 1 else (lambda values, i=idx[0]: (values[i],))
+            for idx in _resamples(n, n_boot, seed)
+        ]
         _GETTER_CACHE[key] = cached
     return cached
 
 
-def bootstrap_ci(groups: list[Any], statistic, *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
-                 level: float = 0.95) -> list[float] | None:
+def bootstrap_ci(
+    groups: list[Any], statistic, *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED, level: float = 0.95
+) -> list[float] | None:
     """Percentile interval of `statistic(resampled groups)`; resampling is over groups (examples)."""
     if not groups:
         return None
@@ -94,9 +100,16 @@ def _interval(stats: list[float], level: float) -> list[float] | None:
     return [quantile(stats, alpha), quantile(stats, 1 - alpha)]
 
 
-def ratio_ci(numerators: list[float], denominators: list[float], *, n_boot: int = DEFAULT_BOOTSTRAP,
-             seed: int = DEFAULT_SEED, level: float = 0.95) -> list[float] | None:
-    """Interval of sum(num)/sum(den) over resampled groups: a pooled mean (or a pooled difference) in O(n) per resample."""
+def ratio_ci(
+    numerators: list[float],
+    denominators: list[float],
+    *,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    level: float = 0.95,
+) -> list[float] | None:
+    """Interval of sum(num)/sum(den) over resampled groups: a pooled mean (or a pooled difference) in O(n) per
+    resample."""
     if not numerators:
         return None
     stats = []
@@ -131,7 +144,10 @@ def _pooled_median(groups: list[list[float]]) -> float | None:
 
 def _stat(groups, statistic, n_boot, seed) -> dict:
     value = statistic(groups)
-    return {"value": value, "ci": bootstrap_ci(groups, statistic, n_boot=n_boot, seed=seed) if value is not None else None}
+    return {
+        "value": value,
+        "ci": bootstrap_ci(groups, statistic, n_boot=n_boot, seed=seed) if value is not None else None,
+    }
 
 
 def pooled_value(sums: list[float], counts: list[float]) -> float | None:
@@ -157,7 +173,7 @@ def _flags(flags: list[float], n_boot: int, seed: int) -> dict:
 
 # --- reading values out of a parsed answer --------------------------------------------------
 def parse_path(path: str) -> tuple[str | None, str]:
-    """"operations[].setup_min" -> ("operations", "setup_min"); "weight" -> (None, "weight")."""
+    """ "operations[].setup_min" -> ("operations", "setup_min"); "weight" -> (None, "weight")."""
     if "[]." in path:
         array, leaf = path.split("[].", 1)
         return array, leaf
@@ -262,8 +278,9 @@ def _tag_values(record: dict, tag: str) -> list[str]:
 
 
 # --- one run --------------------------------------------------------------------------------
-def _numeric_block(records: list[dict], path: str, key_fields: list[str], n_boot: int, seed: int, *,
-                   median_ci: bool = True) -> dict:
+def _numeric_block(
+    records: list[dict], path: str, key_fields: list[str], n_boot: int, seed: int, *, median_ci: bool = True
+) -> dict:
     groups, zero, missing = [], 0, 0
     for record in records:
         errors, zeros = value_errors(record, path, key_fields)
@@ -292,8 +309,9 @@ def _rate(flags: list[float], n_boot: int, seed: int) -> dict:
     return block
 
 
-def run_metrics(records: Iterable[dict], spec: dict, *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
-                worst: int = 10) -> dict:
+def run_metrics(
+    records: Iterable[dict], spec: dict, *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED, worst: int = 10
+) -> dict:
     """All metrics of one eval run (see the module docstring for the rules)."""
     records = list(records)
     evaluated = [r for r in records if r.get("error_kind") != API_ERROR]
@@ -349,8 +367,10 @@ def run_metrics(records: Iterable[dict], spec: dict, *, n_boot: int = DEFAULT_BO
                 "n": len(members),
                 "json_validity": _mean([1.0 if r.get("json_valid") else 0.0 for r in members]),
                 # Median intervals per tag value are left out: they cost a sort per resample and add little.
-                "numeric": {path: _numeric_block(members, path, key_fields, n_boot, seed, median_ci=False)
-                            for path in spec.get("numeric", [])},
+                "numeric": {
+                    path: _numeric_block(members, path, key_fields, n_boot, seed, median_ci=False)
+                    for path in spec.get("numeric", [])
+                },
             }
             for value, members in sorted(groups.items())
         }
@@ -369,12 +389,14 @@ def worst_examples(records: list[dict], spec: dict, *, limit: int = 10) -> list[
             for path in spec.get("numeric", [])
             for e in value_errors(record, path, spec.get("key", []))[0]
         ]
-        rows.append({
-            "id": record["id"],
-            "score": example_score(record, spec),
-            "error_kind": record.get("error_kind", ""),
-            "details": details,
-        })
+        rows.append(
+            {
+                "id": record["id"],
+                "score": example_score(record, spec),
+                "error_kind": record.get("error_kind", ""),
+                "details": details,
+            }
+        )
     rows.sort(key=lambda row: (-row["score"], 0 if row["error_kind"] else 1, row["id"]))
     return rows[:limit]
 
@@ -384,12 +406,25 @@ def _paired(pairs: list[tuple[float, float]], n_boot: int, seed: int) -> dict:
     a = _mean([p[0] for p in pairs])
     b = _mean([p[1] for p in pairs])
     diffs = [p[1] - p[0] for p in pairs]
-    return {"a": a, "b": b, "diff": _mean(diffs),
-            "ci": ratio_ci(diffs, [1.0] * len(diffs), n_boot=n_boot, seed=seed) if pairs else None, "n": len(pairs)}
+    return {
+        "a": a,
+        "b": b,
+        "diff": _mean(diffs),
+        "ci": ratio_ci(diffs, [1.0] * len(diffs), n_boot=n_boot, seed=seed) if pairs else None,
+        "n": len(pairs),
+    }
 
 
-def compare_runs(records_a: Iterable[dict], records_b: Iterable[dict], spec: dict, *, n_boot: int = DEFAULT_BOOTSTRAP,
-                 seed: int = DEFAULT_SEED, tie_tolerance: float = 1e-9, top: int = 10) -> dict:
+def compare_runs(
+    records_a: Iterable[dict],
+    records_b: Iterable[dict],
+    spec: dict,
+    *,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    tie_tolerance: float = 1e-9,
+    top: int = 10,
+) -> dict:
     """Paired comparison of run B against run A on the examples both have (api errors left out).
 
     Differences are B − A: for MAPE a negative difference means B is better; for accuracy and
@@ -399,12 +434,19 @@ def compare_runs(records_a: Iterable[dict], records_b: Iterable[dict], spec: dic
     b_by_id = {r["id"]: r for r in records_b if r.get("error_kind") != API_ERROR}
     shared = sorted(set(a_by_id) & set(b_by_id))
     key_fields = spec.get("key", [])
-    result: dict[str, Any] = {"n_shared": len(shared), "only_a": len(set(a_by_id) - set(b_by_id)),
-                              "only_b": len(set(b_by_id) - set(a_by_id)), "numeric": {}, "categorical": {}}
+    result: dict[str, Any] = {
+        "n_shared": len(shared),
+        "only_a": len(set(a_by_id) - set(b_by_id)),
+        "only_b": len(set(b_by_id) - set(a_by_id)),
+        "numeric": {},
+        "categorical": {},
+    }
 
     result["json_validity"] = _paired(
         [(1.0 if a_by_id[i].get("json_valid") else 0.0, 1.0 if b_by_id[i].get("json_valid") else 0.0) for i in shared],
-        n_boot, seed)
+        n_boot,
+        seed,
+    )
     for path in spec.get("numeric", []):
         # Per example: (sum of APE in A, sum of APE in B, count); MAPE of a sample is pooled over its values.
         groups = []
@@ -420,13 +462,22 @@ def compare_runs(records_a: Iterable[dict], records_b: Iterable[dict], spec: dic
             "mape_b": sum(g[1] for g in groups) / count if count else None,
             "diff": (sum(g[1] for g in groups) - sum(g[0] for g in groups)) / count if count else None,
             "ci": ratio_ci([g[1] - g[0] for g in groups], [float(g[2]) for g in groups], n_boot=n_boot, seed=seed)
-            if groups else None,
+            if groups
+            else None,
             "n_examples": len(groups),
         }
     for field in spec.get("categorical", []):
         result["categorical"][field] = _paired(
-            [(1.0 if categorical_match(a_by_id[i], field) else 0.0, 1.0 if categorical_match(b_by_id[i], field) else 0.0)
-             for i in shared], n_boot, seed)
+            [
+                (
+                    1.0 if categorical_match(a_by_id[i], field) else 0.0,
+                    1.0 if categorical_match(b_by_id[i], field) else 0.0,
+                )
+                for i in shared
+            ],
+            n_boot,
+            seed,
+        )
 
     per_example = paired_example_scores(a_by_id, b_by_id, spec, tie_tolerance=tie_tolerance)
     outcomes = [row["outcome"] for row in per_example]
@@ -436,8 +487,9 @@ def compare_runs(records_a: Iterable[dict], records_b: Iterable[dict], spec: dic
     return result
 
 
-def paired_example_scores(a_by_id: dict[int, dict], b_by_id: dict[int, dict], spec: dict, *,
-                          tie_tolerance: float = 1e-9) -> list[dict]:
+def paired_example_scores(
+    a_by_id: dict[int, dict], b_by_id: dict[int, dict], spec: dict, *, tie_tolerance: float = 1e-9
+) -> list[dict]:
     """Per shared example (by id): its score in A and in B (`example_score`), B − A, and whether B won, lost or
     tied. The comparison counts its wins and losses from these rows, and the comparison chart draws them."""
     rows = []
@@ -450,12 +502,13 @@ def paired_example_scores(a_by_id: dict[int, dict], b_by_id: dict[int, dict], sp
 
 # --- Presentation shared by the admin, the commands and the model card --------------------------------
 
+
 def pct(value, *, missing: str = "n/a") -> str:
     return missing if value is None else f"{value * 100:.1f} %"
 
 
 def pct_with_ci(block: dict | None, *, missing: str = "n/a") -> str:
-    """"12.3 % (95 % CI 10.1 %–14.6 %)" for a {value, ci} block of `run_metrics`."""
+    """ "12.3 % (95 % CI 10.1 %–14.6 %)" for a {value, ci} block of `run_metrics`."""
     if not block or block.get("value") is None:
         return missing
     ci = block.get("ci")
@@ -465,16 +518,20 @@ def pct_with_ci(block: dict | None, *, missing: str = "n/a") -> str:
 
 def metric_rows(metrics: dict) -> list[tuple[str, str, dict | None, Any]]:
     """The headline metrics of a run in display order: (metric name, field or path, {value, ci} block, n)."""
-    rows = [("JSON validity", "", metrics.get("json_validity"), (metrics.get("json_validity") or {}).get("n")),
-            ("Schema validity", "", metrics.get("schema_validity"), (metrics.get("schema_validity") or {}).get("n"))]
+    rows = [
+        ("JSON validity", "", metrics.get("json_validity"), (metrics.get("json_validity") or {}).get("n")),
+        ("Schema validity", "", metrics.get("schema_validity"), (metrics.get("schema_validity") or {}).get("n")),
+    ]
     for path, block in (metrics.get("numeric") or {}).items():
-        rows += [(name, path, block.get(key), block.get("n_values"))
-                 for name, key in (("MAPE", "mape"), ("Median APE", "mdape"), ("Bias", "bias"))]
+        rows += [
+            (name, path, block.get(key), block.get("n_values"))
+            for name, key in (("MAPE", "mape"), ("Median APE", "mdape"), ("Bias", "bias"))
+        ]
     for field, block in (metrics.get("categorical") or {}).items():
         rows.append(("Exact match", field, block.get("accuracy"), block.get("n")))
     return rows
 
 
 def usd(value, *, unknown: str = "unknown") -> str:
-    """"$0.002250" for a cost, "unknown" when no price was known (never "$0" for a cost nobody knows)."""
+    """ "$0.002250" for a cost, "unknown" when no price was known (never "$0" for a cost nobody knows)."""
     return unknown if value is None else f"${value}"

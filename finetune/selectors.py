@@ -5,6 +5,7 @@ and the lifecycles of a list's rows (one read of the base models).
 The eval run page, the promotion report and the model card all show lineage from `eval_run_lineage`,
 so they can never disagree about where a model came from.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -35,8 +36,12 @@ def training_run_for_model(model_name: str) -> tuple[TrainingRun | None, RunChec
     run = TrainingRun.objects.filter(fine_tuned_model=model_name).order_by("-pk").first()
     if run is not None:
         return run, None
-    checkpoint = (RunCheckpoint.objects.filter(fine_tuned_model_checkpoint=model_name).select_related("run")
-                  .order_by("-pk").first())
+    checkpoint = (
+        RunCheckpoint.objects.filter(fine_tuned_model_checkpoint=model_name)
+        .select_related("run")
+        .order_by("-pk")
+        .first()
+    )
     return (checkpoint.run, checkpoint) if checkpoint else (None, None)
 
 
@@ -73,16 +78,27 @@ def eval_run_lineage(eval_run: EvalRun) -> dict:
     model evaluated beside a training run) or "standalone" (no training run linked).
     """
     run = eval_run.training_run
-    lineage = {"role": "standalone", "evaluated_on": {**_version(eval_run.dataset_version), "split": eval_run.split},
-               "training_run": None, "trained_on": None, "base_model": None, "hyperparameters": None,
-               "checkpoint": None}
+    lineage = {
+        "role": "standalone",
+        "evaluated_on": {**_version(eval_run.dataset_version), "split": eval_run.split},
+        "training_run": None,
+        "trained_on": None,
+        "base_model": None,
+        "hyperparameters": None,
+        "checkpoint": None,
+    }
     if eval_run.model_kind in (ModelKind.BASE, ModelKind.FEW_SHOT):  # a few-shot model is a model not fine-tuned
         lineage["base_model"] = eval_run.model_name
     if run is None:
         return lineage
     lineage["trained_on"] = _version(run.dataset_version)
-    lineage["training_run"] = {"id": run.pk, "job_id": run.job_id or None, "provider": run.provider,
-                               "status": run.status, "fine_tuned_model": run.fine_tuned_model or None}
+    lineage["training_run"] = {
+        "id": run.pk,
+        "job_id": run.job_id or None,
+        "provider": run.provider,
+        "status": run.status,
+        "fine_tuned_model": run.fine_tuned_model or None,
+    }
     if eval_run.model_kind == ModelKind.BASE:
         lineage["role"] = "baseline"
         return lineage
@@ -90,8 +106,11 @@ def eval_run_lineage(eval_run: EvalRun) -> dict:
     if eval_run.model_name != run.fine_tuned_model:
         checkpoint = run.checkpoints.filter(fine_tuned_model_checkpoint=eval_run.model_name).first()
         if checkpoint is not None:
-            lineage["checkpoint"] = {"model": checkpoint.fine_tuned_model_checkpoint, "step": checkpoint.step,
-                                     "remote_id": checkpoint.remote_id}
+            lineage["checkpoint"] = {
+                "model": checkpoint.fine_tuned_model_checkpoint,
+                "step": checkpoint.step,
+                "remote_id": checkpoint.remote_id,
+            }
     return lineage
 
 
@@ -104,11 +123,19 @@ def lineage_lines(lineage: dict) -> list[tuple[str, str]]:
         rows.append(("Training run", f"{run['id']} (job {run['job_id'] or '—'}, {run['provider']}, {run['status']})"))
         trained = lineage["trained_on"]
         rows.append(("Trained on", f"{trained['name']} (hash {trained['content_hash']})"))
-        rows.append(("Hyperparameters", ", ".join(f"{k}={v}" for k, v in (lineage["hyperparameters"] or {}).items())
-                     or "provider defaults"))
+        rows.append(
+            (
+                "Hyperparameters",
+                ", ".join(f"{k}={v}" for k, v in (lineage["hyperparameters"] or {}).items()) or "provider defaults",
+            )
+        )
         checkpoint = lineage.get("checkpoint")
-        rows.append(("Checkpoint", f"{checkpoint['model']} (step {checkpoint['step']})" if checkpoint
-                     else "final model of the run"))
+        rows.append(
+            (
+                "Checkpoint",
+                f"{checkpoint['model']} (step {checkpoint['step']})" if checkpoint else "final model of the run",
+            )
+        )
     elif lineage["role"] == "baseline":
         rows.append(("Base model", f"{lineage['base_model']} (not fine-tuned)"))
         rows.append(("Baseline of", f"training run {run['id']} ({run['fine_tuned_model'] or 'no model yet'})"))
@@ -121,6 +148,7 @@ def lineage_lines(lineage: dict) -> list[tuple[str, str]]:
 
 # --- lifecycle of served models (curation's one rule, applied to the registry) -----------------
 
+
 def _made_from(model_kind: str, training_run: TrainingRun | None) -> str:
     # A training run knows its base better than a name does (an Azure deployment may be called anything);
     # a base model evaluated beside a run was not made by it.
@@ -131,8 +159,9 @@ def _made_from(model_kind: str, training_run: TrainingRun | None) -> str:
 
 def model_version_lifecycle(version: ModelVersion, *, base_models: dict | None = None) -> Lifecycle:
     """A registry version's dates: a fine-tuned model or checkpoint inherits its base's shutdown date."""
-    return model_lifecycle(model_name=version.model_name, base_name=_made_from(version.kind, version.training_run),
-                           base_models=base_models)
+    return model_lifecycle(
+        model_name=version.model_name, base_name=_made_from(version.kind, version.training_run), base_models=base_models
+    )
 
 
 def lifecycles_attach(rows, *, model_version: bool = True) -> None:
@@ -140,12 +169,17 @@ def lifecycles_attach(rows, *, model_version: bool = True) -> None:
     task fallbacks) from one read of the base models, so a "serves until" column asks nothing per row."""
     base_models = base_models_by_name()
     for row in rows:
-        row.lifecycle = (model_version_lifecycle(row, base_models=base_models) if model_version
-                         else model_lifecycle(model_name=row.model_name, base_models=base_models))
+        row.lifecycle = (
+            model_version_lifecycle(row, base_models=base_models)
+            if model_version
+            else model_lifecycle(model_name=row.model_name, base_models=base_models)
+        )
 
 
 def eval_run_lifecycle(eval_run: EvalRun) -> Lifecycle:
-    return model_lifecycle(model_name=eval_run.model_name, base_name=_made_from(eval_run.model_kind, eval_run.training_run))
+    return model_lifecycle(
+        model_name=eval_run.model_name, base_name=_made_from(eval_run.model_kind, eval_run.training_run)
+    )
 
 
 def eval_run_mape(eval_run: EvalRun) -> float | None:
@@ -160,8 +194,12 @@ def eval_run_mape(eval_run: EvalRun) -> float | None:
 def replacement_candidates(*, task: Task, lifecycle: Lifecycle) -> list[dict]:
     """Models already evaluated on the task (done eval runs, latest per model) that serve longer than
     `lifecycle`'s model (a later shutdown date or none), best MAPE first."""
-    runs = (EvalRun.objects.filter(task=task, status=EvalRun.Status.DONE).exclude(model_name=lifecycle.model_name)
-            .select_related("task", "training_run__base_model", "dataset_version__dataset").order_by("-finished_at", "-pk"))
+    runs = (
+        EvalRun.objects.filter(task=task, status=EvalRun.Status.DONE)
+        .exclude(model_name=lifecycle.model_name)
+        .select_related("task", "training_run__base_model", "dataset_version__dataset")
+        .order_by("-finished_at", "-pk")
+    )
     candidates, seen = [], set()
     for run in runs:
         if run.model_name in seen:
@@ -170,9 +208,17 @@ def replacement_candidates(*, task: Task, lifecycle: Lifecycle) -> list[dict]:
         own = eval_run_lifecycle(run)
         if not own.shuts_down_after(lifecycle):
             continue
-        candidates.append({"eval_run": run, "model_name": run.model_name, "provider": run.provider,
-                           "mape": eval_run_mape(run), "shutdown_date": own.shutdown_date,
-                           "dataset_version": run.dataset_version, "split": run.split})
+        candidates.append(
+            {
+                "eval_run": run,
+                "model_name": run.model_name,
+                "provider": run.provider,
+                "mape": eval_run_mape(run),
+                "shutdown_date": own.shutdown_date,
+                "dataset_version": run.dataset_version,
+                "split": run.split,
+            }
+        )
     return sorted(candidates, key=lambda c: (c["mape"] is None, c["mape"] or 0.0))
 
 
@@ -182,7 +228,11 @@ def registry_shutdown_warnings(*, today: datetime.date | None = None) -> list[di
     both show this list (one include), so they never disagree."""
     today = today or lifecycle_today()
     warnings = []
-    active = ModelVersion.objects.filter(is_active=True).select_related("task", "training_run__base_model").order_by("task__slug")
+    active = (
+        ModelVersion.objects.filter(is_active=True)
+        .select_related("task", "training_run__base_model")
+        .order_by("task__slug")
+    )
     base_models = base_models_by_name()  # one read for every active version, not one per version
     for version in active:
         lifecycle = model_version_lifecycle(version, base_models=base_models)
@@ -191,18 +241,29 @@ def registry_shutdown_warnings(*, today: datetime.date | None = None) -> list[di
             continue
         fallback = TaskFallback.objects.filter(task=version.task).first()
         fallback_lifecycle = model_lifecycle(model_name=fallback.model_name) if fallback else None
-        warnings.append({
-            "task": version.task, "version": version, "lifecycle": lifecycle, "days": days,
-            "shut_down": lifecycle.is_shut_down(today), "candidates": replacement_candidates(task=version.task, lifecycle=lifecycle),
-            "fallback": fallback,
-            # A fallback that stops serving when the active model does (e.g. the base it was fine-tuned from) is none.
-            "fallback_shutdown_date": (fallback_lifecycle.shutdown_date if fallback_lifecycle
-                                       and not fallback_lifecycle.shuts_down_after(lifecycle) else None),
-        })
+        warnings.append(
+            {
+                "task": version.task,
+                "version": version,
+                "lifecycle": lifecycle,
+                "days": days,
+                "shut_down": lifecycle.is_shut_down(today),
+                "candidates": replacement_candidates(task=version.task, lifecycle=lifecycle),
+                "fallback": fallback,
+                # A fallback that stops serving when the active model does (e.g. the base it was fine-tuned from) is
+                # none.
+                "fallback_shutdown_date": (
+                    fallback_lifecycle.shutdown_date
+                    if fallback_lifecycle and not fallback_lifecycle.shuts_down_after(lifecycle)
+                    else None
+                ),
+            }
+        )
     return warnings
 
 
 # --- what eval screens list per example and per run (one query per table, never one per row) ----------------
+
 
 def examples_with_drawings(*, ids) -> dict[int, Example]:
     """Examples by id with their drawing and its pages prefetched in page order, so a table of drawing cells
@@ -225,8 +286,9 @@ def eval_run_worst(*, eval_run: EvalRun) -> list[dict]:
 
 def _train_overlap(version_ref, split_ref, trained_version_ref) -> QuerySet:
     evaluated = DatasetMember.objects.filter(version_id=version_ref, split=split_ref).values("example_id")
-    return DatasetMember.objects.filter(version_id=trained_version_ref, split=DatasetMember.Split.TRAIN,
-                                        example_id__in=evaluated)
+    return DatasetMember.objects.filter(
+        version_id=trained_version_ref, split=DatasetMember.Split.TRAIN, example_id__in=evaluated
+    )
 
 
 def eval_run_train_overlap(eval_run: EvalRun) -> int:
@@ -244,9 +306,17 @@ def eval_run_train_overlap(eval_run: EvalRun) -> int:
 def eval_runs_with_train_overlap(queryset: QuerySet) -> QuerySet:
     """Eval runs annotated with `train_overlap` (see `eval_run_train_overlap`): the run list shows the leak
     warning of every row from this one query."""
-    overlap = (_train_overlap(OuterRef(OuterRef("dataset_version_id")), OuterRef(OuterRef("split")),
-                              OuterRef("training_run__dataset_version_id"))
-               .order_by().values("version_id").annotate(n=Count("pk")).values("n"))
+    overlap = (
+        _train_overlap(
+            OuterRef(OuterRef("dataset_version_id")),
+            OuterRef(OuterRef("split")),
+            OuterRef("training_run__dataset_version_id"),
+        )
+        .order_by()
+        .values("version_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     return queryset.annotate(train_overlap=Coalesce(Subquery(overlap, output_field=IntegerField()), Value(0)))
 
 
@@ -259,6 +329,12 @@ def simulated_truth_index() -> dict:
 
     task = Task.objects.filter(slug=DRAWING_TASK_SLUG).first()
     schema = task.output_schema if task is not None else {}
-    return {row["page_sha256"]: DrawingTruth(key=row["drawing_sha256"], target=row["target"], schema=schema,
-                                             hints={"part_number": row["part_number"], "material": row["material"]})
-            for row in drawing_page_truths(task=task)}
+    return {
+        row["page_sha256"]: DrawingTruth(
+            key=row["drawing_sha256"],
+            target=row["target"],
+            schema=schema,
+            hints={"part_number": row["part_number"], "material": row["material"]},
+        )
+        for row in drawing_page_truths(task=task)
+    }

@@ -1,4 +1,5 @@
 """The JSON API (estimates)."""
+
 from django.urls import path, re_path
 
 from finetune import api

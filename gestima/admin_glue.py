@@ -4,6 +4,7 @@ curation never imports finetune, so the drawing list's "Estimate" action is adde
 Drawing admin takes its place once every app's admin is registered (`GestimaConfig.ready`, after the admin's own
 autodiscovery, which runs first because django.contrib.admin comes first in INSTALLED_APPS).
 """
+
 from __future__ import annotations
 
 from django.contrib import admin, messages

@@ -4,6 +4,7 @@ Installed as the default site (`GestimaAdminConfig.default_site`, named in INSTA
 django.contrib.admin), so `admin.site` and every registration stay as they are; only the index view gains
 the dashboard's context, read for the signed-in user.
 """
+
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 

@@ -1,4 +1,5 @@
 """The lockout backend: django-axes's check, for every login that comes with a request."""
+
 from axes.backends import AxesStandaloneBackend
 
 

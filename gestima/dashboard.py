@@ -5,6 +5,7 @@ and every list is cut at `WORK_LIMIT`, so the page costs the same queries at 100
 `dashboard_context` computes a section only for a user whose permissions allow it: what a role may not see is
 never read, so it can never leak into the page.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -49,6 +50,7 @@ def _changelist(name: str, query: str = "") -> str:
 
 # --- pipeline ------------------------------------------------------------------------------------
 
+
 def drawing_status_counts() -> dict[str, int]:
     """{status: count} for every drawing status (zeros included), one aggregate query."""
     counts = dict.fromkeys(Drawing.Status.values, 0)
@@ -63,9 +65,12 @@ def review_queue(*, status_counts: dict[str, int]) -> dict:
     example list filters on: `ground_truth_target` holds the new ground truth)."""
     # The status index serves the first query; only the drift count reads every row.
     oldest = Example.objects.filter(status=Example.Status.PENDING).aggregate(oldest=Min("created_at"))["oldest"]
-    return {"pending": status_counts[Example.Status.PENDING], "oldest": oldest,
-            "oldest_days": (timezone.now() - oldest).days if oldest else None,
-            "ground_truth_changed": Example.objects.exclude(ground_truth_target="").count()}
+    return {
+        "pending": status_counts[Example.Status.PENDING],
+        "oldest": oldest,
+        "oldest_days": (timezone.now() - oldest).days if oldest else None,
+        "ground_truth_changed": Example.objects.exclude(ground_truth_target="").count(),
+    }
 
 
 def reviews_per_day(*, days: int = REVIEW_DAYS, today: datetime.date | None = None) -> dict:
@@ -76,20 +81,34 @@ def reviews_per_day(*, days: int = REVIEW_DAYS, today: datetime.date | None = No
     call back into Python for every decision: most of the page's time at 20,000 decisions)."""
     today = today or timezone.localdate()
     first = today - datetime.timedelta(days=days - 1)
-    starts = [timezone.make_aware(datetime.datetime.combine(first + datetime.timedelta(days=i), datetime.time.min))
-              for i in range(days + 1)]
+    starts = [
+        timezone.make_aware(datetime.datetime.combine(first + datetime.timedelta(days=i), datetime.time.min))
+        for i in range(days + 1)
+    ]
     counts = {f"d{i}": Count("id", filter=Q(at__gte=starts[i], at__lt=starts[i + 1])) for i in range(days)}
-    rows = (ExampleChange.objects.filter(field="status", after__in=DECISIONS, at__gte=starts[0], at__lt=starts[-1],
-                                         user__isnull=False)
-            .values("user__username").annotate(**counts).order_by("user__username"))
+    rows = (
+        ExampleChange.objects.filter(
+            field="status", after__in=DECISIONS, at__gte=starts[0], at__lt=starts[-1], user__isnull=False
+        )
+        .values("user__username")
+        .annotate(**counts)
+        .order_by("user__username")
+    )
     return chart_spec(
-        title=f"Review decisions per day and reviewer, last {days} days", kind="bar", stacked=True, integer=True,
-        x_label="Day", y_label="Decisions (approve, reject, needs changes)", unit="decisions",
+        title=f"Review decisions per day and reviewer, last {days} days",
+        kind="bar",
+        stacked=True,
+        integer=True,
+        x_label="Day",
+        y_label="Decisions (approve, reject, needs changes)",
+        unit="decisions",
         labels=[(first + datetime.timedelta(days=i)).isoformat() for i in range(days)],
-        series=[{"name": row["user__username"], "values": [row[f"d{i}"] for i in range(days)]} for row in rows])
+        series=[{"name": row["user__username"], "values": [row[f"d{i}"] for i in range(days)]} for row in rows],
+    )
 
 
 # --- per task --------------------------------------------------------------------------------------
+
 
 def _mape(version: ModelVersion, task: Task) -> str:
     """The MAPE (with its 95 % interval) of the eval run that promoted the model, on the field promotion
@@ -101,11 +120,13 @@ def _latest_versions(task_ids: list[int]) -> dict[int, list[DatasetVersion]]:
     """The newest version of every dataset of these tasks, with its stored gates (never recomputed here: the
     build froze them) and whether a training run uses it yet. One query."""
     newest = DatasetVersion.objects.filter(dataset=OuterRef("dataset")).order_by("-number").values("number")[:1]
-    versions = (DatasetVersion.objects.filter(dataset__task_id__in=task_ids, number=Subquery(newest))
-                .annotate(has_runs=Exists(TrainingRun.objects.filter(dataset_version=OuterRef("pk"))))
-                .select_related("dataset").only("id", "number", "gates", "gates_passed", "counts", "dataset__name",
-                                                "dataset__task_id", "created_at")
-                .order_by("dataset__name"))
+    versions = (
+        DatasetVersion.objects.filter(dataset__task_id__in=task_ids, number=Subquery(newest))
+        .annotate(has_runs=Exists(TrainingRun.objects.filter(dataset_version=OuterRef("pk"))))
+        .select_related("dataset")
+        .only("id", "number", "gates", "gates_passed", "counts", "dataset__name", "dataset__task_id", "created_at")
+        .order_by("dataset__name")
+    )
     by_task: dict[int, list[DatasetVersion]] = {}
     for version in versions:
         by_task.setdefault(version.dataset.task_id, []).append(version)
@@ -119,21 +140,28 @@ def task_rows(*, datasets: bool, models: bool) -> list[dict]:
     versions = _latest_versions([t.pk for t in tasks]) if datasets else {}
     active = {}
     if models:
-        active = {v.task_id: v for v in ModelVersion.objects.filter(is_active=True)
-                  .select_related("eval_run", "training_run__base_model")}
+        active = {
+            v.task_id: v
+            for v in ModelVersion.objects.filter(is_active=True).select_related("eval_run", "training_run__base_model")
+        }
     rows = []
     for task in tasks:
         row = {"task": task, "versions": versions.get(task.pk, [])}
         version = active.get(task.pk)
         if version is not None:
             lifecycle = model_version_lifecycle(version)
-            row["model"] = {"version": version, "mape": _mape(version, task), "lifecycle": lifecycle,
-                            "days_left": lifecycle.days_to_shutdown()}
+            row["model"] = {
+                "version": version,
+                "mape": _mape(version, task),
+                "lifecycle": lifecycle,
+                "days_left": lifecycle.days_to_shutdown(),
+            }
         rows.append(row)
     return rows
 
 
 # --- work under way ---------------------------------------------------------------------------------
+
 
 def _cut(queryset) -> dict:
     """The first `WORK_LIMIT` rows and how many there are: two queries, whatever the count (counting only
@@ -144,36 +172,58 @@ def _cut(queryset) -> dict:
 
 
 def renders_under_way() -> dict:
-    return _cut(Drawing.objects.filter(status__in=RENDERING).order_by("created_at")
-                .only("id", "part_number", "original_name", "status", "render_attempts", "created_at"))
+    return _cut(
+        Drawing.objects.filter(status__in=RENDERING)
+        .order_by("created_at")
+        .only("id", "part_number", "original_name", "status", "render_attempts", "created_at")
+    )
 
 
 def exports_under_way() -> dict:
-    return _cut(DatasetVersion.objects.filter(export_status__in=EXPORTING).select_related("dataset")
-                .only("id", "number", "dataset__name", "export_status", "export_progress", "counts")
-                .order_by("pk"))
+    return _cut(
+        DatasetVersion.objects.filter(export_status__in=EXPORTING)
+        .select_related("dataset")
+        .only("id", "number", "dataset__name", "export_status", "export_progress", "counts")
+        .order_by("pk")
+    )
 
 
 def runs_under_way() -> dict:
     """Launched runs not finished, each with its cost against its budget: the estimate stored at launch (from
     the one cost function, training_run_cost) or the provider's actual cost, and the one budget rule."""
-    work = _cut(TrainingRun.objects.exclude(status__in=RUNS_IDLE)
-                .select_related("dataset_version__dataset", "base_model")
-                .only("id", "status", "provider", "budget_usd", "estimated_cost_usd", "actual_cost_usd", "launched_at",
-                      "dataset_version__number", "dataset_version__dataset__name", "base_model__name")
-                .order_by("-pk"))
+    work = _cut(
+        TrainingRun.objects.exclude(status__in=RUNS_IDLE)
+        .select_related("dataset_version__dataset", "base_model")
+        .only(
+            "id",
+            "status",
+            "provider",
+            "budget_usd",
+            "estimated_cost_usd",
+            "actual_cost_usd",
+            "launched_at",
+            "dataset_version__number",
+            "dataset_version__dataset__name",
+            "base_model__name",
+        )
+        .order_by("-pk")
+    )
     for run in work["rows"]:
         run.over_budget = training_run_over_budget(run=run)
     return work
 
 
 def evals_under_way() -> dict:
-    return _cut(EvalRun.objects.filter(status__in=EVALUATING).select_related("task")
-                .only("id", "status", "model_name", "total", "done_count", "error_count", "task__slug")
-                .order_by("-pk"))
+    return _cut(
+        EvalRun.objects.filter(status__in=EVALUATING)
+        .select_related("task")
+        .only("id", "status", "model_name", "total", "done_count", "error_count", "task__slug")
+        .order_by("-pk")
+    )
 
 
 # --- money -------------------------------------------------------------------------------------------
+
 
 def month_start(now: datetime.datetime | None = None) -> datetime.datetime:
     local = timezone.localtime(now or timezone.now())
@@ -193,17 +243,34 @@ def spend_this_month(*, now: datetime.datetime | None = None) -> dict:
     by_provider: dict[str, dict] = {}
 
     def row(provider: str) -> dict:
-        return by_provider.setdefault(_provider(provider), {
-            "provider": _provider(provider), "training": None, "budget": None, "runs": 0, "unknown_runs": 0,
-            "evals": None, "estimates": None})
+        return by_provider.setdefault(
+            _provider(provider),
+            {
+                "provider": _provider(provider),
+                "training": None,
+                "budget": None,
+                "runs": 0,
+                "unknown_runs": 0,
+                "evals": None,
+                "estimates": None,
+            },
+        )
 
     def add(target: dict, key: str, value) -> None:
         if value is not None:
             target[key] = (target[key] or 0) + value
 
-    for r in (TrainingRun.objects.filter(launched_at__gte=since).values("provider").order_by()
-              .annotate(spent=Sum("actual_cost_usd"), budget=Sum("budget_usd"), runs=Count("id"),
-                        unknown=Count("id", filter=Q(actual_cost_usd__isnull=True)))):
+    for r in (
+        TrainingRun.objects.filter(launched_at__gte=since)
+        .values("provider")
+        .order_by()
+        .annotate(
+            spent=Sum("actual_cost_usd"),
+            budget=Sum("budget_usd"),
+            runs=Count("id"),
+            unknown=Count("id", filter=Q(actual_cost_usd__isnull=True)),
+        )
+    ):
         target = row(r["provider"])
         add(target, "training", r["spent"])
         add(target, "budget", r["budget"])
@@ -217,21 +284,33 @@ def spend_this_month(*, now: datetime.datetime | None = None) -> dict:
     for r in rows:
         r["total"] = sum(r[k] or 0 for k in ("training", "evals", "estimates"))
         r["over_budget"] = r["budget"] is not None and r["training"] is not None and r["training"] > r["budget"]
-    return {"since": since, "rows": rows, "total": sum(r["total"] for r in rows),
-            "budget": sum(r["budget"] or 0 for r in rows) if any(r["budget"] is not None for r in rows) else None}
+    return {
+        "since": since,
+        "rows": rows,
+        "total": sum(r["total"] for r in rows),
+        "budget": sum(r["budget"] or 0 for r in rows) if any(r["budget"] is not None for r in rows) else None,
+    }
 
 
 def spend_chart(spend: dict) -> dict:
     rows = spend["rows"]
     return chart_spec(
-        title=f"Spent this month (since {spend['since']:%Y-%m-%d}) by provider, in US dollars", kind="bar",
-        stacked=True, x_label="Provider",
-        y_label="US dollars (USD)", unit="USD", labels=[r["provider"] for r in rows],
-        series=[{"name": name, "values": [float(r[key] or 0) for r in rows]}
-                for name, key in (("Training", "training"), ("Evaluations", "evals"), ("Estimates", "estimates"))])
+        title=f"Spent this month (since {spend['since']:%Y-%m-%d}) by provider, in US dollars",
+        kind="bar",
+        stacked=True,
+        x_label="Provider",
+        y_label="US dollars (USD)",
+        unit="USD",
+        labels=[r["provider"] for r in rows],
+        series=[
+            {"name": name, "values": [float(r[key] or 0) for r in rows]}
+            for name, key in (("Training", "training"), ("Evaluations", "evals"), ("Estimates", "estimates"))
+        ],
+    )
 
 
 # --- next steps ------------------------------------------------------------------------------------
+
 
 def _plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
@@ -242,39 +321,65 @@ def next_steps(*, user, queue: dict | None, drawings: dict | None, tasks: list[d
     steps = []
     if queue and user.has_perm("curation.review_example"):
         if queue["pending"]:
-            steps.append(Step(f"{_plural(queue['pending'], 'example waits', 'examples wait')} for review",
-                              reverse("admin:curation_example_next_pending")))
+            steps.append(
+                Step(
+                    f"{_plural(queue['pending'], 'example waits', 'examples wait')} for review",
+                    reverse("admin:curation_example_next_pending"),
+                )
+            )
         if queue["ground_truth_changed"]:
-            steps.append(Step(f"{_plural(queue['ground_truth_changed'], 'example', 'examples')} whose ground truth "
-                              "changed: keep yours or take the new",
-                              _changelist("curation_example", "ground_truth_changed=yes")))
+            steps.append(
+                Step(
+                    f"{_plural(queue['ground_truth_changed'], 'example', 'examples')} whose ground truth "
+                    "changed: keep yours or take the new",
+                    _changelist("curation_example", "ground_truth_changed=yes"),
+                )
+            )
     if drawings and drawings["failed"] and user.has_perm("curation.render_drawing"):
-        steps.append(Step(f"{_plural(drawings['failed'], 'drawing', 'drawings')} failed to render: read why, "
-                          "render again", _changelist("curation_drawing", "status__exact=failed")))
+        steps.append(
+            Step(
+                f"{_plural(drawings['failed'], 'drawing', 'drawings')} failed to render: read why, render again",
+                _changelist("curation_drawing", "status__exact=failed"),
+            )
+        )
     if user.has_perm("finetune.add_trainingrun"):
         for row in tasks:
             for version in row["versions"]:
                 if version.gates_passed and not version.has_runs:
-                    steps.append(Step(f"{version.dataset.name} v{version.number} is ready to launch",
-                                      reverse("admin:finetune_trainingrun_add") + f"?dataset_version={version.pk}"))
+                    steps.append(
+                        Step(
+                            f"{version.dataset.name} v{version.number} is ready to launch",
+                            reverse("admin:finetune_trainingrun_add") + f"?dataset_version={version.pk}",
+                        )
+                    )
     if user.has_perm("finetune.run_eval") and user.has_perm("finetune.view_trainingrun"):
-        unevaluated = (TrainingRun.objects.filter(status=TrainingRun.Status.SUCCEEDED)
-                       .exclude(Exists(EvalRun.objects.filter(training_run=OuterRef("pk"))))
-                       .order_by("-pk").values_list("pk", flat=True)[:WORK_LIMIT])
-        steps += [Step(f"run {pk} succeeded: evaluate it", reverse("admin:finetune_trainingrun_change", args=[pk]))
-                  for pk in unevaluated]
+        unevaluated = (
+            TrainingRun.objects.filter(status=TrainingRun.Status.SUCCEEDED)
+            .exclude(Exists(EvalRun.objects.filter(training_run=OuterRef("pk"))))
+            .order_by("-pk")
+            .values_list("pk", flat=True)[:WORK_LIMIT]
+        )
+        steps += [
+            Step(f"run {pk} succeeded: evaluate it", reverse("admin:finetune_trainingrun_change", args=[pk]))
+            for pk in unevaluated
+        ]
     return steps
 
 
 # --- the page --------------------------------------------------------------------------------------
 
+
 def dashboard_context(*, user) -> dict:
     """The index's context for this user: a section is read only when their permissions show it."""
     can = user.has_perm
-    see = {"examples": can("curation.view_example"), "drawings": can("curation.view_drawing"),
-           "datasets": can("curation.view_datasetversion"), "models": can("finetune.view_modelversion"),
-           "evals": can("finetune.view_evalrun"),
-           "money": can("finetune.view_trainingrun")}  # Managers: run costs and budgets live on runs
+    see = {
+        "examples": can("curation.view_example"),
+        "drawings": can("curation.view_drawing"),
+        "datasets": can("curation.view_datasetversion"),
+        "models": can("finetune.view_modelversion"),
+        "evals": can("finetune.view_evalrun"),
+        "money": can("finetune.view_trainingrun"),
+    }  # Managers: run costs and budgets live on runs
     context: dict = {"can_see": see, "tasks": []}
     if see["drawings"]:
         context["drawings"] = drawing_status_counts()
@@ -295,6 +400,7 @@ def dashboard_context(*, user) -> dict:
         context["evals"] = evals_under_way()
     if can("finetune.promote_model"):  # live accuracy: whether a promotion paid off is the Manager's call
         context["live_accuracy"] = live_accuracy()
-    context["next_steps"] = next_steps(user=user, queue=context.get("queue"), drawings=context.get("drawings"),
-                                       tasks=context["tasks"])
+    context["next_steps"] = next_steps(
+        user=user, queue=context.get("queue"), drawings=context.get("drawings"), tasks=context["tasks"]
+    )
     return {"dashboard": context}

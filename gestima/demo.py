@@ -6,6 +6,7 @@ The services run here, in the command, rather than waiting for the worker: `./de
 demo data, and a newcomer should find a finished run at once. The jobs they enqueue find the work done (each claims
 its row by status) and return.
 """
+
 from __future__ import annotations
 
 from django.contrib.auth.models import User
@@ -32,29 +33,38 @@ def demo_loop_load(report: DemoReport) -> TrainingRun | None:
     if not simulated_enabled():
         report.say("simulated provider: off (GESTIMA_SIMULATED_PROVIDER): no demo training run")
         return None
-    version = (DatasetVersion.objects.filter(dataset__name=DEMO_DATASET, dataset__task__demo=True, gates_passed=True)
-               .select_related("dataset__task").order_by("-number").first())
+    version = (
+        DatasetVersion.objects.filter(dataset__name=DEMO_DATASET, dataset__task__demo=True, gates_passed=True)
+        .select_related("dataset__task")
+        .order_by("-number")
+        .first()
+    )
     base_model = BaseModel.objects.filter(name=DEMO_BASE_MODEL).first()
     if version is None or base_model is None:
         report.say("simulated provider: no demo dataset version passing the gates (or no base model): no run")
         return None
     run = TrainingRun.objects.filter(dataset_version=version, provider=ProviderName.SIMULATED).order_by("pk").first()
     if run is None:
-        run = training_run_create(dataset_version=version, base_model=base_model, user=None,
-                                  provider=ProviderName.SIMULATED, suffix="demo")
+        run = training_run_create(
+            dataset_version=version, base_model=base_model, user=None, provider=ProviderName.SIMULATED, suffix="demo"
+        )
         run = training_run_launch(run=run, user=None)
         training_run_start(run_id=run.pk)
     run = training_run_sync(run=run)
     if run.status != TrainingRun.Status.SUCCEEDED:
-        report.say(f"simulated run {run.pk}: {run.status_label} ({run.error_message or run.sync_error or 'see its page'})")
+        report.say(
+            f"simulated run {run.pk}: {run.status_label} ({run.error_message or run.sync_error or 'see its page'})"
+        )
         return run
     eval_runs, _ = training_run_evaluate(run=run)
     for eval_run in eval_runs:
         if eval_run.status == EvalRun.Status.QUEUED:
             eval_run_execute(eval_run=eval_run)
     eval_runs = [EvalRun.objects.get(pk=e.pk) for e in eval_runs]
-    report.say(f"simulated run {run.pk}: {run.fine_tuned_model}, evaluated by eval runs "
-               f"{', '.join(str(e.pk) for e in eval_runs)} (marked Simulated on every page)")
+    report.say(
+        f"simulated run {run.pk}: {run.fine_tuned_model}, evaluated by eval runs "
+        f"{', '.join(str(e.pk) for e in eval_runs)} (marked Simulated on every page)"
+    )
     fine_tuned = next((e for e in eval_runs if e.model_kind == ModelKind.FINE_TUNED), None)
     admin = User.objects.filter(username="admin", is_superuser=True).first()
     if fine_tuned is None or admin is None or ModelVersion.objects.filter(task=version.dataset.task).exists():

@@ -4,6 +4,7 @@ Django's server writes a response in several small sends (status and headers, th
 the browser acknowledges late (delayed ACK), so with Nagle on, a small send often waits ~40 ms for the ACK
 of the one before: most of the time of a review decision on loopback. TCP_NODELAY sends each piece at once.
 """
+
 import socket
 
 from django.core.servers.basehttp import WSGIServer

@@ -6,6 +6,7 @@ reported within HEALTH_CHECK_TIMEOUT_SECONDS instead of holding the probe (and t
 load balancer gives up. A check still stuck from an earlier probe is reported as such, not started again:
 at most one stuck thread per check per process, however often the balancer asks.
 """
+
 import threading
 import time
 import uuid
@@ -36,8 +37,9 @@ def _redis_client(queue_name: str = "default") -> redis.Redis:
     # Redis that accepts but never answers would hold the check's thread for good. The thread's deadline
     # answers the probe; these (twice as long) free the thread soon after.
     timeout = 2 * settings.HEALTH_CHECK_TIMEOUT_SECONDS
-    return redis.Redis.from_url(settings.RQ_QUEUES[queue_name]["URL"], socket_connect_timeout=timeout,
-                                socket_timeout=timeout)
+    return redis.Redis.from_url(
+        settings.RQ_QUEUES[queue_name]["URL"], socket_connect_timeout=timeout, socket_timeout=timeout
+    )
 
 
 def _check_database() -> dict:
@@ -123,8 +125,7 @@ def _run_checks(names: list[str], *, detail: bool) -> dict:
             if since is None:
                 _running[name] = started
         if since is not None:
-            results[name] = {"ok": False, "error": f"the previous check has not finished after "
-                                                 f"{started - since:.0f} s"}
+            results[name] = {"ok": False, "error": f"the previous check has not finished after {started - since:.0f} s"}
             continue
         box: dict = {}
         thread = threading.Thread(target=_run_one, args=(name, box), name=f"health-{name}", daemon=True)

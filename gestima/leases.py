@@ -4,6 +4,7 @@ A job renews its row's lease on a thread while it runs (`lease_kept`); a lease t
 worker is gone (SIGKILL, the out-of-memory killer) and `gestima.recovery` takes the row back. Work files
 carry the pid of the process that writes them, so a sweep removes only those of processes that are dead.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,10 @@ def lease_until() -> datetime:
 def worker_stopped_message(*, doing: str, attempts: int, again: str) -> str:
     """What a person reads on a row whose worker was killed on every attempt."""
     times = "once" if attempts == 1 else f"{attempts} times"
-    return (f"The worker stopped while {doing} (killed or out of memory) {times}; it was not retried again. "
-            f"{again} to retry.")
+    return (
+        f"The worker stopped while {doing} (killed or out of memory) {times}; it was not retried again. "
+        f"{again} to retry."
+    )
 
 
 @contextmanager

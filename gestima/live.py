@@ -3,14 +3,16 @@
 A page whose work runs in a worker renders `admin/gestima/live_region.html` while the work is under
 way; static/gestima/live.js then asks the JSON view and stops (reloading once) when the status changes.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
 from django.http import JsonResponse
 
 
-def live_state(*, status: str, active: bool, fields: dict | None = None, bars: dict | None = None,
-               charts: dict | None = None) -> dict:
+def live_state(
+    *, status: str, active: bool, fields: dict | None = None, bars: dict | None = None, charts: dict | None = None
+) -> dict:
     """What the page shows live: the raw status (a change reloads the page), whether work is under way,
     text per `data-live-field` name, percentages per `data-live-bar` name and chart specs per figure id."""
     state = {"status": status, "active": active, "fields": fields or {}, "bars": bars or {}}

@@ -5,6 +5,7 @@ stores the sum and count of its APEs on the task's primary numeric path. Here th
 month in the database (one query) and turned into a MAPE by `metrics.pooled_value`, the formula an eval run's
 MAPE uses, so drift from the eval figure is a real difference, never two formulas disagreeing.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -60,11 +61,18 @@ def live_accuracy(*, months: int = MONTHS, today: datetime.date | None = None) -
         month = Q(created_at__gte=starts[i], created_at__lt=starts[i + 1])
         sums[f"s{i}"] = Sum("live_ape_sum", filter=month)
         sums[f"n{i}"] = Sum("live_ape_n", filter=month)
-    rows = list(Estimate.objects.filter(window, live_ape_n__gt=0).values("task_id", "task__slug", "model_name")
-                .annotate(scored=Count("id"), **sums).order_by("-scored", "model_name")[:MODEL_LIMIT])
+    rows = list(
+        Estimate.objects.filter(window, live_ape_n__gt=0)
+        .values("task_id", "task__slug", "model_name")
+        .annotate(scored=Count("id"), **sums)
+        .order_by("-scored", "model_name")[:MODEL_LIMIT]
+    )
     versions = {}
-    for version in (ModelVersion.objects.filter(model_name__in={r["model_name"] for r in rows})
-                    .select_related("eval_run", "task").order_by("promoted_at", "pk")):
+    for version in (
+        ModelVersion.objects.filter(model_name__in={r["model_name"] for r in rows})
+        .select_related("eval_run", "task")
+        .order_by("promoted_at", "pk")
+    ):
         versions[(version.task_id, version.model_name)] = version  # the latest promotion wins
     labels = [f"{start:%Y-%m}" for start in starts[:-1]]
     models, series = [], []
@@ -74,16 +82,30 @@ def live_accuracy(*, months: int = MONTHS, today: datetime.date | None = None) -
         monthly = [pooled_value([row[f"s{i}"] or 0.0], [row[f"n{i}"] or 0]) for i in range(months)]
         overall = pooled_value([row[f"s{i}"] or 0.0 for i in range(months)], [row[f"n{i}"] or 0 for i in range(months)])
         eval_value = (block or {}).get("value")
-        models.append({"task": row["task__slug"], "model_name": row["model_name"], "scored": row["scored"],
-                       "live": pct(overall), "latest": pct(next((m for m in reversed(monthly) if m is not None), None)),
-                       "eval": pct_with_ci(block, missing="no evaluation"),
-                       "drift": (overall - eval_value) if overall is not None and eval_value is not None else None})
+        models.append(
+            {
+                "task": row["task__slug"],
+                "model_name": row["model_name"],
+                "scored": row["scored"],
+                "live": pct(overall),
+                "latest": pct(next((m for m in reversed(monthly) if m is not None), None)),
+                "eval": pct_with_ci(block, missing="no evaluation"),
+                "drift": (overall - eval_value) if overall is not None and eval_value is not None else None,
+            }
+        )
         series.append({"name": f"{row['model_name']}: live", "values": [_live(m) for m in monthly]})
         if eval_value is not None:
             series.append({"name": f"{row['model_name']}: eval", "values": [_live(eval_value)] * months})
     for model in models:
         model["drift"] = None if model["drift"] is None else f"{model['drift'] * 100:+.1f} points"
-    chart = chart_spec(title=f"Live MAPE by month (estimates scored against production) beside eval MAPE, "
-                             f"last {months} months", kind="line", x_label="Month of the estimate",
-                       y_label="MAPE (%)", unit="%", labels=labels, series=series, totals=False)
+    chart = chart_spec(
+        title=f"Live MAPE by month (estimates scored against production) beside eval MAPE, last {months} months",
+        kind="line",
+        x_label="Month of the estimate",
+        y_label="MAPE (%)",
+        unit="%",
+        labels=labels,
+        series=series,
+        totals=False,
+    )
     return {"models": models, "chart": chart}

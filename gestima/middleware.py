@@ -1,5 +1,6 @@
 """Request guards for the admin (odd values typed into an address are the client's error, 400, never a 500), and
 the health endpoints answered ahead of the host and HTTPS checks."""
+
 import logging
 
 from django.http import HttpResponseBadRequest
@@ -24,7 +25,8 @@ class AdminAddressGuardMiddleware:
 
     def __call__(self, request):
         if request.path.startswith("/admin/") and "\x00" in "".join(
-                key + "".join(values) for key, values in request.GET.lists()):
+            key + "".join(values) for key, values in request.GET.lists()
+        ):
             return HttpResponseBadRequest("The address contains a NUL character.", content_type="text/plain")
         return self.get_response(request)
 

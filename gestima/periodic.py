@@ -4,6 +4,7 @@ Each job runs its function, then schedules its next run under the same job id, s
 exactly one pending instance however often it is (re)installed. `periodic_install_all()` runs at
 worker start-up (`manage.py schedule_periodic`), which also catches up on work left while Redis was away.
 """
+
 import logging
 from datetime import timedelta
 

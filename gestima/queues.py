@@ -13,6 +13,7 @@ job id twice). After a real commit the two modes behave alike. Scheduled jobs (`
 jobs) never pass through that wait at all. Application code sends jobs only through this module
 (and the periodic schedules, gestima/periodic.py): tests/gestima/test_job_seams.py checks it.
 """
+
 import logging
 
 import django_rq

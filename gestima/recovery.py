@@ -4,6 +4,7 @@
 worker (gestima.worker), not on RQ's scheduler: a killed worker keeps the scheduler lock for about a
 minute and the next worker tries to take it only every 10 minutes.
 """
+
 import logging
 
 from django.conf import settings
@@ -26,10 +27,13 @@ def abandoned_jobs_recover(*, sweep: bool = False) -> dict[str, dict[str, list[i
     from finetune.services.estimate_queue import estimates_abandoned_recover
 
     outcome = {}
-    for name, recover in (("drawings", drawings_abandoned_recover), ("exports", dataset_version_exports_abandoned_recover),
-                          ("builds", dataset_builds_abandoned_recover),
-                          ("imports", production_imports_abandoned_recover),
-                          ("estimates", estimates_abandoned_recover)):
+    for name, recover in (
+        ("drawings", drawings_abandoned_recover),
+        ("exports", dataset_version_exports_abandoned_recover),
+        ("builds", dataset_builds_abandoned_recover),
+        ("imports", production_imports_abandoned_recover),
+        ("estimates", estimates_abandoned_recover),
+    ):
         try:
             outcome[name] = recover()
         except Exception:  # noqa: BLE001 - one failing recovery must not stop the other, nor the worker

@@ -2,6 +2,7 @@
 
 Project-wide because a role spans both apps' permissions (curation's and finetune's); `roles_sync` applies them.
 """
+
 from django.contrib.auth.models import Group, Permission
 
 REVIEWER_PERMISSIONS = [
@@ -64,12 +65,17 @@ MANAGER_EXTRA_PERMISSIONS = [
 # Continuity: a task's fallback model answers when its active model is gone; OpenAI-compatible endpoints
 # (vLLM, Ollama, Together, Azure AI) for evaluations and estimates.
 REVIEWER_LATER_PERMISSIONS = [("finetune", "view_taskfallback")]
-MANAGER_LATER_PERMISSIONS = [("finetune", "add_taskfallback"), ("finetune", "change_taskfallback"),
-                             ("finetune", "delete_taskfallback"),
-                             ("finetune", "view_modelendpoint"), ("finetune", "add_modelendpoint"),
-                             ("finetune", "change_modelendpoint"), ("finetune", "delete_modelendpoint"),
-                             # Builds run in a worker; the build's page shows the progress.
-                             ("curation", "view_datasetbuild")]
+MANAGER_LATER_PERMISSIONS = [
+    ("finetune", "add_taskfallback"),
+    ("finetune", "change_taskfallback"),
+    ("finetune", "delete_taskfallback"),
+    ("finetune", "view_modelendpoint"),
+    ("finetune", "add_modelendpoint"),
+    ("finetune", "change_modelendpoint"),
+    ("finetune", "delete_modelendpoint"),
+    # Builds run in a worker; the build's page shows the progress.
+    ("curation", "view_datasetbuild"),
+]
 
 
 def _permissions(pairs):

@@ -3,6 +3,7 @@
 django-rq's own admin lets any staff user empty queues and delete jobs; reviewers are staff, so the
 dashboard is re-registered behind a superuser check on every one of its URLs.
 """
+
 from functools import wraps
 
 from csp.decorators import csp_update
@@ -44,9 +45,12 @@ class SuperuserQueueAdmin(QueueAdmin):
     def get_urls(self):
         # The Dashboard model has no table: its change, delete and history pages (and the redirect to them)
         # could only fail with a 500, so only the dashboard's own pages are kept.
-        urls = [pattern for pattern in super().get_urls()
-                if not (pattern.name or "").endswith(("_change", "_delete", "_history"))
-                and str(pattern.pattern) != "<path:object_id>/"]
+        urls = [
+            pattern
+            for pattern in super().get_urls()
+            if not (pattern.name or "").endswith(("_change", "_delete", "_history"))
+            and str(pattern.pattern) != "<path:object_id>/"
+        ]
         for pattern in urls:
             # django-rq's job lists select rows with an inline script: allowed on these superuser pages only.
             pattern.callback = _superuser_only(csp_update({"script-src": ["'unsafe-inline'"]})(pattern.callback))

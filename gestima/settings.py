@@ -1,4 +1,5 @@
 """Settings for Gestima Studio: every value comes from the environment or a `.env` file."""
+
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ if SECRET_KEY in _PUBLIC_KEYS:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set (or is the placeholder from .env.example). Outside development (DEBUG=False) "
             "set a long random SECRET_KEY in the environment or .env, e.g. from "
-            "`python -c \"import secrets; print(secrets.token_urlsafe(50))\"`. "
+            '`python -c "import secrets; print(secrets.token_urlsafe(50))"`. '
             "For development, `./dev run` writes one (and DEBUG=True) into .env."
         )
     SECRET_KEY = "dev-insecure-key-change-me"  # DEBUG only: never signs anything in production

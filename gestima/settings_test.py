@@ -1,4 +1,5 @@
 """Test settings: the real settings, with a Redis server of this test session's own and fast hashing."""
+
 import os
 
 from tests.redis_server import session_redis_url

@@ -6,6 +6,7 @@ Code that writes or streams large files asks this module instead of a path: loca
 `.partial`-then-rename files; in a bucket it streams a multipart upload that S3 shows under its key only
 once completed, so readers never see half a file either way.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,9 +90,9 @@ def storage_name(storage: Storage, location: str) -> str:
     prefix = f"s3://{storage.bucket_name}/"
     if not location.startswith(prefix):
         raise ValueError(f"{location} is not in the bucket {storage.bucket_name}")
-    key = location[len(prefix):]
+    key = location[len(prefix) :]
     root = (storage.location or "").strip("/")
-    return key[len(root) + 1:] if root and key.startswith(root + "/") else key
+    return key[len(root) + 1 :] if root and key.startswith(root + "/") else key
 
 
 def storage_stream(storage: Storage, name: str):
@@ -193,8 +194,9 @@ class MultipartObject:
         if self.upload_id is None:
             self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
         number = len(self.parts) + 1
-        sent = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                       PartNumber=number, Body=bytes(self.buffer))
+        sent = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=bytes(self.buffer)
+        )
         self.parts.append({"ETag": sent["ETag"], "PartNumber": number})
         self.buffer.clear()
 
@@ -207,8 +209,9 @@ class MultipartObject:
             self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer))
             self.buffer.clear()
             return
-        self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                              MultipartUpload={"Parts": self.parts})
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+        )
 
     def discard(self) -> None:
         self.buffer.clear()
@@ -295,7 +298,7 @@ class SizedStream(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
 """URL configuration: the admin is the application; the API serves estimates; /health/ answers load balancers."""
+
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView

@@ -1,4 +1,5 @@
 """Health endpoints (gestima.health holds the checks): JSON, never cached, GET or HEAD only."""
+
 import hmac
 
 from django.conf import settings

@@ -4,6 +4,7 @@ Each row model (curation.DatasetBuild, curation.ProductionImport, finetune.Estim
 (WorkStatus), `done`, `total`, `error`, `lease_until` and `attempts`; these functions are the one place the
 status moves, with conditional UPDATEs so two workers (or a worker and the recovery) never both take a row.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,12 @@ ACTIVE = (WorkStatus.QUEUED, WorkStatus.RUNNING)
 
 def work_claim(model, *, pk: int) -> bool:
     """queued → running under a fresh lease; False when another worker has it or it is finished."""
-    return model.objects.filter(pk=pk, status=WorkStatus.QUEUED).update(
-        status=WorkStatus.RUNNING, error="", lease_until=lease_until(), attempts=F("attempts") + 1) == 1
+    return (
+        model.objects.filter(pk=pk, status=WorkStatus.QUEUED).update(
+            status=WorkStatus.RUNNING, error="", lease_until=lease_until(), attempts=F("attempts") + 1
+        )
+        == 1
+    )
 
 
 def work_lease_renew(model, *, pk: int) -> int:
@@ -60,8 +65,11 @@ def work_progress(model, *, pk: int) -> Callable[..., None]:
 
 def work_fail(model, *, pk: int, error: str) -> int:
     """Store why the work failed (never over a finished row); also the job's on_failure hook's call."""
-    return model.objects.filter(pk=pk).exclude(status=WorkStatus.DONE).update(
-        status=WorkStatus.FAILED, error=(error or "the job failed")[:5000], lease_until=None)
+    return (
+        model.objects.filter(pk=pk)
+        .exclude(status=WorkStatus.DONE)
+        .update(status=WorkStatus.FAILED, error=(error or "the job failed")[:5000], lease_until=None)
+    )
 
 
 def work_worker_lost(model, *, pk: int) -> None:
@@ -82,14 +90,16 @@ def work_is_active(row, *, queue_name: str, job_id: str) -> bool:
     return False
 
 
-def work_abandoned_recover(model, *, doing: str, again: str, queue_name: str, job_id: Callable[[int], str],
-                           enqueue: Callable[[int], None]) -> dict[str, list[int]]:
+def work_abandoned_recover(
+    model, *, doing: str, again: str, queue_name: str, job_id: Callable[[int], str], enqueue: Callable[[int], None]
+) -> dict[str, list[int]]:
     """Queue again (or fail in words after JOB_MAX_ATTEMPTS) the rows left `running` by a worker that is gone.
 
     The dead job is deleted from Redis first: RQ keeps it `started` for minutes and would block the new one.
     """
     rows = model.objects.filter(status=WorkStatus.RUNNING).filter(
-        Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True))
+        Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True)
+    )
     outcome = {"queued": [], "failed": []}
     for row in rows.only("pk", "attempts", "lease_until"):
         taken = model.objects.filter(pk=row.pk, status=WorkStatus.RUNNING, lease_until=row.lease_until)
@@ -129,5 +139,9 @@ def work_live_state(row) -> dict:
     """What a live page (gestima.live, static/gestima/live.js) updates while the row's work is under way."""
     from gestima.live import live_state
 
-    return live_state(status=row.status, active=row.status in ACTIVE, fields={"progress": work_progress_text(row)},
-                      bars={"progress": work_percent(row) if row.status != WorkStatus.DONE else 100})
+    return live_state(
+        status=row.status,
+        active=row.status in ACTIVE,
+        fields={"progress": work_progress_text(row)},
+        bars={"progress": work_percent(row) if row.status != WorkStatus.DONE else 100},
+    )

@@ -8,6 +8,7 @@ query. The two never overlap: the recovery and the fork take one lock.
 `RenderWorker` (the render queue's, `--worker-class gestima.worker.RenderWorker`) runs each job in its own
 process instead, so PyMuPDF is imported once and the capped render process is forked once and reused.
 """
+
 import logging
 import threading
 
@@ -38,8 +39,9 @@ class Worker(RQWorker):
             # Work-horses are forked from this process: they must not share its database connection.
             connections.close_all()
         stop = threading.Event()
-        thread = threading.Thread(target=self._recover_periodically, args=(stop, self._recovery_lock),
-                                  name="job-recovery", daemon=True)
+        thread = threading.Thread(
+            target=self._recover_periodically, args=(stop, self._recovery_lock), name="job-recovery", daemon=True
+        )
         thread.start()
         try:
             return super().work(*args, **kwargs)

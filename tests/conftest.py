@@ -1,4 +1,5 @@
 """Shared fixtures: real Redis (a database of the tests' own), a burst worker, media in a temp dir, the corpus."""
+
 from pathlib import Path
 
 import django_rq
@@ -84,14 +85,23 @@ def _no_database_session_left_open(request, django_db_blocker):
     if connection.connection is not None and not connection.connection.closed:
         own = connection.connection.info.backend_pid
     settings = connection.settings_dict
-    conninfo = {key: value for key, value in (("host", settings["HOST"]), ("port", settings["PORT"]),
-                                              ("user", settings["USER"]), ("password", settings["PASSWORD"])) if value}
+    conninfo = {
+        key: value
+        for key, value in (
+            ("host", settings["HOST"]),
+            ("port", settings["PORT"]),
+            ("user", settings["USER"]),
+            ("password", settings["PASSWORD"]),
+        )
+        if value
+    }
     deadline = time.monotonic() + 5
     with psycopg.connect(dbname="postgres", autocommit=True, **conninfo) as watcher:
         while True:
             others = watcher.execute(
                 "SELECT pid, state, left(query, 120) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
-                (settings["NAME"], own or 0)).fetchall()
+                (settings["NAME"], own or 0),
+            ).fetchall()
             if not others or time.monotonic() > deadline:
                 break
             time.sleep(0.05)

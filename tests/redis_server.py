@@ -5,6 +5,7 @@ session's process exits. Child processes (a worker started by a test, a benchmar
 the environment and use the same server. Without `redis-server`, a database of a Redis that answers at
 `TEST_REDIS_URL` is reserved with a lock key instead, so concurrent runs still get different databases.
 """
+
 import atexit
 import os
 import shutil
@@ -34,9 +35,23 @@ def _start_server() -> str:
     workdir = tempfile.mkdtemp(prefix="gestima-test-redis-")
     port = _free_port()
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir, "--logfile", os.path.join(workdir, "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            "--logfile",
+            os.path.join(workdir, "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
     owner = os.getpid()

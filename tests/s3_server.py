@@ -4,6 +4,7 @@
 when the session's process exits, like `tests/redis_server.py` does for Redis. boto3 talks to it over HTTP
 exactly as it would to AWS or MinIO: nothing in boto3 is patched. None when moto is not installed.
 """
+
 import atexit
 import importlib.util
 import os
@@ -38,8 +39,12 @@ def session_s3_endpoint() -> str | None:
     port = _free_port()
     log = tempfile.NamedTemporaryFile(prefix="gestima-test-s3-", suffix=".log", delete=False)
     env = {**os.environ, "S3_UPLOAD_PART_MIN_SIZE": str(PART_MIN_BYTES)}
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     owner = os.getpid()
 
     def stop():

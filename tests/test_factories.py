@@ -1,4 +1,5 @@
 """The factories make what the services make: a rendered drawing with readable pages, a schema-valid example."""
+
 import json
 
 import jsonschema

@@ -2,6 +2,7 @@
 
 Read-only: a build is started by the datasets' "Build version" action (curation/admin/datasets.py).
 """
+
 from django.contrib import admin
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -16,9 +17,13 @@ from gestima.work import WorkStatus, work_live_state, work_percent, work_progres
 
 
 def work_progress_html(row) -> str:
-    return render_to_string("admin/gestima/work_progress.html", {
-        "progress_text": work_progress_text(row),
-        "progress_percent": 100 if row.status == WorkStatus.DONE else work_percent(row)})
+    return render_to_string(
+        "admin/gestima/work_progress.html",
+        {
+            "progress_text": work_progress_text(row),
+            "progress_percent": 100 if row.status == WorkStatus.DONE else work_percent(row),
+        },
+    )
 
 
 @admin.register(DatasetBuild)
@@ -66,6 +71,7 @@ class DatasetBuildAdmin(admin.ModelAdmin):
         build = DatasetBuild.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
         extra = {}
         if build is not None:
-            extra = live_context(state=work_live_state(build),
-                                 url=reverse("admin:curation_datasetbuild_live", args=[build.pk]))
+            extra = live_context(
+                state=work_live_state(build), url=reverse("admin:curation_datasetbuild_live", args=[build.pk])
+            )
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})

@@ -3,6 +3,7 @@
 Thin: every write is one service call (`dataset_build_request`, `dataset_version_export_request`); errors
 become messages. Base models (prices, dates) are edited here too, with a warning when dates are near.
 """
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponseRedirect
@@ -46,8 +47,19 @@ class DatasetAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "task"]}),
         ("Which examples", {"fields": ["statuses", "min_quality", "min_confidence", "tag_filters"]}),
         ("Split", {"fields": ["validation_fraction", "split_seed", "split_group"]}),
-        ("Policy (gates)", {"fields": ["min_rows", "min_groups", "max_tag_share", "max_duplicate_target_share",
-                                       "max_same_prefix_share", "prefix_chars"]}),
+        (
+            "Policy (gates)",
+            {
+                "fields": [
+                    "min_rows",
+                    "min_groups",
+                    "max_tag_share",
+                    "max_duplicate_target_share",
+                    "max_same_prefix_share",
+                    "prefix_chars",
+                ]
+            },
+        ),
         ("Cost", {"fields": ["epochs"]}),
     ]
 
@@ -70,8 +82,12 @@ class DatasetAdmin(admin.ModelAdmin):
             try:
                 build, queued = dataset_build_request(dataset=dataset, user=request.user)
             except QueueUnavailable as exc:
-                self.message_user(request, f"{dataset}: not built. {exc} Nothing was queued: build again once the "
-                                           "queue is back (start Redis, or check REDIS_URL).", messages.ERROR)
+                self.message_user(
+                    request,
+                    f"{dataset}: not built. {exc} Nothing was queued: build again once the "
+                    "queue is back (start Redis, or check REDIS_URL).",
+                    messages.ERROR,
+                )
                 return None
             builds.append(build)
             url = reverse("admin:curation_datasetbuild_change", args=[build.pk])
@@ -87,8 +103,20 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     list_display = ["__str__", "created_at", "rows", "ready", "export_state"]
     list_filter = ["dataset", "gates_passed", "export_status"]
     actions = ["export"]
-    fields = ["dataset", "number", "content_hash", "prompt_version", "schema_version", "created_by", "created_at",
-              "export_state", "downloads", "readiness", "provider_refused", "provider_formats"]
+    fields = [
+        "dataset",
+        "number",
+        "content_hash",
+        "prompt_version",
+        "schema_version",
+        "created_by",
+        "created_at",
+        "export_state",
+        "downloads",
+        "readiness",
+        "provider_refused",
+        "provider_formats",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request):
@@ -143,49 +171,114 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     def downloads(self, obj):
         if obj.export_status != DatasetVersion.ExportStatus.DONE:
             return "—"
-        links = [(reverse("admin:curation_datasetversion_download", args=[obj.pk, name]), name) for name in EXPORT_FILES]
+        links = [
+            (reverse("admin:curation_datasetversion_download", args=[obj.pk, name]), name) for name in EXPORT_FILES
+        ]
         return format_html_join(" · ", '<a href="{}">{}</a>', links)
 
     @admin.display(description="Readiness")
     def readiness(self, obj):
-        gates = format_html_join("", '<tr><td style="color:{}">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', (
-            ("#2e7d32" if g["passed"] else "#ba2121", "PASS" if g["passed"] else "FAIL", g["name"], g["value"],
-             g["threshold"], g["message"]) for g in obj.gates))
-        problems = format_html_join("", '<tr><td><a href="{}">example {}</a></td><td>{} line {}</td><td>{}</td><td>{}</td><td>{}</td></tr>', (
-            (_example_url(p["example_id"]), p["example_id"], p["split"], p["line"], p.get("level", "error"), p["code"],
-             p["message"]) for p in obj.problems[:200]))
+        gates = format_html_join(
+            "",
+            '<tr><td style="color:{}">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    "#2e7d32" if g["passed"] else "#ba2121",
+                    "PASS" if g["passed"] else "FAIL",
+                    g["name"],
+                    g["value"],
+                    g["threshold"],
+                    g["message"],
+                )
+                for g in obj.gates
+            ),
+        )
+        problems = format_html_join(
+            "",
+            '<tr><td><a href="{}">example {}</a></td><td>{} line {}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    _example_url(p["example_id"]),
+                    p["example_id"],
+                    p["split"],
+                    p["line"],
+                    p.get("level", "error"),
+                    p["code"],
+                    p["message"],
+                )
+                for p in obj.problems[:200]
+            ),
+        )
         more = f"… and {len(obj.problems) - 200} more" if len(obj.problems) > 200 else ""
-        tokens = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (split, f"{t.get('text', 0):,}", f"{t.get('image', 0):,}", f"{t.get('total', 0):,}")
-            for split, t in ((s, obj.tokens.get(s) or {}) for s in ("train", "validation"))))
+        tokens = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (split, f"{t.get('text', 0):,}", f"{t.get('image', 0):,}", f"{t.get('total', 0):,}")
+                for split, t in ((s, obj.tokens.get(s) or {}) for s in ("train", "validation"))
+            ),
+        )
         # Today's prices through the same function the launch confirmation and the budget guard use.
-        costs = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (m.name, f"${c.usd}" if c.usd is not None else "unknown (no published price)",
-             f"{c.train_tokens:,} × {c.epochs}", m.jobs_end_date or "—", m.shutdown_date or "—",
-             c.problem) for m, c in dataset_version_training_costs(version=obj)))
-        counts = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (split, tag, ", ".join(f"{value}: {n}" for value, n in sorted(values.items(), key=lambda kv: -kv[1])))
-            for split, tags in obj.tag_counts.items() for tag, values in sorted(tags.items())))
-        verdict = format_html('<p style="font-weight:bold;color:{}">{}</p>', "#2e7d32" if obj.gates_passed else "#ba2121",
-                              "Ready to train" if obj.gates_passed else "Not ready: see the failed gates")
+        costs = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    m.name,
+                    f"${c.usd}" if c.usd is not None else "unknown (no published price)",
+                    f"{c.train_tokens:,} × {c.epochs}",
+                    m.jobs_end_date or "—",
+                    m.shutdown_date or "—",
+                    c.problem,
+                )
+                for m, c in dataset_version_training_costs(version=obj)
+            ),
+        )
+        counts = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (split, tag, ", ".join(f"{value}: {n}" for value, n in sorted(values.items(), key=lambda kv: -kv[1])))
+                for split, tags in obj.tag_counts.items()
+                for tag, values in sorted(tags.items())
+            ),
+        )
+        verdict = format_html(
+            '<p style="font-weight:bold;color:{}">{}</p>',
+            "#2e7d32" if obj.gates_passed else "#ba2121",
+            "Ready to train" if obj.gates_passed else "Not ready: see the failed gates",
+        )
         return format_html(
-            '{}<h3>Gates</h3><table><tr><th></th><th>Gate</th><th>Value</th><th>Threshold</th><th>Message</th></tr>{}</table>'
-            '<h3>Format problems ({})</h3><table>{}</table>{}'
-            '<h3>Rows</h3><p>{} train / {} validation rows, {} groups ({} train, {} validation)</p>'
-            '<h3>Tokens ({})</h3><table><tr><th>Split</th><th>Text</th><th>Image</th><th>Total</th></tr>{}</table>'
-            '<h3>Estimated training cost ({} epochs)</h3><table><tr><th>Base model</th><th>Cost</th><th>Tokens × epochs</th>'
-            '<th>No new jobs after</th><th>Shutdown</th><th></th></tr>{}</table>'
-            '<h3>Tags per split</h3><table>{}</table>',
-            verdict, gates, len(obj.problems), problems, more,
-            obj.counts.get("train", 0), obj.counts.get("validation", 0), obj.counts.get("groups", 0),
-            obj.counts.get("train_groups", 0), obj.counts.get("validation_groups", 0),
-            obj.tokens.get("encoding", ""), tokens, obj.dataset.epochs, costs, counts,
+            "{}<h3>Gates</h3><table><tr><th></th><th>Gate</th><th>Value</th><th>Threshold</th><th>Message</th></tr>{}</table>"
+            "<h3>Format problems ({})</h3><table>{}</table>{}"
+            "<h3>Rows</h3><p>{} train / {} validation rows, {} groups ({} train, {} validation)</p>"
+            "<h3>Tokens ({})</h3><table><tr><th>Split</th><th>Text</th><th>Image</th><th>Total</th></tr>{}</table>"
+            "<h3>Estimated training cost ({} epochs)</h3><table><tr><th>Base model</th><th>Cost</th><th>Tokens × "
+            "epochs</th>"
+            "<th>No new jobs after</th><th>Shutdown</th><th></th></tr>{}</table>"
+            "<h3>Tags per split</h3><table>{}</table>",
+            verdict,
+            gates,
+            len(obj.problems),
+            problems,
+            more,
+            obj.counts.get("train", 0),
+            obj.counts.get("validation", 0),
+            obj.counts.get("groups", 0),
+            obj.counts.get("train_groups", 0),
+            obj.counts.get("validation_groups", 0),
+            obj.tokens.get("encoding", ""),
+            tokens,
+            obj.dataset.epochs,
+            costs,
+            counts,
         )
 
     @admin.display(description="Fits which trainer")
     def provider_formats(self, obj):
-        return render_to_string("admin/curation/datasetversion/provider_formats.html",
-                                {"fits": dataset_version_provider_fit(version=obj)})
+        return render_to_string(
+            "admin/curation/datasetversion/provider_formats.html", {"fits": dataset_version_provider_fit(version=obj)}
+        )
 
     @admin.action(description="Export (train.jsonl, validation.jsonl, manifest.json)", permissions=["export_dataset"])
     def export(self, request, queryset):
@@ -195,8 +288,12 @@ class DatasetVersionAdmin(admin.ModelAdmin):
                 dataset_version_export_request(version=version)
             except QueueUnavailable as exc:
                 # Nothing retries an export by itself: the version is left as it was, so say what to do.
-                self.message_user(request, f"{version}: not exported. {exc} Nothing was queued: export again once "
-                                           "the queue is back (start Redis, or check REDIS_URL).", messages.ERROR)
+                self.message_user(
+                    request,
+                    f"{version}: not exported. {exc} Nothing was queued: export again once "
+                    "the queue is back (start Redis, or check REDIS_URL).",
+                    messages.ERROR,
+                )
                 return
             except ExportError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
@@ -216,8 +313,11 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
     def _live(self, version: DatasetVersion) -> dict:
         """What the version page updates while its export is queued or running."""
-        return live_state(status=version.export_status, active=self._export_busy(version),
-                          fields={"export": self._export_progress(version)})
+        return live_state(
+            status=version.export_status,
+            active=self._export_busy(version),
+            fields={"export": self._export_progress(version)},
+        )
 
     def live_view(self, request, pk):
         """The JSON the version page polls (static/gestima/live.js)."""
@@ -236,10 +336,14 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             extra = {
                 "version": version,
                 "can_export": self.has_export_dataset_permission(request) and not self._export_busy(version),
-                "cost_projection": {"scales": PROJECTION_SCALES,
-                                    "rows": dataset_version_cost_projection(version=version)},
+                "cost_projection": {
+                    "scales": PROJECTION_SCALES,
+                    "rows": dataset_version_cost_projection(version=version),
+                },
                 "charts": dataset_version_charts(version=version),
-                **live_context(state=self._live(version), url=reverse("admin:curation_datasetversion_live", args=[version.pk])),
+                **live_context(
+                    state=self._live(version), url=reverse("admin:curation_datasetversion_live", args=[version.pk])
+                ),
             }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
@@ -278,16 +382,38 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
 @admin.register(BaseModel)
 class BaseModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "provider", "training_price_per_1m", "inference_prices", "fine_tuned_prices", "encoding",
-                    "image_tokens", "supports_vision", "jobs_end_date", "shutdown_date", "active", "date_warning"]
+    list_display = [
+        "name",
+        "provider",
+        "training_price_per_1m",
+        "inference_prices",
+        "fine_tuned_prices",
+        "encoding",
+        "image_tokens",
+        "supports_vision",
+        "jobs_end_date",
+        "shutdown_date",
+        "active",
+        "date_warning",
+    ]
     list_filter = ["provider", "active"]
     readonly_fields = ["date_warning"]
     fieldsets = [
         (None, {"fields": ["name", "provider", "active"]}),
-        ("Prices (USD per 1M tokens; empty = unknown)", {"fields": [
-            "training_price_per_1m", ("input_price_per_1m", "output_price_per_1m"),
-            ("fine_tuned_input_price_per_1m", "fine_tuned_output_price_per_1m")]}),
-        ("Tokens", {"fields": ["encoding", "image_tokens", "patch_multiplier", "supports_vision", "max_tokens_per_example"]}),
+        (
+            "Prices (USD per 1M tokens; empty = unknown)",
+            {
+                "fields": [
+                    "training_price_per_1m",
+                    ("input_price_per_1m", "output_price_per_1m"),
+                    ("fine_tuned_input_price_per_1m", "fine_tuned_output_price_per_1m"),
+                ]
+            },
+        ),
+        (
+            "Tokens",
+            {"fields": ["encoding", "image_tokens", "patch_multiplier", "supports_vision", "max_tokens_per_example"]},
+        ),
         ("Dates", {"fields": ["jobs_end_date", "shutdown_date", "date_warning"]}),
     ]
 

@@ -3,6 +3,7 @@
 Page images are served by a staff-only view (drawings are confidential): `admin:curation_page_image`.
 Thin: the upload view and the action are each one service call.
 """
+
 import io
 
 from django import forms
@@ -62,7 +63,7 @@ class DrawingUploadForm(forms.Form):
     files = MultipleFileField(
         label="PDF drawings",
         help_text=f"Choose one or more PDF files (at most {settings.UPLOAD_MAX_BYTES // (1024 * 1024)} MB each). "
-                  "A file uploaded before is recognised by its content and not stored twice.",
+        "A file uploaded before is recognised by its content and not stored twice.",
     )
 
 
@@ -100,7 +101,9 @@ class DrawingPageInline(admin.TabularInline):
         return format_html(
             '<a href="{}" target="_blank" title="Open the full image">'
             '<img src="{}" alt="page {}" class="drawing-page-image" loading="lazy"></a>',
-            url, url, page.number,
+            url,
+            url,
+            page.number,
         )
 
     @admin.display(description="pixels")
@@ -110,8 +113,17 @@ class DrawingPageInline(admin.TabularInline):
 
 @admin.register(Drawing)
 class DrawingAdmin(admin.ModelAdmin):
-    list_display = ["thumbnail", "part_number", "original_name", "status_text", "page_count", "kind", "repaired",
-                    "warning_count", "created_at"]
+    list_display = [
+        "thumbnail",
+        "part_number",
+        "original_name",
+        "status_text",
+        "page_count",
+        "kind",
+        "repaired",
+        "warning_count",
+        "created_at",
+    ]
     list_display_links = ["thumbnail", "part_number"]
     list_filter = ["status", KindFilter, "repaired", "created_at"]
     search_fields = ["part_number", "original_name", "sha256"]
@@ -120,8 +132,24 @@ class DrawingAdmin(admin.ModelAdmin):
     actions = ["render_again"]
     inlines = [DrawingPageInline]
     change_list_template = "admin/curation/drawing/change_list.html"
-    fields = ["part_number", "status", "error", "page_problems", "original_name", "pdf_link", "page_count", "kind",
-              "repaired", "warning_count", "warnings", "sha256", "size_bytes", "uploaded_by", "created_at", "rendered_at"]
+    fields = [
+        "part_number",
+        "status",
+        "error",
+        "page_problems",
+        "original_name",
+        "pdf_link",
+        "page_count",
+        "kind",
+        "repaired",
+        "warning_count",
+        "warnings",
+        "sha256",
+        "size_bytes",
+        "uploaded_by",
+        "created_at",
+        "rendered_at",
+    ]
     readonly_fields = [f for f in fields if f != "part_number"]
 
     class Media:
@@ -149,13 +177,19 @@ class DrawingAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_text(self, drawing):
         if drawing.status == Drawing.Status.FAILED:
-            return format_html('<span class="drawing-status drawing-failed">failed</span><br><small>{}</small>',
-                               drawing.error)
+            return format_html(
+                '<span class="drawing-status drawing-failed">failed</span><br><small>{}</small>', drawing.error
+            )
         if drawing.page_problems:
-            return format_html('<span class="drawing-status drawing-{}">{}</span><br><small>{}</small>',
-                               drawing.status, drawing.get_status_display().lower(), drawing.page_problems)
-        return format_html('<span class="drawing-status drawing-{}">{}</span>', drawing.status,
-                           drawing.get_status_display().lower())
+            return format_html(
+                '<span class="drawing-status drawing-{}">{}</span><br><small>{}</small>',
+                drawing.status,
+                drawing.get_status_display().lower(),
+                drawing.page_problems,
+            )
+        return format_html(
+            '<span class="drawing-status drawing-{}">{}</span>', drawing.status, drawing.get_status_display().lower()
+        )
 
     @admin.display(description="kind", ordering="has_text_layer")
     def kind(self, drawing):
@@ -182,8 +216,11 @@ class DrawingAdmin(admin.ModelAdmin):
         try:
             count = drawing_render_again(drawings=queryset)
         except QueueUnavailable as exc:
-            self.message_user(request, f"{exc} The selected drawings are marked to render again and will be "
-                                       "queued when it is back.", messages.WARNING)
+            self.message_user(
+                request,
+                f"{exc} The selected drawings are marked to render again and will be queued when it is back.",
+                messages.WARNING,
+            )
             return
         skipped = queryset.count() - count
         note = f" ({skipped} skipped: still waiting or rendering)" if skipped else ""
@@ -211,15 +248,20 @@ class DrawingAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             files = [(upload.name, upload) for upload in form.cleaned_data["files"]]
             outcomes, queue_error = drawings_ingest_many(files=files, uploaded_by=request.user)
-            counts = {verdict: sum(o.verdict == verdict for o in outcomes) for verdict in ("new", "existing", "rejected")}
+            counts = {
+                verdict: sum(o.verdict == verdict for o in outcomes) for verdict in ("new", "existing", "rejected")
+            }
             summary = f"{counts['new']} new, {counts['existing']} already uploaded, {counts['rejected']} rejected."
             self.message_user(request, summary, messages.WARNING if counts["rejected"] else messages.SUCCESS)
             for outcome in outcomes:
                 if outcome.verdict == "rejected":
                     self.message_user(request, f"{outcome.name} was not stored: {outcome.reason}.", messages.ERROR)
             if queue_error:
-                self.message_user(request, f"{queue_error} The new drawings are saved and will render when it is back.",
-                                  messages.WARNING)
+                self.message_user(
+                    request,
+                    f"{queue_error} The new drawings are saved and will render when it is back.",
+                    messages.WARNING,
+                )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

@@ -5,6 +5,7 @@ The review screen of one example is in `curation.admin.review`; its URLs are wir
 Thin on purpose: every write is one call into `curation.services.review`, every read a selector; this
 module turns requests into those calls and their errors into messages.
 """
+
 import json
 from functools import partial
 
@@ -31,6 +32,7 @@ EXPORT_PERMISSION = "curation.export_dataset"
 
 
 # --- Filters ------------------------------------------------------------------------------------------
+
 
 def tag_filter(key: str) -> type[admin.SimpleListFilter]:
     """A filter over one key of the JSON tags; a tag may hold one value or a list (machine: [...])."""
@@ -111,28 +113,45 @@ class GroundTruthChangedFilter(admin.SimpleListFilter):
 
 # --- The admin ----------------------------------------------------------------------------------------
 
+
 class ExampleChangeList(ChangeList):
     def get_queryset(self, request, exclude_parameters=None):
         # The list shows none of the big JSON columns; loading and decoding them for a page of rows was most
         # of the database time. Actions that need them clear the deferral (see examples_jsonl_lines).
-        return super().get_queryset(request, exclude_parameters).defer(
-            "messages", "target", "tags", "ground_truth_basis", "ground_truth_target")
+        return (
+            super()
+            .get_queryset(request, exclude_parameters)
+            .defer("messages", "target", "tags", "ground_truth_basis", "ground_truth_target")
+        )
 
 
 @admin.register(Example)
 class ExampleAdmin(admin.ModelAdmin):
     list_display = [
-        "id", "review_link", "group_key", "task", "status_badge", "confidence", "quality_score", "reviewer",
-        "reviewed_at", "is_near_duplicate", "source",
+        "id",
+        "review_link",
+        "group_key",
+        "task",
+        "status_badge",
+        "confidence",
+        "quality_score",
+        "reviewer",
+        "reviewed_at",
+        "is_near_duplicate",
+        "source",
     ]
     list_display_links = ["id"]
     list_select_related = ["task", "reviewer"]
     list_filter = [
-        "task", "status", GroundTruthChangedFilter,
+        "task",
+        "status",
+        GroundTruthChangedFilter,
         *[tag_filter(key) for key in settings.REVIEW_TAG_FILTERS],
-        ConfidenceFilter, QualityFilter,
+        ConfidenceFilter,
+        QualityFilter,
         ("reviewer", admin.RelatedOnlyFieldListFilter),
-        "is_near_duplicate", "source",
+        "is_near_duplicate",
+        "source",
     ]
     search_fields = ["group_key", "drawing__part_number"]
     search_help_text = "Part number (group key or the drawing's part number)."
@@ -145,18 +164,61 @@ class ExampleAdmin(admin.ModelAdmin):
     # Status, target and the review fields change only through the review screen (services: audited,
     # validated); the change form edits what is not audited: scores and tags.
     readonly_fields = [
-        "task", "drawing", "group_key", "source", "status_badge", "reviewer", "reviewed_at", "rejection_reason",
-        "review_note", "target_pretty", "schema_version", "content_hash", "is_near_duplicate", "near_duplicate_of",
-        "messages", "created_at", "updated_at", "change_history", "touched_by_person", "ground_truth_basis",
+        "task",
+        "drawing",
+        "group_key",
+        "source",
+        "status_badge",
+        "reviewer",
+        "reviewed_at",
+        "rejection_reason",
+        "review_note",
+        "target_pretty",
+        "schema_version",
+        "content_hash",
+        "is_near_duplicate",
+        "near_duplicate_of",
+        "messages",
+        "created_at",
+        "updated_at",
+        "change_history",
+        "touched_by_person",
+        "ground_truth_basis",
         "ground_truth_target",
     ]
     fieldsets = [
-        (None, {"fields": ["task", "drawing", "group_key", "source", "status_badge", "reviewer", "reviewed_at",
-                           "rejection_reason", "review_note"]}),
-        ("Target", {"fields": ["target_pretty", "schema_version", "touched_by_person", "ground_truth_basis",
-                               "ground_truth_target"]}),
-        ("Scores and tags", {"fields": ["quality_score", "confidence", "tags", "is_near_duplicate",
-                                        "near_duplicate_of"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "task",
+                    "drawing",
+                    "group_key",
+                    "source",
+                    "status_badge",
+                    "reviewer",
+                    "reviewed_at",
+                    "rejection_reason",
+                    "review_note",
+                ]
+            },
+        ),
+        (
+            "Target",
+            {
+                "fields": [
+                    "target_pretty",
+                    "schema_version",
+                    "touched_by_person",
+                    "ground_truth_basis",
+                    "ground_truth_target",
+                ]
+            },
+        ),
+        (
+            "Scores and tags",
+            {"fields": ["quality_score", "confidence", "tags", "is_near_duplicate", "near_duplicate_of"]},
+        ),
         ("Messages", {"classes": ["collapse"], "fields": ["messages", "content_hash", "created_at", "updated_at"]}),
         ("History", {"fields": ["change_history"]}),
     ]
@@ -188,17 +250,25 @@ class ExampleAdmin(admin.ModelAdmin):
     def action_checkbox(self, obj):
         # Same markup as Django's, without a form widget rendered through the template engine per row:
         # that was a third of the changelist's time at 50 rows.
-        return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" '
-                           'aria-label="Select this object for an action - {}">',
-                           helpers.ACTION_CHECKBOX_NAME, obj.pk, str(obj))
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" '
+            'aria-label="Select this object for an action - {}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            str(obj),
+        )
 
     @admin.display(description="Review")
     def review_link(self, obj):
-        return format_html('<a class="button" href="{}">Review</a>', reverse("admin:curation_example_review", args=[obj.pk]))
+        return format_html(
+            '<a class="button" href="{}">Review</a>', reverse("admin:curation_example_review", args=[obj.pk])
+        )
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj):
-        return format_html('<span class="review-status review-status-{}">{}</span>', obj.status, obj.get_status_display())
+        return format_html(
+            '<span class="review-status review-status-{}">{}</span>', obj.status, obj.get_status_display()
+        )
 
     @admin.display(description="Target")
     def target_pretty(self, obj):
@@ -216,14 +286,23 @@ class ExampleAdmin(admin.ModelAdmin):
         if not changes:
             return "No changes yet."
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td><ul class=\"review-changes\">{}</ul></td><td>{}</td></tr>",
-            ((row["at"].strftime("%Y-%m-%d %H:%M:%S"), row["user"] or "system", row["field"],
-              format_html_join("", "<li>{}</li>", ((line,) for line in row["lines"])), row["note"])
-             for row in history_rows(changes)),
+            "",
+            '<tr><td>{}</td><td>{}</td><td>{}</td><td><ul class="review-changes">{}</ul></td><td>{}</td></tr>',
+            (
+                (
+                    row["at"].strftime("%Y-%m-%d %H:%M:%S"),
+                    row["user"] or "system",
+                    row["field"],
+                    format_html_join("", "<li>{}</li>", ((line,) for line in row["lines"])),
+                    row["note"],
+                )
+                for row in history_rows(changes)
+            ),
         )
         return format_html(
             '<table class="review-history"><thead><tr><th>When</th><th>Who</th><th>Field</th><th>Change</th>'
-            "<th>Note</th></tr></thead><tbody>{}</tbody></table>", rows,
+            "<th>Note</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
         )
 
     # --- changelist ---
@@ -236,23 +315,35 @@ class ExampleAdmin(admin.ModelAdmin):
         status_links = []
         for value, label in Example.Status.choices:
             params["status__exact"] = value
-            status_links.append({"value": value, "label": label, "count": counts[value],
-                                 "url": "?" + params.urlencode(),
-                                 "active": request.GET.get("status__exact") == value})
+            status_links.append(
+                {
+                    "value": value,
+                    "label": label,
+                    "count": counts[value],
+                    "url": "?" + params.urlencode(),
+                    "active": request.GET.get("status__exact") == value,
+                }
+            )
         next_pending = reverse("admin:curation_example_next_pending")
         if task_id:
             next_pending += "?" + urlencode({"task": task_id})
-        extra_context = {**(extra_context or {}), "status_links": status_links, "status_total": sum(counts.values()),
-                         "next_pending_url": next_pending,
-                         "scans_waiting": scans_waiting_for_material().count() if self.has_review_permission(request)
-                         else 0}
+        extra_context = {
+            **(extra_context or {}),
+            "status_links": status_links,
+            "status_total": sum(counts.values()),
+            "next_pending_url": next_pending,
+            "scans_waiting": scans_waiting_for_material().count() if self.has_review_permission(request) else 0,
+        }
         return super().changelist_view(request, extra_context=extra_context)
 
     @admin.action(description="Approve selected examples", permissions=["review"])
     def approve_selected(self, request, queryset):
         result = examples_approve(examples=queryset, user=request.user)
-        self.message_user(request, f"Approved {result.changed} example(s); {result.skipped} skipped "
-                                   "(already approved or changed meanwhile).", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Approved {result.changed} example(s); {result.skipped} skipped (already approved or changed meanwhile).",
+            messages.SUCCESS,
+        )
 
     @admin.action(description="Reject selected examples (asks for a reason)", permissions=["review"])
     def reject_selected(self, request, queryset):
@@ -265,8 +356,12 @@ class ExampleAdmin(admin.ModelAdmin):
             except ReviewError as exc:
                 error = str(exc)
             else:
-                self.message_user(request, f"Rejected {result.changed} example(s); {result.skipped} skipped "
-                                           "(already rejected or changed meanwhile).", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"Rejected {result.changed} example(s); {result.skipped} skipped "
+                    "(already rejected or changed meanwhile).",
+                    messages.SUCCESS,
+                )
                 return None
         select_across = request.POST.get("select_across") == "1"
         shown = list(queryset.select_related("task")[:50])
@@ -299,10 +394,16 @@ class ExampleAdmin(admin.ModelAdmin):
         return [
             path("next-pending/", view(partial(next_pending_view, self)), name="curation_example_next_pending"),
             path("<int:object_id>/review/", view(partial(review_view, self)), name="curation_example_review"),
-            path("<int:object_id>/review/fragment/", view(partial(review_fragment_view, self)),
-                 name="curation_example_review_fragment"),
+            path(
+                "<int:object_id>/review/fragment/",
+                view(partial(review_fragment_view, self)),
+                name="curation_example_review_fragment",
+            ),
             path("scans/", view(partial(scans_view, self)), name="curation_example_scans"),
-            path("scans/<int:drawing_id>/material/", view(partial(scan_material_view, self)),
-                 name="curation_example_scan_material"),
+            path(
+                "scans/<int:drawing_id>/material/",
+                view(partial(scan_material_view, self)),
+                name="curation_example_scan_material",
+            ),
             *super().get_urls(),
         ]

@@ -2,6 +2,7 @@
 
 Thin: the upload view, the material edit and the "Build examples" action are each one service call.
 """
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -18,7 +19,9 @@ from curation.services.examples import examples_build
 from curation.services.ground_truth import ground_truth_material_set
 from curation.openai_format import MAX_IMAGES_PER_EXAMPLE
 from curation.services.production import (
-    production_record_update, production_records_changed, production_records_delete,
+    production_record_update,
+    production_records_changed,
+    production_records_delete,
 )
 from curation.services.production_imports import production_import_request
 from curation.services.tasks import SchemaInvalid, schema_check
@@ -51,23 +54,35 @@ class MaterialAliasAdmin(admin.ModelAdmin):
 
 
 class ProductionCsvForm(forms.Form):
-    file = forms.FileField(label="Production times CSV",
-                           help_text="Columns: part_number, order_id, machine, operation, pieces, "
-                                     "machine_time_min_per_piece, setup_min, recorded_at (optional).")
+    file = forms.FileField(
+        label="Production times CSV",
+        help_text="Columns: part_number, order_id, machine, operation, pieces, "
+        "machine_time_min_per_piece, setup_min, recorded_at (optional).",
+    )
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
         if upload.size > settings.UPLOAD_MAX_BYTES:
             raise forms.ValidationError(
-                f"The file is {upload.size / 1e6:.1f} MB; uploads are limited to {settings.UPLOAD_MAX_BYTES / 1e6:.0f} MB."
+                f"The file is {upload.size / 1e6:.1f} MB; uploads are limited to "
+                f"{settings.UPLOAD_MAX_BYTES / 1e6:.0f} MB."
             )
         return upload
 
 
 @admin.register(ProductionRecord)
 class ProductionRecordAdmin(admin.ModelAdmin):
-    list_display = ["part_number", "order_id", "machine", "operation", "pieces", "machine_time_min_per_piece",
-                    "setup_min", "recorded_at", "source_name"]
+    list_display = [
+        "part_number",
+        "order_id",
+        "machine",
+        "operation",
+        "pieces",
+        "machine_time_min_per_piece",
+        "setup_min",
+        "recorded_at",
+        "source_name",
+    ]
     list_filter = ["operation", "machine", "source_name"]
     search_fields = ["part_number", "order_id"]
     date_hierarchy = "recorded_at"
@@ -77,8 +92,9 @@ class ProductionRecordAdmin(admin.ModelAdmin):
         self._report(request, *production_record_update(record=obj, user=request.user))
 
     def delete_model(self, request, obj):
-        self._report(request, *production_records_delete(records=ProductionRecord.objects.filter(pk=obj.pk),
-                                                         user=request.user))
+        self._report(
+            request, *production_records_delete(records=ProductionRecord.objects.filter(pk=obj.pk), user=request.user)
+        )
 
     def delete_queryset(self, request, queryset):
         self._report(request, *production_records_delete(records=queryset, user=request.user))
@@ -92,8 +108,11 @@ class ProductionRecordAdmin(admin.ModelAdmin):
         return [
             path("import/", wrap(self.import_view), name="curation_productionrecord_import"),
             path("import/<int:import_id>/", wrap(self.import_view), name="curation_productionrecord_import_status"),
-            path("import/<int:import_id>/live.json", wrap(self.import_live_view),
-                 name="curation_productionrecord_import_live"),
+            path(
+                "import/<int:import_id>/live.json",
+                wrap(self.import_live_view),
+                name="curation_productionrecord_import_live",
+            ),
         ] + super().get_urls()
 
     def import_view(self, request, import_id=None):
@@ -123,8 +142,12 @@ class ProductionRecordAdmin(admin.ModelAdmin):
         }
         if job is not None:
             context["progress"] = work_progress_html(job)
-            context.update(live_context(state=work_live_state(job),
-                                        url=reverse("admin:curation_productionrecord_import_live", args=[job.pk])))
+            context.update(
+                live_context(
+                    state=work_live_state(job),
+                    url=reverse("admin:curation_productionrecord_import_live", args=[job.pk]),
+                )
+            )
         return TemplateResponse(request, "admin/curation/productionrecord/import.html", context)
 
     def import_live_view(self, request, import_id):
@@ -146,14 +169,37 @@ class GroundTruthForm(forms.ModelForm):
 @admin.register(GroundTruth)
 class GroundTruthAdmin(admin.ModelAdmin):
     form = GroundTruthForm
-    list_display = ["part_number", "material", "material_source", "record_count", "operation_count", "max_cv", "high_cv",
-                    "computed_at"]
+    list_display = [
+        "part_number",
+        "material",
+        "material_source",
+        "record_count",
+        "operation_count",
+        "max_cv",
+        "high_cv",
+        "computed_at",
+    ]
     list_filter = ["high_cv", "material_source"]
     search_fields = ["part_number", "material"]
-    readonly_fields = ["part_number", "material_source", "record_count", "max_cv", "high_cv", "computed_at",
-                       "operations_table"]
-    fields = ["part_number", "material", "material_source", "operations_table", "record_count", "max_cv", "high_cv",
-              "computed_at"]
+    readonly_fields = [
+        "part_number",
+        "material_source",
+        "record_count",
+        "max_cv",
+        "high_cv",
+        "computed_at",
+        "operations_table",
+    ]
+    fields = [
+        "part_number",
+        "material",
+        "material_source",
+        "operations_table",
+        "record_count",
+        "max_cv",
+        "high_cv",
+        "computed_at",
+    ]
     actions = ["recompute"]
 
     def has_add_permission(self, request):
@@ -166,13 +212,24 @@ class GroundTruthAdmin(admin.ModelAdmin):
     @admin.display(description="Trimmed means per machine and operation")
     def operations_table(self, obj):
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((op.get("operation"), op.get("machine"), op.get("machine_time_min_per_piece"), op.get("setup_min"),
-              op.get("n"), "" if op.get("cv") is None else f"{op['cv']:.2f}") for op in obj.operations or []),
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    op.get("operation"),
+                    op.get("machine"),
+                    op.get("machine_time_min_per_piece"),
+                    op.get("setup_min"),
+                    op.get("n"),
+                    "" if op.get("cv") is None else f"{op['cv']:.2f}",
+                )
+                for op in obj.operations or []
+            ),
         )
         return format_html(
-            '<table><thead><tr><th>operation</th><th>machine</th><th>min / piece</th><th>setup min</th>'
-            "<th>n</th><th>CV</th></tr></thead><tbody>{}</tbody></table>", rows,
+            "<table><thead><tr><th>operation</th><th>machine</th><th>min / piece</th><th>setup min</th>"
+            "<th>n</th><th>CV</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
         )
 
     def save_model(self, request, obj, form, change):
@@ -183,8 +240,9 @@ class GroundTruthAdmin(admin.ModelAdmin):
     def recompute(self, request, queryset):
         part_numbers = list(queryset.values_list("part_number", flat=True))
         changed, rebuild = production_records_changed(part_numbers=part_numbers, user=request.user)
-        self.message_user(request, f"{len(part_numbers)} parts recomputed, {len(changed)} changed, "
-                                   f"{rebuild.summary()}.")
+        self.message_user(
+            request, f"{len(part_numbers)} parts recomputed, {len(changed)} changed, {rebuild.summary()}."
+        )
 
 
 class TaskForm(forms.ModelForm):
@@ -231,8 +289,15 @@ class TaskAdmin(admin.ModelAdmin):
             report = examples_build(task=task)
             self.message_user(request, f"{task.slug}: {report.summary()}.")
             for skipped in report.skipped[:SKIPPED_SHOWN]:
-                self.message_user(request, f"Skipped {skipped['part_number'] or skipped['drawing_id']}: "
-                                           f"{skipped['reason']}", messages.WARNING)
+                self.message_user(
+                    request,
+                    f"Skipped {skipped['part_number'] or skipped['drawing_id']}: {skipped['reason']}",
+                    messages.WARNING,
+                )
             if len(report.skipped) > SKIPPED_SHOWN:
-                self.message_user(request, f"… and {len(report.skipped) - SKIPPED_SHOWN} more skipped drawings "
-                                           "(`manage.py build_examples` lists them all).", messages.WARNING)
+                self.message_user(
+                    request,
+                    f"… and {len(report.skipped) - SKIPPED_SHOWN} more skipped drawings "
+                    "(`manage.py build_examples` lists them all).",
+                    messages.WARNING,
+                )

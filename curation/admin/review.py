@@ -4,6 +4,7 @@ pending example, and the decisions posted from it (a form POST, or JSON for the 
 Views are functions of the ExampleAdmin (wired in its get_urls); every write is one call into
 `curation.services.review`, every read a selector.
 """
+
 import json
 
 from django.conf import settings
@@ -40,7 +41,12 @@ def next_pending_view(model_admin, request):
     task_id = id_param(request.GET.get("task"))
     after = id_param(request.GET.get("after")) or 0
     if task_id is None:
-        task_id = Example.objects.filter(status=Example.Status.PENDING).order_by("pk").values_list("task_id", flat=True).first()
+        task_id = (
+            Example.objects.filter(status=Example.Status.PENDING)
+            .order_by("pk")
+            .values_list("task_id", flat=True)
+            .first()
+        )
     next_id = selectors.example_next_pending(after=after, task=task_id) if task_id else None
     if next_id is None:
         model_admin.message_user(request, "No pending examples left. Well done.", messages.SUCCESS)
@@ -63,9 +69,14 @@ def review_view(model_admin, request, object_id):
         response, edited_target = _review_post(model_admin, request, example)
         if response is not None:
             return response
-    return TemplateResponse(request, "admin/curation/example/review.html",
-                            {**model_admin.admin_site.each_context(request),
-                             **_review_context(model_admin, request, example, edited_target)})
+    return TemplateResponse(
+        request,
+        "admin/curation/example/review.html",
+        {
+            **model_admin.admin_site.each_context(request),
+            **_review_context(model_admin, request, example, edited_target),
+        },
+    )
 
 
 def review_fragment_view(model_admin, request, object_id):
@@ -77,8 +88,9 @@ def review_fragment_view(model_admin, request, object_id):
     example = get_object_or_404(Example.objects.select_related("task", "drawing", "reviewer"), pk=object_id)
     if not model_admin.has_view_permission(request, example):
         raise PermissionDenied
-    return TemplateResponse(request, "admin/curation/example/review_screen.html",
-                            _review_context(model_admin, request, example, None))
+    return TemplateResponse(
+        request, "admin/curation/example/review_screen.html", _review_context(model_admin, request, example, None)
+    )
 
 
 def _review_decide(request, example, decision) -> str | None:
@@ -89,16 +101,17 @@ def _review_decide(request, example, decision) -> str | None:
     post = request.POST
     expected_status = post.get("expected_status") or None
     if decision == "approve":
-        example_approve(example=example, user=request.user, note=post.get("note", ""),
-                        expected_status=expected_status)
+        example_approve(example=example, user=request.user, note=post.get("note", ""), expected_status=expected_status)
         return f"Approved example #{example.pk}."
     if decision == "reject":
-        example_reject(example=example, user=request.user, reason=post.get("reason", ""),
-                       expected_status=expected_status)
+        example_reject(
+            example=example, user=request.user, reason=post.get("reason", ""), expected_status=expected_status
+        )
         return f"Rejected example #{example.pk}."
     if decision == "needs_changes":
-        example_mark_needs_changes(example=example, user=request.user, note=post.get("note", ""),
-                                   expected_status=expected_status)
+        example_mark_needs_changes(
+            example=example, user=request.user, note=post.get("note", ""), expected_status=expected_status
+        )
         return f"Example #{example.pk} needs changes."
     return None
 
@@ -119,8 +132,9 @@ def _review_post_json(request, example):
     next_id = selectors.example_next_pending(after=example.pk, task=example.task_id)
     if next_id is None:
         done, next_id = f"{done} No pending examples left.", example.pk
-    return JsonResponse({"message": done, "next_id": next_id,
-                         "next_url": reverse("admin:curation_example_review", args=[next_id])})
+    return JsonResponse(
+        {"message": done, "next_id": next_id, "next_url": reverse("admin:curation_example_review", args=[next_id])}
+    )
 
 
 def _review_post(model_admin, request, example):
@@ -131,16 +145,25 @@ def _review_post(model_admin, request, example):
         done = _review_decide(request, example, decision)
         if done is None and decision in ("keep_target", "take_ground_truth"):
             choose = example_ground_truth_keep if decision == "keep_target" else example_ground_truth_take
-            choose(example=example, user=request.user,
-                   expected_ground_truth_target=post.get("expected_ground_truth_target"))
-            done = (f"Kept your target of example #{example.pk}; the changed ground truth is noted in its history."
-                    if decision == "keep_target" else
-                    f"Example #{example.pk} now has the new ground truth as its target.")
+            choose(
+                example=example,
+                user=request.user,
+                expected_ground_truth_target=post.get("expected_ground_truth_target"),
+            )
+            done = (
+                f"Kept your target of example #{example.pk}; the changed ground truth is noted in its history."
+                if decision == "keep_target"
+                else f"Example #{example.pk} now has the new ground truth as its target."
+            )
             model_admin.message_user(request, done, messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:curation_example_review", args=[example.pk])), None
         if done is None and decision == "edit":
-            example_target_update(example=example, user=request.user, target_text=post.get("target", ""),
-                                  expected_target=post.get("expected_target"))
+            example_target_update(
+                example=example,
+                user=request.user,
+                target_text=post.get("target", ""),
+                expected_target=post.get("expected_target"),
+            )
             model_admin.message_user(request, f"Target of example #{example.pk} saved.", messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:curation_example_review", args=[example.pk])), None
         if done is None:
@@ -172,7 +195,11 @@ def _review_context(model_admin, request, example, edited_target):
     text_task = (example.task.output_schema or {}).get("type") == "string"
     target_value = example.target if text_task else _parsed(example.target)
     try:
-        editable_target = json.dumps(target_value, ensure_ascii=False, indent=2) if not isinstance(target_value, str) else example.target
+        editable_target = (
+            json.dumps(target_value, ensure_ascii=False, indent=2)
+            if not isinstance(target_value, str)
+            else example.target
+        )
     except (TypeError, ValueError):
         editable_target = example.target
     return {
@@ -183,8 +210,12 @@ def _review_context(model_admin, request, example, edited_target):
         "example": example,
         "part_number": selectors.example_part_number(example),
         "pages": [{"page": page, "url": _page_url(page)} for page in selectors.example_pages(example=example)],
-        "tag_items": [(key, ", ".join(map(str, value)) if isinstance(value, list) else value)
-                      for key, value in (example.tags or {}).items()] if isinstance(example.tags, dict) else [],
+        "tag_items": [
+            (key, ", ".join(map(str, value)) if isinstance(value, list) else value)
+            for key, value in (example.tags or {}).items()
+        ]
+        if isinstance(example.tags, dict)
+        else [],
         "target": target_value,
         "target_rows": _target_rows(target_value),
         "ground_truth": ground_truth,
@@ -203,6 +234,7 @@ def _review_context(model_admin, request, example, edited_target):
 
 
 # --- presentation helpers (no ORM) -------------------------------------------------------------------
+
 
 def _ground_truth_change(example) -> dict | None:
     """What the review screen shows when the ground truth moved under a reviewed target; None when nothing waits."""
@@ -266,10 +298,12 @@ def _ground_truth_rows(ground_truth, target) -> list[dict]:
         deviation = None
         if truth and target_time is not None:
             deviation = round(100 * (target_time - truth) / truth, 1)
-        rows.append({
-            **row,
-            "high_cv": cv is not None and cv > settings.GROUND_TRUTH_HIGH_CV,
-            "target_time": target_time,
-            "deviation_pct": deviation,
-        })
+        rows.append(
+            {
+                **row,
+                "high_cv": cv is not None and cv > settings.GROUND_TRUTH_HIGH_CV,
+                "target_time": target_time,
+                "deviation_pct": deviation,
+            }
+        )
     return rows

@@ -1,5 +1,6 @@
 """What the review screen shows of a target beyond the decision buttons: the form editor's data and the history
 read as field-level changes. No writes; the admin view passes these to the templates."""
+
 from curation import selectors
 from curation.services.tasks import TargetInvalid, TargetSchemaMismatch, target_field_errors, target_validate
 from curation.target_diff import change_lines
@@ -22,8 +23,9 @@ def target_editor_data(*, example, edited_target: str | None) -> dict | None:
     # JSON, json_script would write it through) or be nested deep enough to exhaust the stack.
     errors = {}
     try:
-        value = target_validate(task=example.task, target_text=example.target if edited_target is None
-                                else edited_target)
+        value = target_validate(
+            task=example.task, target_text=example.target if edited_target is None else edited_target
+        )
     except TargetSchemaMismatch as exc:
         value = exc.value
         if edited_target is not None:
@@ -32,12 +34,24 @@ def target_editor_data(*, example, edited_target: str | None) -> dict | None:
         value = None
         if edited_target is not None:
             errors = {"$": str(exc)}
-    return {"schema": schema, "value": value, "choices": selectors.target_editor_choices(), "labels": FIELD_LABELS,
-            "errors": errors}
+    return {
+        "schema": schema,
+        "value": value,
+        "choices": selectors.target_editor_choices(),
+        "labels": FIELD_LABELS,
+        "errors": errors,
+    }
 
 
 def history_rows(changes) -> list[dict]:
     """The history of an example, newest first, each change as lines a person reads ("material: C45 → 1.4404")."""
-    return [{"at": change.at, "user": change.user, "field": change.field, "note": change.note,
-             "lines": change_lines(field=change.field, before=change.before, after=change.after)}
-            for change in changes]
+    return [
+        {
+            "at": change.at,
+            "user": change.user,
+            "field": change.field,
+            "note": change.note,
+            "lines": change_lines(field=change.field, before=change.before, after=change.after),
+        }
+        for change in changes
+    ]

@@ -1,5 +1,6 @@
 """Scans without a text layer on the review side: the list of scans waiting for a material, and the page where the
 reviewer reads it off the drawing and the example is built at once. Thin: one service call per POST."""
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
@@ -39,8 +40,12 @@ def scan_material_view(model_admin, request, drawing_id):
         except ScanMaterialError as exc:
             model_admin.message_user(request, str(exc), messages.ERROR)
         else:
-            model_admin.message_user(request, f"Material {material.strip()} saved for part {drawing.part_number}; "
-                                              f"example #{example.pk} is built and waits for review.", messages.SUCCESS)
+            model_admin.message_user(
+                request,
+                f"Material {material.strip()} saved for part {drawing.part_number}; "
+                f"example #{example.pk} is built and waits for review.",
+                messages.SUCCESS,
+            )
             return HttpResponseRedirect(reverse("admin:curation_example_review", args=[example.pk]))
     ground_truth = GroundTruth.objects.filter(part_number=drawing.part_number).first() if drawing.part_number else None
     context = {
@@ -50,8 +55,10 @@ def scan_material_view(model_admin, request, drawing_id):
         "opts": model_admin.model._meta,
         "drawing": drawing,
         "ground_truth": ground_truth,
-        "pages": [{"page": page, "url": reverse("admin:curation_page_image", args=[page.pk])}
-                  for page in drawing.pages.order_by("number")],
+        "pages": [
+            {"page": page, "url": reverse("admin:curation_page_image", args=[page.pk])}
+            for page in drawing.pages.order_by("number")
+        ],
         "material": material or (ground_truth.material if ground_truth else ""),
         "materials": selectors.target_editor_choices()["material"],
     }

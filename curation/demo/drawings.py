@@ -4,6 +4,7 @@
 ingesting them twice finds the same drawings. The title block carries "Drawing No. / Part No." and
 "Material" the way real sheets do, so the render path reads the part number from it.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,12 +35,17 @@ DEMO_PARTS = [
 # More parts, generated (seeded by their number), so the demo's dataset passes the gates with room to spare:
 # at least 10 examples in each split (OpenAI's minimum) and 20 validation examples (the promotion policy's minimum).
 GENERATED_PARTS = 40
-_NAMES = {"shaft": ["Drive shaft", "Pinion shaft", "Output shaft", "Axle pin"],
-          "flange": ["Bearing flange", "Pump flange", "Motor flange", "Cover flange"],
-          "bracket": ["Sensor bracket", "Mounting bracket", "Cable bracket", "Guide bracket"]}
+_NAMES = {
+    "shaft": ["Drive shaft", "Pinion shaft", "Output shaft", "Axle pin"],
+    "flange": ["Bearing flange", "Pump flange", "Motor flange", "Cover flange"],
+    "bracket": ["Sensor bracket", "Mounting bracket", "Cable bracket", "Guide bracket"],
+}
 _CUSTOMERS = ["NORDWERK Antriebe GmbH", "HALVARD Pumps AB", "VOSSBERG Automation AG", "KARMIN Hydraulik GmbH"]
-_MATERIALS = {"shaft": ["C45", "42CrMo4", "16MnCr5", "11SMnPb30"], "flange": ["1.4301", "S235JR", "S355J2+N", "1.4404"],
-              "bracket": ["EN AW-6082 T6", "S235JR", "EN AW-7075 T651"]}
+_MATERIALS = {
+    "shaft": ["C45", "42CrMo4", "16MnCr5", "11SMnPb30"],
+    "flange": ["1.4301", "S235JR", "S355J2+N", "1.4404"],
+    "bracket": ["EN AW-6082 T6", "S235JR", "EN AW-7075 T651"],
+}
 
 
 def _generated_part(number: int) -> DemoPart:
@@ -54,8 +60,9 @@ def _generated_part(number: int) -> DemoPart:
         size = (d_outer, rng.randrange(30, d_outer // 2, 5), rng.randrange(6, 22, 2), rng.choice((4, 6, 8)))
     else:
         size = (rng.randrange(100, 190, 10), rng.randrange(50, 95, 5), rng.randrange(8, 16), rng.randrange(7, 14, 2))
-    return DemoPart(f"DEMO-{number}", rng.choice(_NAMES[kind]), rng.choice(_MATERIALS[kind]), kind,
-                    rng.choice(_CUSTOMERS), size)
+    return DemoPart(
+        f"DEMO-{number}", rng.choice(_NAMES[kind]), rng.choice(_MATERIALS[kind]), kind, rng.choice(_CUSTOMERS), size
+    )
 
 
 def demo_parts() -> list[DemoPart]:
@@ -102,7 +109,10 @@ class _Sheet:
         pt = size * MM
         if angle:
             c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-            self.ops.append(f"BT /{font} {pt:.2f} Tf {c:.4f} {s:.4f} {-s:.4f} {c:.4f} {self._p(x)} {self._p(y)} Tm ({escaped}) Tj ET")
+            self.ops.append(
+                f"BT /{font} {pt:.2f} Tf {c:.4f} {s:.4f} {-s:.4f} {c:.4f} {self._p(x)} {self._p(y)} Tm ({escaped}) "
+                f"Tj ET"
+            )
         else:
             self.ops.append(f"BT /{font} {pt:.2f} Tf {self._p(x)} {self._p(y)} Td ({escaped}) Tj ET")
 
@@ -171,7 +181,12 @@ def _frame_and_title_block(s: _Sheet, part: DemoPart, *, date: str):
     cell(0, 0, "General tolerances", "ISO 2768-mK", 3)
     cell(60, 0, "Surface", "Ra 3.2 unless stated", 3)
     cell(120, 0, "Rev.", "A", 4)
-    s.text(30, 20, "NOTES: 1. Break sharp edges 0.2-0.5 mm. 2. Unspecified chamfers 0.5x45\xb0. 3. All dimensions in mm.", 2.5)
+    s.text(
+        30,
+        20,
+        "NOTES: 1. Break sharp edges 0.2-0.5 mm. 2. Unspecified chamfers 0.5x45\xb0. 3. All dimensions in mm.",
+        2.5,
+    )
 
 
 def _centre_line(s: _Sheet, x1, y1, x2, y2):
@@ -269,8 +284,10 @@ def _pdf(content: bytes, *, title: str) -> bytes:
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width:.2f} {height:.2f}] "
-         f"/Resources << /Font << /F1 5 0 R /F2 6 0 R >> >> /Contents 4 0 R >>").encode(),
+        (
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width:.2f} {height:.2f}] "
+            f"/Resources << /Font << /F1 5 0 R /F2 6 0 R >> >> /Contents 4 0 R >>"
+        ).encode(),
         b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>",

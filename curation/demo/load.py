@@ -3,6 +3,7 @@ examples (the generated parts' approved by the demo reviewer, the hand-made ones
 version passes the gates, and the demo logins. Idempotent: a second run finds everything in place and changes nothing.
 Tasks it creates are marked `demo`: only those may promote or ask the simulated provider's models.
 """
+
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,11 +47,15 @@ def _reference_tables(report: DemoReport) -> None:
     created = 0
     for name, spindles, kind, aliases in MACHINES:
         # get_or_create, not update: a manager's edits to the reference tables survive a re-run.
-        _, new = Machine.objects.get_or_create(name=name, defaults={"spindles": spindles, "kind": kind, "aliases": aliases})
+        _, new = Machine.objects.get_or_create(
+            name=name, defaults={"spindles": spindles, "kind": kind, "aliases": aliases}
+        )
         created += new
     for written, norm in MATERIAL_ALIASES:
         created += MaterialAlias.objects.get_or_create(written=written, defaults={"norm": norm})[1]
-    report.say(f"reference tables: {created} rows added ({len(MACHINES)} machines, {len(MATERIAL_ALIASES)} material aliases)")
+    report.say(
+        f"reference tables: {created} rows added ({len(MACHINES)} machines, {len(MATERIAL_ALIASES)} material aliases)"
+    )
 
 
 def _base_models(report: DemoReport) -> None:
@@ -105,8 +110,10 @@ def _drawings(report: DemoReport) -> list[Drawing]:
             render(drawing=drawing)
             drawing.refresh_from_db()
             rendered_here += drawing.status == Drawing.Status.RENDERED
-    report.say(f"demo drawings: {len(drawings)} ({rendered_here} rendered now, "
-               f"{sum(d.status == Drawing.Status.RENDERED for d in drawings)} rendered in all)")
+    report.say(
+        f"demo drawings: {len(drawings)} ({rendered_here} rendered now, "
+        f"{sum(d.status == Drawing.Status.RENDERED for d in drawings)} rendered in all)"
+    )
     return drawings
 
 
@@ -156,14 +163,16 @@ def _approve(report: DemoReport, task: Task) -> None:
     from curation.services.review import example_approve
 
     reviewer = User.objects.filter(username="reviewer").first()
-    pending = (Example.objects.filter(task=task, status=Example.Status.PENDING, drawing__isnull=False,
-                                      group_key__startswith="DEMO-").exclude(group_key__in=LEFT_FOR_REVIEW))
+    pending = Example.objects.filter(
+        task=task, status=Example.Status.PENDING, drawing__isnull=False, group_key__startswith="DEMO-"
+    ).exclude(group_key__in=LEFT_FOR_REVIEW)
     approved = 0
     for example in pending:
         example_approve(example=example, user=reviewer, note="demo data: approved by the demo loader")
         approved += 1
-    report.say(f"examples approved for the demo dataset: {approved} "
-               f"({', '.join(sorted(LEFT_FOR_REVIEW))} left for review)")
+    report.say(
+        f"examples approved for the demo dataset: {approved} ({', '.join(sorted(LEFT_FOR_REVIEW))} left for review)"
+    )
 
 
 def _dataset(report: DemoReport, task: Task) -> DatasetVersion | None:
@@ -172,8 +181,10 @@ def _dataset(report: DemoReport, task: Task) -> DatasetVersion | None:
         return None
     version = dataset_build(dataset=dataset)
     counts = version.counts or {}
-    report.say(f"dataset {version}: {counts.get('train', 0)} train / {counts.get('validation', 0)} validation, "
-               + ("gates pass: ready to launch" if version.gates_passed else "gates fail (see the dataset page)"))
+    report.say(
+        f"dataset {version}: {counts.get('train', 0)} train / {counts.get('validation', 0)} validation, "
+        + ("gates pass: ready to launch" if version.gates_passed else "gates fail (see the dataset page)")
+    )
     return version
 
 
@@ -190,8 +201,10 @@ def demo_data_load(*, reset_passwords: bool = False) -> DemoReport:
     report.say(f"examples ({task.slug}): {built.summary()}")
     waiting = [d for d in drawings if d.status != Drawing.Status.RENDERED]
     if waiting:
-        report.say(f"{len(waiting)} drawings are not rendered yet: run `python manage.py build_examples` "
-                   "once the worker has rendered them")
+        report.say(
+            f"{len(waiting)} drawings are not rendered yet: run `python manage.py build_examples` "
+            "once the worker has rendered them"
+        )
     _users(report, reset_passwords=reset_passwords)
     if task.demo:
         _approve(report, task)

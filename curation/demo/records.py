@@ -1,4 +1,5 @@
 """Demo production records and reference tables, generated in code (deterministic per part number)."""
+
 import hashlib
 import random
 from datetime import date, timedelta
@@ -16,10 +17,21 @@ MACHINES = [
 
 MATERIAL_ALIASES = [
     # written on drawings -> norm (material numbers and the common names shops use for them)
-    ("11SMnPb30", "1.0718"), ("C45", "1.0503"), ("C45E+C", "1.1191"), ("42CrMo4", "1.7225"),
-    ("42CrMo4+QT", "1.7225"), ("16MnCr5", "1.7131"), ("1.4301", "1.4301"), ("X5CrNi18-10 (1.4301)", "1.4301"),
-    ("X5CrNi18-10", "1.4301"), ("1.4404", "1.4404"), ("S235JR", "1.0038"), ("S355J2+N", "1.0577"),
-    ("EN AW-6082 T6", "EN AW-6082"), ("EN AW-6082 T651", "EN AW-6082"), ("AlMgSi1", "EN AW-6082"),
+    ("11SMnPb30", "1.0718"),
+    ("C45", "1.0503"),
+    ("C45E+C", "1.1191"),
+    ("42CrMo4", "1.7225"),
+    ("42CrMo4+QT", "1.7225"),
+    ("16MnCr5", "1.7131"),
+    ("1.4301", "1.4301"),
+    ("X5CrNi18-10 (1.4301)", "1.4301"),
+    ("X5CrNi18-10", "1.4301"),
+    ("1.4404", "1.4404"),
+    ("S235JR", "1.0038"),
+    ("S355J2+N", "1.0577"),
+    ("EN AW-6082 T6", "EN AW-6082"),
+    ("EN AW-6082 T651", "EN AW-6082"),
+    ("AlMgSi1", "EN AW-6082"),
     ("EN AW-7075 T651", "EN AW-7075"),
 ]
 
@@ -67,11 +79,18 @@ def demo_production_rows(part_numbers) -> list[dict]:
                 if rng.random() < 0.05:
                     value *= rng.choice([3.0, 0.2])  # a booking error, as real exports have them
                 setup = _SETUP[operation] * rng.lognormvariate(0, 0.15)
-                rows.append({
-                    "part_number": part_number, "order_id": order, "machine": machine, "operation": operation,
-                    "pieces": str(pieces), "machine_time_min_per_piece": f"{value:.2f}",
-                    "setup_min": f"{round(setup * 2) / 2:g}", "recorded_at": day.isoformat(),
-                })
+                rows.append(
+                    {
+                        "part_number": part_number,
+                        "order_id": order,
+                        "machine": machine,
+                        "operation": operation,
+                        "pieces": str(pieces),
+                        "machine_time_min_per_piece": f"{value:.2f}",
+                        "setup_min": f"{round(setup * 2) / 2:g}",
+                        "recorded_at": day.isoformat(),
+                    }
+                )
     return rows
 
 

@@ -8,6 +8,7 @@
 
 Callers use the names below (`from curation import rendering; rendering.render_isolated(...)`).
 """
+
 from curation.rendering.isolation import render_isolated, render_process_pid, render_process_stop
 from curation.rendering.pdf import render_pdf
 from curation.rendering.results import RenderedPage, RenderError, RenderLimits, RenderResult, text_storable
@@ -15,7 +16,19 @@ from curation.rendering.sniff import SNIFF_BYTES, bytes_describe, pdf_sniff
 from curation.rendering.title_block import part_number_from_filename, title_block_material, title_block_part_number
 
 __all__ = [
-    "SNIFF_BYTES", "RenderError", "RenderLimits", "RenderResult", "RenderedPage", "bytes_describe",
-    "part_number_from_filename", "pdf_sniff", "render_isolated", "render_pdf", "render_process_pid",
-    "render_process_stop", "text_storable", "title_block_material", "title_block_part_number",
+    "SNIFF_BYTES",
+    "RenderError",
+    "RenderLimits",
+    "RenderResult",
+    "RenderedPage",
+    "bytes_describe",
+    "part_number_from_filename",
+    "pdf_sniff",
+    "render_isolated",
+    "render_pdf",
+    "render_process_pid",
+    "render_process_stop",
+    "text_storable",
+    "title_block_material",
+    "title_block_part_number",
 ]

@@ -3,6 +3,7 @@
 A hostile PDF (memory, crash, endless loop) fails that one drawing instead of taking the worker down. No ORM,
 no PyMuPDF import of its own (`curation.rendering.pdf` holds it).
 """
+
 from __future__ import annotations
 
 import os
@@ -66,7 +67,7 @@ def _send(fd: int, payload) -> None:
     data = pickle.dumps(payload)
     view = memoryview(struct.pack(">Q", len(data)) + data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _recv_exact(fd: int, size: int, deadline: float | None) -> bytes | None:

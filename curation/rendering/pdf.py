@@ -3,6 +3,7 @@
 The only module that imports PyMuPDF (the rest of `curation/rendering/` reaches it through the functions
 here); no ORM. `curation.rendering.isolation` runs `render_pdf` in a capped child process.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,6 +53,7 @@ def mupdf_memory_release() -> None:
 
 
 # --- Rendering (in-process; `render_isolated` wraps it in a capped child) -------------------------
+
 
 def _classify(stage: str, exc: BaseException, *, page: int | None = None, memory_mb: int = 0) -> str:
     # MuPDF prefixes its messages with "code=N: "; a person does not need that.
@@ -125,16 +127,16 @@ def _encode(pix, image: Image.Image, *, photo_like: bool, limits: RenderLimits) 
         data, fmt = _jpeg(image, quality), "jpeg"
         quality -= 15
     if len(data) > limits.max_image_bytes:
-        raise RenderError(f"page image is {len(data):,} bytes even as JPEG: above the {limits.max_image_bytes:,}-byte limit")
+        raise RenderError(
+            f"page image is {len(data):,} bytes even as JPEG: above the {limits.max_image_bytes:,}-byte limit"
+        )
     return data, fmt
 
 
 def _image_coverage(page, rect) -> float:
     """Share of the page area covered by raster images (an OCR'd scan has text, yet is a photo)."""
     try:
-        covered = sum(
-            abs((_mupdf().Rect(info["bbox"]) & rect).get_area()) for info in page.get_image_info()
-        )
+        covered = sum(abs((_mupdf().Rect(info["bbox"]) & rect).get_area()) for info in page.get_image_info())
     except Exception:
         return 0.0
     return covered / max(rect.get_area(), 1.0)
@@ -148,7 +150,7 @@ def _png(pix) -> bytes:
     """
     width, height, samples = pix.width, pix.height, pix.samples
     stride = width * 3
-    raw = b"".join([b"\x00" + samples[row * stride:(row + 1) * stride] for row in range(height)])
+    raw = b"".join([b"\x00" + samples[row * stride : (row + 1) * stride] for row in range(height)])
     body = zlib.compress(raw, 3)
 
     def chunk(tag: bytes, data: bytes) -> bytes:
@@ -224,7 +226,9 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
     repaired = bool(doc.is_repaired)
     if repaired and _cut_off(path):
         # MuPDF can rebuild a cut-off file, but what it shows is a partial drawing: not training data.
-        raise RenderError(f"damaged PDF: the file is cut off (no %%EOF end-of-file marker; {_first_warning(_warnings())})")
+        raise RenderError(
+            f"damaged PDF: the file is cut off (no %%EOF end-of-file marker; {_first_warning(_warnings())})"
+        )
     if count == 0:
         raise RenderError("the PDF has no pages")
     if count > limits.max_pages:
@@ -252,7 +256,8 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
         if min(rect.width, rect.height) < MIN_PAGE_POINTS:
             left_out.append(
                 f"{_page_label(number, count)} is too small to hold a drawing "
-                f"({rect.width:.4g} × {rect.height:.4g} pt; the minimum is {MIN_PAGE_POINTS} pt = 1 in a side): left out"
+                f"({rect.width:.4g} × {rect.height:.4g} pt; the minimum is {MIN_PAGE_POINTS} pt = 1 in a side): left "
+                f"out"
             )
             continue
         zoom = _zoom(rect, limits)
@@ -286,8 +291,15 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
         target.write_bytes(data)
         pages.append(
             RenderedPage(
-                number=number, path=str(target), width=image.width, height=image.height, format=fmt,
-                bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), phash=_dhash(image), scanned=scanned,
+                number=number,
+                path=str(target),
+                width=image.width,
+                height=image.height,
+                format=fmt,
+                bytes=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                phash=_dhash(image),
+                scanned=scanned,
             )
         )
     warnings = _warnings()
@@ -297,6 +309,11 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
         reasons = "; ".join(left_out)
         raise RenderError(f"no page holds a drawing: {reasons}{damage}" if count > 1 else f"{reasons}{damage}")
     return RenderResult(
-        pages=pages, has_text_layer=has_text_layer, part_number=part_number, repaired=repaired, warnings=warnings,
-        material=material, page_problems=left_out,
+        pages=pages,
+        has_text_layer=has_text_layer,
+        part_number=part_number,
+        repaired=repaired,
+        warnings=warnings,
+        material=material,
+        page_problems=left_out,
     )

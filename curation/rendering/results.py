@@ -1,4 +1,5 @@
 """What a render hands back (pages, warnings, problems), its limits, and its errors in storable words. No ORM."""
+
 from __future__ import annotations
 
 import re

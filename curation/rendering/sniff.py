@@ -1,4 +1,5 @@
 """Is this file a PDF, and if not, what does it look like: the check before a drawing is stored. No ORM."""
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,11 @@ _SIGNATURES = [
     (b"%!PS", "PostScript"),
 ]
 # An Office Open XML file is a ZIP whose first entries name its kind.
-_ZIP_KINDS = [(b"word/", "a .docx Word document"), (b"xl/", "a .xlsx Excel workbook"),
-              (b"ppt/", "a .pptx PowerPoint file")]
+_ZIP_KINDS = [
+    (b"word/", "a .docx Word document"),
+    (b"xl/", "a .xlsx Excel workbook"),
+    (b"ppt/", "a .pptx PowerPoint file"),
+]
 # Objects of a PDF body: a file with these but no header is a PDF whose start is missing.
 _PDF_BODY = re.compile(rb"\d+\s+\d+\s+obj\b|\bendobj\b|\bstartxref\b")
 

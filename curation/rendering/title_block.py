@@ -2,6 +2,7 @@
 
 Plain text rules, no PyMuPDF import and no ORM: the words come from `curation.rendering.pdf`.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,7 +31,15 @@ def title_block_part_number(words: list) -> str:
     for items in lines.values():
         items.sort(key=lambda w: w[0])
         text = " ".join(w[4] for w in items)
-        boxes.append((min(w[0] for w in items), min(w[1] for w in items), max(w[2] for w in items), max(w[3] for w in items), text))
+        boxes.append(
+            (
+                min(w[0] for w in items),
+                min(w[1] for w in items),
+                max(w[2] for w in items),
+                max(w[3] for w in items),
+                text,
+            )
+        )
     # The title block sits at the bottom of the sheet: prefer the lowest label.
     labels = sorted((b for b in boxes if _LABEL.search(b[4])), key=lambda b: -b[1])
     for x0, y0, x1, y1, text in labels:
@@ -39,7 +48,8 @@ def title_block_part_number(words: list) -> str:
             return after[1].strip()
         height = y1 - y0
         below = [
-            b for b in boxes
+            b
+            for b in boxes
             if b[1] >= y1 - 1 and b[1] <= y1 + 6 * height and abs(b[0] - x0) <= 3 * height and b[4] != text
         ]
         for box in sorted(below, key=lambda b: b[1]):
@@ -60,8 +70,11 @@ def title_block_material(words: list) -> str:
     for label in labels:
         x0, bottom = label[0], label[3]
         below = [
-            w for w in words
-            if w is not label and bottom - 0.5 <= w[1] <= bottom + _CELL_DEPTH_PT and x0 - 2 <= w[0] <= x0 + _CELL_WIDTH_PT
+            w
+            for w in words
+            if w is not label
+            and bottom - 0.5 <= w[1] <= bottom + _CELL_DEPTH_PT
+            and x0 - 2 <= w[0] <= x0 + _CELL_WIDTH_PT
         ]
         if below:
             first_line = min(round(w[1]) for w in below)
@@ -71,6 +84,6 @@ def title_block_material(words: list) -> str:
 
 
 def part_number_from_filename(name: str) -> str:
-    """"JR_814059.pdf" → "JR 814059": drawings are often saved under their number with _ for spaces."""
+    """ "JR_814059.pdf" → "JR 814059": drawings are often saved under their number with _ for spaces."""
     stem = text_storable(Path(name).stem)
     return re.sub(r"[_\s]+", " ", stem).strip()[:100]

@@ -3,6 +3,7 @@
 Also the one lifecycle rule of the project: which base model any model name comes from, its
 "no new fine-tuning after" and shutdown dates, today's date (one clock) and the warning every page shows.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -19,20 +20,49 @@ from curation.provider_names import ProviderName
 OPENAI_JOBS_END = datetime.date(2027, 1, 6)
 # These snapshots stop serving on this date, with every model fine-tuned on them (reference: deprecations).
 OPENAI_SHUTDOWN = datetime.date(2027, 1, 14)
-SHUTDOWN_SNAPSHOTS = ("gpt-4o-2024-08-06", "gpt-4o-2024-11-20", "gpt-4o-mini-2024-07-18", "gpt-4.1-2025-04-14",
-                      "gpt-4.1-mini-2025-04-14")
+SHUTDOWN_SNAPSHOTS = (
+    "gpt-4o-2024-08-06",
+    "gpt-4o-2024-11-20",
+    "gpt-4o-mini-2024-07-18",
+    "gpt-4.1-2025-04-14",
+    "gpt-4.1-mini-2025-04-14",
+)
 
 SEED = [
-    {"name": "gpt-4.1-2025-04-14", "training_price_per_1m": Decimal("25.00"), "image_tokens": BaseModel.ImageTokens.TILES},
-    {"name": "gpt-4.1-mini-2025-04-14", "training_price_per_1m": Decimal("5.00"),
-     "image_tokens": BaseModel.ImageTokens.PATCHES, "patch_multiplier": 1.62},
-    {"name": "gpt-4.1-nano-2025-04-14", "training_price_per_1m": Decimal("1.50"),
-     "image_tokens": BaseModel.ImageTokens.PATCHES, "patch_multiplier": 2.46},
-    {"name": "gpt-4o-2024-08-06", "training_price_per_1m": Decimal("25.00"), "image_tokens": BaseModel.ImageTokens.TILES},
-    {"name": "gpt-4o-2024-11-20", "training_price_per_1m": Decimal("25.00"), "image_tokens": BaseModel.ImageTokens.TILES},
+    {
+        "name": "gpt-4.1-2025-04-14",
+        "training_price_per_1m": Decimal("25.00"),
+        "image_tokens": BaseModel.ImageTokens.TILES,
+    },
+    {
+        "name": "gpt-4.1-mini-2025-04-14",
+        "training_price_per_1m": Decimal("5.00"),
+        "image_tokens": BaseModel.ImageTokens.PATCHES,
+        "patch_multiplier": 1.62,
+    },
+    {
+        "name": "gpt-4.1-nano-2025-04-14",
+        "training_price_per_1m": Decimal("1.50"),
+        "image_tokens": BaseModel.ImageTokens.PATCHES,
+        "patch_multiplier": 2.46,
+    },
+    {
+        "name": "gpt-4o-2024-08-06",
+        "training_price_per_1m": Decimal("25.00"),
+        "image_tokens": BaseModel.ImageTokens.TILES,
+    },
+    {
+        "name": "gpt-4o-2024-11-20",
+        "training_price_per_1m": Decimal("25.00"),
+        "image_tokens": BaseModel.ImageTokens.TILES,
+    },
     # gpt-4o-mini fine-tuning is text-only; its image tokens (if ever used) follow the mini tile scheme.
-    {"name": "gpt-4o-mini-2024-07-18", "training_price_per_1m": Decimal("3.00"),
-     "image_tokens": BaseModel.ImageTokens.TILES_MINI, "supports_vision": False},
+    {
+        "name": "gpt-4o-mini-2024-07-18",
+        "training_price_per_1m": Decimal("3.00"),
+        "image_tokens": BaseModel.ImageTokens.TILES_MINI,
+        "supports_vision": False,
+    },
 ]
 SEED = [{**spec, "shutdown_date": OPENAI_SHUTDOWN} if spec["name"] in SHUTDOWN_SNAPSHOTS else spec for spec in SEED]
 
@@ -46,8 +76,12 @@ INFERENCE_PRICES = {
     "gpt-4.1-mini-2025-04-14": ("0.40", "1.60", "0.80", "3.20"),
     "gpt-4.1-nano-2025-04-14": ("0.10", "0.40", "0.20", "0.80"),
 }
-PRICE_FIELDS = ("input_price_per_1m", "output_price_per_1m", "fine_tuned_input_price_per_1m",
-                "fine_tuned_output_price_per_1m")
+PRICE_FIELDS = (
+    "input_price_per_1m",
+    "output_price_per_1m",
+    "fine_tuned_input_price_per_1m",
+    "fine_tuned_output_price_per_1m",
+)
 
 
 def base_model_prices_seed() -> int:
@@ -78,17 +112,28 @@ TOGETHER_SEED = [
     {"name": "google/gemma-3-27b-it-VLM"},
     {"name": "meta-llama/Llama-4-Scout-17B-16E-Instruct-VLM"},
 ]
-TOGETHER_DEFAULTS = {"provider": ProviderName.TOGETHER, "training_price_per_1m": None, "encoding": "o200k_base",
-                     "image_tokens": BaseModel.ImageTokens.PATCHES, "patch_multiplier": 1.0, "supports_vision": True,
-                     "max_tokens_per_example": 32768}
+TOGETHER_DEFAULTS = {
+    "provider": ProviderName.TOGETHER,
+    "training_price_per_1m": None,
+    "encoding": "o200k_base",
+    "image_tokens": BaseModel.ImageTokens.PATCHES,
+    "patch_multiplier": 1.0,
+    "supports_vision": True,
+    "max_tokens_per_example": 32768,
+}
 
 
 def base_model_seed_rows() -> list[tuple[str, dict]]:
     """(name, defaults) of every reference base model, OpenAI's then Together's."""
     rows = []
     for spec in SEED:
-        defaults = {"provider": ProviderName.OPENAI, "encoding": "o200k_base", "max_tokens_per_example": 65536,
-                    "jobs_end_date": OPENAI_JOBS_END, **spec}
+        defaults = {
+            "provider": ProviderName.OPENAI,
+            "encoding": "o200k_base",
+            "max_tokens_per_example": 65536,
+            "jobs_end_date": OPENAI_JOBS_END,
+            **spec,
+        }
         rows.append((defaults.pop("name"), defaults))
     for spec in TOGETHER_SEED:
         defaults = {**TOGETHER_DEFAULTS, **spec}
@@ -98,12 +143,16 @@ def base_model_seed_rows() -> list[tuple[str, dict]]:
 
 def base_model_dates_seed() -> int:
     """Create the reference base models that are missing and fill the jobs-end and shutdown dates that are still
-    empty; a date someone entered is never overwritten. (Migration 0009 keeps a frozen copy of this rule and its rows.)"""
+    empty; a date someone entered is never overwritten. (Migration 0009 keeps a frozen copy of this rule and its
+    rows.)"""
     changed = 0
     for name, defaults in base_model_seed_rows():
         row, created = BaseModel.objects.get_or_create(name=name, defaults=defaults)
-        fields = [] if created else [f for f in ("jobs_end_date", "shutdown_date")
-                                     if defaults.get(f) and getattr(row, f) is None]
+        fields = (
+            []
+            if created
+            else [f for f in ("jobs_end_date", "shutdown_date") if defaults.get(f) and getattr(row, f) is None]
+        )
         for f in fields:
             setattr(row, f, defaults[f])
         if fields:
@@ -121,6 +170,7 @@ def base_models_seed() -> list[BaseModel]:
 
 
 # --- lifecycle: the one rule ------------------------------------------------------------------
+
 
 def lifecycle_today() -> datetime.date:
     """The date every lifecycle check uses: `settings.GESTIMA_TODAY` when set (a frozen date for demos and
@@ -199,8 +249,9 @@ def base_models_by_name() -> dict[str, BaseModel]:
     return {row.name: row for row in BaseModel.objects.all()}
 
 
-def model_lifecycle(*, model_name: str, base_name: str = "",
-                    base_models: dict[str, BaseModel] | None = None) -> Lifecycle:
+def model_lifecycle(
+    *, model_name: str, base_name: str = "", base_models: dict[str, BaseModel] | None = None
+) -> Lifecycle:
     """The lifecycle of any model name: a base model, a fine-tuned model or checkpoint (`ft:BASE:...`), an
     Azure fine-tune (`BASE.ft-...`). `base_name` names the base when the caller knows it better than the name
     does (a registry version made by a training run, an Azure deployment with a name of its own). A list page
@@ -210,8 +261,13 @@ def model_lifecycle(*, model_name: str, base_name: str = "",
         derived = derived or parsed != base_name
         parsed = base_name
     row = _base_model_row(parsed, base_models)
-    return Lifecycle(model_name=model_name, base_name=row.name if row else parsed if derived else "",
-                     base_model=row, derived=derived, checkpoint=checkpoint)
+    return Lifecycle(
+        model_name=model_name,
+        base_name=row.name if row else parsed if derived else "",
+        base_model=row,
+        derived=derived,
+        checkpoint=checkpoint,
+    )
 
 
 def base_model_lifecycle(base_model: BaseModel) -> Lifecycle:

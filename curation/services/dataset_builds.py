@@ -4,6 +4,7 @@ A build reads every page image and counts every line's tokens (seconds per thous
 in a worker; the row carries its progress and, once done, the version it made (or found unchanged). A second
 click while a build of the dataset is under way returns that build: one job per dataset at a time.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,8 +59,9 @@ def dataset_build_request(*, dataset: Dataset, user=None) -> tuple[DatasetBuild,
             _enqueue(current.pk)
             current.refresh_from_db()
             return current, True
-        build = DatasetBuild.objects.create(dataset=dataset, requested_by=user if getattr(user, "pk", None) else None,
-                                            stage="waiting for a worker")
+        build = DatasetBuild.objects.create(
+            dataset=dataset, requested_by=user if getattr(user, "pk", None) else None, stage="waiting for a worker"
+        )
         _enqueue(build.pk)
     return build, True
 
@@ -91,14 +93,25 @@ def dataset_build_run(*, build_id: int) -> DatasetBuild | None:
         work_fail(DatasetBuild, pk=build_id, error=f"The build stopped: {type(exc).__name__}: {exc}")
         raise
     DatasetBuild.objects.filter(pk=build_id, status=WorkStatus.RUNNING).update(
-        status=WorkStatus.DONE, version=version, created_new=version.pk > before, stage="",
-        finished_at=timezone.now(), lease_until=None)
+        status=WorkStatus.DONE,
+        version=version,
+        created_new=version.pk > before,
+        stage="",
+        finished_at=timezone.now(),
+        lease_until=None,
+    )
     return DatasetBuild.objects.get(pk=build_id)
 
 
 def dataset_builds_abandoned_recover() -> dict[str, list[int]]:
-    return work_abandoned_recover(DatasetBuild, doing="building this dataset", again="Build the dataset again",
-                                  queue_name=BUILD_QUEUE, job_id=dataset_build_job_id, enqueue=_enqueue)
+    return work_abandoned_recover(
+        DatasetBuild,
+        doing="building this dataset",
+        again="Build the dataset again",
+        queue_name=BUILD_QUEUE,
+        job_id=dataset_build_job_id,
+        enqueue=_enqueue,
+    )
 
 
 def dataset_build_summary(build: DatasetBuild) -> str:
@@ -115,5 +128,6 @@ def dataset_build_summary(build: DatasetBuild) -> str:
 
 def _enqueue(build_id: int) -> None:
     # By dotted path: services never import jobs (the job module imports the services).
-    enqueue_on_commit(BUILD_QUEUE, BUILD_JOB, build_id, job_id=dataset_build_job_id(build_id),
-                      on_failure=Callback(BUILD_FAILED_HOOK))
+    enqueue_on_commit(
+        BUILD_QUEUE, BUILD_JOB, build_id, job_id=dataset_build_job_id(build_id), on_failure=Callback(BUILD_FAILED_HOOK)
+    )

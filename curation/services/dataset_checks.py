@@ -3,6 +3,7 @@
 Shared by the build (which stores the figures) and the training cost (which counts again for a model added
 after the build).
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,12 @@ class PageChecks:
         except ExportError as exc:
             return _PageCheck(problem=str(exc))
         fingerprint = page_fingerprint(page, data)
-        check = _PageCheck(sha256=fingerprint["sha256"], crc32=fingerprint["crc32"], bytes=fingerprint["bytes"],
-                           mtime_ns=fingerprint.get("mtime_ns"))
+        check = _PageCheck(
+            sha256=fingerprint["sha256"],
+            crc32=fingerprint["crc32"],
+            bytes=fingerprint["bytes"],
+            mtime_ns=fingerprint.get("mtime_ns"),
+        )
         try:
             info = image_inspect(data)
             check.width, check.height = info.width, info.height
@@ -100,8 +105,16 @@ class ModelSpec:
 
 
 def model_spec_of(m: BaseModel) -> ModelSpec:
-    return ModelSpec(m.name, m.encoding, ImageScheme(m.image_tokens, m.patch_multiplier), m.training_price_per_1m,
-                  m.max_tokens_per_example, m.supports_vision, m.jobs_end_date, m.shutdown_date)
+    return ModelSpec(
+        m.name,
+        m.encoding,
+        ImageScheme(m.image_tokens, m.patch_multiplier),
+        m.training_price_per_1m,
+        m.max_tokens_per_example,
+        m.supports_vision,
+        m.jobs_end_date,
+        m.shutdown_date,
+    )
 
 
 def model_specs_active() -> list[ModelSpec]:
@@ -137,13 +150,20 @@ def _member_facts(example_id, split, messages, target, task, pages: PageChecks, 
         if check.problem:
             facts.problems.append({"code": "invalid_image", "message": check.problem, "level": "error"})
         elif part.get("sha256") and part["sha256"] != check.sha256:
-            facts.problems.append({"code": "image_changed", "level": "error",
-                                   "message": f"page {page_id} changed since the version was built: rebuild the dataset"})
+            facts.problems.append(
+                {
+                    "code": "image_changed",
+                    "level": "error",
+                    "message": f"page {page_id} changed since the version was built: rebuild the dataset",
+                }
+            )
         images.append((check.width, check.height, detail))
     try:
         target_validate(task=task, target_text=target)
     except TargetInvalid as exc:
-        facts.problems.append({"code": "target_invalid", "message": f"target does not fit the task schema: {exc}", "level": "error"})
+        facts.problems.append(
+            {"code": "target_invalid", "message": f"target does not fit the task schema: {exc}", "level": "error"}
+        )
     text_cache = {}
     for model in models or [ModelSpec("default", DEFAULT_ENCODING, DEFAULT_SCHEME, 0, 65536, True)]:
         if model.encoding not in text_cache:
@@ -152,8 +172,14 @@ def _member_facts(example_id, split, messages, target, task, pages: PageChecks, 
         total = text_cache[model.encoding] + image_total
         facts.tokens_by_model[model.name] = total
         if total > model.max_tokens:
-            facts.problems.append({"code": "too_many_tokens", "level": "warning", "message":
-                                   f"{total:,} tokens: above the {model.max_tokens:,} limit of {model.name} (it would be truncated)"})
+            facts.problems.append(
+                {
+                    "code": "too_many_tokens",
+                    "level": "warning",
+                    "message": f"{total:,} tokens: above the {model.max_tokens:,} limit of {model.name} "
+                    "(it would be truncated)",
+                }
+            )
     facts.text_tokens = text_cache.get(DEFAULT_ENCODING) or messages_text_tokens(line["messages"], DEFAULT_ENCODING)
     facts.image_tokens = sum(image_tokens(w, h, d, DEFAULT_SCHEME) for w, h, d in images if w and h)
     return facts
@@ -164,7 +190,7 @@ def members_check(dataset, rows, pages, models, progress=None):
     task = dataset.task
     facts = []
     for start in range(0, len(rows), BULK):
-        chunk = rows[start:start + BULK]
+        chunk = rows[start : start + BULK]
         pages.prefetch(pid for row in chunk for pid in page_ref_ids(row[2]))
         facts.extend(_member_facts(*row, task, pages, models) for row in chunk)
         if progress is not None:

@@ -1,4 +1,5 @@
 """Training cost: the one figure the dataset page, the launch confirmation and the budget guard show."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,17 +36,30 @@ class TrainingCost:
         return self.train_tokens * self.epochs + self.validation_tokens_billed
 
 
-def training_cost_estimate(*, model: str, price_per_1m, supports_vision: bool, train_tokens: int, epochs: int,
-                           has_images: bool, validation_tokens_billed: int = 0) -> TrainingCost:
+def training_cost_estimate(
+    *,
+    model: str,
+    price_per_1m,
+    supports_vision: bool,
+    train_tokens: int,
+    epochs: int,
+    has_images: bool,
+    validation_tokens_billed: int = 0,
+) -> TrainingCost:
     """The cost rule, in one place: price per 1M training tokens × (train tokens × epochs + billed validation
     tokens), to the cent; an unknown price gives an unknown cost."""
     epochs = max(int(epochs or 1), 1)
     price = Decimal(str(price_per_1m)) if price_per_1m is not None else None
     billed = int(train_tokens) * epochs + int(validation_tokens_billed)
-    return TrainingCost(model=model, train_tokens=int(train_tokens), epochs=epochs, price_per_1m=price,
-                        usd=training_cost(tokens=billed, price_per_1m=price, epochs=1) if price is not None else None,
-                        problem=NO_IMAGES if has_images and not supports_vision else "",
-                        validation_tokens_billed=int(validation_tokens_billed))
+    return TrainingCost(
+        model=model,
+        train_tokens=int(train_tokens),
+        epochs=epochs,
+        price_per_1m=price,
+        usd=training_cost(tokens=billed, price_per_1m=price, epochs=1) if price is not None else None,
+        problem=NO_IMAGES if has_images and not supports_vision else "",
+        validation_tokens_billed=int(validation_tokens_billed),
+    )
 
 
 def _version_has_images(version: DatasetVersion) -> bool:
@@ -64,14 +78,21 @@ def _version_train_tokens(version: DatasetVersion, model: ModelSpec, has_images:
     if train.get("total") and not has_images and model.encoding == DEFAULT_ENCODING:
         return int(train["total"])  # text only, the encoding the stored totals use: the same count
     members = version.members.filter(split=DatasetMember.Split.TRAIN).order_by("position")
-    rows = [tuple(m) for m in members.values_list("example_id", "split", "messages", "target").iterator(chunk_size=BULK)]
+    rows = [
+        tuple(m) for m in members.values_list("example_id", "split", "messages", "target").iterator(chunk_size=BULK)
+    ]
     facts = members_check(version.dataset, rows, PageChecks(), [model])
     return sum(f.tokens_by_model.get(model.name, 0) for f in facts)
 
 
-def dataset_version_training_cost(*, version: DatasetVersion, base_model: BaseModel,
-                                  epochs: int | None = None, validation_passes: int = 0,
-                                  scale: int = 1) -> TrainingCost:
+def dataset_version_training_cost(
+    *,
+    version: DatasetVersion,
+    base_model: BaseModel,
+    epochs: int | None = None,
+    validation_passes: int = 0,
+    scale: int = 1,
+) -> TrainingCost:
     """Training `base_model` on the version's train split for `epochs` (default: the dataset's own), plus
     `validation_passes` over the validation split where the provider bills them (Together). `scale` projects a
     dataset `scale` times this size: the version's token counts multiplied, not counted again."""
@@ -83,13 +104,19 @@ def dataset_version_training_cost(*, version: DatasetVersion, base_model: BaseMo
         by_model = (tokens.get("by_model") or {}).get(model.name) or {}
         validation = int(by_model.get("validation") or (tokens.get("validation") or {}).get("total") or 0)
     return training_cost_estimate(
-        model=model.name, price_per_1m=model.price, supports_vision=model.supports_vision,
+        model=model.name,
+        price_per_1m=model.price,
+        supports_vision=model.supports_vision,
         train_tokens=_version_train_tokens(version, model, has_images) * scale,
-        epochs=epochs or version.dataset.epochs or 1, has_images=has_images,
-        validation_tokens_billed=validation * validation_passes * scale)
+        epochs=epochs or version.dataset.epochs or 1,
+        has_images=has_images,
+        validation_tokens_billed=validation * validation_passes * scale,
+    )
 
 
 def dataset_version_training_costs(*, version: DatasetVersion) -> list[tuple[BaseModel, TrainingCost]]:
     """Every active base model's cost on the version at the dataset's epochs, with today's prices."""
-    return [(m, dataset_version_training_cost(version=version, base_model=m))
-            for m in BaseModel.objects.filter(active=True).order_by("name")]
+    return [
+        (m, dataset_version_training_cost(version=version, base_model=m))
+        for m in BaseModel.objects.filter(active=True).order_by("name")
+    ]

@@ -3,6 +3,7 @@
 A part's examples, and a near-duplicate with its original, always land in the same split, so validation never
 scores the model on a drawing it trained on.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,13 +28,23 @@ def _matches_tags(tags: dict, tag_filters: dict) -> bool:
 def dataset_examples(dataset: Dataset) -> list[Example]:
     """The examples the dataset's filters select, in id order. Examples a fine-tuning provider dropped or
     refused (`provider_refused`) are left out: sending them again would lose them again."""
-    queryset = Example.objects.filter(task=dataset.task, status__in=dataset.statuses or [Example.Status.APPROVED],
-                                      provider_refused=False)
+    queryset = Example.objects.filter(
+        task=dataset.task, status__in=dataset.statuses or [Example.Status.APPROVED], provider_refused=False
+    )
     if dataset.min_quality is not None:
         queryset = queryset.filter(quality_score__gte=dataset.min_quality)
     if dataset.min_confidence is not None:
         queryset = queryset.filter(confidence__gte=dataset.min_confidence)
-    fields = ["id", "messages", "target", "tags", "group_key", "near_duplicate_of_id", "drawing_id", "ground_truth_target"]
+    fields = [
+        "id",
+        "messages",
+        "target",
+        "tags",
+        "group_key",
+        "near_duplicate_of_id",
+        "drawing_id",
+        "ground_truth_target",
+    ]
     return [e for e in queryset.order_by("id").only(*fields) if _matches_tags(e.tags, dataset.tag_filters)]
 
 
@@ -89,5 +100,7 @@ def assign_splits(*, groups: dict[int, str], fraction: float, seed: int) -> dict
         validation.discard(max(scores, key=lambda g: (scores[g], g)))
     if not validation and fraction > 0 and len(scores) >= 2:
         validation.add(min(scores, key=lambda g: (scores[g], g)))
-    return {pk: (DatasetMember.Split.VALIDATION if group in validation else DatasetMember.Split.TRAIN)
-            for pk, group in groups.items()}
+    return {
+        pk: (DatasetMember.Split.VALIDATION if group in validation else DatasetMember.Split.TRAIN)
+        for pk, group in groups.items()
+    }

@@ -6,6 +6,7 @@ the training cost in `dataset_costs`; this module puts them together and stores 
 A version never changes after it is built (members are snapshots); rebuilding after examples change
 makes a new version, and rebuilding with nothing changed returns the latest version (same hash).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,6 +39,7 @@ class DatasetBuildError(Exception):
 
 # --- the build --------------------------------------------------------------------------------
 
+
 def _summaries(dataset: Dataset, facts: list[MemberFacts], models: list[ModelSpec], tags_by_example, groups):
     counts = {"train": 0, "validation": 0, "total": len(facts)}
     split_groups_seen = defaultdict(set)
@@ -64,12 +66,19 @@ def _summaries(dataset: Dataset, facts: list[MemberFacts], models: list[ModelSpe
     has_images = any(f.image_tokens for f in facts)
     costs = {}
     for m in models:
-        cost = training_cost_estimate(model=m.name, price_per_1m=m.price, supports_vision=m.supports_vision,
-                                      train_tokens=by_model[m.name]["train"], epochs=dataset.epochs, has_images=has_images)
+        cost = training_cost_estimate(
+            model=m.name,
+            price_per_1m=m.price,
+            supports_vision=m.supports_vision,
+            train_tokens=by_model[m.name]["train"],
+            epochs=dataset.epochs,
+            has_images=has_images,
+        )
         costs[m.name] = {
             # An unknown price (None) stays unknown: never $0.
             "usd": str(cost.usd) if cost.usd is not None else None,
-            "train_tokens": cost.train_tokens, "epochs": cost.epochs,
+            "train_tokens": cost.train_tokens,
+            "epochs": cost.epochs,
             "price_per_1m": str(cost.price_per_1m) if cost.price_per_1m is not None else None,
             "jobs_end_date": m.jobs_end_date.isoformat() if m.jobs_end_date else None,
             "shutdown_date": m.shutdown_date.isoformat() if m.shutdown_date else None,
@@ -91,8 +100,13 @@ def _problems(facts: list[MemberFacts]) -> list[dict]:
 def _content_hash(dataset: Dataset, facts: list[MemberFacts]) -> str:
     task = dataset.task
     digest = hashlib.sha256()
-    header = {"task": task.slug, "prompt_version": task.prompt_version, "schema_version": task.schema_version,
-              "system_prompt": task.system_prompt, "compact_prompt": task.compact_prompt}
+    header = {
+        "task": task.slug,
+        "prompt_version": task.prompt_version,
+        "schema_version": task.schema_version,
+        "system_prompt": task.system_prompt,
+        "compact_prompt": task.compact_prompt,
+    }
     digest.update(json.dumps(header, sort_keys=True).encode())
     for f in facts:  # messages carry the image sha256s, so image bytes are part of the hash
         digest.update(b"\n" + json.dumps([f.split, f.messages, f.target], sort_keys=True, ensure_ascii=False).encode())
@@ -109,23 +123,30 @@ def dataset_build(*, dataset: Dataset, user=None, progress=None) -> DatasetVersi
     if not examples:
         raise DatasetBuildError(
             f"No example of task {dataset.task.slug} matches the dataset {dataset.name!r} "
-            f"(statuses {dataset.statuses or ['approved']}, filters {dataset.tag_filters or 'none'}): approve examples first."
+            f"(statuses {dataset.statuses or ['approved']}, filters {dataset.tag_filters or 'none'}): approve "
+            f"examples first."
         )
     groups = split_groups(dataset, examples)
     splits = assign_splits(groups=groups, fraction=dataset.validation_fraction, seed=dataset.split_seed)
     pages = PageChecks()
     for start in range(0, len(examples), BULK):  # in batches, so a long read reports how far it got
-        pages.prefetch(pid for e in examples[start:start + BULK] for pid in page_ref_ids(e.messages))
+        pages.prefetch(pid for e in examples[start : start + BULK] for pid in page_ref_ids(e.messages))
         if progress is not None:
             progress("reading page images", min(start + BULK, len(examples)), len(examples))
     ordered = sorted(examples, key=lambda e: (splits[e.pk], e.pk))  # file order: train then validation, by id
     rows = [(e.pk, splits[e.pk], snapshot_messages(e.messages, pages), e.target) for e in ordered]
     models = model_specs_active()
-    facts = members_check(dataset, rows, pages, models,
-                   progress=None if progress is None else lambda done: progress("checking lines", done, len(rows)))
+    facts = members_check(
+        dataset,
+        rows,
+        pages,
+        models,
+        progress=None if progress is None else lambda done: progress("checking lines", done, len(rows)),
+    )
     tags_by_example = {e.pk: e.tags for e in examples}
-    gates = dataset_gates(dataset, facts, tags_by_example, groups,
-                          ground_truth_waiting=sum(1 for e in examples if e.ground_truth_target))
+    gates = dataset_gates(
+        dataset, facts, tags_by_example, groups, ground_truth_waiting=sum(1 for e in examples if e.ground_truth_target)
+    )
     counts, tag_counts, tokens, costs = _summaries(dataset, facts, models, tags_by_example, groups)
     content_hash = _content_hash(dataset, facts)
 
@@ -136,18 +157,36 @@ def dataset_build(*, dataset: Dataset, user=None, progress=None) -> DatasetVersi
             return latest  # nothing changed: the same frozen version
         number = (dataset.versions.aggregate(n=Max("number"))["n"] or 0) + 1
         version = DatasetVersion.objects.create(
-            dataset=dataset, number=number, content_hash=content_hash,
-            prompt_version=dataset.task.prompt_version, schema_version=dataset.task.schema_version,
-            counts=counts, tag_counts=tag_counts, tokens=tokens, cost_estimates=costs, gates=gates,
-            problems=_problems(facts), gates_passed=all(g["passed"] for g in gates), created_by=user,
+            dataset=dataset,
+            number=number,
+            content_hash=content_hash,
+            prompt_version=dataset.task.prompt_version,
+            schema_version=dataset.task.schema_version,
+            counts=counts,
+            tag_counts=tag_counts,
+            tokens=tokens,
+            cost_estimates=costs,
+            gates=gates,
+            problems=_problems(facts),
+            gates_passed=all(g["passed"] for g in gates),
+            created_by=user,
         )
         positions = Counter()
         members = []
         for f in facts:
             positions[f.split] += 1
-            members.append(DatasetMember(version=version, example_id=f.example_id, split=f.split,
-                                         position=positions[f.split], messages=f.messages, target=f.target,
-                                         text_tokens=f.text_tokens, image_tokens=f.image_tokens))
+            members.append(
+                DatasetMember(
+                    version=version,
+                    example_id=f.example_id,
+                    split=f.split,
+                    position=positions[f.split],
+                    messages=f.messages,
+                    target=f.target,
+                    text_tokens=f.text_tokens,
+                    image_tokens=f.image_tokens,
+                )
+            )
         DatasetMember.objects.bulk_create(members, batch_size=BULK)
     return version
 
@@ -163,17 +202,24 @@ def dataset_version_validate(*, version: DatasetVersion) -> DatasetVersion:
     pages, models = PageChecks(), model_specs_active()
     facts = members_check(dataset, rows, pages, models)
     ids = [r[0] for r in rows]
-    examples = list(Example.objects.filter(pk__in=ids).only("id", "group_key", "tags", "near_duplicate_of_id",
-                                                            "ground_truth_target"))
+    examples = list(
+        Example.objects.filter(pk__in=ids).only(
+            "id", "group_key", "tags", "near_duplicate_of_id", "ground_truth_target"
+        )
+    )
     tags_by_example = {e.pk: e.tags for e in examples}
     groups = split_groups(dataset, examples)
-    version.gates = dataset_gates(dataset, facts, tags_by_example, groups,
-                                  ground_truth_waiting=sum(1 for e in examples if e.ground_truth_target))
+    version.gates = dataset_gates(
+        dataset, facts, tags_by_example, groups, ground_truth_waiting=sum(1 for e in examples if e.ground_truth_target)
+    )
     version.counts, version.tag_counts, version.tokens, version.cost_estimates = _summaries(
-        dataset, facts, models, tags_by_example, groups)
+        dataset, facts, models, tags_by_example, groups
+    )
     version.problems = _problems(facts)
     version.gates_passed = all(g["passed"] for g in version.gates)
-    version.save(update_fields=["gates", "counts", "tag_counts", "tokens", "cost_estimates", "problems", "gates_passed"])
+    version.save(
+        update_fields=["gates", "counts", "tag_counts", "tokens", "cost_estimates", "problems", "gates_passed"]
+    )
     return version
 
 

@@ -1,6 +1,7 @@
 """Drawing uploads: a PDF stored once per content (dedup by sha256, type and size checks), one or many at a time,
 and its render queued. The render itself, recovery and deletion are in `curation.services.drawings`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,7 +27,6 @@ class DrawingRejected(Exception):
         self.message = message
 
 
-
 def _megabytes(size: int) -> str:
     if size >= 1024 * 1024:
         return f"{size / (1024 * 1024):.1f} MB"
@@ -40,15 +40,16 @@ def _read_head_and_hash(file) -> tuple[bytes, str, int]:
     size = 0
     for chunk in iter(lambda: file.read(1024 * 1024), b""):
         if not head:
-            head = chunk[:rendering.SNIFF_BYTES]
+            head = chunk[: rendering.SNIFF_BYTES]
         digest.update(chunk)
         size += len(chunk)
     file.seek(0)
     return head, digest.hexdigest(), size
 
 
-def drawing_ingest(*, file=None, content: bytes | None = None, original_name: str = "", uploaded_by=None,
-                   enqueue: bool = True) -> tuple[Drawing, bool]:
+def drawing_ingest(
+    *, file=None, content: bytes | None = None, original_name: str = "", uploaded_by=None, enqueue: bool = True
+) -> tuple[Drawing, bool]:
     """Store a PDF drawing once per content and queue its render; returns (drawing, created).
 
     `file` is a Django File (an upload) or `content` raw bytes; `original_name` defaults to the
@@ -77,8 +78,12 @@ def drawing_ingest(*, file=None, content: bytes | None = None, original_name: st
     if existing is not None:
         return existing, False
     drawing = Drawing(
-        original_name=name, sha256=sha256, size_bytes=size, uploaded_by=uploaded_by,
-        part_number=rendering.part_number_from_filename(name), status=Drawing.Status.UPLOADED,
+        original_name=name,
+        sha256=sha256,
+        size_bytes=size,
+        uploaded_by=uploaded_by,
+        part_number=rendering.part_number_from_filename(name),
+        status=Drawing.Status.UPLOADED,
     )
     drawing.file.save(f"{sha256[:16]}.pdf", file, save=False)
     try:
@@ -101,8 +106,9 @@ class IngestOutcome:
     reason: str = ""
 
 
-def drawings_ingest_many(*, files: list[tuple[str, object]], uploaded_by=None,
-                         enqueue: bool = True) -> tuple[list[IngestOutcome], str]:
+def drawings_ingest_many(
+    *, files: list[tuple[str, object]], uploaded_by=None, enqueue: bool = True
+) -> tuple[list[IngestOutcome], str]:
     """Ingest several (name, File | bytes | Path) pairs; returns the outcome per file and a queue warning ("" if none).
 
     One bad file never stops the others; when Redis is away every drawing is still stored (the
@@ -114,7 +120,9 @@ def drawings_ingest_many(*, files: list[tuple[str, object]], uploaded_by=None,
         try:
             if isinstance(data, Path):
                 with open(data, "rb") as handle:
-                    drawing, created = _ingest_one(name, File(handle, name=name), uploaded_by, enqueue and not queue_error)
+                    drawing, created = _ingest_one(
+                        name, File(handle, name=name), uploaded_by, enqueue and not queue_error
+                    )
             else:
                 drawing, created = _ingest_one(name, data, uploaded_by, enqueue and not queue_error)
         except DrawingRejected as exc:

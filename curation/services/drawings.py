@@ -5,6 +5,7 @@ Uploads (dedup by sha256, type and size checks) are `curation.services.drawing_u
 Rendering itself is the `curation.rendering` package (PyMuPDF, in a capped child process); this module owns the
 rows, the files in storage and the queue.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,11 @@ from curation import rendering
 from curation.models import Drawing, DrawingPage
 from curation.task_presets import DRAWING_TASK_SLUG
 from gestima.leases import (
-    lease_kept, lease_until, render_workdir_make, render_workdirs_remove, worker_stopped_message,
+    lease_kept,
+    lease_until,
+    render_workdir_make,
+    render_workdirs_remove,
+    worker_stopped_message,
 )
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_forget, job_is_pending
 from gestima.storage import storage_stream
@@ -43,21 +48,31 @@ def drawing_render_enqueue(*, drawing: Drawing) -> None:
     """Queue the render after commit under a deterministic id; raises QueueUnavailable (row kept)."""
     # By dotted path: services never import jobs (the job module imports the services).
     enqueue_on_commit(
-        RENDER_QUEUE, RENDER_JOB, drawing.pk,
-        job_id=drawing_render_job_id(drawing.pk), on_failure=Callback(RENDER_FAILED_HOOK),
+        RENDER_QUEUE,
+        RENDER_JOB,
+        drawing.pk,
+        job_id=drawing_render_job_id(drawing.pk),
+        on_failure=Callback(RENDER_FAILED_HOOK),
     )
 
 
 # --- Rendering ----------------------------------------------------------------------------------
 
+
 def _claim(drawing: Drawing) -> bool:
     # The status claim makes the job idempotent: a second run (or a second worker) finds no
     # `uploaded` row and returns without touching the pages.
     # The lease says the worker is alive; the attempt count bounds the retries after a killed worker.
-    return Drawing.objects.filter(pk=drawing.pk, status=Drawing.Status.UPLOADED).update(
-        status=Drawing.Status.RENDERING, error="", updated_at=timezone.now(), lease_until=lease_until(),
-        render_attempts=F("render_attempts") + 1,
-    ) == 1
+    return (
+        Drawing.objects.filter(pk=drawing.pk, status=Drawing.Status.UPLOADED).update(
+            status=Drawing.Status.RENDERING,
+            error="",
+            updated_at=timezone.now(),
+            lease_until=lease_until(),
+            render_attempts=F("render_attempts") + 1,
+        )
+        == 1
+    )
 
 
 def _lease_renew(drawing_id: int) -> int:

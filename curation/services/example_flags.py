@@ -1,6 +1,7 @@
 """Flags on examples that the next dataset build reads: near-duplicates (by the perceptual hashes of their
 pages) and examples a fine-tuning provider dropped or refused.
 """
+
 from collections import defaultdict
 
 from django.conf import settings
@@ -25,9 +26,17 @@ def examples_flag_provider_refused(*, reasons: dict[int, str], user=None) -> lis
             example.provider_refused = True
             example.provider_refused_reason = reason
             example.provider_refused_at = timezone.now()
-            example.save(update_fields=["provider_refused", "provider_refused_reason", "provider_refused_at", "updated_at"])
-            example_change_record(example=example, user=user, field="provider_refused", before=before, after=reason,
-                                  note="dropped or refused by the fine-tuning provider; left out of the next build")
+            example.save(
+                update_fields=["provider_refused", "provider_refused_reason", "provider_refused_at", "updated_at"]
+            )
+            example_change_record(
+                example=example,
+                user=user,
+                field="provider_refused",
+                before=before,
+                after=reason,
+                note="dropped or refused by the fine-tuning provider; left out of the next build",
+            )
             flagged.append(example)
     return flagged
 
@@ -48,8 +57,12 @@ def examples_flag_near_duplicates(*, task: Task) -> int:
     an earlier example of another part; the flag points at that earlier example. Returns the count flagged.
     """
     max_distance = settings.NEAR_DUPLICATE_MAX_DISTANCE
-    examples = list(Example.objects.filter(task=task, drawing__isnull=False).order_by("id")
-                    .prefetch_related("drawing__pages").only("id", "group_key", "drawing", "is_near_duplicate", "near_duplicate_of"))
+    examples = list(
+        Example.objects.filter(task=task, drawing__isnull=False)
+        .order_by("id")
+        .prefetch_related("drawing__pages")
+        .only("id", "group_key", "drawing", "is_near_duplicate", "near_duplicate_of")
+    )
     buckets = defaultdict(list)  # (chunk index, chunk value) -> [(example, page hash)]
     found = {}
     for example in examples:

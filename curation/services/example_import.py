@@ -1,6 +1,7 @@
 """Importing chat examples from JSONL (OpenAI chat format plus task, industry, confidence and source keys):
 every line checked, defective lines reported by number and reason, exact duplicates skipped.
 """
+
 import json
 from dataclasses import dataclass, field
 
@@ -25,8 +26,10 @@ class ChatImportReport:
     tasks: dict = field(default_factory=dict)  # slug -> created count
 
     def summary(self) -> str:
-        return (f"{self.lines} lines: {self.created} imported, {self.duplicates} exact duplicates skipped, "
-                f"{self.below_min_confidence} below the minimum confidence, {len(self.defects)} defective")
+        return (
+            f"{self.lines} lines: {self.created} imported, {self.duplicates} exact duplicates skipped, "
+            f"{self.below_min_confidence} below the minimum confidence, {len(self.defects)} defective"
+        )
 
 
 class _Defect(Exception):
@@ -61,28 +64,40 @@ def _parse_chat_line(raw: str) -> dict:
     except RecursionError as exc:  # a hostile line nested thousands of levels deep
         raise _Defect("invalid_json", "invalid JSON: nested too deeply") from exc
     if not isinstance(data, dict) or not isinstance(data.get("messages"), list) or not data["messages"]:
-        raise _Defect("no_messages", "no \"messages\" list")
+        raise _Defect("no_messages", 'no "messages" list')
     for index, message in enumerate(data["messages"], 1):
         if not isinstance(message, dict):
             raise _Defect("bad_message", f"message {index} is not an object")
         role = message.get("role")
         if role not in CHAT_ROLES:
-            raise _Defect("unknown_role", f"message {index} has unknown role {role!r} (expected {', '.join(sorted(CHAT_ROLES))})")
+            raise _Defect(
+                "unknown_role", f"message {index} has unknown role {role!r} (expected {', '.join(sorted(CHAT_ROLES))})"
+            )
         if not message.get("tool_calls") and not _content_text(message.get("content")).strip():
             raise _Defect("empty_content", f"message {index} ({role}) has empty content")
     if data["messages"][-1].get("role") != "assistant":
         raise _Defect("missing_assistant_message", "the last message is not an assistant answer: nothing to learn")
     tokens = _tokens_above_limit("\n".join(_content_text(m.get("content")) for m in data["messages"]))
     if tokens:
-        raise _Defect("too_long", f"too long: {tokens} tokens, above the limit of {settings.EXAMPLES_IMPORT_MAX_TOKENS}")
+        raise _Defect(
+            "too_long", f"too long: {tokens} tokens, above the limit of {settings.EXAMPLES_IMPORT_MAX_TOKENS}"
+        )
     confidence = data.get("confidence")
-    if confidence is not None and (isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1):
+    if confidence is not None and (
+        isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1
+    ):
         raise _Defect("bad_confidence", f"confidence {confidence!r} is not a number between 0 and 1")
     return data
 
 
-def examples_import_jsonl(*, file=None, text: str | None = None, task: Task | None = None,
-                          min_confidence: float | None = None, source_name: str = "") -> ChatImportReport:
+def examples_import_jsonl(
+    *,
+    file=None,
+    text: str | None = None,
+    task: Task | None = None,
+    min_confidence: float | None = None,
+    source_name: str = "",
+) -> ChatImportReport:
     """Import chat examples (OpenAI format plus task, industry, confidence, source keys) as pending examples.
 
     Defective lines are reported by number and reason; lines below `min_confidence` (or without one when a
@@ -104,7 +119,7 @@ def examples_import_jsonl(*, file=None, text: str | None = None, task: Task | No
             if line_task is None:
                 slug = data.get("task")
                 if not slug or not isinstance(slug, str):
-                    raise _Defect("no_task", "no \"task\" slug on the line and no task chosen for the import")
+                    raise _Defect("no_task", 'no "task" slug on the line and no task chosen for the import')
                 if slug not in tasks:
                     try:
                         tasks[slug] = task_get_or_create(slug=slug)
@@ -123,8 +138,13 @@ def examples_import_jsonl(*, file=None, text: str | None = None, task: Task | No
         key = (line_task.pk, digest)
         if key in seen:
             report.duplicates += 1
-            report.defects.append({"line": number, "code": f"duplicate_of_line_{seen[key]}",
-                                   "reason": f"exact duplicate of line {seen[key]}"})
+            report.defects.append(
+                {
+                    "line": number,
+                    "code": f"duplicate_of_line_{seen[key]}",
+                    "reason": f"exact duplicate of line {seen[key]}",
+                }
+            )
             continue
         seen[key] = number
         confidence = data.get("confidence")
@@ -138,10 +158,16 @@ def examples_import_jsonl(*, file=None, text: str | None = None, task: Task | No
         if isinstance(data.get("source"), str):
             tags["origin"] = data["source"]
         Example.objects.create(
-            task=line_task, messages=messages, target=target_text, schema_version=line_task.schema_version,
-            source=Example.Source.IMPORTED, confidence=confidence, tags=tags,
+            task=line_task,
+            messages=messages,
+            target=target_text,
+            schema_version=line_task.schema_version,
+            source=Example.Source.IMPORTED,
+            confidence=confidence,
+            tags=tags,
             # Each conversation is its own group: no two lines share a part or a customer thread we know of.
-            group_key=f"chat-{digest[:16]}", content_hash=digest,
+            group_key=f"chat-{digest[:16]}",
+            content_hash=digest,
         )
         report.created += 1
         report.tasks[line_task.slug] = report.tasks.get(line_task.slug, 0) + 1

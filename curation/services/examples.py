@@ -1,6 +1,7 @@
 """Built examples: made from rendered drawings + ground truth (the one chat about a drawing, the one content
 hash of an example), and kept up with the ground truth (rebuilt while untouched, else flagged for a person).
 """
+
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -47,9 +48,11 @@ class BuildReport:
     flagged: int = 0  # reviewed examples whose ground truth changed: waiting for the reviewer's choice
 
     def summary(self) -> str:
-        return (f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{len(self.skipped)} drawings skipped, {self.near_duplicates} near-duplicates flagged, "
-                f"{self.flagged} reviewed examples flagged (ground truth changed; their targets kept)")
+        return (
+            f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{len(self.skipped)} drawings skipped, {self.near_duplicates} near-duplicates flagged, "
+            f"{self.flagged} reviewed examples flagged (ground truth changed; their targets kept)"
+        )
 
 
 def drawing_messages(*, task: Task, drawing: Drawing, prompt_text: str = "") -> list[dict]:
@@ -111,20 +114,35 @@ def examples_build(*, task: Task, drawings=None) -> BuildReport:
         if ground_truth is None:
             ground_truth = ground_truth_compute(part_number=drawing.part_number)
         if ground_truth is None:
-            report.skipped.append({"drawing_id": drawing.pk, "part_number": drawing.part_number,
-                                   "reason": "no production records for this part: no ground truth"})
+            report.skipped.append(
+                {
+                    "drawing_id": drawing.pk,
+                    "part_number": drawing.part_number,
+                    "reason": "no production records for this part: no ground truth",
+                }
+            )
             continue
         if not ground_truth.material:
-            report.skipped.append({"drawing_id": drawing.pk, "part_number": drawing.part_number,
-                                   "reason": "no material (scan without text layer?): enter it on the ground truth"})
+            report.skipped.append(
+                {
+                    "drawing_id": drawing.pk,
+                    "part_number": drawing.part_number,
+                    "reason": "no material (scan without text layer?): enter it on the ground truth",
+                }
+            )
             continue
         target = ground_truth_target(ground_truth)
         target_text = _target_text(target)
         try:
             target_validate(task=task, target_text=target_text)
         except TargetInvalid as exc:
-            report.skipped.append({"drawing_id": drawing.pk, "part_number": drawing.part_number,
-                                   "reason": f"target does not fit the task schema: {exc}"})
+            report.skipped.append(
+                {
+                    "drawing_id": drawing.pk,
+                    "part_number": drawing.part_number,
+                    "reason": f"target does not fit the task schema: {exc}",
+                }
+            )
             continue
         messages = drawing_messages(task=task, drawing=drawing)
         existing = _built_example(task=task, drawing=drawing)
@@ -148,9 +166,16 @@ def examples_build(*, task: Task, drawings=None) -> BuildReport:
             report.unchanged += 1
             continue
         Example.objects.create(
-            task=task, drawing=drawing, messages=messages, target=target_text, schema_version=task.schema_version,
-            source=Example.Source.BUILT, tags=_drawing_tags(drawing=drawing, ground_truth=ground_truth, target=target),
-            group_key=drawing.part_number, content_hash=digest, ground_truth_basis=target_text,
+            task=task,
+            drawing=drawing,
+            messages=messages,
+            target=target_text,
+            schema_version=task.schema_version,
+            source=Example.Source.BUILT,
+            tags=_drawing_tags(drawing=drawing, ground_truth=ground_truth, target=target),
+            group_key=drawing.part_number,
+            content_hash=digest,
+            ground_truth_basis=target_text,
         )
         report.created += 1
     report.near_duplicates = examples_flag_near_duplicates(task=task)
@@ -204,13 +229,17 @@ def target_changes_describe(*, before: str, after: str) -> str:
             continue
         if key not in old_rows:
             row = new_rows[key]
-            parts.append(f"{label}: added ({_number_text(row.get('machine_time_min_per_piece'))} min/pc, "
-                         f"setup {_number_text(row.get('setup_min'))} min)")
+            parts.append(
+                f"{label}: added ({_number_text(row.get('machine_time_min_per_piece'))} min/pc, "
+                f"setup {_number_text(row.get('setup_min'))} min)"
+            )
             continue
         for name, what, unit in (("machine_time_min_per_piece", "time", "min/pc"), ("setup_min", "setup", "min")):
             if old_rows[key].get(name) != new_rows[key].get(name):
-                parts.append(f"{label}: {what} was {_number_text(old_rows[key].get(name))}, "
-                             f"now {_number_text(new_rows[key].get(name))} {unit}")
+                parts.append(
+                    f"{label}: {what} was {_number_text(old_rows[key].get(name))}, "
+                    f"now {_number_text(new_rows[key].get(name))} {unit}"
+                )
     if not parts and old != new:
         parts.append("machines or order changed" if old.get("machines") != new.get("machines") else "details changed")
     return "; ".join(parts)
@@ -234,8 +263,14 @@ def example_ground_truth_sync(*, example: Example, target_text: str, user=None, 
                 example.ground_truth_target = ""
                 example.review_note = "Ground truth back to what the example was built from: nothing to choose."
                 example.save(update_fields=["ground_truth_target", "review_note", "updated_at"])
-                example_change_record(example=example, user=user, field="ground_truth", before=cleared, after=basis,
-                                      note=example.review_note)
+                example_change_record(
+                    example=example,
+                    user=user,
+                    field="ground_truth",
+                    before=cleared,
+                    after=basis,
+                    note=example.review_note,
+                )
             return GroundTruthSync.UNCHANGED
         if example.target == target_text:
             # The person's target already says what the new ground truth says: nothing to choose.
@@ -250,20 +285,41 @@ def example_ground_truth_sync(*, example: Example, target_text: str, user=None, 
             example.ground_truth_target = ""
             example.content_hash = content_hash(example.messages, target_text)
             example.review_note = note or f"Ground truth changed: {changes}. Target rebuilt."
-            example.save(update_fields=["target", "ground_truth_basis", "ground_truth_target", "content_hash",
-                                        "review_note", "updated_at"])
-            example_change_record(example=example, user=user, field="target", before=before_target,
-                                  after=target_text, note=example.review_note)
+            example.save(
+                update_fields=[
+                    "target",
+                    "ground_truth_basis",
+                    "ground_truth_target",
+                    "content_hash",
+                    "review_note",
+                    "updated_at",
+                ]
+            )
+            example_change_record(
+                example=example,
+                user=user,
+                field="target",
+                before=before_target,
+                after=target_text,
+                note=example.review_note,
+            )
             return GroundTruthSync.REBUILT
         if example.ground_truth_target == target_text:
             return GroundTruthSync.UNCHANGED  # flagged before, for this very ground truth
         before_waiting = example.ground_truth_target or basis
         example.ground_truth_target = target_text
-        example.review_note = (f"Ground truth changed: {changes}. Your target is kept: keep it or take the new "
-                               "ground truth.")
+        example.review_note = (
+            f"Ground truth changed: {changes}. Your target is kept: keep it or take the new ground truth."
+        )
         example.save(update_fields=["ground_truth_target", "review_note", "updated_at"])
-        example_change_record(example=example, user=user, field="ground_truth", before=before_waiting,
-                              after=target_text, note=example.review_note)
+        example_change_record(
+            example=example,
+            user=user,
+            field="ground_truth",
+            before=before_waiting,
+            after=target_text,
+            note=example.review_note,
+        )
         return GroundTruthSync.FLAGGED
 
 
@@ -273,15 +329,18 @@ class RebuildReport:
     flagged: list = field(default_factory=list)  # examples a person owns: target kept, new ground truth waits
 
     def summary(self) -> str:
-        return (f"{len(self.rebuilt)} example targets rebuilt, {len(self.flagged)} reviewed examples flagged "
-                "(ground truth changed; their targets kept)")
+        return (
+            f"{len(self.rebuilt)} example targets rebuilt, {len(self.flagged)} reviewed examples flagged "
+            "(ground truth changed; their targets kept)"
+        )
 
 
 def examples_rebuild_targets(*, part_numbers, user=None) -> RebuildReport:
     """Bring the built examples of these parts up to their ground truth (see example_ground_truth_sync)."""
     report = RebuildReport()
-    examples = Example.objects.filter(group_key__in=list(part_numbers), source=Example.Source.BUILT,
-                                      drawing__isnull=False).select_related("task")
+    examples = Example.objects.filter(
+        group_key__in=list(part_numbers), source=Example.Source.BUILT, drawing__isnull=False
+    ).select_related("task")
     for example in examples:
         ground_truth = GroundTruth.objects.filter(part_number=example.group_key).first()
         if ground_truth is None or not ground_truth.material:

@@ -3,6 +3,7 @@
 The status field drives it: a request claims the row `queued`, the job claims it `running` under a lease
 it renews, and a worker killed mid-export is taken back when the lease runs out (`gestima.recovery`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,13 +51,19 @@ def dataset_version_export_request(*, version: DatasetVersion, fmt: str = "opena
     queue_ping(EXPORT_QUEUE)
     # A worker killed mid-export never reports back: its lease runs out (RQ may still call its job
     # `started` for minutes), and with no job left in Redis a `queued` status is stale too.
-    free = Q(export_status__in=[S.NONE, S.DONE, S.FAILED]) | Q(export_status=S.RUNNING, export_lease_until__lt=timezone.now())
+    free = Q(export_status__in=[S.NONE, S.DONE, S.FAILED]) | Q(
+        export_status=S.RUNNING, export_lease_until__lt=timezone.now()
+    )
     if not job_is_pending(queue_name=EXPORT_QUEUE, job_id=export_job_id(version.pk)):
         free |= Q(export_status__in=[S.QUEUED, S.RUNNING])
     was_running = DatasetVersion.objects.filter(pk=version.pk, export_status=S.RUNNING).exists()
     with transaction.atomic():
         claimed = DatasetVersion.objects.filter(Q(pk=version.pk) & free).update(
-            export_status=S.QUEUED, export_progress=0, export_error="", export_format=fmt, export_attempts=0,
+            export_status=S.QUEUED,
+            export_progress=0,
+            export_error="",
+            export_format=fmt,
+            export_attempts=0,
             export_lease_until=None,
         )
         if not claimed:
@@ -75,8 +82,11 @@ def dataset_version_export_run(*, version_id: int) -> DatasetVersion | None:
     """
     # The lease says the worker is alive; the attempt count bounds the retries after a killed worker.
     claimed = DatasetVersion.objects.filter(pk=version_id, export_status=DatasetVersion.ExportStatus.QUEUED).update(
-        export_status=DatasetVersion.ExportStatus.RUNNING, export_progress=0, export_error="",
-        export_lease_until=lease_until(), export_attempts=F("export_attempts") + 1,
+        export_status=DatasetVersion.ExportStatus.RUNNING,
+        export_progress=0,
+        export_error="",
+        export_lease_until=lease_until(),
+        export_attempts=F("export_attempts") + 1,
     )
     if not claimed:
         return None  # done already, or another worker has it
@@ -92,20 +102,25 @@ def dataset_version_export_run(*, version_id: int) -> DatasetVersion | None:
 
     def renew() -> int:
         return DatasetVersion.objects.filter(pk=version_id, export_status=DatasetVersion.ExportStatus.RUNNING).update(
-            export_lease_until=lease_until())
+            export_lease_until=lease_until()
+        )
 
     try:
         with lease_kept(renew):
             storage = exports_storage()
-            written = dataset_version_export_store(version=version, storage=storage,
-                                                   folder=default_export_name(version, fmt), fmt=fmt, progress=record)
+            written = dataset_version_export_store(
+                version=version, storage=storage, folder=default_export_name(version, fmt), fmt=fmt, progress=record
+            )
     except Exception as exc:
         dataset_version_export_fail(version_id=version_id, error=str(exc))
         raise
     # export_dir says where the files are in words a person can follow: a local path or s3://bucket/key.
     DatasetVersion.objects.filter(pk=version_id).update(
-        export_status=DatasetVersion.ExportStatus.DONE, export_dir=storage_location(storage, written.folder),
-        manifest=written.manifest, exported_at=timezone.now(), export_error="",
+        export_status=DatasetVersion.ExportStatus.DONE,
+        export_dir=storage_location(storage, written.folder),
+        manifest=written.manifest,
+        exported_at=timezone.now(),
+        export_error="",
     )
     version.refresh_from_db()
     return version
@@ -123,7 +138,8 @@ def dataset_version_export_worker_lost(*, version_id: int) -> None:
     takes the version back. Not queued from here: RQ still records the dead job under its id after the
     hook returns, and would overwrite a new one."""
     DatasetVersion.objects.filter(pk=version_id, export_status=DatasetVersion.ExportStatus.RUNNING).update(
-        export_lease_until=timezone.now() - timedelta(seconds=1))
+        export_lease_until=timezone.now() - timedelta(seconds=1)
+    )
 
 
 def _abandoned_export_clear(version: DatasetVersion) -> None:
@@ -145,20 +161,27 @@ def dataset_version_exports_abandoned_recover(*, version_ids=None) -> dict[str, 
     S = DatasetVersion.ExportStatus
     now = timezone.now()
     rows = DatasetVersion.objects.filter(export_status=S.RUNNING).filter(
-        Q(export_lease_until__lt=now) | Q(export_lease_until__isnull=True))
+        Q(export_lease_until__lt=now) | Q(export_lease_until__isnull=True)
+    )
     if version_ids is not None:
         rows = rows.filter(pk__in=list(version_ids))
     outcome = {"queued": [], "failed": []}
     for version in rows.select_related("dataset"):
-        if version.export_lease_until is None and job_is_pending(queue_name=EXPORT_QUEUE, job_id=export_job_id(version.pk)):
+        if version.export_lease_until is None and job_is_pending(
+            queue_name=EXPORT_QUEUE, job_id=export_job_id(version.pk)
+        ):
             continue  # running since before leases existed: left to RQ's own report (AbandonedJobError)
-        taken = DatasetVersion.objects.filter(pk=version.pk, export_status=S.RUNNING,
-                                              export_lease_until=version.export_lease_until)
+        taken = DatasetVersion.objects.filter(
+            pk=version.pk, export_status=S.RUNNING, export_lease_until=version.export_lease_until
+        )
         if version.export_attempts >= settings.JOB_MAX_ATTEMPTS:
-            message = worker_stopped_message(doing="exporting this version", attempts=version.export_attempts,
-                                             again="Export again")
+            message = worker_stopped_message(
+                doing="exporting this version", attempts=version.export_attempts, again="Export again"
+            )
             if taken.update(export_status=S.FAILED, export_error=message, export_lease_until=None):
-                logger.warning("export of version %s: worker stopped %s times, failed", version.pk, version.export_attempts)
+                logger.warning(
+                    "export of version %s: worker stopped %s times, failed", version.pk, version.export_attempts
+                )
                 outcome["failed"].append(version.pk)
                 _abandoned_export_clear(version)
             continue
@@ -175,5 +198,6 @@ def dataset_version_exports_abandoned_recover(*, version_ids=None) -> dict[str, 
 
 def _export_enqueue(version_id: int) -> None:
     # By dotted path: services never import jobs (the job module imports the services).
-    enqueue_on_commit(EXPORT_QUEUE, EXPORT_JOB, version_id, job_id=export_job_id(version_id),
-                      on_failure=Callback(EXPORT_FAILED_HOOK))
+    enqueue_on_commit(
+        EXPORT_QUEUE, EXPORT_JOB, version_id, job_id=export_job_id(version_id), on_failure=Callback(EXPORT_FAILED_HOOK)
+    )

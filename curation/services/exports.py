@@ -5,6 +5,7 @@ files appear under their final names only when complete (`gestima.storage`: a lo
 Page images come through the one page loader (`curation.services.page_images`); the job around an export
 (request, claim, recovery) is `curation.services.export_queue`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -76,8 +77,9 @@ class ExportWritten:
     manifest: dict
 
 
-def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = "openai",
-                           progress: Callable[[int, int], None] | None = None) -> dict:
+def dataset_version_export(
+    *, version: DatasetVersion, out_dir=None, fmt: str = "openai", progress: Callable[[int, int], None] | None = None
+) -> dict:
     """Write the version into a local folder (`out_dir`, else its folder under EXPORTS_ROOT); returns its paths.
 
     {"train": Path, "validation": Path | None (no validation rows), "manifest": Path}. For the command line
@@ -88,13 +90,20 @@ def dataset_version_export(*, version: DatasetVersion, out_dir=None, fmt: str = 
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"Cannot create the export directory {out_dir}: {exc}") from exc
-    written = dataset_version_export_store(version=version, storage=FileSystemStorage(location=out_dir), folder="",
-                                           fmt=fmt, progress=progress)
+    written = dataset_version_export_store(
+        version=version, storage=FileSystemStorage(location=out_dir), folder="", fmt=fmt, progress=progress
+    )
     return {key: out_dir / name if name else None for key, name in written.files.items()}
 
 
-def dataset_version_export_store(*, version: DatasetVersion, storage: Storage, folder: str, fmt: str = "openai",
-                                 progress: Callable[[int, int], None] | None = None) -> ExportWritten:
+def dataset_version_export_store(
+    *,
+    version: DatasetVersion,
+    storage: Storage,
+    folder: str,
+    fmt: str = "openai",
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportWritten:
     """Write train.jsonl, validation.jsonl and manifest.json for `version` into `folder` of `storage`.
 
     open_weights also writes images/, README.md (how to load it) and LLaMA-Factory's dataset_info.json.
@@ -107,7 +116,8 @@ def dataset_version_export_store(*, version: DatasetVersion, storage: Storage, f
     if errors:
         first = errors[0]
         raise ExportError(
-            f"{version} has {len(errors)} format error(s) (first: example {first.get('example_id')}: {first.get('message')}); "
+            f"{version} has {len(errors)} format error(s) (first: example {first.get('example_id')}: "
+            f"{first.get('message')}); "
             "OpenAI would refuse the file. Fix the examples and build a new version."
         )
 
@@ -131,13 +141,17 @@ def dataset_version_export_store(*, version: DatasetVersion, storage: Storage, f
     previous_interval = sys.getswitchinterval()
     sys.setswitchinterval(min(previous_interval, _SWITCH_INTERVAL))
     try:
-        members = (version.members.order_by(*EXPORT_LINE_ORDER)
-                   .values_list("split", "messages", "target", named=True).iterator(chunk_size=_BATCH))
+        members = (
+            version.members.order_by(*EXPORT_LINE_ORDER)
+            .values_list("split", "messages", "target", named=True)
+            .iterator(chunk_size=_BATCH)
+        )
         for batch in _batches(members, _BATCH):
             # One query per batch, on this thread: the writer never touches the DB. The sha256 of each page
             # runs on the writer thread, over the bytes already read for the base64.
-            pages = PageImages.of_messages((member.messages for member in batch), gone_hint="rebuild the dataset",
-                                           defer_content_check=True)
+            pages = PageImages.of_messages(
+                (member.messages for member in batch), gone_hint="rebuild the dataset", defer_content_check=True
+            )
             for member in batch:
                 if images is None:
                     pieces = line_pieces(member.messages, member.target, load_page=pages.load)
@@ -180,11 +194,16 @@ def dataset_version_export_store(*, version: DatasetVersion, storage: Storage, f
         raise
     finally:
         sys.setswitchinterval(previous_interval)
-    return ExportWritten(storage=storage, folder=folder, manifest=manifest, files={
-        "train": name("train.jsonl"),
-        "validation": name("validation.jsonl") if files["validation"].lines else None,
-        "manifest": name("manifest.json"),
-    })
+    return ExportWritten(
+        storage=storage,
+        folder=folder,
+        manifest=manifest,
+        files={
+            "train": name("train.jsonl"),
+            "validation": name("validation.jsonl") if files["validation"].lines else None,
+            "manifest": name("manifest.json"),
+        },
+    )
 
 
 def _manifest(version: DatasetVersion, fmt: str, file_summaries: dict) -> dict:

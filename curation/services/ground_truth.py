@@ -3,6 +3,7 @@
 The rule (shared with the corpus generator): sort the n values, drop floor(fraction * n) at each end,
 average the rest in exact Decimal arithmetic, round half-up to 2 decimals. High spread is flagged, not dropped.
 """
+
 import math
 import statistics
 from collections import defaultdict
@@ -24,7 +25,7 @@ def trim_count(n: int, fraction: float) -> int:
 def trimmed_values(values, *, fraction: float) -> list[Decimal]:
     ordered = sorted(Decimal(str(v)) for v in values)
     k = trim_count(len(ordered), fraction)
-    return ordered[k:len(ordered) - k] if k else ordered
+    return ordered[k : len(ordered) - k] if k else ordered
 
 
 def trimmed_mean(values, *, fraction: float) -> Decimal:
@@ -65,15 +66,17 @@ def ground_truth_operations(records, *, fraction: float) -> list[dict]:
     for (machine, operation), pairs in groups.items():
         times = [p[0] for p in pairs]
         setups = [p[1] for p in pairs]
-        operations.append({
-            "machine": machine,
-            "operation": operation,
-            "machine_time_min_per_piece": float(trimmed_mean(times, fraction=fraction)),
-            "setup_min": float(trimmed_mean(setups, fraction=fraction)),
-            "n": len(pairs),
-            "trimmed": trim_count(len(pairs), fraction),
-            "cv": coefficient_of_variation(trimmed_values(times, fraction=fraction)),
-        })
+        operations.append(
+            {
+                "machine": machine,
+                "operation": operation,
+                "machine_time_min_per_piece": float(trimmed_mean(times, fraction=fraction)),
+                "setup_min": float(trimmed_mean(setups, fraction=fraction)),
+                "n": len(pairs),
+                "trimmed": trim_count(len(pairs), fraction),
+                "cv": coefficient_of_variation(trimmed_values(times, fraction=fraction)),
+            }
+        )
     return sorted(operations, key=_operation_order)
 
 
@@ -96,13 +99,20 @@ def ground_truth_target(ground_truth: GroundTruth) -> dict:
     for op in operations:
         if op["machine"] not in machines:
             machines.append(op["machine"])
-    return {"part_number": ground_truth.part_number, "material": ground_truth.material,
-            "machines": machines, "operations": operations}
+    return {
+        "part_number": ground_truth.part_number,
+        "material": ground_truth.material,
+        "machines": machines,
+        "operations": operations,
+    }
 
 
 def _drawing_for(part_number: str) -> Drawing | None:
     drawings = Drawing.objects.filter(part_number=part_number)
-    return drawings.filter(status=Drawing.Status.RENDERED).order_by("-created_at").first() or drawings.order_by("-created_at").first()
+    return (
+        drawings.filter(status=Drawing.Status.RENDERED).order_by("-created_at").first()
+        or drawings.order_by("-created_at").first()
+    )
 
 
 def _drawing_material(drawing: Drawing) -> str:
@@ -163,6 +173,8 @@ def ground_truth_refresh(*, part_numbers=None) -> list[str]:
 def ground_truth_material_set(*, ground_truth: GroundTruth, material: str) -> GroundTruth:
     """Set the material by hand (scans have no text layer); later recomputes keep it."""
     ground_truth.material = material.strip()
-    ground_truth.material_source = GroundTruth.MaterialSource.MANUAL if ground_truth.material else GroundTruth.MaterialSource.NONE
+    ground_truth.material_source = (
+        GroundTruth.MaterialSource.MANUAL if ground_truth.material else GroundTruth.MaterialSource.NONE
+    )
     ground_truth.save(update_fields=["material", "material_source", "computed_at"])
     return ground_truth

@@ -4,6 +4,7 @@ Exports, evaluations, estimates and dataset builds all read page images here. A 
 fingerprint of each page (`page_fingerprint`: sha256, CRC-32, size, mtime) into its members; a loader
 given that fingerprint refuses bytes that differ, so a paid job never trains on a page changed since.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,10 @@ def page_fingerprint(page: DrawingPage, data: bytes) -> dict:
 
 
 def _page_changed(page: DrawingPage, how: str) -> ExportError:
-    return ExportError(f"image of drawing {page.drawing} page {page.number} (page id {page.pk}) changed since "
-                       f"the dataset version was built ({how}): rebuild the dataset")
+    return ExportError(
+        f"image of drawing {page.drawing} page {page.number} (page id {page.pk}) changed since "
+        f"the dataset version was built ({how}): rebuild the dataset"
+    )
 
 
 def page_size_check(page: DrawingPage, expected: dict, data: bytes) -> None:
@@ -94,8 +97,13 @@ class PageImages:
     on its writer thread, on the bytes already read).
     """
 
-    def __init__(self, page_ids: Iterable[int] = (), *, gone_hint: str = "rebuild the example or the dataset",
-                 defer_content_check: bool = False):
+    def __init__(
+        self,
+        page_ids: Iterable[int] = (),
+        *,
+        gone_hint: str = "rebuild the example or the dataset",
+        defer_content_check: bool = False,
+    ):
         ids = set(page_ids)
         rows = DrawingPage.objects.filter(pk__in=ids).select_related("drawing").only(*_FIELDS) if ids else []
         self.pages: dict[int, DrawingPage] = {page.pk: page for page in rows}

@@ -3,6 +3,7 @@
 Valid rows are stored by their natural key (part, order, machine, operation), so importing the same file
 again changes nothing; each invalid row is reported with its line number and reason, nothing else is lost.
 """
+
 import csv
 import io
 from dataclasses import dataclass, field
@@ -13,7 +14,15 @@ from django.db import transaction
 
 from curation.models import Drawing, Machine, ProductionRecord
 
-REQUIRED_COLUMNS = ["part_number", "order_id", "machine", "operation", "pieces", "machine_time_min_per_piece", "setup_min"]
+REQUIRED_COLUMNS = [
+    "part_number",
+    "order_id",
+    "machine",
+    "operation",
+    "pieces",
+    "machine_time_min_per_piece",
+    "setup_min",
+]
 OPTIONAL_COLUMNS = ["recorded_at"]
 # The model stores 3 decimals in at most 10 digits: larger values are typos, not machine times.
 _MAX_MINUTES = Decimal("9999999")
@@ -50,7 +59,9 @@ class ImportReport:
         )
         if self.without_drawing:
             lines = sum(len(v) for v in self.without_drawing.values())
-            text += f"; {lines} rows for {len(self.without_drawing)} parts without a drawing (stored, no ground truth yet)"
+            text += (
+                f"; {lines} rows for {len(self.without_drawing)} parts without a drawing (stored, no ground truth yet)"
+            )
         return text
 
 
@@ -103,8 +114,9 @@ def _parse_row(row: dict, machines: dict[str, str]) -> tuple[dict | None, str]:
         return None, "missing machine"
     operation = (row.get("operation") or "").strip().lower()
     if operation not in ProductionRecord.OPERATIONS:
-        return None, (f"unknown operation {operation[:40]!r} "
-                      f"(expected one of {', '.join(ProductionRecord.OPERATIONS)})")
+        return None, (
+            f"unknown operation {operation[:40]!r} (expected one of {', '.join(ProductionRecord.OPERATIONS)})"
+        )
     pieces_text = (row.get("pieces") or "").strip()
     # isascii + isdecimal: "²" is a digit to str.isdigit() but not a number int() reads.
     if not (pieces_text.isascii() and pieces_text.isdecimal()) or int(pieces_text) < 1:
@@ -146,11 +158,14 @@ def _read_text(file=None, text: str | None = None) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ProductionCsvInvalid(f"The file is not UTF-8 text (byte {exc.start}): save the CSV as UTF-8 and import again.") from exc
+        raise ProductionCsvInvalid(
+            f"The file is not UTF-8 text (byte {exc.start}): save the CSV as UTF-8 and import again."
+        ) from exc
 
 
-def production_records_import(*, file=None, text: str | None = None, source_name: str = "",
-                              update_ground_truth: bool = True, progress=None) -> ImportReport:
+def production_records_import(
+    *, file=None, text: str | None = None, source_name: str = "", update_ground_truth: bool = True, progress=None
+) -> ImportReport:
     """Store the valid rows of a production-times CSV; report invalid rows by line; refresh ground truth after.
 
     `progress(stage, done, total)`, when given, hears every _PROGRESS_ROWS lines and per batch of parts.
@@ -172,7 +187,7 @@ def production_records_import(*, file=None, text: str | None = None, source_name
     report = ImportReport(source_name=source_name)
     machines = _machine_names()
     parsed: dict[tuple, tuple[int, dict]] = {}
-    source_name = source_name[:_max_length("source_name")]
+    source_name = source_name[: _max_length("source_name")]
     report.source_name = source_name
     rows = iter(reader)
     while True:
@@ -184,7 +199,9 @@ def production_records_import(*, file=None, text: str | None = None, source_name
             # A field above the csv module's limit (131,072 characters) or a stray quote: this row only.
             report.rows += 1
             # The reader counts a line only once it is parsed: the failing one is the next.
-            report.invalid.append({"line": reader.line_num + 1, "reason": f"unreadable CSV row: {exc}", "part_number": ""})
+            report.invalid.append(
+                {"line": reader.line_num + 1, "reason": f"unreadable CSV row: {exc}", "part_number": ""}
+            )
             continue
         line = reader.line_num  # physical line of the row's end: the header is line 1
         if progress is not None and report.rows % _PROGRESS_ROWS == 0:
@@ -194,14 +211,19 @@ def production_records_import(*, file=None, text: str | None = None, source_name
         report.rows += 1
         values, reason = _parse_row(row, machines)
         if values is None:
-            report.invalid.append({"line": line, "reason": reason, "part_number": (row.get("part_number") or "").strip()[:100]})
+            report.invalid.append(
+                {"line": line, "reason": reason, "part_number": (row.get("part_number") or "").strip()[:100]}
+            )
             continue
         key = (values["part_number"], values["order_id"], values["machine"], values["operation"])
         if key in parsed:
-            report.invalid.append({
-                "line": line, "reason": f"same part, order, machine and operation as line {parsed[key][0]}",
-                "part_number": values["part_number"],
-            })
+            report.invalid.append(
+                {
+                    "line": line,
+                    "reason": f"same part, order, machine and operation as line {parsed[key][0]}",
+                    "part_number": values["part_number"],
+                }
+            )
             continue
         parsed[key] = (line, values)
         if values["machine"].lower() not in machines and values["machine"] not in report.unknown_machines:
@@ -225,8 +247,11 @@ def production_records_import(*, file=None, text: str | None = None, source_name
                 new.append(ProductionRecord(**values, source_name=source_name))
                 touched.add(values["part_number"])
                 continue
-            changed = [name for name in ("pieces", "machine_time_min_per_piece", "setup_min", "recorded_at")
-                       if getattr(record, name) != values[name]]
+            changed = [
+                name
+                for name in ("pieces", "machine_time_min_per_piece", "setup_min", "recorded_at")
+                if getattr(record, name) != values[name]
+            ]
             if changed:
                 for name in changed:
                     setattr(record, name, values[name])
@@ -246,7 +271,7 @@ def production_records_import(*, file=None, text: str | None = None, source_name
         for start in range(0, len(parts), _PROGRESS_PARTS):
             if progress is not None:
                 progress("updating ground truth", start, len(parts))
-            changed, rebuild = production_records_changed(part_numbers=parts[start:start + _PROGRESS_PARTS])
+            changed, rebuild = production_records_changed(part_numbers=parts[start : start + _PROGRESS_PARTS])
             report.ground_truth_updated += changed
             report.examples_rebuilt += len(rebuild.rebuilt)
             report.examples_flagged += len(rebuild.flagged)

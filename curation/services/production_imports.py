@@ -5,6 +5,7 @@ outcome stays on the ProductionImport row: counts, and every bad line by number 
 kept, as the import always does). The same file sent again while its import is under way (a second click)
 returns that import: one job per file at a time.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,16 +58,21 @@ def production_import_request(*, file, user=None) -> tuple[ProductionImport, boo
     with transaction.atomic():
         # The same bytes under way already (a second click, a re-sent form): that import answers.
         current = ProductionImport.objects.filter(sha256=sha256, status__in=ACTIVE).order_by("pk").first()
-        if current is not None and work_is_active(current, queue_name=IMPORT_QUEUE,
-                                                  job_id=production_import_job_id(current.pk)):
+        if current is not None and work_is_active(
+            current, queue_name=IMPORT_QUEUE, job_id=production_import_job_id(current.pk)
+        ):
             return current, False
         if current is not None:  # its job was lost: queue it again
             ProductionImport.objects.filter(pk=current.pk).update(status=WorkStatus.QUEUED, lease_until=None)
             _enqueue(current.pk)
             current.refresh_from_db()
             return current, True
-        row = ProductionImport(source_name=name, sha256=sha256, stage="waiting for a worker",
-                               requested_by=user if getattr(user, "pk", None) else None)
+        row = ProductionImport(
+            source_name=name,
+            sha256=sha256,
+            stage="waiting for a worker",
+            requested_by=user if getattr(user, "pk", None) else None,
+        )
         row.file.save(f"{sha256[:16]}.csv", ContentFile(data), save=False)
         row.save()
         _enqueue(row.pk)
@@ -100,17 +106,35 @@ def production_import_run(*, import_id: int) -> ProductionImport | None:
         work_fail(ProductionImport, pk=import_id, error=f"The import stopped: {type(exc).__name__}: {exc}")
         raise
     ProductionImport.objects.filter(pk=import_id, status=WorkStatus.RUNNING).update(
-        status=WorkStatus.DONE, report=dataclasses.asdict(report), summary=report.summary(), stage="", done=1, total=1,
-        finished_at=timezone.now(), lease_until=None)
+        status=WorkStatus.DONE,
+        report=dataclasses.asdict(report),
+        summary=report.summary(),
+        stage="",
+        done=1,
+        total=1,
+        finished_at=timezone.now(),
+        lease_until=None,
+    )
     return ProductionImport.objects.get(pk=import_id)
 
 
 def production_imports_abandoned_recover() -> dict[str, list[int]]:
-    return work_abandoned_recover(ProductionImport, doing="importing this file", again="Upload the file again",
-                                  queue_name=IMPORT_QUEUE, job_id=production_import_job_id, enqueue=_enqueue)
+    return work_abandoned_recover(
+        ProductionImport,
+        doing="importing this file",
+        again="Upload the file again",
+        queue_name=IMPORT_QUEUE,
+        job_id=production_import_job_id,
+        enqueue=_enqueue,
+    )
 
 
 def _enqueue(import_id: int) -> None:
     # By dotted path: services never import jobs (the job module imports the services).
-    enqueue_on_commit(IMPORT_QUEUE, IMPORT_JOB, import_id, job_id=production_import_job_id(import_id),
-                      on_failure=Callback(IMPORT_FAILED_HOOK))
+    enqueue_on_commit(
+        IMPORT_QUEUE,
+        IMPORT_JOB,
+        import_id,
+        job_id=production_import_job_id(import_id),
+        on_failure=Callback(IMPORT_FAILED_HOOK),
+    )

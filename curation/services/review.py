@@ -15,6 +15,7 @@ update on the status/target that was read (works on SQLite too), so a concurrent
 overwritten silently; the caller may also pass what the reviewer saw (`expected_*`), and a change made
 meanwhile by someone else is refused with ReviewConflict instead of being lost.
 """
+
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -26,9 +27,20 @@ from curation.services.examples import content_hash, target_changes_describe
 from curation.services.tasks import TargetInvalid, target_normalise, target_validate
 
 __all__ = [
-    "ReviewError", "ReasonRequired", "TransitionNotAllowed", "ReviewConflict", "TargetInvalid", "BulkResult",
-    "example_approve", "example_reject", "example_mark_needs_changes", "example_target_update",
-    "examples_approve", "examples_reject", "example_ground_truth_keep", "example_ground_truth_take",
+    "ReviewError",
+    "ReasonRequired",
+    "TransitionNotAllowed",
+    "ReviewConflict",
+    "TargetInvalid",
+    "BulkResult",
+    "example_approve",
+    "example_reject",
+    "example_mark_needs_changes",
+    "example_target_update",
+    "examples_approve",
+    "examples_reject",
+    "example_ground_truth_keep",
+    "example_ground_truth_take",
 ]
 
 Status = Example.Status
@@ -83,8 +95,9 @@ def _check_expected(current: Example, expected_status: str | None) -> None:
         )
 
 
-def _set_status(*, example: Example, user, status: str, note: str, expected_status: str | None,
-                rejection_reason: str | None = None) -> Example:
+def _set_status(
+    *, example: Example, user, status: str, note: str, expected_status: str | None, rejection_reason: str | None = None
+) -> Example:
     with transaction.atomic():
         current = _locked(example)
         _check_expected(current, expected_status)
@@ -110,7 +123,11 @@ def _set_status(*, example: Example, user, status: str, note: str, expected_stat
         if Example.objects.filter(pk=current.pk, status=before).update(**fields) != 1:
             raise ReviewConflict(f"Example #{current.pk} was changed meanwhile. Reload it and decide again.")
         example_change_record(
-            example=current, user=user, field="status", before=before, after=status,
+            example=current,
+            user=user,
+            field="status",
+            before=before,
+            after=status,
             note=rejection_reason or note,
         )
     for name, value in fields.items():
@@ -119,28 +136,37 @@ def _set_status(*, example: Example, user, status: str, note: str, expected_stat
 
 
 def example_approve(*, example: Example, user, note: str = "", expected_status: str | None = None) -> Example:
-    return _set_status(example=example, user=user, status=Status.APPROVED, note=(note or "").strip(),
-                       expected_status=expected_status)
+    return _set_status(
+        example=example, user=user, status=Status.APPROVED, note=(note or "").strip(), expected_status=expected_status
+    )
 
 
 def example_reject(*, example: Example, user, reason: str, expected_status: str | None = None) -> Example:
     reason = (reason or "").strip()
     if not reason:
         raise ReasonRequired("A rejection needs a reason.")
-    return _set_status(example=example, user=user, status=Status.REJECTED, note="", rejection_reason=reason,
-                       expected_status=expected_status)
+    return _set_status(
+        example=example,
+        user=user,
+        status=Status.REJECTED,
+        note="",
+        rejection_reason=reason,
+        expected_status=expected_status,
+    )
 
 
 def example_mark_needs_changes(*, example: Example, user, note: str, expected_status: str | None = None) -> Example:
     note = (note or "").strip()
     if not note:
         raise ReasonRequired("Say what needs to change.")
-    return _set_status(example=example, user=user, status=Status.NEEDS_CHANGES, note=note,
-                       expected_status=expected_status)
+    return _set_status(
+        example=example, user=user, status=Status.NEEDS_CHANGES, note=note, expected_status=expected_status
+    )
 
 
-def example_target_update(*, example: Example, user, target_text: str, expected_target: str | None = None,
-                          note: str = "") -> Example:
+def example_target_update(
+    *, example: Example, user, target_text: str, expected_target: str | None = None, note: str = ""
+) -> Example:
     """Replace the target after validating it against the task's schema; TargetInvalid saves nothing.
 
     Editing an approved example sends it back to pending: the approval was given to the old target.
@@ -157,18 +183,34 @@ def example_target_update(*, example: Example, user, target_text: str, expected_
         if new_target == current.target:
             raise ReviewError("The target is unchanged.")
         now = timezone.now()
-        fields = {"target": new_target, "schema_version": current.task.schema_version, "touched_by_person": True,
-                  "updated_at": now}
+        fields = {
+            "target": new_target,
+            "schema_version": current.task.schema_version,
+            "touched_by_person": True,
+            "updated_at": now,
+        }
         status_before = current.status
         if status_before == Status.APPROVED:
             fields.update(status=Status.PENDING, review_note="Target edited after approval: review again.")
         if Example.objects.filter(pk=current.pk, target=current.target, status=status_before).update(**fields) != 1:
             raise ReviewConflict(f"Example #{current.pk} was changed meanwhile. Reload it and edit again.")
-        example_change_record(example=current, user=user, field="target", before=current.target, after=new_target,
-                              note=(note or "").strip())
+        example_change_record(
+            example=current,
+            user=user,
+            field="target",
+            before=current.target,
+            after=new_target,
+            note=(note or "").strip(),
+        )
         if status_before == Status.APPROVED:
-            example_change_record(example=current, user=user, field="status", before=status_before,
-                                  after=Status.PENDING, note=fields["review_note"])
+            example_change_record(
+                example=current,
+                user=user,
+                field="status",
+                before=status_before,
+                after=Status.PENDING,
+                note=fields["review_note"],
+            )
     for name, field_value in fields.items():
         setattr(example, name, field_value)
     return example
@@ -179,8 +221,9 @@ def _waiting_ground_truth(current: Example, expected_ground_truth_target: str | 
     if not waiting:
         raise ReviewError(f"Example #{current.pk} has no changed ground truth waiting for a choice.")
     if expected_ground_truth_target is not None and waiting != expected_ground_truth_target:
-        raise ReviewConflict(f"The ground truth of example #{current.pk} changed again meanwhile. "
-                             "Reload it and choose again.")
+        raise ReviewConflict(
+            f"The ground truth of example #{current.pk} changed again meanwhile. Reload it and choose again."
+        )
     return waiting
 
 
@@ -195,12 +238,16 @@ def example_ground_truth_keep(*, example: Example, user, expected_ground_truth_t
         basis = current.ground_truth_basis or current.target
         changes = target_changes_describe(before=basis, after=waiting)
         note = f"Kept the reviewer's target over the changed ground truth ({changes})."
-        fields = {"ground_truth_basis": waiting, "ground_truth_target": "", "touched_by_person": True,
-                  "review_note": note, "updated_at": timezone.now()}
+        fields = {
+            "ground_truth_basis": waiting,
+            "ground_truth_target": "",
+            "touched_by_person": True,
+            "review_note": note,
+            "updated_at": timezone.now(),
+        }
         if Example.objects.filter(pk=current.pk, ground_truth_target=waiting).update(**fields) != 1:
             raise ReviewConflict(f"Example #{current.pk} was changed meanwhile. Reload it and choose again.")
-        example_change_record(example=current, user=user, field="ground_truth", before=basis, after=waiting,
-                              note=note)
+        example_change_record(example=current, user=user, field="ground_truth", before=basis, after=waiting, note=note)
     for name, value in fields.items():
         setattr(example, name, value)
     return example
@@ -215,20 +262,40 @@ def example_ground_truth_take(*, example: Example, user, expected_ground_truth_t
         changes = target_changes_describe(before=current.target, after=waiting)
         note = f"Took the new ground truth ({changes})."
         now = timezone.now()
-        fields = {"target": waiting, "content_hash": content_hash(current.messages, waiting),
-                  "schema_version": current.task.schema_version, "ground_truth_basis": waiting,
-                  "ground_truth_target": "", "touched_by_person": True, "review_note": note, "updated_at": now}
+        fields = {
+            "target": waiting,
+            "content_hash": content_hash(current.messages, waiting),
+            "schema_version": current.task.schema_version,
+            "ground_truth_basis": waiting,
+            "ground_truth_target": "",
+            "touched_by_person": True,
+            "review_note": note,
+            "updated_at": now,
+        }
         status_before = current.status
         if status_before == Status.APPROVED:
-            fields.update(status=Status.PENDING, review_note=f"{note} Review again: the approval was for the old target.")
-        if Example.objects.filter(pk=current.pk, ground_truth_target=waiting, target=current.target,
-                                  status=status_before).update(**fields) != 1:
+            fields.update(
+                status=Status.PENDING, review_note=f"{note} Review again: the approval was for the old target."
+            )
+        if (
+            Example.objects.filter(
+                pk=current.pk, ground_truth_target=waiting, target=current.target, status=status_before
+            ).update(**fields)
+            != 1
+        ):
             raise ReviewConflict(f"Example #{current.pk} was changed meanwhile. Reload it and choose again.")
-        example_change_record(example=current, user=user, field="target", before=current.target, after=waiting,
-                              note=note)
+        example_change_record(
+            example=current, user=user, field="target", before=current.target, after=waiting, note=note
+        )
         if status_before == Status.APPROVED:
-            example_change_record(example=current, user=user, field="status", before=status_before,
-                                  after=Status.PENDING, note=fields["review_note"])
+            example_change_record(
+                example=current,
+                user=user,
+                field="status",
+                before=status_before,
+                after=Status.PENDING,
+                note=fields["review_note"],
+            )
     for name, value in fields.items():
         setattr(example, name, value)
     return example

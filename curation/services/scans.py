@@ -4,6 +4,7 @@ A vector drawing's material is read from its title block at render time; a scan 
 ground truth waits without a material and the build skips it. Entering the material here sets it by hand on the
 ground truth (kept over later recomputes) and runs the same build as everywhere else for this one drawing.
 """
+
 from django.db import transaction
 
 from curation.models import Drawing, Example, GroundTruth, Task
@@ -19,8 +20,9 @@ class ScanMaterialError(ValueError):
 def scans_waiting_for_material():
     """Rendered scans whose part has production records (a ground truth) but no material yet."""
     waiting = GroundTruth.objects.filter(material="").values("part_number")
-    return (Drawing.objects.filter(status=Drawing.Status.RENDERED, has_text_layer=False, part_number__in=waiting)
-            .order_by("pk"))
+    return Drawing.objects.filter(
+        status=Drawing.Status.RENDERED, has_text_layer=False, part_number__in=waiting
+    ).order_by("pk")
 
 
 def scan_material_enter(*, drawing: Drawing, material: str) -> Example:
@@ -40,11 +42,13 @@ def scan_material_enter(*, drawing: Drawing, material: str) -> Example:
     if task is None:
         raise ScanMaterialError(f"There is no {DRAWING_TASK_SLUG} task to build the example for.")
     with transaction.atomic():
-        ground_truth = (GroundTruth.objects.select_for_update().filter(part_number=drawing.part_number).first()
-                        or ground_truth_compute(part_number=drawing.part_number))
+        ground_truth = GroundTruth.objects.select_for_update().filter(
+            part_number=drawing.part_number
+        ).first() or ground_truth_compute(part_number=drawing.part_number)
         if ground_truth is None:
-            raise ScanMaterialError(f"Part {drawing.part_number} has no production records: "
-                                    "no ground truth to build on.")
+            raise ScanMaterialError(
+                f"Part {drawing.part_number} has no production records: no ground truth to build on."
+            )
         ground_truth_material_set(ground_truth=ground_truth, material=material)
         report = examples_build(task=task, drawings=Drawing.objects.filter(pk=drawing.pk))
     if report.skipped:

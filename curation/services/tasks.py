@@ -1,4 +1,5 @@
 """Tasks: creating them from presets, and checking targets (and schemas) against a task's output contract."""
+
 import json
 import math
 from functools import lru_cache
@@ -113,7 +114,11 @@ def target_validate(*, task: Task, target_text: str):
         # A free-text answer's length is a matter of tokens: the dataset build warns above a model's limit.
         value = target_text
     else:
-        size = len(target_text.encode("utf-8", "surrogatepass")) if isinstance(target_text, str) else len(target_text or b"")
+        size = (
+            len(target_text.encode("utf-8", "surrogatepass"))
+            if isinstance(target_text, str)
+            else len(target_text or b"")
+        )
         if size > settings.TARGET_MAX_BYTES:
             raise TargetRefused(f"The target is {size:,} bytes: at most {settings.TARGET_MAX_BYTES:,} are allowed.")
         try:

@@ -2,6 +2,14 @@
 
 The "Estimate" action on curation's drawing list is cross-app glue: it lives in gestima/admin_glue.py.
 """
+
 from finetune.admin import (  # noqa: F401
-    api_tokens, endpoints, estimates, evalresults, evalruns, fallbacks, registry, runs,
+    api_tokens,
+    endpoints,
+    estimates,
+    evalresults,
+    evalruns,
+    fallbacks,
+    registry,
+    runs,
 )

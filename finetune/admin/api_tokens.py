@@ -1,4 +1,5 @@
 """API tokens in the admin: made here (the key is shown once, in the message), revoked by deleting them."""
+
 from django.contrib import admin, messages
 
 from finetune.models import ApiToken
@@ -22,6 +23,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         token, key = api_token_create(user=form.cleaned_data["user"], name=form.cleaned_data["name"])
-        obj.pk, obj.key_prefix, obj.key_hash, obj.created_at = token.pk, token.key_prefix, token.key_hash, token.created_at
-        self.message_user(request, f"API token for {token.user}: {key} — copy it now, it is not shown again. "
-                                   "Send it as the header `Authorization: Bearer <token>`.", messages.WARNING)
+        obj.pk, obj.key_prefix, obj.key_hash, obj.created_at = (
+            token.pk,
+            token.key_prefix,
+            token.key_hash,
+            token.created_at,
+        )
+        self.message_user(
+            request,
+            f"API token for {token.user}: {key} — copy it now, it is not shown again. "
+            "Send it as the header `Authorization: Bearer <token>`.",
+            messages.WARNING,
+        )

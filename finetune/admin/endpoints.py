@@ -1,4 +1,5 @@
 """Admin for OpenAI-compatible model endpoints: Managers add and edit them; the key's variable NAME only."""
+
 from __future__ import annotations
 
 from django.contrib import admin
@@ -13,8 +14,17 @@ class ModelEndpointAdmin(admin.ModelAdmin):
     list_display = ["name", "model_name", "base_url", "api_key_env", "key_status", "input_price", "output_price"]
     search_fields = ["name", "model_name", "base_url"]
     readonly_fields = ["key_status", "created_at"]
-    fields = ["name", "base_url", "model_name", "api_key_env", "key_status", "input_price_per_1m", "output_price_per_1m",
-              "notes", "created_at"]
+    fields = [
+        "name",
+        "base_url",
+        "model_name",
+        "api_key_env",
+        "key_status",
+        "input_price_per_1m",
+        "output_price_per_1m",
+        "notes",
+        "created_at",
+    ]
 
     @admin.display(description="key in this process?")
     def key_status(self, obj):

@@ -3,6 +3,7 @@
 A correction becomes a pending example for review. The "Estimate" action on the drawing list is cross-app
 glue and lives in gestima/admin_glue.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,23 +31,55 @@ class EstimateForm(forms.Form):
 
 
 class CorrectForm(forms.Form):
-    target_text = forms.CharField(widget=forms.Textarea(attrs={"rows": 18, "cols": 100,
-                                                               "style": "font-family:monospace"}),
-                                  label="Corrected answer (JSON, checked against the task schema)")
+    target_text = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 18, "cols": 100, "style": "font-family:monospace"}),
+        label="Corrected answer (JSON, checked against the task schema)",
+    )
 
 
 @admin.register(Estimate)
 class EstimateAdmin(admin.ModelAdmin):
-    list_display = ["id", "drawing", "task", "model_name", "provider", "answered_by", "summary", "error_kind",
-                    "latency_ms", "cost_display", "corrected", "created_at"]
+    list_display = [
+        "id",
+        "drawing",
+        "task",
+        "model_name",
+        "provider",
+        "answered_by",
+        "summary",
+        "error_kind",
+        "latency_ms",
+        "cost_display",
+        "corrected",
+        "created_at",
+    ]
     list_filter = ["task", "provider", "answered_by", "error_kind"]
     search_fields = ["drawing__part_number", "model_name"]
     list_select_related = ["drawing", "task"]
-    readonly_fields = ["task", "drawing_display", "model_version", "model_name", "provider", "answered_by",
-                       "fallback_reason", "output_display", "raw_output",
-                       "error_kind", "error", "latency_ms", "input_tokens", "output_tokens", "cost_display",
-                       "created_by", "created_at", "corrected_target", "corrected_by", "corrected_at", "example",
-                       "correct_link"]
+    readonly_fields = [
+        "task",
+        "drawing_display",
+        "model_version",
+        "model_name",
+        "provider",
+        "answered_by",
+        "fallback_reason",
+        "output_display",
+        "raw_output",
+        "error_kind",
+        "error",
+        "latency_ms",
+        "input_tokens",
+        "output_tokens",
+        "cost_display",
+        "created_by",
+        "created_at",
+        "corrected_target",
+        "corrected_by",
+        "corrected_at",
+        "example",
+        "correct_link",
+    ]
     exclude = ["drawing", "output", "cost_usd"]
 
     @admin.display(description="cost", ordering="cost_usd")
@@ -67,8 +100,14 @@ class EstimateAdmin(admin.ModelAdmin):
         if not isinstance(obj.output, dict):
             return "—"
         ops = obj.output.get("operations") or []
-        return ", ".join(f"{o.get('machine')} {o.get('operation')} {o.get('machine_time_min_per_piece')} min"
-                         for o in ops if isinstance(o, dict))[:200] or "—"
+        return (
+            ", ".join(
+                f"{o.get('machine')} {o.get('operation')} {o.get('machine_time_min_per_piece')} min"
+                for o in ops
+                if isinstance(o, dict)
+            )[:200]
+            or "—"
+        )
 
     @admin.display(boolean=True)
     def corrected(self, obj):
@@ -85,8 +124,10 @@ class EstimateAdmin(admin.ModelAdmin):
 
     @admin.display(description="correction")
     def correct_link(self, obj):
-        return format_html('<a class="button" href="{}">Correct this estimate</a>',
-                           reverse("admin:finetune_estimate_correct", args=[obj.pk]))
+        return format_html(
+            '<a class="button" href="{}">Correct this estimate</a>',
+            reverse("admin:finetune_estimate_correct", args=[obj.pk]),
+        )
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -101,38 +142,64 @@ class EstimateAdmin(admin.ModelAdmin):
     def estimate_view(self, request):
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = EstimateForm(request.POST or None, initial={"task": Task.objects.filter(slug=DRAWING_TASK_SLUG).first(),
-                                                           "drawing": request.GET.get("drawing")})
+        form = EstimateForm(
+            request.POST or None,
+            initial={
+                "task": Task.objects.filter(slug=DRAWING_TASK_SLUG).first(),
+                "drawing": request.GET.get("drawing"),
+            },
+        )
         if request.method == "POST" and form.is_valid():
             try:
-                estimate = estimate_create(drawing=form.cleaned_data["drawing"], task=form.cleaned_data["task"],
-                                           user=request.user)
+                estimate = estimate_create(
+                    drawing=form.cleaned_data["drawing"], task=form.cleaned_data["task"], user=request.user
+                )
             except EstimateError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
                 level = messages.WARNING if estimate.error or estimate.fallback_reason else messages.SUCCESS
                 by = f" (the task's fallback: {estimate.fallback_reason})" if estimate.fallback_reason else ""
-                self.message_user(request, f"Estimate {estimate.pk} by {estimate.model_name}{by}"
-                                           + (f": {estimate.error}" if estimate.error else "."), level)
+                self.message_user(
+                    request,
+                    f"Estimate {estimate.pk} by {estimate.model_name}{by}"
+                    + (f": {estimate.error}" if estimate.error else "."),
+                    level,
+                )
                 return HttpResponseRedirect(reverse("admin:finetune_estimate_change", args=[estimate.pk]))
-        return tool_page(request, self, title="Estimate a drawing", form=form, submit="Ask the active model",
-                         intro="The task's active model (see Model versions) answers now.")
+        return tool_page(
+            request,
+            self,
+            title="Estimate a drawing",
+            form=form,
+            submit="Ask the active model",
+            intro="The task's active model (see Model versions) answers now.",
+        )
 
     def correct_view(self, request, pk):
         if not self.has_correct_permission(request):
             raise PermissionDenied
         estimate = get_object_or_404(Estimate.objects.select_related("task", "drawing"), pk=pk)
-        initial = estimate.corrected_target or (json.dumps(estimate.output, indent=2, ensure_ascii=False)
-                                                if estimate.output is not None else estimate.raw_output)
+        initial = estimate.corrected_target or (
+            json.dumps(estimate.output, indent=2, ensure_ascii=False)
+            if estimate.output is not None
+            else estimate.raw_output
+        )
         form = CorrectForm(request.POST or None, initial={"target_text": initial})
         if request.method == "POST" and form.is_valid():
             try:
-                estimate = estimate_correct(estimate=estimate, user=request.user,
-                                            target_text=form.cleaned_data["target_text"])
+                estimate = estimate_correct(
+                    estimate=estimate, user=request.user, target_text=form.cleaned_data["target_text"]
+                )
             except TargetInvalid as exc:
                 form.add_error("target_text", str(exc))
             else:
                 self.message_user(request, f"Saved: pending example {estimate.example_id} made for review.")
                 return HttpResponseRedirect(reverse("admin:finetune_estimate_change", args=[estimate.pk]))
-        return tool_page(request, self, title=f"Correct estimate {estimate.pk} ({estimate.drawing})", form=form,
-                         submit="Save the correction as a pending example", body=drawing_cell_html(estimate.drawing))
+        return tool_page(
+            request,
+            self,
+            title=f"Correct estimate {estimate.pk} ({estimate.drawing})",
+            form=form,
+            submit="Save the correction as a pending example",
+            body=drawing_cell_html(estimate.drawing),
+        )

@@ -1,4 +1,5 @@
 """Eval results in the admin: one row per example an eval run asked (read-only; the run page links here)."""
+
 from __future__ import annotations
 
 from django.contrib import admin
@@ -9,8 +10,17 @@ from finetune.models import EvalResult
 
 @admin.register(EvalResult)
 class EvalResultAdmin(admin.ModelAdmin):
-    list_display = ["id", "eval_run", "example", "status", "error_kind", "latency_ms", "input_tokens", "output_tokens",
-                    "cost_display"]
+    list_display = [
+        "id",
+        "eval_run",
+        "example",
+        "status",
+        "error_kind",
+        "latency_ms",
+        "input_tokens",
+        "output_tokens",
+        "cost_display",
+    ]
     list_filter = ["status", "error_kind"]
     list_select_related = ["eval_run", "example__task"]
     readonly_fields = [f.name for f in EvalResult._meta.fields if f.name != "cost_usd"] + ["cost_display"]

@@ -3,6 +3,7 @@
 Thin: every button is one service call; domain errors become messages, never a 500. Markup is in
 templates/admin/finetune/evals/ (fragments shared with the other eval screens: finetune/admin/fragments.py).
 """
+
 from __future__ import annotations
 
 from django import forms
@@ -17,8 +18,16 @@ from django.utils.html import format_html
 from curation.models import DatasetVersion, Task
 from curation.services.base_models import lifecycle_warning
 from finetune.charts import eval_run_charts, eval_runs_paired_charts
-from finetune.admin.fragments import (comparison_html, few_shot_facts_html, lineage_html, metrics_html, percent,
-                                      percent_with_ci, tool_page, worst_html)
+from finetune.admin.fragments import (
+    comparison_html,
+    few_shot_facts_html,
+    lineage_html,
+    metrics_html,
+    percent,
+    percent_with_ci,
+    tool_page,
+    worst_html,
+)
 from finetune.metrics import usd
 from finetune.models import EvalRun, ModelEndpoint, ModelKind
 from finetune.providers.base import ProviderError, available_providers
@@ -35,62 +44,153 @@ class EvaluateForm(forms.Form):
     task = forms.ModelChoiceField(Task.objects.all())
     dataset_version = forms.ModelChoiceField(DatasetVersion.objects.select_related("dataset"))
     split = forms.ChoiceField(choices=[("validation", "validation"), ("train", "train")], initial="validation")
-    model_name = forms.CharField(max_length=200, required=False,
-                                 help_text="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id; with an endpoint, "
-                                           "empty means the endpoint's model.")
-    model_kind = forms.ChoiceField(choices=ModelKind.choices,
-                                   help_text="Fine-tuned models get the compact prompt, base models the full one; "
-                                             "few-shot models the full one after the most similar reviewed examples.")
-    provider = forms.ChoiceField(choices=(), required=False,
-                                 help_text="Empty: the provider that serves the model (its training run's, else the "
-                                           "configured one).")
-    endpoint = forms.ModelChoiceField(ModelEndpoint.objects.all(), required=False,
-                                      help_text="An OpenAI-compatible server (vLLM, Ollama, Together, Azure AI): "
-                                                "replaces the provider.")
-    few_shot_k = forms.IntegerField(required=False, min_value=1, max_value=20, label="Few-shot k",
-                                    help_text="Few-shot kind only: worked examples per question (default 3).")
+    model_name = forms.CharField(
+        max_length=200,
+        required=False,
+        help_text="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id; with an endpoint, "
+        "empty means the endpoint's model.",
+    )
+    model_kind = forms.ChoiceField(
+        choices=ModelKind.choices,
+        help_text="Fine-tuned models get the compact prompt, base models the full one; "
+        "few-shot models the full one after the most similar reviewed examples.",
+    )
+    provider = forms.ChoiceField(
+        choices=(),
+        required=False,
+        help_text="Empty: the provider that serves the model (its training run's, else the configured one).",
+    )
+    endpoint = forms.ModelChoiceField(
+        ModelEndpoint.objects.all(),
+        required=False,
+        help_text="An OpenAI-compatible server (vLLM, Ollama, Together, Azure AI): replaces the provider.",
+    )
+    few_shot_k = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=20,
+        label="Few-shot k",
+        help_text="Few-shot kind only: worked examples per question (default 3).",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = [("", "follows the model")] + [
-            (p, p) for p in available_providers() if p not in ("dryrun", "compatible")]
+            (p, p) for p in available_providers() if p not in ("dryrun", "compatible")
+        ]
 
 
 class PromoteForm(forms.Form):
-    override_reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
-                                      help_text="Required only when the policy fails; recorded in the report and "
-                                                "model card.")
+    override_reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Required only when the policy fails; recorded in the report and model card.",
+    )
 
 
 @admin.register(EvalRun)
 class EvalRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "model_name", "model_kind", "dataset_version", "split_display", "training_run", "status",
-                    "progress_display", "mape_display", "validity_display", "cost_display", "created_at"]
+    list_display = [
+        "id",
+        "model_name",
+        "model_kind",
+        "dataset_version",
+        "split_display",
+        "training_run",
+        "status",
+        "progress_display",
+        "mape_display",
+        "validity_display",
+        "cost_display",
+        "created_at",
+    ]
     list_filter = ["status", "model_kind", "task", "dataset_version", "split", "endpoint"]
     search_fields = ["model_name"]
-    list_select_related = ["dataset_version__dataset", "training_run__base_model",
-                           "training_run__dataset_version__dataset"]
+    list_select_related = [
+        "dataset_version__dataset",
+        "training_run__base_model",
+        "training_run__dataset_version__dataset",
+    ]
     actions = ["compare_selected", "resume_selected", "promote_selected"]
-    readonly_fields = ["task", "model_name", "model_kind", "provider", "deployment_name", "dataset_version", "split",
-                       "training_run", "prompt_kind", "prompt_text", "status_display", "progress_display",
-                       "concurrency",
-                       "cost_display",
-                       "input_tokens", "output_tokens", "error", "attempts", "rq_job_id", "created_by", "created_at",
-                       "started_at", "heartbeat_at", "finished_at", "metrics_display", "worst_display", "results_link",
-                       "leak_display", "lineage_display", "endpoint", "few_shot_display"]
+    readonly_fields = [
+        "task",
+        "model_name",
+        "model_kind",
+        "provider",
+        "deployment_name",
+        "dataset_version",
+        "split",
+        "training_run",
+        "prompt_kind",
+        "prompt_text",
+        "status_display",
+        "progress_display",
+        "concurrency",
+        "cost_display",
+        "input_tokens",
+        "output_tokens",
+        "error",
+        "attempts",
+        "rq_job_id",
+        "created_by",
+        "created_at",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+        "metrics_display",
+        "worst_display",
+        "results_link",
+        "leak_display",
+        "lineage_display",
+        "endpoint",
+        "few_shot_display",
+    ]
     fieldsets = [
-        (None, {"fields": ["leak_display", "task", "model_name", "model_kind", "provider", "deployment_name",
-                           "endpoint",
-                           "training_run", "dataset_version", "split", "status_display", "progress_display", "error",
-                           "results_link"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "leak_display",
+                    "task",
+                    "model_name",
+                    "model_kind",
+                    "provider",
+                    "deployment_name",
+                    "endpoint",
+                    "training_run",
+                    "dataset_version",
+                    "split",
+                    "status_display",
+                    "progress_display",
+                    "error",
+                    "results_link",
+                ]
+            },
+        ),
         ("Few-shot from reviewed examples", {"fields": ["few_shot_display"]}),
         ("Lineage", {"fields": ["lineage_display"]}),
         ("Metrics", {"fields": ["metrics_display"]}),
         ("Worst examples", {"fields": ["worst_display"]}),
         ("Prompt", {"classes": ["collapse"], "fields": ["prompt_kind", "prompt_text"]}),
-        ("Run", {"classes": ["collapse"], "fields": ["concurrency", "cost_display", "input_tokens", "output_tokens",
-                                                      "attempts", "rq_job_id", "created_by", "created_at", "started_at",
-                                                      "heartbeat_at", "finished_at"]}),
+        (
+            "Run",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "concurrency",
+                    "cost_display",
+                    "input_tokens",
+                    "output_tokens",
+                    "attempts",
+                    "rq_job_id",
+                    "created_by",
+                    "created_at",
+                    "started_at",
+                    "heartbeat_at",
+                    "finished_at",
+                ],
+            },
+        ),
     ]
 
     def get_queryset(self, request):
@@ -138,16 +238,22 @@ class EvalRunAdmin(admin.ModelAdmin):
     @admin.display(description="split", ordering="split")
     def split_display(self, obj):
         leak = eval_run_leak(obj)
-        return format_html('{} <strong class="eval-leak" title="{}">⚠ {}</strong>', obj.split, leak,
-                           leak.split(":")[0]) if leak else obj.split
+        return (
+            format_html('{} <strong class="eval-leak" title="{}">⚠ {}</strong>', obj.split, leak, leak.split(":")[0])
+            if leak
+            else obj.split
+        )
 
     @admin.display(description="unseen examples?")
     def leak_display(self, obj):
         leak = eval_run_leak(obj)
         if not leak:
             return "Yes: none of the evaluated examples was trained on."
-        return format_html('<strong class="eval-leak errornote">⚠ {}</strong> These numbers flatter the model; '
-                           'it cannot be promoted on them without a recorded override reason.', leak)
+        return format_html(
+            '<strong class="eval-leak errornote">⚠ {}</strong> These numbers flatter the model; '
+            "it cannot be promoted on them without a recorded override reason.",
+            leak,
+        )
 
     @admin.display(description="worked examples")
     def few_shot_display(self, obj):
@@ -190,8 +296,12 @@ class EvalRunAdmin(admin.ModelAdmin):
     def _live(self, run: EvalRun) -> dict:
         """What the eval-run page updates while the run is queued or running."""
         text, width = self._progress(run)
-        return live_state(status=run.status, active=run.status in (EvalRun.Status.QUEUED, EvalRun.Status.RUNNING),
-                          fields={"status": run.get_status_display(), "progress": text}, bars={"progress": width})
+        return live_state(
+            status=run.status,
+            active=run.status in (EvalRun.Status.QUEUED, EvalRun.Status.RUNNING),
+            fields={"status": run.get_status_display(), "progress": text},
+            bars={"progress": width},
+        )
 
     def live_view(self, request, pk):
         """The JSON the eval-run page polls (static/gestima/live.js)."""
@@ -250,34 +360,60 @@ class EvalRunAdmin(admin.ModelAdmin):
                 if confirmation is not None:
                     return confirmation
             try:
-                run = eval_run_create(task=data["task"], model_name=data["model_name"], model_kind=data["model_kind"],
-                                      provider=data["provider"], dataset_version=data["dataset_version"],
-                                      split=data["split"], user=request.user, endpoint=data["endpoint"],
-                                      few_shot_k=data["few_shot_k"])
+                run = eval_run_create(
+                    task=data["task"],
+                    model_name=data["model_name"],
+                    model_kind=data["model_kind"],
+                    provider=data["provider"],
+                    dataset_version=data["dataset_version"],
+                    split=data["split"],
+                    user=request.user,
+                    endpoint=data["endpoint"],
+                    few_shot_k=data["few_shot_k"],
+                )
             except (EvalError, QueueUnavailable, ProviderError) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
-                self.message_user(request, f"Eval run {run.pk} queued: {run.total} examples, "
-                                           f"concurrency {run.concurrency}.")
+                self.message_user(
+                    request, f"Eval run {run.pk} queued: {run.total} examples, concurrency {run.concurrency}."
+                )
                 return HttpResponseRedirect(reverse("admin:finetune_evalrun_change", args=[run.pk]))
-        return tool_page(request, self, title="Evaluate a model", form=form, submit="Queue the evaluation",
-                         intro="Runs as a background job on the openai queue; each example is asked once "
-                               "(a resumed run skips done examples).")
+        return tool_page(
+            request,
+            self,
+            title="Evaluate a model",
+            form=form,
+            submit="Queue the evaluation",
+            intro="Runs as a background job on the openai queue; each example is asked once "
+            "(a resumed run skips done examples).",
+        )
 
     def _few_shot_confirmation(self, request, form):
         """The confirmation page of a few-shot evaluation (None, with a message, when it cannot be estimated)."""
         data = form.cleaned_data
         try:
-            estimate = eval_run_input_estimate(task=data["task"], model_name=data["model_name"],
-                                               model_kind=data["model_kind"], dataset_version=data["dataset_version"],
-                                               split=data["split"], endpoint=data["endpoint"],
-                                               few_shot_k=data["few_shot_k"])
+            estimate = eval_run_input_estimate(
+                task=data["task"],
+                model_name=data["model_name"],
+                model_kind=data["model_kind"],
+                dataset_version=data["dataset_version"],
+                split=data["split"],
+                endpoint=data["endpoint"],
+                few_shot_k=data["few_shot_k"],
+            )
         except EvalError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return None
-        return tool_page(request, self, title="Evaluate a few-shot model: confirm the cost",
-                         template="admin/finetune/evals/few_shot_confirm.html", form=form, data=data, estimate=estimate,
-                         cost=usd(estimate["input_cost_usd"]))
+        return tool_page(
+            request,
+            self,
+            title="Evaluate a few-shot model: confirm the cost",
+            template="admin/finetune/evals/few_shot_confirm.html",
+            form=form,
+            data=data,
+            estimate=estimate,
+            cost=usd(estimate["input_cost_usd"]),
+        )
 
     def compare_view(self, request, a, b):
         if not self.has_view_permission(request):
@@ -288,13 +424,19 @@ class EvalRunAdmin(admin.ModelAdmin):
         except ComparisonError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:finetune_evalrun_changelist"))
-        warnings = [(f"Eval run {run.pk} ({run.model_name})", leak)
-                    for run in (run_a, run_b) if (leak := eval_run_leak(run))]
-        return tool_page(request, self, title=f"Eval run {a} ({run_a.model_name}) vs {b} ({run_b.model_name})",
-                         template="admin/finetune/evals/compare.html", warnings=warnings,
-                         simulated=run_a.is_simulated or run_b.is_simulated,
-                         comparison=comparison_html(comparison),
-                         charts=eval_runs_paired_charts(run_a=run_a, run_b=run_b))
+        warnings = [
+            (f"Eval run {run.pk} ({run.model_name})", leak) for run in (run_a, run_b) if (leak := eval_run_leak(run))
+        ]
+        return tool_page(
+            request,
+            self,
+            title=f"Eval run {a} ({run_a.model_name}) vs {b} ({run_b.model_name})",
+            template="admin/finetune/evals/compare.html",
+            warnings=warnings,
+            simulated=run_a.is_simulated or run_b.is_simulated,
+            comparison=comparison_html(comparison),
+            charts=eval_runs_paired_charts(run_a=run_a, run_b=run_b),
+        )
 
     def promote_view(self, request, pk):
         if not self.has_promote_permission(request):
@@ -303,23 +445,35 @@ class EvalRunAdmin(admin.ModelAdmin):
         form = PromoteForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                version = model_version_promote(eval_run=run, user=request.user,
-                                                override_reason=form.cleaned_data["override_reason"])
+                version = model_version_promote(
+                    eval_run=run, user=request.user, override_reason=form.cleaned_data["override_reason"]
+                )
             except PromotionRefused as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
-                self.message_user(request, f"{version.model_name} is now the active model of {run.task}"
-                                           + ("" if version.policy_passed else " (policy overridden)") + ".")
+                self.message_user(
+                    request,
+                    f"{version.model_name} is now the active model of {run.task}"
+                    + ("" if version.policy_passed else " (policy overridden)")
+                    + ".",
+                )
                 return HttpResponseRedirect(reverse("admin:finetune_modelversion_change", args=[version.pk]))
         checks, comparison = promotion_checks(eval_run=run)
         passed = all(c["passed"] for c in checks)
-        return tool_page(request, self, title=f"Promote eval run {run.pk}",
-                         template="admin/finetune/evals/promote.html", form=form, run=run, passed=passed,
-                         submit="Promote" if passed else "Promote with override",
-                         lifecycle_warning=lifecycle_warning(eval_run_lifecycle(run)),
-                         check_headers=["Rule", "Result", "Detail"],
-                         check_rows=[(c["name"], "PASS" if c["passed"] else "FAIL", c["message"]) for c in checks],
-                         comparison=comparison_html(comparison) if comparison else "")
+        return tool_page(
+            request,
+            self,
+            title=f"Promote eval run {run.pk}",
+            template="admin/finetune/evals/promote.html",
+            form=form,
+            run=run,
+            passed=passed,
+            submit="Promote" if passed else "Promote with override",
+            lifecycle_warning=lifecycle_warning(eval_run_lifecycle(run)),
+            check_headers=["Rule", "Result", "Detail"],
+            check_rows=[(c["name"], "PASS" if c["passed"] else "FAIL", c["message"]) for c in checks],
+            comparison=comparison_html(comparison) if comparison else "",
+        )
 
     # actions
     @admin.action(description="Compare the two selected runs (paired)", permissions=["view"])
@@ -330,8 +484,9 @@ class EvalRunAdmin(admin.ModelAdmin):
             return None
         return HttpResponseRedirect(reverse("admin:finetune_evalrun_compare", args=ids))
 
-    @admin.action(description="Resume the selected runs (asks only examples without a result)",
-                  permissions=["run_eval"])
+    @admin.action(
+        description="Resume the selected runs (asks only examples without a result)", permissions=["run_eval"]
+    )
     def resume_selected(self, request, queryset):
         resumed = 0
         for run in queryset:
@@ -349,5 +504,3 @@ class EvalRunAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one eval run to promote.", messages.ERROR)
             return None
         return HttpResponseRedirect(reverse("admin:finetune_evalrun_promote", args=[queryset.get().pk]))
-
-

@@ -1,4 +1,5 @@
 """A task's fallback model in the admin: the model that answers estimates when the active one is gone."""
+
 from __future__ import annotations
 
 from django import forms

@@ -2,6 +2,7 @@
 
 A version is made by promoting an eval run (finetune/admin/evalruns.py); here Managers switch the active one.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,14 +25,40 @@ REPORT_SHOWN_CHARS = 200_000
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["id", "task", "model_name", "kind", "provider", "is_active", "serves_until", "policy_passed",
-                    "promoted_by", "promoted_at", "downloads"]
+    list_display = [
+        "id",
+        "task",
+        "model_name",
+        "kind",
+        "provider",
+        "is_active",
+        "serves_until",
+        "policy_passed",
+        "promoted_by",
+        "promoted_at",
+        "downloads",
+    ]
     list_filter = ["task", "is_active", "kind"]
     list_select_related = ["task", "training_run__base_model", "promoted_by"]
     actions = ["activate_selected"]
-    readonly_fields = ["task", "model_name", "provider", "deployment_name", "kind", "serves_until", "training_run",
-                       "eval_run", "is_active", "promoted_by", "promoted_at", "policy_passed", "override_reason",
-                       "downloads", "model_card_display", "report_display"]
+    readonly_fields = [
+        "task",
+        "model_name",
+        "provider",
+        "deployment_name",
+        "kind",
+        "serves_until",
+        "training_run",
+        "eval_run",
+        "is_active",
+        "promoted_by",
+        "promoted_at",
+        "policy_passed",
+        "override_reason",
+        "downloads",
+        "model_card_display",
+        "report_display",
+    ]
     exclude = ["report", "model_card", "prompt_text"]
     # The changelist shows the lifecycle warnings box (the admin index shows the same include).
     change_list_template = "admin/finetune/modelversion/change_list.html"
@@ -56,9 +83,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="download")
     def downloads(self, obj):
-        return format_html('<a href="{}">model card (.md)</a> · <a href="{}">report (.json)</a>',
-                           reverse("admin:finetune_modelversion_card", args=[obj.pk]),
-                           reverse("admin:finetune_modelversion_report", args=[obj.pk]))
+        return format_html(
+            '<a href="{}">model card (.md)</a> · <a href="{}">report (.json)</a>',
+            reverse("admin:finetune_modelversion_card", args=[obj.pk]),
+            reverse("admin:finetune_modelversion_report", args=[obj.pk]),
+        )
 
     @admin.display(description="model card")
     def model_card_display(self, obj):

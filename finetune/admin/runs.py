@@ -2,6 +2,7 @@
 
 Every button is a thin call to finetune/services/run_*.py; rule violations come back as messages, never 500s.
 """
+
 from __future__ import annotations
 
 from django import forms
@@ -54,18 +55,37 @@ class BaseModelChoiceField(forms.ModelChoiceField):
 
 
 class TrainingRunForm(forms.ModelForm):
-    base_model = BaseModelChoiceField(queryset=BaseModel.objects.filter(active=True),
-                                      help_text="⚠ marks a model whose jobs-end or shutdown date is near or past.")
+    base_model = BaseModelChoiceField(
+        queryset=BaseModel.objects.filter(active=True),
+        help_text="⚠ marks a model whose jobs-end or shutdown date is near or past.",
+    )
     provider = forms.ChoiceField(choices=())
-    training_type = forms.ChoiceField(choices=[("lora", "LoRA"), ("full", "Full")], initial="lora", required=False,
-                                      help_text="Together only: LoRA adapters (the default) or full fine-tuning.")
+    training_type = forms.ChoiceField(
+        choices=[("lora", "LoRA"), ("full", "Full")],
+        initial="lora",
+        required=False,
+        help_text="Together only: LoRA adapters (the default) or full fine-tuning.",
+    )
 
     class Meta:
         model = TrainingRun
-        fields = ["dataset_version", "base_model", "provider", "n_epochs", "batch_size", "learning_rate_multiplier",
-                  "suffix", "seed", "budget_usd"]
-        help_texts = {"n_epochs": "1-50 or auto", "batch_size": "1-256 or auto", "learning_rate_multiplier": "> 0 or auto",
-                      "budget_usd": "Launch is refused above this estimate unless overridden with a reason."}
+        fields = [
+            "dataset_version",
+            "base_model",
+            "provider",
+            "n_epochs",
+            "batch_size",
+            "learning_rate_multiplier",
+            "suffix",
+            "seed",
+            "budget_usd",
+        ]
+        help_texts = {
+            "n_epochs": "1-50 or auto",
+            "batch_size": "1-256 or auto",
+            "learning_rate_multiplier": "> 0 or auto",
+            "budget_usd": "Launch is refused above this estimate unless overridden with a reason.",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -86,19 +106,63 @@ class TrainingRunForm(forms.ModelForm):
 
 class TrainingRunAdmin(admin.ModelAdmin):
     form = TrainingRunForm
-    list_display = ["id", "dataset_version", "base_model", "provider", "status_badge", "estimated_cost_usd", "budget_usd",
-                    "trained_tokens", "actual_cost_usd", "fine_tuned_model", "created_at"]
+    list_display = [
+        "id",
+        "dataset_version",
+        "base_model",
+        "provider",
+        "status_badge",
+        "estimated_cost_usd",
+        "budget_usd",
+        "trained_tokens",
+        "actual_cost_usd",
+        "fine_tuned_model",
+        "created_at",
+    ]
     list_filter = ["status", "provider", "base_model"]
     search_fields = ["job_id", "fine_tuned_model", "suffix"]
     list_select_related = ["dataset_version__dataset", "base_model"]
     actions = ["launch_selected", "sync_selected", "cancel_selected", "relaunch_selected"]
     change_form_template = "admin/finetune/trainingrun/change_form.html"
     readonly_fields_all = [
-        "dataset_version", "base_model", "provider", "method", "n_epochs", "batch_size", "learning_rate_multiplier",
-        "suffix", "seed", "metadata", "provider_options", "budget_usd", "estimated_tokens", "estimated_cost_usd", "override",
-        "override_reason", "override_by", "status", "job_id", "training_file_id", "validation_file_id",
-        "fine_tuned_model", "trained_tokens", "actual_cost_usd", "error_code", "error_message", "error_param",
-        "sync_error", "resolved_hyperparameters", "estimated_finish_at", "orphaned_files", "relaunched_from", "created_by", "created_at", "launched_at", "finished_at", "last_synced_at", "run_dir",
+        "dataset_version",
+        "base_model",
+        "provider",
+        "method",
+        "n_epochs",
+        "batch_size",
+        "learning_rate_multiplier",
+        "suffix",
+        "seed",
+        "metadata",
+        "provider_options",
+        "budget_usd",
+        "estimated_tokens",
+        "estimated_cost_usd",
+        "override",
+        "override_reason",
+        "override_by",
+        "status",
+        "job_id",
+        "training_file_id",
+        "validation_file_id",
+        "fine_tuned_model",
+        "trained_tokens",
+        "actual_cost_usd",
+        "error_code",
+        "error_message",
+        "error_param",
+        "sync_error",
+        "resolved_hyperparameters",
+        "estimated_finish_at",
+        "orphaned_files",
+        "relaunched_from",
+        "created_by",
+        "created_at",
+        "launched_at",
+        "finished_at",
+        "last_synced_at",
+        "run_dir",
     ]
 
     @admin.display(description="status", ordering="status")
@@ -128,11 +192,19 @@ class TrainingRunAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         try:
             run = training_run_create(
-                dataset_version=data["dataset_version"], base_model=data["base_model"], user=request.user,
-                provider=data["provider"], n_epochs=data["n_epochs"], batch_size=data["batch_size"],
-                learning_rate_multiplier=data["learning_rate_multiplier"], suffix=data.get("suffix") or "",
-                seed=data.get("seed"), budget_usd=data.get("budget_usd"),
-                provider_options={"training_type": data.get("training_type") or "lora"} if data["provider"] == "together" else {},
+                dataset_version=data["dataset_version"],
+                base_model=data["base_model"],
+                user=request.user,
+                provider=data["provider"],
+                n_epochs=data["n_epochs"],
+                batch_size=data["batch_size"],
+                learning_rate_multiplier=data["learning_rate_multiplier"],
+                suffix=data.get("suffix") or "",
+                seed=data.get("seed"),
+                budget_usd=data.get("budget_usd"),
+                provider_options={"training_type": data.get("training_type") or "lora"}
+                if data["provider"] == "together"
+                else {},
             )
         except TrainingRunError as exc:
             raise PermissionDenied(str(exc))  # the form's clean() already checked what the service checks
@@ -154,14 +226,19 @@ class TrainingRunAdmin(admin.ModelAdmin):
             path("<path:object_id>/evaluate/", view(self.evaluate_view), name="finetune_trainingrun_evaluate"),
             path("<path:object_id>/live.json", view(self.live_view), name="finetune_trainingrun_live"),
             path("<path:object_id>/deploy/", view(self.deploy_view), name="finetune_trainingrun_deploy"),
-            path("<path:object_id>/record-deployment/", view(self.record_deployment_view),
-                 name="finetune_trainingrun_record_deployment"),
+            path(
+                "<path:object_id>/record-deployment/",
+                view(self.record_deployment_view),
+                name="finetune_trainingrun_record_deployment",
+            ),
         ] + super().get_urls()
 
     def _run(self, request, object_id) -> TrainingRun:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        return get_object_or_404(TrainingRun.objects.select_related("dataset_version__dataset", "base_model"), pk=object_id)
+        return get_object_or_404(
+            TrainingRun.objects.select_related("dataset_version__dataset", "base_model"), pk=object_id
+        )
 
     def _run_page(self, run):
         return HttpResponseRedirect(reverse("admin:finetune_trainingrun_change", args=[run.pk]))
@@ -182,9 +259,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
             reason = request.POST.get("override_reason", "") if request.POST.get("override") else ""
             try:
                 run = training_run_launch(
-                    run=run, user=request.user, override_reason=reason,
+                    run=run,
+                    user=request.user,
+                    override_reason=reason,
                     allow_duplicate=bool(request.POST.get("allow_duplicate")),
-                    duplicate_reason=request.POST.get("duplicate_reason", ""))
+                    duplicate_reason=request.POST.get("duplicate_reason", ""),
+                )
             except (TrainingRunError, QueueUnavailable) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 run.refresh_from_db()
@@ -225,7 +305,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
             self.message_user(request, f"Sync failed: {exc.message}", messages.ERROR)
             return self._run_page(run)
         level = messages.WARNING if run.sync_error else messages.SUCCESS
-        self.message_user(request, f"Run {run.pk} synced: {run.status_label}." + (f" {run.sync_error}" if run.sync_error else ""), level)
+        self.message_user(
+            request,
+            f"Run {run.pk} synced: {run.status_label}." + (f" {run.sync_error}" if run.sync_error else ""),
+            level,
+        )
         return self._run_page(run)
 
     def cancel_view(self, request, object_id):
@@ -240,8 +324,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Run {run.pk}: {run.status_label}.", messages.SUCCESS)
             return self._run_page(run)
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "run": run,
-                   "title": f"Cancel run {run.pk}?"}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "run": run,
+            "title": f"Cancel run {run.pk}?",
+        }
         return TemplateResponse(request, "admin/finetune/trainingrun/cancel_confirm.html", context)
 
     def relaunch_view(self, request, object_id):
@@ -253,8 +341,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
         except TrainingRunError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return self._run_page(run)
-        self.message_user(request, f"Draft run {new.pk} reuses run {run.pk}'s uploaded files. Confirm to launch it.",
-                          messages.SUCCESS)
+        self.message_user(
+            request, f"Draft run {new.pk} reuses run {run.pk}'s uploaded files. Confirm to launch it.", messages.SUCCESS
+        )
         return HttpResponseRedirect(reverse("admin:finetune_trainingrun_launch", args=[new.pk]))
 
     def has_run_eval_permission(self, request, obj=None):
@@ -272,9 +361,13 @@ class TrainingRunAdmin(admin.ModelAdmin):
             return self._run_page(run)
         ids = " and ".join(str(e.pk) for e in eval_runs)
         if created:
-            self.message_user(request, f"Eval runs {ids} queued: {eval_runs[0].model_name} (base) and "
-                                       f"{eval_runs[1].model_name} (fine-tuned) on {eval_runs[0].total} validation "
-                                       "examples of the run's dataset version.", messages.SUCCESS)
+            self.message_user(
+                request,
+                f"Eval runs {ids} queued: {eval_runs[0].model_name} (base) and "
+                f"{eval_runs[1].model_name} (fine-tuned) on {eval_runs[0].total} validation "
+                "examples of the run's dataset version.",
+                messages.SUCCESS,
+            )
         else:
             self.message_user(request, f"Run {run.pk} was already evaluated: eval runs {ids}.", messages.WARNING)
         return HttpResponseRedirect(reverse("admin:finetune_evalrun_changelist") + f"?training_run__id__exact={run.pk}")
@@ -289,10 +382,14 @@ class TrainingRunAdmin(admin.ModelAdmin):
             loss = "—" if last_metric.train_loss is None else f"{last_metric.train_loss:.4g}"
             progress = f"step {last_metric.step}, train loss {loss}"
         return live_state(
-            status=run.status, active=run.status != TrainingRun.Status.DRAFT and not run.is_terminal,
-            fields={"status": run.status_label, "progress": progress,
-                    "last_event": last_event.message if last_event else "no events yet",
-                    "last_synced": f"{run.last_synced_at:%Y-%m-%d %H:%M:%S}" if run.last_synced_at else "not yet"},
+            status=run.status,
+            active=run.status != TrainingRun.Status.DRAFT and not run.is_terminal,
+            fields={
+                "status": run.status_label,
+                "progress": progress,
+                "last_event": last_event.message if last_event else "no events yet",
+                "last_synced": f"{run.last_synced_at:%Y-%m-%d %H:%M:%S}" if run.last_synced_at else "not yet",
+            },
             charts=training_run_charts(run=run),  # the page's loss and accuracy charts grow while it runs
         )
 
@@ -316,8 +413,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
         except (TrainingRunError, QueueUnavailable) as exc:
             self.message_user(request, str(exc), messages.ERROR)
         else:
-            self.message_user(request, f"Deployment {run.deployment_name} requested ({run.deployment_state}); "
-                                       "evaluations can use it once it has succeeded.", messages.SUCCESS)
+            self.message_user(
+                request,
+                f"Deployment {run.deployment_name} requested ({run.deployment_state}); "
+                "evaluations can use it once it has succeeded.",
+                messages.SUCCESS,
+            )
         return self._run_page(run)
 
     def record_deployment_view(self, request, object_id):
@@ -326,23 +427,29 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if back:
             return back
         try:
-            run = deployment_services.training_run_deployment_record(run=run, user=request.user,
-                                                                     name=request.POST.get("name", ""))
+            run = deployment_services.training_run_deployment_record(
+                run=run, user=request.user, name=request.POST.get("name", "")
+            )
         except TrainingRunError as exc:
             self.message_user(request, str(exc), messages.ERROR)
         else:
-            self.message_user(request, f"Deployment {run.deployment_name} recorded: evaluations of "
-                                       f"{run.fine_tuned_model} go through it.", messages.SUCCESS)
+            self.message_user(
+                request,
+                f"Deployment {run.deployment_name} recorded: evaluations of {run.fine_tuned_model} go through it.",
+                messages.SUCCESS,
+            )
         return self._run_page(run)
 
     def _deployment_context(self, request, run) -> dict | None:
         if not deployment_services.deployment_needed(run):
             return None
-        return {"missing": deployment_services.deployment_management_missing(run),
-                "hourly_usd": deployment_services.deployment_hourly_usd(),
-                "default_name": deployment_services.default_deployment_name(run),
-                "can_manage": self.has_launch_permission(request),
-                "serving": run.deployment_state in ("Succeeded", deployment_services.RECORDED)}
+        return {
+            "missing": deployment_services.deployment_management_missing(run),
+            "hourly_usd": deployment_services.deployment_hourly_usd(),
+            "default_name": deployment_services.default_deployment_name(run),
+            "can_manage": self.has_launch_permission(request),
+            "serving": run.deployment_state in ("Succeeded", deployment_services.RECORDED),
+        }
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self._run(request, object_id)
@@ -355,8 +462,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "last_metric": last_metric,
             "checkpoints": list(run.checkpoints.order_by("-step")),
             "can_launch": self.has_launch_permission(request),
-            "can_evaluate": (self.has_run_eval_permission(request) and run.status == TrainingRun.Status.SUCCEEDED
-                             and bool(run.fine_tuned_model)),
+            "can_evaluate": (
+                self.has_run_eval_permission(request)
+                and run.status == TrainingRun.Status.SUCCEEDED
+                and bool(run.fine_tuned_model)
+            ),
             "eval_runs": list(run.eval_runs.order_by("pk")),
             "model_warning": base_model_date_warning(run.base_model),
             **live_context(state=self._live(run), url=reverse("admin:finetune_trainingrun_live", args=[run.pk])),
@@ -395,7 +505,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if run is not None:
             return HttpResponseRedirect(reverse("admin:finetune_trainingrun_cancel", args=[run.pk]))
 
-    @admin.action(description="Relaunch the selected runs (new drafts reusing the uploaded files)", permissions=["launch"])
+    @admin.action(
+        description="Relaunch the selected runs (new drafts reusing the uploaded files)", permissions=["launch"]
+    )
     def relaunch_selected(self, request, queryset):
         made, refused = [], []
         for run in queryset:
@@ -404,8 +516,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
             except TrainingRunError as exc:
                 refused.append(str(exc))
         if made:
-            self.message_user(request, f"{len(made)} draft run(s) created: {', '.join(str(r.pk) for r in made)}. "
-                                       "Open each to confirm its launch.", messages.SUCCESS)
+            self.message_user(
+                request,
+                f"{len(made)} draft run(s) created: {', '.join(str(r.pk) for r in made)}. "
+                "Open each to confirm its launch.",
+                messages.SUCCESS,
+            )
         for reason in refused:
             self.message_user(request, reason, messages.ERROR)
 

@@ -1,4 +1,5 @@
 """Evaluations (EvalRun, EvalResult), the model registry (ModelVersion) and estimates for new drawings."""
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
@@ -31,17 +32,35 @@ class ModelEndpoint(models.Model):
 
     name = models.SlugField(max_length=100, unique=True, help_text="How eval runs and the evaluate command name it.")
     # Not URLField: its validator refuses a bare host name such as http://gpu-box:8000/v1.
-    base_url = models.CharField(max_length=500, validators=[RegexValidator(r"^https?://[^\s/]+", "An http:// or https:// URL.")],
-                                help_text="e.g. http://gpu-box:8000/v1 (vLLM) or http://localhost:11434/v1 (Ollama).")
-    model_name = models.CharField(max_length=200, help_text="The model name the endpoint serves, as sent in each request.")
+    base_url = models.CharField(
+        max_length=500,
+        validators=[RegexValidator(r"^https?://[^\s/]+", "An http:// or https:// URL.")],
+        help_text="e.g. http://gpu-box:8000/v1 (vLLM) or http://localhost:11434/v1 (Ollama).",
+    )
+    model_name = models.CharField(
+        max_length=200, help_text="The model name the endpoint serves, as sent in each request."
+    )
     api_key_env = models.CharField(
-        max_length=100, validators=[RegexValidator(ENV_NAME_PATTERN, "The NAME of an environment variable (letters, digits, "
-                                                                      "underscores), never the key itself.")],
-        help_text="Name of the environment variable holding the key, e.g. VLLM_API_KEY. The key itself is never stored.")
-    input_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True,
-                                             help_text="USD per 1M input tokens; empty: unknown (costs show \"unknown\").")
-    output_price_per_1m = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True,
-                                              help_text="USD per 1M output tokens; empty: unknown.")
+        max_length=100,
+        validators=[
+            RegexValidator(
+                ENV_NAME_PATTERN,
+                "The NAME of an environment variable (letters, digits, underscores), never the key itself.",
+            )
+        ],
+        help_text="Name of the environment variable holding the key, e.g. VLLM_API_KEY. The key itself is never "
+        "stored.",
+    )
+    input_price_per_1m = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text='USD per 1M input tokens; empty: unknown (costs show "unknown").',
+    )
+    output_price_per_1m = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True, help_text="USD per 1M output tokens; empty: unknown."
+    )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -69,15 +88,25 @@ class EvalRun(models.Model):
     model_name = models.CharField(max_length=200)
     model_kind = models.CharField(max_length=20, choices=ModelKind.choices, default=ModelKind.BASE)
     provider = models.CharField(max_length=20, default=ProviderName.OPENAI)
-    deployment_name = models.CharField(max_length=64, blank=True,
-                                       help_text="Azure: the deployment the calls go to (the model answers only there).")
+    deployment_name = models.CharField(
+        max_length=64, blank=True, help_text="Azure: the deployment the calls go to (the model answers only there)."
+    )
     dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, related_name="eval_runs")
     split = models.CharField(max_length=12, default="validation")
-    training_run = models.ForeignKey("finetune.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="eval_runs")
-    endpoint = models.ForeignKey(ModelEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="eval_runs",
-                                 help_text="The OpenAI-compatible endpoint asked (provider \"compatible\").")
-    few_shot = models.JSONField(default=dict, blank=True,
-                                help_text="Few-shot runs: k, the similarity rule and where the shots come from.")
+    training_run = models.ForeignKey(
+        "finetune.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="eval_runs"
+    )
+    endpoint = models.ForeignKey(
+        ModelEndpoint,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="eval_runs",
+        help_text='The OpenAI-compatible endpoint asked (provider "compatible").',
+    )
+    few_shot = models.JSONField(
+        default=dict, blank=True, help_text="Few-shot runs: k, the similarity rule and where the shots come from."
+    )
     prompt_kind = models.CharField(max_length=10, choices=PromptKind.choices)
     prompt_text = models.TextField(help_text="The system prompt sent with every example.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -86,14 +115,21 @@ class EvalRun(models.Model):
     done_count = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
-                                   help_text="Empty: unknown (no inference price for the model).")
+    cost_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Empty: unknown (no inference price for the model).",
+    )
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     error = models.TextField(blank=True, help_text="Why the run stopped (the examples' own errors are on the results).")
     attempts = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker started the run.")
     rq_job_id = models.CharField(max_length=100, blank=True, help_text="The RQ job of the latest attempt.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -139,7 +175,9 @@ class EvalResult(models.Model):
         API_ERROR = "api_error", "API error"
 
     eval_run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="results")
-    member = models.ForeignKey("curation.DatasetMember", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    member = models.ForeignKey(
+        "curation.DatasetMember", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     example = models.ForeignKey("curation.Example", on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=6, choices=Status.choices, default=Status.OK)
     raw_output = models.TextField(blank=True)
@@ -147,8 +185,13 @@ class EvalResult(models.Model):
     latency_ms = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
-                                   help_text="Empty: unknown (no inference price for the model).")
+    cost_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Empty: unknown (no inference price for the model).",
+    )
     error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True, default="")
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -167,18 +210,34 @@ class ModelVersion(models.Model):
     task = models.ForeignKey("curation.Task", on_delete=models.PROTECT, related_name="model_versions")
     model_name = models.CharField(max_length=200)
     provider = models.CharField(max_length=20, default=ProviderName.OPENAI)
-    deployment_name = models.CharField(max_length=64, blank=True,
-                                       help_text="Azure: the deployment estimates call (the model answers only there).")
+    deployment_name = models.CharField(
+        max_length=64, blank=True, help_text="Azure: the deployment estimates call (the model answers only there)."
+    )
     kind = models.CharField(max_length=20, choices=ModelKind.choices)
     prompt_text = models.TextField(blank=True, help_text="The system prompt the model was evaluated (and serves) with.")
-    training_run = models.ForeignKey("finetune.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    endpoint = models.ForeignKey(ModelEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions",
-                                 help_text="The OpenAI-compatible endpoint that serves it (provider \"compatible\").")
-    few_shot = models.JSONField(default=dict, blank=True,
-                                help_text="Few-shot models: k, the similarity rule and the dataset version the shots come from.")
-    eval_run = models.ForeignKey(EvalRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
+    training_run = models.ForeignKey(
+        "finetune.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    endpoint = models.ForeignKey(
+        ModelEndpoint,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="model_versions",
+        help_text='The OpenAI-compatible endpoint that serves it (provider "compatible").',
+    )
+    few_shot = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Few-shot models: k, the similarity rule and the dataset version the shots come from.",
+    )
+    eval_run = models.ForeignKey(
+        EvalRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions"
+    )
     is_active = models.BooleanField(default=False, db_index=True)
-    promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     promoted_at = models.DateTimeField(auto_now_add=True)
     policy_passed = models.BooleanField(default=True)
     override_reason = models.TextField(blank=True)
@@ -210,13 +269,20 @@ class TaskFallback(models.Model):
     provider keeps failing. Kept here, beside the registry: curation does not know about models that serve."""
 
     task = models.OneToOneField("curation.Task", on_delete=models.CASCADE, related_name="fallback_model")
-    model_name = models.CharField(max_length=200, help_text="As the provider names it: a base model, ft:BASE:..., "
-                                  "an Azure deployment, a Together model.")
+    model_name = models.CharField(
+        max_length=200,
+        help_text="As the provider names it: a base model, ft:BASE:..., an Azure deployment, a Together model.",
+    )
     provider = models.CharField(max_length=20, default=ProviderName.OPENAI)
-    prompt_text = models.TextField(blank=True, help_text="The system prompt sent to it (empty: the task's full prompt "
-                                   "for a base model, its compact prompt for a fine-tuned one).")
+    prompt_text = models.TextField(
+        blank=True,
+        help_text="The system prompt sent to it (empty: the task's full prompt "
+        "for a base model, its compact prompt for a fine-tuned one).",
+    )
     note = models.TextField(blank=True, help_text="Why this model (e.g. the eval run that justified it).")
-    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -227,7 +293,8 @@ class TaskFallback(models.Model):
 
 
 class Estimate(models.Model):
-    """The active model's answer for a drawing (or the task's fallback's, with the reason), and an expert's correction."""
+    """The active model's answer for a drawing (or the task's fallback's, with the reason), and an expert's
+    correction."""
 
     class AnsweredBy(models.TextChoices):
         ACTIVE = "active", "Active model"
@@ -235,27 +302,48 @@ class Estimate(models.Model):
 
     task = models.ForeignKey("curation.Task", on_delete=models.PROTECT, related_name="estimates")
     drawing = models.ForeignKey("curation.Drawing", on_delete=models.CASCADE, related_name="estimates")
-    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="estimates")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="estimates"
+    )
     model_name = models.CharField(max_length=200)
-    provider = models.CharField(max_length=20, help_text="Provider tag: openai (base model), openai_ft (fine-tuned), ...")
+    provider = models.CharField(
+        max_length=20, help_text="Provider tag: openai (base model), openai_ft (fine-tuned), ..."
+    )
     answered_by = models.CharField(max_length=10, choices=AnsweredBy.choices, default=AnsweredBy.ACTIVE)
-    fallback_reason = models.TextField(blank=True, help_text="Why the fallback model answered instead of the active one.")
+    fallback_reason = models.TextField(
+        blank=True, help_text="Why the fallback model answered instead of the active one."
+    )
     output = models.JSONField(null=True, blank=True)
     raw_output = models.TextField(blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
-                                   help_text="Empty: unknown (no inference price for the model).")
+    cost_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Empty: unknown (no inference price for the model).",
+    )
     error_kind = models.CharField(max_length=20, blank=True)
     error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     corrected_target = models.TextField(blank=True)
-    corrected_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    corrected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     corrected_at = models.DateTimeField(null=True, blank=True)
-    example = models.ForeignKey("curation.Example", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                                help_text="The pending example made from the correction.")
+    example = models.ForeignKey(
+        "curation.Example",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The pending example made from the correction.",
+    )
     # A PDF posted to the API is rendered and estimated by a worker: the row exists from the upload on.
     status = models.CharField(max_length=10, choices=WorkStatus.choices, default=WorkStatus.DONE, db_index=True)
     done = models.PositiveSmallIntegerField(default=0, help_text="Steps done: render the PDF, ask the model.")
@@ -265,15 +353,22 @@ class Estimate(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # Live accuracy (finetune/services/estimate_scores.py): the estimate scored against the part's ground truth
     # once the shop's production records arrive; scored again whenever that ground truth changes.
-    live_score = models.FloatField(null=True, blank=True,
-                                   help_text="Mean APE over the estimate's numeric values (metrics.example_score).")
-    live_errors = models.JSONField(default=dict, blank=True,
-                                   help_text="{numeric path: [{key, actual, predicted, ape, pe}]} per machine and operation.")
+    live_score = models.FloatField(
+        null=True, blank=True, help_text="Mean APE over the estimate's numeric values (metrics.example_score)."
+    )
+    live_errors = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="{numeric path: [{key, actual, predicted, ape, pe}]} per machine and operation.",
+    )
     live_ape_sum = models.FloatField(null=True, blank=True, help_text="Sum of APEs on the task's primary numeric path.")
     live_ape_n = models.PositiveIntegerField(default=0, help_text="Values summed in live_ape_sum.")
     scored_ground_truth_at = models.DateTimeField(
-        null=True, blank=True, db_index=True,
-        help_text="computed_at of the ground truth scored against: a newer ground truth makes the score stale.")
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="computed_at of the ground truth scored against: a newer ground truth makes the score stale.",
+    )
     scored_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -1,4 +1,5 @@
 """Training runs: one remote fine-tuning job each, with its files, events, metrics and checkpoints."""
+
 from django.conf import settings
 from django.db import models
 
@@ -58,7 +59,9 @@ class TrainingRun(models.Model):
 
     AUTO = "auto"
 
-    dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, related_name="training_runs")
+    dataset_version = models.ForeignKey(
+        "curation.DatasetVersion", on_delete=models.PROTECT, related_name="training_runs"
+    )
     base_model = models.ForeignKey("curation.BaseModel", on_delete=models.PROTECT, related_name="training_runs")
     provider = models.CharField(max_length=20, default=ProviderName.DRYRUN)
     method = models.CharField(max_length=20, default="supervised")
@@ -70,15 +73,22 @@ class TrainingRun(models.Model):
     seed = models.IntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True, help_text="Sent with the job: run id, dataset version hash.")
     provider_options = models.JSONField(
-        default=dict, blank=True,
-        help_text='Settings only one provider has, e.g. Together: {"training_type": "lora"|"full", "n_checkpoints": 1}.')
+        default=dict,
+        blank=True,
+        help_text='Settings only one provider has, e.g. Together: {"training_type": "lora"|"full", '
+        '"n_checkpoints": 1}.',
+    )
 
     budget_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     estimated_cost_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     estimated_tokens = models.PositiveBigIntegerField(null=True, blank=True, help_text="Training tokens x epochs.")
-    override = models.BooleanField(default=False, help_text="Launched although gates failed or the estimate was over budget.")
+    override = models.BooleanField(
+        default=False, help_text="Launched although gates failed or the estimate was over budget."
+    )
     override_reason = models.TextField(blank=True)
-    override_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    override_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     status = models.CharField(max_length=30, default=Status.DRAFT, db_index=True)
     timeline = models.JSONField(default=list, blank=True, help_text="[{status, at}] every status the run went through.")
@@ -97,15 +107,20 @@ class TrainingRun(models.Model):
     result_file_parsed = models.BooleanField(default=False)
 
     # What the provider resolved "auto" to (from the job's method/hyperparameters) and its finish estimate.
-    resolved_hyperparameters = models.JSONField(default=dict, blank=True,
-                                                help_text="The provider's values for n_epochs, batch_size, learning_rate_multiplier.")
-    estimated_finish_at = models.DateTimeField(null=True, blank=True, help_text="The provider's estimate (job.estimated_finish).")
+    resolved_hyperparameters = models.JSONField(
+        default=dict, blank=True, help_text="The provider's values for n_epochs, batch_size, learning_rate_multiplier."
+    )
+    estimated_finish_at = models.DateTimeField(
+        null=True, blank=True, help_text="The provider's estimate (job.estimated_finish)."
+    )
     # Files the provider holds for this run that no job uses (the worker stopped after the upload).
-    orphaned_files = models.JSONField(default=list, blank=True,
-                                      help_text='[{"split", "file_id"}] uploaded but not attached to a job.')
+    orphaned_files = models.JSONField(
+        default=list, blank=True, help_text='[{"split", "file_id"}] uploaded but not attached to a job.'
+    )
     # What the provider dropped or refused, linked to the dataset members of the exported lines.
-    provider_refusals = models.JSONField(default=list, blank=True,
-                                         help_text='[{"split", "line", "member_id", "example_id", "reason", "source"}]')
+    provider_refusals = models.JSONField(
+        default=list, blank=True, help_text='[{"split", "line", "member_id", "example_id", "reason", "source"}]'
+    )
 
     # Azure serves a fine-tuned model only through a deployment: its name (what chat calls use), its
     # provisioningState (Creating, Succeeded, Failed; "Recorded" for one made in the portal) and why it failed.
@@ -116,10 +131,16 @@ class TrainingRun(models.Model):
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
     error_param = models.CharField(max_length=200, blank=True)
-    sync_error = models.TextField(blank=True, help_text="Last transient problem talking to the provider (the run kept its state).")
+    sync_error = models.TextField(
+        blank=True, help_text="Last transient problem talking to the provider (the run kept its state)."
+    )
 
-    relaunched_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="relaunches")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    relaunched_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="relaunches"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     launched_at = models.DateTimeField(null=True, blank=True)
@@ -149,6 +170,7 @@ class TrainingRun(models.Model):
     @property
     def hyperparameters(self) -> dict:
         """Typed values as the API expects them: int/float or "auto"."""
+
         def typed(value, kind):
             if value in ("", None, self.AUTO):
                 return self.AUTO
@@ -160,14 +182,18 @@ class TrainingRun(models.Model):
             "learning_rate_multiplier": typed(self.learning_rate_multiplier, float),
         }
 
-
     @property
     def hyperparameter_rows(self) -> list[dict]:
         """What was asked (a number or "auto") beside what the provider chose, for the run page."""
         resolved = self.resolved_hyperparameters or {}
-        return [{"name": name, "asked": asked, "resolved": resolved.get(name)}
-                for name, asked in (("n_epochs", self.n_epochs), ("batch_size", self.batch_size),
-                                    ("learning_rate_multiplier", self.learning_rate_multiplier))]
+        return [
+            {"name": name, "asked": asked, "resolved": resolved.get(name)}
+            for name, asked in (
+                ("n_epochs", self.n_epochs),
+                ("batch_size", self.batch_size),
+                ("learning_rate_multiplier", self.learning_rate_multiplier),
+            )
+        ]
 
 
 class RunEvent(models.Model):
@@ -221,7 +247,9 @@ class RunCheckpoint(models.Model):
 class UploadedFile(models.Model):
     """A dataset file already on a provider: the same version, split and bytes are never uploaded twice."""
 
-    dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.CASCADE, related_name="uploaded_files")
+    dataset_version = models.ForeignKey(
+        "curation.DatasetVersion", on_delete=models.CASCADE, related_name="uploaded_files"
+    )
     provider = models.CharField(max_length=20)
     split = models.CharField(max_length=12)
     sha256 = models.CharField(max_length=64)
@@ -236,8 +264,10 @@ class UploadedFile(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["dataset_version", "provider", "account", "split", "sha256"],
-                                    name="unique_uploaded_file_per_account")
+            models.UniqueConstraint(
+                fields=["dataset_version", "provider", "account", "split", "sha256"],
+                name="unique_uploaded_file_per_account",
+            )
         ]
 
     def __str__(self):

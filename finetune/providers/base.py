@@ -5,6 +5,7 @@ AI through the `together` SDK), `dryrun.py` (writes files, calls nothing) and `s
 instantly, answers from the ground truth). Fine-tuning methods are implemented with the training-run code; the
 chat method (evaluation, estimates) comes from `chat.py`'s mixin, which reads `self.client`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,7 +17,15 @@ from curation.provider_names import ProviderName
 class ProviderError(Exception):
     """A provider call failed. `retryable` says whether trying again later may succeed."""
 
-    def __init__(self, message: str, *, code: str = "", param: str = "", retryable: bool = False, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        param: str = "",
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.code = code
@@ -55,13 +64,16 @@ class Provider:
     def options_check(self, options: dict) -> dict:
         """Settings only this provider has (TrainingRun.provider_options), checked and completed."""
         if options:
-            raise ProviderError(f"the {self.name} provider takes no provider options (got {', '.join(sorted(options))})",
-                                code="invalid_request")
+            raise ProviderError(
+                f"the {self.name} provider takes no provider options (got {', '.join(sorted(options))})",
+                code="invalid_request",
+            )
         return {}
 
     def validation_passes(self, *, options: dict, has_validation: bool) -> int:
         """Passes over the validation file the provider bills for a job: OpenAI bills none."""
         return 0
+
     # True where a fine-tuned model answers only through a named deployment (Azure): evals and estimates then
     # call the deployment name, not the model id.
     needs_deployment = False
@@ -75,7 +87,15 @@ class Provider:
         return True
 
     # --- inference (evaluation, estimates) -------------------------------------------------
-    def chat(self, *, model: str, messages: list[dict], json_output: bool = True, temperature: float = 0.0, timeout: float = 120.0) -> ChatResult:
+    def chat(
+        self,
+        *,
+        model: str,
+        messages: list[dict],
+        json_output: bool = True,
+        temperature: float = 0.0,
+        timeout: float = 120.0,
+    ) -> ChatResult:
         raise ProviderError(f"the {self.name} provider cannot run models", code="unsupported")
 
 
@@ -105,7 +125,8 @@ def provider_class(name: str) -> type[Provider] | None:
 
 def default_provider_name() -> str:
     """The configured provider: OpenAI when a key is configured, then Azure OpenAI, then Together, then the
-    simulated provider when SIMULATED_PROVIDER is on (the demo); dry-run otherwise. (Which provider serves a given model: finetune.selectors.provider_for_model.)"""
+    simulated provider when SIMULATED_PROVIDER is on (the demo); dry-run otherwise. (Which provider serves a given
+    model: finetune.selectors.provider_for_model.)"""
     from django.conf import settings
 
     if settings.OPENAI_API_KEY:
@@ -126,15 +147,22 @@ def get_provider(name: str | None = None) -> Provider:
     try:
         return _REGISTRY[name]()
     except KeyError:
-        raise ProviderError(f"unknown provider {name!r}; known: {', '.join(sorted(_REGISTRY))}", code="unknown_provider")
+        raise ProviderError(
+            f"unknown provider {name!r}; known: {', '.join(sorted(_REGISTRY))}", code="unknown_provider"
+        )
 
 
 def _load_all() -> None:
     # Importing the modules registers their classes.
     import importlib
 
-    for module in ("finetune.providers.openai", "finetune.providers.together", "finetune.providers.dryrun",
-                   "finetune.providers.compatible", "finetune.providers.simulated"):
+    for module in (
+        "finetune.providers.openai",
+        "finetune.providers.together",
+        "finetune.providers.dryrun",
+        "finetune.providers.compatible",
+        "finetune.providers.simulated",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -2,12 +2,14 @@
 
 Errors come back as ProviderError classified by `errors.provider_error`, like every other OpenAI call.
 """
+
 from __future__ import annotations
 
 import time
 
 from finetune.providers.base import ChatResult, ProviderError
 from finetune.providers.errors import provider_error
+
 
 class OpenAIChatMixin:
     """Implements Provider.chat with `self.client` (an `openai.OpenAI` or `openai.AzureOpenAI`)."""
@@ -23,19 +25,33 @@ class OpenAIChatMixin:
         """
         self.client.chat.completions  # noqa: B018 (cached properties: client, then its chat resources)
 
-    def chat(self, *, model: str, messages: list[dict], json_output: bool = True, temperature: float = 0.0,
-             timeout: float = 120.0) -> ChatResult:
+    def chat(
+        self,
+        *,
+        model: str,
+        messages: list[dict],
+        json_output: bool = True,
+        temperature: float = 0.0,
+        timeout: float = 120.0,
+    ) -> ChatResult:
         import openai
 
         try:
-            return chat_completion(self.client, model=model, messages=messages, json_output=json_output,
-                                   temperature=temperature, timeout=timeout)
+            return chat_completion(
+                self.client,
+                model=model,
+                messages=messages,
+                json_output=json_output,
+                temperature=temperature,
+                timeout=timeout,
+            )
         except openai.OpenAIError as exc:
             raise provider_error(exc) from exc
 
 
-def chat_completion(client, *, model: str, messages: list[dict], json_output: bool, temperature: float,
-                    timeout: float) -> ChatResult:
+def chat_completion(
+    client, *, model: str, messages: list[dict], json_output: bool, temperature: float, timeout: float
+) -> ChatResult:
     """One chat completion through an OpenAI-style SDK client (openai's, together's): the request and the
     mapping of its answer, shared by every provider. SDK errors propagate for the caller to classify."""
     # A per-request timeout (not `with_options`, which copies the client on every call).
@@ -56,6 +72,10 @@ def chat_completion(client, *, model: str, messages: list[dict], json_output: bo
         latency_ms=latency_ms,
         refusal=getattr(message, "refusal", None) or "",
         # What identifies the call for an audit; the full dump cost ~0.5 ms of CPU per call for nothing.
-        raw={"id": completion.id, "model": completion.model, "finish_reason": completion.choices[0].finish_reason,
-             "system_fingerprint": getattr(completion, "system_fingerprint", None)},
+        raw={
+            "id": completion.id,
+            "model": completion.model,
+            "finish_reason": completion.choices[0].finish_reason,
+            "system_fingerprint": getattr(completion, "system_fingerprint", None),
+        },
     )

@@ -4,6 +4,7 @@ Chat only (evaluation and estimates): the chat call and its error classification
 (chat.py, errors.py). The key is read from the environment variable the endpoint names, when the client
 is built, so nothing secret is stored and a missing variable is a clear error, not a 401 later.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,10 @@ def endpoint_key_missing(api_key_env: str) -> str:
     if not api_key_env:
         return "the endpoint names no environment variable for its key"
     if not os.environ.get(api_key_env):
-        return (f"the environment variable {api_key_env} (the endpoint's key) is not set in this process: set it "
-                "where the web server and the workers run (any non-empty value for a server that needs no key)")
+        return (
+            f"the environment variable {api_key_env} (the endpoint's key) is not set in this process: set it "
+            "where the web server and the workers run (any non-empty value for a server that needs no key)"
+        )
     return ""
 
 
@@ -52,6 +55,7 @@ class CompatibleProvider(OpenAIChatMixin, Provider):
             missing = endpoint_key_missing(self.api_key_env)
             if missing:
                 raise ProviderError(f"{label}: {missing}.", code="not_configured")
-            self._client = openai.OpenAI(base_url=self.base_url, api_key=os.environ[self.api_key_env],
-                                         timeout=settings.OPENAI_TIMEOUT_SECONDS)
+            self._client = openai.OpenAI(
+                base_url=self.base_url, api_key=os.environ[self.api_key_env], timeout=settings.OPENAI_TIMEOUT_SECONDS
+            )
         return self._client

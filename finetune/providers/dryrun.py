@@ -4,6 +4,7 @@ A dry run ends in the status `dry_run_complete`: the training/validation JSONL a
 sit in the run's folder of the runs storage (`RUNS_ROOT/<run id>/`, or runs/<run id>/ in the bucket), no file
 id, no job id, no model.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Rate limits, 5xx, timeouts and connection errors may succeed later; 400/401/403/
 and quota 429s never do. The API's message is kept whole. `provider_error` reads the `openai` SDK's
 exceptions, `together_provider_error` the `together` SDK's (the same Stainless shapes, other classes).
 """
+
 from __future__ import annotations
 
 from finetune.providers.base import ProviderError
@@ -33,14 +34,24 @@ def _status_error(*, status: int, code: str, message: str, param: str, headers) 
     lowered = message.lower()
     if status == 429:
         retryable = code not in NON_RETRYABLE_429 and not any(word in code or word in lowered for word in _MONEY_WORDS)
-        error = ProviderError(message, code=code or ("insufficient_quota" if not retryable else "rate_limit_exceeded"),
-                              param=param, retryable=retryable, retry_after=_retry_after(headers) if retryable else None)
+        error = ProviderError(
+            message,
+            code=code or ("insufficient_quota" if not retryable else "rate_limit_exceeded"),
+            param=param,
+            retryable=retryable,
+            retry_after=_retry_after(headers) if retryable else None,
+        )
     elif status == 402:
         error = ProviderError(message, code=code or "insufficient_balance", param=param, retryable=False)
     else:
         retryable = status >= 500 or status in (408, 409)
-        error = ProviderError(message, code=code or f"http_{status}", param=param, retryable=retryable,
-                              retry_after=_retry_after(headers) if retryable else None)
+        error = ProviderError(
+            message,
+            code=code or f"http_{status}",
+            param=param,
+            retryable=retryable,
+            retry_after=_retry_after(headers) if retryable else None,
+        )
     error.http_status = status  # e.g. 404: the job is gone (ft_doctor)
     return error
 
@@ -57,7 +68,8 @@ def _body_fields(body) -> tuple[str, str, str]:
 
 
 def provider_error(exc: Exception) -> ProviderError:
-    """Map an `openai` SDK exception to a ProviderError: message kept whole, `retryable` classified by status and code."""
+    """Map an `openai` SDK exception to a ProviderError: message kept whole, `retryable` classified by status and
+    code."""
     import openai
 
     if isinstance(exc, openai.APITimeoutError):
@@ -68,8 +80,13 @@ def provider_error(exc: Exception) -> ProviderError:
         # The API's own message, whole (the SDK's str() prefixes "Error code: ...").
         body = exc.body if isinstance(exc.body, dict) else {}
         message = body.get("message") or getattr(exc, "message", "") or str(exc)
-        return _status_error(status=exc.status_code, code=str(exc.code or ""), message=message,
-                             param=str(exc.param or ""), headers=getattr(exc.response, "headers", None))
+        return _status_error(
+            status=exc.status_code,
+            code=str(exc.code or ""),
+            message=message,
+            param=str(exc.param or ""),
+            headers=getattr(exc.response, "headers", None),
+        )
     if isinstance(exc, openai.OpenAIError):
         return ProviderError(str(exc), code="sdk_error", retryable=False)
     return ProviderError(f"{type(exc).__name__}: {exc}", code="unexpected", retryable=False)
@@ -90,8 +107,13 @@ def together_provider_error(exc: Exception) -> ProviderError:
         return ProviderError(f"Could not reach Together: {exc}", code="connection_error", retryable=True)
     if isinstance(exc, together.APIStatusError):
         message, code, param = _body_fields(exc.body)
-        return _status_error(status=exc.status_code, code=code, message=message or str(exc), param=param,
-                             headers=getattr(exc.response, "headers", None))
+        return _status_error(
+            status=exc.status_code,
+            code=code,
+            message=message or str(exc),
+            param=param,
+            headers=getattr(exc.response, "headers", None),
+        )
     if isinstance(exc, FileTypeError):
         return ProviderError(f"Together's check refused the training file: {exc}", code="invalid_file", retryable=False)
     if isinstance(exc, ValueError):

@@ -1,4 +1,5 @@
 """What the fine-tuning side of a provider returns: plain records, independent of any SDK."""
+
 from __future__ import annotations
 
 import base64
@@ -98,6 +99,7 @@ def result_csv_rows(content: bytes | str) -> list[dict[str, float | None]]:
 
 # --- what the provider dropped or refused ----------------------------------------------------------
 
+
 @dataclass
 class ProviderRefusal:
     """One line of an uploaded file the provider dropped or refused, in its own words."""
@@ -109,8 +111,11 @@ class ProviderRefusal:
 
 
 # Words the provider uses when it leaves an example out: skipped images, moderation, invalid lines.
-_REFUSAL_WORDS = re.compile(r"skip|refus|moderat|violat|drop|exclud|remov|invalid|reject|block|"
-                            r"could not be (?:processed|read|downloaded)|not (?:be )?used", re.I)
+_REFUSAL_WORDS = re.compile(
+    r"skip|refus|moderat|violat|drop|exclud|remov|invalid|reject|block|"
+    r"could not be (?:processed|read|downloaded)|not (?:be )?used",
+    re.I,
+)
 # "line 3", "Line 3, message 2", "lines 2, 5 and 7", "lines 4-6"
 _LINES = re.compile(r"\blines?\s+(\d+(?:\s*(?:,|and|&|-|–|to)\s*\d+)*)", re.I)
 
@@ -139,8 +144,9 @@ def _data_lines(data: dict) -> list[int]:
     return [int(n) for n in lines if isinstance(n, (int, str)) and str(n).isdigit() and int(n) > 0]
 
 
-def provider_refusals(*, events: list[RemoteEvent], error_code: str = "", error_message: str = "",
-                      error_param: str = "") -> list[ProviderRefusal]:
+def provider_refusals(
+    *, events: list[RemoteEvent], error_code: str = "", error_message: str = "", error_param: str = ""
+) -> list[ProviderRefusal]:
     """The lines the provider says it dropped or refused: warning/error events naming lines (in `data` or in
     the message: skipped images, moderation), and a failed job's error ("invalid_training_file ... line N").
     Messages without a line number cannot be tied to an example and are left to the run's event list."""
@@ -153,15 +159,24 @@ def provider_refusals(*, events: list[RemoteEvent], error_code: str = "", error_
     for event in events:
         data = event.data if isinstance(event.data, dict) else {}
         lines = _data_lines(data)
-        if not lines and (str(event.level).lower() in ("warn", "warning", "error") or _REFUSAL_WORDS.search(event.message)):
+        if not lines and (
+            str(event.level).lower() in ("warn", "warning", "error") or _REFUSAL_WORDS.search(event.message)
+        ):
             lines = _line_numbers(event.message) if _REFUSAL_WORDS.search(event.message) else []
         if lines:
-            split = data.get("split") if data.get("split") in ("train", "validation") else _split_named(
-                str(data.get("file", "")), event.message)
+            split = (
+                data.get("split")
+                if data.get("split") in ("train", "validation")
+                else _split_named(str(data.get("file", "")), event.message)
+            )
             add(split, lines, event.message, "event")
     if error_code or error_message:
         lines = _line_numbers(error_message)
         if lines:
-            add(_split_named(error_param if error_param != "training_file" else "", error_message), lines,
-                f"{error_code}: {error_message}" if error_code else error_message, "job_error")
+            add(
+                _split_named(error_param if error_param != "training_file" else "", error_message),
+                lines,
+                f"{error_code}: {error_message}" if error_code else error_message,
+                "job_error",
+            )
     return sorted(found.values(), key=lambda r: (r.split, r.line))

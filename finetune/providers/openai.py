@@ -5,6 +5,7 @@ re-send `jobs.create` after a 5xx that may already have created a job. `_call` r
 retrying (rate limits honouring retry-after, 5xx, timeouts, connection errors); job creation is never
 retried here: the service looks the job up by metadata first (see services/run_start.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,17 +21,25 @@ from finetune.providers.base import Provider, ProviderError, register
 from gestima.storage import StoredFile
 from finetune.providers.chat import OpenAIChatMixin
 from finetune.providers.errors import provider_error
-from finetune.providers.fine_tuning import RUN_ID_KEY, account_fingerprint, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob
+from finetune.providers.fine_tuning import (
+    RUN_ID_KEY,
+    account_fingerprint,
+    RemoteCheckpoint,
+    RemoteEvent,
+    RemoteFile,
+    RemoteJob,
+)
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
 def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     """Seconds to wait before attempt `attempt + 1`: the server's retry-after (capped), else exponential."""
     if retry_after is not None:
         return min(retry_after, settings.OPENAI_RETRY_AFTER_MAX_SECONDS)
-    return min(settings.OPENAI_BACKOFF_BASE_SECONDS * (2 ** attempt), settings.OPENAI_BACKOFF_MAX_SECONDS)
+    return min(settings.OPENAI_BACKOFF_BASE_SECONDS * (2**attempt), settings.OPENAI_BACKOFF_MAX_SECONDS)
 
 
 def _resolved_hyperparameters(job) -> dict:
@@ -101,13 +110,21 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
 
         if not settings.OPENAI_API_KEY:
             raise ProviderError("OPENAI_API_KEY is not set: the openai provider cannot be used.", code="not_configured")
-        return openai.OpenAI(api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL or None,
-                             organization=settings.OPENAI_ORGANIZATION or None, timeout=settings.OPENAI_TIMEOUT_SECONDS)
+        return openai.OpenAI(
+            api_key=settings.OPENAI_API_KEY,
+            base_url=settings.OPENAI_BASE_URL or None,
+            organization=settings.OPENAI_ORGANIZATION or None,
+            timeout=settings.OPENAI_TIMEOUT_SECONDS,
+        )
 
     def account(self) -> str:
         """The account uploaded files belong to (see `account_fingerprint`); the key is only hashed."""
-        return account_fingerprint(provider=self.name, base_url=settings.OPENAI_BASE_URL or "https://api.openai.com/v1",
-                                   organization=settings.OPENAI_ORGANIZATION, api_key=settings.OPENAI_API_KEY)
+        return account_fingerprint(
+            provider=self.name,
+            base_url=settings.OPENAI_BASE_URL or "https://api.openai.com/v1",
+            organization=settings.OPENAI_ORGANIZATION,
+            api_key=settings.OPENAI_API_KEY,
+        )
 
     # --- plumbing ----------------------------------------------------------------------------
     def _call(self, fn: Callable[[], T], *, retry: bool = True) -> T:
@@ -136,14 +153,18 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
         source = path if isinstance(path, StoredFile) else StoredFile.at(path)
         size = source.size()
         if size <= settings.OPENAI_UPLOAD_PART_THRESHOLD:
+
             def create():
                 with source.open() as handle:
                     return self.ft.files.create(file=(source.filename, handle), purpose=purpose)
 
             created = self._call(create)
             return RemoteFile(id=created.id, bytes=size)
-        upload = self._call(lambda: self.ft.uploads.create(bytes=size, filename=source.filename,
-                                                          mime_type="application/jsonl", purpose=purpose))
+        upload = self._call(
+            lambda: self.ft.uploads.create(
+                bytes=size, filename=source.filename, mime_type="application/jsonl", purpose=purpose
+            )
+        )
         part_ids = []
         with source.open() as handle:
             while chunk := handle.read(settings.OPENAI_UPLOAD_PART_SIZE):
@@ -151,7 +172,9 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
                 part_ids.append(part.id)
         done = self._call(lambda: self.ft.uploads.complete(upload.id, part_ids=part_ids))
         if not done.file:
-            raise ProviderError(f"upload {upload.id} completed without a file (status {done.status})", code="upload_incomplete")
+            raise ProviderError(
+                f"upload {upload.id} completed without a file (status {done.status})", code="upload_incomplete"
+            )
         return RemoteFile(id=done.file.id, bytes=size, multipart=True)
 
     def file_exists(self, file_id: str) -> bool:
@@ -174,8 +197,17 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
         return self._call(lambda: self.ft.files.content(file_id).content)
 
     # --- jobs ----------------------------------------------------------------------------------
-    def create_job(self, *, model: str, training_file: str, validation_file: str = "", hyperparameters: dict,
-                   suffix: str = "", seed: int | None = None, metadata: dict[str, str]) -> RemoteJob:
+    def create_job(
+        self,
+        *,
+        model: str,
+        training_file: str,
+        validation_file: str = "",
+        hyperparameters: dict,
+        suffix: str = "",
+        seed: int | None = None,
+        metadata: dict[str, str],
+    ) -> RemoteJob:
         """One attempt, never retried here: a failed create may still have made a job (see find_job)."""
         kwargs = {
             "model": model,
@@ -192,7 +224,8 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
         return _job(self._call(lambda: self.ft.fine_tuning.jobs.create(**kwargs), retry=False))
 
     def find_job(self, *, run_id: int | str) -> RemoteJob | None:
-        """The job carrying our run id in its metadata (the filter is also checked here: not every server applies it)."""
+        """The job carrying our run id in its metadata (the filter is also checked here: not every server applies
+        it)."""
         wanted = str(run_id)
 
         def search():
@@ -230,6 +263,7 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
     def list_events(self, job_id: str, *, known_ids: set[str] | frozenset = frozenset()) -> list[RemoteEvent]:
         """New events, oldest first. The API lists newest first and pages towards older ones with `after`:
         stop at the first page holding an event we already have."""
+
         def collect():
             events, after = [], None
             while True:
@@ -249,8 +283,14 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
 
         events = self._call(collect)
         return [
-            RemoteEvent(id=e.id, created_at=e.created_at, level=str(e.level or ""), type=str(getattr(e, "type", "") or ""),
-                        message=e.message or "", data=dict(getattr(e, "data", None) or {}))
+            RemoteEvent(
+                id=e.id,
+                created_at=e.created_at,
+                level=str(e.level or ""),
+                type=str(getattr(e, "type", "") or ""),
+                message=e.message or "",
+                data=dict(getattr(e, "data", None) or {}),
+            )
             for e in reversed(events)
         ]
 
@@ -259,8 +299,13 @@ class OpenAIProvider(OpenAIChatMixin, Provider):
             return list(self.ft.fine_tuning.jobs.checkpoints.list(job_id, limit=100))
 
         return [
-            RemoteCheckpoint(id=c.id, step=c.step_number, fine_tuned_model_checkpoint=c.fine_tuned_model_checkpoint or "",
-                             metrics=c.metrics.model_dump(exclude_none=True) if c.metrics else {}, created_at=c.created_at)
+            RemoteCheckpoint(
+                id=c.id,
+                step=c.step_number,
+                fine_tuned_model_checkpoint=c.fine_tuned_model_checkpoint or "",
+                metrics=c.metrics.model_dump(exclude_none=True) if c.metrics else {},
+                created_at=c.created_at,
+            )
             for c in self._call(collect)
         ]
 
@@ -282,39 +327,66 @@ class AzureOpenAIProvider(OpenAIProvider):
         import openai
 
         if not (settings.AZURE_OPENAI_API_KEY and settings.AZURE_OPENAI_ENDPOINT):
-            raise ProviderError("AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY must be set for the azure provider.",
-                                code="not_configured")
-        return openai.AzureOpenAI(azure_endpoint=settings.AZURE_OPENAI_ENDPOINT, api_key=settings.AZURE_OPENAI_API_KEY,
-                                  api_version=settings.AZURE_OPENAI_API_VERSION, timeout=settings.OPENAI_TIMEOUT_SECONDS)
+            raise ProviderError(
+                "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY must be set for the azure provider.",
+                code="not_configured",
+            )
+        return openai.AzureOpenAI(
+            azure_endpoint=settings.AZURE_OPENAI_ENDPOINT,
+            api_key=settings.AZURE_OPENAI_API_KEY,
+            api_version=settings.AZURE_OPENAI_API_VERSION,
+            timeout=settings.OPENAI_TIMEOUT_SECONDS,
+        )
 
     def account(self) -> str:
-        return account_fingerprint(provider=self.name, base_url=settings.AZURE_OPENAI_ENDPOINT, organization="",
-                                   api_key=settings.AZURE_OPENAI_API_KEY)
+        return account_fingerprint(
+            provider=self.name,
+            base_url=settings.AZURE_OPENAI_ENDPOINT,
+            organization="",
+            api_key=settings.AZURE_OPENAI_API_KEY,
+        )
 
     # --- deployments (Azure's management API) ---------------------------------------------------
     @staticmethod
     def management_missing() -> list[str]:
         """The management settings not given ([]: deployments can be created from here)."""
-        return [name for name in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZURE_OPENAI_ACCOUNT",
-                                  "AZURE_MANAGEMENT_TOKEN") if not getattr(settings, name, "")]
+        return [
+            name
+            for name in (
+                "AZURE_SUBSCRIPTION_ID",
+                "AZURE_RESOURCE_GROUP",
+                "AZURE_OPENAI_ACCOUNT",
+                "AZURE_MANAGEMENT_TOKEN",
+            )
+            if not getattr(settings, name, "")
+        ]
 
     def _deployment_url(self, name: str) -> str:
         base = (settings.AZURE_MANAGEMENT_URL or "https://management.azure.com").rstrip("/")
-        return (f"{base}/subscriptions/{settings.AZURE_SUBSCRIPTION_ID}/resourceGroups/{settings.AZURE_RESOURCE_GROUP}"
-                f"/providers/Microsoft.CognitiveServices/accounts/{settings.AZURE_OPENAI_ACCOUNT}/deployments/{name}")
+        return (
+            f"{base}/subscriptions/{settings.AZURE_SUBSCRIPTION_ID}/resourceGroups/{settings.AZURE_RESOURCE_GROUP}"
+            f"/providers/Microsoft.CognitiveServices/accounts/{settings.AZURE_OPENAI_ACCOUNT}/deployments/{name}"
+        )
 
     def _management(self, method: str, name: str, body: dict | None = None) -> dict:
         import httpx
 
         missing = self.management_missing()
         if missing:
-            raise ProviderError(f"Azure management is not configured ({', '.join(missing)} not set): create the "
-                                "deployment in the portal and record its name on the run.", code="not_configured")
+            raise ProviderError(
+                f"Azure management is not configured ({', '.join(missing)} not set): create the "
+                "deployment in the portal and record its name on the run.",
+                code="not_configured",
+            )
         try:
-            response = httpx.request(method, self._deployment_url(name), json=body,
-                                     params={"api-version": settings.AZURE_MANAGEMENT_API_VERSION},
-                                     headers={"Authorization": f"Bearer {settings.AZURE_MANAGEMENT_TOKEN}"},
-                                     timeout=settings.OPENAI_TIMEOUT_SECONDS)
+            response = httpx.request(
+                method,
+                self._deployment_url(name),
+                json=body,
+                params={"api-version": settings.AZURE_MANAGEMENT_API_VERSION},
+                headers={"Authorization": f"Bearer {settings.AZURE_MANAGEMENT_TOKEN}"},
+                timeout=settings.OPENAI_TIMEOUT_SECONDS,
+            )
         except httpx.HTTPError as exc:
             raise ProviderError(f"Azure management API unreachable: {exc}", code="connection_error", retryable=True)
         try:
@@ -323,18 +395,21 @@ class AzureOpenAIProvider(OpenAIProvider):
             payload = {}
         if response.status_code >= 400:
             error = payload.get("error") or {}
-            error = ProviderError(f"Azure management API answered {response.status_code}: "
-                                  f"{error.get('message') or response.text[:300]}",
-                                  code=error.get("code") or f"http_{response.status_code}",
-                                  retryable=response.status_code >= 500 or response.status_code == 429)
+            error = ProviderError(
+                f"Azure management API answered {response.status_code}: {error.get('message') or response.text[:300]}",
+                code=error.get("code") or f"http_{response.status_code}",
+                retryable=response.status_code >= 500 or response.status_code == 429,
+            )
             error.http_status = response.status_code
             raise error
         return payload
 
     def create_deployment(self, *, name: str, model: str, capacity: int = 1) -> str:
         """PUT the deployment of a fine-tuned model (standard SKU); returns its provisioningState (`Creating`)."""
-        body = {"sku": {"name": "standard", "capacity": capacity},
-                "properties": {"model": {"format": "OpenAI", "name": model, "version": "1"}}}
+        body = {
+            "sku": {"name": "standard", "capacity": capacity},
+            "properties": {"model": {"format": "OpenAI", "name": model, "version": "1"}},
+        }
         payload = self._management("PUT", name, body)
         return str((payload.get("properties") or {}).get("provisioningState") or "Creating")
 

@@ -10,6 +10,7 @@ events, checkpoints) is derived from the job id, which carries the run id and th
 an injected index (settings.SIMULATED_TRUTH_INDEX, a callable returning {page image sha256: DrawingTruth}), so
 this module never touches the ORM.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,11 +28,23 @@ from curation.openai_format import decode_data_url, iter_image_parts
 from curation.provider_names import ProviderName
 
 from finetune.providers.base import ChatResult, Provider, ProviderError, register
-from finetune.providers.fine_tuning import (RUN_ID_KEY, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob,
-                                            account_fingerprint)
+from finetune.providers.fine_tuning import (
+    RUN_ID_KEY,
+    RemoteCheckpoint,
+    RemoteEvent,
+    RemoteFile,
+    RemoteJob,
+    account_fingerprint,
+)
 from gestima.storage import StoredFile
-from finetune.providers.simulated_answers import (DrawingTruth, answer, fine_tuned_name, result_csv, seeded,
-                                                  training_curve)
+from finetune.providers.simulated_answers import (
+    DrawingTruth,
+    answer,
+    fine_tuned_name,
+    result_csv,
+    seeded,
+    training_curve,
+)
 
 JOB_PREFIX = "ftjob-sim-"
 FILE_PREFIX = "file-sim-"
@@ -85,8 +98,11 @@ class SimulatedProvider(Provider):
 
     def _require(self) -> None:
         if not simulated_enabled():
-            raise ProviderError("The simulated provider is off: set GESTIMA_SIMULATED_PROVIDER=true (the demo; "
-                                "`./dev run` does when no provider key is configured).", code="not_configured")
+            raise ProviderError(
+                "The simulated provider is off: set GESTIMA_SIMULATED_PROVIDER=true (the demo; "
+                "`./dev run` does when no provider key is configured).",
+                code="not_configured",
+            )
 
     def options_check(self, options: dict) -> dict:
         self._require()
@@ -129,8 +145,19 @@ class SimulatedProvider(Provider):
                 chars += len(re.sub(rb"data:[^\"]+", b"", line))
         size = source.size()
         file_id = FILE_PREFIX + digest.hexdigest()[:24]
-        self._write("files", file_id, {"id": file_id, "bytes": size, "lines": lines, "images": images,
-                                       "chars": chars, "filename": source.filename, "purpose": purpose})
+        self._write(
+            "files",
+            file_id,
+            {
+                "id": file_id,
+                "bytes": size,
+                "lines": lines,
+                "images": images,
+                "chars": chars,
+                "filename": source.filename,
+                "purpose": purpose,
+            },
+        )
         return RemoteFile(id=file_id, bytes=size)
 
     def file_exists(self, file_id: str) -> bool:
@@ -140,42 +167,74 @@ class SimulatedProvider(Provider):
         return ("processed", "") if self.file_exists(file_id) else ("deleted", "no such simulated file")
 
     # --- jobs ------------------------------------------------------------------------------------
-    def create_job(self, *, model: str, training_file: str, validation_file: str = "", hyperparameters: dict,
-                   suffix: str = "", seed: int | None = None, metadata: dict[str, str]) -> RemoteJob:
+    def create_job(
+        self,
+        *,
+        model: str,
+        training_file: str,
+        validation_file: str = "",
+        hyperparameters: dict,
+        suffix: str = "",
+        seed: int | None = None,
+        metadata: dict[str, str],
+    ) -> RemoteJob:
         """Trains instantly: the job is created succeeded. A second create for the same run finds the first."""
         self._require()
         train = self._read("files", training_file)
         if train is None:
-            raise ProviderError(f"invalid training_file: {training_file} does not exist", code="invalid_request",
-                                param="training_file")
+            raise ProviderError(
+                f"invalid training_file: {training_file} does not exist", code="invalid_request", param="training_file"
+            )
         if validation_file and self._read("files", validation_file) is None:
-            raise ProviderError(f"invalid validation_file: {validation_file} does not exist", code="invalid_request",
-                                param="validation_file")
+            raise ProviderError(
+                f"invalid validation_file: {validation_file} does not exist",
+                code="invalid_request",
+                param="validation_file",
+            )
         run_id = str((metadata or {}).get(RUN_ID_KEY, "0"))
         job_id = job_id_for(run_id=run_id, model=model)
         existing = self._read("jobs", job_id)
         if existing is not None:
             return self._job(existing)
-        resolved = {key: (AUTO_HYPERPARAMETERS[key] if value in (None, "auto") else value)
-                    for key, value in {**AUTO_HYPERPARAMETERS, **(hyperparameters or {})}.items()}
+        resolved = {
+            key: (AUTO_HYPERPARAMETERS[key] if value in (None, "auto") else value)
+            for key, value in {**AUTO_HYPERPARAMETERS, **(hyperparameters or {})}.items()
+        }
         epochs = int(float(resolved["n_epochs"]))
         tokens_per_epoch = train["images"] * TOKENS_PER_IMAGE + train["chars"] // CHARS_PER_TOKEN
         now = int(time.time())
-        record = {"id": job_id, "model": model, "training_file": training_file, "validation_file": validation_file,
-                  "hyperparameters": resolved, "suffix": suffix, "seed": seed, "metadata": dict(metadata or {}),
-                  "created_at": now, "finished_at": now + 1, "steps": max(1, train["lines"] * epochs),
-                  "epochs": epochs, "trained_tokens": tokens_per_epoch * epochs}
+        record = {
+            "id": job_id,
+            "model": model,
+            "training_file": training_file,
+            "validation_file": validation_file,
+            "hyperparameters": resolved,
+            "suffix": suffix,
+            "seed": seed,
+            "metadata": dict(metadata or {}),
+            "created_at": now,
+            "finished_at": now + 1,
+            "steps": max(1, train["lines"] * epochs),
+            "epochs": epochs,
+            "trained_tokens": tokens_per_epoch * epochs,
+        }
         self._write("jobs", job_id, record)
         return self._job(record)
 
     def _job(self, record: dict) -> RemoteJob:
         run_id, model = job_id_parts(record["id"])
         return RemoteJob(
-            id=record["id"], status="succeeded", model=model,
+            id=record["id"],
+            status="succeeded",
+            model=model,
             fine_tuned_model=fine_tuned_name(base=model, suffix=record.get("suffix", ""), run_id=run_id),
-            trained_tokens=record["trained_tokens"], result_files=[f"{FILE_PREFIX}result-{record['id']}"],
-            metadata=record.get("metadata") or {}, created_at=record["created_at"], finished_at=record["finished_at"],
-            training_file=record["training_file"], validation_file=record.get("validation_file", ""),
+            trained_tokens=record["trained_tokens"],
+            result_files=[f"{FILE_PREFIX}result-{record['id']}"],
+            metadata=record.get("metadata") or {},
+            created_at=record["created_at"],
+            finished_at=record["finished_at"],
+            training_file=record["training_file"],
+            validation_file=record.get("validation_file", ""),
             hyperparameters=record["hyperparameters"],
         )
 
@@ -207,7 +266,7 @@ class SimulatedProvider(Provider):
             return []
         records = [json.loads(path.read_text()) for path in folder.glob(f"{JOB_PREFIX}*.json")]
         records.sort(key=lambda r: (r["created_at"], r["id"]), reverse=True)
-        return [self._job(r) for r in records[:limit or settings.RUN_LOOKUP_MAX_JOBS]]
+        return [self._job(r) for r in records[: limit or settings.RUN_LOOKUP_MAX_JOBS]]
 
     def _curve(self, record: dict) -> list[dict]:
         return training_curve(job_id=record["id"], steps=record["steps"], epochs=record["epochs"])
@@ -217,20 +276,25 @@ class SimulatedProvider(Provider):
         record = self._job_record(job_id)
         job = self._job(record)
         start, rows = record["created_at"], self._curve(record)
-        events = [("info", "message", "Validating training file (simulated)", {}),
-                  ("info", "message", "Files validated, moving job to queued state", {}),
-                  ("info", "message", "Fine-tuning job started (simulated: no model was trained)", {})]
+        events = [
+            ("info", "message", "Validating training file (simulated)", {}),
+            ("info", "message", "Files validated, moving job to queued state", {}),
+            ("info", "message", "Fine-tuning job started (simulated: no model was trained)", {}),
+        ]
         for row in rows:
             parts = ", ".join(f"{k.replace('_', ' ')}={v}" for k, v in row.items() if k != "step")
             events.append(("info", "metrics", f"Step {row['step']}/{record['steps']}: {parts}", row))
-        events += [("info", "message", f"New fine-tuned model created: {job.fine_tuned_model}", {}),
-                   ("info", "message", "The job has successfully completed (simulated)", {})]
+        events += [
+            ("info", "message", f"New fine-tuned model created: {job.fine_tuned_model}", {}),
+            ("info", "message", "The job has successfully completed (simulated)", {}),
+        ]
         out = []
         for index, (level, kind, message, data) in enumerate(events):
-            event_id = f"ftevent-sim-{job_id[len(JOB_PREFIX):]}-{index}"[:100]
+            event_id = f"ftevent-sim-{job_id[len(JOB_PREFIX) :]}-{index}"[:100]
             if event_id not in known_ids:
-                out.append(RemoteEvent(id=event_id, created_at=start, level=level, type=kind, message=message,
-                                       data=dict(data)))
+                out.append(
+                    RemoteEvent(id=event_id, created_at=start, level=level, type=kind, message=message, data=dict(data))
+                )
         return out
 
     def list_checkpoints(self, job_id: str) -> list[RemoteCheckpoint]:
@@ -244,13 +308,23 @@ class SimulatedProvider(Provider):
             step = min(record["steps"], epoch * per_epoch)
             row = rows[step - 1]
             valid = next((r for r in reversed(rows[:step]) if "valid_loss" in r), {})
-            metrics = {"step": step, "train_loss": row["train_loss"], "train_mean_token_accuracy": row["train_accuracy"],
-                       "valid_loss": valid.get("valid_loss"), "valid_mean_token_accuracy": valid.get("valid_mean_token_accuracy")}
+            metrics = {
+                "step": step,
+                "train_loss": row["train_loss"],
+                "train_mean_token_accuracy": row["train_accuracy"],
+                "valid_loss": valid.get("valid_loss"),
+                "valid_mean_token_accuracy": valid.get("valid_mean_token_accuracy"),
+            }
             name = job.fine_tuned_model if epoch == record["epochs"] else f"{job.fine_tuned_model}:ckpt-step-{step}"
-            checkpoints.append(RemoteCheckpoint(id=f"ftckpt-sim-{job_id[len(JOB_PREFIX):]}-{step}"[:100], step=step,
-                                                fine_tuned_model_checkpoint=name,
-                                                metrics={k: v for k, v in metrics.items() if v is not None},
-                                                created_at=record["finished_at"]))
+            checkpoints.append(
+                RemoteCheckpoint(
+                    id=f"ftckpt-sim-{job_id[len(JOB_PREFIX) :]}-{step}"[:100],
+                    step=step,
+                    fine_tuned_model_checkpoint=name,
+                    metrics={k: v for k, v in metrics.items() if v is not None},
+                    created_at=record["finished_at"],
+                )
+            )
         return checkpoints
 
     def result_file_content(self, file_id: str) -> bytes:
@@ -258,7 +332,7 @@ class SimulatedProvider(Provider):
         prefix = f"{FILE_PREFIX}result-"
         if not file_id.startswith(prefix):
             raise _not_found(f"no simulated result file {file_id!r}")
-        return result_csv(self._curve(self._job_record(file_id[len(prefix):])))
+        return result_csv(self._curve(self._job_record(file_id[len(prefix) :])))
 
     # --- inference -------------------------------------------------------------------------------
     def chat_prepare(self) -> None:
@@ -272,8 +346,15 @@ class SimulatedProvider(Provider):
             self._index = lookup()
         return self._index
 
-    def chat(self, *, model: str, messages: list[dict], json_output: bool = True, temperature: float = 0.0,
-             timeout: float = 120.0) -> ChatResult:
+    def chat(
+        self,
+        *,
+        model: str,
+        messages: list[dict],
+        json_output: bool = True,
+        temperature: float = 0.0,
+        timeout: float = 120.0,
+    ) -> ChatResult:
         """The truth of the drawing the messages show (found by its page images' content hash) with the noise of
         the model's kind, seeded by model and drawing: the same question always gets the same answer."""
         self._require()
@@ -284,14 +365,24 @@ class SimulatedProvider(Provider):
             url = (part.get("image_url") or {}).get("url") or ""
             if truth is None and url.startswith("data:"):
                 truth = truths.get(hashlib.sha256(decode_data_url(url)).hexdigest())
-        text_chars = sum(len(m["content"]) if isinstance(m.get("content"), str) else
-                         sum(len(p.get("text") or "") for p in m.get("content") or [] if isinstance(p, dict))
-                         for m in messages)
+        text_chars = sum(
+            len(m["content"])
+            if isinstance(m.get("content"), str)
+            else sum(len(p.get("text") or "") for p in m.get("content") or [] if isinstance(p, dict))
+            for m in messages
+        )
         fallback_key = hashlib.sha256(json.dumps(messages[-1:], default=str)[:20000].encode()).hexdigest()
         text = answer(model=model, truth=truth, json_output=json_output, fallback_key=fallback_key)
         rng = seeded("latency", model, truth.key if truth else fallback_key)
-        return ChatResult(text=text, input_tokens=images * TOKENS_PER_IMAGE + text_chars // CHARS_PER_TOKEN,
-                          output_tokens=max(1, len(text) // CHARS_PER_TOKEN),
-                          latency_ms=int((time.perf_counter() - started) * 1000) + rng.randint(400, 1800),
-                          raw={"id": f"chatcmpl-sim-{rng.randint(10**8, 10**9)}", "model": model,
-                               "finish_reason": "stop", "simulated": True})
+        return ChatResult(
+            text=text,
+            input_tokens=images * TOKENS_PER_IMAGE + text_chars // CHARS_PER_TOKEN,
+            output_tokens=max(1, len(text) // CHARS_PER_TOKEN),
+            latency_ms=int((time.perf_counter() - started) * 1000) + rng.randint(400, 1800),
+            raw={
+                "id": f"chatcmpl-sim-{rng.randint(10**8, 10**9)}",
+                "model": model,
+                "finish_reason": "stop",
+                "simulated": True,
+            },
+        )

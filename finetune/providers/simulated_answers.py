@@ -5,6 +5,7 @@ A fine-tuned model strays ~10 % from the truth (each number off by 4-16 %), a ba
 misreads the material now and then, so an evaluation shows the fine-tuned model ahead. A drawing without a
 ground truth gets an answer made up from the task's JSON schema, which still validates against it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,8 +55,15 @@ def _number(value: float, rng: random.Random, noise: tuple[float, float], *, int
     return int(round(result)) if integer else round(result, 2)
 
 
-def perturb(value: Any, rng: random.Random, noise: tuple[float, float], *, slips: float = 0.0,
-            keep: frozenset[str] = frozenset(), name: str = "") -> Any:
+def perturb(
+    value: Any,
+    rng: random.Random,
+    noise: tuple[float, float],
+    *,
+    slips: float = 0.0,
+    keep: frozenset[str] = frozenset(),
+    name: str = "",
+) -> Any:
     """The truth with every number off by `noise` and, with probability `slips`, a string field replaced by
     another value of the same answer (a misread); fields named in `keep` stay as they are."""
     if isinstance(value, bool) or value is None:
@@ -65,8 +73,10 @@ def perturb(value: Any, rng: random.Random, noise: tuple[float, float], *, slips
     if isinstance(value, list):
         return [perturb(item, rng, noise, slips=slips, keep=keep, name=name) for item in value]
     if isinstance(value, dict):
-        return {key: (item if key in keep else perturb(item, rng, noise, slips=slips, keep=keep, name=key))
-                for key, item in value.items()}
+        return {
+            key: (item if key in keep else perturb(item, rng, noise, slips=slips, keep=keep, name=key))
+            for key, item in value.items()
+        }
     if isinstance(value, str) and slips and rng.random() < slips and name in ("material",):
         return value.rsplit(" ", 1)[0] + " (?)" if " " in value else value + "-X"
     return value
@@ -82,8 +92,10 @@ def from_schema(schema: dict, rng: random.Random, *, hints: dict, name: str = ""
         return rng.choice(list(schema["enum"]))
     if kind == "object":
         properties = schema.get("properties") or {}
-        return {key: from_schema(properties.get(key) or {"type": "string"}, rng, hints=hints, name=key)
-                for key in (schema.get("required") or list(properties))}
+        return {
+            key: from_schema(properties.get(key) or {"type": "string"}, rng, hints=hints, name=key)
+            for key in (schema.get("required") or list(properties))
+        }
     if kind == "array":
         low = int(schema.get("minItems", 1))
         high = max(low, int(schema.get("maxItems", low + 2)))
@@ -110,8 +122,9 @@ def answer(*, model: str, truth: DrawingTruth | None, json_output: bool, fallbac
     fine_tuned = is_fine_tuned(model)
     if truth is not None and truth.target is not None:
         noise = FINE_TUNED_NOISE if fine_tuned else BASE_NOISE
-        value = perturb(truth.target, rng, noise, slips=0.0 if fine_tuned else BASE_STRING_SLIPS,
-                        keep=frozenset({"part_number"}))
+        value = perturb(
+            truth.target, rng, noise, slips=0.0 if fine_tuned else BASE_STRING_SLIPS, keep=frozenset({"part_number"})
+        )
     elif truth is not None and truth.schema:
         value = from_schema(truth.schema, rng, hints=truth.hints)
     elif json_output:
@@ -124,6 +137,7 @@ def answer(*, model: str, truth: DrawingTruth | None, json_output: bool, fallbac
 
 
 # --- training: the curve, events and checkpoints of a simulated job ---------------------------------
+
 
 def training_curve(*, job_id: str, steps: int, epochs: int) -> list[dict]:
     """Per-step metrics like OpenAI's result file: loss falling from ~2 towards ~0.2 with seeded jitter,

@@ -21,6 +21,7 @@ retrying and job creation is never retried here. Chat goes through the same clie
 TOGETHER_BASE_URL set the SDK sends it to `<base>/v1/chat/completions`, else to Together's inference host.
 Together's values in our terms (run tags, statuses, options, timestamps, event ids): `together_format.py`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,7 +36,14 @@ from curation.provider_names import ProviderName
 from finetune.providers.base import ChatResult, Provider, ProviderError, register
 from finetune.providers.chat import chat_completion
 from finetune.providers.errors import together_provider_error
-from finetune.providers.fine_tuning import RUN_ID_KEY, account_fingerprint, RemoteCheckpoint, RemoteEvent, RemoteFile, RemoteJob
+from finetune.providers.fine_tuning import (
+    RUN_ID_KEY,
+    account_fingerprint,
+    RemoteCheckpoint,
+    RemoteEvent,
+    RemoteFile,
+    RemoteJob,
+)
 from gestima.storage import StoredFile
 from finetune.providers.together_format import (
     BASE_LEARNING_RATE,
@@ -84,11 +92,15 @@ class TogetherProvider(Provider):
             import together
 
             if not settings.TOGETHER_API_KEY:
-                raise ProviderError("TOGETHER_API_KEY is not set: the together provider cannot be used.",
-                                    code="not_configured")
-            self._client = together.Together(api_key=settings.TOGETHER_API_KEY,
-                                             base_url=settings.TOGETHER_BASE_URL or None,
-                                             timeout=settings.OPENAI_TIMEOUT_SECONDS, max_retries=0)
+                raise ProviderError(
+                    "TOGETHER_API_KEY is not set: the together provider cannot be used.", code="not_configured"
+                )
+            self._client = together.Together(
+                api_key=settings.TOGETHER_API_KEY,
+                base_url=settings.TOGETHER_BASE_URL or None,
+                timeout=settings.OPENAI_TIMEOUT_SECONDS,
+                max_retries=0,
+            )
         return self._client
 
     # --- plumbing ----------------------------------------------------------------------------
@@ -113,8 +125,12 @@ class TogetherProvider(Provider):
     # --- files ---------------------------------------------------------------------------------
     def account(self) -> str:
         """The account uploaded files belong to (see `account_fingerprint`); the key is only hashed."""
-        return account_fingerprint(provider=self.name, base_url=settings.TOGETHER_BASE_URL or "https://api.together.xyz",
-                                   organization="", api_key=settings.TOGETHER_API_KEY)
+        return account_fingerprint(
+            provider=self.name,
+            base_url=settings.TOGETHER_BASE_URL or "https://api.together.xyz",
+            organization="",
+            api_key=settings.TOGETHER_API_KEY,
+        )
 
     def file_exists(self, file_id: str) -> bool:
         """docs.together.ai/reference/get_files-id: a deleted file answers 404."""
@@ -142,20 +158,27 @@ class TogetherProvider(Provider):
             except ProviderError:
                 report = None
             detail = (field_of(report, "error") if report is not None else "") or status
-            raise ProviderError(f"Together refused {source.filename}: {detail}", code="invalid_file",
-                                param="training_file")
+            raise ProviderError(
+                f"Together refused {source.filename}: {detail}", code="invalid_file", param="training_file"
+            )
         return RemoteFile(id=uploaded.id, bytes=int(field_of(uploaded, "bytes") or source.size()))
 
     def result_file_content(self, file_id: str) -> bytes:
-        raise ProviderError("Together jobs have no result file: metrics come from the metrics endpoint",
-                            code="unsupported")
+        raise ProviderError(
+            "Together jobs have no result file: metrics come from the metrics endpoint", code="unsupported"
+        )
 
     # --- jobs ----------------------------------------------------------------------------------
     def _job(self, job, *, events: list | None = None) -> RemoteJob:
         raw_status = str(field_of(job, "status") or "")
         status = STATUS_MAP.get(raw_status, raw_status)
         suffix = field_of(job, "suffix") or ""
-        output = field_of(job, "x_model_output_name") or field_of(job, "output_name") or field_of(job, "model_output_name") or ""
+        output = (
+            field_of(job, "x_model_output_name")
+            or field_of(job, "output_name")
+            or field_of(job, "model_output_name")
+            or ""
+        )
         run_id = run_id_of(suffix) or run_id_of(output.rsplit("-", 1)[0] if output else "")
         error_code = error_message = ""
         if raw_status in FAILED_STATUSES:
@@ -163,8 +186,11 @@ class TogetherProvider(Provider):
             error_message = self._failure_message(job, events) or FAILURE_WORDS.get(raw_status, raw_status)
         elif raw_status == "cancelled":
             # Cancelled by Together (not by us) is most often a failed balance check: the events say so.
-            billing = [e for e in self._events_of(job, events) if "billing" in e["type"] or "balance" in e["message"].lower()
-                       or "insufficient" in e["message"].lower()]
+            billing = [
+                e
+                for e in self._events_of(job, events)
+                if "billing" in e["type"] or "balance" in e["message"].lower() or "insufficient" in e["message"].lower()
+            ]
             if billing:
                 error_code, error_message = "insufficient_balance", billing[-1]["message"]
         token_count = field_of(job, "token_count")
@@ -177,10 +203,13 @@ class TogetherProvider(Provider):
             error_code=error_code,
             error_message=error_message,
             result_files=[],
-            metadata={RUN_ID_KEY: run_id, "together_status": raw_status, "output_name": output} if run_id else
-            {"together_status": raw_status, "output_name": output},
+            metadata={RUN_ID_KEY: run_id, "together_status": raw_status, "output_name": output}
+            if run_id
+            else {"together_status": raw_status, "output_name": output},
             created_at=epoch_of(field_of(job, "created_at")),
-            finished_at=epoch_of(field_of(job, "updated_at")) if status in ("succeeded", "failed", "cancelled") else None,
+            finished_at=epoch_of(field_of(job, "updated_at"))
+            if status in ("succeeded", "failed", "cancelled")
+            else None,
             training_file=field_of(job, "training_file") or "",
             validation_file=field_of(job, "validation_file") or "",
         )
@@ -200,16 +229,26 @@ class TogetherProvider(Provider):
         errors = [f["message"] for f in fields if f["level"].endswith("error") or f["type"] in ("job_error",)]
         return errors[-1] if errors else ""
 
-    def create_job(self, *, model: str, training_file: str, validation_file: str = "", hyperparameters: dict,
-                   suffix: str = "", seed: int | None = None, metadata: dict[str, str],
-                   options: dict | None = None) -> RemoteJob:
+    def create_job(
+        self,
+        *,
+        model: str,
+        training_file: str,
+        validation_file: str = "",
+        hyperparameters: dict,
+        suffix: str = "",
+        seed: int | None = None,
+        metadata: dict[str, str],
+        options: dict | None = None,
+    ) -> RemoteJob:
         """One attempt, never retried here: a failed create may still have made a job (see find_job)."""
         run_id = (metadata or {}).get(RUN_ID_KEY, "")
         opts = options_clean(options)
         epochs = hyperparameters.get("n_epochs")
         if epochs in (None, "auto"):
-            raise ProviderError("Together needs a number of epochs (it has no \"auto\")", code="invalid_request",
-                                param="n_epochs")
+            raise ProviderError(
+                'Together needs a number of epochs (it has no "auto")', code="invalid_request", param="n_epochs"
+            )
         kwargs = {
             "model": model,
             "training_file": training_file,
@@ -238,7 +277,7 @@ class TogetherProvider(Provider):
     def find_job(self, *, run_id: int | str) -> RemoteJob | None:
         """The job whose suffix carries our run id (Together lists every job of the account in one answer)."""
         wanted = str(run_id)
-        for job in self._list()[:settings.RUN_LOOKUP_MAX_JOBS]:
+        for job in self._list()[: settings.RUN_LOOKUP_MAX_JOBS]:
             if run_id_of(field_of(job, "suffix")) == wanted:
                 return self.retrieve_job(job.id)
         return None
@@ -261,10 +300,23 @@ class TogetherProvider(Provider):
             event_id = event_id_of(job_id, fields)
             if event_id in known_ids:
                 continue
-            data = {k: v for k, v in (event.model_dump(exclude_none=True) if hasattr(event, "model_dump") else dict(event)).items()
-                    if k not in ("object", "message", "level", "type", "created_at")}
-            events.append(RemoteEvent(id=event_id, created_at=epoch_of(fields["created_at"]), level=fields["level"],
-                                      type=fields["type"], message=fields["message"], data=data))
+            data = {
+                k: v
+                for k, v in (
+                    event.model_dump(exclude_none=True) if hasattr(event, "model_dump") else dict(event)
+                ).items()
+                if k not in ("object", "message", "level", "type", "created_at")
+            }
+            events.append(
+                RemoteEvent(
+                    id=event_id,
+                    created_at=epoch_of(fields["created_at"]),
+                    level=fields["level"],
+                    type=fields["type"],
+                    message=fields["message"],
+                    data=data,
+                )
+            )
         events.sort(key=lambda e: e.created_at or 0)
         return events + self._metric_events(job_id, known_ids)
 
@@ -279,21 +331,34 @@ class TogetherProvider(Provider):
                     steps.setdefault(int(step), {"step": int(step)})[field] = float(loss)
         out = []
         for step, data in sorted(steps.items()):
-            event_id = f"tgm-{job_id}-{step}-" + ("tv" if "valid_loss" in data and "train_loss" in data else
-                                                "v" if "valid_loss" in data else "t")
+            event_id = f"tgm-{job_id}-{step}-" + (
+                "tv" if "valid_loss" in data and "train_loss" in data else "v" if "valid_loss" in data else "t"
+            )
             if event_id in known_ids:
                 continue
             parts = [f"{k.replace('_', ' ')}={v}" for k, v in data.items() if k != "step"]
-            out.append(RemoteEvent(id=event_id, created_at=None, level="info", type="metrics",
-                                   message=f"Step {step}: " + ", ".join(parts), data=data))
+            out.append(
+                RemoteEvent(
+                    id=event_id,
+                    created_at=None,
+                    level="info",
+                    type="metrics",
+                    message=f"Step {step}: " + ", ".join(parts),
+                    data=data,
+                )
+            )
         return out
 
     def list_checkpoints(self, job_id: str) -> list[RemoteCheckpoint]:
         checkpoints = self._call(lambda: self.client.fine_tuning.list_checkpoints(job_id)).data or []
         return [
-            RemoteCheckpoint(id=f"{job_id}:{c.step}:{c.checkpoint_type}"[:100], step=c.step,
-                             fine_tuned_model_checkpoint=field_of(c, "object_name") or f"{job_id}:{c.step}",
-                             metrics={"type": c.checkpoint_type, "path": c.path}, created_at=epoch_of(c.created_at))
+            RemoteCheckpoint(
+                id=f"{job_id}:{c.step}:{c.checkpoint_type}"[:100],
+                step=c.step,
+                fine_tuned_model_checkpoint=field_of(c, "object_name") or f"{job_id}:{c.step}",
+                metrics={"type": c.checkpoint_type, "path": c.path},
+                created_at=epoch_of(c.created_at),
+            )
             for c in checkpoints
         ]
 
@@ -301,11 +366,24 @@ class TogetherProvider(Provider):
     def chat_prepare(self) -> None:
         self.client.chat.completions  # noqa: B018 (build the client and load its chat resource in this thread)
 
-    def chat(self, *, model: str, messages: list[dict], json_output: bool = True, temperature: float = 0.0,
-             timeout: float = 120.0) -> ChatResult:
+    def chat(
+        self,
+        *,
+        model: str,
+        messages: list[dict],
+        json_output: bool = True,
+        temperature: float = 0.0,
+        timeout: float = 120.0,
+    ) -> ChatResult:
         try:
-            return chat_completion(self.client, model=model, messages=messages, json_output=json_output,
-                                   temperature=temperature, timeout=timeout)
+            return chat_completion(
+                self.client,
+                model=model,
+                messages=messages,
+                json_output=json_output,
+                temperature=temperature,
+                timeout=timeout,
+            )
         except ProviderError:
             raise
         except Exception as exc:

@@ -1,6 +1,7 @@
 """Together's values in our terms: the run tag in a job's suffix, job statuses and failure words, the job
 options we accept, timestamps and event ids. Plain functions of what the SDK returned: no client, no settings.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -32,7 +33,7 @@ FAILED_STATUSES = {"error", "user_error", "failed"}
 # Why a job ended, in words, when its events say nothing more precise.
 FAILURE_WORDS = {
     "user_error": "Together stopped the job because of a problem with its inputs (most often the training file "
-                  "or a parameter outside the model's limits).",
+    "or a parameter outside the model's limits).",
     "error": "Together stopped the job on an internal error.",
     "failed": "Together reports the job as failed.",
 }
@@ -50,7 +51,7 @@ def job_suffix(*, suffix: str, run_id: int | str) -> str:
     tag = run_tag(run_id)
     words = re.sub(r"[^a-z0-9-]+", "-", (suffix or "").lower()).strip("-")
     room = SUFFIX_MAX - len(tag) - 1
-    words = words[:max(room, 0)].strip("-")
+    words = words[: max(room, 0)].strip("-")
     return f"{words}-{tag}" if words else tag
 
 
@@ -66,7 +67,9 @@ def options_clean(options: dict | None) -> dict:
     if unknown:
         raise ProviderError(f"unknown Together option(s): {', '.join(sorted(unknown))}", code="invalid_request")
     if merged["training_type"] not in ("lora", "full"):
-        raise ProviderError(f"training_type must be lora or full, not {merged['training_type']!r}", code="invalid_request")
+        raise ProviderError(
+            f"training_type must be lora or full, not {merged['training_type']!r}", code="invalid_request"
+        )
     try:
         merged["n_checkpoints"] = int(merged["n_checkpoints"])
         merged["n_evals"] = int(merged["n_evals"])

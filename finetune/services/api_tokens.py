@@ -1,4 +1,5 @@
 """API tokens: made in the admin (the key is shown once), checked on every API call by its SHA-256 hash."""
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,9 @@ def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
     """(token, key): the key is returned here only; the database keeps its hash."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
-        token = ApiToken.objects.create(user=user, name=name.strip()[:100] or "API token", key_prefix=key[:12],
-                                        key_hash=_digest(key))
+        token = ApiToken.objects.create(
+            user=user, name=name.strip()[:100] or "API token", key_prefix=key[:12], key_hash=_digest(key)
+        )
     return token, key
 
 

@@ -5,6 +5,7 @@ settings are given (`training_run_deploy`, then a job waits for provisioningStat
 name of one made in the portal is recorded (`training_run_deployment_record`). Eval runs and estimates
 then call the deployment name (`EvalRun.deployment_name`, `ModelVersion.deployment_name`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,11 @@ def deployment_needed(run: TrainingRun) -> bool:
         provider = get_provider(run.provider)
     except ProviderError:
         return False
-    return bool(getattr(provider, "needs_deployment", False)) and run.status == TrainingRun.Status.SUCCEEDED \
+    return (
+        bool(getattr(provider, "needs_deployment", False))
+        and run.status == TrainingRun.Status.SUCCEEDED
         and bool(run.fine_tuned_model)
+    )
 
 
 def deployment_management_missing(run: TrainingRun) -> list[str]:
@@ -65,8 +69,10 @@ def default_deployment_name(run: TrainingRun) -> str:
 def _checked(run: TrainingRun, name: str) -> tuple[TrainingRun, str]:
     run = TrainingRun.objects.select_related("base_model").get(pk=run.pk)
     if not deployment_needed(run):
-        raise TrainingRunError(f"Run {run.pk} ({run.provider}, {run.status_label}) needs no deployment: only a "
-                               "succeeded run on a provider that serves fine-tuned models through deployments (Azure).")
+        raise TrainingRunError(
+            f"Run {run.pk} ({run.provider}, {run.status_label}) needs no deployment: only a "
+            "succeeded run on a provider that serves fine-tuned models through deployments (Azure)."
+        )
     name = (name or "").strip() or default_deployment_name(run)
     if not NAME_RE.match(name):
         raise TrainingRunError(f"{name!r} is not a valid deployment name (letters, digits, '-', '_', '.'; at most 64).")
@@ -118,7 +124,8 @@ def training_run_deployment_wait(*, run_id: int) -> TrainingRun:
         if time.monotonic() >= deadline:
             TrainingRun.objects.filter(pk=run.pk).update(
                 deployment_error=f"still {state} after {settings.AZURE_DEPLOYMENT_WAIT_SECONDS} s; check the portal, "
-                                 "then record the deployment when it serves")
+                "then record the deployment when it serves"
+            )
             run.refresh_from_db()
             return run
         time.sleep(settings.AZURE_DEPLOYMENT_POLL_SECONDS)

@@ -1,5 +1,6 @@
 """OpenAI-compatible model endpoints (vLLM, Ollama, Together serverless, Azure AI): which provider asks a
 model, at what price, and whether its key is there. The rows hold only the NAME of the key's variable."""
+
 from __future__ import annotations
 
 from decimal import Decimal

@@ -7,6 +7,7 @@ model through `estimate_create`, which saves its answer into the same row. Refus
 (no active model and no usable fallback, a file that is not a PDF, a drawing that failed before) are
 answered before anything is queued.
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,10 +65,15 @@ def estimate_refusal_check(*, task: Task) -> None:
         return
     fallback = TaskFallback.objects.filter(task=task).first()
     if version is None and fallback is None:
-        raise EstimateError(f"Task {task.slug} has no active model: promote an evaluated model first "
-                            "(or set the task's fallback model).")
-    reason = (f"Task {task.slug} has no active model." if version is None
-              else f"The active model {version.model_name} has stopped serving.")
+        raise EstimateError(
+            f"Task {task.slug} has no active model: promote an evaluated model first "
+            "(or set the task's fallback model)."
+        )
+    reason = (
+        f"Task {task.slug} has no active model."
+        if version is None
+        else f"The active model {version.model_name} has stopped serving."
+    )
     if fallback is None:
         raise EstimateError(f"{reason} Task {task.slug} has no fallback model: {FALLBACK_HELP}.")
     if model_lifecycle(model_name=fallback.model_name).is_shut_down(lifecycle_today()):
@@ -92,18 +98,28 @@ def estimate_pdf_request(*, file, task: Task, user) -> tuple[Estimate, bool]:
         raise DrawingUnusable(f"The drawing could not be rendered: {drawing.error}", drawing=drawing)
     with transaction.atomic():
         Drawing.objects.select_for_update().filter(pk=drawing.pk).first()  # two posts at once: one estimate
-        current = (Estimate.objects.filter(drawing=drawing, task=task, created_by=user, status__in=ACTIVE)
-                   .order_by("-pk").first())
-        if current is not None and work_is_active(current, queue_name=ESTIMATE_QUEUE,
-                                                  job_id=estimate_job_id(current.pk)):
+        current = (
+            Estimate.objects.filter(drawing=drawing, task=task, created_by=user, status__in=ACTIVE)
+            .order_by("-pk")
+            .first()
+        )
+        if current is not None and work_is_active(
+            current, queue_name=ESTIMATE_QUEUE, job_id=estimate_job_id(current.pk)
+        ):
             return current, False
         if current is not None:  # its job was lost: queue it again
             Estimate.objects.filter(pk=current.pk).update(status=WorkStatus.QUEUED, lease_until=None)
             _enqueue(current.pk)
             current.refresh_from_db()
             return current, True
-        estimate = Estimate.objects.create(task=task, drawing=drawing, created_by=user, status=WorkStatus.QUEUED,
-                                           total=STEPS, stage="waiting for a worker")
+        estimate = Estimate.objects.create(
+            task=task,
+            drawing=drawing,
+            created_by=user,
+            status=WorkStatus.QUEUED,
+            total=STEPS,
+            stage="waiting for a worker",
+        )
         _enqueue(estimate.pk)
     return estimate, True
 
@@ -156,11 +172,22 @@ def estimate_request_run(*, estimate_id: int) -> Estimate | None:
 
 
 def estimates_abandoned_recover() -> dict[str, list[int]]:
-    return work_abandoned_recover(Estimate, doing="rendering and estimating this PDF", again="Post the PDF again",
-                                  queue_name=ESTIMATE_QUEUE, job_id=estimate_job_id, enqueue=_enqueue)
+    return work_abandoned_recover(
+        Estimate,
+        doing="rendering and estimating this PDF",
+        again="Post the PDF again",
+        queue_name=ESTIMATE_QUEUE,
+        job_id=estimate_job_id,
+        enqueue=_enqueue,
+    )
 
 
 def _enqueue(estimate_id: int) -> None:
     # By dotted path: services never import jobs (the job module imports the services).
-    enqueue_on_commit(ESTIMATE_QUEUE, ESTIMATE_JOB, estimate_id, job_id=estimate_job_id(estimate_id),
-                      on_failure=Callback(ESTIMATE_FAILED_HOOK))
+    enqueue_on_commit(
+        ESTIMATE_QUEUE,
+        ESTIMATE_JOB,
+        estimate_id,
+        job_id=estimate_job_id(estimate_id),
+        on_failure=Callback(ESTIMATE_FAILED_HOOK),
+    )

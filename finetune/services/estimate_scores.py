@@ -9,6 +9,7 @@ the one it was scored against (`GroundTruth.computed_at` moves only when the num
 is cleared when the ground truth goes away. The periodic job and the `score_estimates` command both call
 `estimates_score_stale`, which is idempotent: a second call finds nothing to do.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,17 +44,27 @@ def _ground_truth_at():
 def estimates_stale():
     """Estimates of numeric tasks whose part has ground truth they were not scored against (never scored, or
     scored against an older ground truth)."""
-    return (Estimate.objects.exclude(drawing__part_number="").filter(task__metric_spec__has_key="numeric")
-            .annotate(ground_truth_at=_ground_truth_at()).filter(ground_truth_at__isnull=False)
-            .filter(Q(scored_ground_truth_at__isnull=True) | ~Q(scored_ground_truth_at=F("ground_truth_at"))))
+    return (
+        Estimate.objects.exclude(drawing__part_number="")
+        .filter(task__metric_spec__has_key="numeric")
+        .annotate(ground_truth_at=_ground_truth_at())
+        .filter(ground_truth_at__isnull=False)
+        .filter(Q(scored_ground_truth_at__isnull=True) | ~Q(scored_ground_truth_at=F("ground_truth_at")))
+    )
 
 
 def estimate_record(*, estimate: Estimate, target: dict) -> dict:
     """The estimate as one record of finetune.metrics (the shape eval_run_records gives an eval's results)."""
     answered = estimate.error_kind not in NOT_ANSWERED
-    return {"id": estimate.pk, "target": target, "output": estimate.output if answered else None,
-            "json_valid": answered, "schema_valid": estimate.error_kind == "", "error_kind": estimate.error_kind,
-            "tags": {}}
+    return {
+        "id": estimate.pk,
+        "target": target,
+        "output": estimate.output if answered else None,
+        "json_valid": answered,
+        "schema_valid": estimate.error_kind == "",
+        "error_kind": estimate.error_kind,
+        "tags": {},
+    }
 
 
 def estimate_score(*, estimate: Estimate, ground_truth: GroundTruth, now=None) -> Estimate:
@@ -79,8 +90,11 @@ def _score_batch(ids: list[int]) -> int:
         estimates = list(Estimate.objects.filter(pk__in=ids).select_related("task", "drawing"))
         parts = {e.drawing.part_number for e in estimates}
         truths = {g.part_number: g for g in GroundTruth.objects.filter(part_number__in=parts)}
-        scored = [estimate_score(estimate=e, ground_truth=truths[e.drawing.part_number], now=now)
-                  for e in estimates if e.drawing.part_number in truths]
+        scored = [
+            estimate_score(estimate=e, ground_truth=truths[e.drawing.part_number], now=now)
+            for e in estimates
+            if e.drawing.part_number in truths
+        ]
         Estimate.objects.bulk_update(scored, SCORE_FIELDS)
     return len(scored)
 
@@ -88,9 +102,18 @@ def _score_batch(ids: list[int]) -> int:
 def estimates_clear_orphaned() -> int:
     """Clear scores whose ground truth is gone (its records deleted): no score stands without its measure."""
     gone = ~Exists(GroundTruth.objects.filter(part_number=OuterRef("drawing__part_number")))
-    return (Estimate.objects.filter(scored_ground_truth_at__isnull=False).filter(gone)
-            .update(live_score=None, live_errors={}, live_ape_sum=None, live_ape_n=0, scored_ground_truth_at=None,
-                    scored_at=None))
+    return (
+        Estimate.objects.filter(scored_ground_truth_at__isnull=False)
+        .filter(gone)
+        .update(
+            live_score=None,
+            live_errors={},
+            live_ape_sum=None,
+            live_ape_n=0,
+            scored_ground_truth_at=None,
+            scored_at=None,
+        )
+    )
 
 
 def estimates_score_stale(*, batch: int = BATCH, limit: int | None = None) -> ScoreReport:

@@ -9,6 +9,7 @@ provider keeps failing after the SDK's own retries, the task's fallback model (T
 estimate records why (`answered_by`, `fallback_reason`). No active model and no usable fallback is an
 EstimateError that says what to do, never a silent failure.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -28,7 +29,9 @@ from finetune.services.evals import answer_check, api_messages, call_cost, eval_
 from finetune.services.few_shot import drawing_shots, messages_with_shots
 from finetune.services.promotion import model_version_active, provider_tag, simulated_model_refusal
 
-FALLBACK_HELP = "promote a replacement or set the task's fallback model (see \"When OpenAI fine-tuning ends\" in the README)"
+FALLBACK_HELP = (
+    'promote a replacement or set the task\'s fallback model (see "When OpenAI fine-tuning ends" in the README)'
+)
 
 
 class EstimateError(Exception):
@@ -61,8 +64,18 @@ def _falls_back_on(error: ProviderError) -> bool:
     return error.retryable or getattr(error, "http_status", None) in (401, 403, 404) or error.code == "model_not_found"
 
 
-def _ask(estimate: Estimate, *, task: Task, drawing: Drawing, model_name: str, provider: str,
-         prompt_text: str, served_name: str = "", endpoint=None, few_shot: dict | None = None) -> ProviderError | None:
+def _ask(
+    estimate: Estimate,
+    *,
+    task: Task,
+    drawing: Drawing,
+    model_name: str,
+    provider: str,
+    prompt_text: str,
+    served_name: str = "",
+    endpoint=None,
+    few_shot: dict | None = None,
+) -> ProviderError | None:
     """One chat call; its answer, usage and cost (or error) go on `estimate`. Returns the provider's error."""
     estimate.model_name = model_name
     estimate.output, estimate.raw_output, estimate.error_kind, estimate.error = None, "", "", ""
@@ -74,8 +87,12 @@ def _ask(estimate: Estimate, *, task: Task, drawing: Drawing, model_name: str, p
         # On Azure the model answers only through its deployment (ModelVersion.deployment_name); an endpoint
         # model through its OpenAI-compatible server.
         outcome = model_provider(provider=provider, endpoint=endpoint).chat(
-            model=served_name or model_name, messages=messages, json_output=not is_text_task(task), temperature=0.0,
-            timeout=float(getattr(settings, "EVAL_TIMEOUT_SECONDS", 120)))
+            model=served_name or model_name,
+            messages=messages,
+            json_output=not is_text_task(task),
+            temperature=0.0,
+            timeout=float(getattr(settings, "EVAL_TIMEOUT_SECONDS", 120)),
+        )
     except ProviderError as exc:
         estimate.error_kind, estimate.error = "api_error", f"{exc.code}: {exc.message}"
         return exc
@@ -88,8 +105,11 @@ def _ask(estimate: Estimate, *, task: Task, drawing: Drawing, model_name: str, p
     estimate.error_kind, estimate.error = kind, message
     estimate.latency_ms = outcome.latency_ms
     estimate.input_tokens, estimate.output_tokens = outcome.input_tokens, outcome.output_tokens
-    estimate.cost_usd = call_cost(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
-                                  prices=endpoint_prices(endpoint) if endpoint is not None else model_prices(model_name))
+    estimate.cost_usd = call_cost(
+        input_tokens=outcome.input_tokens,
+        output_tokens=outcome.output_tokens,
+        prices=endpoint_prices(endpoint) if endpoint is not None else model_prices(model_name),
+    )
     return None
 
 
@@ -100,8 +120,14 @@ def _ask_fallback(estimate: Estimate, *, task: Task, drawing: Drawing, fallback:
     kind = _fallback_kind(fallback.model_name)
     estimate.answered_by, estimate.fallback_reason = Estimate.AnsweredBy.FALLBACK, reason
     estimate.provider = provider_tag(provider=fallback.provider, kind=kind)
-    _ask(estimate, task=task, drawing=drawing, model_name=fallback.model_name, provider=fallback.provider,
-         prompt_text=fallback.prompt_text or eval_prompt(task=task, model_kind=kind)[1])
+    _ask(
+        estimate,
+        task=task,
+        drawing=drawing,
+        model_name=fallback.model_name,
+        provider=fallback.provider,
+        prompt_text=fallback.prompt_text or eval_prompt(task=task, model_kind=kind)[1],
+    )
 
 
 def _usable_fallback(task: Task, *, reason: str, today) -> TaskFallback:
@@ -111,8 +137,10 @@ def _usable_fallback(task: Task, *, reason: str, today) -> TaskFallback:
         raise EstimateError(f"{reason} Task {task.slug} has no fallback model: {FALLBACK_HELP}.")
     lifecycle = model_lifecycle(model_name=fallback.model_name)
     if lifecycle.is_shut_down(today):
-        raise EstimateError(f"{reason} The fallback model {fallback.model_name} stopped serving on "
-                            f"{lifecycle.shutdown_date:%Y-%m-%d} too: {FALLBACK_HELP}.")
+        raise EstimateError(
+            f"{reason} The fallback model {fallback.model_name} stopped serving on "
+            f"{lifecycle.shutdown_date:%Y-%m-%d} too: {FALLBACK_HELP}."
+        )
     return fallback
 
 
@@ -123,15 +151,19 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None, estimate_id: int
     if user is not None and not user.has_perm("finetune.add_estimate"):
         raise PermissionDenied("You may not ask for estimates.")
     if task.uses_images and (drawing.status != Drawing.Status.RENDERED or not drawing.pages.exists()):
-        raise DrawingNotReady(f"Drawing {drawing} is {drawing.status}, not rendered yet: try again when its pages exist.")
+        raise DrawingNotReady(
+            f"Drawing {drawing} is {drawing.status}, not rendered yet: try again when its pages exist."
+        )
     today = lifecycle_today()
     version = model_version_active(task=task)
     gone = ""
     if version is None:
         gone = f"Task {task.slug} has no active model."
         if not TaskFallback.objects.filter(task=task).exists():
-            raise EstimateError(f"Task {task.slug} has no active model: promote an evaluated model first "
-                                "(or set the task's fallback model).")
+            raise EstimateError(
+                f"Task {task.slug} has no active model: promote an evaluated model first "
+                "(or set the task's fallback model)."
+            )
     else:
         simulated = simulated_model_refusal(task=task, provider=version.provider, model_name=version.model_name)
         if simulated:
@@ -139,10 +171,17 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None, estimate_id: int
         lifecycle = model_version_lifecycle(version)
         if lifecycle.is_shut_down(today):
             inherited = f" (the shutdown date of its base {lifecycle.base_name})" if lifecycle.derived else ""
-            gone = (f"The active model {version.model_name} stopped serving on {lifecycle.shutdown_date:%Y-%m-%d}"
-                    f"{inherited}.")
-    estimate = Estimate(pk=estimate_id, task=task, drawing=drawing, model_version=version,
-                        created_by=user if (user is not None and user.is_authenticated) else None)
+            gone = (
+                f"The active model {version.model_name} stopped serving on {lifecycle.shutdown_date:%Y-%m-%d}"
+                f"{inherited}."
+            )
+    estimate = Estimate(
+        pk=estimate_id,
+        task=task,
+        drawing=drawing,
+        model_version=version,
+        created_by=user if (user is not None and user.is_authenticated) else None,
+    )
     if estimate_id is not None:  # saved as an UPDATE of the queued row: it keeps the time it was asked
         estimate.created_at = Estimate.objects.filter(pk=estimate_id).values_list("created_at", flat=True).first()
     if gone:
@@ -150,14 +189,28 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None, estimate_id: int
         _ask_fallback(estimate, task=task, drawing=drawing, fallback=fallback, reason=gone)
     else:
         estimate.provider = provider_tag(provider=version.provider, kind=version.kind)
-        error = _ask(estimate, task=task, drawing=drawing, model_name=version.model_name, provider=version.provider,
-                     prompt_text=version.prompt_text,  # none recorded: the prompt examples carry
-                     served_name=version.served_name, endpoint=version.endpoint,
-                     few_shot=version.few_shot if version.kind == ModelKind.FEW_SHOT else None)
-        fallback = TaskFallback.objects.filter(task=task).first() if error is not None and _falls_back_on(error) else None
+        error = _ask(
+            estimate,
+            task=task,
+            drawing=drawing,
+            model_name=version.model_name,
+            provider=version.provider,
+            prompt_text=version.prompt_text,  # none recorded: the prompt examples carry
+            served_name=version.served_name,
+            endpoint=version.endpoint,
+            few_shot=version.few_shot if version.kind == ModelKind.FEW_SHOT else None,
+        )
+        fallback = (
+            TaskFallback.objects.filter(task=task).first() if error is not None and _falls_back_on(error) else None
+        )
         if fallback is not None and not model_lifecycle(model_name=fallback.model_name).is_shut_down(today):
-            _ask_fallback(estimate, task=task, drawing=drawing, fallback=fallback,
-                          reason=f"The active model {version.model_name} failed after the provider's retries: {estimate.error}")
+            _ask_fallback(
+                estimate,
+                task=task,
+                drawing=drawing,
+                fallback=fallback,
+                reason=f"The active model {version.model_name} failed after the provider's retries: {estimate.error}",
+            )
     if estimate.error_kind == "api_error":  # no model answered: nothing to keep
         raise EstimateFailed(f"The model {estimate.model_name} did not answer: {estimate.error}", kind="api_error")
     if estimate.error_kind == "input_error":
@@ -167,7 +220,8 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None, estimate_id: int
 
 
 def estimate_correct(*, estimate: Estimate, user, target_text: str) -> Estimate:
-    """Validate an expert's corrected answer against the task schema; it becomes a pending Example (source=correction)."""
+    """Validate an expert's corrected answer against the task schema; it becomes a pending Example
+    (source=correction)."""
     if user is None or not user.has_perm("finetune.correct_estimate"):
         raise PermissionDenied("You may not correct estimates.")
     task = estimate.task
@@ -190,15 +244,23 @@ def estimate_correct(*, estimate: Estimate, user, target_text: str) -> Estimate:
             try:
                 with transaction.atomic():
                     example = Example.objects.create(
-                        task=task, drawing=drawing, messages=messages, target=normalised, schema_version=task.schema_version,
-                        status=Example.Status.PENDING, source=Example.Source.CORRECTION, tags=tags,
-                        group_key=drawing.part_number or f"drawing-{drawing.pk}", content_hash=digest,
+                        task=task,
+                        drawing=drawing,
+                        messages=messages,
+                        target=normalised,
+                        schema_version=task.schema_version,
+                        status=Example.Status.PENDING,
+                        source=Example.Source.CORRECTION,
+                        tags=tags,
+                        group_key=drawing.part_number or f"drawing-{drawing.pk}",
+                        content_hash=digest,
                         review_note=f"Correction of estimate {estimate.pk} ({estimate.model_name}).",
                     )
             except IntegrityError:
                 example = Example.objects.get(task=task, content_hash=digest)
-        Estimate.objects.filter(pk=estimate.pk).update(corrected_target=normalised, corrected_by=user,
-                                                       corrected_at=timezone.now(), example=example)
+        Estimate.objects.filter(pk=estimate.pk).update(
+            corrected_target=normalised, corrected_by=user, corrected_at=timezone.now(), example=example
+        )
     estimate.refresh_from_db()
     return estimate
 

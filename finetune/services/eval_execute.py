@@ -6,6 +6,7 @@ result, so the database sees one writer per run (SQLite-safe) and the number of 
 exactly the setting. A result row is unique per (run, example): a resumed run asks only examples
 without one, so done examples are never paid twice.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,7 +54,9 @@ def _ask(provider, *, model: str, messages: list[dict], pages: PageImages, json_
     except Exception as exc:  # a page image gone or changed: this example fails, the run goes on
         return None, ProviderError(f"input: {exc}", code="input_error")
     try:
-        return provider.chat(model=model, messages=messages, json_output=json_output, temperature=0.0, timeout=timeout), None
+        return provider.chat(
+            model=model, messages=messages, json_output=json_output, temperature=0.0, timeout=timeout
+        ), None
     except ProviderError as exc:
         return None, exc
     except Exception as exc:  # a bug or an odd response must cost one example, not the run
@@ -66,14 +69,23 @@ def _result(run: EvalRun, member: DatasetMember, outcome, error: Exception | Non
     fields = {"eval_run": run, "member": member, "example_id": member.example_id}
     if error is not None:
         code = getattr(error, "code", "") or type(error).__name__
-        fields.update(status=EvalResult.Status.ERROR, error_kind=EvalResult.ErrorKind.API_ERROR,
-                      error_message=f"{code}: {getattr(error, 'message', None) or error}", cost_usd=Decimal(0))
+        fields.update(
+            status=EvalResult.Status.ERROR,
+            error_kind=EvalResult.ErrorKind.API_ERROR,
+            error_message=f"{code}: {getattr(error, 'message', None) or error}",
+            cost_usd=Decimal(0),
+        )
     else:
         kind, parsed, message = answer_check(task=run.task, text=outcome.text, refusal=outcome.refusal)
         fields.update(
             status=EvalResult.Status.ERROR if kind else EvalResult.Status.OK,
-            raw_output=outcome.text or outcome.refusal, parsed=parsed, error_kind=kind, error_message=message,
-            latency_ms=outcome.latency_ms, input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
+            raw_output=outcome.text or outcome.refusal,
+            parsed=parsed,
+            error_kind=kind,
+            error_message=message,
+            latency_ms=outcome.latency_ms,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
             cost_usd=call_cost(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens, prices=prices),
         )
     return EvalResult(**fields)
@@ -111,7 +123,8 @@ def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
     """Claim the run, ask every example that has no result yet, then compute the metrics. Idempotent."""
     now = timezone.now()
     claimed = EvalRun.objects.filter(pk=eval_run.pk, status=EvalRun.Status.QUEUED).update(
-        status=EvalRun.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1)
+        status=EvalRun.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
+    )
     run = EvalRun.objects.select_related("task").get(pk=eval_run.pk)
     if not claimed:
         return run  # done, or another worker has it
@@ -123,9 +136,12 @@ def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
         # API errors cost nothing and may be transient: a rerun asks those examples again.
         EvalResult.objects.filter(eval_run=run, error_kind=EvalResult.ErrorKind.API_ERROR).delete()
         done = set(EvalResult.objects.filter(eval_run=run).values_list("example_id", flat=True))
-        members = (DatasetMember.objects.filter(version_id=run.dataset_version_id, split=run.split)
-                   .exclude(example_id__in=done).only("id", "example_id", "messages", "position")
-                   .order_by("position", "id"))
+        members = (
+            DatasetMember.objects.filter(version_id=run.dataset_version_id, split=run.split)
+            .exclude(example_id__in=done)
+            .only("id", "example_id", "messages", "position")
+            .order_by("position", "id")
+        )
         eval_run_recount(run)
         prices = endpoint_prices(run.endpoint) if run.endpoint_id else model_prices(run.model_name)
         # Few-shot: every question's worked examples, chosen once before any call; their pages join each chunk's.
@@ -139,7 +155,7 @@ def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
         members = list(members)
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix=f"eval{run.pk}") as pool:
             for start in range(0, len(members), 50):
-                chunk = members[start:start + 50]
+                chunk = members[start : start + 50]
                 pages = _pages_for(chunk).joined(shot_pages)
                 for member in chunk:
                     # At most 2 × width submitted: the pool never idles, and images are embedded by the
@@ -149,8 +165,15 @@ def eval_run_execute(*, eval_run: EvalRun) -> EvalRun:
                     messages = messages_with_prompt(member.messages, run.prompt_text)
                     if shots is not None:
                         messages = messages_with_shots(messages, shots.get(member.example_id, []))
-                    future = pool.submit(_ask, provider, model=run.served_name, pages=pages, json_output=json_output,
-                                         messages=messages, timeout=timeout)
+                    future = pool.submit(
+                        _ask,
+                        provider,
+                        model=run.served_name,
+                        pages=pages,
+                        json_output=json_output,
+                        messages=messages,
+                        timeout=timeout,
+                    )
                     in_flight[future] = member
             while in_flight:
                 _drain(run, in_flight, prices, writer)
@@ -169,5 +192,3 @@ def _drain(run, in_flight: dict, prices, writer: _Writer) -> None:
         writer.add(_result(run, member, outcome, error, prices))
     if not finished:
         writer.flush()  # nothing came back for a while: store what is waiting
-
-

@@ -1,6 +1,7 @@
 """An evaluation run's stored results: progress counts, the records the metrics read, and the run's end
 (done with its metrics and cost, or failed with the reason a person can act on).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,7 @@ def eval_run_records(eval_run: EvalRun) -> list[dict]:
     task = eval_run.task
     text_task = is_text_task(task)
     records = []
-    results = (EvalResult.objects.filter(eval_run=eval_run)
-               .select_related("member", "example").order_by("example_id"))
+    results = EvalResult.objects.filter(eval_run=eval_run).select_related("member", "example").order_by("example_id")
     for result in results:
         target_text = result.member.target if result.member_id else result.example.target
         if text_task:
@@ -40,13 +40,22 @@ def eval_run_records(eval_run: EvalRun) -> list[dict]:
                 target = json.loads(target_text)
             except ValueError:
                 target = None
-        json_valid = result.error_kind not in (EvalResult.ErrorKind.REFUSAL, EvalResult.ErrorKind.INVALID_JSON,
-                                               EvalResult.ErrorKind.API_ERROR)
-        records.append({
-            "id": result.example_id, "target": target, "output": result.parsed if json_valid else None,
-            "json_valid": json_valid, "schema_valid": result.error_kind == "" and result.status == EvalResult.Status.OK,
-            "error_kind": result.error_kind, "tags": result.example.tags or {},
-        })
+        json_valid = result.error_kind not in (
+            EvalResult.ErrorKind.REFUSAL,
+            EvalResult.ErrorKind.INVALID_JSON,
+            EvalResult.ErrorKind.API_ERROR,
+        )
+        records.append(
+            {
+                "id": result.example_id,
+                "target": target,
+                "output": result.parsed if json_valid else None,
+                "json_valid": json_valid,
+                "schema_valid": result.error_kind == "" and result.status == EvalResult.Status.OK,
+                "error_kind": result.error_kind,
+                "tags": result.example.tags or {},
+            }
+        )
     return records
 
 
@@ -54,8 +63,9 @@ def eval_run_finish(*, eval_run: EvalRun) -> EvalRun:
     """Totals and metrics from the stored results; the run is done."""
     run = EvalRun.objects.select_related("task").get(pk=eval_run.pk)
     records = eval_run_records(run)
-    computed = metric_lib.run_metrics(records, run.task.metric_spec or {},
-                                      n_boot=int(getattr(settings, "EVAL_BOOTSTRAP_SAMPLES", 1000)))
+    computed = metric_lib.run_metrics(
+        records, run.task.metric_spec or {}, n_boot=int(getattr(settings, "EVAL_BOOTSTRAP_SAMPLES", 1000))
+    )
     results = EvalResult.objects.filter(eval_run=run)
     totals = results.aggregate(cost=Sum("cost_usd"), inp=Sum("input_tokens"), out=Sum("output_tokens"))
     # One answer without a price makes the total unknown: a partial sum would look like the whole cost.
@@ -67,9 +77,13 @@ def eval_run_finish(*, eval_run: EvalRun) -> EvalRun:
         # Metrics of zero answers would read as a model that answered nothing right; it was never reached.
         status, error = EvalRun.Status.FAILED, _nothing_answered(results)
     EvalRun.objects.filter(pk=run.pk).update(
-        status=status, metrics=computed, cost_usd=(totals["cost"] or 0) if cost_known else None,
+        status=status,
+        metrics=computed,
+        cost_usd=(totals["cost"] or 0) if cost_known else None,
         input_tokens=totals["inp"] or 0,
-        output_tokens=totals["out"] or 0, finished_at=timezone.now(), error=error,
+        output_tokens=totals["out"] or 0,
+        finished_at=timezone.now(),
+        error=error,
     )
     run.refresh_from_db()
     return run
@@ -83,13 +97,14 @@ def _nothing_answered(results) -> str:
     if not errors:
         return "No example was answered."
     message, count = errors.most_common(1)[0]
-    return (f"No example was answered: {count} of {sum(errors.values())} calls failed with {message}. "
-            "Fix the cause, then resume the run (it asks only the examples without an answer).")
+    return (
+        f"No example was answered: {count} of {sum(errors.values())} calls failed with {message}. "
+        "Fix the cause, then resume the run (it asks only the examples without an answer)."
+    )
 
 
 def eval_run_fail(*, eval_run_id: int, error: str) -> None:
     """The run stopped (worker error, provider not configured): say why on the row; resume continues it."""
     EvalRun.objects.filter(pk=eval_run_id).exclude(status=EvalRun.Status.DONE).update(
-        status=EvalRun.Status.FAILED, error=error[:5000], finished_at=timezone.now())
-
-
+        status=EvalRun.Status.FAILED, error=error[:5000], finished_at=timezone.now()
+    )

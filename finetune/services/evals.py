@@ -2,6 +2,7 @@
 images, prices, answer check), whether the examples are unseen, and queuing a run (create, evaluate a training
 run, resume, reconcile). The job itself is `eval_execute.py`; its stored results and end, `eval_results.py`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,7 +37,8 @@ def _setting(name: str, default):
 
 # --- prompts and messages ---------------------------------------------------------------------
 def eval_prompt(*, task: Task, model_kind: str) -> tuple[str, str]:
-    """(prompt kind, system prompt): fine-tuned models and checkpoints learnt the compact prompt, base models need the full one."""
+    """(prompt kind, system prompt): fine-tuned models and checkpoints learnt the compact prompt, base models need the
+    full one."""
     if model_kind in (ModelKind.FINE_TUNED, ModelKind.CHECKPOINT) and task.compact_prompt:
         return EvalRun.PromptKind.COMPACT, task.compact_prompt
     return EvalRun.PromptKind.FULL, task.system_prompt
@@ -70,8 +72,11 @@ def model_prices(model_name: str) -> tuple[Decimal, Decimal] | None:
         deployed = training_run_for_deployment(model_name)
         if deployed is not None:
             base = fine_tuned_base_name(deployed.fine_tuned_model) or deployed.base_model.name
-    fields = ("fine_tuned_input_price_per_1m", "fine_tuned_output_price_per_1m") if base else (
-        "input_price_per_1m", "output_price_per_1m")
+    fields = (
+        ("fine_tuned_input_price_per_1m", "fine_tuned_output_price_per_1m")
+        if base
+        else ("input_price_per_1m", "output_price_per_1m")
+    )
     name = base or model_name
     row = BaseModel.objects.filter(name=name).values(*fields).first()
     if row is None and base:
@@ -112,11 +117,17 @@ def eval_run_leak(eval_run: EvalRun) -> str:
     if eval_run.split == DatasetMember.Split.TRAIN:
         return f"{LEAKS}: evaluated on the train split of {eval_run.dataset_version}, which fine-tuning learns from"
     run = eval_run.training_run
-    if run is not None and eval_run.model_kind != ModelKind.BASE and run.dataset_version_id != eval_run.dataset_version_id:
+    if (
+        run is not None
+        and eval_run.model_kind != ModelKind.BASE
+        and run.dataset_version_id != eval_run.dataset_version_id
+    ):
         seen = eval_run_train_overlap(eval_run)
         if seen:
-            return (f"{LEAKS}: {seen} of the evaluated examples were in the train split of "
-                    f"{run.dataset_version}, which training run {run.pk} learnt from")
+            return (
+                f"{LEAKS}: {seen} of the evaluated examples were in the train split of "
+                f"{run.dataset_version}, which training run {run.pk} learnt from"
+            )
     return ""
 
 
@@ -131,12 +142,19 @@ def _enqueue(run: EvalRun) -> None:
     # The queue's default timeout (an hour) would kill a large run midway; allow a minute per example per
     # slot on top of ten minutes. A run killed anyway fails with the reason and resumes where it stopped.
     timeout = 600 + int(60 * max(run.total, 1) / max(run.concurrency, 1))
-    enqueue_on_commit("openai", EXECUTE_JOB, run.pk, job_id=run.rq_job_id, on_failure=Callback(EXECUTE_FAILED_HOOK),
-                      job_timeout=max(timeout, 3600))
+    enqueue_on_commit(
+        "openai",
+        EXECUTE_JOB,
+        run.pk,
+        job_id=run.rq_job_id,
+        on_failure=Callback(EXECUTE_FAILED_HOOK),
+        job_timeout=max(timeout, 3600),
+    )
 
 
-def eval_deployment_name(*, provider: str, model_name: str, model_kind: str, training_run=None,
-                         deployment_name: str = "") -> str:
+def eval_deployment_name(
+    *, provider: str, model_name: str, model_kind: str, training_run=None, deployment_name: str = ""
+) -> str:
     """The deployment the calls go to, '' where the provider calls models by name (OpenAI).
 
     On Azure every model answers only through a deployment: a fine-tuned model through its run's deployment
@@ -154,17 +172,31 @@ def eval_deployment_name(*, provider: str, model_name: str, model_kind: str, tra
     if training_run is not None and training_run.deployment_name and model_name == training_run.fine_tuned_model:
         if training_run.deployment_state in ("Succeeded", "Recorded"):
             return training_run.deployment_name
-        raise EvalError(f"The deployment {training_run.deployment_name} of {model_name} is "
-                        f"{training_run.deployment_state or 'not ready'}: evaluate once it has succeeded.")
+        raise EvalError(
+            f"The deployment {training_run.deployment_name} of {model_name} is "
+            f"{training_run.deployment_state or 'not ready'}: evaluate once it has succeeded."
+        )
     where = f" (run {training_run.pk}'s page: Create deployment, or Record deployment)" if training_run else ""
-    raise EvalError(f"On {provider} {model_name} answers only through a deployment, and it has none{where}. "
-                    "Deploy it first.")
+    raise EvalError(
+        f"On {provider} {model_name} answers only through a deployment, and it has none{where}. Deploy it first."
+    )
 
 
-def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: str = "",
-                    dataset_version: DatasetVersion, split: str = "validation", user=None, training_run=None,
-                    concurrency: int | None = None, deployment_name: str = "", endpoint=None,
-                    few_shot_k: int | None = None) -> EvalRun:
+def eval_run_create(
+    *,
+    task: Task,
+    model_name: str,
+    model_kind: str,
+    provider: str = "",
+    dataset_version: DatasetVersion,
+    split: str = "validation",
+    user=None,
+    training_run=None,
+    concurrency: int | None = None,
+    deployment_name: str = "",
+    endpoint=None,
+    few_shot_k: int | None = None,
+) -> EvalRun:
     """Record an eval run (prompt chosen by model kind) and queue its job; QueueUnavailable leaves nothing behind.
 
     The provider follows the model when not given (`provider_for_model`): a fine-tuned model of an Azure run
@@ -178,8 +210,14 @@ def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: s
         raise PermissionDenied("You may not start evaluations.")
     # --- endpoints and few-shot (finetune/services/endpoints.py, few_shot.py) ---
     model_name, provider, few_shot = _endpoint_and_few_shot(
-        model_name=model_name, model_kind=model_kind, provider=provider, endpoint=endpoint,
-        dataset_version=dataset_version, split=split, few_shot_k=few_shot_k)
+        model_name=model_name,
+        model_kind=model_kind,
+        provider=provider,
+        endpoint=endpoint,
+        dataset_version=dataset_version,
+        split=split,
+        few_shot_k=few_shot_k,
+    )
     model_name = (model_name or "").strip()
     if not model_name:
         raise EvalError("A model name is required.")
@@ -199,17 +237,31 @@ def eval_run_create(*, task: Task, model_name: str, model_kind: str, provider: s
         training_run = training_run or training_run_for_deployment(model_name)
     if endpoint is None:
         try:
-            deployment_name = eval_deployment_name(provider=provider, model_name=model_name, model_kind=model_kind,
-                                                   training_run=training_run, deployment_name=deployment_name.strip())
+            deployment_name = eval_deployment_name(
+                provider=provider,
+                model_name=model_name,
+                model_kind=model_kind,
+                training_run=training_run,
+                deployment_name=deployment_name.strip(),
+            )
         except ProviderError as exc:
             raise EvalError(exc.message)
     prompt_kind, prompt_text = eval_prompt(task=task, model_kind=model_kind)
     with transaction.atomic():
         run = EvalRun.objects.create(
-            task=task, model_name=model_name, model_kind=model_kind, provider=provider, dataset_version=dataset_version,
+            task=task,
+            model_name=model_name,
+            model_kind=model_kind,
+            provider=provider,
+            dataset_version=dataset_version,
             deployment_name=deployment_name if endpoint is None else "",
-            split=split, training_run=training_run, prompt_kind=prompt_kind, prompt_text=prompt_text, total=total,
-            endpoint=endpoint, few_shot=few_shot,
+            split=split,
+            training_run=training_run,
+            prompt_kind=prompt_kind,
+            prompt_text=prompt_text,
+            total=total,
+            endpoint=endpoint,
+            few_shot=few_shot,
             concurrency=max(1, concurrency or settings.EVAL_CONCURRENCY),
             created_by=user if (user is not None and user.is_authenticated) else None,
         )
@@ -251,27 +303,45 @@ def training_run_evaluate(*, run, user=None, concurrency: int | None = None) -> 
         raise PermissionDenied("You may not start evaluations.")
     run = TrainingRun.objects.select_related("base_model", "dataset_version__dataset__task").get(pk=run.pk)
     if run.status != TrainingRun.Status.SUCCEEDED or not run.fine_tuned_model:
-        raise EvalError(f"Run {run.pk} is {run.status_label}: only a succeeded run with a fine-tuned model can be "
-                        "evaluated.")
+        raise EvalError(
+            f"Run {run.pk} is {run.status_label}: only a succeeded run with a fine-tuned model can be evaluated."
+        )
     version = run.dataset_version
     split = DatasetMember.Split.VALIDATION
     if not DatasetMember.objects.filter(version=version, split=split).exists():
-        raise EvalError(f"{version} has no validation examples: the run's model cannot be evaluated on examples it "
-                        "did not train on. Build a version with a validation fraction above 0.")
+        raise EvalError(
+            f"{version} has no validation examples: the run's model cannot be evaluated on examples it "
+            "did not train on. Build a version with a validation fraction above 0."
+        )
     wanted = [(run.base_model.name, ModelKind.BASE), (run.fine_tuned_model, ModelKind.FINE_TUNED)]
     runs, created = [], 0
     with transaction.atomic():
         # Lock the training run: two clicks at once make one pair.
         TrainingRun.objects.select_for_update().filter(pk=run.pk).first()
         for model_name, kind in wanted:
-            existing = EvalRun.objects.filter(training_run=run, model_name=model_name, model_kind=kind,
-                                              dataset_version=version, split=split).order_by("pk").first()
+            existing = (
+                EvalRun.objects.filter(
+                    training_run=run, model_name=model_name, model_kind=kind, dataset_version=version, split=split
+                )
+                .order_by("pk")
+                .first()
+            )
             if existing is not None:
                 runs.append(existing)
                 continue
-            runs.append(eval_run_create(task=version.dataset.task, model_name=model_name, model_kind=kind,
-                                        provider=run.provider, dataset_version=version, split=split, user=user,
-                                        training_run=run, concurrency=concurrency))
+            runs.append(
+                eval_run_create(
+                    task=version.dataset.task,
+                    model_name=model_name,
+                    model_kind=kind,
+                    provider=run.provider,
+                    dataset_version=version,
+                    split=split,
+                    user=user,
+                    training_run=run,
+                    concurrency=concurrency,
+                )
+            )
             created += 1
     return runs, created
 
@@ -294,13 +364,16 @@ def eval_run_resume(*, eval_run: EvalRun, user=None) -> EvalRun:
     if pending and not (run.status == EvalRun.Status.RUNNING and eval_run_is_stale(run)):
         raise EvalError(f"Eval run {run.pk} is still queued or running.")
     if run.status == EvalRun.Status.RUNNING and not eval_run_is_stale(run):
-        raise EvalError(f"Eval run {run.pk} is running; it can be resumed once its worker has been silent for "
-                        f"{_setting('EVAL_STALE_SECONDS', 300)} s.")
+        raise EvalError(
+            f"Eval run {run.pk} is running; it can be resumed once its worker has been silent for "
+            f"{_setting('EVAL_STALE_SECONDS', 300)} s."
+        )
     with transaction.atomic():
         attempt = run.attempts + 1
         # A new job id: the old one may still sit in RQ's started registry after its worker died.
         updated = EvalRun.objects.filter(pk=run.pk, status=run.status).update(
-            status=EvalRun.Status.QUEUED, error="", rq_job_id=f"eval-run-{run.pk}-{attempt + 1}")
+            status=EvalRun.Status.QUEUED, error="", rq_job_id=f"eval-run-{run.pk}-{attempt + 1}"
+        )
         if not updated:
             raise EvalError(f"Eval run {run.pk} changed meanwhile; try again.")
         run.refresh_from_db()

@@ -6,6 +6,7 @@ Never shown: an example of the evaluated split, the drawing itself, another draw
 group key) or a near-duplicate (a page within NEAR_DUPLICATE_MAX_DISTANCE bits of dHash, or the example's
 near-duplicate link): otherwise the model would copy the answer and the evaluation would flatter it.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -20,10 +21,12 @@ from curation.tokens import messages_text_tokens
 RULE = "dhash_tags_v1"
 TAG_WEIGHT = 4  # one shared tag value (machine, material, industry) counts as 4 bits of page dHash distance
 NO_HASH_DISTANCE = 64  # a drawing without page hashes is as far as two hashes can be
-RULE_TEXT = (f"score = smallest dHash Hamming distance between the drawing's pages and the example's pages "
-             f"({NO_HASH_DISTANCE} without hashes) minus {TAG_WEIGHT} per shared tag value; lowest first, ties by "
-             "example id. Only approved train-split examples; never the drawing itself, its group (part), its "
-             "near-duplicates or an example of the evaluated split.")
+RULE_TEXT = (
+    f"score = smallest dHash Hamming distance between the drawing's pages and the example's pages "
+    f"({NO_HASH_DISTANCE} without hashes) minus {TAG_WEIGHT} per shared tag value; lowest first, ties by "
+    "example id. Only approved train-split examples; never the drawing itself, its group (part), its "
+    "near-duplicates or an example of the evaluated split."
+)
 
 
 class FewShotError(Exception):
@@ -43,9 +46,15 @@ def few_shot_config(*, dataset_version, split: str, k: int | None) -> dict:
         raise FewShotError("A few-shot model takes its examples from the train split: evaluate it on another split.")
     if not dataset_version.members.filter(split=DatasetMember.Split.TRAIN).exists():
         raise FewShotError(f"{dataset_version} has no train split to take examples from.")
-    return {"k": k, "rule": RULE, "rule_text": RULE_TEXT, "tag_weight": TAG_WEIGHT,
-            "near_duplicate_max_distance": int(settings.NEAR_DUPLICATE_MAX_DISTANCE),
-            "dataset_version": dataset_version.pk, "source_split": DatasetMember.Split.TRAIN}
+    return {
+        "k": k,
+        "rule": RULE,
+        "rule_text": RULE_TEXT,
+        "tag_weight": TAG_WEIGHT,
+        "near_duplicate_max_distance": int(settings.NEAR_DUPLICATE_MAX_DISTANCE),
+        "dataset_version": dataset_version.pk,
+        "source_split": DatasetMember.Split.TRAIN,
+    }
 
 
 # --- choosing -----------------------------------------------------------------------------------
@@ -69,8 +78,10 @@ def _excluded(query: dict, candidate: dict, max_distance: int) -> bool:
         return True
     if query.get("group_key") and candidate["group_key"] == query["group_key"]:
         return True
-    if query.get("example_id") and (candidate["near_duplicate_of_id"] == query["example_id"]
-                                    or query.get("near_duplicate_of_id") == candidate["example_id"]):
+    if query.get("example_id") and (
+        candidate["near_duplicate_of_id"] == query["example_id"]
+        or query.get("near_duplicate_of_id") == candidate["example_id"]
+    ):
         return True
     return _distance(query.get("page_hashes") or [], candidate["page_hashes"]) <= max_distance
 
@@ -113,15 +124,18 @@ def eval_run_shots(*, eval_run) -> dict[int, list[dict]]:
     """{evaluated example id: its shots} for every member of the run's split (chosen once, before any call)."""
     config = eval_run.few_shot or {}
     evaluated = dataset_version_member_facts(version=eval_run.dataset_version_id, split=eval_run.split)
-    pool = _pool(version=config.get("dataset_version") or eval_run.dataset_version_id,
-                 exclude_example_ids={m["example_id"] for m in evaluated})
+    pool = _pool(
+        version=config.get("dataset_version") or eval_run.dataset_version_id,
+        exclude_example_ids={m["example_id"] for m in evaluated},
+    )
     max_distance = int(config.get("near_duplicate_max_distance", settings.NEAR_DUPLICATE_MAX_DISTANCE))
     k = int(config.get("k") or few_shot_k_default())
     return {m["example_id"]: shots_choose(query=m, pool=pool, k=k, max_distance=max_distance) for m in evaluated}
 
 
-def few_shot_input_estimate(*, dataset_version, split: str, k: int | None, prompt_text: str,
-                            prices: tuple[Decimal, Decimal] | None) -> dict:
+def few_shot_input_estimate(
+    *, dataset_version, split: str, k: int | None, prompt_text: str, prices: tuple[Decimal, Decimal] | None
+) -> dict:
     """Input tokens an eval run would send (system prompt, shots and question per example; text counted
     with curation.tokens, images from the frozen members' counts) and their cost, None when the price is unknown.
     Output tokens are not known before the answers: this is the input side only."""
@@ -137,8 +151,13 @@ def few_shot_input_estimate(*, dataset_version, split: str, k: int | None, promp
         shots_total += added
         total += messages_text_tokens(question) + member["image_tokens"] + added
     cost = None if prices is None else Decimal(total) * prices[0] / Decimal(1_000_000)
-    return {"examples": len(evaluated), "k": config["k"], "input_tokens": total, "shot_tokens": shots_total,
-            "input_cost_usd": cost}
+    return {
+        "examples": len(evaluated),
+        "k": config["k"],
+        "input_tokens": total,
+        "shot_tokens": shots_total,
+        "input_cost_usd": cost,
+    }
 
 
 # --- an estimate ----------------------------------------------------------------------------------
@@ -147,16 +166,26 @@ def drawing_shots(*, config: dict, drawing) -> list[dict]:
     version_id = config.get("dataset_version")
     if not version_id:
         raise FewShotError("This few-shot model records no dataset version to take its examples from.")
-    query = {"example_id": None, "drawing_id": drawing.pk, "group_key": drawing.part_number or "", "tags": {},
-             "page_hashes": drawing_page_hashes(drawing_ids=[drawing.pk]).get(drawing.pk, [])}
+    query = {
+        "example_id": None,
+        "drawing_id": drawing.pk,
+        "group_key": drawing.part_number or "",
+        "tags": {},
+        "page_hashes": drawing_page_hashes(drawing_ids=[drawing.pk]).get(drawing.pk, []),
+    }
     pool = _pool(version=version_id, exclude_example_ids=set())
-    return shots_choose(query=query, pool=pool, k=int(config.get("k") or few_shot_k_default()),
-                        max_distance=int(config.get("near_duplicate_max_distance", settings.NEAR_DUPLICATE_MAX_DISTANCE)))
+    return shots_choose(
+        query=query,
+        pool=pool,
+        k=int(config.get("k") or few_shot_k_default()),
+        max_distance=int(config.get("near_duplicate_max_distance", settings.NEAR_DUPLICATE_MAX_DISTANCE)),
+    )
 
 
 # --- what an eval run will cost (shown before it is started, and on its page) ---------------------
-def eval_run_input_estimate(*, task, model_name: str, model_kind: str, dataset_version, split: str,
-                            endpoint=None, few_shot_k: int | None = None) -> dict:
+def eval_run_input_estimate(
+    *, task, model_name: str, model_kind: str, dataset_version, split: str, endpoint=None, few_shot_k: int | None = None
+) -> dict:
     """The input an eval run of a few-shot model would send and its cost ("unknown" price: None), before it exists."""
     # Imported here: evals imports this module to build the runs' messages.
     from finetune.services.endpoints import endpoint_prices
@@ -166,8 +195,9 @@ def eval_run_input_estimate(*, task, model_name: str, model_kind: str, dataset_v
     prices = endpoint_prices(endpoint) if endpoint is not None else model_prices(name)
     _, prompt_text = eval_prompt(task=task, model_kind=model_kind)
     try:
-        estimate = few_shot_input_estimate(dataset_version=dataset_version, split=split, k=few_shot_k,
-                                           prompt_text=prompt_text, prices=prices)
+        estimate = few_shot_input_estimate(
+            dataset_version=dataset_version, split=split, k=few_shot_k, prompt_text=prompt_text, prices=prices
+        )
     except FewShotError as exc:
         raise EvalError(str(exc)) from exc
     return {**estimate, "model_name": name, "price_known": prices is not None}
@@ -175,6 +205,12 @@ def eval_run_input_estimate(*, task, model_name: str, model_kind: str, dataset_v
 
 def few_shot_run_estimate(*, eval_run) -> dict:
     """The same estimate for an existing few-shot eval run (its page shows it beside the measured tokens)."""
-    return eval_run_input_estimate(task=eval_run.task, model_name=eval_run.model_name, model_kind=eval_run.model_kind,
-                                   dataset_version=eval_run.dataset_version, split=eval_run.split,
-                                   endpoint=eval_run.endpoint, few_shot_k=(eval_run.few_shot or {}).get("k"))
+    return eval_run_input_estimate(
+        task=eval_run.task,
+        model_name=eval_run.model_name,
+        model_kind=eval_run.model_kind,
+        dataset_version=eval_run.dataset_version,
+        split=eval_run.split,
+        endpoint=eval_run.endpoint,
+        few_shot_k=(eval_run.few_shot or {}).get("k"),
+    )

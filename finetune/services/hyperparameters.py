@@ -2,6 +2,7 @@
 
 The run form checks a value here before anything is saved, so a bad value is a form error next to its field.
 """
+
 from __future__ import annotations
 
 from finetune.models import TrainingRun
@@ -26,7 +27,7 @@ def hyperparameter_check(*, name: str, value) -> str:
     try:
         number = kind(value)
     except (TypeError, ValueError):
-        raise HyperparameterInvalid(f"{name} must be a number or \"auto\", not {value!r}.")
+        raise HyperparameterInvalid(f'{name} must be a number or "auto", not {value!r}.')
     if not (low <= number <= high) or (kind is float and number <= 0):
-        raise HyperparameterInvalid(f"{name} must be between {low} and {high} (or \"auto\"), not {value!r}.")
+        raise HyperparameterInvalid(f'{name} must be between {low} and {high} (or "auto"), not {value!r}.')
     return str(number)

@@ -3,6 +3,7 @@
 The active model of a task is a database row (`ModelVersion.is_active`, one per task by constraint)
 read at request time by `model_version_active`, so switching models needs no code edit and no restart.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -42,9 +43,11 @@ def simulated_model_refusal(*, task: Task, provider: str, model_name: str) -> st
     are made up from the ground truth, so only a task the demo loader made (Task.demo) may promote or ask one."""
     if not is_simulated_provider(provider) or task.demo:
         return ""
-    return (f"{model_name} is a simulated model (the demo's provider, answers made up from the ground truth) and "
-            f"task {task.slug} is not a demo task: a simulated model never serves a real task. Evaluate and promote "
-            "a real model (configure a provider key).")
+    return (
+        f"{model_name} is a simulated model (the demo's provider, answers made up from the ground truth) and "
+        f"task {task.slug} is not a demo task: a simulated model never serves a real task. Evaluate and promote "
+        "a real model (configure a provider key)."
+    )
 
 
 def provider_tag(*, provider: str, kind: str) -> str:
@@ -70,54 +73,118 @@ def _check(name, passed, value, threshold, message) -> dict:
 
 
 def promotion_checks(*, eval_run: EvalRun) -> tuple[list[dict], dict | None]:
-    """The task's policy applied to a done eval run: ([{name, passed, value, threshold, message}], comparison vs active)."""
+    """The task's policy applied to a done eval run: ([{name, passed, value, threshold, message}], comparison vs
+    active)."""
     task = eval_run.task
     policy = promotion_policy(task)
     metrics = eval_run.metrics or {}
-    checks = [_check("run_done", eval_run.status == EvalRun.Status.DONE, eval_run.status, "done",
-                     f"Eval run {eval_run.pk} is {eval_run.status}.")]
+    checks = [
+        _check(
+            "run_done",
+            eval_run.status == EvalRun.Status.DONE,
+            eval_run.status,
+            "done",
+            f"Eval run {eval_run.pk} is {eval_run.status}.",
+        )
+    ]
     leak = eval_run_leak(eval_run)
-    checks.append(_check("unseen_examples", not leak, eval_run.split, "examples the model never trained on",
-                         leak or f"Evaluated on the {eval_run.split} split: no example was trained on."))
+    checks.append(
+        _check(
+            "unseen_examples",
+            not leak,
+            eval_run.split,
+            "examples the model never trained on",
+            leak or f"Evaluated on the {eval_run.split} split: no example was trained on.",
+        )
+    )
     path = primary_numeric_path(task)
     if policy.get("min_examples") is not None:
         n = metrics.get("n_evaluated", 0)
         limit = int(policy["min_examples"])
-        checks.append(_check("min_examples", n >= limit, n, limit,
-                             f"{n} example(s) evaluated (minimum {limit})" + ("." if n >= limit else
-                             ": too few to tell a better model from a lucky one; evaluate on a larger validation split.")))
+        checks.append(
+            _check(
+                "min_examples",
+                n >= limit,
+                n,
+                limit,
+                f"{n} example(s) evaluated (minimum {limit})"
+                + (
+                    "."
+                    if n >= limit
+                    else ": too few to tell a better model from a lucky one; evaluate on a larger validation split."
+                ),
+            )
+        )
     if policy.get("max_ci_width") is not None:
         checks.append(_ci_width_check(metrics, path, float(policy["max_ci_width"])))
     if "max_mape" in policy and path:
         value = ((metrics.get("numeric") or {}).get(path) or {}).get("mape", {}).get("value")
         limit = float(policy["max_mape"])
-        checks.append(_check("max_mape", value is not None and value <= limit, value, limit,
-                             f"MAPE of {path} is {pct(value)} (limit {pct(limit)})."))
+        checks.append(
+            _check(
+                "max_mape",
+                value is not None and value <= limit,
+                value,
+                limit,
+                f"MAPE of {path} is {pct(value)} (limit {pct(limit)}).",
+            )
+        )
     if "min_json_validity" in policy:
         value = (metrics.get("json_validity") or {}).get("value")
         limit = float(policy["min_json_validity"])
-        checks.append(_check("min_json_validity", value is not None and value >= limit, value, limit,
-                             f"JSON validity is {pct(value)} (minimum {pct(limit)})."))
+        checks.append(
+            _check(
+                "min_json_validity",
+                value is not None and value >= limit,
+                value,
+                limit,
+                f"JSON validity is {pct(value)} (minimum {pct(limit)}).",
+            )
+        )
     if "min_schema_validity" in policy:
         value = (metrics.get("schema_validity") or {}).get("value")
         limit = float(policy["min_schema_validity"])
-        checks.append(_check("min_schema_validity", value is not None and value >= limit, value, limit,
-                             f"Schema validity is {pct(value)} (minimum {pct(limit)})."))
+        checks.append(
+            _check(
+                "min_schema_validity",
+                value is not None and value >= limit,
+                value,
+                limit,
+                f"Schema validity is {pct(value)} (minimum {pct(limit)}).",
+            )
+        )
 
     comparison = None
     active = model_version_active(task=task)
     if policy.get("not_worse_than_active") and active is not None and eval_run.status == EvalRun.Status.DONE:
         baseline = active.eval_run
         if baseline is None or baseline.status != EvalRun.Status.DONE:
-            checks.append(_check("not_worse_than_active", False, None, "no worse beyond the 95 % CI",
-                                 f"The active model {active.model_name} has no finished eval run to compare with."))
+            checks.append(
+                _check(
+                    "not_worse_than_active",
+                    False,
+                    None,
+                    "no worse beyond the 95 % CI",
+                    f"The active model {active.model_name} has no finished eval run to compare with.",
+                )
+            )
         elif baseline.pk == eval_run.pk:
-            checks.append(_check("not_worse_than_active", True, 0, "no worse beyond the 95 % CI",
-                                 "This eval run is the active model's own."))
+            checks.append(
+                _check(
+                    "not_worse_than_active",
+                    True,
+                    0,
+                    "no worse beyond the 95 % CI",
+                    "This eval run is the active model's own.",
+                )
+            )
         else:
-            comparison = metric_lib.compare_runs(eval_run_records(baseline), eval_run_records(eval_run),
-                                                 task.metric_spec or {},
-                                                 n_boot=int(getattr(settings, "EVAL_BOOTSTRAP_SAMPLES", 1000)))
+            comparison = metric_lib.compare_runs(
+                eval_run_records(baseline),
+                eval_run_records(eval_run),
+                task.metric_spec or {},
+                n_boot=int(getattr(settings, "EVAL_BOOTSTRAP_SAMPLES", 1000)),
+            )
             comparison["a"] = {"id": baseline.pk, "model": baseline.model_name}
             comparison["b"] = {"id": eval_run.pk, "model": eval_run.model_name}
             checks.append(_not_worse_check(comparison, path, active))
@@ -134,29 +201,46 @@ def _ci_width_check(metrics: dict, path: str | None, limit: float) -> dict:
     if not ci:
         return _check("max_ci_width", False, None, limit, f"{name} has no confidence interval (no examples evaluated).")
     width = ci[1] - ci[0]
-    return _check("max_ci_width", width <= limit + 1e-12, round(width, 6), limit,
-                  f"The 95 % CI of {name} is {width * 100:.1f} points wide ({pct(ci[0])}–{pct(ci[1])}; maximum "
-                  f"{limit * 100:.1f})" + ("." if width <= limit + 1e-12 else ": the estimate is too uncertain to promote on."))
+    return _check(
+        "max_ci_width",
+        width <= limit + 1e-12,
+        round(width, 6),
+        limit,
+        f"The 95 % CI of {name} is {width * 100:.1f} points wide ({pct(ci[0])}–{pct(ci[1])}; maximum "
+        f"{limit * 100:.1f})" + ("." if width <= limit + 1e-12 else ": the estimate is too uncertain to promote on."),
+    )
 
 
 def _not_worse_check(comparison: dict, path: str | None, active: ModelVersion) -> dict:
     threshold = "no worse beyond the 95 % CI"
     if not comparison["n_shared"]:
-        return _check("not_worse_than_active", False, None, threshold,
-                      f"No example was evaluated by both this model and the active {active.model_name}: "
-                      "evaluate both on the same dataset version.")
+        return _check(
+            "not_worse_than_active",
+            False,
+            None,
+            threshold,
+            f"No example was evaluated by both this model and the active {active.model_name}: "
+            "evaluate both on the same dataset version.",
+        )
     # Worse "beyond the interval": the whole 95 % interval of the paired difference is on the bad side.
     problems = []
     numeric = comparison["numeric"].get(path) if path else None
     if numeric and numeric["ci"] and numeric["ci"][0] > 0:
-        problems.append(f"MAPE is higher by {pct(numeric['diff'])} (95 % CI {pct(numeric['ci'][0])} to {pct(numeric['ci'][1])})")
+        problems.append(
+            f"MAPE is higher by {pct(numeric['diff'])} (95 % CI {pct(numeric['ci'][0])} to {pct(numeric['ci'][1])})"
+        )
     validity = comparison["json_validity"]
     if validity["ci"] and validity["ci"][1] < 0:
         problems.append(f"JSON validity is lower by {pct(-validity['diff'])}")
     diff = numeric["diff"] if numeric else None
-    message = ("; ".join(problems) + f" than the active {active.model_name}.") if problems else (
-        f"Not worse than the active {active.model_name} on {comparison['n_shared']} shared examples"
-        + (f" (MAPE difference {pct(diff)})." if diff is not None else "."))
+    message = (
+        ("; ".join(problems) + f" than the active {active.model_name}.")
+        if problems
+        else (
+            f"Not worse than the active {active.model_name} on {comparison['n_shared']} shared examples"
+            + (f" (MAPE difference {pct(diff)})." if diff is not None else ".")
+        )
+    )
     return _check("not_worse_than_active", not problems, diff, threshold, message)
 
 
@@ -171,7 +255,9 @@ def model_version_promote(*, eval_run: EvalRun, user, override_reason: str = "")
     _require_promote(user)
     eval_run = EvalRun.objects.select_related("task", "dataset_version__dataset").get(pk=eval_run.pk)
     if eval_run.status != EvalRun.Status.DONE:
-        raise PromotionRefused(f"Eval run {eval_run.pk} is {eval_run.status}: only a finished evaluation can be promoted.")
+        raise PromotionRefused(
+            f"Eval run {eval_run.pk} is {eval_run.status}: only a finished evaluation can be promoted."
+        )
     override_reason = (override_reason or "").strip()
     simulated = simulated_model_refusal(task=eval_run.task, provider=eval_run.provider, model_name=eval_run.model_name)
     if simulated:
@@ -183,16 +269,28 @@ def model_version_promote(*, eval_run: EvalRun, user, override_reason: str = "")
         passed = all(c["passed"] for c in checks)
         if not passed and not override_reason:
             failed = "; ".join(c["message"] for c in checks if not c["passed"])
-            raise PromotionRefused(f"The promotion policy fails: {failed} Give an override reason to promote anyway.", checks)
+            raise PromotionRefused(
+                f"The promotion policy fails: {failed} Give an override reason to promote anyway.", checks
+            )
         previous = model_version_active(task=task)
         ModelVersion.objects.filter(task=task, is_active=True).update(is_active=False)
         # A base model evaluated beside a training run (its baseline) was not made by that run.
         training_run = eval_run.training_run if eval_run.model_kind != ModelKind.BASE else None
         version = ModelVersion.objects.create(
-            task=task, model_name=eval_run.model_name, provider=eval_run.provider, kind=eval_run.model_kind,
-            deployment_name=eval_run.deployment_name, prompt_text=eval_run.prompt_text, training_run=training_run, eval_run=eval_run, is_active=True,
-            promoted_by=user, policy_passed=passed, override_reason="" if passed else override_reason,
-            endpoint=eval_run.endpoint, few_shot=eval_run.few_shot,  # served as evaluated: same endpoint, same shots
+            task=task,
+            model_name=eval_run.model_name,
+            provider=eval_run.provider,
+            kind=eval_run.model_kind,
+            deployment_name=eval_run.deployment_name,
+            prompt_text=eval_run.prompt_text,
+            training_run=training_run,
+            eval_run=eval_run,
+            is_active=True,
+            promoted_by=user,
+            policy_passed=passed,
+            override_reason="" if passed else override_reason,
+            endpoint=eval_run.endpoint,
+            few_shot=eval_run.few_shot,  # served as evaluated: same endpoint, same shots
         )
         version.report = promotion_report(version=version, checks=checks, comparison=comparison, previous=previous)
         version.model_card = model_card_render(version=version)
@@ -203,13 +301,16 @@ def model_version_promote(*, eval_run: EvalRun, user, override_reason: str = "")
 def model_version_activate(*, model_version: ModelVersion, user) -> ModelVersion:
     """Switch the registry back (or forth) to an already promoted version, e.g. a rollback."""
     _require_promote(user)
-    simulated = simulated_model_refusal(task=model_version.task, provider=model_version.provider,
-                                        model_name=model_version.model_name)
+    simulated = simulated_model_refusal(
+        task=model_version.task, provider=model_version.provider, model_name=model_version.model_name
+    )
     if simulated:
         raise PromotionRefused(f"Activation refused: {simulated}")
     with transaction.atomic():
         Task.objects.select_for_update().get(pk=model_version.task_id)
-        ModelVersion.objects.filter(task_id=model_version.task_id, is_active=True).exclude(pk=model_version.pk).update(is_active=False)
+        ModelVersion.objects.filter(task_id=model_version.task_id, is_active=True).exclude(pk=model_version.pk).update(
+            is_active=False
+        )
         ModelVersion.objects.filter(pk=model_version.pk).update(is_active=True)
     model_version.refresh_from_db()
     return model_version
@@ -223,18 +324,43 @@ def promotion_report(*, version: ModelVersion, checks: list[dict], comparison: d
     metrics = dict(run.metrics or {})
     made_by = lineage["training_run"] if lineage["role"] == "fine_tuned" else None
     return {
-        "task": {"slug": version.task.slug, "schema_version": version.task.schema_version,
-                 "prompt_version": version.task.prompt_version},
-        "model": {"name": version.model_name, "kind": version.kind, "provider": version.provider,
-                  "tag": provider_tag(provider=version.provider, kind=version.kind)},
-        "training_run": ({"id": made_by["id"], "base_model": lineage["base_model"], "job_id": made_by["job_id"],
-                          "hyperparameters": lineage["hyperparameters"], "trained_on": lineage["trained_on"],
-                          "checkpoint": lineage["checkpoint"]} if made_by else None),
+        "task": {
+            "slug": version.task.slug,
+            "schema_version": version.task.schema_version,
+            "prompt_version": version.task.prompt_version,
+        },
+        "model": {
+            "name": version.model_name,
+            "kind": version.kind,
+            "provider": version.provider,
+            "tag": provider_tag(provider=version.provider, kind=version.kind),
+        },
+        "training_run": (
+            {
+                "id": made_by["id"],
+                "base_model": lineage["base_model"],
+                "job_id": made_by["job_id"],
+                "hyperparameters": lineage["hyperparameters"],
+                "trained_on": lineage["trained_on"],
+                "checkpoint": lineage["checkpoint"],
+            }
+            if made_by
+            else None
+        ),
         "lineage": lineage,
-        "eval_run": {"id": run.pk, "split": run.split, "prompt_kind": run.prompt_kind, "prompt_text": run.prompt_text,
-                     "n": run.total, "cost_usd": None if run.cost_usd is None else str(run.cost_usd), "finished_at": run.finished_at.isoformat() if run.finished_at else None},
+        "eval_run": {
+            "id": run.pk,
+            "split": run.split,
+            "prompt_kind": run.prompt_kind,
+            "prompt_text": run.prompt_text,
+            "n": run.total,
+            "cost_usd": None if run.cost_usd is None else str(run.cost_usd),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        },
         "dataset_version": {"id": dv.pk, "name": str(dv), "content_hash": dv.content_hash},
-        "policy": version.task.promotion_policy, "checks": checks, "policy_passed": version.policy_passed,
+        "policy": version.task.promotion_policy,
+        "checks": checks,
+        "policy_passed": version.policy_passed,
         "override_reason": version.override_reason,
         "previous_active": ({"id": previous.pk, "model": previous.model_name} if previous else None),
         "comparison": comparison,
@@ -251,21 +377,28 @@ def model_card_render(*, version: ModelVersion) -> str:
     lines = [
         f"# Model card: {version.model_name}",
         "",
-        f"- Task: `{report['task']['slug']}` (schema v{report['task']['schema_version']}, prompt v{report['task']['prompt_version']})",
+        f"- Task: `{report['task']['slug']}` (schema v{report['task']['schema_version']}, prompt "
+        f"v{report['task']['prompt_version']})",
         f"- Kind: {version.get_kind_display()}; provider tag `{report['model']['tag']}`",
         f"- Promoted: {report['promoted_at'][:19].replace('T', ' ')} UTC by {report['promoted_by'] or '—'}",
-        f"- Dataset version: {report['dataset_version']['name']} (hash `{report['dataset_version']['content_hash']}`), split `{report['eval_run']['split']}`",
-        f"- Eval run: {report['eval_run']['id']}, {report['eval_run']['n']} examples, prompt `{report['eval_run']['prompt_kind']}`, cost {usd(report['eval_run']['cost_usd'])}",
+        f"- Dataset version: {report['dataset_version']['name']} (hash "
+        f"`{report['dataset_version']['content_hash']}`), split `{report['eval_run']['split']}`",
+        f"- Eval run: {report['eval_run']['id']}, {report['eval_run']['n']} examples, prompt "
+        f"`{report['eval_run']['prompt_kind']}`, cost {usd(report['eval_run']['cost_usd'])}",
     ]
     # OpenAI-compatible endpoint and few-shot models: where the model is asked and what it is shown.
     if version.endpoint_id:
         endpoint = version.endpoint
-        lines.append(f"- Endpoint: `{endpoint.name}` at {endpoint.base_url} (model `{endpoint.model_name}`, key from "
-                     f"the environment variable `{endpoint.api_key_env}`)")
+        lines.append(
+            f"- Endpoint: `{endpoint.name}` at {endpoint.base_url} (model `{endpoint.model_name}`, key from "
+            f"the environment variable `{endpoint.api_key_env}`)"
+        )
     if version.few_shot:
-        lines.append(f"- Few-shot: {version.few_shot['k']} reviewed examples before each question, from the "
-                     f"{version.few_shot['source_split']} split of dataset version {version.few_shot['dataset_version']} "
-                     f"(rule `{version.few_shot['rule']}`)")
+        lines.append(
+            f"- Few-shot: {version.few_shot['k']} reviewed examples before each question, from the "
+            f"{version.few_shot['source_split']} split of dataset version {version.few_shot['dataset_version']} "
+            f"(rule `{version.few_shot['rule']}`)"
+        )
     tr = report["training_run"]
     lineage = report.get("lineage") or {}
     if tr:
@@ -275,16 +408,29 @@ def model_card_render(*, version: ModelVersion) -> str:
         trained = tr.get("trained_on") or {}
         lines.append(f"- Trained on: {trained.get('name', '—')} (hash `{trained.get('content_hash', '—')}`)")
         checkpoint = tr.get("checkpoint")
-        lines.append(f"- Checkpoint: {checkpoint['model']} (step {checkpoint['step']})" if checkpoint
-                     else "- Checkpoint: the run's final model")
+        lines.append(
+            f"- Checkpoint: {checkpoint['model']} (step {checkpoint['step']})"
+            if checkpoint
+            else "- Checkpoint: the run's final model"
+        )
     else:
-        lines += [f"- {label}: {text}" for label, text in lineage_lines(lineage)
-                  if label in ("Base model", "Baseline of")] or [
-            "- Base model: " + (version.model_name if version.kind == ModelKind.BASE else "unknown (no training run linked)")]
-    lines += ["", "## Metrics (bootstrap 95 % confidence intervals over examples)", "",
-              "| Metric | Value |", "|---|---|"]
-    lines += [f"| {name}{f' `{subject}`' if subject else ''} | {pct_with_ci(block)} |"
-              for name, subject, block, _ in metric_rows(metrics)]
+        lines += [
+            f"- {label}: {text}" for label, text in lineage_lines(lineage) if label in ("Base model", "Baseline of")
+        ] or [
+            "- Base model: "
+            + (version.model_name if version.kind == ModelKind.BASE else "unknown (no training run linked)")
+        ]
+    lines += [
+        "",
+        "## Metrics (bootstrap 95 % confidence intervals over examples)",
+        "",
+        "| Metric | Value |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| {name}{f' `{subject}`' if subject else ''} | {pct_with_ci(block)} |"
+        for name, subject, block, _ in metric_rows(metrics)
+    ]
     lines += ["", "## Promotion policy", ""]
     for check in report["checks"]:
         lines.append(f"- {'PASS' if check['passed'] else 'FAIL'} `{check['name']}`: {check['message']}")
@@ -293,12 +439,17 @@ def model_card_render(*, version: ModelVersion) -> str:
     comparison = report["comparison"]
     lines += ["", "## Comparison with the previously active model", ""]
     if comparison:
-        lines.append(f"Against {comparison['a']['model']} (eval run {comparison['a']['id']}) on {comparison['n_shared']} shared examples: "
-                     f"{comparison['b_wins']} better, {comparison['b_losses']} worse, {comparison['ties']} ties.")
+        lines.append(
+            f"Against {comparison['a']['model']} (eval run {comparison['a']['id']}) on {comparison['n_shared']} "
+            f"shared examples: "
+            f"{comparison['b_wins']} better, {comparison['b_losses']} worse, {comparison['ties']} ties."
+        )
         for path, block in comparison["numeric"].items():
             if block["diff"] is not None and block["ci"]:
-                lines.append(f"- MAPE `{path}`: {pct(block['mape_a'])} → {pct(block['mape_b'])} "
-                             f"(difference {pct(block['diff'])}, 95 % CI {pct(block['ci'][0])} to {pct(block['ci'][1])})")
+                lines.append(
+                    f"- MAPE `{path}`: {pct(block['mape_a'])} → {pct(block['mape_b'])} "
+                    f"(difference {pct(block['diff'])}, 95 % CI {pct(block['ci'][0])} to {pct(block['ci'][1])})"
+                )
     else:
         lines.append("None (first model of the task, or not compared).")
     lines += ["", "## Known limits", ""]
@@ -310,7 +461,9 @@ def model_card_render(*, version: ModelVersion) -> str:
     errors = metrics.get("error_counts") or {}
     if errors:
         limits.append("Errors on the evaluation set: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) + ".")
-    limits.append(f"Evaluated on {report['eval_run']['n']} examples of one dataset version; drawings unlike those (other "
-                  "materials, machines, scans) may do worse. Times are estimates to be checked by a planner.")
+    limits.append(
+        f"Evaluated on {report['eval_run']['n']} examples of one dataset version; drawings unlike those (other "
+        "materials, machines, scans) may do worse. Times are estimates to be checked by a planner."
+    )
     lines += [f"- {limit}" for limit in limits]
     return "\n".join(lines) + "\n"

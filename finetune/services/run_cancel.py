@@ -1,4 +1,5 @@
 """Training runs: cancel one (remotely when its job exists, here when it does not) and relaunch a finished one."""
+
 from __future__ import annotations
 
 from django.utils import timezone
@@ -20,8 +21,11 @@ def training_run_cancel(*, run: TrainingRun, user) -> TrainingRun:
         raise TrainingRunError(f"Run {run.pk} has already finished ({run.status_label}).")
     if not run.job_id:
         note = "cancelled before a job existed"
-        done = TrainingRun.objects.filter(pk=run.pk, job_id__isnull=True).exclude(status__in=S.TERMINAL).update(
-            status=S.CANCELLED, timeline=run_timeline(run, S.CANCELLED, note=note), finished_at=timezone.now())
+        done = (
+            TrainingRun.objects.filter(pk=run.pk, job_id__isnull=True)
+            .exclude(status__in=S.TERMINAL)
+            .update(status=S.CANCELLED, timeline=run_timeline(run, S.CANCELLED, note=note), finished_at=timezone.now())
+        )
         run.refresh_from_db()
         if done or not run.job_id:
             return run
@@ -39,9 +43,18 @@ def training_run_relaunch(*, run: TrainingRun, user) -> TrainingRun:
     if not run.is_terminal:
         raise TrainingRunError(f"Run {run.pk} is still {run.status_label}; cancel it before relaunching.")
     return training_run_create(
-        dataset_version=run.dataset_version, base_model=run.base_model, user=user, provider=run.provider,
-        n_epochs=run.n_epochs, batch_size=run.batch_size, learning_rate_multiplier=run.learning_rate_multiplier,
-        suffix=run.suffix, seed=run.seed, budget_usd=run.budget_usd, relaunched_from=run,
-        training_file_id=run.training_file_id, validation_file_id=run.validation_file_id,
+        dataset_version=run.dataset_version,
+        base_model=run.base_model,
+        user=user,
+        provider=run.provider,
+        n_epochs=run.n_epochs,
+        batch_size=run.batch_size,
+        learning_rate_multiplier=run.learning_rate_multiplier,
+        suffix=run.suffix,
+        seed=run.seed,
+        budget_usd=run.budget_usd,
+        relaunched_from=run,
+        training_file_id=run.training_file_id,
+        validation_file_id=run.validation_file_id,
         provider_options=run.provider_options,
     )

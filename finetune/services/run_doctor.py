@@ -1,4 +1,5 @@
 """Training runs beside the provider's jobs (`manage.py ft_doctor`): orphans, jobs gone, status mismatches."""
+
 from __future__ import annotations
 
 from finetune.models import TrainingRun
@@ -10,8 +11,15 @@ def training_runs_doctor(*, provider_name: str | None = None, fix: bool = False)
     """The provider's jobs beside our runs: orphans, runs whose job is gone, status mismatches.
     With `fix`, orphans carrying a run id of ours whose run has no job are adopted."""
     provider = get_provider(provider_name)
-    report = {"provider": provider.name, "jobs": [], "orphans": [], "adopted": [], "duplicates": [], "gone": [],
-              "mismatches": []}
+    report = {
+        "provider": provider.name,
+        "jobs": [],
+        "orphans": [],
+        "adopted": [],
+        "duplicates": [],
+        "gone": [],
+        "mismatches": [],
+    }
     if not provider.calls_api:
         return report
     jobs = provider.list_jobs()
@@ -21,8 +29,11 @@ def training_runs_doctor(*, provider_name: str | None = None, fix: bool = False)
         run = runs.get(job.id)
         if run is None:
             report["orphans"].append(job)
-            owner = (TrainingRun.objects.filter(pk=job.run_id, provider=provider.name).first()
-                     if job.run_id.isdigit() else None)
+            owner = (
+                TrainingRun.objects.filter(pk=job.run_id, provider=provider.name).first()
+                if job.run_id.isdigit()
+                else None
+            )
             if owner is not None and owner.job_id:
                 report["duplicates"].append((job, owner))
             elif fix and owner is not None:

@@ -4,6 +4,7 @@ budget, duplicates, each confirmed with a reason where allowed), and the launch 
 The launch moves the row draft → uploading with a conditional update (one winner), under a row lock, and
 enqueues the start job (finetune.jobs, by dotted path) after commit; run_start.py does the rest.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -58,10 +59,15 @@ def training_run_cost(*, run: TrainingRun) -> TrainingCost:
     the train split as this base model counts it (its encoding and image scheme) × epochs × its price,
     plus the validation passes its provider bills (Together; OpenAI bills none)."""
     has_validation = run.dataset_version.members.filter(split=DatasetMember.Split.VALIDATION).exists()
-    passes = get_provider(run.provider).validation_passes(options=run.provider_options or {},
-                                                          has_validation=has_validation)
-    return dataset_version_training_cost(version=run.dataset_version, base_model=run.base_model,
-                                         epochs=training_run_epochs(run), validation_passes=passes)
+    passes = get_provider(run.provider).validation_passes(
+        options=run.provider_options or {}, has_validation=has_validation
+    )
+    return dataset_version_training_cost(
+        version=run.dataset_version,
+        base_model=run.base_model,
+        epochs=training_run_epochs(run),
+        validation_passes=passes,
+    )
 
 
 def training_run_estimate(*, run: TrainingRun) -> tuple[int, Decimal | None]:
@@ -75,15 +81,19 @@ def training_run_launch_refusals(*, run: TrainingRun) -> list[str]:
     refusals = []
     problem = training_run_cost(run=run).problem
     if problem:
-        refusals.append(f"{run.base_model.name}: {problem}, and {run.dataset_version} has images; choose a base model "
-                        "that does (see the dataset page's cost table)")
+        refusals.append(
+            f"{run.base_model.name}: {problem}, and {run.dataset_version} has images; choose a base model "
+            "that does (see the dataset page's cost table)"
+        )
     lifecycle = base_model_lifecycle(run.base_model)
     if lifecycle.jobs_ended() and run.provider != ProviderName.DRYRUN:
-        refusals.append(f"{run.base_model.name} accepts no new fine-tuning jobs after "
-                        f"{lifecycle.jobs_end_date:%Y-%m-%d} (its jobs-end date; today is "
-                        f"{lifecycle_today():%Y-%m-%d}): the {run.provider} provider would "
-                        "refuse the job; choose another base model or provider (see \"When OpenAI fine-tuning ends\" "
-                        "in the README)")
+        refusals.append(
+            f"{run.base_model.name} accepts no new fine-tuning jobs after "
+            f"{lifecycle.jobs_end_date:%Y-%m-%d} (its jobs-end date; today is "
+            f"{lifecycle_today():%Y-%m-%d}): the {run.provider} provider would "
+            'refuse the job; choose another base model or provider (see "When OpenAI fine-tuning ends" '
+            "in the README)"
+        )
     return refusals
 
 
@@ -104,8 +114,10 @@ def training_run_launch_problems(*, run: TrainingRun) -> list[str]:
     if training_run_over_budget(run=run):
         problems.append(f"estimated cost ${run.estimated_cost_usd:.2f} is over the budget ${run.budget_usd:.2f}")
     if run.budget_usd is not None and run.estimated_cost_usd is None:
-        problems.append(f"the training price of {run.base_model.name} is not known, so the budget "
-                        f"${run.budget_usd:.2f} cannot be checked (enter the price in Base models)")
+        problems.append(
+            f"the training price of {run.base_model.name} is not known, so the budget "
+            f"${run.budget_usd:.2f} cannot be checked (enter the price in Base models)"
+        )
     return problems
 
 
@@ -114,23 +126,47 @@ def training_run_duplicates(*, run: TrainingRun) -> list[TrainingRun]:
     and seed, still active or succeeded. A second one is a second bill, so a launch needs it confirmed."""
     if run.provider == ProviderName.DRYRUN:
         return []
-    same = TrainingRun.objects.filter(
-        dataset_version_id=run.dataset_version_id, base_model_id=run.base_model_id, provider=run.provider,
-        method=run.method, n_epochs=run.n_epochs, batch_size=run.batch_size,
-        learning_rate_multiplier=run.learning_rate_multiplier, seed=run.seed,
-    ).exclude(pk=run.pk).exclude(status=S.DRAFT)
+    same = (
+        TrainingRun.objects.filter(
+            dataset_version_id=run.dataset_version_id,
+            base_model_id=run.base_model_id,
+            provider=run.provider,
+            method=run.method,
+            n_epochs=run.n_epochs,
+            batch_size=run.batch_size,
+            learning_rate_multiplier=run.learning_rate_multiplier,
+            seed=run.seed,
+        )
+        .exclude(pk=run.pk)
+        .exclude(status=S.DRAFT)
+    )
     return [other for other in same.order_by("id") if other.status == S.SUCCEEDED or not other.is_terminal]
 
 
 def _duplicates_text(duplicates: list[TrainingRun]) -> str:
     return ", ".join(f"run {other.pk} ({other.status_label})" for other in duplicates)
+
+
 # --- create / launch ---------------------------------------------------------------------------
 
-def training_run_create(*, dataset_version: DatasetVersion, base_model: BaseModel, user, provider: str = "",
-                        n_epochs="auto", batch_size="auto", learning_rate_multiplier="auto", suffix: str = "",
-                        seed: int | None = None, budget_usd: Decimal | None = None,
-                        relaunched_from: TrainingRun | None = None, training_file_id: str = "",
-                        validation_file_id: str = "", provider_options: dict | None = None) -> TrainingRun:
+
+def training_run_create(
+    *,
+    dataset_version: DatasetVersion,
+    base_model: BaseModel,
+    user,
+    provider: str = "",
+    n_epochs="auto",
+    batch_size="auto",
+    learning_rate_multiplier="auto",
+    suffix: str = "",
+    seed: int | None = None,
+    budget_usd: Decimal | None = None,
+    relaunched_from: TrainingRun | None = None,
+    training_file_id: str = "",
+    validation_file_id: str = "",
+    provider_options: dict | None = None,
+) -> TrainingRun:
     """A draft run with its cost estimate; nothing is sent anywhere until it is launched."""
     provider = provider or default_provider_name()
     try:
@@ -139,9 +175,11 @@ def training_run_create(*, dataset_version: DatasetVersion, base_model: BaseMode
     except ProviderError as exc:
         raise TrainingRunError(exc.message)
     if provider_obj.trains_models_of is not None and base_model.provider not in provider_obj.trains_models_of:
-        raise TrainingRunError(f"{base_model.name} is a base model of {base_model.provider}: the {provider} provider "
-                               f"cannot train it (choose a {' or '.join(sorted(provider_obj.trains_models_of))} "
-                               f"model, or the provider {base_model.provider}).")
+        raise TrainingRunError(
+            f"{base_model.name} is a base model of {base_model.provider}: the {provider} provider "
+            f"cannot train it (choose a {' or '.join(sorted(provider_obj.trains_models_of))} "
+            f"model, or the provider {base_model.provider})."
+        )
     if n_epochs in (None, "", TrainingRun.AUTO) and not provider_obj.auto_epochs:
         # The provider has no "auto": the run gets what the estimate assumes, the dataset's epochs.
         n_epochs = dataset_version.dataset.epochs or 1
@@ -170,8 +208,9 @@ def training_run_create(*, dataset_version: DatasetVersion, base_model: BaseMode
     return run
 
 
-def training_run_launch(*, run: TrainingRun, user, override_reason: str = "", allow_duplicate: bool = False,
-                        duplicate_reason: str = "") -> TrainingRun:
+def training_run_launch(
+    *, run: TrainingRun, user, override_reason: str = "", allow_duplicate: bool = False, duplicate_reason: str = ""
+) -> TrainingRun:
     """Send the run: refused while gates fail or the estimate is over budget, unless overridden with a reason.
 
     A second launch of the same run (double click, two managers) finds it no longer a draft and is refused.
@@ -182,19 +221,26 @@ def training_run_launch(*, run: TrainingRun, user, override_reason: str = "", al
     reason = (override_reason or "").strip()
     duplicate_reason = (duplicate_reason or "").strip()
     with transaction.atomic():
-        run = (TrainingRun.objects.select_for_update().select_related("dataset_version__dataset", "base_model")
-               .get(pk=run.pk))
+        run = (
+            TrainingRun.objects.select_for_update()
+            .select_related("dataset_version__dataset", "base_model")
+            .get(pk=run.pk)
+        )
         if run.status != S.DRAFT:
-            raise TrainingRunError(f"Run {run.pk} was already launched (status: {run.status_label}); "
-                                   "no second job is made.")
+            raise TrainingRunError(
+                f"Run {run.pk} was already launched (status: {run.status_label}); no second job is made."
+            )
         run.estimated_tokens, run.estimated_cost_usd = training_run_estimate(run=run)
         refusals = training_run_launch_refusals(run=run)
         if refusals:
             raise TrainingRunError("Launch refused: " + "; ".join(refusals) + ". No override can change this.")
         problems = training_run_launch_problems(run=run)
         if problems and not reason:
-            raise TrainingRunError("Launch refused: " + "; ".join(problems)
-                                   + ". A Manager may override this with a reason, which is recorded.")
+            raise TrainingRunError(
+                "Launch refused: "
+                + "; ".join(problems)
+                + ". A Manager may override this with a reason, which is recorded."
+            )
         duplicates = training_run_duplicates(run=run)
         note = "launched"
         if duplicates:
@@ -202,10 +248,14 @@ def training_run_launch(*, run: TrainingRun, user, override_reason: str = "", al
                 raise TrainingRunError(
                     f"Launch refused: {_duplicates_text(duplicates)} already trains the same dataset version, model "
                     "and hyperparameters; a second launch is a second paid job. Confirm the duplicate with a reason "
-                    "(the checkbox on the launch page, or launch_run --allow-duplicate).")
+                    "(the checkbox on the launch page, or launch_run --allow-duplicate)."
+                )
             if not duplicate_reason:
-                raise TrainingRunError("Say why the duplicate of " + _duplicates_text(duplicates)
-                                       + " is wanted: the reason is recorded on the run's timeline.")
+                raise TrainingRunError(
+                    "Say why the duplicate of "
+                    + _duplicates_text(duplicates)
+                    + " is wanted: the reason is recorded on the run's timeline."
+                )
             who = getattr(user, "username", "") or "the shell"
             note = f"launched as a confirmed duplicate of {_duplicates_text(duplicates)} by {who}: {duplicate_reason}"
         fields = {
@@ -218,8 +268,11 @@ def training_run_launch(*, run: TrainingRun, user, override_reason: str = "", al
             "updated_at": timezone.now(),
         }
         if problems:
-            fields.update(override=True, override_reason=f"{reason} (overrode: {'; '.join(problems)})",
-                          override_by=user if user is not None else None)
+            fields.update(
+                override=True,
+                override_reason=f"{reason} (overrode: {'; '.join(problems)})",
+                override_by=user if user is not None else None,
+            )
         # The conditional update is the claim (the row lock alone does nothing on SQLite).
         if TrainingRun.objects.filter(pk=run.pk, status=S.DRAFT).update(**fields) != 1:
             raise TrainingRunError(f"Run {run.pk} was launched by someone else at the same moment.")
@@ -231,5 +284,6 @@ def training_run_launch(*, run: TrainingRun, user, override_reason: str = "", al
 def training_run_enqueue_start(*, run: TrainingRun) -> None:
     from rq import Callback
 
-    enqueue_on_commit("openai", START_JOB, run.pk, job_id=f"training-run-start-{run.pk}",
-                      on_failure=Callback(START_FAILED_HOOK))
+    enqueue_on_commit(
+        "openai", START_JOB, run.pk, job_id=f"training-run-start-{run.pk}", on_failure=Callback(START_FAILED_HOOK)
+    )

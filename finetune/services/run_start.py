@@ -11,6 +11,7 @@ Exactly one remote job per run, however often a button is clicked or a worker di
    a job whose worker died before saving its id; a run whose claim went stale with no job anywhere is
    started again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,8 +77,9 @@ def _carried_file_usable(run: TrainingRun, provider, *, file_id: str, account: s
 def _known_upload(run: TrainingRun, provider, *, split: str, sha: str, account: str) -> UploadedFile | None:
     """The earlier upload of these bytes to this account, if the provider still has it. Rows from before
     accounts were recorded ('') are checked the same way and then claimed for this account."""
-    for known in UploadedFile.objects.filter(dataset_version=run.dataset_version, provider=run.provider, split=split,
-                                             sha256=sha, account__in=[account, ""]).order_by("-account"):
+    for known in UploadedFile.objects.filter(
+        dataset_version=run.dataset_version, provider=run.provider, split=split, sha256=sha, account__in=[account, ""]
+    ).order_by("-account"):
         if provider.file_exists(known.remote_id):
             if known.account != account:
                 UploadedFile.objects.filter(pk=known.pk).update(account=account)
@@ -113,12 +115,20 @@ def _upload(run: TrainingRun, provider) -> TrainingRun:
         if known is None:
             remote = provider.upload_file(path=file)
             try:
-                known = UploadedFile.objects.create(dataset_version=run.dataset_version, provider=run.provider,
-                                                    account=account, split=split, sha256=sha, bytes=remote.bytes,
-                                                    remote_id=remote.id, multipart=remote.multipart)
+                known = UploadedFile.objects.create(
+                    dataset_version=run.dataset_version,
+                    provider=run.provider,
+                    account=account,
+                    split=split,
+                    sha256=sha,
+                    bytes=remote.bytes,
+                    remote_id=remote.id,
+                    multipart=remote.multipart,
+                )
             except IntegrityError:
-                known = UploadedFile.objects.get(dataset_version=run.dataset_version, provider=run.provider,
-                                                 account=account, split=split, sha256=sha)
+                known = UploadedFile.objects.get(
+                    dataset_version=run.dataset_version, provider=run.provider, account=account, split=split, sha256=sha
+                )
         # Stored at once: a crash after this point never uploads the split again.
         TrainingRun.objects.filter(pk=run.pk).update(**{field: known.remote_id})
     run.refresh_from_db()
@@ -134,8 +144,11 @@ def _await_file_import(run: TrainingRun, provider) -> TrainingRun:
     the run fails with a clear error and a relaunch reuses the files (imported by then)."""
     if not getattr(provider, "imports_files_in_background", False):
         return run
-    files = [(split, file_id) for split, file_id in (("training", run.training_file_id),
-                                                      ("validation", run.validation_file_id)) if file_id]
+    files = [
+        (split, file_id)
+        for split, file_id in (("training", run.training_file_id), ("validation", run.validation_file_id))
+        if file_id
+    ]
     timeout = settings.RUN_FILE_IMPORT_TIMEOUT_SECONDS
     started = time.monotonic()
     waited = False
@@ -143,21 +156,29 @@ def _await_file_import(run: TrainingRun, provider) -> TrainingRun:
         states = {split: (file_id, *provider.file_status(file_id)) for split, file_id in files}
         for split, (file_id, status, details) in states.items():
             if status in ("error", "failed", "deleted"):
-                raise ProviderError(f"The provider could not import the {split} file {file_id} ({status})"
-                                    + (f": {details}" if details else "") + ".", code="file_import_failed")
-        waiting = ", ".join(f"{split} file {status}" for split, (_, status, _) in states.items()
-                            if status != "processed")
+                raise ProviderError(
+                    f"The provider could not import the {split} file {file_id} ({status})"
+                    + (f": {details}" if details else "")
+                    + ".",
+                    code="file_import_failed",
+                )
+        waiting = ", ".join(
+            f"{split} file {status}" for split, (_, status, _) in states.items() if status != "processed"
+        )
         elapsed = int(time.monotonic() - started)
         if not waiting:
             if waited:
                 run = run_progress(run, f"files imported by the provider after {elapsed} s")
             return run
         if elapsed >= timeout:
-            raise ProviderError(f"The provider had not finished importing the uploaded files after {timeout} s "
-                                f"({waiting}); no job was created. Relaunch the run: it reuses the uploaded files.",
-                                code="file_import_timeout")
-        run = run_progress(run, f"waiting for the provider to import the files ({waiting}; {elapsed} s of at most "
-                             f"{timeout} s)")
+            raise ProviderError(
+                f"The provider had not finished importing the uploaded files after {timeout} s "
+                f"({waiting}); no job was created. Relaunch the run: it reuses the uploaded files.",
+                code="file_import_timeout",
+            )
+        run = run_progress(
+            run, f"waiting for the provider to import the files ({waiting}; {elapsed} s of at most {timeout} s)"
+        )
         waited = True
         time.sleep(settings.RUN_FILE_IMPORT_POLL_SECONDS)
 
@@ -203,14 +224,21 @@ def _start_dry_run(run: TrainingRun, provider) -> TrainingRun:
         if split in files:
             # What the export counted and hashed while writing: the file is not read back.
             written = export_manifest["files"][f"{split}.jsonl"]
-            split_info[split] = {"file": f"{split}.jsonl", "bytes": written["bytes"], "sha256": written["sha256"],
-                                 "lines": written["lines"]}
+            split_info[split] = {
+                "file": f"{split}.jsonl",
+                "bytes": written["bytes"],
+                "sha256": written["sha256"],
+                "lines": written["lines"],
+            }
     manifest = {
         "run_id": run.pk,
         "provider": provider.name,
         "note": "Dry run: these files were written and no API was called.",
-        "dataset_version": {"id": run.dataset_version_id, "name": str(run.dataset_version),
-                            "content_hash": run.dataset_version.content_hash},
+        "dataset_version": {
+            "id": run.dataset_version_id,
+            "name": str(run.dataset_version),
+            "content_hash": run.dataset_version.content_hash,
+        },
         "base_model": run.base_model.name,
         "method": {"type": run.method, run.method: {"hyperparameters": run.hyperparameters}},
         "suffix": run.suffix,
@@ -229,8 +257,9 @@ def _start_dry_run(run: TrainingRun, provider) -> TrainingRun:
 def training_run_start(*, run_id: int) -> TrainingRun:
     """Upload and create the remote job for a launched run (the `openai` queue). Safe to run twice."""
     now = timezone.now()
-    claimed = TrainingRun.objects.filter(pk=run_id, status=S.UPLOADING, job_id__isnull=True,
-                                         worker_claimed_at__isnull=True).update(worker_claimed_at=now)
+    claimed = TrainingRun.objects.filter(
+        pk=run_id, status=S.UPLOADING, job_id__isnull=True, worker_claimed_at__isnull=True
+    ).update(worker_claimed_at=now)
     run = TrainingRun.objects.select_related("dataset_version__dataset", "base_model").get(pk=run_id)
     if claimed != 1:
         return run  # done already, cancelled, or another worker holds it
@@ -242,26 +271,33 @@ def training_run_start(*, run_id: int) -> TrainingRun:
         run = _await_file_import(run, provider)
         return _create(run, provider)
     except ExportFailed as exc:
-        return run_status_set(run, S.FAILED, note="export failed", error_code="export_failed", error_message=str(exc),
-                           error_param="")
+        return run_status_set(
+            run, S.FAILED, note="export failed", error_code="export_failed", error_message=str(exc), error_param=""
+        )
     except ProviderError as exc:
         run.refresh_from_db()
         if run.job_id:
             return run
         if exc.retryable:
             # The run keeps its state; the periodic sync starts it again (and looks up by metadata first).
-            TrainingRun.objects.filter(pk=run.pk).update(worker_claimed_at=None,
-                                                         sync_error=f"{exc.code}: {exc.message}")
+            TrainingRun.objects.filter(pk=run.pk).update(
+                worker_claimed_at=None, sync_error=f"{exc.code}: {exc.message}"
+            )
             run.refresh_from_db()
             return run
-        return run_status_set(run, S.FAILED, note=exc.code, error_code=exc.code, error_message=exc.message,
-                           error_param=exc.param)
+        return run_status_set(
+            run, S.FAILED, note=exc.code, error_code=exc.code, error_message=exc.message, error_param=exc.param
+        )
 
 
 # Exceptions RQ reports when the worker itself stopped (killed, out of memory, over the queue's timeout):
 # they carry no message of their own, so the run says in words what happened.
-_WORKER_STOPPED = {"AbandonedJobError": "killed or timed out", "JobTimeoutException": "timed out",
-                   "StopRequested": "stopped", "ShutDownImminentException": "shut down"}
+_WORKER_STOPPED = {
+    "AbandonedJobError": "killed or timed out",
+    "JobTimeoutException": "timed out",
+    "StopRequested": "stopped",
+    "ShutDownImminentException": "shut down",
+}
 
 
 def _stopped_phase(run: TrainingRun) -> str:
@@ -274,8 +310,11 @@ def _stopped_phase(run: TrainingRun) -> str:
 
 def _orphans(run: TrainingRun) -> list[dict]:
     """Files uploaded for this run that no job uses: the provider keeps (and may bill storage for) them."""
-    return [{"split": split, "file_id": file_id}
-            for split, file_id in (("train", run.training_file_id), ("validation", run.validation_file_id)) if file_id]
+    return [
+        {"split": split, "file_id": file_id}
+        for split, file_id in (("train", run.training_file_id), ("validation", run.validation_file_id))
+        if file_id
+    ]
 
 
 def training_run_start_failed(*, run_id: int, message: str, error_type: str = "") -> None:
@@ -287,8 +326,10 @@ def training_run_start_failed(*, run_id: int, message: str, error_type: str = ""
     message = (message or "").strip()
     if error_type in _WORKER_STOPPED:
         how = _WORKER_STOPPED[error_type]
-        text = (f"The worker stopped while {_stopped_phase(run)} ({how}); relaunch to retry, files already "
-                "uploaded are reused.")
+        text = (
+            f"The worker stopped while {_stopped_phase(run)} ({how}); relaunch to retry, files already "
+            "uploaded are reused."
+        )
         code = "worker_stopped"
         if message:
             text += f" ({error_type}: {message})"
@@ -311,5 +352,12 @@ def training_run_start_failed(*, run_id: int, message: str, error_type: str = ""
             TrainingRun.objects.filter(pk=run_id).update(sync_error=text)
             return
     orphans = _orphans(run) if run.status == S.UPLOADING else list(run.orphaned_files or [])
-    run_status_set(run, S.FAILED, note="worker stopped" if code == "worker_stopped" else "worker error",
-                error_code=code, error_message=text, worker_claimed_at=None, orphaned_files=orphans)
+    run_status_set(
+        run,
+        S.FAILED,
+        note="worker stopped" if code == "worker_stopped" else "worker error",
+        error_code=code,
+        error_message=text,
+        worker_claimed_at=None,
+        orphaned_files=orphans,
+    )

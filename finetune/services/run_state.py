@@ -4,6 +4,7 @@ A run's status only moves forward (`run_status_set`); every move and progress no
 The steps live beside this module: run_launch (create, confirm, launch), run_start (upload, create the
 remote job once), run_sync (follow the remote job), run_cancel (cancel, relaunch), run_doctor (provider vs runs).
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,7 +22,6 @@ LAUNCH_PERMISSION = "finetune.launch_run"
 
 class TrainingRunError(Exception):
     """A rule refused the request; the message says why and what to do."""
-
 
 
 def run_permission_check(user) -> None:

@@ -4,6 +4,7 @@ the model, trained tokens and cost; adopt a job a worker made but never saved; r
 One periodic job (`training_runs_sync_all`) syncs every active run; see run_start.py for why this makes
 exactly one remote job per run.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -64,8 +65,9 @@ def run_job_apply(run: TrainingRun, job: RemoteJob, *, note: str = "", reopen: b
     if job.trained_tokens is not None:
         fields["trained_tokens"] = job.trained_tokens
         if run.base_model.training_price_per_1m is not None:  # unknown price: the cost stays unknown
-            fields["actual_cost_usd"] = (Decimal(job.trained_tokens) * run.base_model.training_price_per_1m
-                                         / Decimal(1_000_000)).quantize(Decimal("0.0001"))
+            fields["actual_cost_usd"] = (
+                Decimal(job.trained_tokens) * run.base_model.training_price_per_1m / Decimal(1_000_000)
+            ).quantize(Decimal("0.0001"))
     if job.error_code:
         fields.update(error_code=job.error_code, error_message=job.error_message, error_param=job.error_param or "")
     if job.result_files and not run.result_file_id:
@@ -126,12 +128,23 @@ def _sync_events(run: TrainingRun, provider) -> int:
         return 0
     # Stored once each: the remote id is unique, a concurrent sync's copy is ignored.
     RunEvent.objects.bulk_create(
-        [RunEvent(run=run, remote_id=e.id, created_at_remote=_ts(e.created_at), level=e.level, type=e.type,
-                  message=e.message, data=e.data) for e in events],
+        [
+            RunEvent(
+                run=run,
+                remote_id=e.id,
+                created_at_remote=_ts(e.created_at),
+                level=e.level,
+                type=e.type,
+                message=e.message,
+                data=e.data,
+            )
+            for e in events
+        ],
         ignore_conflicts=True,
     )
-    _merge_metrics(run, [e.data for e in events if e.type == "metrics" and e.data.get("step") is not None],
-                   source="event")
+    _merge_metrics(
+        run, [e.data for e in events if e.type == "metrics" and e.data.get("step") is not None], source="event"
+    )
     return len(events)
 
 
@@ -139,9 +152,13 @@ def _sync_checkpoints(run: TrainingRun, provider) -> None:
     for checkpoint in provider.list_checkpoints(run.job_id):
         RunCheckpoint.objects.update_or_create(
             remote_id=checkpoint.id,
-            defaults={"run": run, "step": checkpoint.step, "metrics": checkpoint.metrics,
-                      "fine_tuned_model_checkpoint": checkpoint.fine_tuned_model_checkpoint,
-                      "created_at_remote": _ts(checkpoint.created_at)},
+            defaults={
+                "run": run,
+                "step": checkpoint.step,
+                "metrics": checkpoint.metrics,
+                "fine_tuned_model_checkpoint": checkpoint.fine_tuned_model_checkpoint,
+                "created_at_remote": _ts(checkpoint.created_at),
+            },
         )
 
 
@@ -159,26 +176,43 @@ def _sync_refusals(run: TrainingRun) -> list[dict]:
     from curation.selectors import dataset_version_export_lines
     from curation.services.example_flags import examples_flag_provider_refused
 
-    events = [RemoteEvent(id=e.remote_id, created_at=None, level=e.level, type=e.type, message=e.message, data=e.data)
-              for e in RunEvent.objects.filter(run=run).exclude(type="metrics")]
-    refusals = provider_refusals(events=events, error_code=run.error_code, error_message=run.error_message,
-                                 error_param=run.error_param)
+    events = [
+        RemoteEvent(id=e.remote_id, created_at=None, level=e.level, type=e.type, message=e.message, data=e.data)
+        for e in RunEvent.objects.filter(run=run).exclude(type="metrics")
+    ]
+    refusals = provider_refusals(
+        events=events, error_code=run.error_code, error_message=run.error_message, error_param=run.error_param
+    )
     if not refusals:
         return run.provider_refusals or []
-    lines = {split: dataset_version_export_lines(version=run.dataset_version, split=split)
-             for split in {r.split for r in refusals}}
+    lines = {
+        split: dataset_version_export_lines(version=run.dataset_version, split=split)
+        for split in {r.split for r in refusals}
+    }
     recorded = []
     for refusal in refusals:
         members = lines[refusal.split]
         member_id, example_id = members[refusal.line - 1] if refusal.line <= len(members) else (None, None)
-        recorded.append({"split": refusal.split, "line": refusal.line, "member_id": member_id,
-                         "example_id": example_id, "reason": refusal.reason, "source": refusal.source})
+        recorded.append(
+            {
+                "split": refusal.split,
+                "line": refusal.line,
+                "member_id": member_id,
+                "example_id": example_id,
+                "reason": refusal.reason,
+                "source": refusal.source,
+            }
+        )
     if recorded != (run.provider_refusals or []):
         TrainingRun.objects.filter(pk=run.pk).update(provider_refusals=recorded)
         run.provider_refusals = recorded
-        examples_flag_provider_refused(reasons={
-            r["example_id"]: f"Run {run.pk} ({run.provider}), {r['split']} line {r['line']}: {r['reason']}"
-            for r in recorded if r["example_id"]})
+        examples_flag_provider_refused(
+            reasons={
+                r["example_id"]: f"Run {run.pk} ({run.provider}), {r['split']} line {r['line']}: {r['reason']}"
+                for r in recorded
+                if r["example_id"]
+            }
+        )
     return recorded
 
 
@@ -199,8 +233,9 @@ def training_run_sync(*, run: TrainingRun) -> TrainingRun:
         if run.status == S.SUCCEEDED:
             _sync_result_file(run, provider)
     except ProviderError as exc:
-        TrainingRun.objects.filter(pk=run.pk).update(sync_error=f"{exc.code}: {exc.message}",
-                                                     last_synced_at=timezone.now())
+        TrainingRun.objects.filter(pk=run.pk).update(
+            sync_error=f"{exc.code}: {exc.message}", last_synced_at=timezone.now()
+        )
         run.refresh_from_db()
         return run
     TrainingRun.objects.filter(pk=run.pk).update(sync_error="", last_synced_at=timezone.now())
@@ -221,8 +256,11 @@ def training_run_reconcile(*, run: TrainingRun) -> TrainingRun:
         if found is not None:
             return run_job_adopt(run, found, provider, note="adopted by sync (found by metadata)")
     stale = timezone.now() - datetime.timedelta(seconds=settings.RUN_CLAIM_STALE_SECONDS)
-    released = TrainingRun.objects.filter(pk=run.pk, status=S.UPLOADING, job_id__isnull=True).filter(
-        Q(worker_claimed_at__isnull=True) | Q(worker_claimed_at__lt=stale)).update(worker_claimed_at=None)
+    released = (
+        TrainingRun.objects.filter(pk=run.pk, status=S.UPLOADING, job_id__isnull=True)
+        .filter(Q(worker_claimed_at__isnull=True) | Q(worker_claimed_at__lt=stale))
+        .update(worker_claimed_at=None)
+    )
     if released:
         try:
             training_run_enqueue_start(run=run)
@@ -234,11 +272,15 @@ def training_run_reconcile(*, run: TrainingRun) -> TrainingRun:
 
 def training_runs_active():
     """Runs the periodic sync looks at: a remote job not finished yet, or finished with its results not fetched."""
-    return TrainingRun.objects.exclude(provider=ProviderName.DRYRUN).filter(
-        Q(job_id__isnull=False) & (~Q(status__in=S.TERMINAL)
-                                   | Q(status=S.SUCCEEDED, result_file_parsed=False) & ~Q(result_file_id=""))
-        | Q(status=S.UPLOADING, job_id__isnull=True)
-    ).select_related("base_model", "dataset_version")
+    return (
+        TrainingRun.objects.exclude(provider=ProviderName.DRYRUN)
+        .filter(
+            Q(job_id__isnull=False)
+            & (~Q(status__in=S.TERMINAL) | Q(status=S.SUCCEEDED, result_file_parsed=False) & ~Q(result_file_id=""))
+            | Q(status=S.UPLOADING, job_id__isnull=True)
+        )
+        .select_related("base_model", "dataset_version")
+    )
 
 
 def training_runs_sync_all() -> dict[str, int]:

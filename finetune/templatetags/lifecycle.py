@@ -2,6 +2,7 @@
 
 The admin index and the registry list both render it (one selector, one include), so they never disagree.
 """
+
 from django import template
 
 from finetune.metrics import pct
@@ -16,7 +17,10 @@ def lifecycle_warnings(context):
     user = getattr(request, "user", None)
     if user is None or not user.has_perm("finetune.view_modelversion"):
         return {"lifecycle_warnings": []}
-    return {"lifecycle_warnings": registry_shutdown_warnings(), "can_change_fallback": user.has_perm("finetune.change_taskfallback")}
+    return {
+        "lifecycle_warnings": registry_shutdown_warnings(),
+        "can_change_fallback": user.has_perm("finetune.change_taskfallback"),
+    }
 
 
 @register.filter

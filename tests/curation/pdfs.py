@@ -1,5 +1,6 @@
 """PDFs for rendering tests that the shared corpus does not have, built with PyMuPDF (input only: the code
 under test is curation.rendering)."""
+
 import pymupdf
 
 A4 = (595, 842)

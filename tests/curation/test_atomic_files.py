@@ -1,4 +1,5 @@
 """curation.atomic_files: a file killed mid-write leaves only a `.partial` name, which the recovery sweep removes."""
+
 import os
 import time
 from pathlib import Path

@@ -1,5 +1,6 @@
 """The dataset version page's cost projection: this size, ×2 and ×5 per base model and provider, each figure the
 one training-cost function's with the version's tokens scaled; Managers only."""
+
 import re
 from decimal import Decimal
 
@@ -18,7 +19,9 @@ def _projection_rows(html: str) -> dict[str, list[str]]:
     table = re.search(r'<fieldset[^>]*id="cost-projection".*?</fieldset>', html, re.S).group(0)
     rows = {}
     for row in re.findall(r"<tr data-model=.*?</tr>", table, re.S):
-        cells = [" ".join(re.sub(r"<[^>]+>", " ", c).split()) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+        cells = [
+            " ".join(re.sub(r"<[^>]+>", " ", c).split()) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+        ]
         rows[cells[1]] = [cells[0], *cells[2:]]
     return rows
 

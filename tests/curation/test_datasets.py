@@ -1,4 +1,6 @@
-"""Dataset builds: group-safe deterministic split, content hash, frozen versions, gates, format problems, tokens, cost."""
+"""Dataset builds: group-safe deterministic split, content hash, frozen versions, gates, format problems, tokens,
+cost."""
+
 import io
 import json
 from decimal import Decimal
@@ -20,8 +22,10 @@ APPROVED = Example.Status.APPROVED
 
 def approved_examples(n, *, task=None, tags=None, **kw):
     task = task or make_task()
-    return [make_example(task=task, status=APPROVED, tags=tags, target=technology_target(f"P-{i}", minutes=5 + i), **kw)
-            for i in range(n)]
+    return [
+        make_example(task=task, status=APPROVED, tags=tags, target=technology_target(f"P-{i}", minutes=5 + i), **kw)
+        for i in range(n)
+    ]
 
 
 def make_dataset(task=None, **fields):
@@ -35,12 +39,26 @@ def test_split_is_deterministic_and_group_safe_with_near_duplicates():
     for part in range(12):
         drawing = make_drawing(part_number=f"G-{part}")
         for _ in range(2):  # two examples per part: must share a split
-            examples.append(make_example(task=task, drawing=drawing, status=APPROVED,
-                                         target=technology_target(f"G-{part}", minutes=len(examples) + 1)))
+            examples.append(
+                make_example(
+                    task=task,
+                    drawing=drawing,
+                    status=APPROVED,
+                    target=technology_target(f"G-{part}", minutes=len(examples) + 1),
+                )
+            )
     # Near-duplicate drawings (another part number) must follow their original's split.
     originals = examples[::2][:6]
-    dups = [make_example(task=task, status=APPROVED, near_duplicate_of=o, is_near_duplicate=True,
-                         target=technology_target(f"D-{i}", minutes=100 + i)) for i, o in enumerate(originals)]
+    dups = [
+        make_example(
+            task=task,
+            status=APPROVED,
+            near_duplicate_of=o,
+            is_near_duplicate=True,
+            target=technology_target(f"D-{i}", minutes=100 + i),
+        )
+        for i, o in enumerate(originals)
+    ]
     dataset = make_dataset(task, validation_fraction=0.3, split_seed=7)
     version = dataset_build(dataset=dataset)
 
@@ -116,14 +134,27 @@ def test_seven_examples_fail_the_min_rows_gate_with_a_clear_message():
 def test_tag_share_duplicate_target_and_prefix_gates():
     task = make_task("support_reply")
     for i in range(12):
-        make_example(task=task, status=APPROVED, tags={"industry": "medical" if i < 11 else "auto"},
-                     target="Thanks for your message, we will check it." if i < 6 else f"Answer number {i}: fine.")
-    version = dataset_build(dataset=make_dataset(task, max_tag_share={"industry": 0.8}, max_duplicate_target_share=0.2,
-                                                 max_same_prefix_share=0.4, prefix_chars=10))
+        make_example(
+            task=task,
+            status=APPROVED,
+            tags={"industry": "medical" if i < 11 else "auto"},
+            target="Thanks for your message, we will check it." if i < 6 else f"Answer number {i}: fine.",
+        )
+    version = dataset_build(
+        dataset=make_dataset(
+            task,
+            max_tag_share={"industry": 0.8},
+            max_duplicate_target_share=0.2,
+            max_same_prefix_share=0.4,
+            prefix_chars=10,
+        )
+    )
     gates = {g["name"]: g for g in version.gates}
     assert not gates["max_tag_share:industry"]["passed"]
     assert gates["max_tag_share:industry"]["message"] == "industry=medical is 92% of rows: above the maximum of 80%"
-    assert not gates["max_duplicate_target_share"]["passed"] and gates["max_duplicate_target_share"]["value"] == round(5 / 12, 4)
+    assert not gates["max_duplicate_target_share"]["passed"] and gates["max_duplicate_target_share"]["value"] == round(
+        5 / 12, 4
+    )
     assert "5 rows repeat another row's target" in gates["max_duplicate_target_share"]["message"]
     assert not gates["max_same_prefix_share"]["passed"]  # 6 "Thanks for" + 6 "Answer num": 50% > 40%
     assert gates["min_rows"]["passed"] and gates["format"]["passed"]
@@ -147,10 +178,13 @@ def _jpeg(mode: str) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("bad_bytes, expected", [
-    (b"this is not an image at all" * 10, "cannot be decoded"),
-    (_jpeg("CMYK"), "mode CMYK"),
-])
+@pytest.mark.parametrize(
+    "bad_bytes, expected",
+    [
+        (b"this is not an image at all" * 10, "cannot be decoded"),
+        (_jpeg("CMYK"), "mode CMYK"),
+    ],
+)
 def test_bad_page_image_is_reported_against_its_example(bad_bytes, expected):
     examples = approved_examples(11)
     _replace_page_file(examples[3], bad_bytes)
@@ -213,7 +247,9 @@ def test_build_and_validate_commands_print_gates_and_cost(capsys):
     assert "FAIL min_rows: 7 rows: below the minimum of 10" in out
     assert "gpt-4o-2024-08-06" in out and "$" in out
     version = DatasetVersion.objects.get()
-    with pytest.raises(CommandError, match=r"^seven:v1 is NOT ready: failed gate\(s\) min_rows, min_train_rows, 0 format error\(s\)\.$"):
+    with pytest.raises(
+        CommandError, match=r"^seven:v1 is NOT ready: failed gate\(s\) min_rows, min_train_rows, 0 format error\(s\)\.$"
+    ):
         call_command("validate_dataset", str(version.pk))  # exits 1: a script or CI stops here
     assert "FAIL min_rows" in capsys.readouterr().out
     with pytest.raises(CommandError, match="No dataset with id or name 'nope'"):
@@ -245,9 +281,13 @@ def test_every_spelling_of_a_version_finds_it_and_a_miss_says_what_exists():
         dataset_version_by_ref(ref="tech-2026:v9")
     assert str(miss.value) == (
         "No dataset version 'tech-2026:v9': give NAME:vN (e.g. tech-2026:v3), NAME@N or the version id. "
-        f"Versions of 'tech-2026': tech-2026:v1 (id {v1.pk}), tech-2026:v2 (id {v2.pk}).")
-    with pytest.raises(DatasetVersionNotFound, match=r"No dataset is named 'tech'\. Dataset versions: a:v1@b:v7 "
-                                                      rf"\(id {other.pk}\), tech-2026:v1 \(id {v1.pk}\), tech-2026:v2"):
+        f"Versions of 'tech-2026': tech-2026:v1 (id {v1.pk}), tech-2026:v2 (id {v2.pk})."
+    )
+    with pytest.raises(
+        DatasetVersionNotFound,
+        match=r"No dataset is named 'tech'\. Dataset versions: a:v1@b:v7 "
+        rf"\(id {other.pk}\), tech-2026:v1 \(id {v1.pk}\), tech-2026:v2",
+    ):
         dataset_version_by_ref(ref="tech@1")
     for ref in ("999999", "tech-2026", "v2", ""):
         with pytest.raises(DatasetVersionNotFound, match="give NAME:vN .*, NAME@N or the version id"):
@@ -263,8 +303,11 @@ def test_dataset_commands_take_every_spelling_and_name_the_accepted_forms(tmp_pa
         call_command("export_dataset", ref, "--out", str(tmp_path / ref))
         assert (tmp_path / ref / "manifest.json").is_file()
     for command, extra in (("validate_dataset", []), ("export_dataset", ["--out", str(tmp_path / "x")])):
-        with pytest.raises(CommandError, match=r"No dataset version 'sixteen:v2': give NAME:vN .* Versions of 'sixteen': "
-                                               rf"sixteen:v1 \(id {version.pk}\)\."):
+        with pytest.raises(
+            CommandError,
+            match=r"No dataset version 'sixteen:v2': give NAME:vN .* Versions of 'sixteen': "
+            rf"sixteen:v1 \(id {version.pk}\)\.",
+        ):
             call_command(command, "sixteen:v2", *extra)
 
 
@@ -279,6 +322,7 @@ def test_members_keep_page_hash_in_their_snapshot():
 
 # --- admin ------------------------------------------------------------------------------------
 
+
 def _changelist(model):
     from django.urls import reverse
 
@@ -286,7 +330,8 @@ def _changelist(model):
 
 
 def test_manager_builds_a_version_from_the_admin_and_sees_the_readiness_panel(
-        client, run_worker, django_capture_on_commit_callbacks):
+    client, run_worker, django_capture_on_commit_callbacks
+):
     from django.urls import reverse
 
     from tests.factories import make_user
@@ -314,7 +359,9 @@ def test_manager_builds_a_version_from_the_admin_and_sees_the_readiness_panel(
     assert "gpt-4o-2024-08-06" in page and "2027-01-14" in page
 
 
-def test_a_second_click_while_a_build_waits_queues_no_second_job(client, run_worker, django_capture_on_commit_callbacks):
+def test_a_second_click_while_a_build_waits_queues_no_second_job(
+    client, run_worker, django_capture_on_commit_callbacks
+):
     import django_rq
 
     from curation.models import DatasetBuild
@@ -325,7 +372,9 @@ def test_a_second_click_while_a_build_waits_queues_no_second_job(client, run_wor
     client.force_login(make_user("Manager"))
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(_changelist("dataset"), {"action": "build_version", "_selected_action": [dataset.pk]})
+            response = client.post(
+                _changelist("dataset"), {"action": "build_version", "_selected_action": [dataset.pk]}
+            )
     build = DatasetBuild.objects.get()
     assert response["Location"].endswith(f"/{build.pk}/change/")
     assert django_rq.get_queue("default").count == 1
@@ -336,6 +385,7 @@ def test_a_second_click_while_a_build_waits_queues_no_second_job(client, run_wor
     assert (build.done, build.total) == (20, 20)  # two passes over the ten examples
 
     from curation.services.dataset_builds import dataset_build_run
+
     assert dataset_build_run(build_id=build.pk) is None  # a re-run of the job finds it done
     with django_capture_on_commit_callbacks(execute=True):  # after it finished, a click builds again
         client.post(_changelist("dataset"), {"action": "build_version", "_selected_action": [dataset.pk]})
@@ -394,7 +444,8 @@ def test_base_model_admin_warns_when_dates_are_near_or_past(client):
     model = BaseModel.objects.get(name="gpt-4o-2024-08-06")
     assert base_model_date_warning(model, today=datetime.date(2026, 1, 1)) == ""
     assert base_model_date_warning(model, today=datetime.date(2026, 12, 1)) == (
-        "no new fine-tuning jobs after 2027-01-06 (in 36 days); stops serving on 2027-01-14 (in 44 days)")
+        "no new fine-tuning jobs after 2027-01-06 (in 36 days); stops serving on 2027-01-14 (in 44 days)"
+    )
     assert "(past)" in base_model_date_warning(model, today=datetime.date(2027, 2, 1))
     client.force_login(make_user("Manager"))
     assert client.get(_changelist("basemodel")).status_code == 200
@@ -407,7 +458,9 @@ def test_example_over_the_token_limit_is_a_warning_not_an_error():
     examples = [make_example(task=task, status=APPROVED, target=f"Answer {i}.") for i in range(10)]
     Example.objects.filter(pk=examples[0].pk).update(target="word " * 70_000)
     version = dataset_build(dataset=make_dataset(task, validation_fraction=0))
-    assert [(p["example_id"], p["code"], p["level"]) for p in version.problems] == [(examples[0].pk, "too_many_tokens", "warning")]
+    assert [(p["example_id"], p["code"], p["level"]) for p in version.problems] == [
+        (examples[0].pk, "too_many_tokens", "warning")
+    ]
     assert "above the 65,536 limit of gpt-4o-2024-08-06" in version.problems[0]["message"]
     assert {g["name"]: g for g in version.gates}["format"]["passed"]
 
@@ -415,8 +468,15 @@ def test_example_over_the_token_limit_is_a_warning_not_an_error():
 def test_build_seeds_base_models_when_there_are_none():
     approved_examples(10)
     version = dataset_build(dataset=make_dataset(validation_fraction=0))
-    assert {"gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14", "gpt-4.1-nano-2025-04-14", "gpt-4o-2024-08-06",
-            "gpt-4o-2024-11-20", "gpt-4o-mini-2024-07-18", "Qwen/Qwen3-VL-8B-Instruct"} <= set(version.cost_estimates)
+    assert {
+        "gpt-4.1-2025-04-14",
+        "gpt-4.1-mini-2025-04-14",
+        "gpt-4.1-nano-2025-04-14",
+        "gpt-4o-2024-08-06",
+        "gpt-4o-2024-11-20",
+        "gpt-4o-mini-2024-07-18",
+        "Qwen/Qwen3-VL-8B-Instruct",
+    } <= set(version.cost_estimates)
     # Together publishes no training price: its cost is unknown, never $0.
     assert version.cost_estimates["Qwen/Qwen3-VL-8B-Instruct"]["usd"] is None
     assert version.cost_estimates["gpt-4o-2024-08-06"]["usd"] not in (None, "0.00")

@@ -1,4 +1,5 @@
 """demo_data: everything a newcomer needs in one command; a second run changes nothing."""
+
 import importlib.util
 import re
 
@@ -6,11 +7,23 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from curation.models import DatasetVersion, Drawing, DrawingPage, Example, GroundTruth, Machine, MaterialAlias, ProductionRecord, Task
+from curation.models import (
+    DatasetVersion,
+    Drawing,
+    DrawingPage,
+    Example,
+    GroundTruth,
+    Machine,
+    MaterialAlias,
+    ProductionRecord,
+    Task,
+)
 
 pytestmark = pytest.mark.django_db
 
-HAS_DEMO_DRAWINGS = all(importlib.util.find_spec(name) for name in ("curation.demo.drawings", "curation.services.drawings"))
+HAS_DEMO_DRAWINGS = all(
+    importlib.util.find_spec(name) for name in ("curation.demo.drawings", "curation.services.drawings")
+)
 
 
 def _snapshot():
@@ -20,8 +33,11 @@ def _snapshot():
         "tasks": list(Task.objects.values_list("slug", "updated_at")),
         "drawings": list(Drawing.objects.values_list("sha256", "status")),
         "pages": DrawingPage.objects.count(),
-        "records": list(ProductionRecord.objects.values_list("part_number", "order_id", "machine", "operation",
-                                                             "machine_time_min_per_piece")),
+        "records": list(
+            ProductionRecord.objects.values_list(
+                "part_number", "order_id", "machine", "operation", "machine_time_min_per_piece"
+            )
+        ),
         "ground_truth": list(GroundTruth.objects.values_list("part_number", "material", "operations", "computed_at")),
         "examples": list(Example.objects.values_list("pk", "target", "status", "content_hash")),
         "users": list(User.objects.values_list("username", "password", "is_superuser")),

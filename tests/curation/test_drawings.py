@@ -1,4 +1,5 @@
 """Drawings end to end: ingest, real Redis + burst worker renders, bad files, re-render, reconcile, admin, CLI."""
+
 import hashlib
 import json
 import os
@@ -85,9 +86,14 @@ def test_every_corpus_drawing_renders_through_the_worker(corpus, run_worker, dja
                 assert image.format.lower() == page.format
 
 
-def test_bad_files_end_as_the_readmes_say_and_the_batch_still_renders(corpus, run_worker,
-                                                                      django_capture_on_commit_callbacks):
-    files = [corpus / "bad" / n for n in BAD] + [corpus / "qpdf" / n for n in QPDF] + [corpus / "drawings" / "JR_814059.pdf"]
+def test_bad_files_end_as_the_readmes_say_and_the_batch_still_renders(
+    corpus, run_worker, django_capture_on_commit_callbacks
+):
+    files = (
+        [corpus / "bad" / n for n in BAD]
+        + [corpus / "qpdf" / n for n in QPDF]
+        + [corpus / "drawings" / "JR_814059.pdf"]
+    )
     expected = {**BAD, **QPDF, "JR_814059.pdf": ("rendered", "")}
     drawings, rejected = {}, {}
     with django_capture_on_commit_callbacks(execute=True):
@@ -121,8 +127,9 @@ def test_bad_files_end_as_the_readmes_say_and_the_batch_still_renders(corpus, ru
     assert not Drawing.objects.filter(original_name__in=list(rejected)).exists()  # rejected: nothing stored
 
 
-def test_render_job_twice_and_render_again_do_not_duplicate_pages(corpus, run_worker,
-                                                                  django_capture_on_commit_callbacks, settings):
+def test_render_job_twice_and_render_again_do_not_duplicate_pages(
+    corpus, run_worker, django_capture_on_commit_callbacks, settings
+):
     from curation.jobs import drawing_render_job
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -166,8 +173,9 @@ def test_enqueue_happens_only_after_commit(corpus, django_capture_on_commit_call
     assert render_queue_ids() == {f"render-drawing-{drawing.pk}"}
 
 
-def test_redis_away_keeps_the_drawing_then_reconcile_queues_it_once(corpus, settings,
-                                                                    django_capture_on_commit_callbacks):
+def test_redis_away_keeps_the_drawing_then_reconcile_queues_it_once(
+    corpus, settings, django_capture_on_commit_callbacks
+):
     working = settings.RQ_QUEUES
     settings.RQ_QUEUES = {name: {**conf, "URL": "redis://127.0.0.1:1/0"} for name, conf in working.items()}
     with pytest.raises(QueueUnavailable):
@@ -190,8 +198,9 @@ def test_reconcile_requeues_a_drawing_stuck_rendering(corpus, run_worker, django
     with django_capture_on_commit_callbacks(execute=True):
         drawing, _ = ingest(corpus / "drawings" / "10113153.pdf", enqueue=False)
     # A worker was killed mid-render long ago: the row says rendering, no job exists.
-    Drawing.objects.filter(pk=drawing.pk).update(status=Drawing.Status.RENDERING,
-                                                 updated_at=timezone.now() - timedelta(hours=1))
+    Drawing.objects.filter(pk=drawing.pk).update(
+        status=Drawing.Status.RENDERING, updated_at=timezone.now() - timedelta(hours=1)
+    )
     with django_capture_on_commit_callbacks(execute=True):
         assert drawings_reconcile() == 1
     run_worker("render")
@@ -216,17 +225,25 @@ def test_a_crashed_job_is_stored_on_the_row(corpus, run_worker, django_capture_o
 
 # --- admin ---------------------------------------------------------------------------------------
 
+
 def test_admin_upload_of_several_files_reports_each(client, corpus, roles, django_capture_on_commit_callbacks):
     client.force_login(make_user("Manager"))
     good = corpus / "drawings" / "JR_814059.pdf"
     ingest_first = corpus / "drawings" / "10113153.pdf"
     with django_capture_on_commit_callbacks(execute=True):
         existing, _ = ingest(ingest_first)
-        response = client.post(reverse("admin:curation_drawing_upload"), {"files": [
-            SimpleUploadedFile(good.name, good.read_bytes(), "application/pdf"),
-            SimpleUploadedFile("copy.pdf", ingest_first.read_bytes(), "application/pdf"),
-            SimpleUploadedFile("photo.pdf", (corpus / "bad" / "png_image_renamed.pdf").read_bytes(), "application/pdf"),
-        ]})
+        response = client.post(
+            reverse("admin:curation_drawing_upload"),
+            {
+                "files": [
+                    SimpleUploadedFile(good.name, good.read_bytes(), "application/pdf"),
+                    SimpleUploadedFile("copy.pdf", ingest_first.read_bytes(), "application/pdf"),
+                    SimpleUploadedFile(
+                        "photo.pdf", (corpus / "bad" / "png_image_renamed.pdf").read_bytes(), "application/pdf"
+                    ),
+                ]
+            },
+        )
     assert response.status_code == 200
     html = response.content.decode()
     assert "1 new, 1 already uploaded, 1 rejected." in html
@@ -240,8 +257,10 @@ def test_admin_upload_too_large_is_rejected_with_the_limit(client, corpus, roles
     settings.UPLOAD_MAX_BYTES = 2048
     client.force_login(make_user("Manager"))
     path = corpus / "drawings" / "JR_814059.pdf"
-    response = client.post(reverse("admin:curation_drawing_upload"),
-                           {"files": [SimpleUploadedFile(path.name, path.read_bytes(), "application/pdf")]})
+    response = client.post(
+        reverse("admin:curation_drawing_upload"),
+        {"files": [SimpleUploadedFile(path.name, path.read_bytes(), "application/pdf")]},
+    )
     assert f"too large: {path.stat().st_size / 1024:.1f} KB, the limit is 2.0 KB" in response.content.decode()
     assert Drawing.objects.count() == 0
 
@@ -250,15 +269,19 @@ def test_admin_upload_with_redis_away_says_so_and_keeps_the_files(client, corpus
     settings.RQ_QUEUES = {name: {**conf, "URL": "redis://127.0.0.1:1/0"} for name, conf in settings.RQ_QUEUES.items()}
     client.force_login(make_user("Manager"))
     files = [corpus / "drawings" / "JR_814059.pdf", corpus / "drawings" / "10113153.pdf"]
-    response = client.post(reverse("admin:curation_drawing_upload"), {"files": [
-        SimpleUploadedFile(p.name, p.read_bytes(), "application/pdf") for p in files]}, follow=True)
+    response = client.post(
+        reverse("admin:curation_drawing_upload"),
+        {"files": [SimpleUploadedFile(p.name, p.read_bytes(), "application/pdf") for p in files]},
+        follow=True,
+    )
     html = response.content.decode()
     assert "The job queue is unavailable" in html and "will render when it is back" in html
     assert list(Drawing.objects.values_list("status", flat=True)) == ["uploaded", "uploaded"]
 
 
-def test_reviewer_can_neither_upload_nor_render_again(client, corpus, roles, run_worker,
-                                                      django_capture_on_commit_callbacks):
+def test_reviewer_can_neither_upload_nor_render_again(
+    client, corpus, roles, run_worker, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         drawing, _ = ingest(corpus / "drawings" / "10113153.pdf")
     run_worker("render")
@@ -270,8 +293,10 @@ def test_reviewer_can_neither_upload_nor_render_again(client, corpus, roles, run
     assert drawing.status == Drawing.Status.RENDERED and render_queue_ids() == set()
     assert response.status_code in (200, 302, 403)
     path = corpus / "drawings" / "JR_814059.pdf"
-    upload = client.post(reverse("admin:curation_drawing_upload"),
-                         {"files": [SimpleUploadedFile(path.name, path.read_bytes(), "application/pdf")]})
+    upload = client.post(
+        reverse("admin:curation_drawing_upload"),
+        {"files": [SimpleUploadedFile(path.name, path.read_bytes(), "application/pdf")]},
+    )
     assert upload.status_code == 403 and Drawing.objects.count() == 1
 
     client.force_login(make_user("Manager"))
@@ -281,8 +306,9 @@ def test_reviewer_can_neither_upload_nor_render_again(client, corpus, roles, run
     assert drawing.status == Drawing.Status.UPLOADED and render_queue_ids() == {drawing_render_job_id(drawing.pk)}
 
 
-def test_page_images_are_staff_only_and_shown_large(client, corpus, roles, run_worker,
-                                                    django_capture_on_commit_callbacks):
+def test_page_images_are_staff_only_and_shown_large(
+    client, corpus, roles, run_worker, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         drawing, _ = ingest(corpus / "bad" / "pdf_header_random_bytes.pdf")
         good, _ = ingest(corpus / "drawings" / "JR_814059.pdf")
@@ -296,7 +322,9 @@ def test_page_images_are_staff_only_and_shown_large(client, corpus, roles, run_w
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     assert b"".join(response.streaming_content) == page.image.open("rb").read()
     thumb = client.get(url + "?size=thumb")
-    assert thumb["Content-Type"] == "image/jpeg" and max(Image.open(__import__("io").BytesIO(thumb.content)).size) <= 160
+    assert (
+        thumb["Content-Type"] == "image/jpeg" and max(Image.open(__import__("io").BytesIO(thumb.content)).size) <= 160
+    )
 
     changelist = client.get(reverse("admin:curation_drawing_changelist")).content.decode()
     assert f"{url}?size=thumb" in changelist and "JR 814059" in changelist
@@ -330,8 +358,9 @@ def test_import_drawings_command_prints_new_existing_rejected(corpus, tmp_path):
     assert Drawing.objects.filter(status=Drawing.Status.RENDERED).count() == 2
 
 
-def test_deleting_a_drawing_in_the_admin_removes_its_files(client, corpus, run_worker, settings,
-                                                          django_capture_on_commit_callbacks):
+def test_deleting_a_drawing_in_the_admin_removes_its_files(
+    client, corpus, run_worker, settings, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         drawing, _ = ingest(corpus / "drawings" / "PDM-280686.pdf")
     run_worker("render")
@@ -355,16 +384,20 @@ def test_a_drawing_whose_pdf_vanished_fails_with_a_reason(corpus, run_worker, dj
     assert drawing.error == "the PDF file is missing from storage: upload it again"
 
 
-def test_render_again_with_redis_away_warns_and_the_reconciler_picks_it_up(client, corpus, roles, run_worker, settings,
-                                                                          django_capture_on_commit_callbacks):
+def test_render_again_with_redis_away_warns_and_the_reconciler_picks_it_up(
+    client, corpus, roles, run_worker, settings, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         drawing, _ = ingest(corpus / "drawings" / "10113153.pdf")
     run_worker("render")
     working = settings.RQ_QUEUES
     settings.RQ_QUEUES = {name: {**conf, "URL": "redis://127.0.0.1:1/0"} for name, conf in working.items()}
     client.force_login(make_user("Manager"))
-    response = client.post(reverse("admin:curation_drawing_changelist"),
-                           {"action": "render_again", "_selected_action": [drawing.pk]}, follow=True)
+    response = client.post(
+        reverse("admin:curation_drawing_changelist"),
+        {"action": "render_again", "_selected_action": [drawing.pk]},
+        follow=True,
+    )
     assert "The job queue is unavailable" in response.content.decode()
     drawing.refresh_from_db()
     assert drawing.status == Drawing.Status.UPLOADED and drawing.pages.count() == 1  # kept, waiting
@@ -378,17 +411,25 @@ def test_render_again_with_redis_away_warns_and_the_reconciler_picks_it_up(clien
 
 
 def test_admin_upload_with_an_empty_file_stores_the_good_ones_and_names_each_refused_one(
-        client, corpus, roles, django_capture_on_commit_callbacks):
+    client, corpus, roles, django_capture_on_commit_callbacks
+):
     # Seen: one empty file in a multi-file upload rejected the whole batch with a generic message.
     client.force_login(make_user("Manager"))
     good = [corpus / "drawings" / "JR_814059.pdf", corpus / "drawings" / "10113153.pdf"]
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("admin:curation_drawing_upload"), {"files": [
-            SimpleUploadedFile(good[0].name, good[0].read_bytes(), "application/pdf"),
-            SimpleUploadedFile("empty.pdf", b"", "application/pdf"),
-            SimpleUploadedFile(good[1].name, good[1].read_bytes(), "application/pdf"),
-            SimpleUploadedFile("photo.pdf", (corpus / "bad" / "png_image_renamed.pdf").read_bytes(), "application/pdf"),
-        ]})
+        response = client.post(
+            reverse("admin:curation_drawing_upload"),
+            {
+                "files": [
+                    SimpleUploadedFile(good[0].name, good[0].read_bytes(), "application/pdf"),
+                    SimpleUploadedFile("empty.pdf", b"", "application/pdf"),
+                    SimpleUploadedFile(good[1].name, good[1].read_bytes(), "application/pdf"),
+                    SimpleUploadedFile(
+                        "photo.pdf", (corpus / "bad" / "png_image_renamed.pdf").read_bytes(), "application/pdf"
+                    ),
+                ]
+            },
+        )
     assert response.status_code == 200
     messages = [str(m) for m in response.context["messages"]]
     assert "2 new, 0 already uploaded, 2 rejected." in messages
@@ -402,8 +443,9 @@ def test_admin_upload_with_an_empty_file_stores_the_good_ones_and_names_each_ref
 
 def test_admin_upload_of_only_an_empty_file_names_it_and_stores_nothing(client, roles):
     client.force_login(make_user("Manager"))
-    response = client.post(reverse("admin:curation_drawing_upload"),
-                           {"files": [SimpleUploadedFile("blank.pdf", b"", "application/pdf")]})
+    response = client.post(
+        reverse("admin:curation_drawing_upload"), {"files": [SimpleUploadedFile("blank.pdf", b"", "application/pdf")]}
+    )
     assert response.status_code == 200
     assert "blank.pdf was not stored: empty file: 0 bytes." in [str(m) for m in response.context["messages"]]
     assert not Drawing.objects.exists()
@@ -424,10 +466,14 @@ def test_import_drawings_command_judges_an_empty_file_on_its_own(corpus, tmp_pat
     assert "2 files: 1 new, 0 existing, 1 rejected" in text
     assert f"rejected  {folder / 'empty.pdf'}: empty file: 0 bytes" in text
     assert list(Drawing.objects.values_list("original_name", flat=True)) == ["JR_814059.pdf"]
+
+
 # --- real-world PDFs ------------------------------------------------------------------------------
 
-def test_a_pdf_whose_warnings_quote_raw_bytes_renders_and_its_warnings_are_kept(run_worker,
-                                                                                django_capture_on_commit_callbacks):
+
+def test_a_pdf_whose_warnings_quote_raw_bytes_renders_and_its_warnings_are_kept(
+    run_worker, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         drawing, _ = drawing_ingest(content=pdf_with_raw_bytes_in_warnings(), original_name="raw.pdf")
     run_worker("render")
@@ -464,15 +510,18 @@ def test_import_sync_isolates_each_file_and_leaves_none_waiting(corpus, tmp_path
     assert len(lines) == 5 and lines[-1] == "4 files: 4 new, 0 existing, 0 rejected"
     assert lines[0].endswith("RAW-0042 (rendered)")
     assert lines[1].endswith("(failed: rendering stopped: RuntimeError: disk full)")
-    assert lines[2].endswith("TB-4711 (rendered; page 2 is blank (all white after rendering): kept, flagged; page 3 "
-                             "is too small to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side): left out)")
+    assert lines[2].endswith(
+        "TB-4711 (rendered; page 2 is blank (all white after rendering): kept, flagged; page 3 "
+        "is too small to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side): left out)"
+    )
     assert "d_Zeichnung_\\xe9.pdf" in lines[3] and lines[3].endswith("JR 814059 (rendered)")
     assert not Drawing.objects.filter(status__in=[Drawing.Status.UPLOADED, Drawing.Status.RENDERING]).exists()
     assert Drawing.objects.get(part_number="JR 814059").original_name == "d_Zeichnung_\\xe9.pdf"
 
 
-def test_admin_shows_page_problems_and_why_a_drawing_failed(client, corpus, roles, run_worker,
-                                                            django_capture_on_commit_callbacks):
+def test_admin_shows_page_problems_and_why_a_drawing_failed(
+    client, corpus, roles, run_worker, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         some, _ = drawing_ingest(content=pdf_with_pages("blank", "drawing", "tiny"), original_name="some.pdf")
         none, _ = drawing_ingest(content=pdf_with_pages("tiny"), original_name="tiny.pdf")

@@ -1,4 +1,5 @@
 """Building examples from rendered drawings + ground truth; rebuild on ground-truth change; near-duplicates."""
+
 import json
 
 import pytest
@@ -159,8 +160,11 @@ def test_build_action_flags_an_edited_example_when_its_ground_truth_moved(client
     ground_truth_material_set(ground_truth=GroundTruth.objects.get(part_number="E-301"), material="42CrMo4")
 
     client.force_login(make_user("Manager"))
-    response = client.post(reverse("admin:curation_task_changelist"),
-                           {"action": "build_examples", "_selected_action": [task.pk]}, follow=True)
+    response = client.post(
+        reverse("admin:curation_task_changelist"),
+        {"action": "build_examples", "_selected_action": [task.pk]},
+        follow=True,
+    )
 
     example.refresh_from_db()
     assert _turning(example) == 9.5 and json.loads(example.target)["material"] == "C45"
@@ -201,8 +205,11 @@ def test_ground_truth_recompute_action_flags_reviewed_examples_instead_of_rewrit
 
     client.force_login(make_user("Manager"))
     ground_truth = GroundTruth.objects.get(part_number="E-303")
-    response = client.post(reverse("admin:curation_groundtruth_changelist"),
-                           {"action": "recompute", "_selected_action": [ground_truth.pk]}, follow=True)
+    response = client.post(
+        reverse("admin:curation_groundtruth_changelist"),
+        {"action": "recompute", "_selected_action": [ground_truth.pk]},
+        follow=True,
+    )
 
     assert "0 example targets rebuilt, 1 reviewed examples flagged" in response.content.decode()
     fresh = Example.objects.get()
@@ -284,8 +291,11 @@ def test_build_command_reports_skipped_drawings(task, capsys):
 def _post_build_action(client, task):
     from django.urls import reverse
 
-    return client.post(reverse("admin:curation_task_changelist"),
-                       {"action": "build_examples", "_selected_action": [task.pk]}, follow=True)
+    return client.post(
+        reverse("admin:curation_task_changelist"),
+        {"action": "build_examples", "_selected_action": [task.pk]},
+        follow=True,
+    )
 
 
 def test_build_action_in_the_task_admin_is_for_managers_only(client, task):
@@ -342,8 +352,16 @@ def test_pages_rendered_again_are_referenced_anew_without_a_new_review(task):
     examples_build(task=task)
     Example.objects.update(status=Example.Status.APPROVED)
     old_page = drawing.pages.get()
-    new_page = DrawingPage(drawing=drawing, number=1, width=old_page.width, height=old_page.height, format="png",
-                           bytes=old_page.bytes, sha256=old_page.sha256, phash=old_page.phash)
+    new_page = DrawingPage(
+        drawing=drawing,
+        number=1,
+        width=old_page.width,
+        height=old_page.height,
+        format="png",
+        bytes=old_page.bytes,
+        sha256=old_page.sha256,
+        phash=old_page.phash,
+    )
     old_page.delete()
     new_page.image.save("p1.png", ContentFile(b"png"), save=True)
     report = examples_build(task=task)
@@ -352,14 +370,17 @@ def test_pages_rendered_again_are_referenced_anew_without_a_new_review(task):
     assert example.messages[1]["content"][1]["image_url"]["url"] == f"page:{new_page.pk}"
 
 
-def test_a_drawing_whose_records_came_first_is_up_for_review_once_the_worker_renders_it(task, corpus, run_worker,
-                                                                                         django_capture_on_commit_callbacks):
+def test_a_drawing_whose_records_came_first_is_up_for_review_once_the_worker_renders_it(
+    task, corpus, run_worker, django_capture_on_commit_callbacks
+):
     from curation.services.drawing_uploads import drawing_ingest
 
     production_records_import(text=_records("10138363"))  # records first: no drawing yet, no ground truth
     assert not GroundTruth.objects.exists()
     with django_capture_on_commit_callbacks(execute=True):
-        drawing, _ = drawing_ingest(content=(corpus / "drawings" / "10138363.pdf").read_bytes(), original_name="10138363.pdf")
+        drawing, _ = drawing_ingest(
+            content=(corpus / "drawings" / "10138363.pdf").read_bytes(), original_name="10138363.pdf"
+        )
     run_worker("render")
 
     example = Example.objects.get(drawing=drawing)
@@ -377,8 +398,9 @@ def test_a_failing_example_build_after_a_render_leaves_the_drawing_rendered(task
     from curation.services.drawings import drawing_render
 
     production_records_import(text=_records("10138363"))
-    drawing, _ = drawing_ingest(content=(corpus / "drawings" / "10138363.pdf").read_bytes(),
-                                original_name="10138363.pdf", enqueue=False)
+    drawing, _ = drawing_ingest(
+        content=(corpus / "drawings" / "10138363.pdf").read_bytes(), original_name="10138363.pdf", enqueue=False
+    )
 
     def broken(**kwargs):
         raise RuntimeError("database went away")
@@ -407,10 +429,17 @@ def test_migration_marks_existing_reviewed_examples_as_a_persons_and_finds_their
     edited, rebuilt = Example.objects.get(group_key="M-1"), Example.objects.get(group_key="M-2")
     built_target = edited.target
     manager = make_user("Manager")
-    ExampleChange.objects.create(example=edited, user=make_user("Reviewer"), field="target", before=built_target,
-                                 after='{"edited": 9.5}')
-    ExampleChange.objects.create(example=rebuilt, user=manager, field="target", before=rebuilt.target,
-                                 after='{"rebuilt": 1}', note="Ground truth of M-2 changed (3 production records)")
+    ExampleChange.objects.create(
+        example=edited, user=make_user("Reviewer"), field="target", before=built_target, after='{"edited": 9.5}'
+    )
+    ExampleChange.objects.create(
+        example=rebuilt,
+        user=manager,
+        field="target",
+        before=rebuilt.target,
+        after='{"rebuilt": 1}',
+        note="Ground truth of M-2 changed (3 production records)",
+    )
     Example.objects.update(touched_by_person=False, ground_truth_basis="")
 
     backfill(apps, None)

@@ -1,4 +1,5 @@
 """Export of dataset versions: format, validator round trip, atomic files, kill safety, job idempotence."""
+
 import base64
 import hashlib
 import json
@@ -22,8 +23,15 @@ APPROVED = Example.Status.APPROVED
 
 def build_version(n=14, pages=1, **fields):
     task = make_task()
-    examples = [make_example(task=task, drawing=make_drawing(pages=pages), status=APPROVED,
-                             target=technology_target(f"P-{i}", minutes=3 + i)) for i in range(n)]
+    examples = [
+        make_example(
+            task=task,
+            drawing=make_drawing(pages=pages),
+            status=APPROVED,
+            target=technology_target(f"P-{i}", minutes=3 + i),
+        )
+        for i in range(n)
+    ]
     dataset = Dataset.objects.create(name=fields.pop("name", "export-me"), task=task, validation_fraction=0.2, **fields)
     return dataset_build(dataset=dataset), examples
 
@@ -92,7 +100,13 @@ def test_open_weights_export_writes_image_files_beside_the_jsonl(tmp_path):
             assert pages[hashlib.sha256(data).hexdigest()] == data
     assert json.loads(paths["manifest"].read_text())["format"] == "open_weights"
     assert sorted(p.name for p in (tmp_path / "ow").iterdir()) == [
-        "README.md", "dataset_info.json", "images", "manifest.json", "train.jsonl", "validation.jsonl"]
+        "README.md",
+        "dataset_info.json",
+        "images",
+        "manifest.json",
+        "train.jsonl",
+        "validation.jsonl",
+    ]
 
 
 @pytest.mark.django_db
@@ -175,8 +189,10 @@ def test_page_rewritten_in_place_with_same_size_and_mtime_stops_the_export(tmp_p
     assert os.stat(path).st_size == stat.st_size and os.stat(path).st_mtime_ns == stat.st_mtime_ns
     with pytest.raises(ExportError) as caught:
         dataset_version_export(version=version, out_dir=tmp_path / "x", fmt=fmt)
-    assert str(caught.value) == (f"image of drawing {page.drawing.part_number} page 1 (page id {page.pk}) changed since "
-                                 "the dataset version was built (sha256 differs): rebuild the dataset")
+    assert str(caught.value) == (
+        f"image of drawing {page.drawing.part_number} page 1 (page id {page.pk}) changed since "
+        "the dataset version was built (sha256 differs): rebuild the dataset"
+    )
     assert sorted(p.name for p in (tmp_path / "x").iterdir() if p.name != "images") == []  # nothing to upload
 
 
@@ -233,15 +249,21 @@ def test_export_command(tmp_path, capsys):
 
 # --- admin ------------------------------------------------------------------------------------
 
+
 def _post_export(client, version):
     from django.urls import reverse
 
-    return client.post(reverse("admin:curation_datasetversion_changelist"),
-                       {"action": "export", "_selected_action": [version.pk]}, follow=True)
+    return client.post(
+        reverse("admin:curation_datasetversion_changelist"),
+        {"action": "export", "_selected_action": [version.pk]},
+        follow=True,
+    )
 
 
 @pytest.mark.django_db
-def test_manager_exports_from_the_admin_and_downloads_streamed_files(client, run_worker, django_capture_on_commit_callbacks):
+def test_manager_exports_from_the_admin_and_downloads_streamed_files(
+    client, run_worker, django_capture_on_commit_callbacks
+):
     from django.urls import reverse
 
     from tests.factories import make_user
@@ -276,7 +298,10 @@ def test_reviewer_cannot_export_or_download(client):
     assert _post_export(client, version).status_code == 403
     version.refresh_from_db()
     assert version.export_status == DatasetVersion.ExportStatus.NONE
-    assert client.get(reverse("admin:curation_datasetversion_download", args=[version.pk, "train.jsonl"])).status_code == 403
+    assert (
+        client.get(reverse("admin:curation_datasetversion_download", args=[version.pk, "train.jsonl"])).status_code
+        == 403
+    )
 
 
 @pytest.mark.django_db

@@ -1,4 +1,5 @@
 """The open-weight export read back with Hugging Face `datasets`, as TRL and LLaMA-Factory users load it."""
+
 import hashlib
 import io
 import json
@@ -22,15 +23,21 @@ DRAWINGS = ["PDM-280686.pdf", "10119939.pdf", "JR_810952.pdf", "10113153.pdf", "
 def _rendered_version(corpus, run_worker, capture):
     """A dataset version whose examples show corpus drawings rendered by the real render job."""
     with capture(execute=True):
-        drawings = [drawing_ingest(content=(corpus / "drawings" / name).read_bytes(), original_name=name)[0]
-                    for name in DRAWINGS]
+        drawings = [
+            drawing_ingest(content=(corpus / "drawings" / name).read_bytes(), original_name=name)[0]
+            for name in DRAWINGS
+        ]
     run_worker("render")
     task = make_task()
     for drawing in drawings:
         drawing.refresh_from_db()
         assert drawing.status == drawing.Status.RENDERED, drawing.error
-        make_example(task=task, drawing=drawing, status=Example.Status.APPROVED,
-                     target=technology_target(drawing.part_number, minutes=4.5))
+        make_example(
+            task=task,
+            drawing=drawing,
+            status=Example.Status.APPROVED,
+            target=technology_target(drawing.part_number, minutes=4.5),
+        )
     dataset = Dataset.objects.create(name="Open weights & co", task=task, validation_fraction=0.34)
     version = dataset_build(dataset=dataset)
     assert version.counts["train"] and version.counts["validation"], version.counts
@@ -41,7 +48,7 @@ def _load_as_the_readme_says(export_dir: Path, monkeypatch, cache_dir: Path):
     """Runs the `datasets` snippet of the export's own README.md, from the folder that holds the export."""
     readme = (export_dir / "README.md").read_text()
     snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    assert "load_dataset(\"json\"" in snippet and "datasets.Image()" in snippet
+    assert 'load_dataset("json"' in snippet and "datasets.Image()" in snippet
     monkeypatch.chdir(export_dir.parent)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache_dir))  # not the user's cache
     scope = {}
@@ -64,7 +71,8 @@ def _expected(member, pages):
 
 @pytest.mark.django_db
 def test_open_weight_export_loads_with_datasets_and_every_row_matches_the_version(
-        corpus, run_worker, django_capture_on_commit_callbacks, tmp_path, monkeypatch):
+    corpus, run_worker, django_capture_on_commit_callbacks, tmp_path, monkeypatch
+):
     version = _rendered_version(corpus, run_worker, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=True):
         dataset_version_export_request(version=version, fmt="open_weights")
@@ -75,8 +83,10 @@ def test_open_weight_export_loads_with_datasets_and_every_row_matches_the_versio
     assert version.manifest["format"] == "open_weights" and version.manifest["how_to_load"] == "README.md"
 
     ds = _load_as_the_readme_says(export_dir, monkeypatch, tmp_path / "hf-cache")
-    assert {split: ds[split].num_rows for split in ds} == {"train": version.counts["train"],
-                                                           "validation": version.counts["validation"]}
+    assert {split: ds[split].num_rows for split in ds} == {
+        "train": version.counts["train"],
+        "validation": version.counts["validation"],
+    }
 
     pages = {page.pk: page for page in DrawingPage.objects.all()}
     assert len(pages) == 9
@@ -88,7 +98,9 @@ def test_open_weight_export_loads_with_datasets_and_every_row_matches_the_versio
         for member, row in zip(members, rows):
             texts, member_pages = _expected(member, pages)
             # TRL column: roles and every text part as the version froze them, an image part per page.
-            assert [(m["role"], [p["text"] for p in m["content"] if p["type"] == "text"]) for m in row["messages"]] == texts
+            assert [
+                (m["role"], [p["text"] for p in m["content"] if p["type"] == "text"]) for m in row["messages"]
+            ] == texts
             assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
             assert json.loads(row["messages"][-1]["content"][0]["text"]) == json.loads(member.target)
             user_parts = row["messages"][1]["content"]
@@ -126,7 +138,10 @@ def test_open_weight_export_loads_with_datasets_and_every_row_matches_the_versio
     assert entry["columns"] == {"messages": "conversations", "images": "images"}
     readme = (export_dir / "README.md").read_text()
     assert "Open weights & co v" in readme  # not HTML-escaped
-    assert f"dataset_dir: {export_dir.name}" in readme and f"eval_dataset: open-weights-co-v{version.number}-validation" in readme
+    assert (
+        f"dataset_dir: {export_dir.name}" in readme
+        and f"eval_dataset: open-weights-co-v{version.number}-validation" in readme
+    )
 
 
 @pytest.mark.django_db
@@ -134,8 +149,9 @@ def test_readme_snippet_names_only_splits_with_rows(tmp_path, monkeypatch):
     """`datasets` refuses a split whose file is empty: an export with no validation rows must not name it."""
     task = make_task()
     for i in range(3):
-        make_example(task=task, drawing=make_drawing(), status=Example.Status.APPROVED,
-                     target=technology_target(f"N-{i}"))
+        make_example(
+            task=task, drawing=make_drawing(), status=Example.Status.APPROVED, target=technology_target(f"N-{i}")
+        )
     dataset = Dataset.objects.create(name="no-val", task=task, validation_fraction=0)
     version = dataset_build(dataset=dataset)
     assert version.counts["validation"] == 0

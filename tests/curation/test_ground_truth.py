@@ -1,4 +1,5 @@
 """Ground truth: the trimmed mean by hand and against every corpus part; high CV flagged; material from the drawing."""
+
 import json
 from decimal import Decimal
 
@@ -8,7 +9,10 @@ from django.core.files.base import ContentFile
 from curation.models import Drawing, GroundTruth, ProductionRecord
 from curation.services.drawings import drawing_render
 from curation.services.ground_truth import (
-    ground_truth_compute, ground_truth_material_set, ground_truth_target, trimmed_mean,
+    ground_truth_compute,
+    ground_truth_material_set,
+    ground_truth_target,
+    trimmed_mean,
 )
 from curation.services.production import production_records_import
 from tests.factories import make_drawing
@@ -47,8 +51,9 @@ def test_every_corpus_part_matches_its_expected_target(corpus):
         target = ground_truth_target(GroundTruth.objects.get(part_number=part_number))
         want = part["target"]
         assert target["machines"] == want["machines"], part_number
-        assert [(o["machine"], o["operation"]) for o in target["operations"]] == \
-            [(o["machine"], o["operation"]) for o in want["operations"]], part_number
+        assert [(o["machine"], o["operation"]) for o in target["operations"]] == [
+            (o["machine"], o["operation"]) for o in want["operations"]
+        ], part_number
         for got, exp in zip(target["operations"], want["operations"]):
             assert abs(got["machine_time_min_per_piece"] - exp["machine_time_min_per_piece"]) <= 0.01, part_number
             assert abs(got["setup_min"] - exp["setup_min"]) <= 0.01, part_number
@@ -67,19 +72,26 @@ def test_parts_without_drawing_get_no_ground_truth(corpus):
 
 def _csv(rows):
     header = "part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min,recorded_at\n"
-    return header + "".join(f"{pn},{order},{m},{op},10,{t},{s},2024-01-0{i % 9 + 1}\n"
-                            for i, (pn, order, m, op, t, s) in enumerate(rows))
+    return header + "".join(
+        f"{pn},{order},{m},{op},10,{t},{s},2024-01-0{i % 9 + 1}\n" for i, (pn, order, m, op, t, s) in enumerate(rows)
+    )
 
 
 @pytest.mark.django_db
 def test_high_spread_is_flagged_not_dropped():
     make_drawing(part_number="CV-1", status=Drawing.Status.UPLOADED)
     make_drawing(part_number="CV-2", status=Drawing.Status.UPLOADED)
-    production_records_import(text=_csv([
-        ("CV-1", "A1", "NZX 2000", "turning", "2", "30"), ("CV-1", "A2", "NZX 2000", "turning", "9", "30"),
-        ("CV-1", "A3", "NZX 2000", "turning", "4", "30"),
-        ("CV-2", "B1", "NZX 2000", "turning", "5.0", "30"), ("CV-2", "B2", "NZX 2000", "turning", "5.2", "31"),
-    ]))
+    production_records_import(
+        text=_csv(
+            [
+                ("CV-1", "A1", "NZX 2000", "turning", "2", "30"),
+                ("CV-1", "A2", "NZX 2000", "turning", "9", "30"),
+                ("CV-1", "A3", "NZX 2000", "turning", "4", "30"),
+                ("CV-2", "B1", "NZX 2000", "turning", "5.0", "30"),
+                ("CV-2", "B2", "NZX 2000", "turning", "5.2", "31"),
+            ]
+        )
+    )
     spread = GroundTruth.objects.get(part_number="CV-1")
     steady = GroundTruth.objects.get(part_number="CV-2")
     assert spread.high_cv and spread.max_cv > 0.35
@@ -98,8 +110,9 @@ def test_material_is_read_from_the_vector_drawing_and_kept_when_set_by_hand(corp
         drawing = Drawing(original_name=parts[pn]["file"], sha256=pn, part_number=pn, size_bytes=len(data))
         drawing.file.save(parts[pn]["file"], ContentFile(data), save=True)
         drawings.append(drawing)
-    production_records_import(text=_csv([(vector, "O1", "DMU 50", "milling", "3", "20"),
-                                         (scanned, "O2", "DMU 50", "milling", "3", "20")]))
+    production_records_import(
+        text=_csv([(vector, "O1", "DMU 50", "milling", "3", "20"), (scanned, "O2", "DMU 50", "milling", "3", "20")])
+    )
     assert GroundTruth.objects.get(part_number=vector).material == ""  # not rendered yet: title block unread
     for drawing in drawings:
         drawing_render(drawing=drawing)  # reads the title block and recomputes the part's ground truth
@@ -115,11 +128,14 @@ def test_selector_gives_the_table_the_screens_show():
     from curation.selectors import ground_truth_for_part
 
     make_drawing(part_number="SEL-1", status=Drawing.Status.UPLOADED)
-    production_records_import(text=_csv([("SEL-1", "A1", "DMU 50", "milling", "3", "20"),
-                                         ("SEL-1", "A1", "VS20 saw", "saw", "1", "5")]))
+    production_records_import(
+        text=_csv([("SEL-1", "A1", "DMU 50", "milling", "3", "20"), ("SEL-1", "A1", "VS20 saw", "saw", "1", "5")])
+    )
     table = ground_truth_for_part("SEL-1")
-    assert [(row["operation"], row["machine"], row["n"]) for row in table["operations"]] == \
-        [("saw", "VS20 saw", 1), ("milling", "DMU 50", 1)]
+    assert [(row["operation"], row["machine"], row["n"]) for row in table["operations"]] == [
+        ("saw", "VS20 saw", 1),
+        ("milling", "DMU 50", 1),
+    ]
     assert ground_truth_for_part("NOPE") is None and ground_truth_for_part("") is None
 
 

@@ -1,4 +1,5 @@
 """Chat JSONL import: each defective line by number and reason, duplicates and low confidence counted."""
+
 import json
 
 import pytest
@@ -69,8 +70,11 @@ def test_min_confidence_skips_and_counts(corpus):
 
 def test_too_long_limit_is_a_setting(settings):
     task_create_from_preset(slug="support_reply")
-    line = {"messages": [{"role": "user", "content": "word " * 50}, {"role": "assistant", "content": "ok"}],
-            "task": "support_reply", "confidence": 0.9}
+    line = {
+        "messages": [{"role": "user", "content": "word " * 50}, {"role": "assistant", "content": "ok"}],
+        "task": "support_reply",
+        "confidence": 0.9,
+    }
     settings.EXAMPLES_IMPORT_MAX_TOKENS = 20
     report = examples_import_jsonl(text=json.dumps(line))
     assert report.defects[0]["code"] == "too_long" and "limit of 20" in report.defects[0]["reason"]
@@ -79,8 +83,9 @@ def test_too_long_limit_is_a_setting(settings):
 
 
 def test_unknown_task_and_chosen_task():
-    line = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
-                       "task": "poetry"})
+    line = json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "task": "poetry"}
+    )
     report = examples_import_jsonl(text=line)
     assert report.defects[0]["code"] == "unknown_task" and "poetry" in report.defects[0]["reason"]
     task = task_create_from_preset(slug="support_reply")
@@ -115,8 +120,10 @@ def test_a_built_example_with_non_ascii_text_is_not_imported_again():
     task.user_prompt_template = "Drawing of part {part_number} (" + NON_ASCII + ")."
     task.save()
     make_drawing(part_number="U-1")
-    production_records_import(text="part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min\n"
-                                    "U-1,O1,NZX 2000,turning,10,6.5,40\n")
+    production_records_import(
+        text="part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min\n"
+        "U-1,O1,NZX 2000,turning,10,6.5,40\n"
+    )
     ground_truth_material_set(ground_truth=GroundTruth.objects.get(part_number="U-1"), material="1.4301 (Kühlung)")
     assert examples_build(task=task).created == 1
     built = Example.objects.get(task=task)

@@ -1,12 +1,19 @@
 """The one lifecycle rule: seeded dates, the base model behind any model name, one clock, one warning."""
+
 import datetime
 
 import pytest
 from django.core.management import call_command
 
 from curation.models import BaseModel
-from curation.services.base_models import (SHUTDOWN_SNAPSHOTS, base_model_date_warning, base_models_seed,
-                                           lifecycle_today, lifecycle_warning, model_lifecycle)
+from curation.services.base_models import (
+    SHUTDOWN_SNAPSHOTS,
+    base_model_date_warning,
+    base_models_seed,
+    lifecycle_today,
+    lifecycle_warning,
+    model_lifecycle,
+)
 from tests.factories import make_base_model
 
 pytestmark = pytest.mark.django_db
@@ -14,8 +21,13 @@ pytestmark = pytest.mark.django_db
 
 def test_every_snapshot_that_shuts_down_is_seeded_with_both_dates():
     # The migrations ran on the test database: these rows are what a fresh install has.
-    assert set(SHUTDOWN_SNAPSHOTS) == {"gpt-4o-2024-08-06", "gpt-4o-2024-11-20", "gpt-4o-mini-2024-07-18",
-                                       "gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14"}
+    assert set(SHUTDOWN_SNAPSHOTS) == {
+        "gpt-4o-2024-08-06",
+        "gpt-4o-2024-11-20",
+        "gpt-4o-mini-2024-07-18",
+        "gpt-4.1-2025-04-14",
+        "gpt-4.1-mini-2025-04-14",
+    }
     for name in SHUTDOWN_SNAPSHOTS:
         row = BaseModel.objects.get(name=name)
         assert (row.jobs_end_date, row.shutdown_date) == (datetime.date(2027, 1, 6), datetime.date(2027, 1, 14)), name
@@ -32,13 +44,16 @@ def test_the_seed_fills_empty_dates_and_keeps_edited_ones():
     assert BaseModel.objects.get(name="gpt-4o-2024-11-20").shutdown_date == datetime.date(2027, 1, 14)
 
 
-@pytest.mark.parametrize("name, base, derived", [
-    ("gpt-4o-2024-08-06", "gpt-4o-2024-08-06", False),
-    ("ft:gpt-4o-2024-08-06:shop:plans:AbC123", "gpt-4o-2024-08-06", True),
-    ("ft:gpt-4o-mini-2024-07-18:shop:plans:AbC123:ckpt-step-40", "gpt-4o-mini-2024-07-18", True),
-    ("gpt-4.1-mini-2025-04-14.ft-0e208cf33a6a466994aff31a08aba678", "gpt-4.1-mini-2025-04-14", True),  # Azure
-    ("ft:gpt-4o-mini:shop::xyz", "gpt-4o-mini-2024-07-18", True),  # an undated base: its one dated row
-])
+@pytest.mark.parametrize(
+    "name, base, derived",
+    [
+        ("gpt-4o-2024-08-06", "gpt-4o-2024-08-06", False),
+        ("ft:gpt-4o-2024-08-06:shop:plans:AbC123", "gpt-4o-2024-08-06", True),
+        ("ft:gpt-4o-mini-2024-07-18:shop:plans:AbC123:ckpt-step-40", "gpt-4o-mini-2024-07-18", True),
+        ("gpt-4.1-mini-2025-04-14.ft-0e208cf33a6a466994aff31a08aba678", "gpt-4.1-mini-2025-04-14", True),  # Azure
+        ("ft:gpt-4o-mini:shop::xyz", "gpt-4o-mini-2024-07-18", True),  # an undated base: its one dated row
+    ],
+)
 def test_any_model_name_inherits_its_base_models_dates(name, base, derived):
     from curation.services.base_models import base_models_by_name
 
@@ -74,9 +89,14 @@ def test_one_clock_frozen_by_the_setting_gives_one_warning_everywhere(settings, 
     expected = "no new fine-tuning jobs after 2027-01-06 (in 11 days); stops serving on 2027-01-14 (in 19 days)"
     assert base_model_date_warning(model) == expected
     fine_tuned = model_lifecycle(model_name="ft:gpt-4o-2024-08-06:shop::a1")
-    assert lifecycle_warning(fine_tuned) == "fine-tuned from gpt-4o-2024-08-06, which stops serving on 2027-01-14 (in 19 days)"
+    assert (
+        lifecycle_warning(fine_tuned)
+        == "fine-tuned from gpt-4o-2024-08-06, which stops serving on 2027-01-14 (in 19 days)"
+    )
     settings.GESTIMA_TODAY = "2027-01-20"
-    assert lifecycle_warning(fine_tuned) == "fine-tuned from gpt-4o-2024-08-06, which stops serving on 2027-01-14 (past)"
+    assert (
+        lifecycle_warning(fine_tuned) == "fine-tuned from gpt-4o-2024-08-06, which stops serving on 2027-01-14 (past)"
+    )
     settings.GESTIMA_TODAY = "2026-01-01"
     assert base_model_date_warning(model) == ""
 

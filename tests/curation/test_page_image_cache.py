@@ -1,5 +1,6 @@
 """Page images are cacheable by the reviewer's browser (for good under a URL with their content hash, briefly
 without), and still staff-only on every request."""
+
 import pytest
 from django.urls import reverse
 
@@ -41,8 +42,10 @@ def test_page_image_under_its_content_hash_is_immutable_and_still_checked_on_eac
     assert response.status_code == 200
     assert response["Cache-Control"] == "private, max-age=31536000, immutable"
     # An old hash (the page was rendered again meanwhile) is not the content any more: kept briefly only.
-    assert client.get(reverse("admin:curation_page_image", args=[page.pk]) + "?v=0000000000000000")[
-        "Cache-Control"] == "private, max-age=300"
+    assert (
+        client.get(reverse("admin:curation_page_image", args=[page.pk]) + "?v=0000000000000000")["Cache-Control"]
+        == "private, max-age=300"
+    )
 
     client.force_login(make_user(None, username="staff-no-view"))
     assert client.get(url).status_code == 403

@@ -1,4 +1,5 @@
 """Production-record import: report by line, re-import is a no-op, machine aliases, admin upload by role."""
+
 import json
 
 import pytest
@@ -26,8 +27,9 @@ def test_corpus_import_reports_invalid_rows_and_parts_without_drawing(corpus, co
     expected = corpus_drawings["csv"]
     report = production_records_import(text=(corpus / "production_times.csv").read_text(), source_name="corpus.csv")
     assert report.rows == expected["data_rows"]
-    assert [(r["line"], r["reason"]) for r in report.invalid] == \
-        [(r["line"], r["reason"]) for r in expected["invalid_rows"]]
+    assert [(r["line"], r["reason"]) for r in report.invalid] == [
+        (r["line"], r["reason"]) for r in expected["invalid_rows"]
+    ]
     assert report.without_drawing == expected["parts_without_drawing"]
     assert report.created == expected["data_rows"] - len(expected["invalid_rows"])
     assert ProductionRecord.objects.count() == report.created
@@ -55,7 +57,9 @@ def test_changed_value_updates_the_record_and_the_ground_truth():
 
 def test_machine_alias_is_normalised_to_the_reference_name():
     Machine.objects.create(name="NLX 2500 (2 spindles)", spindles=2, kind="lathe", aliases=["NLX2500", "NLX 2500"])
-    production_records_import(text=HEADER + "A-1,O1,nlx2500,turning,5,2.5,30,\nA-1,O2,NLX 2500 (2 spindles),turning,5,2.7,30,\n")
+    production_records_import(
+        text=HEADER + "A-1,O1,nlx2500,turning,5,2.5,30,\nA-1,O2,NLX 2500 (2 spindles),turning,5,2.7,30,\n"
+    )
     assert set(ProductionRecord.objects.values_list("machine", flat=True)) == {"NLX 2500 (2 spindles)"}
 
 
@@ -93,8 +97,9 @@ def admin_import(client, upload, *, run_worker, capture):
     return status_url, client.get(status_url).content.decode()
 
 
-def test_admin_upload_shows_the_report_for_a_manager(client, corpus, corpus_drawings, run_worker,
-                                                     django_capture_on_commit_callbacks):
+def test_admin_upload_shows_the_report_for_a_manager(
+    client, corpus, corpus_drawings, run_worker, django_capture_on_commit_callbacks
+):
     client.force_login(make_user("Manager"))
     upload = SimpleUploadedFile("production_times.csv", (corpus / "production_times.csv").read_bytes(), "text/csv")
     _, page = admin_import(client, upload, run_worker=run_worker, capture=django_capture_on_commit_callbacks)
@@ -153,10 +158,20 @@ def test_editing_a_record_in_the_admin_recomputes_the_ground_truth(client):
     production_records_import(text=HEADER + "ED-1,O1,DMU 50,milling,10,4.00,20,2024-02-01\n")
     record = ProductionRecord.objects.get()
     client.force_login(make_user("Manager"))
-    response = client.post(reverse("admin:curation_productionrecord_change", args=[record.pk]), {
-        "part_number": "ED-1", "order_id": "O1", "machine": "DMU 50", "operation": "milling", "pieces": 10,
-        "machine_time_min_per_piece": "5.50", "setup_min": "20", "recorded_at": "2024-02-01", "source_name": "",
-    })
+    response = client.post(
+        reverse("admin:curation_productionrecord_change", args=[record.pk]),
+        {
+            "part_number": "ED-1",
+            "order_id": "O1",
+            "machine": "DMU 50",
+            "operation": "milling",
+            "pieces": 10,
+            "machine_time_min_per_piece": "5.50",
+            "setup_min": "20",
+            "recorded_at": "2024-02-01",
+            "source_name": "",
+        },
+    )
     assert response.status_code == 302
     assert GroundTruth.objects.get(part_number="ED-1").operations[0]["machine_time_min_per_piece"] == 5.5
 
@@ -166,9 +181,11 @@ def test_a_record_moved_to_another_part_recomputes_both_parts_and_a_delete_recom
 
     for part_number in ("MV-1", "MV-2"):
         make_drawing(part_number=part_number, status=Drawing.Status.UPLOADED)
-    production_records_import(text=HEADER + "MV-1,O1,DMU 50,milling,10,4.00,20,2024-02-01\n"
-                                            "MV-1,O2,DMU 50,milling,10,6.00,20,2024-02-02\n"
-                                            "MV-2,O3,DMU 50,milling,10,9.00,20,2024-02-03\n")
+    production_records_import(
+        text=HEADER + "MV-1,O1,DMU 50,milling,10,4.00,20,2024-02-01\n"
+        "MV-1,O2,DMU 50,milling,10,6.00,20,2024-02-02\n"
+        "MV-2,O3,DMU 50,milling,10,9.00,20,2024-02-03\n"
+    )
     record = ProductionRecord.objects.get(order_id="O2")
     record.part_number = "MV-2"
     changed, _ = production_record_update(record=record)
@@ -182,14 +199,19 @@ def test_a_record_moved_to_another_part_recomputes_both_parts_and_a_delete_recom
 
 
 def test_admin_import_runs_in_a_worker_keeps_good_rows_and_reports_the_bad_line(
-        client, run_worker, django_capture_on_commit_callbacks):
+    client, run_worker, django_capture_on_commit_callbacks
+):
     import django_rq
 
     from curation.models import ProductionImport
 
     client.force_login(make_user("Manager"))
-    content = (HEADER + "R-1,O1,DMU 50,milling,10,1.5,20,\n" + "R-2,O2,DMU 50,milling,ten,1.5,20,\n"
-               + "R-3,O3,DMU 50,turning,4,2.0,15,2024-05-01\n").encode()
+    content = (
+        HEADER
+        + "R-1,O1,DMU 50,milling,10,1.5,20,\n"
+        + "R-2,O2,DMU 50,milling,ten,1.5,20,\n"
+        + "R-3,O3,DMU 50,turning,4,2.0,15,2024-05-01\n"
+    ).encode()
     url = reverse("admin:curation_productionrecord_import")
     for _ in range(2):  # a second click with the same file queues no second import
         with django_capture_on_commit_callbacks(execute=True):
@@ -210,6 +232,7 @@ def test_admin_import_runs_in_a_worker_keeps_good_rows_and_reports_the_bad_line(
     assert live["status"] == "done" and live["active"] is False and live["bars"]["progress"] == 100
 
     from curation.services.production_imports import production_import_run
+
     assert production_import_run(import_id=job.pk) is None  # a re-run of the job finds it done
     assert ProductionRecord.objects.count() == 2
 

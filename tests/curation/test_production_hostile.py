@@ -1,4 +1,5 @@
 """Production CSVs with hostile or odd values: each bad row is reported by line, the good rows are kept, never a 500."""
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -10,13 +11,13 @@ pytestmark = pytest.mark.django_db
 
 HEADER = "part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min,recorded_at\n"
 HOSTILE = HEADER + (
-    "H-1,O1,DMU 50,milling,10,1.5,20,2024-01-01\n"                 # line 2: good
-    "H-1,O2,DMU 50,milling,²,1.5,20,2024-01-01\n"                  # line 3: a superscript digit
-    "H-1,O3,DMU 50,milling,100000000000000000000,1.5,20,\n"        # line 4: 10^20 pieces
-    f"H-1,{'O' * 51},DMU 50,milling,10,1.5,20,\n"                  # line 5: order_id over its 50 characters
-    f"{'P' * 101},O5,DMU 50,milling,10,1.5,20,\n"                  # line 6: part_number over 100
-    f"H-1,O6,{'M' * 200_000},milling,10,1.5,20,\n"                 # line 7: a field over the csv limit (131,072)
-    "H-1,O7,DMU 50,turning,4,2.5,10,2024-01-02\n"                  # line 8: good
+    "H-1,O1,DMU 50,milling,10,1.5,20,2024-01-01\n"  # line 2: good
+    "H-1,O2,DMU 50,milling,²,1.5,20,2024-01-01\n"  # line 3: a superscript digit
+    "H-1,O3,DMU 50,milling,100000000000000000000,1.5,20,\n"  # line 4: 10^20 pieces
+    f"H-1,{'O' * 51},DMU 50,milling,10,1.5,20,\n"  # line 5: order_id over its 50 characters
+    f"{'P' * 101},O5,DMU 50,milling,10,1.5,20,\n"  # line 6: part_number over 100
+    f"H-1,O6,{'M' * 200_000},milling,10,1.5,20,\n"  # line 7: a field over the csv limit (131,072)
+    "H-1,O7,DMU 50,turning,4,2.5,10,2024-01-02\n"  # line 8: good
 )
 
 

@@ -1,4 +1,5 @@
 """Whether a dataset version fits OpenAI, Azure OpenAI and Together, and why not: the rules and the version page."""
+
 import base64
 
 import pytest
@@ -36,8 +37,9 @@ def test_twelve_images_fit_azure_only():
 def test_an_image_in_the_system_message_fits_openai_but_not_together():
     reasons = _fit([_example([_png(role="system")], line=7)])
     assert reasons["openai"] == [] and reasons["azure"] == []
-    assert reasons["together"] == ["1 example has images in system messages: Together AI takes images only in user "
-                                   "messages (train line 7)"]
+    assert reasons["together"] == [
+        "1 example has images in system messages: Together AI takes images only in user messages (train line 7)"
+    ]
 
 
 def test_size_format_url_role_and_row_count_each_say_why():
@@ -64,14 +66,23 @@ def test_the_version_page_says_which_trainer_the_version_fits_and_why_not(client
     page = drawing.pages.get()
     # One member shows its drawing in the system message (OpenAI accepts it, Together does not) ...
     member = version.members.filter(split=DatasetMember.Split.TRAIN).order_by("position")[2]
-    member.messages = [{"role": "system", "content": [{"type": "text", "text": "Price it."},
-                                                      {"type": "image_url", "image_url": {"url": f"page:{page.pk}"}}]},
-                       {"role": "user", "content": "Part P-1"}]
+    member.messages = [
+        {
+            "role": "system",
+            "content": [
+                {"type": "text", "text": "Price it."},
+                {"type": "image_url", "image_url": {"url": f"page:{page.pk}"}},
+            ],
+        },
+        {"role": "user", "content": "Part P-1"},
+    ]
     member.save()
     # ... and another carries a GIF as a data URL, which no trainer takes.
     gif = base64.b64encode(b"GIF89a" + b"\0" * 30).decode()
     other = version.members.filter(split=DatasetMember.Split.VALIDATION).get()
-    other.messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/gif;base64,{gif}"}}]}]
+    other.messages = [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/gif;base64,{gif}"}}]}
+    ]
     other.save()
 
     fits = {f["provider"]: f for f in dataset_version_provider_fit(version=version)}
@@ -97,8 +108,18 @@ def test_rendered_pages_are_judged_by_their_frozen_size():
     drawing = make_drawing(pages=1)
     page = drawing.pages.get()
     for member in version.members.all():
-        member.messages = [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": f"page:{page.pk}"}, "bytes": len(page_image_bytes(seed=1))}]}]
+        member.messages = [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": f"page:{page.pk}"},
+                        "bytes": len(page_image_bytes(seed=1)),
+                    }
+                ],
+            }
+        ]
         member.save()
     assert all(f["fits"] for f in dataset_version_provider_fit(version=version))
     first = version.members.order_by("position").first()

@@ -1,4 +1,5 @@
 """curation.rendering.isolation: the capped render process (memory cap, a killed process, the deadline)."""
+
 import os
 
 from curation import rendering
@@ -15,8 +16,9 @@ def test_huge_image_renders_within_the_memory_cap(corpus, tmp_path):
 
 def test_a_render_above_the_memory_cap_fails_cleanly_and_the_caller_survives(corpus, tmp_path):
     # 8000 px asks for ~135 MB of pixmap: above a 40 MB cap, the child fails, this process goes on.
-    greedy = rendering.RenderLimits(memory_limit_mb=40, max_side_px=8000, max_pixels=10**9, dpi_cap=2000,
-                                    max_image_bytes=10**9)
+    greedy = rendering.RenderLimits(
+        memory_limit_mb=40, max_side_px=8000, max_pixels=10**9, dpi_cap=2000, max_image_bytes=10**9
+    )
     message = failure(corpus / "drawings" / "JR_814059.pdf", tmp_path, greedy)
     assert "memory" in message and "40 MB" in message
     assert render(corpus / "drawings" / "JR_814059.pdf", tmp_path).page_count == 1
@@ -55,7 +57,9 @@ def test_a_stuck_render_is_stopped_at_the_deadline(corpus, tmp_path, monkeypatch
     monkeypatch.setattr(isolation, "render_pdf", lambda *a, **k: time.sleep(30))
     limits = rendering.RenderLimits(timeout_seconds=1)
     started = time.monotonic()
-    assert failure(corpus / "qpdf" / "minimal.pdf", tmp_path, limits) == "rendering took longer than 1 s and was stopped"
+    assert (
+        failure(corpus / "qpdf" / "minimal.pdf", tmp_path, limits) == "rendering took longer than 1 s and was stopped"
+    )
     assert time.monotonic() - started < 10
     monkeypatch.undo()
     assert render(corpus / "qpdf" / "minimal.pdf", tmp_path).page_count == 1  # a fresh process takes over

@@ -1,6 +1,7 @@
 """curation.rendering on real PDFs: sizes, formats, rotation, part numbers, hostile files.
 
 The capped render process has its own tests: test_render_isolation.py."""
+
 import io
 import json
 import os
@@ -39,18 +40,21 @@ def test_sniff_names_what_the_bytes_look_like():
         png.getvalue(): "not a PDF (looks like PNG)",
         jpeg.getvalue(): "not a PDF (looks like JPEG)",
         docx.getvalue(): "not a PDF (looks like a .docx Word document)",
-        b"<!DOCTYPE html><html><body>login</body></html>":
-            "not a PDF (looks like an HTML page, e.g. a login or error page saved in place of the file)",
+        b"<!DOCTYPE html><html><body>login</body></html>": (
+            "not a PDF (looks like an HTML page, e.g. a login or error page saved in place of the file)"
+        ),
         b"part_number;pieces\nA-1;3\n": "not a PDF (looks like text): no %PDF- header in the first 1024 bytes",
         bytes(range(256)) * 8: "not a PDF (looks like binary data): no %PDF- header in the first 1024 bytes",
         b"": "empty file: 0 bytes",
         # The start of a PDF is missing: its objects are there, its header is not.
-        b"4 0 obj\n<< /Length 10 >>\nstream\n" + bytes(range(128, 256)) + b"\nendstream\nendobj\n":
-            "damaged PDF: no %PDF- header in the first 1024 bytes, though it holds PDF objects "
-            "(the start of the file is missing)",
-        b"\x00" * 2000 + b"%PDF-1.7\n":
+        b"4 0 obj\n<< /Length 10 >>\nstream\n"
+        + bytes(range(128, 256))
+        + b"\nendstream\nendobj\n": "damaged PDF: no %PDF- header in the first 1024 bytes, though it holds PDF objects "
+        "(the start of the file is missing)",
+        b"\x00" * 2000 + b"%PDF-1.7\n": (
             "not a PDF as readers see it: its %PDF- header is at byte 2,000, after the first 1024 bytes where "
-            "PDF readers look for it (something was put in front of it)",
+            "PDF readers look for it (something was put in front of it)"
+        ),
     }
     for head, message in cases.items():
         with pytest.raises(rendering.RenderError) as caught:
@@ -121,12 +125,18 @@ def test_a_drawing_of_only_blank_pages_renders_flagged(tmp_path):
     assert result.page_problems == ["the page is blank (all white after rendering): kept, flagged"]
 
 
-@pytest.mark.parametrize("pages, message", [
-    (["tiny"], "the page is too small to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side): left out"),
-    (["tiny", "tiny"], "no page holds a drawing: page 1 is too small to hold a drawing (1 × 1 pt; the minimum is "
-                       "72 pt = 1 in a side): left out; page 2 is too small to hold a drawing (1 × 1 pt; the minimum "
-                       "is 72 pt = 1 in a side): left out"),
-])
+@pytest.mark.parametrize(
+    "pages, message",
+    [
+        (["tiny"], "the page is too small to hold a drawing (1 × 1 pt; the minimum is 72 pt = 1 in a side): left out"),
+        (
+            ["tiny", "tiny"],
+            "no page holds a drawing: page 1 is too small to hold a drawing (1 × 1 pt; the minimum is "
+            "72 pt = 1 in a side): left out; page 2 is too small to hold a drawing (1 × 1 pt; the minimum "
+            "is 72 pt = 1 in a side): left out",
+        ),
+    ],
+)
 def test_a_drawing_without_a_usable_page_fails_with_the_reason(tmp_path, pages, message):
     path = tmp_path / "bad.pdf"
     path.write_bytes(pdf_with_pages(*pages))
@@ -136,7 +146,11 @@ def test_a_drawing_without_a_usable_page_fails_with_the_reason(tmp_path, pages, 
 def test_corpus_drawings_render_within_openai_limits(corpus, tmp_path):
     truth = json.loads((corpus / "ground_truth.json").read_text())["parts"]
     # A sample of each kind here (the full corpus goes through the worker in test_drawings).
-    picked = {pn: info for pn, info in truth.items() if pn in {"JR 814059", "PDM-281147", "10119939", "PDM-280686", "JR 810952"}}
+    picked = {
+        pn: info
+        for pn, info in truth.items()
+        if pn in {"JR 814059", "PDM-281147", "10119939", "PDM-280686", "JR 810952"}
+    }
     assert len(picked) == 5
     for part_number, info in picked.items():
         result = render(corpus / info["file"], tmp_path)
@@ -164,14 +178,17 @@ def test_rotation_is_honoured(corpus, tmp_path):
     assert page.height > page.width  # /Rotate 90 on a landscape page shows portrait
 
 
-@pytest.mark.parametrize("name, message", [
-    ("encrypted_user_password.pdf", "encrypted PDF: a password is needed"),
-    ("png_image_renamed.pdf", "not a PDF (looks like PNG)"),
-    ("page_200x200_inch.pdf", "page is 200 × 200 in: above the 10,000-pixel limit"),
-    ("blank_500_pages.pdf", "500 pages: above the page limit of 50"),
-    ("empty_0_bytes.pdf", "empty file: 0 bytes"),
-    ("text_file_renamed.pdf", "not a PDF (looks like text): no %PDF- header in the first 1024 bytes"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("encrypted_user_password.pdf", "encrypted PDF: a password is needed"),
+        ("png_image_renamed.pdf", "not a PDF (looks like PNG)"),
+        ("page_200x200_inch.pdf", "page is 200 × 200 in: above the 10,000-pixel limit"),
+        ("blank_500_pages.pdf", "500 pages: above the page limit of 50"),
+        ("empty_0_bytes.pdf", "empty file: 0 bytes"),
+        ("text_file_renamed.pdf", "not a PDF (looks like text): no %PDF- header in the first 1024 bytes"),
+    ],
+)
 def test_hostile_files_fail_with_a_message_a_person_understands(corpus, tmp_path, name, message):
     assert failure(corpus / "bad" / name, tmp_path) == message
 

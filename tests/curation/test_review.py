@@ -1,5 +1,6 @@
 """Review of examples: transitions, reasons, target edits against the schema, audit rows, bulk actions with
 their confirmation page, permission refusals, and the changelist's filters and counts."""
+
 import json
 
 import pytest
@@ -51,6 +52,7 @@ def reviewer_client(client, reviewer):
 
 
 # --- services: transitions and audit ------------------------------------------------------------------
+
 
 def test_approve_sets_reviewer_and_records_who_before_after(reviewer):
     example = make_example()
@@ -130,8 +132,9 @@ def test_target_edit_is_saved_audited_and_sends_an_approved_example_back_to_pend
     before = example.target
     corrected = technology_target(example.group_key, material="42CrMo4", minutes=9.0)
 
-    example_target_update(example=example, user=reviewer, target_text=json.dumps(corrected, indent=2),
-                          expected_target=before)
+    example_target_update(
+        example=example, user=reviewer, target_text=json.dumps(corrected, indent=2), expected_target=before
+    )
 
     example = fresh(example)
     assert json.loads(example.target) == corrected
@@ -144,11 +147,18 @@ def test_target_edit_is_saved_audited_and_sends_an_approved_example_back_to_pend
 def test_target_edit_against_a_target_changed_meanwhile_is_refused(reviewer):
     example = make_example()
     seen = example.target
-    example_target_update(example=example, user=make_user("Reviewer"),
-                          target_text=json.dumps(technology_target(example.group_key, minutes=20)))
+    example_target_update(
+        example=example,
+        user=make_user("Reviewer"),
+        target_text=json.dumps(technology_target(example.group_key, minutes=20)),
+    )
     with pytest.raises(ReviewConflict):
-        example_target_update(example=example, user=reviewer, expected_target=seen,
-                              target_text=json.dumps(technology_target(example.group_key, minutes=5)))
+        example_target_update(
+            example=example,
+            user=reviewer,
+            expected_target=seen,
+            target_text=json.dumps(technology_target(example.group_key, minutes=5)),
+        )
     assert json.loads(fresh(example).target)["operations"][0]["machine_time_min_per_piece"] == 20
 
 
@@ -165,6 +175,7 @@ def test_bulk_approve_counts_changed_and_skipped(reviewer):
 
 
 # --- the review screen --------------------------------------------------------------------------------
+
 
 def test_review_screen_shows_pages_target_ground_truth_history_and_legend(reviewer_client, reviewer):
     example = make_example(tags={"industry": "automotive", "machine": ["NZX 2000"], "material": "C45"})
@@ -212,7 +223,9 @@ def test_invalid_target_edit_on_the_review_screen_keeps_the_text_and_saves_nothi
     before = example.target
     broken = before.replace('"turning"', '"grinding"')
 
-    response = reviewer_client.post(review_url(example), {"decision": "edit", "target": broken, "expected_target": before})
+    response = reviewer_client.post(
+        review_url(example), {"decision": "edit", "target": broken, "expected_target": before}
+    )
 
     assert response.status_code == 200
     (message,) = messages_of(response)
@@ -234,12 +247,14 @@ def test_change_page_shows_the_history_and_links_to_the_review(reviewer_client, 
 
 # --- permissions --------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def looker(db):
     """Staff who may look at and change examples (e.g. tags) but not review them."""
     user = make_user(None)
-    user.user_permissions.add(*Permission.objects.filter(
-        content_type__app_label="curation", codename__in=["view_example", "change_example"]))
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="curation", codename__in=["view_example", "change_example"])
+    )
     return user
 
 
@@ -251,8 +266,9 @@ def test_staff_without_review_permission_cannot_approve_by_posting(client, looke
     assert client.post(review_url(example), {"decision": "approve"}).status_code == 403
 
     # The changelist neither offers the action nor runs it when it is posted by hand.
-    response = client.post(CHANGELIST, {"action": "approve_selected", "_selected_action": [example.pk], "index": 0},
-                           follow=True)
+    response = client.post(
+        CHANGELIST, {"action": "approve_selected", "_selected_action": [example.pk], "index": 0}, follow=True
+    )
     assert response.status_code == 200 and 'value="approve_selected"' not in response.content.decode()
     assert fresh(example).status == Example.Status.PENDING
     assert not ExampleChange.objects.exists()
@@ -262,14 +278,17 @@ def test_reviewer_is_refused_the_manager_only_download_action(reviewer_client, r
     example = make_example()
     assert not reviewer.has_perm("curation.build_dataset") and not reviewer.has_perm("finetune.launch_run")
 
-    response = reviewer_client.post(CHANGELIST, {"action": "download_jsonl", "_selected_action": [example.pk],
-                                                 "index": 0}, follow=True)
+    response = reviewer_client.post(
+        CHANGELIST, {"action": "download_jsonl", "_selected_action": [example.pk], "index": 0}, follow=True
+    )
     assert "No action selected." in messages_of(response)
     assert "attachment" not in response.get("Content-Disposition", "")
 
     manager_client = type(reviewer_client)()
     manager_client.force_login(make_user("Manager"))
-    response = manager_client.post(CHANGELIST, {"action": "download_jsonl", "_selected_action": [example.pk], "index": 0})
+    response = manager_client.post(
+        CHANGELIST, {"action": "download_jsonl", "_selected_action": [example.pk], "index": 0}
+    )
     assert response["Content-Disposition"] == 'attachment; filename="examples.jsonl"'
     assert json.loads(response.content.decode().splitlines()[0])["id"] == example.pk
 
@@ -282,13 +301,15 @@ def test_staff_without_view_permission_gets_403_on_the_review_screen(client):
 
 # --- bulk actions in the changelist -------------------------------------------------------------------
 
+
 def test_bulk_approve_from_the_changelist(reviewer_client):
     task = make_task()
     chosen = [make_example(task=task), make_example(task=task)]
     other = make_example(task=task)
 
-    response = reviewer_client.post(CHANGELIST, {"action": "approve_selected", "index": 0,
-                                                 "_selected_action": [e.pk for e in chosen]}, follow=True)
+    response = reviewer_client.post(
+        CHANGELIST, {"action": "approve_selected", "index": 0, "_selected_action": [e.pk for e in chosen]}, follow=True
+    )
 
     assert any(m.startswith("Approved 2 example(s)") for m in messages_of(response))
     assert [fresh(e).status for e in chosen] == ["approved", "approved"]
@@ -307,13 +328,17 @@ def test_bulk_reject_asks_for_a_reason_on_a_confirmation_page_first(reviewer_cli
     assert all(fresh(e).status == "pending" for e in chosen)  # nothing happens on the first POST
 
     # The confirmation posts the ids again (no "index"), like delete_selected's.
-    no_reason = reviewer_client.post(CHANGELIST, {"action": "reject_selected", "post": "yes", "reason": "",
-                                                  "_selected_action": ids})
+    no_reason = reviewer_client.post(
+        CHANGELIST, {"action": "reject_selected", "post": "yes", "reason": "", "_selected_action": ids}
+    )
     assert no_reason.status_code == 200 and "A rejection needs a reason." in no_reason.content.decode()
     assert all(fresh(e).status == "pending" for e in chosen)
 
-    done = reviewer_client.post(CHANGELIST, {"action": "reject_selected", "post": "yes", "reason": "duplicate scans",
-                                             "_selected_action": ids}, follow=True)
+    done = reviewer_client.post(
+        CHANGELIST,
+        {"action": "reject_selected", "post": "yes", "reason": "duplicate scans", "_selected_action": ids},
+        follow=True,
+    )
     assert any(m.startswith("Rejected 2 example(s)") for m in messages_of(done))
     assert [(fresh(e).status, fresh(e).rejection_reason) for e in chosen] == [("rejected", "duplicate scans")] * 2
     assert ExampleChange.objects.filter(after="rejected", note="duplicate scans").count() == 2
@@ -321,16 +346,26 @@ def test_bulk_reject_asks_for_a_reason_on_a_confirmation_page_first(reviewer_cli
 
 # --- changelist: filters, search, counts --------------------------------------------------------------
 
+
 def _ids(response):
     return {row.pk for row in response.context["cl"].result_list}
 
 
 def test_changelist_filters_by_tags_ranges_reviewer_and_near_duplicate(reviewer_client, reviewer):
     task = make_task()
-    a = make_example(task=task, tags={"industry": "automotive", "machine": ["NZX 2000", "DMU 50"], "material": "C45"},
-                     confidence=0.9, quality_score=0.3)
-    b = make_example(task=task, tags={"industry": "medical", "machine": ["DMU 50 evo"], "material": "1.4301"},
-                     confidence=0.6, quality_score=0.95, is_near_duplicate=True)
+    a = make_example(
+        task=task,
+        tags={"industry": "automotive", "machine": ["NZX 2000", "DMU 50"], "material": "C45"},
+        confidence=0.9,
+        quality_score=0.3,
+    )
+    b = make_example(
+        task=task,
+        tags={"industry": "medical", "machine": ["DMU 50 evo"], "material": "1.4301"},
+        confidence=0.6,
+        quality_score=0.95,
+        is_near_duplicate=True,
+    )
     c = make_example(task=task, tags={"industry": "medical", "machine": "NZX 2000", "material": "C45"})
     example_approve(example=c, user=reviewer)
 
@@ -379,8 +414,13 @@ def test_changelist_and_review_queries_do_not_grow_with_rows(reviewer_client):
     example = Example.objects.order_by("pk").first()
     few = (count(CHANGELIST), count(review_url(example)))
     for i in range(12):
-        make_example(task=task, drawing=drawing, group_key=f"G-{i}", content_hash=f"h{i}",
-                     tags={"industry": f"ind{i}", "machine": [f"M{i}"], "material": "C45"})
+        make_example(
+            task=task,
+            drawing=drawing,
+            group_key=f"G-{i}",
+            content_hash=f"h{i}",
+            tags={"industry": f"ind{i}", "machine": [f"M{i}"], "material": "C45"},
+        )
     assert (count(CHANGELIST), count(review_url(example))) == few
 
 
@@ -403,16 +443,18 @@ def test_reviewer_posting_the_manager_only_build_examples_action_is_not_served(c
     assert not reviewer.has_perm("curation.build_dataset") and not reviewer.has_perm("finetune.launch_run")
 
     client.force_login(reviewer)
-    response = client.post("/admin/curation/task/", {"action": "build_examples", "_selected_action": [task.pk],
-                                                     "index": 0}, follow=True)
+    response = client.post(
+        "/admin/curation/task/", {"action": "build_examples", "_selected_action": [task.pk], "index": 0}, follow=True
+    )
     assert response.status_code in (200, 403)
     assert not any("created" in m for m in messages_of(response))
     assert not Example.objects.exists()
 
     # The same POST from a manager is served: the refusal above is the permission, not a broken request.
     client.force_login(make_user("Manager"))
-    served = client.post("/admin/curation/task/", {"action": "build_examples", "_selected_action": [task.pk],
-                                                   "index": 0}, follow=True)
+    served = client.post(
+        "/admin/curation/task/", {"action": "build_examples", "_selected_action": [task.pk], "index": 0}, follow=True
+    )
     assert any(m.startswith("technology_builder: 1 created") for m in messages_of(served))
     assert Example.objects.filter(drawing=drawing).exists()
 
@@ -421,10 +463,16 @@ def test_change_form_edits_scores_and_tags_but_never_status_or_target(reviewer_c
     example = make_example()
     target = example.target
     url = reverse("admin:curation_example_change", args=[example.pk])
-    response = reviewer_client.post(url, {
-        "quality_score": "0.7", "confidence": "0.9", "tags": '{"industry": "medical"}',
-        "status": "approved", "target": "{}",  # not form fields: ignored
-    })
+    response = reviewer_client.post(
+        url,
+        {
+            "quality_score": "0.7",
+            "confidence": "0.9",
+            "tags": '{"industry": "medical"}',
+            "status": "approved",
+            "target": "{}",  # not form fields: ignored
+        },
+    )
     assert response.status_code == 302
     example = fresh(example)
     assert (example.quality_score, example.tags) == (0.7, {"industry": "medical"})
@@ -441,8 +489,10 @@ def test_text_task_example_is_reviewed_without_pages_and_its_text_target_edited(
 
     reviewer_client.post(review_url(example), {"decision": "edit", "target": "", "expected_target": example.target})
     assert fresh(example).target == "Thanks, done."  # empty text is refused by the schema (minLength 1)
-    reviewer_client.post(review_url(example), {"decision": "edit", "target": "Done: the chuck was re-tightened.",
-                                               "expected_target": example.target})
+    reviewer_client.post(
+        review_url(example),
+        {"decision": "edit", "target": "Done: the chuck was re-tightened.", "expected_target": example.target},
+    )
     assert fresh(example).target == "Done: the chuck was re-tightened."
 
 
@@ -454,14 +504,23 @@ def test_bulk_reject_of_all_filtered_rows_across_pages(reviewer_client, reviewer
     url = CHANGELIST + "?status__exact=pending"
 
     # "Select all 3" on a filtered list posts one visible id plus select_across.
-    first = reviewer_client.post(url, {"action": "reject_selected", "index": 0, "select_across": "1",
-                                       "_selected_action": [pending[0].pk]})
+    first = reviewer_client.post(
+        url, {"action": "reject_selected", "index": 0, "select_across": "1", "_selected_action": [pending[0].pk]}
+    )
     html = first.content.decode()
     assert "Reject <strong>3</strong>" in html and 'name="select_across" value="1"' in html
     assert 'action="/admin/curation/example/?status__exact=pending"' in html
 
-    reviewer_client.post(url, {"action": "reject_selected", "post": "yes", "reason": "old revision",
-                               "select_across": "1", "_selected_action": [pending[0].pk]})
+    reviewer_client.post(
+        url,
+        {
+            "action": "reject_selected",
+            "post": "yes",
+            "reason": "old revision",
+            "select_across": "1",
+            "_selected_action": [pending[0].pk],
+        },
+    )
     assert all(fresh(e).status == "rejected" for e in pending)
     assert fresh(approved).status == "approved"
 
@@ -507,6 +566,7 @@ def test_two_reviewers_at_once_the_second_waits_for_the_lock_and_is_refused():
 
 # --- ground truth changed under a reviewed target: keep mine or take the new ---------------------------
 
+
 def _flagged(reviewer, *, minutes_now=14.0, approve=True):
     """An approved (built) example whose ground truth then moved from 12.5 to `minutes_now` min/pc."""
     from curation.services.examples import GroundTruthSync, example_ground_truth_sync
@@ -533,8 +593,9 @@ def test_keep_my_target_clears_the_flag_keeps_the_target_and_is_audited(reviewer
 
     example, new_target = _flagged(reviewer)
     mine = example.target
-    response = reviewer_client.post(review_url(example), {"decision": "keep_target",
-                                                          "expected_ground_truth_target": new_target})
+    response = reviewer_client.post(
+        review_url(example), {"decision": "keep_target", "expected_ground_truth_target": new_target}
+    )
     assert response.status_code == 302 and response["Location"] == review_url(example)
     example = fresh(example)
     assert example.target == mine and example.status == Example.Status.APPROVED
@@ -551,8 +612,9 @@ def test_keep_my_target_clears_the_flag_keeps_the_target_and_is_audited(reviewer
 def test_take_the_new_ground_truth_replaces_the_target_audited_and_asks_for_approval_again(reviewer_client, reviewer):
     example, new_target = _flagged(reviewer)
     mine = example.target
-    response = reviewer_client.post(review_url(example), {"decision": "take_ground_truth",
-                                                          "expected_ground_truth_target": new_target})
+    response = reviewer_client.post(
+        review_url(example), {"decision": "take_ground_truth", "expected_ground_truth_target": new_target}
+    )
     assert response.status_code == 302
     example = fresh(example)
     assert example.target == new_target and example.ground_truth_target == ""
@@ -569,8 +631,9 @@ def test_a_choice_against_a_ground_truth_that_moved_again_is_refused(reviewer_cl
     example, seen = _flagged(reviewer)
     newer = json.dumps(technology_target(example.group_key, minutes=15.0))
     example_ground_truth_sync(example=example, target_text=newer)
-    response = reviewer_client.post(review_url(example), {"decision": "take_ground_truth",
-                                                          "expected_ground_truth_target": seen})
+    response = reviewer_client.post(
+        review_url(example), {"decision": "take_ground_truth", "expected_ground_truth_target": seen}
+    )
     assert response.status_code == 200
     assert any("changed again meanwhile" in m for m in messages_of(response))
     assert fresh(example).ground_truth_target == newer and fresh(example).target != newer
@@ -587,6 +650,7 @@ def test_changelist_lists_flagged_examples_under_their_filter(reviewer_client, r
 def test_staff_without_review_permission_cannot_choose(client, looker, reviewer):
     example, new_target = _flagged(reviewer)
     client.force_login(looker)
-    response = client.post(review_url(example), {"decision": "take_ground_truth",
-                                                 "expected_ground_truth_target": new_target})
+    response = client.post(
+        review_url(example), {"decision": "take_ground_truth", "expected_ground_truth_target": new_target}
+    )
     assert response.status_code == 403 and fresh(example).ground_truth_target == new_target

@@ -1,5 +1,6 @@
 """The server side of moving between examples without a page load: the review screen's fragment (the next example
 fetched in advance) and decisions posted by the screen's script, answered in JSON, under the same permissions."""
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
@@ -60,8 +61,11 @@ def test_json_approve_is_stored_and_answers_the_next_pending(client, reviewer):
     response = client.post(review_url(first), {"decision": "approve", "expected_status": "pending"}, **JSON)
 
     assert response.status_code == 200
-    assert response.json() == {"message": f"Approved example #{first.pk}.", "next_id": second.pk,
-                               "next_url": review_url(second)}
+    assert response.json() == {
+        "message": f"Approved example #{first.pk}.",
+        "next_id": second.pk,
+        "next_url": review_url(second),
+    }
     stored = Example.objects.get(pk=first.pk)
     assert stored.status == Example.Status.APPROVED and stored.reviewer_id == reviewer.pk
     # The answer carries the message; nothing waits in the session to pop up on a later page.
@@ -72,8 +76,9 @@ def test_json_reject_of_the_last_pending_stays_on_it(client, reviewer):
     example = make_example()
     client.force_login(reviewer)
 
-    answer = client.post(review_url(example), {"decision": "reject", "reason": "unreadable",
-                                               "expected_status": "pending"}, **JSON).json()
+    answer = client.post(
+        review_url(example), {"decision": "reject", "reason": "unreadable", "expected_status": "pending"}, **JSON
+    ).json()
 
     assert answer["next_id"] == example.pk and answer["message"].endswith("No pending examples left.")
     assert Example.objects.get(pk=example.pk).rejection_reason == "unreadable"
@@ -90,8 +95,9 @@ def test_json_decisions_refused_say_why_and_store_nothing(client, reviewer):
     assert unknown.status_code == 400 and unknown.json() == {"error": "Unknown decision."}
 
     example_approve(example=example, user=make_user("Reviewer", username="other"))  # someone else, meanwhile
-    stale = client.post(review_url(example), {"decision": "reject", "reason": "x", "expected_status": "pending"},
-                        **JSON)
+    stale = client.post(
+        review_url(example), {"decision": "reject", "reason": "x", "expected_status": "pending"}, **JSON
+    )
     assert stale.status_code == 409 and "changed meanwhile" in stale.json()["error"]
     assert Example.objects.get(pk=example.pk).status == Example.Status.APPROVED
 

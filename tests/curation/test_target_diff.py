@@ -1,4 +1,5 @@
 """The history's field-level differences between two targets (curation.target_diff, no database)."""
+
 import json
 
 from curation.target_diff import change_lines, target_diff
@@ -6,12 +7,16 @@ from curation.target_diff import change_lines, target_diff
 
 def plan(material="1.4301", rows=None, machines=None):
     rows = rows if rows is not None else [("VS20 saw", "saw", 1.1, 12), ("NZX 2000", "turning", 6, 30)]
-    return json.dumps({
-        "part_number": "GS-1", "material": material,
-        "machines": machines if machines is not None else [m for m, *_ in rows],
-        "operations": [{"machine": m, "operation": o, "machine_time_min_per_piece": t, "setup_min": s}
-                       for m, o, t, s in rows],
-    })
+    return json.dumps(
+        {
+            "part_number": "GS-1",
+            "material": material,
+            "machines": machines if machines is not None else [m for m, *_ in rows],
+            "operations": [
+                {"machine": m, "operation": o, "machine_time_min_per_piece": t, "setup_min": s} for m, o, t, s in rows
+            ],
+        }
+    )
 
 
 def test_a_changed_time_and_material_read_as_before_and_after():
@@ -45,16 +50,22 @@ def test_same_value_in_another_spelling_is_no_difference():
 def test_reordered_operations_say_so():
     rows = [("VS20 saw", "saw", 1.1, 12), ("NZX 2000", "turning", 6, 30)]
     assert target_diff(before=plan(rows=rows), after=plan(rows=rows[::-1], machines=["VS20 saw", "NZX 2000"])) == [
-        "operations: order changed"]
+        "operations: order changed"
+    ]
 
 
 def test_other_schemas_compare_by_path_and_text_targets_as_a_whole():
     before = json.dumps({"size": {"length": 10, "width": 4}, "grade": "A", "notes": ["x"]})
     after = json.dumps({"size": {"length": 12, "width": 4}, "notes": ["x", "y"], "extra": True})
     assert target_diff(before=before, after=after) == [
-        "size.length: 10 → 12", "grade: removed", "notes: x → x, y", "extra: – → True"]
+        "size.length: 10 → 12",
+        "grade: removed",
+        "notes: x → x, y",
+        "extra: – → True",
+    ]
     assert target_diff(before="Thanks, fixed.", after="Thanks, it is fixed.") == [
-        "text: Thanks, fixed. → Thanks, it is fixed."]
+        "text: Thanks, fixed. → Thanks, it is fixed."
+    ]
     assert target_diff(before="[1, 2]", after="[1, 3]") == ["[2]: 2 → 3"]
 
 

@@ -1,6 +1,7 @@
 """The review screen's form editor of the target: its data (schema, choices from the reference tables), the
 server's per-field refusal of an invalid target, the audited save, the history read as field changes, and the
 material of a scan entered by a reviewer beside the drawing."""
+
 import json
 
 import pytest
@@ -17,7 +18,6 @@ def review_url(example):
     return reverse("admin:curation_example_review", args=[example.pk])
 
 
-
 def messages_of(response):
     return [str(m) for m in response.context["messages"]]
 
@@ -31,8 +31,11 @@ def reviewer_client(client, roles):
 @pytest.fixture
 def looker(db):
     user = make_user(None)
-    user.user_permissions.add(*Permission.objects.filter(
-        content_type__app_label="curation", codename__in=["view_example", "change_example", "view_drawing"]))
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="curation", codename__in=["view_example", "change_example", "view_drawing"]
+        )
+    )
     return user
 
 
@@ -57,12 +60,16 @@ def test_editor_offers_machines_from_the_table_and_materials_with_their_aliases(
     assert [c["value"] for c in data["choices"]["machine"]] == ["DMU 50", "NZX 2000"]
     assert {"value": "X5CrNi18-10", "label": "= 1.4301"} in data["choices"]["material"]
     assert data["schema"]["properties"]["operations"]["items"]["properties"]["operation"]["enum"] == [
-        "saw", "turning", "milling", "deburring"]
+        "saw",
+        "turning",
+        "milling",
+        "deburring",
+    ]
     assert data["value"]["operations"][0]["machine"] == "NZX 2000" and data["errors"] == {}
     # Data through json_script and the script from static: nothing inline under the strict CSP.
     assert 'id="target-editor-data" type="application/json"' in page
     assert "gestima/target_editor.js" in page
-    assert '<summary>Advanced: the target as JSON' in page
+    assert "<summary>Advanced: the target as JSON" in page
 
 
 def test_invalid_target_is_refused_with_a_message_per_field_and_nothing_saved(reviewer_client):
@@ -70,8 +77,9 @@ def test_invalid_target_is_refused_with_a_message_per_field_and_nothing_saved(re
     target = edited(example, **{"0__machine_time_min_per_piece": -3, "1__operation": "grinding"})
     target["material"] = ""
 
-    response = reviewer_client.post(review_url(example), {
-        "decision": "edit", "target": json.dumps(target), "expected_target": example.target})
+    response = reviewer_client.post(
+        review_url(example), {"decision": "edit", "target": json.dumps(target), "expected_target": example.target}
+    )
 
     assert response.status_code == 200
     errors = response.context["target_editor"]["errors"]
@@ -88,8 +96,9 @@ def test_invalid_target_is_refused_with_a_message_per_field_and_nothing_saved(re
 
 def test_raw_text_that_is_not_json_is_refused_and_shown_in_the_open_raw_editor(reviewer_client):
     example = make_example(target=technology_target("GS-3"))
-    response = reviewer_client.post(review_url(example), {
-        "decision": "edit", "target": '{"material": ', "expected_target": example.target})
+    response = reviewer_client.post(
+        review_url(example), {"decision": "edit", "target": '{"material": ', "expected_target": example.target}
+    )
     assert "not valid JSON" in response.context["target_editor"]["errors"]["$"]
     assert '<details id="review-edit" open>' in response.content.decode()
     assert Example.objects.get(pk=example.pk).target == example.target
@@ -99,20 +108,28 @@ def test_form_save_is_audited_and_the_history_shows_the_changed_fields(reviewer_
     example = make_example(target=technology_target("GS-4"), status=Example.Status.APPROVED)
     target = edited(example, **{"0__machine_time_min_per_piece": 9})
     target["material"] = "1.4404"
-    target["operations"].append({"machine": "VS20 saw", "operation": "saw", "machine_time_min_per_piece": 1.5,
-                                 "setup_min": 10})
+    target["operations"].append(
+        {"machine": "VS20 saw", "operation": "saw", "machine_time_min_per_piece": 1.5, "setup_min": 10}
+    )
 
-    response = reviewer_client.post(review_url(example), {
-        "decision": "edit", "target": json.dumps(target, indent=2), "expected_target": example.target}, follow=True)
+    response = reviewer_client.post(
+        review_url(example),
+        {"decision": "edit", "target": json.dumps(target, indent=2), "expected_target": example.target},
+        follow=True,
+    )
 
     saved = Example.objects.get(pk=example.pk)
     assert json.loads(saved.target) == target and saved.status == Example.Status.PENDING
     change = ExampleChange.objects.get(example=example, field="target")
     assert change.user.username == "rita" and change.before == example.target and change.after == saved.target
     page = response.content.decode()
-    history = page[page.index('id="review-history"'):]
-    for line in ("material: C45 → 1.4404", "turning on NZX 2000: time 12.5 → 9 min/pc",
-                 "saw on VS20 saw: added (1.5 min/pc, setup 10 min)", "approved → pending"):
+    history = page[page.index('id="review-history"') :]
+    for line in (
+        "material: C45 → 1.4404",
+        "turning on NZX 2000: time 12.5 → 9 min/pc",
+        "saw on VS20 saw: added (1.5 min/pc, setup 10 min)",
+        "approved → pending",
+    ):
         assert line in history
     assert '"operations"' not in history  # no JSON blob in the history
 
@@ -131,6 +148,7 @@ def test_text_task_has_no_form_editor_only_the_raw_one(reviewer_client):
 
 
 # --- scans without a text layer -----------------------------------------------------------------------
+
 
 def scan(part_number="GS-SCAN-1"):
     drawing = make_drawing(part_number=part_number)

@@ -3,6 +3,7 @@
 One check (target_validate) refuses them on every path that writes a target: the review edit, the JSONL import,
 the estimate correction (tests/finetune/test_estimates_hardening.py) and the dataset build for a target already stored.
 """
+
 import json
 
 import pytest
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.django_db
 
 def _with_minutes(text_value: str) -> str:
     """A technology target whose first machine time is written as `text_value` (raw JSON)."""
-    return json.dumps(technology_target("P-1")).replace('"machine_time_min_per_piece": 12.5', f'"machine_time_min_per_piece": {text_value}', 1)
+    return json.dumps(technology_target("P-1")).replace(
+        '"machine_time_min_per_piece": 12.5', f'"machine_time_min_per_piece": {text_value}', 1
+    )
 
 
 @pytest.mark.parametrize("raw", ["NaN", "Infinity", "-Infinity", "1e400"])
@@ -71,12 +74,23 @@ def test_jsonl_import_reports_nan_deep_and_huge_answers_by_line():
     task_create_from_preset(slug="technology_builder")
 
     def line(answer: str) -> str:
-        return json.dumps({"task": "technology_builder", "messages": [
-            {"role": "user", "content": "Drawing of part P-1."}, {"role": "assistant", "content": answer}]})
+        return json.dumps(
+            {
+                "task": "technology_builder",
+                "messages": [
+                    {"role": "user", "content": "Drawing of part P-1."},
+                    {"role": "assistant", "content": answer},
+                ],
+            }
+        )
 
     good = json.dumps(technology_target("P-1"))
-    lines = [line(_with_minutes("NaN")), line("[" * 1000 + "]" * 1000), line(good),
-             '{"task": "technology_builder", "messages": ' + "[" * 5000 + "]" * 5000 + "}"]
+    lines = [
+        line(_with_minutes("NaN")),
+        line("[" * 1000 + "]" * 1000),
+        line(good),
+        '{"task": "technology_builder", "messages": ' + "[" * 5000 + "]" * 5000 + "}",
+    ]
     report = examples_import_jsonl(text="\n".join(lines))
     assert report.created == 1
     reasons = {d["line"]: d["reason"] for d in report.defects}

@@ -1,10 +1,16 @@
 """Tasks from presets and target validation: an invalid target is refused with the path of the error."""
+
 import json
 
 import pytest
 
 from curation.services.tasks import (
-    SchemaInvalid, TargetInvalid, TargetNotJSON, TargetSchemaMismatch, schema_check, target_validate,
+    SchemaInvalid,
+    TargetInvalid,
+    TargetNotJSON,
+    TargetSchemaMismatch,
+    schema_check,
+    target_validate,
     task_create_from_preset,
 )
 from tests.factories import technology_target

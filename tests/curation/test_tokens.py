@@ -1,9 +1,18 @@
 """Token counts (o200k/cl100k offline, cookbook chat overhead), image formulas from the reference, cost."""
+
 from decimal import Decimal
 
 import pytest
 
-from curation.tokens import PATCHES, TILES_MINI, ImageScheme, image_tokens, messages_text_tokens, text_tokens, training_cost
+from curation.tokens import (
+    PATCHES,
+    TILES_MINI,
+    ImageScheme,
+    image_tokens,
+    messages_text_tokens,
+    text_tokens,
+    training_cost,
+)
 
 
 def test_hello_world_tokens():
@@ -18,14 +27,24 @@ def test_unknown_encoding_is_a_clear_error():
 
 def test_chat_overhead_as_the_cookbook_counts():
     # 3 per message + role + content tokens, 1 for a name, 3 priming the reply.
-    messages = [{"role": "user", "content": "hello world"}, {"role": "assistant", "content": "hello world", "name": "bot"}]
+    messages = [
+        {"role": "user", "content": "hello world"},
+        {"role": "assistant", "content": "hello world", "name": "bot"},
+    ]
     role_tokens = text_tokens("user") + text_tokens("assistant")
     assert messages_text_tokens(messages) == 3 + 3 + role_tokens + 2 + 2 + text_tokens("bot") + 1 + 3
 
 
 def test_list_content_counts_text_parts_only():
-    messages = [{"role": "user", "content": [{"type": "text", "text": "hello world"},
-                                             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "hello world"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        }
+    ]
     assert messages_text_tokens(messages) == 3 + text_tokens("user") + 2 + 3
 
 
@@ -36,13 +55,16 @@ def test_long_text_is_counted_in_pieces_exactly():
     assert text_tokens(text) == len(encoding("o200k_base").encode_ordinary(text))
 
 
-@pytest.mark.parametrize("size, detail, expected", [
-    ((1024, 1024), "high", 765),   # reference: 768 × 768 → 4 tiles
-    ((1024, 1024), "low", 85),
-    ((2048, 4096), "high", 1105),  # 1024 × 2048 → 768 × 1536 → 6 tiles
-    ((4963, 3509), "auto", 1105),  # A3 at 300 DPI: 2048 × 1448 → 1086 × 768 → 6 tiles
-    ((500, 300), "high", 255),     # one tile, never enlarged
-])
+@pytest.mark.parametrize(
+    "size, detail, expected",
+    [
+        ((1024, 1024), "high", 765),  # reference: 768 × 768 → 4 tiles
+        ((1024, 1024), "low", 85),
+        ((2048, 4096), "high", 1105),  # 1024 × 2048 → 768 × 1536 → 6 tiles
+        ((4963, 3509), "auto", 1105),  # A3 at 300 DPI: 2048 × 1448 → 1086 × 768 → 6 tiles
+        ((500, 300), "high", 255),  # one tile, never enlarged
+    ],
+)
 def test_tile_formula(size, detail, expected):
     assert image_tokens(*size, detail) == expected
 

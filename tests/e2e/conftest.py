@@ -1,4 +1,5 @@
 """Browser tests: Debian's chromium driven by Playwright against the live server, screenshots in test-artifacts/."""
+
 from pathlib import Path
 
 import pytest
@@ -41,4 +42,3 @@ def browser_page(settings):
         # (PostgreSQL then refuses to drop it: "being accessed by other users").
         connections.close_all()
         browser.close()
-

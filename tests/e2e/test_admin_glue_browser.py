@@ -1,5 +1,6 @@
 """The drawing list's "Estimate" action (gestima/admin_glue.py) in a real browser: a Reviewer is not offered it,
 a Manager picks it, clicks Go and reads that the estimate was made."""
+
 import json
 
 import pytest
@@ -25,13 +26,17 @@ def standin(settings):
 
 
 def test_a_reviewer_is_not_offered_the_estimate_action_and_a_managers_estimate_is_made(
-        live_server, transactional_db, browser_page, standin, roles):
+    live_server, transactional_db, browser_page, standin, roles
+):
     page = browser_page
     manager = make_user("Manager", username="mara", password="Manager-pw-2026")
     make_user("Reviewer", username="rita", password="Reviewer-pw-2026")
     version = make_plan_dataset_version(n_validation=3, n_train=0)
-    model_version_promote(eval_run=make_done_eval_run(version, model_name=MODEL), user=manager,
-                          override_reason="browser test on a small evaluation set")
+    model_version_promote(
+        eval_run=make_done_eval_run(version, model_name=MODEL),
+        user=manager,
+        override_reason="browser test on a small evaluation set",
+    )
     drawing = make_drawing(part_number="GLUE-1")
 
     login(page, live_server, "rita", "Reviewer-pw-2026", next_url="/admin/curation/drawing/")

@@ -3,6 +3,7 @@ Reviewer: the training run (launch confirmation, Sync now, Cancel, Relaunch), th
 Resume, Promote) and the dataset version (Export, download). Jobs run on real burst workers; the OpenAI
 side is the local stand-in or the dry-run provider. The pages follow the worker by themselves
 (static/gestima/live.js) and stop asking once the work is over. Screenshots go to test-artifacts/."""
+
 import json
 from decimal import Decimal
 
@@ -14,8 +15,14 @@ from finetune.services.run_launch import training_run_create
 from tests.e2e.browser import BROWSER_MARKS, login, screenshot
 from tests.factories import make_base_model, make_dataset_version, make_task, make_user
 from tests.finetune.conftest import ft_api  # noqa: F401  (the fine-tuning stand-in, wired through settings)
-from tests.finetune.evalkit import (MODEL, make_done_eval_run, make_plan_dataset_version, make_priced_base_model,
-                                    targets_by_part, use_standin)
+from tests.finetune.evalkit import (
+    MODEL,
+    make_done_eval_run,
+    make_plan_dataset_version,
+    make_priced_base_model,
+    targets_by_part,
+    use_standin,
+)
 from tests.openai_standin import StandIn
 from tests.openai_standin.chat import install_chat, part_number
 
@@ -69,11 +76,19 @@ def _assert_polling_stopped(page, seen):
 
 
 def test_manager_launches_syncs_relaunches_and_cancels_a_run_on_the_stand_in(
-        live_server, transactional_db, browser_page, ft_api, run_worker, expect, roles):  # noqa: F811
+    live_server,
+    transactional_db,
+    browser_page,
+    ft_api,  # noqa: F811
+    run_worker,
+    expect,
+    roles,
+):
     page = browser_page
     make_user("Manager", username="mona", password=PASSWORD)
-    run = training_run_create(dataset_version=make_dataset_version(), base_model=make_base_model(), user=None,
-                              provider="openai", n_epochs=3)
+    run = training_run_create(
+        dataset_version=make_dataset_version(), base_model=make_base_model(), user=None, provider="openai", n_epochs=3
+    )
     login(page, live_server, "mona", PASSWORD, next_url=_url(live_server, "finetune_trainingrun_change", run.pk))
     expect(page.locator(".run-status")).to_have_text("Draft")
 
@@ -139,11 +154,17 @@ def test_manager_launches_syncs_relaunches_and_cancels_a_run_on_the_stand_in(
 
 
 def test_launch_confirmation_refuses_over_budget_then_launches_a_dry_run_with_an_override(
-        live_server, transactional_db, browser_page, run_worker, expect, roles):
+    live_server, transactional_db, browser_page, run_worker, expect, roles
+):
     page = browser_page
     make_user("Manager", username="mona", password=PASSWORD)
-    run = training_run_create(dataset_version=make_dataset_version(), base_model=make_base_model(), user=None,
-                              provider="dryrun", budget_usd=Decimal("0.01"))
+    run = training_run_create(
+        dataset_version=make_dataset_version(),
+        base_model=make_base_model(),
+        user=None,
+        provider="dryrun",
+        budget_usd=Decimal("0.01"),
+    )
     login(page, live_server, "mona", PASSWORD, next_url=_url(live_server, "finetune_trainingrun_launch", run.pk))
     content = page.inner_text("#content-main")
     assert "Provider dryrun" in content and "over budget" in content and "Launch will be refused" in content
@@ -173,19 +194,26 @@ def test_launch_confirmation_refuses_over_budget_then_launches_a_dry_run_with_an
 
 
 def test_reviewer_is_refused_manager_pages_and_a_viewer_sees_no_manager_buttons(
-        live_server, transactional_db, browser_page, expect, roles):
+    live_server, transactional_db, browser_page, expect, roles
+):
     page = browser_page
     make_user("Reviewer", username="rita", password=PASSWORD)
     version = make_plan_dataset_version(n_validation=2, n_train=0)
     eval_run = make_done_eval_run(version)
-    run = training_run_create(dataset_version=make_dataset_version(), base_model=make_base_model(), user=None,
-                              provider="dryrun")
+    run = training_run_create(
+        dataset_version=make_dataset_version(), base_model=make_base_model(), user=None, provider="dryrun"
+    )
     TrainingRun.objects.filter(pk=run.pk).update(status="failed", error_message="quota")
     login(page, live_server, "rita", PASSWORD)
-    for name, args in (("finetune_trainingrun_change", [run.pk]), ("finetune_trainingrun_launch", [run.pk]),
-                       ("finetune_trainingrun_relaunch", [run.pk]), ("curation_datasetversion_change", [version.pk]),
-                       ("curation_datasetversion_export", [version.pk]), ("finetune_evalrun_promote", [eval_run.pk]),
-                       ("finetune_evalrun_resume", [eval_run.pk])):
+    for name, args in (
+        ("finetune_trainingrun_change", [run.pk]),
+        ("finetune_trainingrun_launch", [run.pk]),
+        ("finetune_trainingrun_relaunch", [run.pk]),
+        ("curation_datasetversion_change", [version.pk]),
+        ("curation_datasetversion_export", [version.pk]),
+        ("finetune_evalrun_promote", [eval_run.pk]),
+        ("finetune_evalrun_resume", [eval_run.pk]),
+    ):
         response = page.goto(_url(live_server, name, *args))
         assert response.status == 403, (name, response.status)
         assert "403 Forbidden" in page.content()
@@ -207,7 +235,8 @@ def test_reviewer_is_refused_manager_pages_and_a_viewer_sees_no_manager_buttons(
 
 
 def test_manager_evaluates_watches_progress_resumes_a_failed_run_and_promotes(
-        live_server, transactional_db, browser_page, run_worker, settings, expect, roles):
+    live_server, transactional_db, browser_page, run_worker, settings, expect, roles
+):
     page = browser_page
     make_user("Manager", username="mona", password=PASSWORD)
     make_priced_base_model()
@@ -250,7 +279,10 @@ def test_manager_evaluates_watches_progress_resumes_a_failed_run_and_promotes(
 
     page.click("text=Promote…")
     page.wait_for_url(f"**/evalrun/{run.pk}/promote/")
-    if page.locator("#id_override_reason").is_visible() and page.locator("input[value='Promote with override']").count():
+    if (
+        page.locator("#id_override_reason").is_visible()
+        and page.locator("input[value='Promote with override']").count()
+    ):
         page.fill("#id_override_reason", "First model of this task")
     screenshot(page, "eval-run-promote")
     page.click("div.submit-row input[type=submit]")
@@ -258,17 +290,22 @@ def test_manager_evaluates_watches_progress_resumes_a_failed_run_and_promotes(
     version_row = ModelVersion.objects.get(task=task, is_active=True)
     assert page.url.endswith(f"/modelversion/{version_row.pk}/change/")
     # (the admin's stylesheet capitalises the first letter of a message)
-    expect(page.locator("ul.messagelist")).to_contain_text(f"{MODEL} is now the active model of {task}", ignore_case=True)
+    expect(page.locator("ul.messagelist")).to_contain_text(
+        f"{MODEL} is now the active model of {task}", ignore_case=True
+    )
 
 
 def test_manager_exports_a_dataset_version_and_downloads_its_files(
-        live_server, transactional_db, browser_page, run_worker, expect, roles):
+    live_server, transactional_db, browser_page, run_worker, expect, roles
+):
     page = browser_page
     make_user("Manager", username="mona", password=PASSWORD)
     version = make_dataset_version(n_train=10, n_validation=2)
     login(page, live_server, "mona", PASSWORD, next_url=_url(live_server, "curation_datasetversion_change", version.pk))
     page.click("input[value^='Export (']")
-    expect(page.locator("ul.messagelist")).to_contain_text(f"{version}: export queued; the progress shows below.", ignore_case=True)
+    expect(page.locator("ul.messagelist")).to_contain_text(
+        f"{version}: export queued; the progress shows below.", ignore_case=True
+    )
     expect(page.locator("[data-live-field=export]")).to_have_text("Queued: 0 / 12 lines (0%)")
     assert page.locator("input[value^=Export]").count() == 0  # no second export while one is queued
     screenshot(page, "dataset-version-export-queued")

@@ -1,6 +1,7 @@
 """The charts of the run, eval, comparison and dataset-version pages in a real browser: Chart.js draws each from
 the page's JSON under the strict CSP, its table holds the same numbers, the run's curves grow while it runs and
 the polling stops when it ends. Screenshots of the run and eval pages go to docs/screenshots/."""
+
 import pytest
 from django.urls import reverse
 
@@ -77,8 +78,10 @@ def _same_numbers(drawn: dict) -> int:
 
 
 def _read(page, chart_id: str) -> dict:
-    page.wait_for_function("(id) => { const c = document.querySelector(`#${id} canvas`); "
-                           "return c && window.Chart && Chart.getChart(c); }", arg=chart_id)
+    page.wait_for_function(
+        "(id) => { const c = document.querySelector(`#${id} canvas`); return c && window.Chart && Chart.getChart(c); }",
+        arg=chart_id,
+    )
     drawn = page.evaluate(DRAWN, chart_id)
     assert drawn["visible"] and drawn["legend"] and drawn["x"]["title"] and drawn["y"]["title"]
     assert _same_numbers(drawn) > 0, chart_id
@@ -92,13 +95,19 @@ def _clean(page, errors, violations):
 
 
 def test_the_run_page_draws_its_curves_grows_them_live_and_stops_when_the_run_ends(
-        live_server, transactional_db, browser_page):
+    live_server, transactional_db, browser_page
+):
     page = browser_page
     errors, violations = _watch(page)
     house = make_chart_house()
     run = house["run"]
-    login(page, live_server, "mara", "Manager-pw-2026",
-          next_url=reverse("admin:finetune_trainingrun_change", args=[run.pk]))
+    login(
+        page,
+        live_server,
+        "mara",
+        "Manager-pw-2026",
+        next_url=reverse("admin:finetune_trainingrun_change", args=[run.pk]),
+    )
     loss = _read(page, "run-loss-chart")
     assert loss["x"] == {"type": "linear", "title": "Training step"}
     assert [d["label"] for d in loss["datasets"]] == ["train", "validation", "checkpoint"]
@@ -108,8 +117,9 @@ def test_the_run_page_draws_its_curves_grows_them_live_and_stops_when_the_run_en
     screenshot(page, "training-run", directory=DOCS_SCREENSHOTS)
 
     RunMetric.objects.create(run=run, step=5, train_loss=0.7, train_accuracy=0.8, valid_loss=0.8)
-    page.wait_for_function("() => Chart.getChart(document.querySelector('#run-loss-chart canvas'))"
-                           ".data.datasets[0].data.length === 5")
+    page.wait_for_function(
+        "() => Chart.getChart(document.querySelector('#run-loss-chart canvas')).data.datasets[0].data.length === 5"
+    )
     grown = _read(page, "run-loss-chart")
     assert grown["rows"][-1] == ["5", "0.7", "0.8", ""]  # the table follows the chart
 
@@ -151,8 +161,13 @@ def test_the_dataset_version_page_draws_its_distributions_for_a_manager(live_ser
     page = browser_page
     errors, violations = _watch(page)
     house = make_chart_house()
-    login(page, live_server, "mara", "Manager-pw-2026",
-          next_url=reverse("admin:curation_datasetversion_change", args=[house["version"].pk]))
+    login(
+        page,
+        live_server,
+        "mara",
+        "Manager-pw-2026",
+        next_url=reverse("admin:curation_datasetversion_change", args=[house["version"].pk]),
+    )
     assert _read(page, "version-split-chart")["datasets"][0]["data"] == [2, 4]
     assert _read(page, "version-tag-chart")["labels"] == ["material: AlMg3", "material: C45"]
     targets = _read(page, "version-target-chart")

@@ -13,8 +13,10 @@ def test_review_screen_and_changelist_have_no_csp_violations(live_server, transa
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.expose_function("reportViolation", lambda text: violations.append(text))
-    page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
-                         "window.reportViolation(e.violatedDirective + ' ' + e.blockedURI + ' ' + e.sourceFile + ':' + e.lineNumber));")
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => "
+        "window.reportViolation(e.violatedDirective + ' ' + e.blockedURI + ' ' + e.sourceFile + ':' + e.lineNumber));"
+    )
     make_user("Reviewer", username="rita", password="Review-pw-2026")
     task = make_task()
     example = make_example(task=task, drawing=make_drawing(part_number="CSP-1", pages=2), confidence=0.7)
@@ -31,7 +33,9 @@ def test_review_screen_and_changelist_have_no_csp_violations(live_server, transa
     assert page.is_checked("input.action-select")
 
     page.goto(f"{live_server.url}/admin/curation/example/{example.pk}/review/")
-    page.wait_for_function("() => { const i = document.querySelector('img.review-page'); return i && i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.review-page'); return i && i.complete && i.naturalWidth > 0; }"
+    )
     page.keyboard.press("1")  # review.js runs: the zoom follows the key
     assert page.inner_text("#review-zoom-label") == "100 %"
     page.goto(f"{live_server.url}/admin/curation/drawing/")

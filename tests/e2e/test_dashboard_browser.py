@@ -1,5 +1,6 @@
 """The dashboard in a real browser: Chart.js draws the review chart (and, for a Manager, the money chart) from
 the page's JSON under the strict CSP, the links lead to the filtered pages, and a Reviewer sees no money."""
+
 from tests.e2e.browser import BROWSER_MARKS, DOCS_SCREENSHOTS, login, screenshot
 from tests.gestima.dashkit import make_house
 
@@ -18,8 +19,10 @@ def _watch(page):
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.expose_function("reportViolation", lambda text: violations.append(text))
-    page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
-                         "window.reportViolation(e.violatedDirective + ' ' + e.blockedURI));")
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => "
+        "window.reportViolation(e.violatedDirective + ' ' + e.blockedURI));"
+    )
     return errors, violations
 
 

@@ -1,5 +1,6 @@
 """The Evaluate button of a succeeded training run in a real browser: a Manager clicks it and reads the two
 queued eval runs and the lineage; staff who may see runs but not evaluate are not offered it."""
+
 import pytest
 
 from django.contrib.auth.models import Permission
@@ -29,8 +30,14 @@ def test_a_manager_evaluates_a_succeeded_run_and_a_viewer_is_not_offered_it(live
     viewer = make_user(None, username="vera", password="Viewer-pw-2026")
     viewer.user_permissions.add(Permission.objects.get(codename="view_trainingrun"))
     version = make_plan_dataset_version(n_validation=3, n_train=2)
-    run = TrainingRun.objects.create(dataset_version=version, base_model=make_priced_base_model(), provider="openai",
-                                     status="succeeded", job_id="ftjob-browser", fine_tuned_model=FT_MODEL)
+    run = TrainingRun.objects.create(
+        dataset_version=version,
+        base_model=make_priced_base_model(),
+        provider="openai",
+        status="succeeded",
+        job_id="ftjob-browser",
+        fine_tuned_model=FT_MODEL,
+    )
     run_url = f"/admin/finetune/trainingrun/{run.pk}/change/"
 
     _log_in(page, live_server, "vera", "Viewer-pw-2026", run_url)
@@ -53,16 +60,23 @@ def test_a_manager_evaluates_a_succeeded_run_and_a_viewer_is_not_offered_it(live
     assert f"Trained on {version} (hash {version.content_hash})" in lineage
 
 
-def test_a_manager_records_an_azure_deployment_and_a_viewer_is_not_offered_it(live_server, transactional_db, page,
-                                                                             settings):
+def test_a_manager_records_an_azure_deployment_and_a_viewer_is_not_offered_it(
+    live_server, transactional_db, page, settings
+):
     settings.AZURE_DEPLOYMENT_HOURLY_USD = ""
     make_user("Manager", username="mara", password="Manager-pw-2026")
     viewer = make_user(None, username="vera", password="Viewer-pw-2026")
     viewer.user_permissions.add(Permission.objects.get(codename="view_trainingrun"))
     version = make_plan_dataset_version(n_validation=3, n_train=2)
     azure_model = f"{MODEL}.ft-0123456789abcdef0123456789abcdef"
-    run = TrainingRun.objects.create(dataset_version=version, base_model=make_priced_base_model(), provider="azure",
-                                     status="succeeded", job_id="ftjob-azure-browser", fine_tuned_model=azure_model)
+    run = TrainingRun.objects.create(
+        dataset_version=version,
+        base_model=make_priced_base_model(),
+        provider="azure",
+        status="succeeded",
+        job_id="ftjob-azure-browser",
+        fine_tuned_model=azure_model,
+    )
     run_url = f"/admin/finetune/trainingrun/{run.pk}/change/"
 
     _log_in(page, live_server, "vera", "Viewer-pw-2026", run_url)
@@ -87,7 +101,9 @@ def test_a_manager_records_an_azure_deployment_and_a_viewer_is_not_offered_it(li
     assert (run.deployment_name, run.deployment_state) == ("shop-plans-v1", "Recorded")
 
 
-def test_a_manager_creates_an_azure_deployment_through_the_management_api(live_server, transactional_db, page, settings):
+def test_a_manager_creates_an_azure_deployment_through_the_management_api(
+    live_server, transactional_db, page, settings
+):
     from tests.openai_standin import StandIn
     from tests.openai_standin.azure import AzureStandIn
     from tests.openai_standin.fine_tuning import FineTuningAPI
@@ -95,8 +111,14 @@ def test_a_manager_creates_an_azure_deployment_through_the_management_api(live_s
     make_user("Manager", username="mara", password="Manager-pw-2026")
     version = make_plan_dataset_version(n_validation=3, n_train=2)
     azure_model = f"{MODEL}.ft-0123456789abcdef0123456789abcdef"
-    run = TrainingRun.objects.create(dataset_version=version, base_model=make_priced_base_model(), provider="azure",
-                                     status="succeeded", job_id="ftjob-azure-create", fine_tuned_model=azure_model)
+    run = TrainingRun.objects.create(
+        dataset_version=version,
+        base_model=make_priced_base_model(),
+        provider="azure",
+        status="succeeded",
+        job_id="ftjob-azure-create",
+        fine_tuned_model=azure_model,
+    )
     with StandIn() as api:
         ft = FineTuningAPI().install(api)
         ft.jobs["ftjob-azure-create"] = {"id": "ftjob-azure-create", "fine_tuned_model": azure_model}
@@ -108,7 +130,9 @@ def test_a_manager_creates_an_azure_deployment_through_the_management_api(live_s
 
         _log_in(page, live_server, "mara", "Manager-pw-2026", f"/admin/finetune/trainingrun/{run.pk}/change/")
         page.wait_for_selector(".run-deployment")
-        assert "Hosting cost $1.70/hour while the deployment exists" in " ".join(page.inner_text(".run-deployment").split())
+        assert "Hosting cost $1.70/hour while the deployment exists" in " ".join(
+            page.inner_text(".run-deployment").split()
+        )
         page.click("button:text('Create deployment')")
         page.wait_for_selector(".messagelist")
         message = " ".join(page.inner_text(".messagelist").split())

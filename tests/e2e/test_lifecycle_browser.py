@@ -1,5 +1,6 @@
 """The shutdown warning in a real browser: a Manager reads it on the admin index, follows "Set the fallback",
 saves a fallback, and the box names it; a Reviewer reads the same box without the link."""
+
 import datetime
 
 
@@ -21,8 +22,9 @@ def _login(page, url, username, password):
     page.wait_for_selector("#content")
 
 
-def test_manager_sets_the_fallback_from_the_warning_and_a_reviewer_reads_it(live_server, transactional_db,
-                                                                           browser_page, settings):  # noqa: F811
+def test_manager_sets_the_fallback_from_the_warning_and_a_reviewer_reads_it(
+    live_server, transactional_db, browser_page, settings
+):  # noqa: F811
     page = browser_page
     settings.GESTIMA_TODAY = "2026-12-20"
     make_base_model("gpt-4o-2024-08-06", price="25", shutdown_date=datetime.date(2027, 1, 14))
@@ -31,8 +33,11 @@ def test_manager_sets_the_fallback_from_the_warning_and_a_reviewer_reads_it(live
     make_user("Reviewer", username="rita", password="Review-pw-2026")
     version = make_plan_dataset_version(n_validation=3, n_train=0)
     task = version.dataset.task
-    model_version_promote(eval_run=make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned"), user=manager,
-                          override_reason="browser test on a small evaluation set")
+    model_version_promote(
+        eval_run=make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned"),
+        user=manager,
+        override_reason="browser test on a small evaluation set",
+    )
     make_done_eval_run(version, model_name=FALLBACK, factor=1.2)
 
     _login(page, live_server.url, "mara", "Manager-pw-2026")

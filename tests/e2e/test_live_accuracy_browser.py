@@ -1,5 +1,6 @@
 """The dashboard's live accuracy in a real browser: Chart.js draws each model's live MAPE by month beside its
 eval MAPE as lines, from the page's JSON under the strict CSP, and the table folds away under the chart."""
+
 from tests.e2e.browser import BROWSER_MARKS, login, screenshot
 from tests.e2e.test_dashboard_browser import CHART_DATA, _watch
 from tests.gestima.dashkit import make_house
@@ -25,7 +26,9 @@ def test_a_manager_sees_the_live_mape_chart_drawn(live_server, transactional_db,
     assert set(series[f"{months['model']}: eval"]) == {12.3}
     assert not page.evaluate("document.querySelector('#live-mape-chart details').open")
     assert "20.8 %" in page.inner_text("#dash-live-models")
-    page.locator("#dash-live-accuracy").screenshot(path=str(screenshot(page, "live-accuracy").with_suffix(".section.png")))
+    page.locator("#dash-live-accuracy").screenshot(
+        path=str(screenshot(page, "live-accuracy").with_suffix(".section.png"))
+    )
 
     page.context.clear_cookies()
     login(page, live_server, "rita", "Review-pw-2026")

@@ -1,5 +1,6 @@
 """The review screen in a real browser: a reviewer logs in through the admin form, approves with the keyboard,
 moves between examples, rejects with a reason; the database shows the decisions. Keeps a screenshot."""
+
 import os
 import shutil
 from pathlib import Path
@@ -15,8 +16,12 @@ def test_reviewer_approves_with_the_keyboard_then_rejects_with_a_reason(live_ser
     page = browser_page
     reviewer = make_user("Reviewer", username="rita", password="Review-pw-2026")
     task = make_task()
-    first = make_example(task=task, drawing=make_drawing(part_number="GS-10412", pages=2), confidence=0.82,
-                         tags={"industry": "automotive", "machine": ["NZX 2000", "DMU 50"], "material": "C45"})
+    first = make_example(
+        task=task,
+        drawing=make_drawing(part_number="GS-10412", pages=2),
+        confidence=0.82,
+        tags={"industry": "automotive", "machine": ["NZX 2000", "DMU 50"], "material": "C45"},
+    )
     second = make_example(task=task, drawing=make_drawing(part_number="GS-10413"))
     make_ground_truth(first.group_key, high_cv=True)
 
@@ -30,7 +35,9 @@ def test_reviewer_approves_with_the_keyboard_then_rejects_with_a_reason(live_ser
 
     page.click("text=Review next pending")
     page.wait_for_url(f"**/admin/curation/example/{first.pk}/review/")
-    page.wait_for_function("() => { const i = document.querySelector('img.review-page'); return i && i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.review-page'); return i && i.complete && i.naturalWidth > 0; }"
+    )
     assert page.is_visible("#review-legend") and "approve" in page.inner_text("#review-legend")
     assert "High variation" in page.inner_text("#review-high-cv")
 
@@ -76,14 +83,17 @@ def test_reviewer_approves_with_the_keyboard_then_rejects_with_a_reason(live_ser
 
 
 def _records(part_number, minutes):
-    return ("part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min,recorded_at\n"
-            f"{part_number},O1,VS20 saw,saw,10,1.10,12,2024-01-01\n"
-            f"{part_number},O1,NZX 2000,turning,10,{minutes},40,2024-01-02\n"
-            f"{part_number},O2,NZX 2000,turning,10,{minutes},40,2024-03-02\n")
+    return (
+        "part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min,recorded_at\n"
+        f"{part_number},O1,VS20 saw,saw,10,1.10,12,2024-01-01\n"
+        f"{part_number},O1,NZX 2000,turning,10,{minutes},40,2024-01-02\n"
+        f"{part_number},O2,NZX 2000,turning,10,{minutes},40,2024-03-02\n"
+    )
 
 
-def test_reviewer_keeps_one_target_and_takes_the_new_ground_truth_for_another(live_server, transactional_db,
-                                                                                browser_page):
+def test_reviewer_keeps_one_target_and_takes_the_new_ground_truth_for_another(
+    live_server, transactional_db, browser_page
+):
     import json
 
     from curation.models import GroundTruth
@@ -121,8 +131,9 @@ def test_reviewer_keeps_one_target_and_takes_the_new_ground_truth_for_another(li
     assert "GT-KEEP" in listed and "GT-TAKE" in listed
 
     page.goto(f"{live_server.url}/admin/curation/example/{keep.pk}/review/")
-    assert ("Ground truth changed: turning on NZX 2000: time was 10.33, now 11.2 min/pc"
-            in page.inner_text("#review-ground-truth-was-now"))
+    assert "Ground truth changed: turning on NZX 2000: time was 10.33, now 11.2 min/pc" in page.inner_text(
+        "#review-ground-truth-was-now"
+    )
     assert "9.5" in page.inner_text(".review-side")
     page.click("#review-keep-target")
     page.wait_for_selector("ul.messagelist")

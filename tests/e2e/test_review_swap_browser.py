@@ -1,6 +1,7 @@
 """Moving between examples on the review screen without a page load: the next example was fetched and decoded in
 advance and is swapped in place; the URL, the back button and the stored decisions stay right, and a next that
 someone else took meanwhile (or a refused decision) falls back to what a page load would show."""
+
 from curation.models import Example
 from curation.services.review import example_approve
 from tests.e2e.browser import BROWSER_MARKS, login
@@ -8,14 +9,22 @@ from tests.factories import make_drawing, make_example, make_task, make_user, te
 
 pytestmark = BROWSER_MARKS
 
-SHOWN = "(id) => { const r = document.getElementById('review'); return r && r.dataset.exampleId === String(id) && !!r.dataset.shownAt; }"
+SHOWN = (
+    "(id) => { const r = document.getElementById('review'); return r && r.dataset.exampleId === String(id) && "
+    "!!r.dataset.shownAt; }"
+)
 SAME_DOCUMENT = "() => window.__sameDocument === true"
 
 
 def _queue(task, materials):
-    return [make_example(task=task, drawing=make_drawing(part_number=f"SW-{i}"),
-                         target=technology_target(f"SW-{i}", material=material))
-            for i, material in enumerate(materials)]
+    return [
+        make_example(
+            task=task,
+            drawing=make_drawing(part_number=f"SW-{i}"),
+            target=technology_target(f"SW-{i}", material=material),
+        )
+        for i, material in enumerate(materials)
+    ]
 
 
 def _open(page, live_server, example):
@@ -27,8 +36,11 @@ def _open(page, live_server, example):
 
 def _shown_image_is_of(page, example) -> bool:
     page_pk = example.drawing.pages.get().pk
-    return page.evaluate("""(pk) => { const i = document.querySelector('#review img.review-page');
-        return i.complete && i.naturalWidth > 0 && i.src.includes(`/page/${pk}/image/`); }""", page_pk)
+    return page.evaluate(
+        """(pk) => { const i = document.querySelector('#review img.review-page');
+        return i.complete && i.naturalWidth > 0 && i.src.includes(`/page/${pk}/image/`); }""",
+        page_pk,
+    )
 
 
 def test_approve_and_next_swap_the_next_example_in_and_back_returns(live_server, transactional_db, browser_page):

@@ -1,6 +1,7 @@
 """The target editor of the review screen in a real browser, under the strict CSP: a reviewer changes a time,
 adds a row, removes one and saves; a negative time is refused beside its field and nothing is saved. Keeps a
 screenshot of the form for the docs."""
+
 import json
 
 from curation.models import Example, ExampleChange, Machine, MaterialAlias
@@ -16,8 +17,10 @@ def _watch(page):
     errors, violations = [], []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.expose_function("reportViolation", lambda text: violations.append(text))
-    page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
-                         "window.reportViolation(e.violatedDirective + ' ' + e.blockedURI));")
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => "
+        "window.reportViolation(e.violatedDirective + ' ' + e.blockedURI));"
+    )
     return errors, violations
 
 
@@ -28,8 +31,11 @@ def test_reviewer_edits_the_target_through_the_form(live_server, transactional_d
     for name, kind in (("VS20 saw", "saw"), ("NZX 2000", "lathe"), ("DMU 50", "mill")):
         Machine.objects.create(name=name, kind=kind)
     MaterialAlias.objects.create(written="X5CrNi18-10", norm="1.4301")
-    example = make_example(task=make_task(), drawing=make_drawing(part_number="GS-20001"),
-                           target=technology_target("GS-20001", material="1.4301", minutes=6))
+    example = make_example(
+        task=make_task(),
+        drawing=make_drawing(part_number="GS-20001"),
+        target=technology_target("GS-20001", material="1.4301", minutes=6),
+    )
     review = f"/admin/curation/example/{example.pk}/review/"
 
     login(page, live_server, "rita", "Review-pw-2026", next_url=review)
@@ -65,10 +71,16 @@ def test_reviewer_edits_the_target_through_the_form(live_server, transactional_d
     assert f"Target of example #{example.pk} saved." in page.inner_text("ul.messagelist")
     saved = json.loads(Example.objects.get(pk=example.pk).target)
     assert saved["material"] == "1.4404" and saved["machines"] == ["NZX 2000", "VS20 saw"]
-    assert [(op["machine"], op["operation"], op["machine_time_min_per_piece"], op["setup_min"])
-            for op in saved["operations"]] == [("NZX 2000", "turning", 9, 30.0), ("VS20 saw", "saw", 1.5, 10)]
+    assert [
+        (op["machine"], op["operation"], op["machine_time_min_per_piece"], op["setup_min"])
+        for op in saved["operations"]
+    ] == [("NZX 2000", "turning", 9, 30.0), ("VS20 saw", "saw", 1.5, 10)]
     history = page.inner_text("#review-history")
-    for line in ("material: 1.4301 → 1.4404", "turning on NZX 2000: time 6 → 9 min/pc", "milling on DMU 50: removed",
-                 "saw on VS20 saw: added (1.5 min/pc, setup 10 min)"):
+    for line in (
+        "material: 1.4301 → 1.4404",
+        "turning on NZX 2000: time 6 → 9 min/pc",
+        "milling on DMU 50: removed",
+        "saw on VS20 saw: added (1.5 min/pc, setup 10 min)",
+    ):
         assert line in history
     assert not errors and not violations

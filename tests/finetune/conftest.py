@@ -1,4 +1,5 @@
 """Fixtures for the training-run tests: the stand-in API wired through settings, a manager, a version."""
+
 import pytest
 
 from tests.factories import make_base_model, make_dataset_version, make_user

@@ -1,4 +1,5 @@
 """Helpers the training-run tests share: launch a run and let a burst worker start it; sync until it ends."""
+
 from finetune.services.run_launch import training_run_launch
 from finetune.services.run_sync import training_run_sync
 

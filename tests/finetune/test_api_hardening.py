@@ -1,5 +1,6 @@
 """The estimates API under hostile use: password guessing is locked out (429), scripts use API tokens (no
 password hash per call), every answer is JSON, drawing_id is an integer, and a failed estimate stores nothing."""
+
 import base64
 import json
 import re
@@ -50,8 +51,11 @@ def ready(settings, manager, answers):
         install_chat(api, lambda body: answers["error"] or json.dumps(technology_target(part_number(body))))
         use_standin(settings, api)
         version = make_plan_dataset_version(n_validation=2, n_train=0)
-        model_version_promote(eval_run=make_done_eval_run(version), user=manager,
-                              override_reason="two examples are enough to serve the API in these tests")
+        model_version_promote(
+            eval_run=make_done_eval_run(version),
+            user=manager,
+            override_reason="two examples are enough to serve the API in these tests",
+        )
         yield make_drawing(part_number="API-9")
 
 
@@ -85,7 +89,10 @@ def test_guessing_many_usernames_from_one_address_is_locked_out(client, ready, s
     response = post(client, {"drawing_id": ready.pk}, **basic(other.username, PASSWORD), REMOTE_ADDR="10.1.1.1")
     assert response.status_code == 429
     # Another address with the right password is still served.
-    assert post(client, {"drawing_id": ready.pk}, **basic(other.username, PASSWORD), REMOTE_ADDR="10.2.2.2").status_code == 201
+    assert (
+        post(client, {"drawing_id": ready.pk}, **basic(other.username, PASSWORD), REMOTE_ADDR="10.2.2.2").status_code
+        == 201
+    )
 
 
 def test_admin_login_form_is_locked_out_after_repeated_failures(client, manager, settings):
@@ -101,8 +108,9 @@ def test_admin_login_form_is_locked_out_after_repeated_failures(client, manager,
 def test_api_token_made_in_the_admin_authenticates_without_a_password_hash(client, manager, ready, settings):
     admin_client = client.__class__()
     admin_client.force_login(make_user(superuser=True, username="root"))
-    response = admin_client.post("/admin/finetune/apitoken/add/", {"user": manager.pk, "name": "nightly script"},
-                                 follow=True)
+    response = admin_client.post(
+        "/admin/finetune/apitoken/add/", {"user": manager.pk, "name": "nightly script"}, follow=True
+    )
     shown = " ".join(str(m) for m in response.context["messages"])
     key = re.search(r"(gst_\S+)", shown).group(1)
     token = ApiToken.objects.get()

@@ -3,6 +3,7 @@
 Everything goes through the real `openai` SDK (AzureOpenAI with azure_endpoint at the stand-in) and real HTTP
 to the stand-in's management API; a real RQ worker runs the jobs.
 """
+
 from decimal import Decimal
 
 import openai
@@ -62,8 +63,14 @@ def management(settings, azure_api):
 
 @pytest.fixture
 def priced_base(db):
-    return make_base_model(BASE, price="3.00", input_price_per_1m=Decimal("0.15"), output_price_per_1m=Decimal("0.60"),
-                           fine_tuned_input_price_per_1m=Decimal("0.30"), fine_tuned_output_price_per_1m=Decimal("1.20"))
+    return make_base_model(
+        BASE,
+        price="3.00",
+        input_price_per_1m=Decimal("0.15"),
+        output_price_per_1m=Decimal("0.60"),
+        fine_tuned_input_price_per_1m=Decimal("0.30"),
+        fine_tuned_output_price_per_1m=Decimal("1.20"),
+    )
 
 
 def _launch(run, manager, run_worker, django_capture_on_commit_callbacks):
@@ -87,16 +94,19 @@ def _succeeded_run(version, priced_base, manager, run_worker, django_capture_on_
 
 # --- the stand-in behaves as Azure ---------------------------------------------------------------
 
+
 def test_the_standin_refuses_what_azure_refuses(azure_api):
     plain = openai.OpenAI(api_key="azure-test-key", base_url=azure_api.root_url + "/v1", max_retries=0)
     with pytest.raises(openai.NotFoundError):  # no /openai/ prefix
         plain.fine_tuning.jobs.list()
-    wrong_key = openai.AzureOpenAI(azure_endpoint=azure_api.root_url, api_key="wrong", api_version="2025-04-01-preview",
-                                   max_retries=0)
+    wrong_key = openai.AzureOpenAI(
+        azure_endpoint=azure_api.root_url, api_key="wrong", api_version="2025-04-01-preview", max_retries=0
+    )
     with pytest.raises(openai.AuthenticationError):
         wrong_key.fine_tuning.jobs.list()
-    client = openai.AzureOpenAI(azure_endpoint=azure_api.root_url, api_key="azure-test-key",
-                                api_version="2025-04-01-preview", max_retries=0)
+    client = openai.AzureOpenAI(
+        azure_endpoint=azure_api.root_url, api_key="azure-test-key", api_version="2025-04-01-preview", max_retries=0
+    )
     with pytest.raises(openai.NotFoundError) as refused:
         client.chat.completions.create(model="no-such-deployment", messages=[{"role": "user", "content": "hi"}])
     assert refused.value.code == "DeploymentNotFound"
@@ -104,8 +114,10 @@ def test_the_standin_refuses_what_azure_refuses(azure_api):
 
 # --- file imports --------------------------------------------------------------------------------
 
-def test_the_first_launch_waits_for_the_file_import_instead_of_failing(azure_api, version, priced_base, manager, run_worker,
-                                                                      django_capture_on_commit_callbacks):
+
+def test_the_first_launch_waits_for_the_file_import_instead_of_failing(
+    azure_api, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks
+):
     run = training_run_create(dataset_version=version, base_model=priced_base, user=manager)
     assert run.provider == "azure"  # the configured default on an Azure-only install
     run = _launch(run, manager, run_worker, django_capture_on_commit_callbacks)
@@ -118,7 +130,8 @@ def test_the_first_launch_waits_for_the_file_import_instead_of_failing(azure_api
 
 
 def test_an_import_that_takes_too_long_fails_clearly_and_a_relaunch_reuses_the_files(
-        azure_api, settings, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks):
+    azure_api, settings, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks
+):
     azure_api.fine_tuning.import_reads = 1000
     settings.RUN_FILE_IMPORT_TIMEOUT_SECONDS = 0
     run = training_run_create(dataset_version=version, base_model=priced_base, user=manager)
@@ -141,8 +154,9 @@ def test_an_import_that_takes_too_long_fails_clearly_and_a_relaunch_reuses_the_f
     assert again.training_file_id == run.training_file_id
 
 
-def test_a_failed_import_fails_the_run_with_the_providers_words(azure_api, version, priced_base, manager, run_worker,
-                                                                django_capture_on_commit_callbacks):
+def test_a_failed_import_fails_the_run_with_the_providers_words(
+    azure_api, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks
+):
     original = azure_api.fine_tuning.files_retrieve
 
     def broken(request):
@@ -160,8 +174,10 @@ def test_a_failed_import_fails_the_run_with_the_providers_words(azure_api, versi
 
 # --- deployments -------------------------------------------------------------------------------
 
+
 def test_a_succeeded_run_is_deployed_through_the_management_api_and_evaluated_through_it(
-        management, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks, settings):
+    management, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks, settings
+):
     settings.AZURE_DEPLOYMENT_HOURLY_USD = "1.70"
     run = _succeeded_run(version, priced_base, manager, run_worker, django_capture_on_commit_callbacks)
     assert ".ft-" in run.fine_tuned_model  # Azure's naming
@@ -175,12 +191,17 @@ def test_a_succeeded_run_is_deployed_through_the_management_api_and_evaluated_th
     with django_capture_on_commit_callbacks(execute=True):
         run = deployment_services.training_run_deploy(run=run, user=manager)
     assert (run.deployment_name, run.deployment_state) == (f"gestima-run-{run.pk}", "Creating")
-    put = management.calls_to("PUT", "/subscriptions/sub-1/resourceGroups/rg-shop/providers/"
-                                     "Microsoft.CognitiveServices/accounts/gestima-aoai/deployments/[^/]+")[0]
+    put = management.calls_to(
+        "PUT",
+        "/subscriptions/sub-1/resourceGroups/rg-shop/providers/"
+        "Microsoft.CognitiveServices/accounts/gestima-aoai/deployments/[^/]+",
+    )[0]
     assert put.headers["authorization"] == "Bearer arm-test-token"
     assert put.query["api-version"] == ["2024-10-01"]
-    assert put.json() == {"sku": {"name": "standard", "capacity": 1},
-                          "properties": {"model": {"format": "OpenAI", "name": run.fine_tuned_model, "version": "1"}}}
+    assert put.json() == {
+        "sku": {"name": "standard", "capacity": 1},
+        "properties": {"model": {"format": "OpenAI", "name": run.fine_tuned_model, "version": "1"}},
+    }
     run_worker("openai")
     run.refresh_from_db()
     assert run.deployment_state == "Succeeded"
@@ -201,7 +222,8 @@ def test_a_succeeded_run_is_deployed_through_the_management_api_and_evaluated_th
 
 
 def test_without_management_settings_a_portal_deployment_is_recorded_and_used(
-        azure_api, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks):
+    azure_api, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks
+):
     run = _succeeded_run(version, priced_base, manager, run_worker, django_capture_on_commit_callbacks)
     assert "AZURE_MANAGEMENT_TOKEN" in deployment_services.deployment_management_missing(run)
     with pytest.raises(Exception, match="Azure management is not configured"):
@@ -212,8 +234,13 @@ def test_without_management_settings_a_portal_deployment_is_recorded_and_used(
     assert model_prices("shop-plans-v1") == (Decimal("0.30"), Decimal("1.20"))
 
     with django_capture_on_commit_callbacks(execute=True):
-        ft_eval = eval_run_create(task=version.dataset.task, model_name=run.fine_tuned_model, model_kind="fine_tuned",
-                                  dataset_version=version, user=manager)
+        ft_eval = eval_run_create(
+            task=version.dataset.task,
+            model_name=run.fine_tuned_model,
+            model_kind="fine_tuned",
+            dataset_version=version,
+            user=manager,
+        )
     run_worker("openai")
     ft_eval.refresh_from_db()
     assert (ft_eval.provider, ft_eval.deployment_name, ft_eval.training_run_id) == ("azure", "shop-plans-v1", run.pk)
@@ -221,7 +248,8 @@ def test_without_management_settings_a_portal_deployment_is_recorded_and_used(
 
 
 def test_the_run_page_records_a_portal_deployment_and_shows_its_hosting_cost(
-        azure_api, client, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks, settings):
+    azure_api, client, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks, settings
+):
     run = _succeeded_run(version, priced_base, manager, run_worker, django_capture_on_commit_callbacks)
     client.force_login(manager)
     page = client.get(f"/admin/finetune/trainingrun/{run.pk}/change/").content.decode()
@@ -230,8 +258,9 @@ def test_the_run_page_records_a_portal_deployment_and_shows_its_hosting_cost(
     assert 'form="record-deployment-form"' in page
     # The deployment forms sit after the change form, never inside it.
     assert page.index('<form id="record-deployment-form"') > page.index("</form>", page.index('id="trainingrun_form"'))
-    response = client.post(f"/admin/finetune/trainingrun/{run.pk}/record-deployment/", {"name": "shop-plans-v1"},
-                           follow=True)
+    response = client.post(
+        f"/admin/finetune/trainingrun/{run.pk}/record-deployment/", {"name": "shop-plans-v1"}, follow=True
+    )
     text = response.content.decode()
     assert "Deployment shop-plans-v1 recorded" in text and "shop-plans-v1</code> (Recorded)" in text
     settings.AZURE_DEPLOYMENT_HOURLY_USD = "1.70"
@@ -240,8 +269,10 @@ def test_the_run_page_records_a_portal_deployment_and_shows_its_hosting_cost(
 
 # --- the provider follows the model ----------------------------------------------------------------
 
+
 def test_evaluate_on_an_azure_only_install_uses_azure_for_the_runs_model(
-        azure_api, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks, capsys):
+    azure_api, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks, capsys
+):
     run = _succeeded_run(version, priced_base, manager, run_worker, django_capture_on_commit_callbacks)
     azure_api.azure.add_deployment("shop-plans-v1", run.fine_tuned_model)
     deployment_services.training_run_deployment_record(run=run, user=manager, name="shop-plans-v1")
@@ -257,22 +288,28 @@ def test_evaluate_on_an_azure_only_install_uses_azure_for_the_runs_model(
 
 # --- nothing answered ----------------------------------------------------------------------------------
 
+
 def test_an_eval_run_in_which_no_example_was_answered_ends_failed_with_the_reason(
-        azure_api, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks):
+    azure_api, version, priced_base, manager, run_worker, django_capture_on_commit_callbacks
+):
     azure_api.azure.add_deployment(BASE, BASE)
     azure_api.azure.answer = lambda body: api_error(404, "The model `x` does not exist", code="model_not_found")
     with django_capture_on_commit_callbacks(execute=True):
-        eval_run = eval_run_create(task=version.dataset.task, model_name=BASE, model_kind="base",
-                                   dataset_version=version, user=manager)
+        eval_run = eval_run_create(
+            task=version.dataset.task, model_name=BASE, model_kind="base", dataset_version=version, user=manager
+        )
     run_worker("openai")
     eval_run.refresh_from_db()
     assert eval_run.status == EvalRun.Status.FAILED
     assert eval_run.done_count == 0 and eval_run.error_count == eval_run.total
-    assert eval_run.error.startswith(f"No example was answered: {eval_run.total} of {eval_run.total} calls failed with "
-                                     "model_not_found: The model `x` does not exist")
+    assert eval_run.error.startswith(
+        f"No example was answered: {eval_run.total} of {eval_run.total} calls failed with "
+        "model_not_found: The model `x` does not exist"
+    )
 
 
 # --- prices ----------------------------------------------------------------------------------------
+
 
 def test_azure_fine_tuned_names_cost_their_bases_fine_tuned_prices(priced_base):
     fine_tuned = (Decimal("0.30"), Decimal("1.20"))
@@ -284,19 +321,27 @@ def test_azure_fine_tuned_names_cost_their_bases_fine_tuned_prices(priced_base):
 
 
 def test_on_openai_too_an_eval_run_with_no_answer_fails_and_one_answer_is_enough_to_finish(
-        settings, version, manager, run_worker, django_capture_on_commit_callbacks):
+    settings, version, manager, run_worker, django_capture_on_commit_callbacks
+):
     from tests.openai_standin.chat import install_chat
 
     import itertools
 
-    answers = itertools.chain([api_error(404, "The model `gpt-x` does not exist", code="model_not_found")] * 2,
-                              itertools.repeat("{}"))
+    answers = itertools.chain(
+        [api_error(404, "The model `gpt-x` does not exist", code="model_not_found")] * 2, itertools.repeat("{}")
+    )
     with StandIn() as api:
         install_chat(api, lambda body: next(answers))
         settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL = "test-key", api.base_url
         with django_capture_on_commit_callbacks(execute=True):
-            eval_run = eval_run_create(task=version.dataset.task, model_name="gpt-x", model_kind="base",
-                                       dataset_version=version, user=manager, concurrency=1)
+            eval_run = eval_run_create(
+                task=version.dataset.task,
+                model_name="gpt-x",
+                model_kind="base",
+                dataset_version=version,
+                user=manager,
+                concurrency=1,
+            )
         run_worker("openai")
         eval_run.refresh_from_db()
         assert eval_run.provider == "openai" and eval_run.total == 2
@@ -321,8 +366,9 @@ def test_a_promoted_azure_model_serves_estimates_through_its_deployment(azure_ap
     from tests.finetune.evalkit import MODEL, make_done_eval_run, make_plan_dataset_version, make_priced_base_model
     from tests.openai_standin.chat import part_number
 
-    make_base_model(MODEL, price="25", fine_tuned_input_price_per_1m=Decimal("3.75"),
-                    fine_tuned_output_price_per_1m=Decimal("15"))
+    make_base_model(
+        MODEL, price="25", fine_tuned_input_price_per_1m=Decimal("3.75"), fine_tuned_output_price_per_1m=Decimal("15")
+    )
     make_priced_base_model()
     azure_model = f"{MODEL}.ft-0123456789abcdef0123456789abcdef"
     azure_api.azure.add_deployment("shop-plans-v1", azure_model)

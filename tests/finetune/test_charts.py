@@ -1,5 +1,6 @@
 """The charts' JSON as the pages carry it: the numbers a person reads on each chart and in its table, and that
 they are the figures the page's other tables print (metrics, comparison counts)."""
+
 import pytest
 from django.urls import reverse
 
@@ -35,7 +36,7 @@ def test_the_run_page_draws_loss_and_accuracy_per_step_with_its_checkpoints(clie
     accuracy = chart_json(html, "run-accuracy-chart")
     assert accuracy["y_label"] == "Token accuracy (%)"
     assert [p["y"] for p in accuracy["series"][0]["values"]] == [50.0, 60.0, 70.0, 75.0]
-    assert "<th scope=\"row\">2</th><td>1.5</td><td>1.6</td><td>1.5</td>" in html  # the table, without JavaScript
+    assert '<th scope="row">2</th><td>1.5</td><td>1.6</td><td>1.5</td>' in html  # the table, without JavaScript
 
 
 def test_the_live_answer_brings_the_new_steps_of_a_running_run(client, house):
@@ -55,8 +56,16 @@ def test_the_eval_page_draws_the_ape_bands_the_scatter_and_mape_with_intervals(c
     histogram = chart_json(html, "eval-ape-chart")
     counts = dict(zip(histogram["labels"], histogram["series"][0]["values"]))
     # Two operations per example: answered exactly, 12 % over, 40 % over, 200 % over.
-    assert counts == {"0–5 %": 2, "5–10 %": 0, "10–15 %": 2, "15–20 %": 0, "20–30 %": 0, "30–50 %": 2,
-                      "50–100 %": 0, "≥ 100 %": 2}
+    assert counts == {
+        "0–5 %": 2,
+        "5–10 %": 0,
+        "10–15 %": 2,
+        "15–20 %": 0,
+        "20–30 %": 0,
+        "30–50 %": 2,
+        "50–100 %": 0,
+        "≥ 100 %": 2,
+    }
     path = "operations[].machine_time_min_per_piece"
     assert sum(counts.values()) == base.metrics["numeric"][path]["n_values"]
     assert histogram["table"]["footer"] == ["All", 8]
@@ -105,8 +114,16 @@ def test_the_dataset_version_page_draws_splits_tags_and_targets(client, house):
     assert targets["x_label"] == "Machine time per piece (min)"
     per_machine = {s["name"]: dict(zip(targets["labels"], s["values"])) for s in targets["series"]}
     # Turning 3, 8, 15, 60 min in validation and 3, 8 min in train; milling half of it.
-    assert per_machine["NZX 2000"] == {"0–1 min": 0, "1–2 min": 0, "2–5 min": 2, "5–10 min": 2, "10–20 min": 1,
-                                       "20–50 min": 0, "50–100 min": 1, "≥ 100 min": 0}
+    assert per_machine["NZX 2000"] == {
+        "0–1 min": 0,
+        "1–2 min": 0,
+        "2–5 min": 2,
+        "5–10 min": 2,
+        "10–20 min": 1,
+        "20–50 min": 0,
+        "50–100 min": 1,
+        "≥ 100 min": 0,
+    }
     assert per_machine["DMU 50"]["1–2 min"] == 2 and per_machine["DMU 50"]["20–50 min"] == 1
     assert targets["table"]["footer"][1:3] == [6, 6]
 

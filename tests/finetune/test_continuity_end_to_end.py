@@ -2,6 +2,7 @@
 Together (real SDKs against the local stand-ins, real burst RQ workers), both fine-tuned models evaluated on its
 validation split beside the base model and a few-shot model, one promoted, an estimate answered by it; then a
 task fallback is set and, past the promoted model's shutdown date, the fallback answers and says why."""
+
 import datetime
 import json
 from decimal import Decimal
@@ -31,12 +32,14 @@ def _question_part(body) -> str:
 
 def _answer(targets):
     """Validation parts get their target; any other drawing a plan whose turning time says who answered."""
+
     def answer(body):
         part = _question_part(body)
         if part in targets:
             return json.dumps(targets[part])
         minutes = 5.0 if body["model"] == FALLBACK else 20.0
         return json.dumps(technology_target(part, minutes=minutes))
+
     return answer
 
 
@@ -60,9 +63,19 @@ def standins(settings):
 
 def _train(client, manager, version, base_model, provider, run_worker, capture, **extra) -> TrainingRun:
     """Add form → launch confirmation → worker uploads and creates the job → "Sync now" until succeeded."""
-    response = client.post(reverse("admin:finetune_trainingrun_add"), {
-        "dataset_version": version.pk, "base_model": base_model.pk, "provider": provider, "n_epochs": "2",
-        "batch_size": "auto", "learning_rate_multiplier": "auto", "suffix": "continuity", **extra})
+    response = client.post(
+        reverse("admin:finetune_trainingrun_add"),
+        {
+            "dataset_version": version.pk,
+            "base_model": base_model.pk,
+            "provider": provider,
+            "n_epochs": "2",
+            "batch_size": "auto",
+            "learning_rate_multiplier": "auto",
+            "suffix": "continuity",
+            **extra,
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     run = TrainingRun.objects.filter(provider=provider).latest("pk")
     launch_url = reverse("admin:finetune_trainingrun_launch", args=[run.pk])
@@ -83,13 +96,15 @@ def _train(client, manager, version, base_model, provider, run_worker, capture, 
 
 
 def test_two_providers_four_models_one_promoted_then_the_fallback_answers_past_the_shutdown_date(
-        client, roles, standins, settings, run_worker, django_capture_on_commit_callbacks):
+    client, roles, standins, settings, run_worker, django_capture_on_commit_callbacks
+):
     openai_api, together_api = standins
     settings.GESTIMA_TODAY = "2026-11-28"
     manager = make_user("Manager")
     client.force_login(manager)
-    gpt4o = make_base_model(MODEL, price="25", input_price_per_1m=Decimal("2.5"), output_price_per_1m=Decimal("10"),
-                            shutdown_date=SHUTDOWN)
+    gpt4o = make_base_model(
+        MODEL, price="25", input_price_per_1m=Decimal("2.5"), output_price_per_1m=Decimal("10"), shutdown_date=SHUTDOWN
+    )
     make_base_model(FALLBACK, price="1.5")
     qwen = BaseModel.objects.get(name=QWEN)  # seeded by the data migration
     version = make_plan_dataset_version(n_validation=3, n_train=3)
@@ -100,8 +115,9 @@ def test_two_providers_four_models_one_promoted_then_the_fallback_answers_past_t
 
     # 1. The same dataset version trained on OpenAI and on Together.
     openai_run = _train(client, manager, version, gpt4o, "openai", run_worker, django_capture_on_commit_callbacks)
-    together_run = _train(client, manager, version, qwen, "together", run_worker, django_capture_on_commit_callbacks,
-                          training_type="lora")
+    together_run = _train(
+        client, manager, version, qwen, "together", run_worker, django_capture_on_commit_callbacks, training_type="lora"
+    )
     assert openai_run.fine_tuned_model.startswith(f"ft:{MODEL}:")
     assert f"gr{together_run.pk}" in together_run.fine_tuned_model
     assert len(openai_api.calls_to("POST", "/fine_tuning/jobs")) == 1
@@ -117,8 +133,10 @@ def test_two_providers_four_models_one_promoted_then_the_fallback_answers_past_t
     form = {"task": task.pk, "dataset_version": version.pk, "split": "validation"}
     # ... the Together fine-tuned model through the evaluate form (its provider follows the model) ...
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(evaluate_url, {**form, "model_name": together_run.fine_tuned_model,
-                                              "model_kind": "fine_tuned", "provider": ""})
+        response = client.post(
+            evaluate_url,
+            {**form, "model_name": together_run.fine_tuned_model, "model_kind": "fine_tuned", "provider": ""},
+        )
     assert response.status_code == 302, response.content.decode()[:3000]
     # ... and a few-shot model, which shows its input cost before anything is queued.
     few_shot = {**form, "model_name": MODEL, "model_kind": "few_shot", "provider": "openai", "few_shot_k": "2"}
@@ -131,16 +149,21 @@ def test_two_providers_four_models_one_promoted_then_the_fallback_answers_past_t
     run_worker("openai")
 
     runs = {(r.model_name, r.model_kind): r for r in EvalRun.objects.all()}
-    assert set(runs) == {(MODEL, "base"), (openai_run.fine_tuned_model, "fine_tuned"),
-                         (together_run.fine_tuned_model, "fine_tuned"), (MODEL, "few_shot")}
+    assert set(runs) == {
+        (MODEL, "base"),
+        (openai_run.fine_tuned_model, "fine_tuned"),
+        (together_run.fine_tuned_model, "fine_tuned"),
+        (MODEL, "few_shot"),
+    }
     for run in runs.values():
         assert run.status == EvalRun.Status.DONE and run.done_count == 3 and run.error_count == 0, (run, run.error)
         assert run.dataset_version == version and run.split == "validation"
     assert runs[(together_run.fine_tuned_model, "fine_tuned")].provider == "together"
     assert runs[(together_run.fine_tuned_model, "fine_tuned")].training_run == together_run
     assert len(together_api.calls_to("POST", "/chat/completions")) == 3
-    changelist = client.get(reverse("admin:finetune_evalrun_changelist")
-                            + f"?dataset_version__id__exact={version.pk}").content.decode()
+    changelist = client.get(
+        reverse("admin:finetune_evalrun_changelist") + f"?dataset_version__id__exact={version.pk}"
+    ).content.decode()
     for name in (MODEL, openai_run.fine_tuned_model, together_run.fine_tuned_model):
         assert name in changelist, name
     for label in ("Base model", "Fine-tuned model", "Few-shot from reviewed examples"):
@@ -154,7 +177,9 @@ def test_two_providers_four_models_one_promoted_then_the_fallback_answers_past_t
     assert f"Promote <b>{openai_run.fine_tuned_model}</b>" in page
     response = client.post(promote_url, {"override_reason": "three validation examples: continuity rehearsal"})
     active = ModelVersion.objects.get(model_name=openai_run.fine_tuned_model)
-    assert response.status_code == 302 and response.url == reverse("admin:finetune_modelversion_change", args=[active.pk])
+    assert response.status_code == 302 and response.url == reverse(
+        "admin:finetune_modelversion_change", args=[active.pk]
+    )
     assert active.is_active and not active.policy_passed
 
     drawing = make_drawing(part_number="CONT-1")
@@ -167,8 +192,10 @@ def test_two_providers_four_models_one_promoted_then_the_fallback_answers_past_t
     assert before.output["operations"][0]["machine_time_min_per_piece"] == 20.0
 
     # 4. A fallback set in its admin form; past the shutdown date of gpt-4o it answers, and says why.
-    response = client.post(reverse("admin:finetune_taskfallback_add"), {
-        "task": task.pk, "model_name": FALLBACK, "provider": "openai", "prompt_text": "", "note": "serves on"})
+    response = client.post(
+        reverse("admin:finetune_taskfallback_add"),
+        {"task": task.pk, "model_name": FALLBACK, "provider": "openai", "prompt_text": "", "note": "serves on"},
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     assert TaskFallback.objects.get(task=task).updated_by == manager
 
@@ -179,8 +206,10 @@ def test_two_providers_four_models_one_promoted_then_the_fallback_answers_past_t
     assert after.pk != before.pk
     assert after.answered_by == "fallback" and after.model_name == FALLBACK and after.error == ""
     assert after.output["operations"][0]["machine_time_min_per_piece"] == 5.0
-    assert after.fallback_reason == (f"The active model {openai_run.fine_tuned_model} stopped serving on 2027-01-14 "
-                                     f"(the shutdown date of its base {MODEL}).")
+    assert after.fallback_reason == (
+        f"The active model {openai_run.fine_tuned_model} stopped serving on 2027-01-14 "
+        f"(the shutdown date of its base {MODEL})."
+    )
     assert [c.json()["model"] for c in openai_api.calls_to("POST", "/chat/completions")[asked:]] == [FALLBACK]
     page = response.content.decode()
     assert "Fallback model" in page and "stopped serving on 2027-01-14" in page and FALLBACK in page

@@ -1,5 +1,6 @@
 """OpenAI-compatible endpoints: eval runs, promotion and estimates against a second stand-in acting as vLLM,
 through the real openai SDK; keys read from the environment variable the endpoint names."""
+
 import json
 from decimal import Decimal
 
@@ -40,18 +41,31 @@ def servers(settings, monkeypatch):
 
 def make_endpoint(base_url, *, priced=True, name="vllm-gpu-box"):
     return ModelEndpoint.objects.create(
-        name=name, base_url=base_url, model_name=SERVED, api_key_env=KEY_ENV,
-        input_price_per_1m=Decimal("0.20") if priced else None, output_price_per_1m=Decimal("0.60") if priced else None)
+        name=name,
+        base_url=base_url,
+        model_name=SERVED,
+        api_key_env=KEY_ENV,
+        input_price_per_1m=Decimal("0.20") if priced else None,
+        output_price_per_1m=Decimal("0.60") if priced else None,
+    )
 
 
-def test_an_eval_run_asks_the_endpoint_with_the_key_from_its_variable(servers, manager, run_worker,
-                                                                      django_capture_on_commit_callbacks):
+def test_an_eval_run_asks_the_endpoint_with_the_key_from_its_variable(
+    servers, manager, run_worker, django_capture_on_commit_callbacks
+):
     openai_api, vllm = servers
     version = make_plan_dataset_version(n_validation=3, n_train=0)
     endpoint = make_endpoint(vllm.base_url)
     with django_capture_on_commit_callbacks(execute=True):
-        run = eval_run_create(task=version.dataset.task, model_name="", model_kind="fine_tuned", provider="openai",
-                              dataset_version=version, user=manager, endpoint=endpoint)
+        run = eval_run_create(
+            task=version.dataset.task,
+            model_name="",
+            model_kind="fine_tuned",
+            provider="openai",
+            dataset_version=version,
+            user=manager,
+            endpoint=endpoint,
+        )
     run_worker("openai")
 
     run.refresh_from_db()
@@ -66,22 +80,37 @@ def test_an_eval_run_asks_the_endpoint_with_the_key_from_its_variable(servers, m
     assert run.cost_usd == Decimal("3") * (100 * Decimal("0.20") + 20 * Decimal("0.60")) / 1_000_000
 
 
-def test_a_variable_that_is_not_set_is_refused_by_name(servers, manager, monkeypatch, run_worker,
-                                                       django_capture_on_commit_callbacks):
+def test_a_variable_that_is_not_set_is_refused_by_name(
+    servers, manager, monkeypatch, run_worker, django_capture_on_commit_callbacks
+):
     _, vllm = servers
     version = make_plan_dataset_version(n_validation=2, n_train=0)
     endpoint = make_endpoint(vllm.base_url)
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(EvalError, match=f"{KEY_ENV} .*is not set"):
-        eval_run_create(task=version.dataset.task, model_name="", model_kind="base", provider="openai",
-                        dataset_version=version, user=manager, endpoint=endpoint)
+        eval_run_create(
+            task=version.dataset.task,
+            model_name="",
+            model_kind="base",
+            provider="openai",
+            dataset_version=version,
+            user=manager,
+            endpoint=endpoint,
+        )
     assert not EvalRun.objects.exists()
 
     # Set when the run was queued, gone where the worker runs: the run fails saying which variable.
     monkeypatch.setenv(KEY_ENV, "k")
     with django_capture_on_commit_callbacks(execute=True):
-        run = eval_run_create(task=version.dataset.task, model_name="", model_kind="base", provider="openai",
-                              dataset_version=version, user=manager, endpoint=endpoint)
+        run = eval_run_create(
+            task=version.dataset.task,
+            model_name="",
+            model_kind="base",
+            provider="openai",
+            dataset_version=version,
+            user=manager,
+            endpoint=endpoint,
+        )
     monkeypatch.delenv(KEY_ENV)
     run_worker("openai")
     run.refresh_from_db()
@@ -92,8 +121,14 @@ def test_a_variable_that_is_not_set_is_refused_by_name(servers, manager, monkeyp
 def test_the_compatible_provider_without_an_endpoint_is_refused(manager):
     version = make_plan_dataset_version(n_validation=1, n_train=0)
     with pytest.raises(EvalError, match="needs a model endpoint"):
-        eval_run_create(task=version.dataset.task, model_name="x", model_kind="base", provider="compatible",
-                        dataset_version=version, user=manager)
+        eval_run_create(
+            task=version.dataset.task,
+            model_name="x",
+            model_kind="base",
+            provider="compatible",
+            dataset_version=version,
+            user=manager,
+        )
 
 
 def test_unknown_prices_are_unknown_never_zero(servers, manager, run_worker, django_capture_on_commit_callbacks):
@@ -101,24 +136,40 @@ def test_unknown_prices_are_unknown_never_zero(servers, manager, run_worker, dja
     version = make_plan_dataset_version(n_validation=2, n_train=0)
     endpoint = make_endpoint(vllm.base_url, priced=False)
     with django_capture_on_commit_callbacks(execute=True):
-        run = eval_run_create(task=version.dataset.task, model_name="", model_kind="base", provider="openai",
-                              dataset_version=version, user=manager, endpoint=endpoint)
+        run = eval_run_create(
+            task=version.dataset.task,
+            model_name="",
+            model_kind="base",
+            provider="openai",
+            dataset_version=version,
+            user=manager,
+            endpoint=endpoint,
+        )
     run_worker("openai")
     run.refresh_from_db()
     assert run.status == EvalRun.Status.DONE and run.cost_usd is None and usd(run.cost_usd) == "unknown"
 
 
-def test_a_promoted_endpoint_model_answers_estimates_from_the_endpoint(servers, manager, run_worker,
-                                                                       django_capture_on_commit_callbacks):
+def test_a_promoted_endpoint_model_answers_estimates_from_the_endpoint(
+    servers, manager, run_worker, django_capture_on_commit_callbacks
+):
     openai_api, vllm = servers
     version = make_plan_dataset_version(n_validation=2, n_train=0)
     endpoint = make_endpoint(vllm.base_url)
     with django_capture_on_commit_callbacks(execute=True):
-        run = eval_run_create(task=version.dataset.task, model_name="", model_kind="fine_tuned", provider="openai",
-                              dataset_version=version, user=manager, endpoint=endpoint)
+        run = eval_run_create(
+            task=version.dataset.task,
+            model_name="",
+            model_kind="fine_tuned",
+            provider="openai",
+            dataset_version=version,
+            user=manager,
+            endpoint=endpoint,
+        )
     run_worker("openai")
-    model_version = model_version_promote(eval_run=EvalRun.objects.get(pk=run.pk), user=manager,
-                                          override_reason="endpoint test on a small evaluation set")
+    model_version = model_version_promote(
+        eval_run=EvalRun.objects.get(pk=run.pk), user=manager, override_reason="endpoint test on a small evaluation set"
+    )
     assert model_version.endpoint == endpoint and model_version.provider == "compatible"
     assert f"- Endpoint: `vllm-gpu-box` at {vllm.base_url}" in model_version.model_card
     assert "vllm-secret-from-env" not in model_version.model_card + str(model_version.report)
@@ -148,8 +199,9 @@ def test_the_evaluate_command_takes_an_endpoint_by_name(servers, manager, capsys
 
 
 def test_an_endpoint_stores_a_variable_name_never_a_key(db):
-    endpoint = ModelEndpoint(name="ollama", base_url="http://gpu-box:11434/v1", model_name="qwen2.5vl:7b",
-                             api_key_env="sk-proj-abc123")
+    endpoint = ModelEndpoint(
+        name="ollama", base_url="http://gpu-box:11434/v1", model_name="qwen2.5vl:7b", api_key_env="sk-proj-abc123"
+    )
     with pytest.raises(ValidationError) as caught:
         endpoint.full_clean()
     assert "api_key_env" in caught.value.message_dict
@@ -160,9 +212,18 @@ def test_an_endpoint_stores_a_variable_name_never_a_key(db):
 def test_managers_edit_endpoints_reviewers_do_not(client, manager):
     reviewer = make_user("Reviewer")
     client.force_login(manager)
-    response = client.post("/admin/finetune/modelendpoint/add/", {
-        "name": "together-qwen", "base_url": "https://api.together.xyz/v1", "model_name": "Qwen/Qwen2.5-VL-72B-Instruct",
-        "api_key_env": "TOGETHER_API_KEY", "input_price_per_1m": "", "output_price_per_1m": "", "notes": ""})
+    response = client.post(
+        "/admin/finetune/modelendpoint/add/",
+        {
+            "name": "together-qwen",
+            "base_url": "https://api.together.xyz/v1",
+            "model_name": "Qwen/Qwen2.5-VL-72B-Instruct",
+            "api_key_env": "TOGETHER_API_KEY",
+            "input_price_per_1m": "",
+            "output_price_per_1m": "",
+            "notes": "",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     listing = client.get("/admin/finetune/modelendpoint/").content.decode()
     assert "together-qwen" in listing and "unknown" in listing

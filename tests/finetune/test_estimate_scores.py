@@ -1,5 +1,6 @@
 """Live accuracy: an estimate made before its part was produced is scored once the shop's records arrive, scored
 again when they change, and never keeps a score whose ground truth is gone (service, periodic job, command)."""
+
 import django_rq
 import pytest
 from django.core.management import call_command
@@ -37,9 +38,13 @@ def task():
 def _estimate(task, part_number, *, minutes=10.0, setup=30.0, model_name="ft:gpt-4o-mini-2024-07-18:shop::live"):
     """An estimate as estimate_create stores it, made before the shop produced the part: the model planned
     turning on the NZX 2000 and milling on the DMU 50, no saw."""
-    return Estimate.objects.create(task=task, drawing=make_drawing(part_number=part_number), model_name=model_name,
-                                   provider="openai_ft",
-                                   output=technology_target(part_number, minutes=minutes, setup=setup))
+    return Estimate.objects.create(
+        task=task,
+        drawing=make_drawing(part_number=part_number),
+        model_name=model_name,
+        provider="openai_ft",
+        output=technology_target(part_number, minutes=minutes, setup=setup),
+    )
 
 
 def _by_key(errors):
@@ -72,7 +77,8 @@ def test_an_estimate_is_scored_when_production_records_arrive_later(task):
     eval_view = metrics.run_metrics([record], task.metric_spec, n_boot=0)
     assert estimate.live_score == pytest.approx((1.0 + 0.25 + 1.0 + 0.25) / 4)
     assert metrics.pooled_value([estimate.live_ape_sum], [estimate.live_ape_n]) == pytest.approx(
-        eval_view["numeric"][TIME]["mape"]["value"])
+        eval_view["numeric"][TIME]["mape"]["value"]
+    )
     assert estimate.live_ape_n == 2
 
     scored_at = estimate.scored_at
@@ -89,8 +95,9 @@ def test_changed_ground_truth_scores_the_estimate_again(task):
     first = _by_key(estimate.live_errors[TIME])[("NZX 2000", "turning")]["ape"]
 
     # More records: the trimmed mean of turning moves to 9.00 and the ground truth's computed_at with it.
-    production_records_import(text=HEADER + "".join(
-        f"LIVE-2,O{i},NZX 2000,turning,10,10.00,40,2024-05-0{i}\n" for i in range(3, 5)))
+    production_records_import(
+        text=HEADER + "".join(f"LIVE-2,O{i},NZX 2000,turning,10,10.00,40,2024-05-0{i}\n" for i in range(3, 5))
+    )
     truth = GroundTruth.objects.get(part_number="LIVE-2")
     assert estimates_score_stale().scored == 1
     estimate.refresh_from_db()
@@ -117,8 +124,9 @@ def test_no_ground_truth_means_no_score_and_a_vanished_one_clears_it(task):
 def test_the_periodic_job_scores_in_a_real_worker_and_schedules_its_next_run(task, run_worker):
     assert "score-estimates" in PERIODIC_JOBS
     estimates = [_estimate(task, f"LIVE-P{i}") for i in range(5)]
-    production_records_import(text="".join(_records(f"LIVE-P{i}").removeprefix(HEADER) if i else _records("LIVE-P0")
-                                            for i in range(5)))
+    production_records_import(
+        text="".join(_records(f"LIVE-P{i}").removeprefix(HEADER) if i else _records("LIVE-P0") for i in range(5))
+    )
     queue = django_rq.get_queue(PERIODIC_JOBS["score-estimates"][2])
     queue.enqueue(periodic_run, "score-estimates")
     run_worker(queue.name)

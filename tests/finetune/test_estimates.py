@@ -1,4 +1,5 @@
 """Estimates by the active model (read per request), corrections that become pending examples, the API's auth."""
+
 import base64
 import json
 
@@ -14,7 +15,14 @@ from finetune.models import Estimate
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
 from finetune.services.promotion import model_version_promote
 from tests.factories import make_drawing, make_task, make_user, technology_target
-from tests.finetune.evalkit import FT_MODEL, MODEL, make_priced_base_model, make_plan_dataset_version, make_done_eval_run, use_standin
+from tests.finetune.evalkit import (
+    FT_MODEL,
+    MODEL,
+    make_priced_base_model,
+    make_plan_dataset_version,
+    make_done_eval_run,
+    use_standin,
+)
 from tests.openai_standin import StandIn
 from tests.openai_standin.chat import install_chat, part_number
 
@@ -31,16 +39,23 @@ def manager(roles):
 def standin(settings):
     """Answers every drawing with a plan whose turning time tells which model was asked."""
     with StandIn() as api:
-        install_chat(api, lambda body: json.dumps(
-            technology_target(part_number(body), minutes=20.0 if body["model"].startswith("ft:") else 10.0)))
+        install_chat(
+            api,
+            lambda body: json.dumps(
+                technology_target(part_number(body), minutes=20.0 if body["model"].startswith("ft:") else 10.0)
+            ),
+        )
         use_standin(settings, api)
         yield api
 
 
 def _promote(manager, version, *, model=MODEL, kind="base"):
     # A few examples keep these tests fast; below the policy's minimum, so the promotion is an override.
-    return model_version_promote(eval_run=make_done_eval_run(version, model_name=model, kind=kind), user=manager,
-                                 override_reason="estimates test on a small evaluation set")
+    return model_version_promote(
+        eval_run=make_done_eval_run(version, model_name=model, kind=kind),
+        user=manager,
+        override_reason="estimates test on a small evaluation set",
+    )
 
 
 def test_estimates_follow_the_registry_without_a_restart(manager, standin):
@@ -52,7 +67,9 @@ def test_estimates_follow_the_registry_without_a_restart(manager, standin):
 
     first = estimate_create(drawing=drawing, task=task, user=manager)
     assert first.error == "" and first.model_name == MODEL and first.provider == "openai"
-    assert first.output["part_number"] == "NEW-100" and first.output["operations"][0]["machine_time_min_per_piece"] == 10.0
+    assert (
+        first.output["part_number"] == "NEW-100" and first.output["operations"][0]["machine_time_min_per_piece"] == 10.0
+    )
     assert first.input_tokens == 100 and first.cost_usd > 0
 
     _promote(manager, version, model=FT_MODEL, kind="fine_tuned")  # the registry switches; nothing reloads
@@ -111,8 +128,10 @@ def test_a_correction_saying_what_the_built_example_says_is_that_example(manager
     task.save()
     _promote(manager, version)
     drawing = make_drawing(part_number="NEW-300", pages=2)
-    production_records_import(text="part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min\n"
-                                    "NEW-300,O1,NZX 2000,turning,10,6.5,40\n")
+    production_records_import(
+        text="part_number,order_id,machine,operation,pieces,machine_time_min_per_piece,setup_min\n"
+        "NEW-300,O1,NZX 2000,turning,10,6.5,40\n"
+    )
     ground_truth_material_set(ground_truth=GroundTruth.objects.get(part_number="NEW-300"), material="1.4301 Kühlung")
     examples_build(task=task, drawings=[drawing])
     built = Example.objects.get(task=task, drawing=drawing)
@@ -121,8 +140,9 @@ def test_a_correction_saying_what_the_built_example_says_is_that_example(manager
     asked = standin.calls_to("POST", "/chat/completions")[-1].json()["messages"]
     assert asked[1]["content"][0]["text"] == built.messages[1]["content"][0]["text"]  # one builder for both
     assert len(asked[1]["content"]) == len(built.messages[1]["content"]) == 3  # text + both pages
-    corrected = estimate_correct(estimate=estimate, user=make_user("Reviewer"),
-                                 target_text=json.dumps(json.loads(built.target), indent=2))
+    corrected = estimate_correct(
+        estimate=estimate, user=make_user("Reviewer"), target_text=json.dumps(json.loads(built.target), indent=2)
+    )
     assert corrected.example_id == built.pk
     assert Example.objects.filter(task=task, drawing=drawing).count() == 1
 
@@ -165,20 +185,26 @@ def test_api_session_needs_csrf_and_unrendered_drawings_wait(manager, standin):
 
     browser.get("/admin/")  # sets the CSRF cookie, as the admin page does for a browser
     token = browser.cookies["csrftoken"].value
-    response = browser.post("/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json",
-                            HTTP_X_CSRFTOKEN=token)
+    response = browser.post(
+        "/api/estimates",
+        json.dumps({"drawing_id": drawing.pk}),
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=token,
+    )
     assert response.status_code == 201 and response.json()["part_number"] == "API-2"
 
     pending = make_drawing(part_number="API-3", status=Drawing.Status.UPLOADED)
-    response = browser.post("/api/estimates", json.dumps({"drawing_id": pending.pk}), content_type="application/json",
-                            **_basic(manager))
+    response = browser.post(
+        "/api/estimates", json.dumps({"drawing_id": pending.pk}), content_type="application/json", **_basic(manager)
+    )
     assert response.status_code == 409 and response.json()["drawing_id"] == pending.pk
     assert len(standin.calls_to("POST", "/chat/completions")) == 1  # only the session estimate above
 
 
 @pytest.mark.corpus
 def test_api_pdf_upload_is_accepted_then_rendered_and_estimated_by_a_worker(
-        client, manager, standin, corpus, run_worker, django_capture_on_commit_callbacks):
+    client, manager, standin, corpus, run_worker, django_capture_on_commit_callbacks
+):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     version = make_plan_dataset_version(n_validation=2, n_train=0)
@@ -224,7 +250,8 @@ def test_api_pdf_is_refused_at_once_when_no_model_could_answer(client, manager):
 
 
 def test_api_same_pdf_posted_twice_makes_one_job_and_status_needs_the_permission(
-        client, manager, standin, run_worker, django_capture_on_commit_callbacks):
+    client, manager, standin, run_worker, django_capture_on_commit_callbacks
+):
     import django_rq
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -234,8 +261,11 @@ def test_api_same_pdf_posted_twice_makes_one_job_and_status_needs_the_permission
     ids = []
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
-            response = client.post("/api/estimates", {"file": SimpleUploadedFile("a.pdf", content, "application/pdf"),
-                                                      "task": "technology_builder"}, **_basic(manager))
+            response = client.post(
+                "/api/estimates",
+                {"file": SimpleUploadedFile("a.pdf", content, "application/pdf"), "task": "technology_builder"},
+                **_basic(manager),
+            )
         assert response.status_code == 202
         ids.append(response.json()["id"])
     assert ids[0] == ids[1] and django_rq.get_queue("default").count == 1
@@ -277,7 +307,9 @@ def test_admin_estimate_form_and_lists_for_a_manager(client, manager, standin):
     assert client.get("/admin/finetune/estimate/add/")["Location"].endswith("/estimate/estimate/")
     form = client.get(f"/admin/finetune/estimate/estimate/?drawing={drawing.pk}")
     assert form.status_code == 200 and b"Ask the active model" in form.content
-    response = client.post("/admin/finetune/estimate/estimate/", {"task": version.dataset.task.pk, "drawing": drawing.pk})
+    response = client.post(
+        "/admin/finetune/estimate/estimate/", {"task": version.dataset.task.pk, "drawing": drawing.pk}
+    )
     estimate = Estimate.objects.get(drawing=drawing)
     assert response.status_code == 302 and estimate.model_version == mv
     page = client.get(f"/admin/finetune/estimate/{estimate.pk}/change/")
@@ -316,8 +348,9 @@ def test_an_estimate_by_a_model_without_prices_costs_unknown_not_zero(client, ma
     version = make_plan_dataset_version(n_validation=2, n_train=0)
     _promote(manager, version, model="my-local-model")
     drawing = make_drawing(part_number="UNK-1")
-    response = client.post("/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json",
-                           **_basic(manager))
+    response = client.post(
+        "/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json", **_basic(manager)
+    )
     assert response.status_code == 201 and response.json()["cost_usd"] is None
     estimate = Estimate.objects.get(drawing=drawing)
     assert estimate.input_tokens == 100 and estimate.cost_usd is None

@@ -1,5 +1,6 @@
 """Inference costs: seeded prices for the known base models and their fine-tuned variants, a fine-tuned
 model priced at its base's fine-tuned prices, and "unknown" (never $0) when no price is known."""
+
 import json
 from decimal import Decimal
 from io import StringIO
@@ -31,8 +32,15 @@ def _evaluate(settings, model, *, kind):
 
 
 def test_the_migration_seeds_inference_prices_of_base_and_fine_tuned_models():
-    prices = {m.name: (m.input_price_per_1m, m.output_price_per_1m, m.fine_tuned_input_price_per_1m,
-                       m.fine_tuned_output_price_per_1m) for m in BaseModel.objects.all()}
+    prices = {
+        m.name: (
+            m.input_price_per_1m,
+            m.output_price_per_1m,
+            m.fine_tuned_input_price_per_1m,
+            m.fine_tuned_output_price_per_1m,
+        )
+        for m in BaseModel.objects.all()
+    }
     assert prices["gpt-4o-2024-08-06"] == (Decimal("2.5"), Decimal("10"), Decimal("3.75"), Decimal("15"))
     assert prices["gpt-4o-mini-2024-07-18"] == (Decimal("0.15"), Decimal("0.6"), Decimal("0.3"), Decimal("1.2"))
     assert prices["gpt-4.1-2025-04-14"] == (Decimal("2"), Decimal("8"), Decimal("3"), Decimal("12"))
@@ -55,7 +63,7 @@ def test_unknown_prices_show_unknown_on_the_eval_page_and_in_the_command(setting
     assert "cost unknown" in out and "$0" not in out
     client.force_login(make_user("Manager"))
     listing = client.get("/admin/finetune/evalrun/").content.decode()
-    assert "<td class=\"field-cost_display\">unknown</td>" in listing
+    assert '<td class="field-cost_display">unknown</td>' in listing
     page = client.get(f"/admin/finetune/evalrun/{run.pk}/change/").content.decode()
     assert "unknown" in page and "0.000000" not in page
     results = client.get(f"/admin/finetune/evalresult/?eval_run__id__exact={run.pk}").content.decode()

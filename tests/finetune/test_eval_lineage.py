@@ -1,6 +1,7 @@
 """Evaluate a succeeded training run in one click (base and fine-tuned model on its validation split); the
 lineage (training run, dataset version + hash, base model, hyperparameters, checkpoint) is filled in and
 shown on the eval run page and in the model card."""
+
 import json
 import re
 from io import StringIO
@@ -13,7 +14,14 @@ from django.urls import reverse
 from finetune.models import EvalRun, RunCheckpoint, TrainingRun
 from finetune.services.promotion import model_version_promote
 from tests.factories import make_user
-from tests.finetune.evalkit import FT_MODEL, MODEL, make_plan_dataset_version, make_priced_base_model, targets_by_part, use_standin
+from tests.finetune.evalkit import (
+    FT_MODEL,
+    MODEL,
+    make_plan_dataset_version,
+    make_priced_base_model,
+    targets_by_part,
+    use_standin,
+)
 from tests.openai_standin import StandIn
 from tests.openai_standin.chat import install_chat, part_number
 
@@ -32,9 +40,16 @@ def version():
 
 @pytest.fixture
 def succeeded_run(version):
-    return TrainingRun.objects.create(dataset_version=version, base_model=make_priced_base_model(), provider="openai",
-                                      n_epochs="3", learning_rate_multiplier="0.5", status="succeeded",
-                                      job_id="ftjob-lineage", fine_tuned_model=FT_MODEL)
+    return TrainingRun.objects.create(
+        dataset_version=version,
+        base_model=make_priced_base_model(),
+        provider="openai",
+        n_epochs="3",
+        learning_rate_multiplier="0.5",
+        status="succeeded",
+        job_id="ftjob-lineage",
+        fine_tuned_model=FT_MODEL,
+    )
 
 
 def _answer_with_targets(version):
@@ -42,8 +57,9 @@ def _answer_with_targets(version):
     return lambda body: json.dumps(targets[part_number(body)])
 
 
-def test_evaluate_on_the_run_page_makes_two_linked_eval_runs_once(client, settings, manager, version, succeeded_run,
-                                                                  run_worker, django_capture_on_commit_callbacks):
+def test_evaluate_on_the_run_page_makes_two_linked_eval_runs_once(
+    client, settings, manager, version, succeeded_run, run_worker, django_capture_on_commit_callbacks
+):
     client.force_login(manager)
     page = client.get(reverse("admin:finetune_trainingrun_change", args=[succeeded_run.pk])).content.decode()
     assert "Evaluate (base vs fine-tuned)" in page
@@ -63,8 +79,14 @@ def test_evaluate_on_the_run_page_makes_two_linked_eval_runs_once(client, settin
 
     runs = list(EvalRun.objects.order_by("pk"))
     assert [(r.model_name, r.model_kind) for r in runs] == [(MODEL, "base"), (FT_MODEL, "fine_tuned")]
-    assert all(r.training_run == succeeded_run and r.dataset_version == version and r.split == "validation"
-               and r.status == "done" and r.total == 3 for r in runs)
+    assert all(
+        r.training_run == succeeded_run
+        and r.dataset_version == version
+        and r.split == "validation"
+        and r.status == "done"
+        and r.total == 3
+        for r in runs
+    )
 
     base_eval, ft_eval = runs
     page = client.get(reverse("admin:finetune_evalrun_change", args=[ft_eval.pk])).content.decode()
@@ -76,7 +98,9 @@ def test_evaluate_on_the_run_page_makes_two_linked_eval_runs_once(client, settin
     run_page = client.get(reverse("admin:finetune_trainingrun_change", args=[succeeded_run.pk])).content.decode()
     assert f"Eval run {ft_eval.pk}</a>: {FT_MODEL}" in run_page
 
-    card = model_version_promote(eval_run=ft_eval, user=manager, override_reason="three examples: pilot only").model_card
+    card = model_version_promote(
+        eval_run=ft_eval, user=manager, override_reason="three examples: pilot only"
+    ).model_card
     assert "unknown (no training run linked)" not in card
     assert f"Base model: {MODEL}; training run {succeeded_run.pk} (job `ftjob-lineage`)" in card
     assert "Hyperparameters: n_epochs=3, batch_size=auto, learning_rate_multiplier=0.5" in card
@@ -116,8 +140,9 @@ def test_evaluate_command_with_a_run_queues_both_and_prints_the_lineage(manager,
 
 def test_a_fine_tuned_model_or_checkpoint_evaluated_by_name_is_linked_to_its_run(manager, version, succeeded_run):
     checkpoint_model = f"{FT_MODEL}:ckpt-step-20"
-    RunCheckpoint.objects.create(run=succeeded_run, remote_id="ftckpt-1", step=20,
-                                 fine_tuned_model_checkpoint=checkpoint_model)
+    RunCheckpoint.objects.create(
+        run=succeeded_run, remote_id="ftckpt-1", step=20, fine_tuned_model_checkpoint=checkpoint_model
+    )
     out = StringIO()
     call_command("evaluate", checkpoint_model, str(version.pk), "--kind", "checkpoint", stdout=out)
     run = EvalRun.objects.get()

@@ -1,4 +1,5 @@
 """ft_doctor and the run commands (launch_run, sync_runs) against the stand-in API."""
+
 import io
 
 import openai
@@ -36,7 +37,8 @@ def _launched(version, base_model, manager, run_worker, capture):
 
 
 def test_doctor_reports_orphans_gone_jobs_and_mismatches_and_fix_adopts_ours(
-        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     healthy = _launched(version, base_model, manager, run_worker, django_capture_on_commit_callbacks)
     ft_api.fine_tuning.jobs[healthy.job_id]["status"] = "running"  # moved on since our last sync
 
@@ -45,8 +47,9 @@ def test_doctor_reports_orphans_gone_jobs_and_mismatches_and_fix_adopts_ours(
         # its worker made the job, then died (a second run of the same settings, confirmed)
         lost = training_run_launch(run=lost, user=manager, allow_duplicate=True, duplicate_reason="test of the doctor")
     client = openai.OpenAI(api_key="sk-test", base_url=ft_api.base_url)
-    lost_job = client.fine_tuning.jobs.create(model=base_model.name, training_file=healthy.training_file_id,
-                                              metadata=lost.metadata)
+    lost_job = client.fine_tuning.jobs.create(
+        model=base_model.name, training_file=healthy.training_file_id, metadata=lost.metadata
+    )
     foreign = client.fine_tuning.jobs.create(model=base_model.name, training_file=healthy.training_file_id)
     gone = training_run_create(dataset_version=version, base_model=base_model, user=manager, provider="openai")
     TrainingRun.objects.filter(pk=gone.pk).update(job_id="ftjob-deleted", status="running")
@@ -68,20 +71,23 @@ def test_doctor_reports_orphans_gone_jobs_and_mismatches_and_fix_adopts_ours(
     assert len(ft_api.calls_to("POST", "/fine_tuning/jobs")) == jobs_before
 
 
-def test_doctor_flags_a_second_job_for_a_run(ft_api, version, base_model, manager, run_worker,
-                                             django_capture_on_commit_callbacks):
+def test_doctor_flags_a_second_job_for_a_run(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     run = _launched(version, base_model, manager, run_worker, django_capture_on_commit_callbacks)
     client = openai.OpenAI(api_key="sk-test", base_url=ft_api.base_url)
-    duplicate = client.fine_tuning.jobs.create(model=base_model.name, training_file=run.training_file_id,
-                                               metadata=run.metadata)
+    duplicate = client.fine_tuning.jobs.create(
+        model=base_model.name, training_file=run.training_file_id, metadata=run.metadata
+    )
     report = _doctor_with_problems("--fix", problems=1)
     assert f"ORPHAN {duplicate.id}" in report and f"a second job for run {run.pk}" in report
     run.refresh_from_db()
     assert run.job_id != duplicate.id
 
 
-def test_doctor_exits_0_with_no_problems_only(ft_api, version, base_model, manager, run_worker,
-                                               django_capture_on_commit_callbacks):
+def test_doctor_exits_0_with_no_problems_only(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     run = _launched(version, base_model, manager, run_worker, django_capture_on_commit_callbacks)
     report = _call("ft_doctor")
     assert f"{run.job_id}" in report and report.splitlines()[-1] == "no problems"
@@ -92,8 +98,17 @@ def test_doctor_exits_0_with_no_problems_only(ft_api, version, base_model, manag
 
 def test_launch_run_and_sync_runs_commands(ft_api, version, base_model, run_worker, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        out = _call("launch_run", f"{version.dataset.name}:v{version.number}", base_model.name, "--provider", "openai", "--n-epochs", "2",
-                    "--budget", "10")
+        out = _call(
+            "launch_run",
+            f"{version.dataset.name}:v{version.number}",
+            base_model.name,
+            "--provider",
+            "openai",
+            "--n-epochs",
+            "2",
+            "--budget",
+            "10",
+        )
     assert "estimated 20000 billed tokens, $0.0600 (budget $10.00)" in out and "launched (openai)" in out
     run_worker("openai")
     run = TrainingRun.objects.get()
@@ -112,7 +127,9 @@ def test_launch_run_refuses_over_budget_or_failing_gates_without_a_reason(ft_api
     with pytest.raises(CommandError, match="dataset gates fail: only 4 rows"):
         _call("launch_run", str(failing.pk), base_model.name, "--provider", "openai")
     with pytest.raises(CommandError, match="over the budget"):
-        _call("launch_run", str(make_dataset_version().pk), base_model.name, "--provider", "openai", "--budget", "0.001")
+        _call(
+            "launch_run", str(make_dataset_version().pk), base_model.name, "--provider", "openai", "--budget", "0.001"
+        )
     assert not TrainingRun.objects.exclude(status="draft").exists()
     assert not ft_api.calls_to("POST", "/fine_tuning/jobs")
 
@@ -122,8 +139,11 @@ def test_launch_run_takes_the_version_as_every_command_does(ft_api, base_model):
     _call("launch_run", "plates@1", base_model.name, "--provider", "dryrun")
     _call("launch_run", str(version.pk), base_model.name, "--provider", "dryrun")
     assert TrainingRun.objects.filter(dataset_version=version).count() == 2
-    with pytest.raises(CommandError, match=r"No dataset version 'plates:v2': give NAME:vN .*, NAME@N or the version id\. "
-                                           rf"Versions of 'plates': plates:v1 \(id {version.pk}\)\."):
+    with pytest.raises(
+        CommandError,
+        match=r"No dataset version 'plates:v2': give NAME:vN .*, NAME@N or the version id\. "
+        rf"Versions of 'plates': plates:v1 \(id {version.pk}\)\.",
+    ):
         _call("launch_run", "plates:v2", base_model.name, "--provider", "dryrun")
     with pytest.raises(CommandError, match=rf"No base model 'gpt-9': give one of .*{base_model.name}"):
         _call("launch_run", "plates:v1", "gpt-9", "--provider", "dryrun")

@@ -1,5 +1,6 @@
 """Continuity: past a shutdown date the task's fallback answers (and says why); launches past the jobs-end date are
 refused; the admin index and the registry warn about an active model that shuts down soon, with candidates."""
+
 import base64
 import datetime
 import json
@@ -50,8 +51,17 @@ def standin(settings):
 
     def answer(body):
         if body["model"] in failing:
-            return Response(503, {"error": {"message": "The server is overloaded.", "type": "server_error",
-                                            "code": "server_overloaded"}}, headers={"retry-after-ms": "1"})
+            return Response(
+                503,
+                {
+                    "error": {
+                        "message": "The server is overloaded.",
+                        "type": "server_error",
+                        "code": "server_overloaded",
+                    }
+                },
+                headers={"retry-after-ms": "1"},
+            )
         minutes = 20.0 if body["model"].startswith("ft:") else 5.0
         return json.dumps(technology_target(part_number(body), minutes=minutes))
 
@@ -64,8 +74,11 @@ def standin(settings):
 
 def _promote_fine_tuned(manager):
     version = make_plan_dataset_version(n_validation=3, n_train=0)
-    model_version_promote(eval_run=make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned"), user=manager,
-                          override_reason="lifecycle test on a small evaluation set")
+    model_version_promote(
+        eval_run=make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned"),
+        user=manager,
+        override_reason="lifecycle test on a small evaluation set",
+    )
     return version
 
 
@@ -73,7 +86,9 @@ def _basic(user):
     return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{user.username}:{PASSWORD}".encode()).decode()}
 
 
-def test_past_the_shutdown_date_the_fallback_answers_and_the_reason_is_recorded(client, manager, models, standin, settings):
+def test_past_the_shutdown_date_the_fallback_answers_and_the_reason_is_recorded(
+    client, manager, models, standin, settings
+):
     version = _promote_fine_tuned(manager)
     task = version.dataset.task
     TaskFallback.objects.create(task=task, model_name=FALLBACK, provider="openai")
@@ -87,16 +102,18 @@ def test_past_the_shutdown_date_the_fallback_answers_and_the_reason_is_recorded(
     after = estimate_create(drawing=drawing, task=task, user=manager)
     assert after.answered_by == "fallback" and after.model_name == FALLBACK and after.provider == "openai"
     assert after.error == "" and after.output["operations"][0]["machine_time_min_per_piece"] == 5.0
-    assert after.fallback_reason == (f"The active model {FT_MODEL} stopped serving on 2027-01-14 "
-                                     "(the shutdown date of its base gpt-4o-2024-08-06).")
+    assert after.fallback_reason == (
+        f"The active model {FT_MODEL} stopped serving on 2027-01-14 (the shutdown date of its base gpt-4o-2024-08-06)."
+    )
     # The gone model is not called: it would only fail.
     assert [c.json()["model"] for c in standin.calls_to("POST", "/chat/completions")] == [FT_MODEL, FALLBACK]
     # A base model gets the task's full prompt, not the compact one the fine-tuned model learnt.
     assert standin.calls_to("POST", "/chat/completions")[-1].json()["messages"][0]["content"] == task.system_prompt
 
     # The API answer and the admin page say who answered and why.
-    response = client.post("/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json",
-                           **_basic(manager))
+    response = client.post(
+        "/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json", **_basic(manager)
+    )
     assert response.status_code == 201, response.content
     data = response.json()
     assert data["answered_by"] == "fallback" and data["model"] == FALLBACK
@@ -106,7 +123,10 @@ def test_past_the_shutdown_date_the_fallback_answers_and_the_reason_is_recorded(
     assert "Fallback model" in page and "stopped serving on 2027-01-14" in page
     out = StringIO()
     call_command("estimate", "GONE-1", "--task", task.slug, "--user", manager.username, stdout=out)
-    assert f"by {FALLBACK}" in out.getvalue() and "answered by the task's fallback model: The active model" in out.getvalue()
+    assert (
+        f"by {FALLBACK}" in out.getvalue()
+        and "answered by the task's fallback model: The active model" in out.getvalue()
+    )
 
 
 def test_past_the_shutdown_date_without_a_fallback_is_a_clear_error(client, manager, models, standin, settings):
@@ -115,8 +135,9 @@ def test_past_the_shutdown_date_without_a_fallback_is_a_clear_error(client, mana
     drawing = make_drawing(part_number="GONE-2")
     with pytest.raises(EstimateError, match=r"stopped serving on 2027-01-14.*has no fallback model"):
         estimate_create(drawing=drawing, task=version.dataset.task, user=manager)
-    response = client.post("/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json",
-                           **_basic(manager))
+    response = client.post(
+        "/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json", **_basic(manager)
+    )
     assert response.status_code == 409 and "no fallback model" in response.json()["error"]
     # A fallback that died with it is no fallback either.
     TaskFallback.objects.create(task=version.dataset.task, model_name="gpt-4o-mini-2024-07-18", provider="openai")
@@ -161,8 +182,9 @@ def test_no_active_model_but_a_fallback_answers_with_the_reason(manager, models,
 
 
 def test_launch_is_refused_after_the_jobs_end_date_with_the_reason(client, manager, settings):
-    gpt4o = make_base_model("gpt-4o-2024-08-06", price="25", jobs_end_date=datetime.date(2027, 1, 6),
-                            shutdown_date=SHUTDOWN)
+    gpt4o = make_base_model(
+        "gpt-4o-2024-08-06", price="25", jobs_end_date=datetime.date(2027, 1, 6), shutdown_date=SHUTDOWN
+    )
     run = training_run_create(dataset_version=make_dataset_version(), base_model=gpt4o, user=manager, provider="openai")
     client.force_login(manager)
     launch_url = reverse("admin:finetune_trainingrun_launch", args=[run.pk])
@@ -181,7 +203,10 @@ def test_launch_is_refused_after_the_jobs_end_date_with_the_reason(client, manag
     assert run.status == "draft"
     # The dry run writes files and calls nothing: still allowed, for rehearsals.
     dry = training_run_create(dataset_version=run.dataset_version, base_model=gpt4o, user=manager, provider="dryrun")
-    assert "cannot be launched" not in client.get(reverse("admin:finetune_trainingrun_launch", args=[dry.pk])).content.decode()
+    assert (
+        "cannot be launched"
+        not in client.get(reverse("admin:finetune_trainingrun_launch", args=[dry.pk])).content.decode()
+    )
 
 
 def test_index_and_registry_warn_with_the_date_and_the_candidates_already_evaluated(client, manager, models, settings):
@@ -198,8 +223,8 @@ def test_index_and_registry_warn_with_the_date_and_the_candidates_already_evalua
     settings.GESTIMA_TODAY = "2026-12-20"
     for name, url in pages.items():
         page = client.get(url).content.decode()
-        box = page[page.index('id="lifecycle-warnings"'):]
-        box = box[:box.index("</table>")]
+        box = page[page.index('id="lifecycle-warnings"') :]
+        box = box[: box.index("</table>")]
         assert FT_MODEL in box and "stops serving on <strong>2027-01-14</strong> (in 25 days)" in box, name
         assert "the shutdown date of its base gpt-4o-2024-08-06" in box
         assert "No fallback model is set" in box
@@ -207,13 +232,17 @@ def test_index_and_registry_warn_with_the_date_and_the_candidates_already_evalua
         assert "gpt-4o-mini-2024-07-18" not in box, name
     assert eval_run_mape(nano) == pytest.approx(0.2)
     registry = client.get(pages["registry"]).content.decode()
-    assert "2027-01-14" in registry and "fine-tuned from gpt-4o-2024-08-06, which stops serving on 2027-01-14" in registry
+    assert (
+        "2027-01-14" in registry and "fine-tuned from gpt-4o-2024-08-06, which stops serving on 2027-01-14" in registry
+    )
 
     # Promoting a model that dies on the same day says so on the confirmation page; the candidate's does not.
     mini = EvalRun.objects.get(model_name="gpt-4o-mini-2024-07-18")
     promote = client.get(reverse("admin:finetune_evalrun_promote", args=[mini.pk])).content.decode()
-    assert "⚠ gpt-4o-mini-2024-07-18: no new fine-tuning jobs after 2027-01-06 (in 17 days); " \
-           "stops serving on 2027-01-14 (in 25 days)" in promote
+    assert (
+        "⚠ gpt-4o-mini-2024-07-18: no new fine-tuning jobs after 2027-01-06 (in 17 days); "
+        "stops serving on 2027-01-14 (in 25 days)" in promote
+    )
     promote = client.get(reverse("admin:finetune_evalrun_promote", args=[nano.pk])).content.decode()
     assert "stops serving" not in promote
 
@@ -237,17 +266,26 @@ def test_the_registry_and_fallback_lists_show_serves_until_without_a_query_per_r
     for n, slug in enumerate(("technology_builder", "support_reply", "code_fix"), start=1):
         task = make_task(slug, promotion_policy={"min_examples": 1})
         version = make_plan_dataset_version(task=task, n_validation=3, n_train=0)
-        model_version_promote(eval_run=make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned"),
-                              user=manager, override_reason="lifecycle list test")
+        model_version_promote(
+            eval_run=make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned"),
+            user=manager,
+            override_reason="lifecycle list test",
+        )
         TaskFallback.objects.create(task=task, model_name=FALLBACK, provider="openai")
         if n == 2:
             continue
-        for name, url in (("registry", "/admin/finetune/modelversion/"), ("fallbacks", "/admin/finetune/taskfallback/")):
+        for name, url in (
+            ("registry", "/admin/finetune/modelversion/"),
+            ("fallbacks", "/admin/finetune/taskfallback/"),
+        ):
             client.get(url)  # warm: per-process caches fill on a first visit
             with CaptureQueriesContext(connection) as queries:
                 page = client.get(url).content.decode()
             counts[name].append(len(queries.captured_queries))
-            shown = 'class="field-serves_until">2027-01-14<' if name == "registry" \
+            shown = (
+                'class="field-serves_until">2027-01-14<'
+                if name == "registry"
                 else 'class="field-serves_until">no shutdown date known'
+            )
             assert page.count(shown) == n, name
     assert counts["registry"][0] == counts["registry"][1] and counts["fallbacks"][0] == counts["fallbacks"][1], counts

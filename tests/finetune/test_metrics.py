@@ -1,4 +1,5 @@
 """Metric values against hand-computed ones (finetune/metrics.py is pure: no database)."""
+
 import pytest
 
 from curation.task_presets import TECHNOLOGY_BUILDER
@@ -12,15 +13,23 @@ SETUP = "operations[].setup_min"
 def plan(turning, milling=None, *, material="C45", setup=30.0, machines=("NZX 2000", "DMU 50")):
     ops = [{"machine": "NZX 2000", "operation": "turning", "machine_time_min_per_piece": turning, "setup_min": setup}]
     if milling is not None:
-        ops.append({"machine": "DMU 50", "operation": "milling", "machine_time_min_per_piece": milling, "setup_min": setup})
+        ops.append(
+            {"machine": "DMU 50", "operation": "milling", "machine_time_min_per_piece": milling, "setup_min": setup}
+        )
     return {"part_number": "X", "material": material, "machines": list(machines), "operations": ops}
 
 
 def rec(i, target, output, *, error_kind="", schema_valid=None, industry="automotive"):
     valid = output is not None
-    return {"id": i, "target": target, "output": output, "json_valid": valid,
-            "schema_valid": valid if schema_valid is None else schema_valid, "error_kind": error_kind,
-            "tags": {"industry": industry, "material": target["material"], "machine": target["machines"]}}
+    return {
+        "id": i,
+        "target": target,
+        "output": output,
+        "json_valid": valid,
+        "schema_valid": valid if schema_valid is None else schema_valid,
+        "error_kind": error_kind,
+        "tags": {"industry": industry, "material": target["material"], "machine": target["machines"]},
+    }
 
 
 def run_a():
@@ -70,7 +79,10 @@ def test_bootstrap_intervals_are_deterministic_and_bracket_the_estimate():
     assert ci[0] <= m1["numeric"][MT]["mape"]["value"] <= ci[1]
     assert ci[0] < ci[1]
     # Identical examples: no spread at all.
-    assert bootstrap_ci([[0.1], [0.1], [0.1]], lambda s: sum(x[0] for x in s) / len(s), n_boot=50) == [pytest.approx(0.1)] * 2
+    assert (
+        bootstrap_ci([[0.1], [0.1], [0.1]], lambda s: sum(x[0] for x in s) / len(s), n_boot=50)
+        == [pytest.approx(0.1)] * 2
+    )
     assert quantile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
     assert quantile([0.0, 10.0], 0.025) == pytest.approx(0.25)
 
@@ -115,15 +127,28 @@ def test_fast_pooled_interval_equals_the_generic_bootstrap():
 def test_one_presentation_of_metrics_for_admin_commands_and_model_card():
     from finetune.metrics import metric_rows, pct_with_ci
 
-    metrics = {"json_validity": {"value": 0.985, "ci": [0.96, 1.0], "n": 200},
-               "schema_validity": {"value": None},
-               "numeric": {"operations[].setup_min": {"mape": {"value": 0.1234, "ci": None}, "mdape": {"value": 0.1},
-                                                       "bias": {"value": -0.02, "ci": [-0.05, 0.01]}, "n_values": 40}},
-               "categorical": {"material": {"accuracy": {"value": 1.0, "ci": [1.0, 1.0]}, "n": 20}}}
+    metrics = {
+        "json_validity": {"value": 0.985, "ci": [0.96, 1.0], "n": 200},
+        "schema_validity": {"value": None},
+        "numeric": {
+            "operations[].setup_min": {
+                "mape": {"value": 0.1234, "ci": None},
+                "mdape": {"value": 0.1},
+                "bias": {"value": -0.02, "ci": [-0.05, 0.01]},
+                "n_values": 40,
+            }
+        },
+        "categorical": {"material": {"accuracy": {"value": 1.0, "ci": [1.0, 1.0]}, "n": 20}},
+    }
     rows = metric_rows(metrics)
     assert [(name, subject, n) for name, subject, _, n in rows] == [
-        ("JSON validity", "", 200), ("Schema validity", "", None), ("MAPE", "operations[].setup_min", 40),
-        ("Median APE", "operations[].setup_min", 40), ("Bias", "operations[].setup_min", 40), ("Exact match", "material", 20)]
+        ("JSON validity", "", 200),
+        ("Schema validity", "", None),
+        ("MAPE", "operations[].setup_min", 40),
+        ("Median APE", "operations[].setup_min", 40),
+        ("Bias", "operations[].setup_min", 40),
+        ("Exact match", "material", 20),
+    ]
     assert pct_with_ci(rows[0][2]) == "98.5 % (95 % CI 96.0 %–100.0 %)"
     assert pct_with_ci(rows[1][2], missing="—") == "—"
     assert pct_with_ci(rows[2][2]) == "12.3 %"  # no interval (e.g. a single value)

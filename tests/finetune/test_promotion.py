@@ -1,11 +1,16 @@
 """Promotion by the task's policy, overrides with a reason, the registry's one active model, Manager only."""
+
 import pytest
 from django.core.exceptions import PermissionDenied
 
 from finetune.models import ModelVersion
 from finetune.services.comparison import eval_runs_compare
-from finetune.services.promotion import (PromotionRefused, model_version_activate, model_version_active,
-                                         model_version_promote)
+from finetune.services.promotion import (
+    PromotionRefused,
+    model_version_activate,
+    model_version_active,
+    model_version_promote,
+)
 from tests.factories import make_user
 from tests.finetune.evalkit import FT_MODEL, MODEL, make_plan_dataset_version, make_done_eval_run
 
@@ -40,7 +45,9 @@ def test_an_override_reason_promotes_anyway_and_is_recorded(manager, version):
     mv = model_version_promote(eval_run=run, user=manager, override_reason="Customer pilot, times checked by hand")
     assert mv.is_active and not mv.policy_passed
     assert mv.override_reason == "Customer pilot, times checked by hand"
-    assert {c["name"] for c in mv.report["checks"] if not c["passed"]} == {"max_mape", "min_json_validity"}, mv.report["checks"]
+    assert {c["name"] for c in mv.report["checks"] if not c["passed"]} == {"max_mape", "min_json_validity"}, mv.report[
+        "checks"
+    ]
     assert "**Overridden**: Customer pilot" in mv.model_card
     assert version.content_hash in mv.model_card and "95 % CI" in mv.model_card
     assert mv.report["dataset_version"]["content_hash"] == version.content_hash
@@ -79,11 +86,15 @@ def test_worse_than_the_active_model_beyond_the_interval_is_refused(manager, ver
 def test_a_difference_inside_the_interval_is_not_worse(manager, version):
     model_version_promote(eval_run=make_done_eval_run(version, factor=1.02), user=manager)
     # Better on some examples, worse on others: the interval of the difference spans 0.
-    candidate = make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned",
-                                   factor=lambda pos: 1.06 if pos % 2 else 1.0)
+    candidate = make_done_eval_run(
+        version, model_name=FT_MODEL, kind="fine_tuned", factor=lambda pos: 1.06 if pos % 2 else 1.0
+    )
     mv = model_version_promote(eval_run=candidate, user=manager)
     check = next(c for c in mv.report["checks"] if c["name"] == "not_worse_than_active")
-    assert check["passed"] and mv.report["comparison"]["numeric"][MT]["ci"][0] < 0 < mv.report["comparison"]["numeric"][MT]["ci"][1]
+    assert (
+        check["passed"]
+        and mv.report["comparison"]["numeric"][MT]["ci"][0] < 0 < mv.report["comparison"]["numeric"][MT]["ci"][1]
+    )
 
 
 def test_reviewers_cannot_promote_or_switch_models(roles, version):
@@ -172,9 +183,15 @@ def test_model_card_names_the_training_run_and_its_hyperparameters(manager, vers
     from tests.finetune.evalkit import make_priced_base_model
 
     base = make_priced_base_model()
-    training_run = TrainingRun.objects.create(dataset_version=version, base_model=base, provider="openai",
-                                              n_epochs="3", learning_rate_multiplier="0.5", job_id="ftjob-abc",
-                                              fine_tuned_model=FT_MODEL)
+    training_run = TrainingRun.objects.create(
+        dataset_version=version,
+        base_model=base,
+        provider="openai",
+        n_epochs="3",
+        learning_rate_multiplier="0.5",
+        job_id="ftjob-abc",
+        fine_tuned_model=FT_MODEL,
+    )
     run = make_done_eval_run(version, model_name=FT_MODEL, kind="fine_tuned", factor=1.05)
     run.training_run = training_run
     run.save(update_fields=["training_run"])
@@ -207,8 +224,9 @@ def test_the_worst_and_the_largest_differences_show_each_drawing_at_one_query_pe
             page = client.get(f"/admin/finetune/evalrun/{a.pk}/change/").content.decode()
         with CaptureQueriesContext(connection) as compare_queries:
             compare = client.get(f"/admin/finetune/evalrun/compare/{a.pk}/{b.pk}/").content.decode()
-        first_pages = {p.pk for p in DrawingPage.objects.filter(drawing__examples__memberships__version=small,
-                                                                number=1)}
+        first_pages = {
+            p.pk for p in DrawingPage.objects.filter(drawing__examples__memberships__version=small, number=1)
+        }
         for html in (page, compare):
             shown = {int(pk) for pk in re.findall(r"/page/(\d+)/image/\?size=thumb", html)}
             assert shown and shown <= first_pages

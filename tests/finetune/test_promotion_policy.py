@@ -1,5 +1,6 @@
 """The promotion policy refuses numbers too thin to trust: too few examples, too wide an interval, or
 examples the model trained on ("leaks training data"); an override still needs a recorded reason."""
+
 from io import StringIO
 
 import pytest
@@ -35,7 +36,8 @@ def test_a_perfect_eval_of_two_examples_does_not_promote(manager):
 def test_a_task_may_set_its_own_minimum(manager):
     version = make_plan_dataset_version(n_validation=2, n_train=0)
     Task.objects.filter(pk=version.dataset.task_id).update(
-        promotion_policy={"max_mape": 0.15, "min_json_validity": 0.98, "min_examples": 2})
+        promotion_policy={"max_mape": 0.15, "min_json_validity": 0.98, "min_examples": 2}
+    )
     run = make_done_eval_run(version, factor=1.0)
     assert model_version_promote(eval_run=run, user=manager).policy_passed
 
@@ -87,10 +89,20 @@ def test_examples_the_linked_run_trained_on_leak_even_from_another_version(clien
     # A later version whose validation split holds the same examples the run learnt from.
     later = make_plan_dataset_version(n_validation=0, n_train=0)
     for member in trained_on.members.all():
-        later.members.create(example=member.example, split="validation", position=member.position,
-                             messages=member.messages, target=member.target)
-    training_run = TrainingRun.objects.create(dataset_version=trained_on, base_model=make_priced_base_model(),
-                                              provider="openai", status="succeeded", fine_tuned_model=FT_MODEL)
+        later.members.create(
+            example=member.example,
+            split="validation",
+            position=member.position,
+            messages=member.messages,
+            target=member.target,
+        )
+    training_run = TrainingRun.objects.create(
+        dataset_version=trained_on,
+        base_model=make_priced_base_model(),
+        provider="openai",
+        status="succeeded",
+        fine_tuned_model=FT_MODEL,
+    )
     run = make_done_eval_run(later, model_name=FT_MODEL, kind="fine_tuned", training_run=training_run)
     with pytest.raises(PromotionRefused, match=f"20 of the evaluated examples were in the train split of {trained_on}"):
         model_version_promote(eval_run=run, user=manager)

@@ -1,4 +1,5 @@
 """The OpenAI and Azure providers through the real SDK against the stand-in: retries, errors, pagination, results."""
+
 import base64
 import time
 from pathlib import Path
@@ -26,8 +27,12 @@ def training_file(provider, tmp_path):
 
 
 def _create(provider, training_file, run_id="7"):
-    return provider.create_job(model="gpt-4o-mini-2024-07-18", training_file=training_file,
-                               hyperparameters={"n_epochs": "auto"}, metadata={"gestima_run_id": run_id})
+    return provider.create_job(
+        model="gpt-4o-mini-2024-07-18",
+        training_file=training_file,
+        hyperparameters={"n_epochs": "auto"},
+        metadata={"gestima_run_id": run_id},
+    )
 
 
 def test_rate_limit_is_retried_honouring_retry_after(provider, ft_api, training_file, settings):
@@ -107,7 +112,11 @@ def test_events_page_with_after_and_stop_at_known_ones(provider, ft_api, trainin
 
 def test_result_file_is_read_plain_or_base64():
     csv_text = "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,1.5,0.6,,\n2,1.2,0.7,1.3,0.65\n"
-    for content in (csv_text.encode(), base64.b64encode(csv_text.encode()), base64.b64encode(csv_text.encode()).decode()):
+    for content in (
+        csv_text.encode(),
+        base64.b64encode(csv_text.encode()),
+        base64.b64encode(csv_text.encode()).decode(),
+    ):
         rows = result_csv_rows(content)
         assert [r["step"] for r in rows] == [1.0, 2.0]
         assert rows[0]["valid_loss"] is None and rows[1]["valid_mean_token_accuracy"] == 0.65
@@ -134,8 +143,9 @@ def test_azure_provider_uses_the_azure_client(ft_api, settings, tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text('{"messages": []}\n')
     file_id = provider.upload_file(path=path).id
-    job = provider.create_job(model="gpt-4o-mini-2024-07-18", training_file=file_id, hyperparameters={},
-                              metadata={"gestima_run_id": "1"})
+    job = provider.create_job(
+        model="gpt-4o-mini-2024-07-18", training_file=file_id, hyperparameters={}, metadata={"gestima_run_id": "1"}
+    )
     assert provider.retrieve_job(job.id).id == job.id
     call = ft_api.calls_to("POST", "/openai/fine_tuning/jobs")[0]
     assert call.headers.get("api-key") == "azure-test-key"

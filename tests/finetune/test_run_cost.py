@@ -1,5 +1,6 @@
 """One training-cost figure: the dataset page, the launch confirmation and the budget guard agree, and a
 model that cannot fine-tune on images is refused for a dataset with images (with the reason)."""
+
 import re
 from decimal import Decimal
 
@@ -39,7 +40,7 @@ def _dataset_page_cost(client, version, model_name) -> str:
 
 def _confirmation_cost(client, run) -> str:
     page = client.get(reverse("admin:finetune_trainingrun_launch", args=[run.pk])).content.decode()
-    return re.search(r'Estimated cost vs budget</th>\s*<td><strong[^>]*>\$([0-9.]+)</strong>', page).group(1), page
+    return re.search(r"Estimated cost vs budget</th>\s*<td><strong[^>]*>\$([0-9.]+)</strong>", page).group(1), page
 
 
 def test_the_confirmation_shows_the_dataset_pages_cost_for_the_same_model(client, manager, image_version):
@@ -59,8 +60,9 @@ def test_the_budget_guard_uses_the_same_figure(client, manager, image_version):
     mini = BaseModel.objects.get(name=MINI_41)
     figure = Decimal(image_version.cost_estimates[MINI_41]["usd"])
     just_below = figure - Decimal("0.01")
-    run = training_run_create(dataset_version=image_version, base_model=mini, user=manager, provider="dryrun",
-                              budget_usd=just_below)
+    run = training_run_create(
+        dataset_version=image_version, base_model=mini, user=manager, provider="dryrun", budget_usd=just_below
+    )
     with pytest.raises(TrainingRunError, match=rf"estimated cost \${figure} is over the budget"):
         training_run_launch(run=run, user=manager)
 
@@ -74,8 +76,11 @@ def test_a_text_only_model_is_refused_for_an_image_dataset_even_with_an_override
     assert "This run cannot be launched" in page and "does not take images for fine-tuning" in page
     assert "Yes, launch" not in page and 'name="override_reason"' not in page
 
-    response = client.post(reverse("admin:finetune_trainingrun_launch", args=[run.pk]),
-                           {"override": "1", "override_reason": "try anyway"}, follow=True)
+    response = client.post(
+        reverse("admin:finetune_trainingrun_launch", args=[run.pk]),
+        {"override": "1", "override_reason": "try anyway"},
+        follow=True,
+    )
     assert "does not take images for fine-tuning" in response.content.decode()
     with pytest.raises(TrainingRunError, match="does not take images"):
         training_run_launch(run=run, user=manager, override_reason="try anyway")
@@ -85,7 +90,11 @@ def test_a_text_only_model_is_refused_for_an_image_dataset_even_with_an_override
 
 def test_a_model_added_after_the_build_is_counted_from_the_members(manager, image_version):
     nano = BaseModel.objects.get(name="gpt-4.1-nano-2025-04-14")
-    later = BaseModel.objects.create(name="gpt-4.1-nano-later", training_price_per_1m=nano.training_price_per_1m,
-                                     image_tokens=nano.image_tokens, patch_multiplier=nano.patch_multiplier)
+    later = BaseModel.objects.create(
+        name="gpt-4.1-nano-later",
+        training_price_per_1m=nano.training_price_per_1m,
+        image_tokens=nano.image_tokens,
+        patch_multiplier=nano.patch_multiplier,
+    )
     run = training_run_create(dataset_version=image_version, base_model=later, user=manager, provider="dryrun")
     assert run.estimated_cost_usd == Decimal(image_version.cost_estimates[nano.name]["usd"])

@@ -1,4 +1,5 @@
 """Training runs end to end: the real SDK over HTTP to the stand-in, a real RQ worker, the services' rules."""
+
 from decimal import Decimal
 
 import pytest
@@ -24,8 +25,9 @@ def _create(version, base_model, manager, **kwargs):
     return training_run_create(dataset_version=version, base_model=base_model, user=manager, **kwargs)
 
 
-def test_full_run_reaches_succeeded_with_metrics_checkpoints_and_a_model(ft_api, version, base_model, manager, run_worker,
-                                                                         django_capture_on_commit_callbacks):
+def test_full_run_reaches_succeeded_with_metrics_checkpoints_and_a_model(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     run = _create(version, base_model, manager, n_epochs=2, suffix="drawings")
     assert run.status == "draft"
     assert run.estimated_cost_usd == Decimal("0.0600")  # 10 x 1000 tokens x 2 epochs x $3/1M
@@ -37,8 +39,10 @@ def test_full_run_reaches_succeeded_with_metrics_checkpoints_and_a_model(ft_api,
     body = created[0].json()
     assert body["metadata"]["gestima_run_id"] == str(run.pk)
     assert body["metadata"]["gestima_dataset_hash"] == version.content_hash
-    assert body["method"] == {"type": "supervised", "supervised": {"hyperparameters": {
-        "n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": "auto"}}}
+    assert body["method"] == {
+        "type": "supervised",
+        "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": "auto"}},
+    }
     assert body["suffix"] == "drawings"
 
     run = _sync_until_done(run)
@@ -46,7 +50,14 @@ def test_full_run_reaches_succeeded_with_metrics_checkpoints_and_a_model(ft_api,
     assert run.fine_tuned_model.startswith("ft:gpt-4o-mini-2024-07-18:standin:drawings")
     assert run.trained_tokens == 123_456
     assert run.actual_cost_usd == Decimal("0.3704")
-    assert [t["status"] for t in run.timeline] == ["draft", "uploading", "validating_files", "queued", "running", "succeeded"]
+    assert [t["status"] for t in run.timeline] == [
+        "draft",
+        "uploading",
+        "validating_files",
+        "queued",
+        "running",
+        "succeeded",
+    ]
     # Metrics from events and from the (base64) result CSV, merged per step.
     steps = list(RunMetric.objects.filter(run=run).order_by("step"))
     assert [m.step for m in steps] == [1, 2, 3, 4, 5, 6]
@@ -61,8 +72,9 @@ def test_full_run_reaches_succeeded_with_metrics_checkpoints_and_a_model(ft_api,
     assert run.sync_error == ""
 
 
-def test_a_second_launch_and_a_second_worker_make_no_second_job(ft_api, version, base_model, manager, run_worker,
-                                                                django_capture_on_commit_callbacks):
+def test_a_second_launch_and_a_second_worker_make_no_second_job(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     run = _create(version, base_model, manager)
     run = _launch(run, manager, run_worker, django_capture_on_commit_callbacks)
     with pytest.raises(TrainingRunError, match="already launched"):
@@ -73,8 +85,9 @@ def test_a_second_launch_and_a_second_worker_make_no_second_job(ft_api, version,
     assert len(ft_api.calls_to("POST", FILES)) == 2  # train + validation, once
 
 
-def test_quota_failure_then_relaunch_does_not_upload_again(ft_api, version, base_model, manager, run_worker,
-                                                           django_capture_on_commit_callbacks):
+def test_quota_failure_then_relaunch_does_not_upload_again(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     message = "Cost of job $126.09, Quota remaining: $3.65"
     ft_api.fine_tuning.fail_jobs_with = ("exceeded_quota", message)
     run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
@@ -93,18 +106,21 @@ def test_quota_failure_then_relaunch_does_not_upload_again(ft_api, version, base
     assert _sync_until_done(again).status == "succeeded"
 
 
-def test_a_new_run_on_the_same_version_reuses_the_uploaded_files(ft_api, version, base_model, manager, run_worker,
-                                                                 django_capture_on_commit_callbacks):
+def test_a_new_run_on_the_same_version_reuses_the_uploaded_files(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     first = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
-    second = _launch(_create(version, base_model, manager, n_epochs=4), manager, run_worker,
-                     django_capture_on_commit_callbacks)
+    second = _launch(
+        _create(version, base_model, manager, n_epochs=4), manager, run_worker, django_capture_on_commit_callbacks
+    )
     assert second.training_file_id == first.training_file_id
     assert len(ft_api.calls_to("POST", FILES)) == 2
     assert UploadedFile.objects.filter(dataset_version=version).count() == 2
 
 
-def test_insufficient_quota_on_create_is_not_retried_and_fails_clearly(ft_api, version, base_model, manager, run_worker,
-                                                                       django_capture_on_commit_callbacks):
+def test_insufficient_quota_on_create_is_not_retried_and_fails_clearly(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     ft_api.script("POST", JOBS, quota_error())
     run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
     assert run.status == "failed"
@@ -114,8 +130,9 @@ def test_insufficient_quota_on_create_is_not_retried_and_fails_clearly(ft_api, v
     assert run.job_id is None
 
 
-def test_rate_limits_are_retried_then_the_run_goes_on(ft_api, version, base_model, manager, run_worker,
-                                                      django_capture_on_commit_callbacks):
+def test_rate_limits_are_retried_then_the_run_goes_on(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     ft_api.script("POST", FILES, rate_limited("0"), rate_limited("0"))
     ft_api.script("POST", JOBS, rate_limited("0"))
     run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
@@ -125,7 +142,8 @@ def test_rate_limits_are_retried_then_the_run_goes_on(ft_api, version, base_mode
 
 
 def test_a_create_that_lands_but_answers_500_is_found_by_metadata_not_sent_twice(
-        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     ft_api.fine_tuning.create_lands_then_500 = 1
     run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
     assert run.job_id
@@ -133,8 +151,9 @@ def test_a_create_that_lands_but_answers_500_is_found_by_metadata_not_sent_twice
     assert len(ft_api.calls_to("POST", JOBS)) == 1
 
 
-def test_5xx_everywhere_keeps_the_run_waiting_and_the_next_sync_starts_it(ft_api, version, base_model, manager, run_worker,
-                                                                        django_capture_on_commit_callbacks, settings):
+def test_5xx_everywhere_keeps_the_run_waiting_and_the_next_sync_starts_it(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, settings
+):
     settings.OPENAI_MAX_ATTEMPTS = 2
     ft_api.script("POST", FILES, server_error(), server_error())
     run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
@@ -148,8 +167,9 @@ def test_5xx_everywhere_keeps_the_run_waiting_and_the_next_sync_starts_it(ft_api
     assert len(ft_api.fine_tuning.jobs) == 1
 
 
-def test_5xx_during_sync_keeps_the_state_and_notes_the_problem(ft_api, version, base_model, manager, run_worker,
-                                                               django_capture_on_commit_callbacks, settings):
+def test_5xx_during_sync_keeps_the_state_and_notes_the_problem(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, settings
+):
     settings.OPENAI_MAX_ATTEMPTS = 1
     run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
     ft_api.script("GET", JOBS + "/[^/]+", server_error())
@@ -160,10 +180,13 @@ def test_5xx_during_sync_keeps_the_state_and_notes_the_problem(ft_api, version, 
     assert run.status == "queued" and run.sync_error == ""
 
 
-def test_invalid_training_file_keeps_the_providers_message_whole(ft_api, version, base_model, manager, run_worker,
-                                                                 django_capture_on_commit_callbacks):
-    message = ("The job failed due to an invalid training file. Invalid file format. Line 3, message 2: "
-               "Unrecognized key 'contents'.")
+def test_invalid_training_file_keeps_the_providers_message_whole(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
+    message = (
+        "The job failed due to an invalid training file. Invalid file format. Line 3, message 2: "
+        "Unrecognized key 'contents'."
+    )
     ft_api.fine_tuning.fail_jobs_with = ("invalid_training_file", message)
     run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
     run = _sync_until_done(run)
@@ -173,8 +196,9 @@ def test_invalid_training_file_keeps_the_providers_message_whole(ft_api, version
     assert run.error_param == "training_file"
 
 
-def test_multipart_upload_above_the_threshold(ft_api, version, base_model, manager, run_worker,
-                                              django_capture_on_commit_callbacks, settings):
+def test_multipart_upload_above_the_threshold(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, settings
+):
     settings.OPENAI_UPLOAD_PART_THRESHOLD = 500
     settings.OPENAI_UPLOAD_PART_SIZE = 400
     run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
@@ -205,7 +229,8 @@ def test_cancel_cancels_remotely(ft_api, version, base_model, manager, run_worke
 
 
 def test_worker_killed_between_create_and_saving_the_id_is_adopted_by_the_next_sync(
-        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     import openai
 
     run = _create(version, base_model, manager)
@@ -226,8 +251,9 @@ def test_worker_killed_between_create_and_saving_the_id_is_adopted_by_the_next_s
     assert any(entry.get("note", "").startswith("adopted") for entry in run.timeline)
 
 
-def test_dry_run_writes_its_files_and_calls_nothing(version, base_model, manager, run_worker,
-                                                   django_capture_on_commit_callbacks, settings):
+def test_dry_run_writes_its_files_and_calls_nothing(
+    version, base_model, manager, run_worker, django_capture_on_commit_callbacks, settings
+):
     settings.OPENAI_API_KEY = ""
     settings.AZURE_OPENAI_API_KEY = ""
     run = training_run_create(dataset_version=version, base_model=base_model, user=manager)
@@ -245,7 +271,9 @@ def test_dry_run_writes_its_files_and_calls_nothing(version, base_model, manager
     assert first["messages"][-1]["role"] == "assistant"
 
 
-def test_launch_is_refused_on_failing_gates_or_budget_unless_overridden_with_a_reason(version, base_model, manager, settings):
+def test_launch_is_refused_on_failing_gates_or_budget_unless_overridden_with_a_reason(
+    version, base_model, manager, settings
+):
     settings.OPENAI_API_KEY = ""
     run = training_run_create(dataset_version=version, base_model=base_model, user=manager, budget_usd=Decimal("0.01"))
     with pytest.raises(TrainingRunError, match="over the budget"):
@@ -260,17 +288,20 @@ def test_launch_is_refused_on_failing_gates_or_budget_unless_overridden_with_a_r
 
 def test_reviewer_cannot_launch_cancel_or_relaunch(version, base_model, reviewer):
     run = training_run_create(dataset_version=version, base_model=base_model, user=reviewer, provider="dryrun")
-    for call in (lambda: training_run_launch(run=run, user=reviewer),
-                 lambda: training_run_cancel(run=run, user=reviewer),
-                 lambda: training_run_relaunch(run=run, user=reviewer)):
+    for call in (
+        lambda: training_run_launch(run=run, user=reviewer),
+        lambda: training_run_cancel(run=run, user=reviewer),
+        lambda: training_run_relaunch(run=run, user=reviewer),
+    ):
         with pytest.raises(PermissionDenied):
             call()
     run.refresh_from_db()
     assert run.status == "draft"
 
 
-def test_the_api_key_is_never_stored_on_rows_or_logged(ft_api, version, base_model, manager, run_worker,
-                                                       django_capture_on_commit_callbacks, caplog):
+def test_the_api_key_is_never_stored_on_rows_or_logged(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, caplog
+):
     import logging
 
     from django.core import serializers
@@ -285,8 +316,9 @@ def test_the_api_key_is_never_stored_on_rows_or_logged(ft_api, version, base_mod
     assert "sk-test-not-a-real-key" not in str(run.metadata)
 
 
-def test_dry_run_calls_no_api_even_when_one_is_configured(ft_api, version, base_model, manager, run_worker,
-                                                         django_capture_on_commit_callbacks):
+def test_dry_run_calls_no_api_even_when_one_is_configured(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     run = _create(version, base_model, manager, provider="dryrun")
     run = _launch(run, manager, run_worker, django_capture_on_commit_callbacks)
     assert run.status == "dry_run_complete"
@@ -296,7 +328,9 @@ def test_dry_run_calls_no_api_even_when_one_is_configured(ft_api, version, base_
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_managers_and_two_workers_at_once_make_one_job_on_postgresql(ft_api, version, base_model, manager, run_worker):
+def test_two_managers_and_two_workers_at_once_make_one_job_on_postgresql(
+    ft_api, version, base_model, manager, run_worker
+):
     """Row locks and conditional updates only mean something with real concurrency: PostgreSQL, threads."""
     import threading
 
@@ -339,8 +373,9 @@ def test_two_managers_and_two_workers_at_once_make_one_job_on_postgresql(ft_api,
     assert len(ft_api.calls_to("POST", JOBS)) == 1
 
 
-def test_an_unexpected_worker_error_ends_on_the_run(ft_api, version, base_model, manager, run_worker,
-                                                   django_capture_on_commit_callbacks, settings):
+def test_an_unexpected_worker_error_ends_on_the_run(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, settings
+):
     run = _create(version, base_model, manager)
     with django_capture_on_commit_callbacks(execute=True):
         run = training_run_launch(run=run, user=manager)
@@ -352,8 +387,9 @@ def test_an_unexpected_worker_error_ends_on_the_run(ft_api, version, base_model,
     assert run.job_id is None and not ft_api.fine_tuning.jobs
 
 
-def test_an_export_that_cannot_be_written_fails_the_run_with_the_reason(ft_api, version, base_model, manager, run_worker,
-                                                                       django_capture_on_commit_callbacks, settings, tmp_path):
+def test_an_export_that_cannot_be_written_fails_the_run_with_the_reason(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, settings, tmp_path
+):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     settings.RUNS_ROOT = blocker
@@ -363,8 +399,9 @@ def test_an_export_that_cannot_be_written_fails_the_run_with_the_reason(ft_api, 
     assert not ft_api.calls
 
 
-def test_cancel_before_the_worker_starts_sends_nothing(ft_api, version, base_model, manager, run_worker,
-                                                      django_capture_on_commit_callbacks):
+def test_cancel_before_the_worker_starts_sends_nothing(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     run = _create(version, base_model, manager)
     with django_capture_on_commit_callbacks(execute=True):
         run = training_run_launch(run=run, user=manager)
@@ -376,15 +413,23 @@ def test_cancel_before_the_worker_starts_sends_nothing(ft_api, version, base_mod
     assert not ft_api.calls
 
 
-def test_the_periodic_job_syncs_every_active_run_and_reschedules_itself(ft_api, version, base_model, manager, run_worker,
-                                                                        django_capture_on_commit_callbacks):
+def test_the_periodic_job_syncs_every_active_run_and_reschedules_itself(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     import django_rq
     from rq.registry import ScheduledJobRegistry
 
     from gestima.periodic import periodic_run
 
-    runs = [_launch(_create(version, base_model, manager, n_epochs=epochs), manager, run_worker,
-                    django_capture_on_commit_callbacks) for epochs in (2, 3)]
+    runs = [
+        _launch(
+            _create(version, base_model, manager, n_epochs=epochs),
+            manager,
+            run_worker,
+            django_capture_on_commit_callbacks,
+        )
+        for epochs in (2, 3)
+    ]
     periodic_run("sync-runs")
     for run in runs:
         run.refresh_from_db()
@@ -395,10 +440,13 @@ def test_the_periodic_job_syncs_every_active_run_and_reschedules_itself(ft_api, 
 
 # --- runs stay consistent under faults ----------------------------------------------------------------
 
+
 def test_an_identical_active_run_must_be_confirmed_with_a_reason_that_goes_on_the_timeline(
-        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
-    first = _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
-                    django_capture_on_commit_callbacks)
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
+    first = _launch(
+        _create(version, base_model, manager, n_epochs=2), manager, run_worker, django_capture_on_commit_callbacks
+    )
     second = _create(version, base_model, manager, n_epochs=2)
     with pytest.raises(TrainingRunError, match=f"run {first.pk} .*already trains the same.*--allow-duplicate"):
         training_run_launch(run=second, user=manager)
@@ -407,18 +455,26 @@ def test_an_identical_active_run_must_be_confirmed_with_a_reason_that_goes_on_th
     second.refresh_from_db()
     assert second.status == "draft" and len(ft_api.calls_to("POST", JOBS)) == 1
 
-    second = _launch(second, manager, run_worker, django_capture_on_commit_callbacks, allow_duplicate=True,
-                     duplicate_reason="Second seed-free run to compare variance")
+    second = _launch(
+        second,
+        manager,
+        run_worker,
+        django_capture_on_commit_callbacks,
+        allow_duplicate=True,
+        duplicate_reason="Second seed-free run to compare variance",
+    )
     assert second.job_id and len(ft_api.calls_to("POST", JOBS)) == 2
     note = second.timeline[1]["note"]
     assert f"duplicate of run {first.pk}" in note and "compare variance" in note and manager.username in note
     # Other hyperparameters, or a failed earlier run, are no duplicate.
     assert _create(version, base_model, manager, n_epochs=3) and not training_run_duplicates(
-        run=_create(version, base_model, manager, n_epochs=3))
+        run=_create(version, base_model, manager, n_epochs=3)
+    )
 
 
-def test_launch_run_command_asks_to_confirm_a_duplicate(ft_api, version, base_model, manager, run_worker,
-                                                        django_capture_on_commit_callbacks):
+def test_launch_run_command_asks_to_confirm_a_duplicate(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     import io
 
     from django.core.management import CommandError, call_command
@@ -444,14 +500,16 @@ def _second_standin():
     return api
 
 
-def test_files_are_uploaded_again_for_another_provider_account(ft_api, version, base_model, manager, run_worker,
-                                                               django_capture_on_commit_callbacks, settings):
+def test_files_are_uploaded_again_for_another_provider_account(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, settings
+):
     _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker, django_capture_on_commit_callbacks)
     other = _second_standin()  # another base URL (a proxy, another region): its own files
     try:
         settings.OPENAI_BASE_URL = other.base_url
-        second = _launch(_create(version, base_model, manager, n_epochs=3), manager, run_worker,
-                         django_capture_on_commit_callbacks)
+        second = _launch(
+            _create(version, base_model, manager, n_epochs=3), manager, run_worker, django_capture_on_commit_callbacks
+        )
         assert second.status == "validating_files", second.error_message
         assert other.fine_tuning.jobs[second.job_id]["training_file"] == second.training_file_id
         assert len(other.calls_to("POST", FILES)) == 2  # train + validation, on the new account
@@ -462,19 +520,22 @@ def test_files_are_uploaded_again_for_another_provider_account(ft_api, version, 
     assert "sk-test-not-a-real-key" not in str(list(rows.values_list("account", flat=True)))
 
 
-def test_a_relaunch_after_the_key_changed_uploads_again(ft_api, version, base_model, manager, run_worker,
-                                                         django_capture_on_commit_callbacks, settings):
+def test_a_relaunch_after_the_key_changed_uploads_again(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, settings
+):
     ft_api.fine_tuning.fail_jobs_with = ("exceeded_quota", "Quota remaining: $0.10")
-    run = _sync_until_done(_launch(_create(version, base_model, manager), manager, run_worker,
-                                   django_capture_on_commit_callbacks))
+    run = _sync_until_done(
+        _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    )
     assert run.status == "failed"
     ft_api.fine_tuning.fail_jobs_with = None
     other = _second_standin()
     try:
         settings.OPENAI_BASE_URL = other.base_url
         settings.OPENAI_API_KEY = "sk-test-the-new-key"
-        again = _launch(training_run_relaunch(run=run, user=manager), manager, run_worker,
-                        django_capture_on_commit_callbacks)
+        again = _launch(
+            training_run_relaunch(run=run, user=manager), manager, run_worker, django_capture_on_commit_callbacks
+        )
         assert again.status == "validating_files", again.error_message
         assert again.training_file_id in other.fine_tuning.files
         assert other.fine_tuning.jobs[again.job_id]["training_file"] == again.training_file_id
@@ -482,13 +543,16 @@ def test_a_relaunch_after_the_key_changed_uploads_again(ft_api, version, base_mo
         other.__exit__(None, None, None)
 
 
-def test_a_file_deleted_on_the_provider_is_uploaded_again_not_reused(ft_api, version, base_model, manager, run_worker,
-                                                                      django_capture_on_commit_callbacks):
-    first = _launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
-                    django_capture_on_commit_callbacks)
+def test_a_file_deleted_on_the_provider_is_uploaded_again_not_reused(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
+    first = _launch(
+        _create(version, base_model, manager, n_epochs=2), manager, run_worker, django_capture_on_commit_callbacks
+    )
     ft_api.fine_tuning.delete_file(first.training_file_id)  # retention, or someone tidied the account
-    second = _launch(_create(version, base_model, manager, n_epochs=3), manager, run_worker,
-                     django_capture_on_commit_callbacks)
+    second = _launch(
+        _create(version, base_model, manager, n_epochs=3), manager, run_worker, django_capture_on_commit_callbacks
+    )
     assert second.status == "validating_files", second.error_message
     assert second.training_file_id != first.training_file_id
     assert second.validation_file_id == first.validation_file_id  # still there: reused
@@ -496,8 +560,9 @@ def test_a_file_deleted_on_the_provider_is_uploaded_again_not_reused(ft_api, ver
     assert len(ft_api.calls_to("GET", FILES + "/[^/]+")) >= 2  # checked before reuse
 
 
-def test_a_stale_answer_never_moves_the_status_back(ft_api, version, base_model, manager, run_worker,
-                                                    django_capture_on_commit_callbacks):
+def test_a_stale_answer_never_moves_the_status_back(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     run = _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
     run = training_run_sync(run=training_run_sync(run=run))
     assert run.status == "running" and run.resolved_hyperparameters["n_epochs"] == 3
@@ -559,7 +624,8 @@ def _abandon_start_job(run):
 
 
 def test_a_worker_killed_during_the_upload_says_so_and_records_the_orphaned_file(
-        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, client):
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, client
+):
     import openai
 
     run = _create(version, base_model, manager)
@@ -572,20 +638,25 @@ def test_a_worker_killed_during_the_upload_says_so_and_records_the_orphaned_file
     _abandon_start_job(run)
     run.refresh_from_db()
     assert run.status == "failed" and run.error_code == "worker_stopped"
-    assert run.error_message == ("The worker stopped while uploading the validation file (killed or timed out); "
-                                 "relaunch to retry, files already uploaded are reused.")
+    assert run.error_message == (
+        "The worker stopped while uploading the validation file (killed or timed out); "
+        "relaunch to retry, files already uploaded are reused."
+    )
     assert run.orphaned_files == [{"split": "train", "file_id": uploaded}]
     client.force_login(manager)
     page = client.get(f"/admin/finetune/trainingrun/{run.pk}/change/").content.decode()
     assert "The worker stopped while uploading the validation file" in page and uploaded in page
 
-    again = _launch(training_run_relaunch(run=run, user=manager), manager, run_worker, django_capture_on_commit_callbacks)
+    again = _launch(
+        training_run_relaunch(run=run, user=manager), manager, run_worker, django_capture_on_commit_callbacks
+    )
     assert again.job_id and again.training_file_id == uploaded  # reused, not sent again
     assert len(ft_api.calls_to("POST", FILES)) == 2  # the dead worker's one, then only the validation file
 
 
-def test_an_adopted_run_that_succeeds_loses_the_stale_worker_error(ft_api, version, base_model, manager, run_worker,
-                                                                   django_capture_on_commit_callbacks):
+def test_an_adopted_run_that_succeeds_loses_the_stale_worker_error(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     import io
 
     import openai
@@ -618,9 +689,11 @@ def test_an_adopted_run_that_succeeds_loses_the_stale_worker_error(ft_api, versi
 
 
 def test_resolved_hyperparameters_and_estimated_finish_are_stored_and_shown(
-        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, client):
-    run = _launch(_create(version, base_model, manager, batch_size=4), manager, run_worker,
-                  django_capture_on_commit_callbacks)
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, client
+):
+    run = _launch(
+        _create(version, base_model, manager, batch_size=4), manager, run_worker, django_capture_on_commit_callbacks
+    )
     assert run.resolved_hyperparameters == {"batch_size": 4}
     run = training_run_sync(run=training_run_sync(run=run))
     assert run.status == "running"
@@ -635,26 +708,34 @@ def test_resolved_hyperparameters_and_estimated_finish_are_stored_and_shown(
 def _flagged(version):
     from curation.models import Example
 
-    return {e.pk: e.provider_refused_reason for e in Example.objects.filter(memberships__version=version,
-                                                                            provider_refused=True)}
+    return {
+        e.pk: e.provider_refused_reason
+        for e in Example.objects.filter(memberships__version=version, provider_refused=True)
+    }
 
 
 def test_examples_the_provider_skips_are_linked_flagged_and_left_out_of_the_next_build(
-        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, client):
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, client
+):
     from curation.services.datasets import dataset_build
 
-    ft_api.fine_tuning.refuse_lines = {"train": {3: "its image failed content moderation",
-                                                 7: "its image failed content moderation"},
-                                       "validation": {2: "its image could not be processed"}}
-    run = _sync_until_done(_launch(_create(version, base_model, manager), manager, run_worker,
-                                   django_capture_on_commit_callbacks))
+    ft_api.fine_tuning.refuse_lines = {
+        "train": {3: "its image failed content moderation", 7: "its image failed content moderation"},
+        "validation": {2: "its image could not be processed"},
+    }
+    run = _sync_until_done(
+        _launch(_create(version, base_model, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    )
     assert run.status == "succeeded"
     train = list(version.members.filter(split="train").order_by("position"))
     valid = list(version.members.filter(split="validation").order_by("position"))
     expected = {train[2].example_id, train[6].example_id, valid[1].example_id}
     assert {r["example_id"] for r in run.provider_refusals} == expected
     assert {(r["split"], r["line"], r["member_id"]) for r in run.provider_refusals} == {
-        ("train", 3, train[2].pk), ("train", 7, train[6].pk), ("validation", 2, valid[1].pk)}
+        ("train", 3, train[2].pk),
+        ("train", 7, train[6].pk),
+        ("validation", 2, valid[1].pk),
+    }
     flagged = _flagged(version)
     assert set(flagged) == expected
     assert f"Run {run.pk}" in flagged[train[2].example_id] and "content moderation" in flagged[train[2].example_id]
@@ -673,20 +754,31 @@ def test_examples_the_provider_skips_are_linked_flagged_and_left_out_of_the_next
 
 
 def test_a_summary_warning_and_an_invalid_file_error_are_tied_to_their_lines(
-        ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks):
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     ft_api.fine_tuning.refusal_style = "summary"
-    ft_api.fine_tuning.refuse_lines = {"train": {2: "their images failed content moderation",
-                                                 5: "their images failed content moderation"}}
-    run = _sync_until_done(_launch(_create(version, base_model, manager, n_epochs=2), manager, run_worker,
-                                   django_capture_on_commit_callbacks))
+    ft_api.fine_tuning.refuse_lines = {
+        "train": {2: "their images failed content moderation", 5: "their images failed content moderation"}
+    }
+    run = _sync_until_done(
+        _launch(
+            _create(version, base_model, manager, n_epochs=2), manager, run_worker, django_capture_on_commit_callbacks
+        )
+    )
     train = list(version.members.filter(split="train").order_by("position"))
     assert {r["member_id"] for r in run.provider_refusals} == {train[1].pk, train[4].pk}
 
     ft_api.fine_tuning.refuse_lines = {}
-    ft_api.fine_tuning.fail_jobs_with = ("invalid_training_file", "The job failed due to an invalid training file. "
-                                                                  "Invalid file format. Line 9, message 2: Unrecognized key 'contents'.")
-    failed = _sync_until_done(_launch(_create(version, base_model, manager, n_epochs=3), manager, run_worker,
-                                      django_capture_on_commit_callbacks))
+    ft_api.fine_tuning.fail_jobs_with = (
+        "invalid_training_file",
+        "The job failed due to an invalid training file. "
+        "Invalid file format. Line 9, message 2: Unrecognized key 'contents'.",
+    )
+    failed = _sync_until_done(
+        _launch(
+            _create(version, base_model, manager, n_epochs=3), manager, run_worker, django_capture_on_commit_callbacks
+        )
+    )
     assert failed.status == "failed"
     assert [(r["split"], r["line"], r["member_id"]) for r in failed.provider_refusals] == [("train", 9, train[8].pk)]
     assert train[8].example_id in _flagged(version)

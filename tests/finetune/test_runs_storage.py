@@ -1,5 +1,6 @@
 """Training runs on object storage: the run's files are written to the bucket and sent to OpenAI from there,
 through the Uploads API in parts above the threshold (read as a stream, never copied to a local disk)."""
+
 import json
 
 import pytest
@@ -12,7 +13,8 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_training_file_above_the_threshold_goes_from_the_bucket_to_openai_in_parts(
-        s3_storage, ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, settings):
+    s3_storage, ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, settings
+):
     client, bucket = s3_storage
     settings.OPENAI_UPLOAD_PART_THRESHOLD = 500
     settings.OPENAI_UPLOAD_PART_SIZE = 400
@@ -32,15 +34,17 @@ def test_a_training_file_above_the_threshold_goes_from_the_bucket_to_openai_in_p
     assert not (settings.RUNS_ROOT / str(run.pk)).exists()
 
 
-def test_a_dry_run_writes_its_files_and_manifest_into_the_bucket(s3_storage, version, base_model, manager, run_worker,
-                                                                 django_capture_on_commit_callbacks):
+def test_a_dry_run_writes_its_files_and_manifest_into_the_bucket(
+    s3_storage, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
     client, bucket = s3_storage
     run = training_run_create(dataset_version=version, base_model=base_model, user=manager, provider="dryrun")
     run = launch(run, manager, run_worker, django_capture_on_commit_callbacks)
     assert run.status == "dry_run_complete", (run.status, run.error_message)
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=f"runs/{run.pk}/").get("Contents", [])}
-    assert keys == {f"runs/{run.pk}/{name}" for name in
-                    ("train.jsonl", "validation.jsonl", "manifest.json", "run_manifest.json")}
+    assert keys == {
+        f"runs/{run.pk}/{name}" for name in ("train.jsonl", "validation.jsonl", "manifest.json", "run_manifest.json")
+    }
     manifest = json.loads(client.get_object(Bucket=bucket, Key=f"runs/{run.pk}/run_manifest.json")["Body"].read())
     train = client.get_object(Bucket=bucket, Key=f"runs/{run.pk}/train.jsonl")["Body"].read()
     assert manifest["files"]["train"]["bytes"] == len(train)

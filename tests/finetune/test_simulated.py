@@ -1,5 +1,6 @@
 """The simulated provider (the demo without API keys): the whole loop through the real services and a real burst
 worker, answers from the ground truth, and the guards that keep it away from real tasks."""
+
 import base64
 import json
 
@@ -48,12 +49,16 @@ def _trained_and_evaluated(*, demo: bool, manager, run_worker, django_capture_on
     return task, run, [EvalRun.objects.get(pk=e.pk) for e in evals]
 
 
-def test_a_run_trains_instantly_is_evaluated_and_promoted_on_a_demo_task(simulated, manager, run_worker,
-                                                                          django_capture_on_commit_callbacks):
+def test_a_run_trains_instantly_is_evaluated_and_promoted_on_a_demo_task(
+    simulated, manager, run_worker, django_capture_on_commit_callbacks
+):
     promoter = make_user(superuser=True)
     task, run, (base_eval, tuned_eval) = _trained_and_evaluated(
-        demo=True, manager=manager, run_worker=run_worker,
-        django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
+        demo=True,
+        manager=manager,
+        run_worker=run_worker,
+        django_capture_on_commit_callbacks=django_capture_on_commit_callbacks,
+    )
 
     assert run.status == TrainingRun.Status.SUCCEEDED and run.is_simulated
     assert run.fine_tuned_model.startswith("ft:gpt-4.1-mini-2025-04-14:simulated:demo:")
@@ -79,14 +84,22 @@ def test_a_run_trains_instantly_is_evaluated_and_promoted_on_a_demo_task(simulat
     assert first.is_simulated and first.output == second.output  # seeded: the same answer every time
     truth = json.loads(run.dataset_version.members.get(example__drawing=drawing).target)
     assert first.output["part_number"] == truth["part_number"]
-    assert first.output["operations"][0]["machine_time_min_per_piece"] != truth["operations"][0]["machine_time_min_per_piece"]
+    assert (
+        first.output["operations"][0]["machine_time_min_per_piece"]
+        != truth["operations"][0]["machine_time_min_per_piece"]
+    )
 
 
-def test_a_simulated_model_is_refused_for_a_real_task(simulated, manager, run_worker, django_capture_on_commit_callbacks):
+def test_a_simulated_model_is_refused_for_a_real_task(
+    simulated, manager, run_worker, django_capture_on_commit_callbacks
+):
     promoter = make_user(superuser=True)
     task, run, (_, tuned_eval) = _trained_and_evaluated(
-        demo=False, manager=manager, run_worker=run_worker,
-        django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
+        demo=False,
+        manager=manager,
+        run_worker=run_worker,
+        django_capture_on_commit_callbacks=django_capture_on_commit_callbacks,
+    )
     assert tuned_eval.status == EvalRun.Status.DONE and tuned_eval.is_simulated  # evaluating is allowed, and marked
 
     with pytest.raises(PromotionRefused, match="simulated model .* not a demo task"):
@@ -103,18 +116,26 @@ def test_a_simulated_model_is_refused_for_a_real_task(simulated, manager, run_wo
         estimate_create(drawing=drawing, task=task, user=promoter)
 
 
-def test_the_estimate_api_answers_the_refusal_as_json(simulated, manager, run_worker, django_capture_on_commit_callbacks,
-                                                      client):
+def test_the_estimate_api_answers_the_refusal_as_json(
+    simulated, manager, run_worker, django_capture_on_commit_callbacks, client
+):
     promoter = make_user(superuser=True)
     task, run, (_, tuned_eval) = _trained_and_evaluated(
-        demo=True, manager=manager, run_worker=run_worker,
-        django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
+        demo=True,
+        manager=manager,
+        run_worker=run_worker,
+        django_capture_on_commit_callbacks=django_capture_on_commit_callbacks,
+    )
     model_version_promote(eval_run=tuned_eval, user=promoter)
     Task.objects.filter(pk=task.pk).update(demo=False)
     drawing = run.dataset_version.members.first().example.drawing
     credentials = base64.b64encode(f"{promoter.username}:pw-Gestima-1".encode()).decode()
-    response = client.post(reverse("api:estimates"), data=json.dumps({"drawing_id": drawing.pk}),
-                           content_type="application/json", HTTP_AUTHORIZATION=f"Basic {credentials}")
+    response = client.post(
+        reverse("api:estimates"),
+        data=json.dumps({"drawing_id": drawing.pk}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Basic {credentials}",
+    )
     assert response.status_code == 409
     assert "simulated model" in response.json()["error"]
 
@@ -127,8 +148,9 @@ def test_off_unless_the_setting_is_on(settings):
         get_provider(ProviderName.SIMULATED).chat(model="gpt-4.1-mini", messages=[{"role": "user", "content": "hi"}])
     version = make_plan_dataset_version(task=make_task(demo=True), n_validation=2, n_train=10)
     with pytest.raises(TrainingRunError, match="simulated provider is off"):
-        training_run_create(dataset_version=version, base_model=make_base_model(), user=None,
-                            provider=ProviderName.SIMULATED)
+        training_run_create(
+            dataset_version=version, base_model=make_base_model(), user=None, provider=ProviderName.SIMULATED
+        )
     settings.SIMULATED_PROVIDER = True
     settings.OPENAI_API_KEY = "sk-real"
     assert default_provider_name() == ProviderName.OPENAI  # a real key always wins

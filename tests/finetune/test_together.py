@@ -1,4 +1,6 @@
-"""Together AI runs end to end: the real `together` SDK over HTTP to the stand-in, a real RQ worker, the services' rules."""
+"""Together AI runs end to end: the real `together` SDK over HTTP to the stand-in, a real RQ worker, the services'
+rules."""
+
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -55,15 +57,20 @@ def _create(version, base_model, manager, **kwargs):
 
 def test_the_migration_seeds_togethers_vision_models_with_unknown_prices(db):
     rows = {m.name: m for m in BaseModel.objects.filter(provider="together")}
-    for name in (QWEN, "google/gemma-3-12b-it-VLM", "google/gemma-3-27b-it-VLM",
-                 "meta-llama/Llama-4-Scout-17B-16E-Instruct-VLM"):
+    for name in (
+        QWEN,
+        "google/gemma-3-12b-it-VLM",
+        "google/gemma-3-27b-it-VLM",
+        "meta-llama/Llama-4-Scout-17B-16E-Instruct-VLM",
+    ):
         assert name in rows
         assert rows[name].supports_vision
         assert rows[name].training_price_per_1m is None  # not published: unknown, never $0
 
 
 def test_a_together_run_trains_and_brings_back_events_loss_curve_checkpoints_and_the_model(
-        tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks):
+    tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks
+):
     run = _create(version, qwen, manager, suffix="Drawings v2")
     assert run.n_epochs == "3"  # Together has no "auto": the dataset's epochs, as the estimate assumes
     # Together bills the validation pass too: 10 × 1000 tokens × 3 epochs + 1 eval × 2 × 1000 tokens.
@@ -106,10 +113,17 @@ def test_a_together_run_trains_and_brings_back_events_loss_curve_checkpoints_and
     assert run.sync_error == ""
 
 
-def test_full_fine_tuning_and_more_checkpoints_are_sent_as_asked(tg_api, version, qwen, manager, run_worker,
-                                                                django_capture_on_commit_callbacks):
-    run = _create(version, qwen, manager, n_epochs=2, learning_rate_multiplier="2",
-                  provider_options={"training_type": "full", "n_checkpoints": 3})
+def test_full_fine_tuning_and_more_checkpoints_are_sent_as_asked(
+    tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks
+):
+    run = _create(
+        version,
+        qwen,
+        manager,
+        n_epochs=2,
+        learning_rate_multiplier="2",
+        provider_options={"training_type": "full", "n_checkpoints": 3},
+    )
     _launch(run, manager, run_worker, django_capture_on_commit_callbacks)
     body = tg_api.calls_to("POST", JOBS)[0].json()
     assert body["training_type"]["type"] == "Full"
@@ -120,7 +134,9 @@ def test_full_fine_tuning_and_more_checkpoints_are_sent_as_asked(tg_api, version
 def test_unknown_options_are_refused_before_anything_is_sent(tg_api, version, qwen, manager, base_model):
     from finetune.services.run_state import TrainingRunError
 
-    with pytest.raises(TrainingRunError, match="gpt-4o-mini-2024-07-18 is a base model of openai: the together provider"):
+    with pytest.raises(
+        TrainingRunError, match="gpt-4o-mini-2024-07-18 is a base model of openai: the together provider"
+    ):
         _create(version, base_model, manager)
     with pytest.raises(TrainingRunError, match="the openai provider cannot train it"):
         _create(version, qwen, manager, provider="openai")
@@ -134,7 +150,8 @@ def test_unknown_options_are_refused_before_anything_is_sent(tg_api, version, qw
 
 @pytest.mark.parametrize("fault", ["500", "timeout"])
 def test_a_create_whose_answer_is_lost_is_found_by_its_suffix_not_sent_twice(
-        tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks, settings, fault):
+    tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks, settings, fault
+):
     if fault == "500":
         tg_api.together.create_lands_then_500 = 1
     else:  # the job is made, the answer comes after the client gave up
@@ -148,8 +165,9 @@ def test_a_create_whose_answer_is_lost_is_found_by_its_suffix_not_sent_twice(
     assert any("found by metadata after" in e.get("note", "") for e in run.timeline)
 
 
-def test_rate_limits_and_overload_are_retried_then_the_run_goes_on(tg_api, version, qwen, manager, run_worker,
-                                                                   django_capture_on_commit_callbacks):
+def test_rate_limits_and_overload_are_retried_then_the_run_goes_on(
+    tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks
+):
     tg_api.script("POST", FILES, rate_limited("0"), server_error(503))
     tg_api.script("POST", JOBS, rate_limited("0"))
     run = _launch(_create(version, qwen, manager), manager, run_worker, django_capture_on_commit_callbacks)
@@ -158,9 +176,12 @@ def test_rate_limits_and_overload_are_retried_then_the_run_goes_on(tg_api, versi
     assert len(tg_api.calls_to("POST", JOBS)) == 2
 
 
-@pytest.mark.parametrize("answer, code", [(payment_required, "insufficient_balance"), (credit_429, "insufficient_quota")])
-def test_an_empty_balance_on_create_fails_clearly_and_is_not_retried(tg_api, version, qwen, manager, run_worker,
-                                                                      django_capture_on_commit_callbacks, answer, code):
+@pytest.mark.parametrize(
+    "answer, code", [(payment_required, "insufficient_balance"), (credit_429, "insufficient_quota")]
+)
+def test_an_empty_balance_on_create_fails_clearly_and_is_not_retried(
+    tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks, answer, code
+):
     tg_api.script("POST", JOBS, answer())
     run = _launch(_create(version, qwen, manager), manager, run_worker, django_capture_on_commit_callbacks)
     assert run.status == "failed" and run.job_id is None
@@ -171,18 +192,22 @@ def test_an_empty_balance_on_create_fails_clearly_and_is_not_retried(tg_api, ver
 
 @pytest.mark.parametrize("inline_events", [True, False])
 def test_a_user_error_keeps_togethers_reason_and_a_relaunch_reuses_the_files(
-        tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks, inline_events):
+    tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks, inline_events
+):
     message = "Line 4: the image in message 1 is 11.2 MB, above the 10 MB limit."
     tg_api.together.fail_jobs_with = ("user_error", message)
     tg_api.together.inline_events = inline_events  # the reason is read from the events endpoint otherwise
-    run = _sync_until_done(_launch(_create(version, qwen, manager), manager, run_worker,
-                                   django_capture_on_commit_callbacks))
+    run = _sync_until_done(
+        _launch(_create(version, qwen, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    )
     assert run.status == "failed"
     assert (run.error_code, run.error_message) == ("user_error", message)
     uploads = len(tg_api.calls_to("POST", FILES))
 
     tg_api.together.fail_jobs_with = None
-    again = _launch(training_run_relaunch(run=run, user=manager), manager, run_worker, django_capture_on_commit_callbacks)
+    again = _launch(
+        training_run_relaunch(run=run, user=manager), manager, run_worker, django_capture_on_commit_callbacks
+    )
     assert again.job_id != run.job_id and again.training_file_id == run.training_file_id
     assert again.provider_options == run.provider_options
     assert len(tg_api.calls_to("POST", FILES)) == uploads
@@ -190,19 +215,22 @@ def test_a_user_error_keeps_togethers_reason_and_a_relaunch_reuses_the_files(
 
 
 @pytest.mark.parametrize("inline_events", [True, False])
-def test_a_job_cancelled_by_the_balance_check_says_so(tg_api, version, qwen, manager, run_worker,
-                                                      django_capture_on_commit_callbacks, inline_events):
+def test_a_job_cancelled_by_the_balance_check_says_so(
+    tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks, inline_events
+):
     tg_api.together.cancel_for_balance = True
     tg_api.together.inline_events = inline_events
-    run = _sync_until_done(_launch(_create(version, qwen, manager), manager, run_worker,
-                                   django_capture_on_commit_callbacks))
+    run = _sync_until_done(
+        _launch(_create(version, qwen, manager), manager, run_worker, django_capture_on_commit_callbacks)
+    )
     assert run.status == "cancelled"
     assert run.error_code == "insufficient_balance"
     assert "Insufficient balance" in run.error_message
 
 
-def test_5xx_during_sync_keeps_the_state_and_notes_the_problem(tg_api, version, qwen, manager, run_worker,
-                                                               django_capture_on_commit_callbacks, settings):
+def test_5xx_during_sync_keeps_the_state_and_notes_the_problem(
+    tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks, settings
+):
     run = _launch(_create(version, qwen, manager), manager, run_worker, django_capture_on_commit_callbacks)
     settings.OPENAI_MAX_ATTEMPTS = 1
     tg_api.script("GET", JOBS + "/[^/]+", server_error(524))
@@ -213,8 +241,9 @@ def test_5xx_during_sync_keeps_the_state_and_notes_the_problem(tg_api, version, 
     assert training_run_sync(run=run).status == "running"
 
 
-def test_cancel_asks_together_and_the_next_sync_sees_it_cancelled(tg_api, version, qwen, manager, run_worker,
-                                                                   django_capture_on_commit_callbacks):
+def test_cancel_asks_together_and_the_next_sync_sees_it_cancelled(
+    tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks
+):
     run = _launch(_create(version, qwen, manager), manager, run_worker, django_capture_on_commit_callbacks)
     run = training_run_cancel(run=run, user=manager)
     assert run.status == "cancel_requested" and not run.is_terminal
@@ -224,7 +253,8 @@ def test_cancel_asks_together_and_the_next_sync_sees_it_cancelled(tg_api, versio
 
 
 def test_a_worker_that_died_after_the_create_is_adopted_by_the_next_sync(
-        tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks):
+    tg_api, version, qwen, manager, run_worker, django_capture_on_commit_callbacks
+):
     import together
 
     run = _create(version, qwen, manager)
@@ -287,8 +317,10 @@ def test_chat_goes_to_togethers_chat_api(tg_api):
     tg_api.together.chat_answer = lambda body: '{"total_min": 12.5}'
     provider = get_provider("together")
     provider.chat_prepare()
-    result = provider.chat(model="standin-user/Qwen3-VL-8B-Instruct-gr1-abc",
-                           messages=[{"role": "user", "content": [{"type": "text", "text": "part P-1"}]}])
+    result = provider.chat(
+        model="standin-user/Qwen3-VL-8B-Instruct-gr1-abc",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "part P-1"}]}],
+    )
     assert result.text == '{"total_min": 12.5}' and result.input_tokens == 120 and result.output_tokens == 15
     call = tg_api.calls_to("POST", "/chat/completions")[0]
     assert call.json()["response_format"] == {"type": "json_object"}
@@ -318,9 +350,19 @@ def test_the_launch_form_offers_together_only_when_configured(client, manager, s
 def test_the_launch_form_creates_a_full_together_run(client, manager, version, qwen, settings):
     settings.TOGETHER_API_KEY = "tg-test"
     client.force_login(manager)
-    response = client.post(reverse("admin:finetune_trainingrun_add"), {
-        "dataset_version": version.pk, "base_model": qwen.pk, "provider": "together", "n_epochs": "2",
-        "batch_size": "auto", "learning_rate_multiplier": "auto", "suffix": "", "training_type": "full"})
+    response = client.post(
+        reverse("admin:finetune_trainingrun_add"),
+        {
+            "dataset_version": version.pk,
+            "base_model": qwen.pk,
+            "provider": "together",
+            "n_epochs": "2",
+            "batch_size": "auto",
+            "learning_rate_multiplier": "auto",
+            "suffix": "",
+            "training_type": "full",
+        },
+    )
     assert response.status_code == 302
     run = TrainingRun.objects.get()
     assert run.provider == "together" and run.provider_options["training_type"] == "full"
@@ -330,8 +372,18 @@ def test_the_launch_form_creates_a_full_together_run(client, manager, version, q
 
 def test_launch_run_command_takes_provider_together(tg_api, version, qwen, manager, run_worker):
     out = StringIO()
-    call_command("launch_run", str(version.pk), QWEN, "--provider", "together", "--training-type", "full",
-                 "--n-checkpoints", "2", stdout=out)
+    call_command(
+        "launch_run",
+        str(version.pk),
+        QWEN,
+        "--provider",
+        "together",
+        "--training-type",
+        "full",
+        "--n-checkpoints",
+        "2",
+        stdout=out,
+    )
     text = out.getvalue()
     assert "cost unknown" in text and "launched (together)" in text
     run = TrainingRun.objects.get()
@@ -346,8 +398,9 @@ def test_a_budget_cannot_be_checked_against_an_unknown_price(tg_api, version, qw
         training_run_launch(run=run, user=manager)
 
 
-def test_an_evaluation_of_a_together_fine_tuned_model_asks_togethers_chat(tg_api, manager, run_worker,
-                                                                            django_capture_on_commit_callbacks):
+def test_an_evaluation_of_a_together_fine_tuned_model_asks_togethers_chat(
+    tg_api, manager, run_worker, django_capture_on_commit_callbacks
+):
     import json
 
     from finetune.models import EvalRun
@@ -362,8 +415,14 @@ def test_an_evaluation_of_a_together_fine_tuned_model_asks_togethers_chat(tg_api
     tg_api.together.chat_answer = lambda body: json.dumps(targets[part_number(body)])
     model = "standin-user/Qwen3-VL-8B-Instruct-drawings-gr7-abcd1234"
     with django_capture_on_commit_callbacks(execute=True):
-        run = eval_run_create(task=task, model_name=model, model_kind="fine_tuned", provider="together",
-                              dataset_version=version, user=manager)
+        run = eval_run_create(
+            task=task,
+            model_name=model,
+            model_kind="fine_tuned",
+            provider="together",
+            dataset_version=version,
+            user=manager,
+        )
     run_worker("openai")
     run.refresh_from_db()
     assert run.status == EvalRun.Status.DONE, run.error
@@ -376,13 +435,16 @@ def test_an_evaluation_of_a_together_fine_tuned_model_asks_togethers_chat(tg_api
     assert run.metrics["json_validity"]["value"] == 1.0 and run.error_count == 0
 
 
-@pytest.mark.parametrize("answer, code, retryable", [
-    (lambda: server_error(524), "http_524", True),
-    (lambda: server_error(529), "http_529", True),
-    (lambda: rate_limited("0"), "rate_limit_exceeded", True),
-    (payment_required, "insufficient_balance", False),
-    (credit_429, "insufficient_quota", False),
-])
+@pytest.mark.parametrize(
+    "answer, code, retryable",
+    [
+        (lambda: server_error(524), "http_524", True),
+        (lambda: server_error(529), "http_529", True),
+        (lambda: rate_limited("0"), "rate_limit_exceeded", True),
+        (payment_required, "insufficient_balance", False),
+        (credit_429, "insufficient_quota", False),
+    ],
+)
 def test_togethers_errors_are_classified_retryable_or_not_with_their_words(tg_api, settings, answer, code, retryable):
     settings.OPENAI_MAX_ATTEMPTS = 1
     tg_api.script("GET", JOBS + "/[^/]+", answer())

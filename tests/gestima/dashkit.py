@@ -2,6 +2,7 @@
 
 (Kept beside the tests that use them; the shared makers are in tests/factories.py.)
 """
+
 from __future__ import annotations
 
 import datetime
@@ -40,44 +41,124 @@ def make_house(*, scale: int = 1) -> dict:
     decide(drifted, rolf, "approved", days_ago=1)
     decide(drifted, rolf, "approved", days_ago=45)  # outside the last 30 days: not counted
 
-    openai_model = make_base_model("gpt-4o-mini-2024-07-18", price="3.00",
-                                   shutdown_date=timezone.localdate() + datetime.timedelta(days=40))
+    openai_model = make_base_model(
+        "gpt-4o-mini-2024-07-18", price="3.00", shutdown_date=timezone.localdate() + datetime.timedelta(days=40)
+    )
     ready = make_dataset_version(name="brackets", n_train=10, n_validation=2)
-    blocked = make_dataset_version(name="shafts", n_train=3, n_validation=1, gates_passed=False,
-                                   task=ready.dataset.task)
+    blocked = make_dataset_version(
+        name="shafts", n_train=3, n_validation=1, gates_passed=False, task=ready.dataset.task
+    )
     now = timezone.now()
-    running = TrainingRun.objects.create(dataset_version=blocked, base_model=openai_model, provider="openai",
-                                         status="running", budget_usd=Decimal("5.00"),
-                                         estimated_cost_usd=Decimal("7.50"), launched_at=now)
+    running = TrainingRun.objects.create(
+        dataset_version=blocked,
+        base_model=openai_model,
+        provider="openai",
+        status="running",
+        budget_usd=Decimal("5.00"),
+        estimated_cost_usd=Decimal("7.50"),
+        launched_at=now,
+    )
     succeeded = TrainingRun.objects.create(
-        dataset_version=blocked, base_model=openai_model, provider="openai", status="succeeded",
-        budget_usd=Decimal("20.00"), actual_cost_usd=Decimal("12.25"), launched_at=now,
-        fine_tuned_model="ft:gpt-4o-mini-2024-07-18:shop::dash1", finished_at=now)
-    together = TrainingRun.objects.create(dataset_version=blocked, base_model=openai_model, provider="together",
-                                          status="succeeded", actual_cost_usd=Decimal("3.00"), launched_at=now,
-                                          finished_at=now)
+        dataset_version=blocked,
+        base_model=openai_model,
+        provider="openai",
+        status="succeeded",
+        budget_usd=Decimal("20.00"),
+        actual_cost_usd=Decimal("12.25"),
+        launched_at=now,
+        fine_tuned_model="ft:gpt-4o-mini-2024-07-18:shop::dash1",
+        finished_at=now,
+    )
+    together = TrainingRun.objects.create(
+        dataset_version=blocked,
+        base_model=openai_model,
+        provider="together",
+        status="succeeded",
+        actual_cost_usd=Decimal("3.00"),
+        launched_at=now,
+        finished_at=now,
+    )
     for _ in range(scale - 1):  # older runs, evaluated: neither under way nor a next step
-        old = TrainingRun.objects.create(dataset_version=blocked, base_model=openai_model, provider="openai",
-                                         status="failed", launched_at=now - datetime.timedelta(days=70))
-        EvalRun.objects.create(task=task, model_name="m", dataset_version=blocked, training_run=old, prompt_kind="full",
-                               prompt_text="p", status="done", total=2, done_count=2, cost_usd=Decimal("0.5"),
-                               created_at=now)
+        old = TrainingRun.objects.create(
+            dataset_version=blocked,
+            base_model=openai_model,
+            provider="openai",
+            status="failed",
+            launched_at=now - datetime.timedelta(days=70),
+        )
+        EvalRun.objects.create(
+            task=task,
+            model_name="m",
+            dataset_version=blocked,
+            training_run=old,
+            prompt_kind="full",
+            prompt_text="p",
+            status="done",
+            total=2,
+            done_count=2,
+            cost_usd=Decimal("0.5"),
+            created_at=now,
+        )
     EvalRun.objects.filter(model_name="m").update(created_at=now - datetime.timedelta(days=70))
-    EvalRun.objects.create(task=task, model_name="ft:gpt-4o-mini-2024-07-18:shop::dash1", provider="openai",
-                           dataset_version=blocked, training_run=succeeded, prompt_kind="compact", prompt_text="p",
-                           status="running", total=40, done_count=12, error_count=1, cost_usd=Decimal("1.50"))
+    EvalRun.objects.create(
+        task=task,
+        model_name="ft:gpt-4o-mini-2024-07-18:shop::dash1",
+        provider="openai",
+        dataset_version=blocked,
+        training_run=succeeded,
+        prompt_kind="compact",
+        prompt_text="p",
+        status="running",
+        total=40,
+        done_count=12,
+        error_count=1,
+        cost_usd=Decimal("1.50"),
+    )
     promoted_eval = EvalRun.objects.create(
-        task=task, model_name="ft:gpt-4o-mini-2024-07-18:shop::dash1", provider="openai", dataset_version=blocked,
-        training_run=succeeded, prompt_kind="compact", prompt_text="p", status="done", total=30, done_count=30,
-        metrics={"numeric": {"operations[].machine_time_min_per_piece": {
-            "mape": {"value": 0.123, "ci": [0.101, 0.146]}}}})
+        task=task,
+        model_name="ft:gpt-4o-mini-2024-07-18:shop::dash1",
+        provider="openai",
+        dataset_version=blocked,
+        training_run=succeeded,
+        prompt_kind="compact",
+        prompt_text="p",
+        status="done",
+        total=30,
+        done_count=30,
+        metrics={
+            "numeric": {"operations[].machine_time_min_per_piece": {"mape": {"value": 0.123, "ci": [0.101, 0.146]}}}
+        },
+    )
     EvalRun.objects.filter(pk=promoted_eval.pk).update(created_at=now - datetime.timedelta(days=70))
-    ModelVersion.objects.create(task=task, model_name=succeeded.fine_tuned_model, provider="openai", kind="fine_tuned",
-                                training_run=succeeded, eval_run=promoted_eval, is_active=True)
-    Estimate.objects.create(task=task, drawing=make_drawing(), model_name=succeeded.fine_tuned_model,
-                            provider="openai_ft", cost_usd=Decimal("0.25"))
-    return {"rita": rita, "rolf": rolf, "mara": mara, "task": task, "ready": ready, "blocked": blocked,
-            "running": running, "succeeded": succeeded, "together": together, "pending": pending, "drifted": drifted}
+    ModelVersion.objects.create(
+        task=task,
+        model_name=succeeded.fine_tuned_model,
+        provider="openai",
+        kind="fine_tuned",
+        training_run=succeeded,
+        eval_run=promoted_eval,
+        is_active=True,
+    )
+    Estimate.objects.create(
+        task=task,
+        drawing=make_drawing(),
+        model_name=succeeded.fine_tuned_model,
+        provider="openai_ft",
+        cost_usd=Decimal("0.25"),
+    )
+    return {
+        "rita": rita,
+        "rolf": rolf,
+        "mara": mara,
+        "task": task,
+        "ready": ready,
+        "blocked": blocked,
+        "running": running,
+        "succeeded": succeeded,
+        "together": together,
+        "pending": pending,
+        "drifted": drifted,
+    }
 
 
 def grow_house(house: dict, *, n: int) -> None:
@@ -94,11 +175,36 @@ def grow_house(house: dict, *, n: int) -> None:
         version = make_dataset_version(name=f"grown-{i}", n_train=1, n_validation=0, gates_passed=i % 2 == 0)
         version.export_status = "running"
         version.save(update_fields=["export_status"])
-        TrainingRun.objects.create(dataset_version=blocked, base_model=run.base_model, provider="azure",
-                                   status="queued", budget_usd=Decimal("1.00"), launched_at=now)
-        TrainingRun.objects.create(dataset_version=blocked, base_model=run.base_model, provider="openai",
-                                   status="succeeded", actual_cost_usd=Decimal("1.00"), launched_at=now)
-        EvalRun.objects.create(task=task, model_name=f"m-{i}", provider="together", dataset_version=blocked,
-                               prompt_kind="full", prompt_text="p", status="queued", total=10)
-        Estimate.objects.create(task=task, drawing=house["pending"][0].drawing, model_name="m", provider="azure_ft",
-                                cost_usd=Decimal("0.01"))
+        TrainingRun.objects.create(
+            dataset_version=blocked,
+            base_model=run.base_model,
+            provider="azure",
+            status="queued",
+            budget_usd=Decimal("1.00"),
+            launched_at=now,
+        )
+        TrainingRun.objects.create(
+            dataset_version=blocked,
+            base_model=run.base_model,
+            provider="openai",
+            status="succeeded",
+            actual_cost_usd=Decimal("1.00"),
+            launched_at=now,
+        )
+        EvalRun.objects.create(
+            task=task,
+            model_name=f"m-{i}",
+            provider="together",
+            dataset_version=blocked,
+            prompt_kind="full",
+            prompt_text="p",
+            status="queued",
+            total=10,
+        )
+        Estimate.objects.create(
+            task=task,
+            drawing=house["pending"][0].drawing,
+            model_name="m",
+            provider="azure_ft",
+            cost_usd=Decimal("0.01"),
+        )

@@ -3,6 +3,7 @@
 Prints one JSON line: the HTTP status codes and the number of approved examples. Run with
 DATABASE_URL=sqlite:///<file>; the settings' SQLite options (IMMEDIATE transactions, WAL) apply as in production.
 """
+
 import json
 import sys
 import threading
@@ -35,8 +36,10 @@ def main(count: int) -> None:
     def approve(i):
         start.wait()
         try:
-            response = clients[i].post(f"/admin/curation/example/{examples[i].pk}/review/",
-                                       {"decision": "approve", "expected_status": "pending"})
+            response = clients[i].post(
+                f"/admin/curation/example/{examples[i].pk}/review/",
+                {"decision": "approve", "expected_status": "pending"},
+            )
             statuses[i] = response.status_code
         finally:
             connection.close()

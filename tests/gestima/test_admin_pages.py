@@ -1,4 +1,5 @@
 """Every admin screen a newcomer clicks after `./dev run` renders: list, add and change pages, for each role."""
+
 import pytest
 from django.contrib import admin
 from django.core.management import call_command
@@ -26,12 +27,21 @@ def one_of_each(demo):
     DatasetBuild.objects.create(dataset=version.dataset, status="done", version=version, done=6, total=6)
     eval_run = make_done_eval_run(version)
     TrainingRun.objects.create(dataset_version=version, base_model=BaseModel.objects.order_by("pk").first())
-    ModelVersion.objects.create(task=version.dataset.task, model_name=eval_run.model_name, kind="base", eval_run=eval_run)
+    ModelVersion.objects.create(
+        task=version.dataset.task, model_name=eval_run.model_name, kind="base", eval_run=eval_run
+    )
     from finetune.models import ModelEndpoint
 
-    ModelEndpoint.objects.create(name="vllm", base_url="http://gpu-box:8000/v1", model_name="m", api_key_env="VLLM_API_KEY")
-    Estimate.objects.create(task=version.dataset.task, drawing=Drawing.objects.order_by("pk").first(),
-                            model_name=eval_run.model_name, provider="openai", output={"part_number": "X"})
+    ModelEndpoint.objects.create(
+        name="vllm", base_url="http://gpu-box:8000/v1", model_name="m", api_key_env="VLLM_API_KEY"
+    )
+    Estimate.objects.create(
+        task=version.dataset.task,
+        drawing=Drawing.objects.order_by("pk").first(),
+        model_name=eval_run.model_name,
+        provider="openai",
+        output={"part_number": "X"},
+    )
     from axes.models import AccessAttempt, AccessFailureLog, AccessLog
     from django.contrib.auth.models import User
     from django.utils import timezone
@@ -42,7 +52,9 @@ def one_of_each(demo):
     api_token_create(user=User.objects.order_by("pk").first(), name="probe")
     TaskFallback.objects.create(task=version.dataset.task, model_name="gpt-4.1-mini-2025-04-14")
     now = timezone.now()
-    AccessAttempt.objects.create(username="x", ip_address="127.0.0.1", user_agent="t", attempt_time=now, failures_since_start=1)
+    AccessAttempt.objects.create(
+        username="x", ip_address="127.0.0.1", user_agent="t", attempt_time=now, failures_since_start=1
+    )
     AccessLog.objects.create(username="x", ip_address="127.0.0.1", user_agent="t", attempt_time=now)
     AccessFailureLog.objects.create(username="x", ip_address="127.0.0.1", user_agent="t", attempt_time=now)
 
@@ -86,7 +98,10 @@ finetune_taskfallback      200 200 200 | 200 200 403 | 200 200 200
 """
 ROLES = ("superuser", "Manager", "Reviewer")
 # Add pages that are forms of their own: "Add" leads there (and the form itself answers 403 to a Reviewer).
-ADD_LEADS_TO = {"finetune_evalrun": "admin:finetune_evalrun_evaluate", "finetune_estimate": "admin:finetune_estimate_create"}
+ADD_LEADS_TO = {
+    "finetune_evalrun": "admin:finetune_evalrun_evaluate",
+    "finetune_estimate": "admin:finetune_estimate_create",
+}
 
 
 def _expected(role: str) -> dict[str, tuple[int, int, int]]:
@@ -119,5 +134,9 @@ def test_every_admin_screen_gives_each_role_exactly_its_status(client, one_of_ea
         if name in ADD_LEADS_TO:
             assert add.redirect_chain[-1][0] == reverse(ADD_LEADS_TO[name]), (name, add.redirect_chain)
         else:
-            assert not add.redirect_chain and not change.redirect_chain, (name, add.redirect_chain, change.redirect_chain)
+            assert not add.redirect_chain and not change.redirect_chain, (
+                name,
+                add.redirect_chain,
+                change.redirect_chain,
+            )
     assert got == expected, got

@@ -1,4 +1,5 @@
 """The admin index as a dashboard: what each role reads there, the figures, the links, and a flat query count."""
+
 import json
 import re
 
@@ -105,9 +106,9 @@ def test_a_manager_reads_readiness_models_work_money_and_next_steps(client):
     steps = _section(html, "dash-next-steps")
     ready = house["ready"]
     assert "brackets v1 is ready to launch" in _text(steps)
-    assert f'{reverse("admin:finetune_trainingrun_add")}?dataset_version={ready.pk}' in steps
-    assert f'run {house["together"].pk} succeeded: evaluate it' in _text(steps)
-    assert f'run {house["succeeded"].pk} succeeded' not in _text(steps)  # it has an evaluation already
+    assert f"{reverse('admin:finetune_trainingrun_add')}?dataset_version={ready.pk}" in steps
+    assert f"run {house['together'].pk} succeeded: evaluate it" in _text(steps)
+    assert f"run {house['succeeded'].pk} succeeded" not in _text(steps)  # it has an evaluation already
     assert "shafts v1 is ready" not in _text(steps)  # its gates fail
     assert "2 drawings failed to render" in _text(steps)
 

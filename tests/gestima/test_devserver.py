@@ -1,5 +1,6 @@
 """`./dev run`'s server (manage.py runserver) sends without Nagle's algorithm: no ~40 ms stall between the small
 pieces of a response (the review screen's decisions wait for their answer)."""
+
 import socket
 
 from django.core.management import get_commands, load_command_class

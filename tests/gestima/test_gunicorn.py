@@ -6,6 +6,7 @@ file through WhiteNoise, and the balancer's probes are answered at the machine's
 The server is another process, so it opens an SQLite file of its own (made by the deploy commands), and the
 Redis of this test session.
 """
+
 import os
 import re
 import secrets
@@ -29,27 +30,30 @@ BEHIND_BALANCER = {"Host": HOST, "X-Forwarded-Proto": "https", "X-Forwarded-For"
 
 def _deploy_env(tmp: Path) -> dict:
     env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "gestima.settings",  # production settings, not the test ones
-        "DEBUG": "False",
-        "SECURE_SSL_REDIRECT": "True",  # the test settings turn it off in this process's environment
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": HOST,
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp / "media"),
-        "STATIC_ROOT": str(tmp / "static"),
-        "HEALTH_TOKEN": HEALTH_TOKEN,
-        "WEB_CONCURRENCY": "2",
-        "GUNICORN_THREADS": "2",
-        "GUNICORN_ACCESS_LOG": str(tmp / "access.log"),
-        "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "gestima.settings",  # production settings, not the test ones
+            "DEBUG": "False",
+            "SECURE_SSL_REDIRECT": "True",  # the test settings turn it off in this process's environment
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": HOST,
+            "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+            "MEDIA_ROOT": str(tmp / "media"),
+            "STATIC_ROOT": str(tmp / "static"),
+            "HEALTH_TOKEN": HEALTH_TOKEN,
+            "WEB_CONCURRENCY": "2",
+            "GUNICORN_THREADS": "2",
+            "GUNICORN_ACCESS_LOG": str(tmp / "access.log"),
+            "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
+        }
+    )
     return env
 
 
 def _manage(env: dict, *args: str) -> None:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
 
 
@@ -57,8 +61,11 @@ def _manage(env: dict, *args: str) -> None:
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gunicorn")
     env = _deploy_env(tmp)
-    for step in (["migrate", "--no-input"], ["collectstatic", "--no-input"],
-                 ["createsuperuser", "--no-input", "--username", "admin", "--email", "admin@example.com"]):
+    for step in (
+        ["migrate", "--no-input"],
+        ["collectstatic", "--no-input"],
+        ["createsuperuser", "--no-input", "--username", "admin", "--email", "admin@example.com"],
+    ):
         _manage(env, *step)
 
     # The test binds the port and hands the socket to gunicorn (fd://): no race for a free port, and the
@@ -68,9 +75,15 @@ def served(tmp_path_factory):
     listener.listen(64)
     nodelay_before = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     log = open(tmp / "gunicorn.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", f"fd://{listener.fileno()}"],
-                               cwd=ROOT, env=env, pass_fds=[listener.fileno()], stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"fd://{listener.fileno()}"],
+        cwd=ROOT,
+        env=env,
+        pass_fds=[listener.fileno()],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     try:
         deadline = time.monotonic() + 60
@@ -115,10 +128,20 @@ def test_an_admin_logs_in_through_gunicorn_and_reads_the_index_and_its_styleshee
         assert cookies["csrftoken"]["secure"]  # HTTPS as the balancer said: the cookie never goes over plain HTTP
 
         # A browser posting the form sends its Origin and Referer: Django's CSRF check on HTTPS compares them.
-        login = client.post("/admin/login/?next=/admin/", data={
-            "csrfmiddlewaretoken": token, "username": "admin", "password": PASSWORD, "next": "/admin/",
-        }, headers={"Cookie": _cookie_header(cookies), "Origin": f"https://{HOST}",
-                    "Referer": f"https://{HOST}/admin/login/?next=/admin/"})
+        login = client.post(
+            "/admin/login/?next=/admin/",
+            data={
+                "csrfmiddlewaretoken": token,
+                "username": "admin",
+                "password": PASSWORD,
+                "next": "/admin/",
+            },
+            headers={
+                "Cookie": _cookie_header(cookies),
+                "Origin": f"https://{HOST}",
+                "Referer": f"https://{HOST}/admin/login/?next=/admin/",
+            },
+        )
         assert login.status_code == 302, login.text[:2000]
         assert login.headers["location"] == "/admin/"
         cookies.update(_cookies(login))
@@ -167,7 +190,10 @@ def test_the_balancer_probes_are_answered_at_the_machine_address_over_plain_http
     ready = httpx.get(f"{url}/health/ready")
     assert ready.status_code == 200, ready.text
     assert {name: check["ok"] for name, check in ready.json()["checks"].items()} == {
-        "database": True, "redis": True, "storage": True}
+        "database": True,
+        "redis": True,
+        "storage": True,
+    }
 
     assert httpx.get(f"{url}/health/detail").status_code == 401
     detail = httpx.get(f"{url}/health/detail", headers={"Authorization": f"Bearer {HEALTH_TOKEN}"})

@@ -2,6 +2,7 @@
 the detailed answer (behind HEALTH_TOKEN) reports each queue; a dead or silent Redis is reported, not waited on.
 Real Redis (the session's) for the healthy side; a closed port and a server that never answers for the other.
 """
+
 import socket
 import threading
 import time
@@ -48,8 +49,9 @@ def silent_redis():
 
 
 def _redis_at(settings, port):
-    settings.RQ_QUEUES = {name: dict(conf, URL=f"redis://127.0.0.1:{port}/0")
-                          for name, conf in settings.RQ_QUEUES.items()}
+    settings.RQ_QUEUES = {
+        name: dict(conf, URL=f"redis://127.0.0.1:{port}/0") for name, conf in settings.RQ_QUEUES.items()
+    }
 
 
 @pytest.fixture
@@ -73,7 +75,10 @@ def test_readiness_checks_database_redis_and_storage(client, settings):
     body = response.json()
     assert body["status"] == "ok"
     assert {name: check["ok"] for name, check in body["checks"].items()} == {
-        "database": True, "redis": True, "storage": True}
+        "database": True,
+        "redis": True,
+        "storage": True,
+    }
     # The storage check wrote, read and deleted its file: nothing is left behind.
     probes = settings.MEDIA_ROOT / health.PROBE_PREFIX
     assert not probes.exists() or list(probes.iterdir()) == []

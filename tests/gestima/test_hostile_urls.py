@@ -1,4 +1,5 @@
 """Every admin URL, probed with the odd values a reviewer can type or paste: never a 500."""
+
 import pytest
 from django.contrib import admin
 from django.db import connection
@@ -70,11 +71,19 @@ def test_admin_urls_never_answer_500_to_odd_ids_and_query_strings(client):
         if response.status_code >= 500:
             failures.append((path, response.status_code))
     # Every list with the foreign-key and id filters; the example pages (read by hand) with every key.
-    probes = [(f"/admin/{m._meta.app_label}/{m._meta.model_name}/", key, value)
-              for m in admin.site._registry if m._meta.managed
-              for key in ["task", "task__id__exact", "id__exact"] for value in ODD_VALUES[:2]]
-    probes += [(url, key, value) for url in ["/admin/curation/example/", "/admin/curation/example/next-pending/"]
-               for key in KEYS for value in ODD_VALUES]
+    probes = [
+        (f"/admin/{m._meta.app_label}/{m._meta.model_name}/", key, value)
+        for m in admin.site._registry
+        if m._meta.managed
+        for key in ["task", "task__id__exact", "id__exact"]
+        for value in ODD_VALUES[:2]
+    ]
+    probes += [
+        (url, key, value)
+        for url in ["/admin/curation/example/", "/admin/curation/example/next-pending/"]
+        for key in KEYS
+        for value in ODD_VALUES
+    ]
     for url, key, value in probes:
         response = client.get(f"{url}?{key}={value}")
         if response.status_code >= 500:

@@ -1,5 +1,6 @@
 """The job seams: jobs are sent only through gestima.queues (which waits for the commit), and finetune's
 services name their jobs by dotted path, never importing finetune.jobs; every job takes ids only."""
+
 import ast
 import inspect
 from pathlib import Path
@@ -24,7 +25,8 @@ def _modules(*apps):
 def test_only_gestima_queues_and_the_periodic_schedule_send_jobs():
     # With COMMIT_MODE "auto" a queue sends at once: an enqueue elsewhere could reach a worker before commit.
     offenders = [
-        f"{name}:{node.lineno}" for name, tree in _modules("curation", "finetune", "gestima")
+        f"{name}:{node.lineno}"
+        for name, tree in _modules("curation", "finetune", "gestima")
         if name not in ALLOWED_TO_ENQUEUE
         for node in ast.walk(tree)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ENQUEUE_CALLS
@@ -33,8 +35,11 @@ def test_only_gestima_queues_and_the_periodic_schedule_send_jobs():
 
 
 def _job_paths(tree):
-    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
-            and isinstance(node.value, str) and node.value.startswith("finetune.jobs.")]
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("finetune.jobs.")
+    ]
 
 
 def test_finetune_services_name_jobs_by_dotted_path_and_never_import_them():
@@ -42,8 +47,10 @@ def test_finetune_services_name_jobs_by_dotted_path_and_never_import_them():
     for name, tree in _modules("finetune/services"):
         paths += _job_paths(tree)
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module == "finetune.jobs" or (
-                    node.module == "finetune" and any(alias.name == "jobs" for alias in node.names))):
+            if isinstance(node, ast.ImportFrom) and (
+                node.module == "finetune.jobs"
+                or (node.module == "finetune" and any(alias.name == "jobs" for alias in node.names))
+            ):
                 imports.append(f"{name}:{node.lineno}")
             if isinstance(node, ast.Import) and any(alias.name == "finetune.jobs" for alias in node.names):
                 imports.append(f"{name}:{node.lineno}")
@@ -56,8 +63,9 @@ def test_finetune_services_name_jobs_by_dotted_path_and_never_import_them():
 def test_every_finetune_job_takes_ids_only():
     import finetune.jobs
 
-    jobs = [func for func in vars(finetune.jobs).values()
-            if inspect.isfunction(func) and func.__module__ == "finetune.jobs"]
+    jobs = [
+        func for func in vars(finetune.jobs).values() if inspect.isfunction(func) and func.__module__ == "finetune.jobs"
+    ]
     assert jobs
     for func in jobs:
         params = list(inspect.signature(func).parameters)

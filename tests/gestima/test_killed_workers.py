@@ -5,6 +5,7 @@ The worker is another process, so these tests use an SQLite file both processes 
 in-memory test database is invisible to a subprocess). A job "blocks" on a named pipe standing in for a
 file: opening a FIFO for reading waits for a writer that never comes.
 """
+
 import os
 import shutil
 import signal
@@ -35,10 +36,14 @@ ROOT = Path(__file__).resolve().parents[2]
 LEASE = 3  # seconds: short, so a test waits for a lease to run out in a few seconds (heartbeat every 0.5 s)
 STEP_DEADLINE = 60  # no wait below is longer than this
 
-RENDER_WORDS = ("The worker stopped while rendering this drawing (killed or out of memory) 3 times; "
-                "it was not retried again. Render again to retry.")
-EXPORT_WORDS = ("The worker stopped while exporting this version (killed or out of memory) 3 times; "
-                "it was not retried again. Export again to retry.")
+RENDER_WORDS = (
+    "The worker stopped while rendering this drawing (killed or out of memory) 3 times; "
+    "it was not retried again. Render again to retry."
+)
+EXPORT_WORDS = (
+    "The worker stopped while exporting this version (killed or out of memory) 3 times; "
+    "it was not retried again. Export again to retry."
+)
 
 
 @contextmanager
@@ -47,8 +52,19 @@ def _database_file(path: Path):
 
     # SQLite whatever the suite runs on: a file both processes open, nothing to create or drop on a server.
     original = connections["default"]
-    wrapper = DatabaseWrapper(dict(original.settings_dict, ENGINE="django.db.backends.sqlite3", NAME=str(path),
-                                   HOST="", PORT="", USER="", PASSWORD="", OPTIONS={"timeout": 20}), alias="default")
+    wrapper = DatabaseWrapper(
+        dict(
+            original.settings_dict,
+            ENGINE="django.db.backends.sqlite3",
+            NAME=str(path),
+            HOST="",
+            PORT="",
+            USER="",
+            PASSWORD="",
+            OPTIONS={"timeout": 20},
+        ),
+        alias="default",
+    )
     connections["default"] = wrapper
     try:
         yield
@@ -96,8 +112,9 @@ def _start_worker(db, queue: str, *, burst: bool = False, worker_class: str | No
     args = [sys.executable, "manage.py", "rqworker", queue] + (["--burst"] if burst else [])
     args += ["--worker-class", worker_class] if worker_class else []
     with open(db["log"], "ab") as log:
-        return subprocess.Popen(args, cwd=ROOT, env=db["env"], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            args, cwd=ROOT, env=db["env"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def _kill(process: subprocess.Popen, *, horse_only: bool = False) -> None:
@@ -157,8 +174,9 @@ def _blocking_drawing() -> Drawing:
 
 def _render_started(db, drawing, attempts):
     drawing.refresh_from_db()
-    return (drawing.status == Drawing.Status.RENDERING and drawing.render_attempts == attempts
-            and bool(_render_folders(db)))
+    return (
+        drawing.status == Drawing.Status.RENDERING and drawing.render_attempts == attempts and bool(_render_folders(db))
+    )
 
 
 # The render queue's own worker runs jobs in its process (no work-horse): killed, it leaves the same row behind.
@@ -232,8 +250,15 @@ def test_a_work_horse_killed_alone_is_retried_by_its_own_worker(shared_db):
 
 def _blocking_version(n=3):
     task = make_task()
-    examples = [make_example(task=task, drawing=make_drawing(), status=Example.Status.APPROVED,
-                             target=technology_target(f"P-{i}", minutes=3 + i)) for i in range(n)]
+    examples = [
+        make_example(
+            task=task,
+            drawing=make_drawing(),
+            status=Example.Status.APPROVED,
+            target=technology_target(f"P-{i}", minutes=3 + i),
+        )
+        for i in range(n)
+    ]
     dataset = Dataset.objects.create(name="killed-export", task=task, validation_fraction=0.2)
     version = dataset_build(dataset=dataset)
     for example in examples:
@@ -250,8 +275,11 @@ def _partials(version) -> list[str]:
 
 def _export_started(version, attempts):
     version.refresh_from_db()
-    return (version.export_status == DatasetVersion.ExportStatus.RUNNING and version.export_attempts == attempts
-            and bool(_partials(version)))
+    return (
+        version.export_status == DatasetVersion.ExportStatus.RUNNING
+        and version.export_attempts == attempts
+        and bool(_partials(version))
+    )
 
 
 def test_an_export_killed_three_times_is_retried_then_failed_in_words(shared_db):
@@ -313,6 +341,7 @@ def test_an_export_killed_midway_can_be_requested_again_once_its_lease_ran_out(s
 
 # --- RQ's own report of an abandoned job, minutes later (in-process) ------------------------------
 
+
 @pytest.mark.django_db
 def test_rq_reporting_an_abandoned_render_hands_it_to_the_retry_not_to_a_failure(django_capture_on_commit_callbacks):
     from types import SimpleNamespace
@@ -321,8 +350,9 @@ def test_rq_reporting_an_abandoned_render_hands_it_to_the_retry_not_to_a_failure
 
     from curation.jobs import drawing_render_job_failed
 
-    drawing = make_drawing(status=Drawing.Status.RENDERING, render_attempts=1,
-                           lease_until=timezone.now() + timedelta(seconds=30))
+    drawing = make_drawing(
+        status=Drawing.Status.RENDERING, render_attempts=1, lease_until=timezone.now() + timedelta(seconds=30)
+    )
     drawing_render_job_failed(SimpleNamespace(args=[drawing.pk]), None, AbandonedJobError, AbandonedJobError(), None)
     drawing.refresh_from_db()
     assert drawing.status == Drawing.Status.RENDERING and drawing.error == ""  # no "AbandonedJobError:" text
@@ -345,9 +375,14 @@ def test_rq_reporting_an_abandoned_export_after_the_last_attempt_fails_it_in_wor
     settings.JOB_MAX_ATTEMPTS = 3
     version = make_dataset_version()
     DatasetVersion.objects.filter(pk=version.pk).update(
-        export_status=DatasetVersion.ExportStatus.RUNNING, export_attempts=3, export_format="openai",
-        export_lease_until=timezone.now() + timedelta(seconds=30))
-    dataset_version_export_job_failed(SimpleNamespace(args=[version.pk]), None, AbandonedJobError, AbandonedJobError(), None)
+        export_status=DatasetVersion.ExportStatus.RUNNING,
+        export_attempts=3,
+        export_format="openai",
+        export_lease_until=timezone.now() + timedelta(seconds=30),
+    )
+    dataset_version_export_job_failed(
+        SimpleNamespace(args=[version.pk]), None, AbandonedJobError, AbandonedJobError(), None
+    )
     assert abandoned_jobs_recover()["exports"] == {"queued": [], "failed": [version.pk]}
     version.refresh_from_db()
     assert version.export_status == DatasetVersion.ExportStatus.FAILED and version.export_error == EXPORT_WORDS

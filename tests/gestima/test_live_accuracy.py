@@ -1,5 +1,6 @@
 """The dashboard's live accuracy: a Manager reads each model's live MAPE by month beside its eval MAPE; a
 Reviewer does not get the section (nor its JSON)."""
+
 import datetime
 
 import pytest
@@ -22,9 +23,13 @@ def make_scored_estimates(house: dict) -> dict:
     model = house["succeeded"].fine_tuned_model
     last_month = timezone.localtime().replace(day=1) - datetime.timedelta(days=1)
     for part, minutes, when in (("LA-1", 10.0, None), ("LA-2", 6.0, None), ("LA-3", 9.0, last_month)):
-        estimate = Estimate.objects.create(task=house["task"], drawing=make_drawing(part_number=part),
-                                           model_name=model, provider="openai_ft",
-                                           output=technology_target(part, minutes=minutes))
+        estimate = Estimate.objects.create(
+            task=house["task"],
+            drawing=make_drawing(part_number=part),
+            model_name=model,
+            provider="openai_ft",
+            output=technology_target(part, minutes=minutes),
+        )
         if when is not None:
             Estimate.objects.filter(pk=estimate.pk).update(created_at=when)
         production_records_import(text=HEADER + f"{part},O1,NZX 2000,turning,10,8.00,40,2024-01-02\n")

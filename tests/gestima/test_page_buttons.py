@@ -1,5 +1,6 @@
 """Pages with buttons: no form sits inside another (the browser would post the outer one), each button posts
 to its own view, and the live JSON endpoints answer, refuse, and say when the work is over."""
+
 from html.parser import HTMLParser
 
 import pytest
@@ -31,9 +32,13 @@ class _Forms(HTMLParser):
             self.open.append(attrs)
             if attrs.get("id"):
                 self.by_id[attrs["id"]] = attrs
-        elif (tag == "input" and attrs.get("type") == "submit") or (tag == "button" and attrs.get("type", "submit") == "submit"):
+        elif (tag == "input" and attrs.get("type") == "submit") or (
+            tag == "button" and attrs.get("type", "submit") == "submit"
+        ):
             owner = attrs.get("form")
-            self.buttons.append((attrs.get("value") or attrs.get("name") or "", owner, self.open[-1] if self.open else None))
+            self.buttons.append(
+                (attrs.get("value") or attrs.get("name") or "", owner, self.open[-1] if self.open else None)
+            )
 
     def handle_endtag(self, tag):
         if tag == "form" and self.open:
@@ -63,8 +68,9 @@ def manager(roles):
 
 
 def _run(status, **fields):
-    run = training_run_create(dataset_version=make_dataset_version(), base_model=make_base_model(), user=None,
-                              provider="dryrun")
+    run = training_run_create(
+        dataset_version=make_dataset_version(), base_model=make_base_model(), user=None, provider="dryrun"
+    )
     TrainingRun.objects.filter(pk=run.pk).update(status=status, **fields)
     return run
 
@@ -88,9 +94,13 @@ def test_eval_run_and_dataset_version_buttons_post_to_their_own_views(client, ma
     done = make_done_eval_run(version)
     failed = make_done_eval_run(version)
     EvalRun.objects.filter(pk=failed.pk).update(status="failed", error="worker killed")
-    assert "Resume (ask only unanswered examples)" not in _forms(client, reverse("admin:finetune_evalrun_change", args=[done.pk]))
+    assert "Resume (ask only unanswered examples)" not in _forms(
+        client, reverse("admin:finetune_evalrun_change", args=[done.pk])
+    )
     actions = _forms(client, reverse("admin:finetune_evalrun_change", args=[failed.pk]))
-    assert actions["Resume (ask only unanswered examples)"] == reverse("admin:finetune_evalrun_resume", args=[failed.pk])
+    assert actions["Resume (ask only unanswered examples)"] == reverse(
+        "admin:finetune_evalrun_resume", args=[failed.pk]
+    )
     actions = _forms(client, reverse("admin:curation_datasetversion_change", args=[version.pk]))
     export = next(label for label in actions if label.startswith("Export"))
     assert actions[export] == reverse("admin:curation_datasetversion_export", args=[version.pk])
@@ -99,11 +109,17 @@ def test_eval_run_and_dataset_version_buttons_post_to_their_own_views(client, ma
 def test_model_version_and_estimate_pages_have_no_nested_forms(client, manager):
     client.force_login(manager)
     version = make_plan_dataset_version(n_validation=2, n_train=0)
-    model_version = model_version_promote(eval_run=make_done_eval_run(version), user=manager,
-                                          override_reason="first model")
+    model_version = model_version_promote(
+        eval_run=make_done_eval_run(version), user=manager, override_reason="first model"
+    )
     _forms(client, reverse("admin:finetune_modelversion_change", args=[model_version.pk]))
-    estimate = Estimate.objects.create(task=version.dataset.task, drawing=make_drawing(), model_name="gpt-4o",
-                                       provider="openai", output={"operations": []})
+    estimate = Estimate.objects.create(
+        task=version.dataset.task,
+        drawing=make_drawing(),
+        model_name="gpt-4o",
+        provider="openai",
+        output={"operations": []},
+    )
     _forms(client, reverse("admin:finetune_estimate_change", args=[estimate.pk]))
     _forms(client, reverse("admin:finetune_estimate_correct", args=[estimate.pk]))
     _forms(client, reverse("admin:finetune_evalrun_promote", args=[model_version.eval_run_id]))

@@ -1,4 +1,5 @@
 """Periodic jobs: installing them again (every worker start) leaves exactly one pending run of each."""
+
 import django_rq
 import pytest
 from django.core.management import call_command

@@ -6,6 +6,7 @@ A real burst worker of the class, in this process (it sees the test database). A
 `curation.rendering.render_process_pid`, reports the worker's render process between drawings: under a
 worker that forks a work-horse per job it reports None (the horse's render process died with it).
 """
+
 import os
 
 import django_rq
@@ -71,7 +72,8 @@ def test_one_render_process_serves_every_drawing_and_a_corrupt_pdf_fails_only_it
 
 @pytest.mark.django_db(transaction=True)
 def test_a_job_timeout_kills_the_render_process_and_the_next_drawing_gets_a_fresh_one(
-        corpus, render_queue, settings, tmp_path, monkeypatch):
+    corpus, render_queue, settings, tmp_path, monkeypatch
+):
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the render folders, to see they go
@@ -82,8 +84,13 @@ def test_a_job_timeout_kills_the_render_process_and_the_next_drawing_gets_a_fres
     stuck = make_drawing(status=Drawing.Status.UPLOADED)
     os.unlink(stuck.file.path)
     os.mkfifo(stuck.file.path)
-    render_queue.enqueue(drawing_render_job, stuck.pk, job_id=drawing_render_job_id(stuck.pk), job_timeout=2,
-                         on_failure=drawing_render_job_failed)
+    render_queue.enqueue(
+        drawing_render_job,
+        stuck.pk,
+        job_id=drawing_render_job_id(stuck.pk),
+        job_timeout=2,
+        on_failure=drawing_render_job_failed,
+    )
     after_timeout = _probe(render_queue)
     later = _ingest(sorted((corpus / "drawings").glob("*.pdf"))[1])
     after_all = _probe(render_queue)

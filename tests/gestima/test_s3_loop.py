@@ -5,6 +5,7 @@ Upload drawings in the admin -> a real burst worker renders them -> pages in the
 (streamed) -> a training run against the OpenAI stand-in, its file read from the bucket. The web side's MEDIA_ROOT
 and the worker's temp folder are separate folders, and both stay empty: nothing relies on a shared disk.
 """
+
 import json
 import tempfile
 from pathlib import Path
@@ -73,8 +74,16 @@ def worker_on_its_own_disk(run_worker, separate_disks, monkeypatch):
 
 
 def test_upload_render_export_download_and_train_through_the_bucket(
-        client, roles, s3_storage, separate_disks, worker_on_its_own_disk, ft_api, settings, corpus,
-        django_capture_on_commit_callbacks):
+    client,
+    roles,
+    s3_storage,
+    separate_disks,
+    worker_on_its_own_disk,
+    ft_api,
+    settings,
+    corpus,
+    django_capture_on_commit_callbacks,
+):
     s3, bucket = s3_storage
     web, worker_tmp = separate_disks
     settings.STORAGE_PART_BYTES = PART_BYTES
@@ -82,7 +91,9 @@ def test_upload_render_export_download_and_train_through_the_bucket(
     client.force_login(manager)
 
     # 1. Drawings uploaded in the admin; a real worker renders them; PDF and pages land in the bucket.
-    files = [SimpleUploadedFile(name, (corpus / "drawings" / name).read_bytes(), "application/pdf") for name in DRAWINGS]
+    files = [
+        SimpleUploadedFile(name, (corpus / "drawings" / name).read_bytes(), "application/pdf") for name in DRAWINGS
+    ]
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("admin:curation_drawing_upload"), {"files": files})
     assert f"{len(DRAWINGS)} new" in response.content.decode()
@@ -111,12 +122,17 @@ def test_upload_render_export_download_and_train_through_the_bucket(
     task = make_task()
     for drawing in drawings:
         for minutes in (10, 20, 30, 40):
-            make_example(task=task, drawing=drawing, status=Example.Status.APPROVED,
-                         target=technology_target(drawing.part_number, minutes=minutes + drawing.pk))
+            make_example(
+                task=task,
+                drawing=drawing,
+                status=Example.Status.APPROVED,
+                target=technology_target(drawing.part_number, minutes=minutes + drawing.pk),
+            )
     dataset = Dataset.objects.create(name="bucket loop", task=task, validation_fraction=0.34, split_seed=3)
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(reverse("admin:curation_dataset_changelist"),
-                    {"action": "build_version", "_selected_action": [dataset.pk]})
+        client.post(
+            reverse("admin:curation_dataset_changelist"), {"action": "build_version", "_selected_action": [dataset.pk]}
+        )
     worker_on_its_own_disk("default")  # builds run in a worker too
     version = DatasetVersion.objects.get(dataset=dataset)
     assert version.members.count() == 4 * len(DRAWINGS)
@@ -141,7 +157,8 @@ def test_upload_render_export_download_and_train_through_the_bucket(
     assert len(train_bytes) // (PART_BYTES + longest) <= parts <= -(-len(train_bytes) // PART_BYTES) and parts > 1
     assert version.manifest["files"]["train.jsonl"]["bytes"] == len(train_bytes)
     assert json.loads(train_bytes.splitlines()[0])["messages"][1]["content"][1]["image_url"]["url"].startswith(
-        "data:image/")
+        "data:image/"
+    )
 
     # 4. Download through the admin: streamed from the bucket, byte for byte.
     download = client.get(reverse("admin:curation_datasetversion_download", args=[version.pk, "train.jsonl"]))
@@ -152,8 +169,9 @@ def test_upload_render_export_download_and_train_through_the_bucket(
     # 5. A training run on the OpenAI stand-in: its file is written to and read from the bucket.
     base_model = BaseModel.objects.get(name="gpt-4o-2024-08-06")
     run = training_run_create(dataset_version=version, base_model=base_model, user=manager, provider="openai")
-    run = launch(run, manager, worker_on_its_own_disk, django_capture_on_commit_callbacks,
-                 override_reason="a bucket rehearsal")
+    run = launch(
+        run, manager, worker_on_its_own_disk, django_capture_on_commit_callbacks, override_reason="a bucket rehearsal"
+    )
     assert run.job_id and run.training_file_id, (run.status, run.sync_error, run.error_message)
     assert run.run_dir == f"s3://{bucket}/runs/{run.pk}"
     in_bucket = s3.get_object(Bucket=bucket, Key=f"runs/{run.pk}/train.jsonl")["Body"].read()

@@ -1,5 +1,6 @@
 """Safe defaults: DEBUG is off unless asked for, production refuses to start without a SECRET_KEY of its own,
 `./dev run` writes one into .env, and every page carries a Content-Security-Policy."""
+
 import os
 import subprocess
 import sys
@@ -13,8 +14,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def _django(env_overrides: dict, code: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")}
     env.update({"DJANGO_SETTINGS_MODULE": "gestima.settings", "SECURE_SSL_REDIRECT": "False", **env_overrides})
-    return subprocess.run([sys.executable, "-c", f"import django; django.setup(); from django.conf import settings; {code}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); from django.conf import settings; {code}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.skipif((ROOT / ".env").exists(), reason="a developer's .env sets DEBUG and SECRET_KEY")
@@ -36,8 +43,9 @@ def test_the_placeholder_key_is_refused_in_production_and_tolerated_only_with_de
 
 def _ensure_secret_key(workdir: Path) -> str:
     """Run dev's ensure_secret_key function alone in `workdir` (the rest of ./dev is not executed)."""
-    function = subprocess.run(["sed", "-n", "/^ensure_secret_key()/,/^}/p", str(ROOT / "dev")],
-                              capture_output=True, text=True, check=True).stdout
+    function = subprocess.run(
+        ["sed", "-n", "/^ensure_secret_key()/,/^}/p", str(ROOT / "dev")], capture_output=True, text=True, check=True
+    ).stdout
     assert function.strip(), "ensure_secret_key() not found in ./dev"
     script = f"set -euo pipefail\nsay() {{ :; }}\nPY={sys.executable}\n{function}\nensure_secret_key\n"
     subprocess.run(["bash", "-c", script], cwd=workdir, check=True, timeout=60)

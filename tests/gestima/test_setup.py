@@ -1,4 +1,5 @@
 """Project set-up: the queue dashboard is for superusers only; production settings pass Django's checks."""
+
 import os
 import subprocess
 import sys
@@ -35,7 +36,10 @@ def test_check_deploy_passes_with_production_settings(tmp_path):
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -2,6 +2,7 @@
 
 Runs in a child process on a SQLite file (the tests' own database is in memory), with the production settings.
 """
+
 import json
 import os
 import subprocess
@@ -26,8 +27,14 @@ def test_twenty_reviewers_approving_at_once_on_a_sqlite_file(tmp_path):
         "MEDIA_ROOT": str(tmp_path / "media"),
         "LOG_LEVEL": "CRITICAL",
     }
-    result = subprocess.run([sys.executable, "-m", "tests.gestima.sqlite_approvals", "20"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.gestima.sqlite_approvals", "20"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert 500 not in outcome["statuses"], outcome

@@ -1,5 +1,6 @@
 """Object storage: settings choose it, an export in the bucket is all or nothing (aborted or killed), a killed
 export's unfinished upload is cleared by recovery, and a large file goes to OpenAI from the bucket in parts."""
+
 import os
 import subprocess
 import sys
@@ -23,8 +24,11 @@ EXPORTED = {"train.jsonl", "validation.jsonl", "manifest.json"}
 
 
 def _objects(client, bucket, prefix=""):
-    return [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for o in page.get("Contents", [])]
+    return [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
 
 
 def _unfinished(client, bucket):
@@ -34,10 +38,18 @@ def _unfinished(client, bucket):
 def test_storage_backend_s3_needs_a_bucket_and_selects_one_for_every_file():
     def settings_of(**env):
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STORAGE_"))}
-        code = ("import django; django.setup(); from django.conf import settings; "
-                "print({k: v['BACKEND'] for k, v in settings.STORAGES.items() if k != 'staticfiles'})")
-        return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                              env={**base, "DJANGO_SETTINGS_MODULE": "gestima.settings", "DEBUG": "True", **env})
+        code = (
+            "import django; django.setup(); from django.conf import settings; "
+            "print({k: v['BACKEND'] for k, v in settings.STORAGES.items() if k != 'staticfiles'})"
+        )
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**base, "DJANGO_SETTINGS_MODULE": "gestima.settings", "DEBUG": "True", **env},
+        )
 
     refused = settings_of(STORAGE_BACKEND="s3")
     assert refused.returncode != 0 and "STORAGE_BACKEND=s3 needs AWS_STORAGE_BUCKET_NAME" in refused.stderr
@@ -81,8 +93,12 @@ def test_an_export_killed_in_the_bucket_shows_nothing_and_recovery_clears_its_up
         try:
             if connections["default"].vendor != "sqlite":
                 connections["default"].connection = None  # never touch the parent's socket: reconnect
-            dataset_version_export_store(version=DatasetVersion.objects.get(pk=version.pk), storage=exports_storage(),
-                                         folder=folder, progress=die)
+            dataset_version_export_store(
+                version=DatasetVersion.objects.get(pk=version.pk),
+                storage=exports_storage(),
+                folder=folder,
+                progress=die,
+            )
         finally:
             os._exit(0)
     _, status = os.waitpid(pid, 0)
@@ -92,8 +108,11 @@ def test_an_export_killed_in_the_bucket_shows_nothing_and_recovery_clears_its_up
 
     # The job's row as the killed worker left it: running, its lease run out.
     DatasetVersion.objects.filter(pk=version.pk).update(
-        export_status=DatasetVersion.ExportStatus.RUNNING, export_format="openai", export_attempts=1,
-        export_lease_until=timezone.now() - timedelta(seconds=1))
+        export_status=DatasetVersion.ExportStatus.RUNNING,
+        export_format="openai",
+        export_attempts=1,
+        export_lease_until=timezone.now() - timedelta(seconds=1),
+    )
     assert dataset_version_exports_abandoned_recover(version_ids=[version.pk]) == {"queued": [version.pk], "failed": []}
     assert _unfinished(client, bucket) == []
 
@@ -104,10 +123,12 @@ def test_an_export_killed_in_the_bucket_shows_nothing_and_recovery_clears_its_up
 
 @pytest.mark.django_db
 def test_a_version_exported_to_a_local_folder_before_the_move_to_the_bucket_asks_to_export_again(
-        s3_storage, settings, tmp_path):
+    s3_storage, settings, tmp_path
+):
     version, _ = build_version()
-    DatasetVersion.objects.filter(pk=version.pk).update(export_status=DatasetVersion.ExportStatus.DONE,
-                                                        export_dir=str(tmp_path / "exports" / "export-me-v1-openai"))
+    DatasetVersion.objects.filter(pk=version.pk).update(
+        export_status=DatasetVersion.ExportStatus.DONE, export_dir=str(tmp_path / "exports" / "export-me-v1-openai")
+    )
     version.refresh_from_db()
     with pytest.raises(ExportError, match="is gone from .*export-me-v1-openai: export again"):
         export_file_open(version=version, name="train.jsonl")
@@ -121,7 +142,9 @@ def test_a_drawing_pdf_streams_from_the_bucket_and_one_gone_from_it_is_a_404(s3_
     url = reverse("admin:curation_drawing_pdf", args=[drawing.pk])
     shown = client.get(url)
     key = f"media/{drawing.file.name}"
-    assert shown.status_code == 200 and b"".join(shown.streaming_content) == s3.get_object(
-        Bucket=bucket, Key=key)["Body"].read()
+    assert (
+        shown.status_code == 200
+        and b"".join(shown.streaming_content) == s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    )
     s3.delete_object(Bucket=bucket, Key=key)
     assert client.get(url).status_code == 404

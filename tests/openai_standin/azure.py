@@ -11,6 +11,7 @@
   {account}/deployments/{name}?api-version=...` with a bearer token; provisioningState goes Creating →
   Succeeded after `provision_reads` GETs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,10 +21,14 @@ from tests.openai_standin.base import Request, Response, StandIn
 from tests.openai_standin.chat import Reply, chat_completion
 from tests.openai_standin.fine_tuning import FineTuningAPI
 
-ARM = ("/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft.CognitiveServices/"
-       "accounts/(?P<account>[^/]+)/deployments/(?P<name>[^/]+)")
-NOT_FOUND = ("The API deployment for this resource does not exist. If you created the deployment within the last "
-             "5 minutes, please wait a moment and try again.")
+ARM = (
+    "/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft.CognitiveServices/"
+    "accounts/(?P<account>[^/]+)/deployments/(?P<name>[^/]+)"
+)
+NOT_FOUND = (
+    "The API deployment for this resource does not exist. If you created the deployment within the last "
+    "5 minutes, please wait a moment and try again."
+)
 
 
 def azure_error(status: int, code: str, message: str) -> Response:
@@ -56,24 +61,39 @@ class AzureStandIn:
 
     def add_deployment(self, name: str, model: str) -> None:
         """A deployment made elsewhere (the portal), already serving."""
-        self.deployments[name] = {"model": model, "state": "Succeeded", "reads": 0, "sku": {"name": "standard", "capacity": 1}}
+        self.deployments[name] = {
+            "model": model,
+            "state": "Succeeded",
+            "reads": 0,
+            "sku": {"name": "standard", "capacity": 1},
+        }
 
     # --- every request -------------------------------------------------------------------------
     def guard(self, request: Request) -> Response | None:
         if request.path.startswith("/subscriptions/"):
             if request.headers.get("authorization") != f"Bearer {self.management_token}":
-                return azure_error(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is "
-                                                                "missing or invalid.")
+                return azure_error(
+                    401,
+                    "AuthenticationFailed",
+                    "Authentication failed. The 'Authorization' header is missing or invalid.",
+                )
             if not request.q("api-version"):
-                return azure_error(400, "MissingApiVersionParameter",
-                                   "The api-version query parameter (?api-version=) is required for all requests.")
+                return azure_error(
+                    400,
+                    "MissingApiVersionParameter",
+                    "The api-version query parameter (?api-version=) is required for all requests.",
+                )
             return None
         if not request.path.startswith("/openai/"):
             return azure_error(404, "404", "Resource not found")
         if request.headers.get("api-key") != self.api_key:
-            return azure_error(401, "401", "Access denied due to invalid subscription key or wrong API endpoint. Make "
-                                           "sure to provide a valid key for an active subscription and use a correct "
-                                           "regional API endpoint for your resource.")
+            return azure_error(
+                401,
+                "401",
+                "Access denied due to invalid subscription key or wrong API endpoint. Make "
+                "sure to provide a valid key for an active subscription and use a correct "
+                "regional API endpoint for your resource.",
+            )
         if not request.q("api-version"):
             return azure_error(404, "404", "Resource not found")
         return None
@@ -89,36 +109,59 @@ class AzureStandIn:
         if isinstance(result, Response):
             return result
         reply = result if isinstance(result, Reply) else Reply(text=result)
-        return Response(200, chat_completion(model=deployment["model"], text=reply.text, refusal=reply.refusal,
-                                             prompt_tokens=reply.prompt_tokens,
-                                             completion_tokens=reply.completion_tokens), delay=reply.delay)
+        return Response(
+            200,
+            chat_completion(
+                model=deployment["model"],
+                text=reply.text,
+                refusal=reply.refusal,
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+            ),
+            delay=reply.delay,
+        )
 
     # --- management (ARM) ----------------------------------------------------------------------
     def _resource(self, request: Request, deployment: dict) -> dict:
         p = request.params
         return {
-            "id": (f"/subscriptions/{p['sub']}/resourceGroups/{p['rg']}/providers/Microsoft.CognitiveServices/"
-                   f"accounts/{p['account']}/deployments/{p['name']}"),
-            "name": p["name"], "type": "Microsoft.CognitiveServices/accounts/deployments",
+            "id": (
+                f"/subscriptions/{p['sub']}/resourceGroups/{p['rg']}/providers/Microsoft.CognitiveServices/"
+                f"accounts/{p['account']}/deployments/{p['name']}"
+            ),
+            "name": p["name"],
+            "type": "Microsoft.CognitiveServices/accounts/deployments",
             "sku": deployment["sku"],
-            "properties": {"model": {"format": "OpenAI", "name": deployment["model"], "version": "1"},
-                           "provisioningState": deployment["state"]},
+            "properties": {
+                "model": {"format": "OpenAI", "name": deployment["model"], "version": "1"},
+                "provisioningState": deployment["state"],
+            },
         }
 
     def deployment_put(self, request: Request) -> Response:
         body = request.json()
-        model = ((body.get("properties") or {}).get("model") or {})
+        model = (body.get("properties") or {}).get("model") or {}
         sku = body.get("sku") or {}
         if model.get("format") != "OpenAI" or not model.get("name") or not sku.get("name"):
-            return azure_error(400, "InvalidResourceProperties", "The deployment needs sku.name and "
-                                                                 "properties.model {format: OpenAI, name, version}.")
+            return azure_error(
+                400,
+                "InvalidResourceProperties",
+                "The deployment needs sku.name and properties.model {format: OpenAI, name, version}.",
+            )
         models = {j["fine_tuned_model"] for j in self.ft.jobs.values() if j.get("fine_tuned_model")}
         if model["name"] not in models:
-            return azure_error(400, "DeploymentModelNotSupported",
-                               f"The model '{model['name']}' is not a fine-tuned model of this resource.")
+            return azure_error(
+                400,
+                "DeploymentModelNotSupported",
+                f"The model '{model['name']}' is not a fine-tuned model of this resource.",
+            )
         existed = request.params["name"] in self.deployments
-        self.deployments[request.params["name"]] = {"model": model["name"], "state": "Creating",
-                                                    "reads": self.provision_reads, "sku": sku}
+        self.deployments[request.params["name"]] = {
+            "model": model["name"],
+            "state": "Creating",
+            "reads": self.provision_reads,
+            "sku": sku,
+        }
         return Response(200 if existed else 201, self._resource(request, self.deployments[request.params["name"]]))
 
     def deployment_get(self, request: Request) -> Response:

@@ -3,6 +3,7 @@
 Route modules (fine_tuning.py, chat.py) register handlers; tests script failures (429, 5xx, quota)
 through the state the handlers read. Nothing here patches the SDK: it speaks HTTP like the real API.
 """
+
 from __future__ import annotations
 
 import json
@@ -102,7 +103,17 @@ class StandIn:
                 request.params = match.groupdict()
                 result = handler(request)
                 return result if isinstance(result, Response) else Response(200, result)
-        return Response(404, {"error": {"message": f"no route {request.method} {request.path}", "type": "invalid_request_error", "code": None, "param": None}})
+        return Response(
+            404,
+            {
+                "error": {
+                    "message": f"no route {request.method} {request.path}",
+                    "type": "invalid_request_error",
+                    "code": None,
+                    "param": None,
+                }
+            },
+        )
 
     # --- server ------------------------------------------------------------------------------
     @property
@@ -133,7 +144,9 @@ class StandIn:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 path = parsed.path[3:] if parsed.path.startswith("/v1") else parsed.path
-                request = Request(self.command, path, parse_qs(parsed.query), {k.lower(): v for k, v in self.headers.items()}, body)
+                request = Request(
+                    self.command, path, parse_qs(parsed.query), {k.lower(): v for k, v in self.headers.items()}, body
+                )
                 response = standin._dispatch(request)
                 if response.delay:
                     threading.Event().wait(response.delay)
@@ -166,6 +179,14 @@ class StandIn:
         self._server.server_close()
 
 
-def api_error(status: int, message: str, *, code: str | None = None, type_: str = "invalid_request_error", param: str | None = None, headers: dict | None = None) -> Response:
+def api_error(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    type_: str = "invalid_request_error",
+    param: str | None = None,
+    headers: dict | None = None,
+) -> Response:
     """An error body shaped like the real API's."""
     return Response(status, {"error": {"message": message, "type": type_, "code": code, "param": param}}, headers or {})

@@ -3,6 +3,7 @@
 `install_chat(api, answer)` registers the route. `answer(body)` gets the request JSON and returns the
 assistant's text (str), a `Reply` (text, refusal, delay, token counts) or a `Response` (an HTTP error).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -24,20 +25,27 @@ class Reply:
     completion_tokens: int = 20
 
 
-def chat_completion(*, model: str, text: str | None, refusal: str | None = None, prompt_tokens=100, completion_tokens=20) -> dict:
+def chat_completion(
+    *, model: str, text: str | None, refusal: str | None = None, prompt_tokens=100, completion_tokens=20
+) -> dict:
     return {
         "id": f"chatcmpl-standin-{next(_ids)}",
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": model,
-        "choices": [{
-            "index": 0,
-            "finish_reason": "stop",
-            "logprobs": None,
-            "message": {"role": "assistant", "content": None if refusal else text, "refusal": refusal},
-        }],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "logprobs": None,
+                "message": {"role": "assistant", "content": None if refusal else text, "refusal": refusal},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
@@ -68,8 +76,16 @@ def install_chat(api: StandIn, answer: Callable[[dict], str | Reply | Response])
         if isinstance(result, Response):
             return result
         reply = result if isinstance(result, Reply) else Reply(text=result)
-        return Response(200, chat_completion(model=body.get("model", ""), text=reply.text, refusal=reply.refusal,
-                                             prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens),
-                        delay=reply.delay)
+        return Response(
+            200,
+            chat_completion(
+                model=body.get("model", ""),
+                text=reply.text,
+                refusal=reply.refusal,
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+            ),
+            delay=reply.delay,
+        )
 
     api.route("POST", "/chat/completions")(handle)

@@ -19,6 +19,7 @@
 - `model_name_style = "azure"`: fine-tuned models are named `BASE.ft-<hex>` (Azure's form), not `ft:BASE:...`;
 - HTTP 429/5xx before any handler: `api.script(...)` from base.py.
 """
+
 from __future__ import annotations
 
 import base64
@@ -73,8 +74,15 @@ class FineTuningAPI:
     # --- files -------------------------------------------------------------------------------
     def _file(self, filename: str, data: bytes, purpose: str) -> dict:
         file_id = self._id("file")
-        obj = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-               "filename": filename, "purpose": purpose, "status": "processed"}
+        obj = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+        }
         if self.import_reads > 0 and purpose == "fine-tune":
             obj["status"] = "pending"
             self.importing[file_id] = self.import_reads
@@ -111,9 +119,18 @@ class FineTuningAPI:
         body = request.json()
         with self.lock:
             upload_id = self._id("upload")
-            self.uploads[upload_id] = {"id": upload_id, "object": "upload", "bytes": body["bytes"], "filename": body["filename"],
-                                       "purpose": body["purpose"], "status": "pending", "created_at": int(time.time()),
-                                       "expires_at": int(time.time()) + 3600, "file": None, "part_ids": []}
+            self.uploads[upload_id] = {
+                "id": upload_id,
+                "object": "upload",
+                "bytes": body["bytes"],
+                "filename": body["filename"],
+                "purpose": body["purpose"],
+                "status": "pending",
+                "created_at": int(time.time()),
+                "expires_at": int(time.time()) + 3600,
+                "file": None,
+                "part_ids": [],
+            }
             return self.uploads[upload_id]
 
     def uploads_part(self, request: Request):
@@ -122,7 +139,12 @@ class FineTuningAPI:
             part_id = self._id("part")
             self.parts[part_id] = data
             self.uploads[request.params["upload_id"]]["part_ids"].append(part_id)
-        return {"id": part_id, "object": "upload.part", "created_at": int(time.time()), "upload_id": request.params["upload_id"]}
+        return {
+            "id": part_id,
+            "object": "upload.part",
+            "created_at": int(time.time()),
+            "upload_id": request.params["upload_id"],
+        }
 
     def uploads_complete(self, request: Request):
         upload = self.uploads[request.params["upload_id"]]
@@ -137,34 +159,65 @@ class FineTuningAPI:
 
     # --- jobs --------------------------------------------------------------------------------
     def _event(self, job_id: str, message: str, *, type_="message", data=None, level="info"):
-        event = {"id": self._id("ftevent"), "object": "fine_tuning.job.event", "created_at": int(time.time()),
-                 "level": level, "message": message, "type": type_, "data": data or {}}
+        event = {
+            "id": self._id("ftevent"),
+            "object": "fine_tuning.job.event",
+            "created_at": int(time.time()),
+            "level": level,
+            "message": message,
+            "type": type_,
+            "data": data or {},
+        }
         self.events.setdefault(job_id, []).append(event)
 
     def jobs_create(self, request: Request):
         body = request.json()
         if body.get("training_file") not in self.files:
-            return api_error(400, f"invalid training_file: {body.get('training_file')}", param="training_file",
-                             code="invalid_request_error")
+            return api_error(
+                400,
+                f"invalid training_file: {body.get('training_file')}",
+                param="training_file",
+                code="invalid_request_error",
+            )
         if len(body.get("suffix") or "") > 64:
             return api_error(400, "suffix is too long", param="suffix")
         if self.refuse_unprocessed:
             for key in ("training_file", "validation_file"):
                 file = self.files.get(body.get(key) or "")
                 if file is not None and file["status"] != "processed":
-                    return Response(400, {"error": {"code": "invalidPayload", "message":
-                                                    "The specified file reference must point to a completed file import."}})
+                    return Response(
+                        400,
+                        {
+                            "error": {
+                                "code": "invalidPayload",
+                                "message": "The specified file reference must point to a completed file import.",
+                            }
+                        },
+                    )
         with self.lock:
             job_id = self._id("ftjob")
             hyper = ((body.get("method") or {}).get("supervised") or {}).get("hyperparameters") or {}
             self.jobs[job_id] = {
-                "id": job_id, "object": "fine_tuning.job", "created_at": int(time.time()), "error": None,
-                "fine_tuned_model": None, "finished_at": None,
-                "hyperparameters": {k: hyper.get(k, "auto") for k in ("n_epochs", "batch_size", "learning_rate_multiplier")},
-                "model": body["model"], "organization_id": "org-standin", "result_files": [], "seed": body.get("seed") or 42,
-                "status": "validating_files", "trained_tokens": None, "training_file": body["training_file"],
-                "validation_file": body.get("validation_file"), "metadata": body.get("metadata") or {},
-                "method": body.get("method"), "suffix": body.get("suffix"),
+                "id": job_id,
+                "object": "fine_tuning.job",
+                "created_at": int(time.time()),
+                "error": None,
+                "fine_tuned_model": None,
+                "finished_at": None,
+                "hyperparameters": {
+                    k: hyper.get(k, "auto") for k in ("n_epochs", "batch_size", "learning_rate_multiplier")
+                },
+                "model": body["model"],
+                "organization_id": "org-standin",
+                "result_files": [],
+                "seed": body.get("seed") or 42,
+                "status": "validating_files",
+                "trained_tokens": None,
+                "training_file": body["training_file"],
+                "validation_file": body.get("validation_file"),
+                "metadata": body.get("metadata") or {},
+                "method": body.get("method"),
+                "suffix": body.get("suffix"),
             }
             self._event(job_id, f"Created fine-tuning job: {job_id}")
             job = dict(self.jobs[job_id])
@@ -182,8 +235,11 @@ class FineTuningAPI:
             return
         if self.fail_jobs_with and status == self.fail_at:
             code, message = self.fail_jobs_with
-            job.update(status="failed", error={"code": code, "message": message, "param": "training_file"},
-                       finished_at=int(time.time()))
+            job.update(
+                status="failed",
+                error={"code": code, "message": message, "param": "training_file"},
+                finished_at=int(time.time()),
+            )
             self._event(job["id"], message, level="error")
             return
         job["status"] = PROGRESSION[PROGRESSION.index(status) + 1]
@@ -197,11 +253,20 @@ class FineTuningAPI:
             self._event(job["id"], "Fine-tuning job started")
             self._refusal_events(job)
             for step in range(1, self.steps + 1):
-                data = {"step": step, "train_loss": round(2.0 / step, 4), "total_steps": self.steps,
-                        "train_mean_token_accuracy": round(0.5 + step / 20, 4)}
+                data = {
+                    "step": step,
+                    "train_loss": round(2.0 / step, 4),
+                    "total_steps": self.steps,
+                    "train_mean_token_accuracy": round(0.5 + step / 20, 4),
+                }
                 if step % 2 == 0:
                     data.update(valid_loss=round(2.2 / step, 4), valid_mean_token_accuracy=round(0.45 + step / 20, 4))
-                self._event(job["id"], f"Step {step}/{self.steps}: training loss={data['train_loss']}", type_="metrics", data=data)
+                self._event(
+                    job["id"],
+                    f"Step {step}/{self.steps}: training loss={data['train_loss']}",
+                    type_="metrics",
+                    data=data,
+                )
         if job["status"] == "succeeded":
             suffix = job.get("suffix") or "custom"
             if self.model_name_style == "azure":
@@ -215,17 +280,26 @@ class FineTuningAPI:
                 valid = f"{round(2.2 / step, 4)},{round(0.45 + step / 20, 4)}" if step % 2 == 0 else ","
                 lines.append(f"{step},{round(2.0 / step, 4)},{round(0.5 + step / 20, 4)},{valid}")
             csv_bytes = ("\n".join(lines) + "\n").encode()
-            result = self._file("step_metrics.csv", base64.b64encode(csv_bytes) if self.result_base64 else csv_bytes,
-                                "fine-tune-results")
+            result = self._file(
+                "step_metrics.csv",
+                base64.b64encode(csv_bytes) if self.result_base64 else csv_bytes,
+                "fine-tune-results",
+            )
             job["result_files"] = [result["id"]]
             for n in range(1, 4):
                 step = self.steps * n // 3
-                self.checkpoints.setdefault(job["id"], []).insert(0, {
-                    "id": f"ftckpt-{job['id']}-{n}", "object": "fine_tuning.job.checkpoint", "created_at": int(time.time()),
-                    "fine_tuned_model_checkpoint": f"{job['fine_tuned_model']}:ckpt-step-{step}",
-                    "fine_tuning_job_id": job["id"], "step_number": step,
-                    "metrics": {"step": step, "train_loss": round(2.0 / step, 4)},
-                })
+                self.checkpoints.setdefault(job["id"], []).insert(
+                    0,
+                    {
+                        "id": f"ftckpt-{job['id']}-{n}",
+                        "object": "fine_tuning.job.checkpoint",
+                        "created_at": int(time.time()),
+                        "fine_tuned_model_checkpoint": f"{job['fine_tuned_model']}:ckpt-step-{step}",
+                        "fine_tuning_job_id": job["id"],
+                        "step_number": step,
+                        "metrics": {"step": step, "train_loss": round(2.0 / step, 4)},
+                    },
+                )
             self._event(job["id"], "The job has successfully completed")
 
     def _refusal_events(self, job: dict) -> None:
@@ -236,19 +310,27 @@ class FineTuningAPI:
             if self.refusal_style == "summary":
                 numbers = ", ".join(str(n) for n in sorted(lines))
                 reason = next(iter(lines.values()))
-                self._event(job["id"], f"Skipped {len(lines)} examples in the {names[split]} because {reason}: "
-                                       f"lines {numbers}", level="warn")
+                self._event(
+                    job["id"],
+                    f"Skipped {len(lines)} examples in the {names[split]} because {reason}: lines {numbers}",
+                    level="warn",
+                )
                 continue
             for line, reason in sorted(lines.items()):
-                self._event(job["id"], f"Example at line {line} of the {names[split]} was skipped: {reason}",
-                            level="warn", data={"line": line, "file": job["training_file" if split == "train"
-                                                                         else "validation_file"]})
+                self._event(
+                    job["id"],
+                    f"Example at line {line} of the {names[split]} was skipped: {reason}",
+                    level="warn",
+                    data={"line": line, "file": job["training_file" if split == "train" else "validation_file"]},
+                )
 
     def jobs_retrieve(self, request: Request):
         with self.lock:
             job = self.jobs.get(request.params["job_id"])
             if job is None:
-                return api_error(404, f"Could not find fine-tune: {request.params['job_id']}", code="fine_tune_not_found")
+                return api_error(
+                    404, f"Could not find fine-tune: {request.params['job_id']}", code="fine_tune_not_found"
+                )
             if self.stale_reads > 0 and job["id"] in self.snapshots:
                 self.stale_reads -= 1
                 return dict(self.snapshots[job["id"]])
@@ -267,7 +349,7 @@ class FineTuningAPI:
         after = request.q("after")
         if after:
             ids = [i["id"] for i in items]
-            items = items[ids.index(after) + 1:] if after in ids else []
+            items = items[ids.index(after) + 1 :] if after in ids else []
         limit = int(request.q("limit", "20"))
         return {"object": "list", "data": items[:limit], "has_more": len(items) > limit}
 
@@ -311,13 +393,22 @@ class FineTuningAPI:
 
 
 def quota_error() -> Response:
-    return api_error(429, "You exceeded your current quota, please check your plan and billing details.",
-                     code="insufficient_quota", type_="insufficient_quota")
+    return api_error(
+        429,
+        "You exceeded your current quota, please check your plan and billing details.",
+        code="insufficient_quota",
+        type_="insufficient_quota",
+    )
 
 
 def rate_limited(retry_after: str = "0") -> Response:
-    return api_error(429, "Rate limit reached for requests", code="rate_limit_exceeded", type_="requests",
-                     headers={"retry-after": retry_after})
+    return api_error(
+        429,
+        "Rate limit reached for requests",
+        code="rate_limit_exceeded",
+        type_="requests",
+        headers={"retry-after": retry_after},
+    )
 
 
 def server_error() -> Response:

@@ -14,6 +14,7 @@ November 2026) or, where the documentation says nothing of the wire, the `togeth
   still answer 500, or answer too late for the client (a lost answer);
 - HTTP 429/5xx/402 before any handler: `api.script(...)` from the OpenAI stand-in's base.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -31,11 +32,19 @@ TERMINAL = {"completed", "error", "user_error", "cancelled", "failed"}
 
 
 def _iso(ts: float | None = None) -> str:
-    return datetime.datetime.fromtimestamp(ts or time.time(), tz=datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    return (
+        datetime.datetime.fromtimestamp(ts or time.time(), tz=datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    )
 
 
-def together_error(status: int, message: str, *, type_: str = "invalid_request_error", code: str | None = None,
-                   headers: dict | None = None) -> Response:
+def together_error(
+    status: int,
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    headers: dict | None = None,
+) -> Response:
     """An error answer. Status codes and meanings: support.together.ai "Error codes, explanations and
     solutions" (400, 401, 402 payment required, 403, 404, 429, 500, 503). The body's shape is the
     OpenAI-compatible `{"error": {...}}` (docs.together.ai/docs/openai-api-compatibility)."""
@@ -43,17 +52,23 @@ def together_error(status: int, message: str, *, type_: str = "invalid_request_e
 
 
 def rate_limited(retry_after: str = "0") -> Response:
-    return together_error(429, "Rate limit exceeded: too many requests", type_="rate_limit", headers={"retry-after": retry_after})
+    return together_error(
+        429, "Rate limit exceeded: too many requests", type_="rate_limit", headers={"retry-after": retry_after}
+    )
 
 
 def payment_required() -> Response:
-    return together_error(402, "Payment required: your account has reached its spending limit or run out of credits. "
-                               "Add funds to continue.", type_="payment_required")
+    return together_error(
+        402,
+        "Payment required: your account has reached its spending limit or run out of credits. Add funds to continue.",
+        type_="payment_required",
+    )
 
 
 def credit_429() -> Response:
-    return together_error(429, "You have run out of credits: add a credit card or raise your spending limit.",
-                          type_="credit_limit")
+    return together_error(
+        429, "You have run out of credits: add a credit card or raise your spending limit.", type_="credit_limit"
+    )
 
 
 def server_error(status: int = 503) -> Response:
@@ -108,13 +123,24 @@ class TogetherAPI:
         form = request.form()
         checksum = form.get("checksum", "")
         with self.lock:
-            if checksum and checksum in self.by_checksum and self.files[self.by_checksum[checksum]]["processing_status"] == "COMPLETED":
+            if (
+                checksum
+                and checksum in self.by_checksum
+                and self.files[self.by_checksum[checksum]]["processing_status"] == "COMPLETED"
+            ):
                 return Response(409, {"file_id": self.by_checksum[checksum], "message": "File already exists"})
             file_id = self._id("file")
-            self.files[file_id] = {"id": file_id, "object": "file", "bytes": 0, "created_at": int(time.time()),
-                                   "filename": form.get("file_name", ""), "FileType": form.get("file_type", "jsonl"),
-                                   "purpose": form.get("purpose", "fine-tune"), "processing_status": "PENDING",
-                                   "checksum": checksum}
+            self.files[file_id] = {
+                "id": file_id,
+                "object": "file",
+                "bytes": 0,
+                "created_at": int(time.time()),
+                "filename": form.get("file_name", ""),
+                "FileType": form.get("file_type", "jsonl"),
+                "purpose": form.get("purpose", "fine-tune"),
+                "processing_status": "PENDING",
+                "checksum": checksum,
+            }
         return Response(302, b"", {"Location": f"{self.api.root}/_presigned/{file_id}", "X-Together-File-Id": file_id})
 
     def presigned_put(self, request: Request):
@@ -145,12 +171,25 @@ class TogetherAPI:
                     error = f"Line {number}: no messages list"
                     break
             if error:
-                obj.update(processing_status="INVALID_FORMAT",
-                           validation_report={"valid": False, "error": error, "error_type": "INVALID_FORMAT", "file_id": file_id})
+                obj.update(
+                    processing_status="INVALID_FORMAT",
+                    validation_report={
+                        "valid": False,
+                        "error": error,
+                        "error_type": "INVALID_FORMAT",
+                        "file_id": file_id,
+                    },
+                )
             else:
-                obj.update(processing_status="COMPLETED", validation_report={"valid": True, "file_id": file_id,
-                                                                             "dataset_format": "CONVERSATION",
-                                                                             "dataset_is_multimodal": True})
+                obj.update(
+                    processing_status="COMPLETED",
+                    validation_report={
+                        "valid": True,
+                        "file_id": file_id,
+                        "dataset_format": "CONVERSATION",
+                        "dataset_is_multimodal": True,
+                    },
+                )
                 if obj["checksum"]:
                     self.by_checksum[obj["checksum"]] = file_id
             return {k: v for k, v in obj.items() if k != "checksum"}
@@ -164,14 +203,30 @@ class TogetherAPI:
         """GET /fine-tunes/models/limits (`types/finetune_model_limits.py`); the SDK reads it before a create."""
         name = request.q("model_name", "")
         return {
-            "model_name": name, "default_gradient_accumulation_steps": 1,
-            "lora_training": {"default_rank": 64, "max_batch_size": 32, "max_batch_size_dpo": 16, "max_rank": 64,
-                              "min_batch_size": 8, "target_modules": ["all-linear"]},
+            "model_name": name,
+            "default_gradient_accumulation_steps": 1,
+            "lora_training": {
+                "default_rank": 64,
+                "max_batch_size": 32,
+                "max_batch_size_dpo": 16,
+                "max_rank": 64,
+                "min_batch_size": 8,
+                "target_modules": ["all-linear"],
+            },
             "full_training": {"max_batch_size": 16, "max_batch_size_dpo": 8, "min_batch_size": 8},
-            "max_learning_rate": 1.0, "max_num_checkpoints": 20, "max_num_epochs": 20, "max_num_evals": 100,
-            "max_seq_length_dpo": 8192, "max_seq_length_sft": 32768, "merge_output_lora": True,
-            "min_learning_rate": 1e-8, "min_max_seq_length": 512, "supports_full_training": True,
-            "supports_reasoning": False, "supports_tools": False, "supports_vision": True,
+            "max_learning_rate": 1.0,
+            "max_num_checkpoints": 20,
+            "max_num_epochs": 20,
+            "max_num_evals": 100,
+            "max_seq_length_dpo": 8192,
+            "max_seq_length_sft": 32768,
+            "merge_output_lora": True,
+            "min_learning_rate": 1e-8,
+            "min_max_seq_length": 512,
+            "supports_full_training": True,
+            "supports_reasoning": False,
+            "supports_tools": False,
+            "supports_vision": True,
         }
 
     def estimate_price(self, request: Request):
@@ -180,8 +235,16 @@ class TogetherAPI:
         return {"estimation_available": False, "unavailable_reason": "multimodal_dataset"}
 
     def _event(self, job_id: str, message: str, type_: str, *, level: str = "info", **extra) -> None:
-        self.events.setdefault(job_id, []).append({"object": "fine-tune-event", "created_at": _iso(), "message": message,
-                                                   "type": type_, "level": level, **extra})
+        self.events.setdefault(job_id, []).append(
+            {
+                "object": "fine-tune-event",
+                "created_at": _iso(),
+                "message": message,
+                "type": type_,
+                "level": level,
+                **extra,
+            }
+        )
 
     def _public(self, job: dict) -> dict:
         # docs.together.ai/reference/get-fine-tunes-id: the job may carry its events (`events` is optional).
@@ -199,14 +262,28 @@ class TogetherAPI:
             output = f"standin-user/{model.split('/')[-1]}{'-' + suffix if suffix else ''}-{job_id[3:11]}"
             now = _iso()
             self.jobs[job_id] = {
-                "id": job_id, "status": "pending", "created_at": now, "updated_at": now, "user_id": "user-standin",
-                "model": model, "model_output_name": output, "suffix": suffix, "n_epochs": body.get("n_epochs"),
-                "n_checkpoints": body.get("n_checkpoints"), "n_evals": body.get("n_evals"),
-                "batch_size": body.get("batch_size"), "learning_rate": body.get("learning_rate"),
-                "training_file": body["training_file"], "validation_file": body.get("validation_file") or "",
-                "training_type": body.get("training_type"), "training_method": body.get("training_method"),
-                "multimodal_params": body.get("multimodal_params"), "random_seed": body.get("random_seed"),
-                "token_count": None, "total_price": None, "owner_address": "standin@example.com",
+                "id": job_id,
+                "status": "pending",
+                "created_at": now,
+                "updated_at": now,
+                "user_id": "user-standin",
+                "model": model,
+                "model_output_name": output,
+                "suffix": suffix,
+                "n_epochs": body.get("n_epochs"),
+                "n_checkpoints": body.get("n_checkpoints"),
+                "n_evals": body.get("n_evals"),
+                "batch_size": body.get("batch_size"),
+                "learning_rate": body.get("learning_rate"),
+                "training_file": body["training_file"],
+                "validation_file": body.get("validation_file") or "",
+                "training_type": body.get("training_type"),
+                "training_method": body.get("training_method"),
+                "multimodal_params": body.get("multimodal_params"),
+                "random_seed": body.get("random_seed"),
+                "token_count": None,
+                "total_price": None,
+                "owner_address": "standin@example.com",
             }
             self._event(job_id, "Fine tune request created", "job_pending")
             job = self._public(self.jobs[job_id])
@@ -235,8 +312,12 @@ class TogetherAPI:
             # docs.together.ai/docs/fine-tuning/troubleshooting: "Cancelled: usually an automatic
             # cancellation, most often from a failed balance check."
             job["status"] = "cancelled"
-            self._event(job_id, "Insufficient balance: the job was cancelled. Add funds or raise your spending limit.",
-                        "billing_limit", level="error")
+            self._event(
+                job_id,
+                "Insufficient balance: the job was cancelled. Add funds or raise your spending limit.",
+                "billing_limit",
+                level="error",
+            )
             return
         if status == "pending" and self.fail_jobs_with:
             # troubleshooting: "User error: a problem with your inputs"; the event log names the cause.
@@ -250,21 +331,38 @@ class TogetherAPI:
             job["token_count"] = 120_000
             for step in range(1, self.steps + 1):
                 self.metrics.setdefault(job_id, []).append(
-                    {"timestamp": time.time_ns(), "train/global_step": step, "train/loss": round(2.0 / step, 4),
-                     "train/learning_rate": 1e-5})
+                    {
+                        "timestamp": time.time_ns(),
+                        "train/global_step": step,
+                        "train/loss": round(2.0 / step, 4),
+                        "train/learning_rate": 1e-5,
+                    }
+                )
                 if step % 2 == 0:
-                    self.metrics[job_id].append({"timestamp": time.time_ns(), "eval/global_step": step,
-                                                 "eval/loss": round(2.2 / step, 4)})
+                    self.metrics[job_id].append(
+                        {"timestamp": time.time_ns(), "eval/global_step": step, "eval/loss": round(2.2 / step, 4)}
+                    )
             self._event(job_id, "Epoch completed", "epoch_complete", step=self.steps, total_steps=self.steps)
         elif job["status"] == "uploading":
             self._event(job_id, "Uploading the model", "model_uploading")
         elif job["status"] == "completed":
             job["total_price"] = 96
             self.checkpoints[job_id] = [
-                {"checkpoint_type": f"Intermediate (step {self.steps // 2})", "created_at": _iso(),
-                 "path": f"s3://standin/{job_id}/step-{self.steps // 2}", "step": self.steps // 2, "checkpoint": "adapter"},
-                {"checkpoint_type": "Final", "created_at": _iso(), "path": f"s3://standin/{job_id}/final",
-                 "step": self.steps, "checkpoint": "adapter", "object_name": job["model_output_name"]},
+                {
+                    "checkpoint_type": f"Intermediate (step {self.steps // 2})",
+                    "created_at": _iso(),
+                    "path": f"s3://standin/{job_id}/step-{self.steps // 2}",
+                    "step": self.steps // 2,
+                    "checkpoint": "adapter",
+                },
+                {
+                    "checkpoint_type": "Final",
+                    "created_at": _iso(),
+                    "path": f"s3://standin/{job_id}/final",
+                    "step": self.steps,
+                    "checkpoint": "adapter",
+                    "object_name": job["model_output_name"],
+                },
             ]
             self._event(job_id, "Job completed", "job_complete")
 
@@ -311,10 +409,14 @@ class TogetherAPI:
         answer = self.chat_answer(body) if callable(self.chat_answer) else self.chat_answer
         if isinstance(answer, Response):
             return answer
-        return {"id": self._id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model", ""),
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
-                "usage": {"prompt_tokens": 120, "completion_tokens": 15, "total_tokens": 135}}
+        return {
+            "id": self._id("chatcmpl"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 15, "total_tokens": 135},
+        }
 
     # --- wiring --------------------------------------------------------------------------------
     def install(self, api: TogetherStandIn) -> "TogetherAPI":

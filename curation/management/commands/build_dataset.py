@@ -1,4 +1,5 @@
 """Build a dataset version: `manage.py build_dataset DATASET` (name or id); prints gates, tokens and cost."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.management.commands._dataset_output import write_version_report

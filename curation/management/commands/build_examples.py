@@ -1,4 +1,5 @@
 """`manage.py build_examples [--task SLUG]`: pending examples from rendered drawings + ground truth."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.services.examples import examples_build

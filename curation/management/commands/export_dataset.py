@@ -1,4 +1,5 @@
 """Export a dataset version: `manage.py export_dataset VERSION --out DIR [--format openai|open_weights]`."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.selectors import VERSION_REF_FORMS, DatasetVersionNotFound, dataset_version_by_ref
@@ -16,8 +17,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             version = dataset_version_by_ref(ref=options["version"])
-            paths = dataset_version_export(version=version, out_dir=options["out"], fmt=options["format"],
-                                           progress=self._progress)
+            paths = dataset_version_export(
+                version=version, out_dir=options["out"], fmt=options["format"], progress=self._progress
+            )
         except (DatasetVersionNotFound, ExportError) as exc:
             raise CommandError(str(exc)) from exc
         for name, path in paths.items():

@@ -1,4 +1,5 @@
 """`manage.py import_drawings PATH... [--sync]`: ingest PDF files or folders, print new / existing / rejected."""
+
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -10,13 +11,18 @@ from curation.services.drawings import drawing_render
 
 
 class Command(BaseCommand):
-    help = ("Store PDF drawings (files, or folders searched recursively for *.pdf), once per content, and queue "
-            "their renders. Prints a summary of new, existing and rejected files with the reasons.")
+    help = (
+        "Store PDF drawings (files, or folders searched recursively for *.pdf), once per content, and queue "
+        "their renders. Prints a summary of new, existing and rejected files with the reasons."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", help="PDF files or folders")
-        parser.add_argument("--sync", action="store_true",
-                            help="Render here, one after the other, instead of queueing (no Redis or worker needed)")
+        parser.add_argument(
+            "--sync",
+            action="store_true",
+            help="Render here, one after the other, instead of queueing (no Redis or worker needed)",
+        )
 
     def handle(self, *args, paths, sync=False, **options):
         files = []
@@ -49,11 +55,16 @@ class Command(BaseCommand):
                 detail += f"; {drawing.page_problems}"
             self.stdout.write(f"{outcome.verdict:<9} {shown} -> #{drawing.pk} {drawing.part_number} ({detail})")
         counts = {v: sum(o.verdict == v for o in outcomes) for v in ("new", "existing", "rejected")}
-        self.stdout.write(self.style.SUCCESS(
-            f"{len(outcomes)} files: {counts['new']} new, {counts['existing']} existing, {counts['rejected']} rejected"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{len(outcomes)} files: {counts['new']} new, {counts['existing']} existing, {counts['rejected']} "
+                f"rejected"
+            )
+        )
         if queue_error:
-            self.stderr.write(self.style.WARNING(
-                f"{queue_error} The new drawings are saved (status uploaded) and render once a worker runs; "
-                "or run again with --sync."
-            ))
+            self.stderr.write(
+                self.style.WARNING(
+                    f"{queue_error} The new drawings are saved (status uploaded) and render once a worker runs; "
+                    "or run again with --sync."
+                )
+            )

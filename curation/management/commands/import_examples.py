@@ -1,4 +1,5 @@
 """`manage.py import_examples FILE.jsonl [--task SLUG] [--min-confidence 0.8]`: chat examples from other sources."""
+
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -12,9 +13,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="JSONL file")
-        parser.add_argument("--task", help="Task slug for every line (default: each line's \"task\" key)")
-        parser.add_argument("--min-confidence", type=float, default=None,
-                            help="Skip lines whose confidence is below this (0..1), or that have none")
+        parser.add_argument("--task", help='Task slug for every line (default: each line\'s "task" key)')
+        parser.add_argument(
+            "--min-confidence",
+            type=float,
+            default=None,
+            help="Skip lines whose confidence is below this (0..1), or that have none",
+        )
 
     def handle(self, *args, path, task=None, min_confidence=None, **options):
         file = Path(path)
@@ -28,7 +33,9 @@ class Command(BaseCommand):
         if min_confidence is not None and not 0 <= min_confidence <= 1:
             raise CommandError("--min-confidence must be between 0 and 1.")
         with file.open("rb") as handle:
-            report = examples_import_jsonl(file=handle, task=chosen, min_confidence=min_confidence, source_name=file.name)
+            report = examples_import_jsonl(
+                file=handle, task=chosen, min_confidence=min_confidence, source_name=file.name
+            )
         for defect in report.defects:
             self.stdout.write(f"  line {defect['line']}: {defect['reason']}")
         self.stdout.write(self.style.SUCCESS(f"{file.name}: {report.summary()}."))

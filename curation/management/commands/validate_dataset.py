@@ -2,6 +2,7 @@
 
 Exits 1 (CommandError) when the version is not ready, so scripts and CI can stop on it.
 """
+
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.management.commands._dataset_output import write_version_report
@@ -24,5 +25,7 @@ class Command(BaseCommand):
         if not version.gates_passed:
             failed = [gate["name"] for gate in version.gates if not gate["passed"]]
             errors = sum(1 for p in version.problems if p.get("level", "error") == "error")
-            raise CommandError(f"{version.dataset.name}:v{version.number} is NOT ready: "
-                               f"failed gate(s) {', '.join(failed) or 'none'}, {errors} format error(s).")
+            raise CommandError(
+                f"{version.dataset.name}:v{version.number} is NOT ready: "
+                f"failed gate(s) {', '.join(failed) or 'none'}, {errors} format error(s)."
+            )

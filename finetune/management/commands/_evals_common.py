@@ -1,4 +1,5 @@
 """Helpers shared by the finetune commands (evaluate, launch_run, compare, promote, estimate)."""
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
@@ -17,7 +18,9 @@ def dataset_version(value: str):
 def user(username: str | None, *, required: bool = False):
     if not username:
         if required:
-            raise CommandError("--user USERNAME is required: the action is recorded under that user and needs their permission.")
+            raise CommandError(
+                "--user USERNAME is required: the action is recorded under that user and needs their permission."
+            )
         return None
     found = get_user_model().objects.filter(username=username).first()
     if found is None:
@@ -26,7 +29,9 @@ def user(username: str | None, *, required: bool = False):
 
 
 def metrics_lines(metrics: dict) -> list[str]:
-    lines = [f"{f'{name} {subject}'.strip():<60} {pct_with_ci(block)}" for name, subject, block, _ in metric_rows(metrics)]
+    lines = [
+        f"{f'{name} {subject}'.strip():<60} {pct_with_ci(block)}" for name, subject, block, _ in metric_rows(metrics)
+    ]
     if metrics.get("error_counts"):
         lines.append("errors: " + ", ".join(f"{k} {v}" for k, v in sorted(metrics["error_counts"].items())))
     return lines

@@ -1,4 +1,5 @@
 """Paired comparison of two eval runs: `manage.py compare RUN_A RUN_B` (differences are B − A)."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from finetune.models import EvalRun
@@ -26,7 +27,9 @@ class Command(BaseCommand):
         for name, run in (("A", run_a), ("B", run_b)):
             if leak := eval_run_leak(run):
                 self.stdout.write(self.style.WARNING(f"⚠ {name} (run {run.pk}) {leak}"))
-        self.stdout.write(f"{c['n_shared']} shared examples: B better on {c['b_wins']}, worse on {c['b_losses']}, ties {c['ties']}")
+        self.stdout.write(
+            f"{c['n_shared']} shared examples: B better on {c['b_wins']}, worse on {c['b_losses']}, ties {c['ties']}"
+        )
 
         def row(name, a, b, diff, ci):
             interval = f"[{pct(ci[0])} .. {pct(ci[1])}]" if ci else ""

@@ -1,4 +1,5 @@
 """Estimate a drawing with the task's active model: `manage.py estimate DRAWING` (id or part number)."""
+
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -20,8 +21,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         value = opts["drawing"]
-        drawing = (Drawing.objects.filter(pk=int(value)).first() if value.isdigit() else None) \
-            or Drawing.objects.filter(part_number=value).order_by("-created_at").first()
+        drawing = (
+            Drawing.objects.filter(pk=int(value)).first() if value.isdigit() else None
+        ) or Drawing.objects.filter(part_number=value).order_by("-created_at").first()
         if drawing is None:
             raise CommandError(f"No drawing {value!r}.")
         task = Task.objects.filter(slug=opts["task"]).first()
@@ -31,8 +33,10 @@ class Command(BaseCommand):
             estimate = estimate_create(drawing=drawing, task=task, user=user(opts["user"]))
         except EstimateError as exc:
             raise CommandError(str(exc))
-        self.stdout.write(f"estimate {estimate.pk} by {estimate.model_name} ({estimate.provider}), "
-                          f"{estimate.latency_ms} ms, cost {usd(estimate.cost_usd)}")
+        self.stdout.write(
+            f"estimate {estimate.pk} by {estimate.model_name} ({estimate.provider}), "
+            f"{estimate.latency_ms} ms, cost {usd(estimate.cost_usd)}"
+        )
         if estimate.fallback_reason:
             self.stdout.write(f"answered by the task's fallback model: {estimate.fallback_reason}")
         if estimate.error:

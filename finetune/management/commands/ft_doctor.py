@@ -1,4 +1,5 @@
 """Compare the provider's fine-tuning jobs with our runs: orphans, vanished jobs, status mismatches."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from finetune.providers.base import ProviderError
@@ -6,9 +7,11 @@ from finetune.services.run_doctor import training_runs_doctor
 
 
 class Command(BaseCommand):
-    help = ("List the provider's jobs beside the runs; report orphans (jobs no run knows), runs whose job is gone "
-            "and status mismatches, and exit 1 when there is any. --fix adopts orphans carrying our run id whose run "
-            "has no job yet.")
+    help = (
+        "List the provider's jobs beside the runs; report orphans (jobs no run knows), runs whose job is gone "
+        "and status mismatches, and exit 1 when there is any. --fix adopts orphans carrying our run id whose run "
+        "has no job yet."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--provider", default=None, help="openai, azure or together (default: the configured one).")
@@ -40,11 +43,17 @@ class Command(BaseCommand):
         for run in report["gone"]:
             out(self.style.ERROR(f"GONE run {run.pk}: its job {run.job_id} is no longer at the provider"))
         for run, job in report["mismatches"]:
-            out(self.style.WARNING(f"MISMATCH run {run.pk}: ours {run.status}, provider {job.status} "
-                                   f"(sync_runs {run.pk} brings it up to date)"))
+            out(
+                self.style.WARNING(
+                    f"MISMATCH run {run.pk}: ours {run.status}, provider {job.status} "
+                    f"(sync_runs {run.pk} brings it up to date)"
+                )
+            )
         problems = len(report["orphans"]) - len(adopted) + len(report["gone"]) + len(report["mismatches"])
         if problems:
             # Exit 1, so a cron job or a script notices; the report above says what each problem is.
-            raise CommandError(f"{problems} problem(s)"
-                               + ("" if fix or not report["orphans"] else "; --fix adopts orphans that carry our run id"))
+            raise CommandError(
+                f"{problems} problem(s)"
+                + ("" if fix or not report["orphans"] else "; --fix adopts orphans that carry our run id")
+            )
         out(self.style.SUCCESS("no problems"))

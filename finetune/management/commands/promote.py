@@ -1,4 +1,6 @@
-"""Promote an evaluated model to its task's active one: `manage.py promote EVAL_RUN --user NAME [--override-reason ...]`."""
+"""Promote an evaluated model to its task's active one: `manage.py promote EVAL_RUN --user NAME [--override-reason
+...]`."""
+
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
@@ -20,8 +22,9 @@ class Command(BaseCommand):
         if run is None:
             raise CommandError(f"No eval run {opts['eval_run']}.")
         try:
-            version = model_version_promote(eval_run=run, user=user(opts["user"], required=True),
-                                            override_reason=opts["override_reason"])
+            version = model_version_promote(
+                eval_run=run, user=user(opts["user"], required=True), override_reason=opts["override_reason"]
+            )
         except PromotionRefused as exc:
             for check in exc.checks:
                 self.stderr.write(f"  {'PASS' if check['passed'] else 'FAIL'} {check['name']}: {check['message']}")
@@ -30,5 +33,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc) or "Permission denied.")
         for check in version.report["checks"]:
             self.stdout.write(f"  {'PASS' if check['passed'] else 'FAIL'} {check['name']}: {check['message']}")
-        self.stdout.write(f"model version {version.pk}: {version.model_name} is the active model of {version.task.slug}"
-                          + ("" if version.policy_passed else " (policy overridden)"))
+        self.stdout.write(
+            f"model version {version.pk}: {version.model_name} is the active model of {version.task.slug}"
+            + ("" if version.policy_passed else " (policy overridden)")
+        )

@@ -1,4 +1,5 @@
 """Sync training runs with their remote jobs now (the periodic job does the same every RUN_SYNC_INTERVAL_SECONDS)."""
+
 from django.core.management.base import BaseCommand
 
 from finetune.models import TrainingRun

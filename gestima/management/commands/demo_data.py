@@ -1,4 +1,5 @@
 """`manage.py demo_data [--reset-passwords]`: load the demo data (idempotent) and print the demo logins."""
+
 from django.core.management.base import BaseCommand
 
 from curation.demo.load import demo_data_load
@@ -6,13 +7,18 @@ from gestima.demo import demo_loop_load
 
 
 class Command(BaseCommand):
-    help = ("Reference tables, tasks, demo drawings (rendered at once), production records, ground truth, examples, "
-            "a dataset that passes the gates, the admin/reviewer/manager logins and, with the simulated provider on, "
-            "a simulated run evaluated and promoted. Running it again changes nothing.")
+    help = (
+        "Reference tables, tasks, demo drawings (rendered at once), production records, ground truth, examples, "
+        "a dataset that passes the gates, the admin/reviewer/manager logins and, with the simulated provider on, "
+        "a simulated run evaluated and promoted. Running it again changes nothing."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--reset-passwords", action="store_true",
-                            help="Give the demo users new passwords (printed once, stored nowhere)")
+        parser.add_argument(
+            "--reset-passwords",
+            action="store_true",
+            help="Give the demo users new passwords (printed once, stored nowhere)",
+        )
 
     def handle(self, *args, reset_passwords=False, **options):
         report = demo_data_load(reset_passwords=reset_passwords)
@@ -26,4 +32,6 @@ class Command(BaseCommand):
             elif password == "":
                 self.stdout.write(f"  {username}: password from DEMO_ADMIN_PASSWORD ({role})")
             else:
-                self.stdout.write(f"  {username}: exists, password unchanged ({role}; --reset-passwords sets a new one)")
+                self.stdout.write(
+                    f"  {username}: exists, password unchanged ({role}; --reset-passwords sets a new one)"
+                )

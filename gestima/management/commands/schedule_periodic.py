@@ -1,4 +1,5 @@
 """Install the periodic jobs (drawing reconciler, run sync); run at worker start-up."""
+
 from django.core.management.base import BaseCommand
 
 from gestima.periodic import periodic_install_all
