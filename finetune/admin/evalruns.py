@@ -1,4 +1,7 @@
-"""Eval runs in the admin: evaluate a model, watch progress, metrics, lineage, compare two runs, resume, promote.
+"""Eval runs in the admin: the list, the run page (progress, metrics, lineage), resume, and the list actions.
+
+The pages of their own are in sibling modules, wired in get_urls: evaluating a model (eval_evaluate), comparing
+two runs (eval_compare), promoting a run's model (eval_promote).
 
 Thin: every button is one service call; domain errors become messages, never a 500. Markup is in
 templates/admin/finetune/evals/ (fragments shared with the other eval screens: finetune/admin/fragments.py).
@@ -6,7 +9,8 @@ templates/admin/finetune/evals/ (fragments shared with the other eval screens: f
 
 from __future__ import annotations
 
-from django import forms
+from functools import partial
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
@@ -15,77 +19,24 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from curation.models import DatasetVersion, Task
-from curation.services.base_models import lifecycle_warning
-from finetune.charts import eval_run_charts, eval_runs_paired_charts
+from finetune.admin.eval_compare import compare_view
+from finetune.admin.eval_evaluate import evaluate_view
+from finetune.admin.eval_promote import promote_view
 from finetune.admin.fragments import (
-    comparison_html,
     few_shot_facts_html,
     lineage_html,
     metrics_html,
     percent,
     percent_with_ci,
-    tool_page,
     worst_html,
 )
+from finetune.charts import eval_run_charts
 from finetune.metrics import usd
-from finetune.models import EvalRun, ModelEndpoint, ModelKind
-from finetune.providers.base import ProviderError, available_providers
-from finetune.selectors import eval_run_lifecycle, eval_runs_with_train_overlap
-from finetune.services.comparison import ComparisonError, eval_runs_compare
-from finetune.services.evals import EvalError, eval_run_create, eval_run_is_stale, eval_run_leak, eval_run_resume
-from finetune.services.few_shot import eval_run_input_estimate
-from finetune.services.promotion import PromotionRefused, model_version_promote, promotion_checks
+from finetune.models import EvalRun
+from finetune.selectors import eval_runs_with_train_overlap
+from finetune.services.evals import EvalError, eval_run_is_stale, eval_run_leak, eval_run_resume
 from gestima.live import live_context, live_refused, live_response, live_state
 from gestima.queues import QueueUnavailable
-
-
-class EvaluateForm(forms.Form):
-    task = forms.ModelChoiceField(Task.objects.all())
-    dataset_version = forms.ModelChoiceField(DatasetVersion.objects.select_related("dataset"))
-    split = forms.ChoiceField(choices=[("validation", "validation"), ("train", "train")], initial="validation")
-    model_name = forms.CharField(
-        max_length=200,
-        required=False,
-        help_text="e.g. gpt-4o-2024-08-06 or ft:gpt-4o-2024-08-06:org::id; with an endpoint, "
-        "empty means the endpoint's model.",
-    )
-    model_kind = forms.ChoiceField(
-        choices=ModelKind.choices,
-        help_text="Fine-tuned models get the compact prompt, base models the full one; "
-        "few-shot models the full one after the most similar reviewed examples.",
-    )
-    provider = forms.ChoiceField(
-        choices=(),
-        required=False,
-        help_text="Empty: the provider that serves the model (its training run's, else the configured one).",
-    )
-    endpoint = forms.ModelChoiceField(
-        ModelEndpoint.objects.all(),
-        required=False,
-        help_text="An OpenAI-compatible server (vLLM, Ollama, Together, Azure AI): replaces the provider.",
-    )
-    few_shot_k = forms.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=20,
-        label="Few-shot k",
-        help_text="Few-shot kind only: worked examples per question (default 3).",
-    )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["provider"].choices = [("", "follows the model")] + [
-            (p, p) for p in available_providers() if p not in ("dryrun", "compatible")
-        ]
-
-
-class PromoteForm(forms.Form):
-    override_reason = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
-        help_text="Required only when the policy fails; recorded in the report and model card.",
-    )
 
 
 @admin.register(EvalRun)
@@ -286,9 +237,9 @@ class EvalRunAdmin(admin.ModelAdmin):
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
-            path("evaluate/", wrap(self.evaluate_view), name="finetune_evalrun_evaluate"),
-            path("compare/<int:a>/<int:b>/", wrap(self.compare_view), name="finetune_evalrun_compare"),
-            path("<int:pk>/promote/", wrap(self.promote_view), name="finetune_evalrun_promote"),
+            path("evaluate/", wrap(partial(evaluate_view, self)), name="finetune_evalrun_evaluate"),
+            path("compare/<int:a>/<int:b>/", wrap(partial(compare_view, self)), name="finetune_evalrun_compare"),
+            path("<int:pk>/promote/", wrap(partial(promote_view, self)), name="finetune_evalrun_promote"),
             path("<int:pk>/resume/", wrap(self.resume_view), name="finetune_evalrun_resume"),
             path("<int:pk>/live.json", wrap(self.live_view), name="finetune_evalrun_live"),
         ] + super().get_urls()
@@ -347,133 +298,6 @@ class EvalRunAdmin(admin.ModelAdmin):
 
     def add_view(self, request, form_url="", extra_context=None):
         return HttpResponseRedirect(reverse("admin:finetune_evalrun_evaluate"))
-
-    def evaluate_view(self, request):
-        if not self.has_run_eval_permission(request):
-            raise PermissionDenied
-        form = EvaluateForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            if data["model_kind"] == ModelKind.FEW_SHOT and not request.POST.get("confirm"):
-                # The shots multiply the input tokens: show what the run will send before anything is queued.
-                confirmation = self._few_shot_confirmation(request, form)
-                if confirmation is not None:
-                    return confirmation
-            try:
-                run = eval_run_create(
-                    task=data["task"],
-                    model_name=data["model_name"],
-                    model_kind=data["model_kind"],
-                    provider=data["provider"],
-                    dataset_version=data["dataset_version"],
-                    split=data["split"],
-                    user=request.user,
-                    endpoint=data["endpoint"],
-                    few_shot_k=data["few_shot_k"],
-                )
-            except (EvalError, QueueUnavailable, ProviderError) as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-            else:
-                self.message_user(
-                    request, f"Eval run {run.pk} queued: {run.total} examples, concurrency {run.concurrency}."
-                )
-                return HttpResponseRedirect(reverse("admin:finetune_evalrun_change", args=[run.pk]))
-        return tool_page(
-            request,
-            self,
-            title="Evaluate a model",
-            form=form,
-            submit="Queue the evaluation",
-            intro="Runs as a background job on the openai queue; each example is asked once "
-            "(a resumed run skips done examples).",
-        )
-
-    def _few_shot_confirmation(self, request, form):
-        """The confirmation page of a few-shot evaluation (None, with a message, when it cannot be estimated)."""
-        data = form.cleaned_data
-        try:
-            estimate = eval_run_input_estimate(
-                task=data["task"],
-                model_name=data["model_name"],
-                model_kind=data["model_kind"],
-                dataset_version=data["dataset_version"],
-                split=data["split"],
-                endpoint=data["endpoint"],
-                few_shot_k=data["few_shot_k"],
-            )
-        except EvalError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            return None
-        return tool_page(
-            request,
-            self,
-            title="Evaluate a few-shot model: confirm the cost",
-            template="admin/finetune/evals/few_shot_confirm.html",
-            form=form,
-            data=data,
-            estimate=estimate,
-            cost=usd(estimate["input_cost_usd"]),
-        )
-
-    def compare_view(self, request, a, b):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        run_a, run_b = get_object_or_404(EvalRun, pk=a), get_object_or_404(EvalRun, pk=b)
-        try:
-            comparison = eval_runs_compare(run_a=run_a, run_b=run_b)
-        except ComparisonError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:finetune_evalrun_changelist"))
-        warnings = [
-            (f"Eval run {run.pk} ({run.model_name})", leak) for run in (run_a, run_b) if (leak := eval_run_leak(run))
-        ]
-        return tool_page(
-            request,
-            self,
-            title=f"Eval run {a} ({run_a.model_name}) vs {b} ({run_b.model_name})",
-            template="admin/finetune/evals/compare.html",
-            warnings=warnings,
-            simulated=run_a.is_simulated or run_b.is_simulated,
-            comparison=comparison_html(comparison),
-            charts=eval_runs_paired_charts(run_a=run_a, run_b=run_b),
-        )
-
-    def promote_view(self, request, pk):
-        if not self.has_promote_permission(request):
-            raise PermissionDenied("Only Managers may promote models.")
-        run = get_object_or_404(EvalRun.objects.select_related("task"), pk=pk)
-        form = PromoteForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                version = model_version_promote(
-                    eval_run=run, user=request.user, override_reason=form.cleaned_data["override_reason"]
-                )
-            except PromotionRefused as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-            else:
-                self.message_user(
-                    request,
-                    f"{version.model_name} is now the active model of {run.task}"
-                    + ("" if version.policy_passed else " (policy overridden)")
-                    + ".",
-                )
-                return HttpResponseRedirect(reverse("admin:finetune_modelversion_change", args=[version.pk]))
-        checks, comparison = promotion_checks(eval_run=run)
-        passed = all(c["passed"] for c in checks)
-        return tool_page(
-            request,
-            self,
-            title=f"Promote eval run {run.pk}",
-            template="admin/finetune/evals/promote.html",
-            form=form,
-            run=run,
-            passed=passed,
-            submit="Promote" if passed else "Promote with override",
-            lifecycle_warning=lifecycle_warning(eval_run_lifecycle(run)),
-            check_headers=["Rule", "Result", "Detail"],
-            check_rows=[(c["name"], "PASS" if c["passed"] else "FAIL", c["message"]) for c in checks],
-            comparison=comparison_html(comparison) if comparison else "",
-        )
 
     # actions
     @admin.action(description="Compare the two selected runs (paired)", permissions=["view"])
