@@ -184,7 +184,7 @@ def eval_run_lifecycle(eval_run: EvalRun) -> Lifecycle:
 
 def eval_run_mape(eval_run: EvalRun) -> float | None:
     """MAPE of the task's deciding numeric field (the one promotion decides on), or None."""
-    from finetune.services.promotion import primary_numeric_path  # promotion imports this module
+    from finetune.services.promotion import primary_numeric_path  # promotion imports this module (via model_cards)
 
     path = primary_numeric_path(eval_run.task)
     block = ((eval_run.metrics or {}).get("numeric") or {}).get(path) if path else None
