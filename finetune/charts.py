@@ -226,7 +226,7 @@ def eval_run_mape_breakdowns(*, run: EvalRun) -> list[dict]:
                 blocks={k: b.get("mape") for k, b in by_key.items()},
             )
         )
-    for tag, groups in (metrics.get("by_tag") or {}).items():
+    for tag, groups in metric_lib.by_tag_items(metrics, order=(run.task.metric_spec or {}).get("tags")):
         charts.append(
             _interval_chart(
                 title=f"MAPE of {words} per {tag}",

@@ -535,3 +535,14 @@ def metric_rows(metrics: dict) -> list[tuple[str, str, dict | None, Any]]:
 def usd(value, *, unknown: str = "unknown") -> str:
     """ "$0.002250" for a cost, "unknown" when no price was known (never "$0" for a cost nobody knows)."""
     return unknown if value is None else f"${value}"
+
+
+def by_tag_items(metrics: dict, *, order: list[str] | None = None) -> list[tuple[str, dict]]:
+    """The per-tag blocks of stored metrics in the metric spec's tag order (then by name), each tag's values sorted:
+    PostgreSQL's jsonb does not keep key order, so two databases would list the same figures in different orders."""
+    order = list(order or [])
+    tags = sorted(
+        (metrics.get("by_tag") or {}).items(),
+        key=lambda item: (order.index(item[0]) if item[0] in order else len(order), item[0]),
+    )
+    return [(tag, dict(sorted(groups.items()))) for tag, groups in tags]  # values sorted, as `run_metrics` wrote them

@@ -222,7 +222,7 @@ class EvalRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="metrics (bootstrap 95 % CI over examples)")
     def metrics_display(self, obj):
-        return metrics_html(obj.metrics)
+        return metrics_html(obj.metrics, tag_order=(obj.task.metric_spec or {}).get("tags"))
 
     @admin.display(description="worst examples")
     def worst_display(self, obj):

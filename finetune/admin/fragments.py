@@ -10,7 +10,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from curation.services.base_models import Lifecycle, lifecycle_warning
-from finetune.metrics import metric_rows, pct, pct_with_ci, usd
+from finetune.metrics import by_tag_items, metric_rows, pct, pct_with_ci, usd
 from finetune.models import EvalRun
 from finetune.selectors import eval_run_lineage, eval_run_worst, examples_with_drawings, lineage_lines
 from finetune.services.few_shot import few_shot_run_estimate
@@ -36,11 +36,11 @@ def drawing_cell_html(drawing) -> str:
     return render_to_string("admin/finetune/evals/_drawing_cell.html", {"drawing": drawing})
 
 
-def metrics_html(metrics: dict) -> str:
+def metrics_html(metrics: dict, *, tag_order: list[str] | None = None) -> str:
     if not metrics:
         return MISSING
     by_tag = []
-    for tag, groups in (metrics.get("by_tag") or {}).items():
+    for tag, groups in by_tag_items(metrics, order=tag_order):
         rows = []
         for value, block in groups.items():
             first = next(iter((block.get("numeric") or {}).values()), {})
