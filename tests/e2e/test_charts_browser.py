@@ -98,6 +98,9 @@ def test_the_run_page_draws_its_curves_grows_them_live_and_stops_when_the_run_en
     live_server, transactional_db, browser_page
 ):
     page = browser_page
+    # Polls are served only while this thread waits in a Playwright call, never while it writes below: the live
+    # server shares this thread's in-memory SQLite, where a read beside a write fails with "table is locked".
+    page.route("**/live.json", lambda route: route.fulfill(response=route.fetch()))
     errors, violations = _watch(page)
     house = make_chart_house()
     run = house["run"]
