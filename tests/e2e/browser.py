@@ -36,6 +36,14 @@ def screenshot(page, name: str, *, directory: Path = ARTIFACTS) -> Path:
     return path
 
 
+def log_out(page) -> None:
+    """Leave the page first, then drop the cookies: a request the old page still has in flight (the review page's
+    prefetch, a live poll) would otherwise set a fresh CSRF cookie after the clear, and the next login's form
+    would post a token that no longer matches it ("CSRF token from POST incorrect")."""
+    page.goto("about:blank")
+    page.context.clear_cookies()
+
+
 def login(page, live_server, username: str, password: str, *, next_url: str = "/admin/") -> None:
     """Through the admin's own login form."""
     page.goto(f"{live_server.url}/admin/login/?next={next_url}")

@@ -7,7 +7,7 @@ import pytest
 
 from finetune.models import Estimate
 from finetune.services.promotion import model_version_promote
-from tests.e2e.browser import BROWSER_MARKS, login
+from tests.e2e.browser import BROWSER_MARKS, log_out, login
 from tests.factories import make_drawing, make_user, technology_target
 from tests.finetune.evalkit import MODEL, make_done_eval_run, make_plan_dataset_version, use_standin
 from tests.openai_standin import StandIn
@@ -42,7 +42,7 @@ def test_a_reviewer_is_not_offered_the_estimate_action_and_a_managers_estimate_i
     login(page, live_server, "rita", "Reviewer-pw-2026", next_url="/admin/curation/drawing/")
     page.wait_for_selector("#result_list")
     assert ACTION not in page.content()
-    page.context.clear_cookies()
+    log_out(page)
 
     login(page, live_server, "mara", "Manager-pw-2026", next_url="/admin/curation/drawing/")
     page.check(f"#result_list input[name=_selected_action][value='{drawing.pk}']")

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Permission
 
 from finetune.models import EvalRun, ModelVersion, TrainingRun
 from finetune.services.run_launch import training_run_create
-from tests.e2e.browser import BROWSER_MARKS, login, screenshot
+from tests.e2e.browser import BROWSER_MARKS, log_out, login, screenshot
 from tests.factories import make_base_model, make_dataset_version, make_task, make_user
 from tests.finetune.conftest import ft_api  # noqa: F401  (the fine-tuning stand-in, wired through settings)
 from tests.finetune.evalkit import (
@@ -227,7 +227,7 @@ def test_reviewer_is_refused_manager_pages_and_a_viewer_sees_no_manager_buttons(
     # Staff who may only view runs see a finished run's page, never Relaunch, Cancel or Launch.
     viewer = make_user(None, username="vera", password=PASSWORD)
     viewer.user_permissions.add(Permission.objects.get(codename="view_trainingrun"))
-    page.context.clear_cookies()
+    log_out(page)
     login(page, live_server, "vera", PASSWORD, next_url=_url(live_server, "finetune_trainingrun_change", run.pk))
     expect(page.locator(".run-status")).to_have_text("Failed")
     assert page.locator("input[value='Relaunch (reuse files)']").count() == 0

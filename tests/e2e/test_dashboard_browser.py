@@ -1,7 +1,7 @@
 """The dashboard in a real browser: Chart.js draws the review chart (and, for a Manager, the money chart) from
 the page's JSON under the strict CSP, the links lead to the filtered pages, and a Reviewer sees no money."""
 
-from tests.e2e.browser import BROWSER_MARKS, DOCS_SCREENSHOTS, login, screenshot
+from tests.e2e.browser import BROWSER_MARKS, DOCS_SCREENSHOTS, log_out, login, screenshot
 from tests.gestima.dashkit import make_house
 
 pytestmark = BROWSER_MARKS
@@ -52,7 +52,7 @@ def test_reviewer_and_manager_read_their_dashboard(live_server, transactional_db
     page.wait_for_selector(".review-counts, #review-zoom-label")
     assert "/review/" in page.url
 
-    page.context.clear_cookies()
+    log_out(page)
     login(page, live_server, "mara", "Manager-pw-2026")
     page.wait_for_selector("#spend-chart canvas")
     spend = page.evaluate(CHART_DATA, "spend-chart")

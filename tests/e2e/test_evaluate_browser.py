@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from finetune.models import EvalRun, TrainingRun
-from tests.e2e.browser import BROWSER_MARKS
+from tests.e2e.browser import BROWSER_MARKS, log_out
 from tests.factories import make_user
 from tests.finetune.evalkit import FT_MODEL, MODEL, make_plan_dataset_version, make_priced_base_model
 
@@ -43,7 +43,7 @@ def test_a_manager_evaluates_a_succeeded_run_and_a_viewer_is_not_offered_it(live
     _log_in(page, live_server, "vera", "Viewer-pw-2026", run_url)
     page.wait_for_selector(".run-page")
     assert page.locator("input[value='Evaluate (base vs fine-tuned)']").count() == 0
-    page.context.clear_cookies()
+    log_out(page)
 
     _log_in(page, live_server, "mara", "Manager-pw-2026", run_url)
     page.click("input[value='Evaluate (base vs fine-tuned)']")
@@ -84,7 +84,7 @@ def test_a_manager_records_an_azure_deployment_and_a_viewer_is_not_offered_it(
     facts = " ".join(page.inner_text(".run-deployment").split())
     assert "Deployment none yet" in facts and "Hosting cost unknown per hour" in facts
     assert page.locator("button:text('Record deployment')").count() == 0
-    page.context.clear_cookies()
+    log_out(page)
 
     _log_in(page, live_server, "mara", "Manager-pw-2026", run_url)
     # No management settings here: the page says what is missing and offers to record a portal deployment.

@@ -6,7 +6,7 @@ import datetime
 
 from finetune.models import TaskFallback
 from finetune.services.promotion import model_version_promote
-from tests.e2e.browser import BROWSER_MARKS
+from tests.e2e.browser import BROWSER_MARKS, log_out
 from tests.factories import make_base_model, make_user
 from tests.finetune.evalkit import FT_MODEL, make_done_eval_run, make_plan_dataset_version
 
@@ -59,7 +59,7 @@ def test_manager_sets_the_fallback_from_the_warning_and_a_reviewer_reads_it(
     box = " ".join(page.inner_text("#lifecycle-warnings").split())
     assert f"Fallback: {FALLBACK} (openai)" in box and "No fallback model is set" not in box
 
-    page.context.clear_cookies()
+    log_out(page)
     _login(page, live_server.url, "rita", "Review-pw-2026")
     box = " ".join(page.inner_text("#lifecycle-warnings").split())
     assert "stops serving on 2027-01-14" in box and "Set the fallback" not in box

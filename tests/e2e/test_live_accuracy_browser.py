@@ -1,7 +1,7 @@
 """The dashboard's live accuracy in a real browser: Chart.js draws each model's live MAPE by month beside its
 eval MAPE as lines, from the page's JSON under the strict CSP, and the table folds away under the chart."""
 
-from tests.e2e.browser import BROWSER_MARKS, login, screenshot
+from tests.e2e.browser import BROWSER_MARKS, log_out, login, screenshot
 from tests.e2e.test_dashboard_browser import CHART_DATA, _watch
 from tests.gestima.dashkit import make_house
 from tests.gestima.test_live_accuracy import make_scored_estimates
@@ -30,7 +30,7 @@ def test_a_manager_sees_the_live_mape_chart_drawn(live_server, transactional_db,
         path=str(screenshot(page, "live-accuracy").with_suffix(".section.png"))
     )
 
-    page.context.clear_cookies()
+    log_out(page)
     login(page, live_server, "rita", "Review-pw-2026")
     page.wait_for_selector("#reviews-chart canvas")
     assert page.query_selector("#dash-live-accuracy") is None
