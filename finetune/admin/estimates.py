@@ -13,14 +13,18 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from curation.models import Drawing, Task
 from curation.services.drawings import DRAWING_TASK_SLUG
 from curation.services.tasks import TargetInvalid
+from finetune.admin.downloads import json_attachment, json_endpoint
 from finetune.admin.fragments import drawing_cell_html, tool_page
-from finetune.metrics import usd
+from finetune.api import estimate_json
+from finetune.formatting import MISSING, answer_tables, estimate_live_json, live_score_rows
+from finetune.metrics import pct, usd
 from finetune.models import Estimate
 from finetune.services.estimates import EstimateError, estimate_correct, estimate_create
 
@@ -47,6 +51,8 @@ class EstimateAdmin(admin.ModelAdmin):
         "provider",
         "answered_by",
         "summary",
+        "live_ape",
+        "scored_at",
         "error_kind",
         "latency_ms",
         "cost_display",
@@ -60,11 +66,8 @@ class EstimateAdmin(admin.ModelAdmin):
         "task",
         "drawing_display",
         "model_version",
-        "model_name",
-        "provider",
-        "answered_by",
-        "fallback_reason",
-        "output_display",
+        "answer_display",
+        "live_score_display",
         "raw_output",
         "error_kind",
         "error",
@@ -80,7 +83,22 @@ class EstimateAdmin(admin.ModelAdmin):
         "example",
         "correct_link",
     ]
-    exclude = ["drawing", "output", "cost_usd"]
+    # Shown formatted (the answer and live score sections) or only in the JSON download.
+    exclude = [
+        "drawing",
+        "output",
+        "cost_usd",
+        "model_name",
+        "provider",
+        "answered_by",
+        "fallback_reason",
+        "live_score",
+        "live_errors",
+        "live_ape_sum",
+        "live_ape_n",
+        "scored_ground_truth_at",
+        "scored_at",
+    ]
 
     @admin.display(description="cost", ordering="cost_usd")
     def cost_display(self, obj):
@@ -117,10 +135,33 @@ class EstimateAdmin(admin.ModelAdmin):
     def drawing_display(self, obj):
         return drawing_cell_html(obj.drawing)
 
-    @admin.display(description="output")
-    def output_display(self, obj):
-        output = json.dumps(obj.output, indent=2, ensure_ascii=False) if obj.output is not None else "—"
-        return format_html("<pre>{}</pre>", output)
+    @admin.display(description="live APE", ordering="live_score")
+    def live_ape(self, obj):
+        # From the row itself (scored by finetune/services/estimate_scores.py): no query per row.
+        return pct(obj.live_score, missing=MISSING) if obj.scored_at else MISSING
+
+    @admin.display(description="answer")
+    def answer_display(self, obj):
+        return render_to_string(
+            "admin/finetune/estimate/_answer.html",
+            {
+                "estimate": obj,
+                "answer": answer_tables(obj.output),
+                "json_url": reverse("admin:finetune_estimate_json", args=[obj.pk]),
+            },
+        )
+
+    @admin.display(description="live score")
+    def live_score_display(self, obj):
+        key_fields = (obj.task.metric_spec or {}).get("key") or []
+        return render_to_string(
+            "admin/finetune/estimate/_live_score.html",
+            {
+                "estimate": obj,
+                "ape": pct(obj.live_score, missing=MISSING),
+                "errors": live_score_rows(obj.live_errors, key_fields),
+            },
+        )
 
     @admin.display(description="correction")
     def correct_link(self, obj):
@@ -134,6 +175,7 @@ class EstimateAdmin(admin.ModelAdmin):
         return [
             path("estimate/", wrap(self.estimate_view), name="finetune_estimate_create"),
             path("<int:pk>/correct/", wrap(self.correct_view), name="finetune_estimate_correct"),
+            path("<int:pk>/estimate.json", json_endpoint(self, self.json_view), name="finetune_estimate_json"),
         ] + super().get_urls()
 
     def add_view(self, request, form_url="", extra_context=None):
@@ -174,6 +216,14 @@ class EstimateAdmin(admin.ModelAdmin):
             submit="Ask the active model",
             intro="The task's active model (see Model versions) answers now.",
         )
+
+    def json_view(self, request, pk):
+        """The estimate as the API gives it, with its live score once production records scored it."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied  # before the lookup: no answer tells which estimates exist
+        estimate = get_object_or_404(Estimate.objects.select_related("task", "drawing"), pk=pk)
+        data = {**estimate_json(estimate), "live_score": estimate_live_json(estimate)}
+        return json_attachment(data, filename=f"estimate-{estimate.pk}.json")
 
     def correct_view(self, request, pk):
         if not self.has_correct_permission(request):

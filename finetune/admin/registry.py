@@ -5,22 +5,19 @@ A version is made by promoting an eval run (finetune/admin/evalruns.py); here Ma
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from finetune.admin.downloads import json_attachment, json_endpoint, markdown_attachment
 from finetune.admin.fragments import serves_until_html
+from finetune.formatting import markdown_html, report_tables
 from finetune.models import ModelVersion
 from finetune.selectors import lifecycles_attach, model_version_lifecycle
 from finetune.services.promotion import model_version_activate
-
-# The report page shows the start of a long report; the download has all of it.
-REPORT_SHOWN_CHARS = 200_000
 
 
 @admin.register(ModelVersion)
@@ -91,36 +88,42 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="model card")
     def model_card_display(self, obj):
-        return format_html('<pre style="white-space:pre-wrap;max-width:1000px">{}</pre>', obj.model_card)
+        return render_to_string(
+            "admin/finetune/modelversion/_card.html",
+            {
+                "card_html": markdown_html(obj.model_card),
+                "markdown_url": reverse("admin:finetune_modelversion_card", args=[obj.pk]),
+            },
+        )
 
     @admin.display(description="report")
     def report_display(self, obj):
-        report = json.dumps(obj.report, indent=2)[:REPORT_SHOWN_CHARS]
-        return format_html('<pre style="max-height:500px;overflow:auto">{}</pre>', report)
+        return render_to_string(
+            "admin/finetune/modelversion/_report.html",
+            {
+                "report": report_tables(obj.report),
+                "json_url": reverse("admin:finetune_modelversion_report", args=[obj.pk]),
+            },
+        )
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
             path("<int:pk>/model-card.md", wrap(self.card_view), name="finetune_modelversion_card"),
-            path("<int:pk>/report.json", wrap(self.report_view), name="finetune_modelversion_report"),
+            path("<int:pk>/report.json", json_endpoint(self, self.report_view), name="finetune_modelversion_report"),
         ] + super().get_urls()
 
     def card_view(self, request, pk):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        version = get_object_or_404(ModelVersion, pk=pk)
-        response = HttpResponse(version.model_card, content_type="text/markdown; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="model-card-{version.task.slug}-{version.pk}.md"'
-        return response
+        version = get_object_or_404(ModelVersion.objects.select_related("task"), pk=pk)
+        return markdown_attachment(version.model_card, filename=f"model-card-{version.task.slug}-{version.pk}.md")
 
     def report_view(self, request, pk):
         if not self.has_view_permission(request):
-            raise PermissionDenied
-        version = get_object_or_404(ModelVersion, pk=pk)
-        response = HttpResponse(json.dumps(version.report, indent=2), content_type="application/json")
-        filename = f"promotion-report-{version.task.slug}-{version.pk}.json"
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+            raise PermissionDenied  # before the lookup: no answer tells which versions exist
+        version = get_object_or_404(ModelVersion.objects.select_related("task"), pk=pk)
+        return json_attachment(version.report, filename=f"promotion-report-{version.task.slug}-{version.pk}.json")
 
     @admin.action(description="Make the selected version the active model of its task", permissions=["promote"])
     def activate_selected(self, request, queryset):

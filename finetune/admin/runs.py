@@ -15,6 +15,7 @@ from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 
 from curation.services.base_models import base_model_date_warning
+from finetune.admin.downloads import json_attachment, json_endpoint
 from finetune.admin.run_buttons import (
     cancel_view,
     deploy_view,
@@ -28,6 +29,7 @@ from finetune.admin.run_buttons import (
     sync_view,
 )
 from finetune.admin.run_form import TrainingRunForm
+from finetune.formatting import checkpoint_table, checkpoints_json
 from finetune.models import TrainingRun
 from finetune.providers.base import ProviderError
 from finetune.services import deployments as deployment_services
@@ -163,6 +165,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 "<path:object_id>/evaluate/", view(partial(evaluate_view, self)), name="finetune_trainingrun_evaluate"
             ),
             path("<path:object_id>/live.json", view(partial(live_view, self)), name="finetune_trainingrun_live"),
+            path(
+                "<path:object_id>/checkpoints.json",
+                json_endpoint(self, self.checkpoints_json_view),
+                name="finetune_trainingrun_checkpoints_json",
+            ),
             path("<path:object_id>/deploy/", view(partial(deploy_view, self)), name="finetune_trainingrun_deploy"),
             path(
                 "<path:object_id>/record-deployment/",
@@ -170,6 +177,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 name="finetune_trainingrun_record_deployment",
             ),
         ] + super().get_urls()
+
+    def checkpoints_json_view(self, request, object_id):
+        """The run's checkpoints with the metrics the provider sent, as stored."""
+        run = run_get(self, request, object_id)  # the run page's own permission
+        checkpoints = list(run.checkpoints.order_by("step"))
+        return json_attachment(checkpoints_json(run, checkpoints), filename=f"run-{run.pk}-checkpoints.json")
 
     def has_run_eval_permission(self, request, obj=None):
         return request.user.has_perm("finetune.run_eval")
@@ -188,13 +201,15 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = run_get(self, request, object_id)
         last_metric = run.metrics.order_by("-step").first()
+        checkpoints = list(run.checkpoints.order_by("-step"))
         extra = {
             "run": run,
             "timeline": run.timeline or [],
             "events": list(run.events.order_by("-created_at_remote", "-id")[:200]),
             "metric_count": run.metrics.count(),
             "last_metric": last_metric,
-            "checkpoints": list(run.checkpoints.order_by("-step")),
+            "checkpoints": checkpoints,
+            "checkpoint_table": checkpoint_table(checkpoints),
             "can_launch": self.has_launch_permission(request),
             "can_evaluate": (
                 self.has_run_eval_permission(request)
