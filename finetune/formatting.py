@@ -167,6 +167,11 @@ def checkpoints_json(run, checkpoints) -> dict:
 
 
 # --- the promotion report and the model card ---------------------------------------------------
+def _rounded(value):
+    """A policy figure without float noise (0.19999999999999993 → 0.2)."""
+    return round(value, 6) if isinstance(value, float) else value
+
+
 def report_tables(report: dict) -> dict:
     """The promotion report's facts, policy checks, metrics and comparison as rows of text."""
     if not report:
@@ -196,8 +201,8 @@ def report_tables(report: dict) -> dict:
         [
             check.get("name", ""),
             "PASS" if check.get("passed") else "FAIL",
-            cell(check.get("value")),
-            cell(check.get("threshold")),
+            cell(_rounded(check.get("value"))),
+            cell(_rounded(check.get("threshold"))),
             check.get("message", ""),
         ]
         for check in report.get("checks") or []
