@@ -38,19 +38,19 @@ def shared_db(_migrated_file, tmp_path, django_db_blocker, settings, monkeypatch
 
 
 @pytest.fixture
-def worker_db(request, tmp_path, settings, monkeypatch):
+def worker_db(transactional_db, request, tmp_path, settings, monkeypatch):
     """The database the suite runs on, seen by the test and its worker processes; short leases on both sides.
 
     PostgreSQL: the session's test database, committed as the test writes (a transactional test) so a worker
     reads it. SQLite: the session's database lives in memory, invisible to another process, so a migrated
-    file both open (as `shared_db`).
+    file both open (as `shared_db`). (`transactional_db` is named here, not asked for inside: pytest-django
+    creates the session's test database only for tests whose fixtures name it.)
     """
     from django.db import connections
 
     if connections["default"].vendor != "postgresql":
         yield request.getfixturevalue("shared_db")
         return
-    request.getfixturevalue("transactional_db")
     tmp_dir = _worker_tmp(tmp_path, monkeypatch)
     short_leases(settings)
     conf = connections["default"].settings_dict
