@@ -164,11 +164,19 @@ def _read_text(file=None, text: str | None = None) -> str:
 
 
 def production_records_import(
-    *, file=None, text: str | None = None, source_name: str = "", update_ground_truth: bool = True, progress=None
+    *,
+    file=None,
+    text: str | None = None,
+    source_name: str = "",
+    update_ground_truth: bool = True,
+    progress=None,
+    refresh_every_part: bool = False,
 ) -> ImportReport:
     """Store the valid rows of a production-times CSV; report invalid rows by line; refresh ground truth after.
 
     `progress(stage, done, total)`, when given, hears every _PROGRESS_ROWS lines and per batch of parts.
+    `refresh_every_part` refreshes the ground truth of every part the file names, its records changed or not:
+    a retried import whose killed attempt stored the records but not all their parts' ground truth.
     """
     content = _read_text(file, text).lstrip("\ufeff")
     lines_total = max(content.count("\n"), 1)
@@ -264,6 +272,8 @@ def production_records_import(
         ProductionRecord.objects.bulk_create(new, batch_size=500)
         report.created = len(new)
     report.part_numbers = sorted(touched)
+    if refresh_every_part:
+        touched |= {key[0] for key in parsed}
 
     if update_ground_truth and touched:
         # In batches of parts (each part's ground truth is its own): the same result, with progress between.

@@ -97,7 +97,11 @@ def production_import_run(*, import_id: int) -> ProductionImport | None:
     try:
         with lease_kept(lambda: work_lease_renew(ProductionImport, pk=import_id)):
             with row.file.open("rb") as handle:
-                report = production_records_import(file=handle, source_name=row.source_name, progress=progress)
+                # A retry (its worker killed) may find the records stored by the attempt before, unchanged, with
+                # the ground truth of some parts not yet computed: every part of the file is refreshed then.
+                report = production_records_import(
+                    file=handle, source_name=row.source_name, progress=progress, refresh_every_part=row.attempts > 1
+                )
     except ProductionCsvInvalid as exc:
         work_fail(ProductionImport, pk=import_id, error=str(exc))
         return ProductionImport.objects.get(pk=import_id)

@@ -1,27 +1,18 @@
 """Killed workers: a real `manage.py rqworker` is SIGKILLed (with its work-horse and render process) while
 a job blocks, and the row is taken back within the lease, retried, then failed in words.
 
-The worker is another process, so these tests use an SQLite file both processes open (the session's
-in-memory test database is invisible to a subprocess). A job "blocks" on a named pipe standing in for a
-file: opening a FIFO for reading waits for a writer that never comes.
+The worker is another process, so these tests use an SQLite file both processes open (`shared_db` in
+tests/gestima/conftest.py; the worker helpers are tests/workers.py): the session's in-memory test database is
+invisible to a subprocess. A job "blocks" on a named pipe standing in for a file: opening a FIFO for reading
+waits for a writer that never comes.
 """
 
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 
 import django_rq
-import psutil
 import pytest
-from django.core.management import call_command
-from django.db import connections
 from django.utils import timezone
 
 from curation.models import Dataset, DatasetVersion, Drawing, Example
@@ -31,10 +22,7 @@ from curation.services.export_queue import dataset_version_export_request, expor
 from curation.services.exports import ExportError, default_export_dir
 from gestima.recovery import abandoned_jobs_recover
 from tests.factories import make_drawing, make_example, make_task, technology_target
-
-ROOT = Path(__file__).resolve().parents[2]
-LEASE = 3  # seconds: short, so a test waits for a lease to run out in a few seconds (heartbeat every 0.5 s)
-STEP_DEADLINE = 60  # no wait below is longer than this
+from tests.workers import LEASE, STEP_DEADLINE, kill, start_worker, wait_for, wait_lease_out
 
 RENDER_WORDS = (
     "The worker stopped while rendering this drawing (killed or out of memory) 3 times; "
@@ -46,123 +34,8 @@ EXPORT_WORDS = (
 )
 
 
-@contextmanager
-def _database_file(path: Path):
-    from django.db.backends.sqlite3.base import DatabaseWrapper
-
-    # SQLite whatever the suite runs on: a file both processes open, nothing to create or drop on a server.
-    original = connections["default"]
-    wrapper = DatabaseWrapper(
-        dict(
-            original.settings_dict,
-            ENGINE="django.db.backends.sqlite3",
-            NAME=str(path),
-            HOST="",
-            PORT="",
-            USER="",
-            PASSWORD="",
-            OPTIONS={"timeout": 20},
-        ),
-        alias="default",
-    )
-    connections["default"] = wrapper
-    try:
-        yield
-    finally:
-        wrapper.close()
-        connections["default"] = original
-
-
-@pytest.fixture(scope="session")
-def _migrated_file(tmp_path_factory, django_db_blocker):
-    path = tmp_path_factory.mktemp("killed-workers") / "template.sqlite3"
-    with django_db_blocker.unblock(), _database_file(path):
-        call_command("migrate", verbosity=0)
-    return path
-
-
-@pytest.fixture
-def shared_db(_migrated_file, tmp_path, django_db_blocker, settings, monkeypatch):
-    """A migrated SQLite file this test and its worker processes share; short leases on both sides."""
-    path = tmp_path / "shared.sqlite3"
-    shutil.copyfile(_migrated_file, path)
-    tmp_dir = tmp_path / "tmp"
-    tmp_dir.mkdir()
-    settings.JOB_LEASE_SECONDS = LEASE
-    settings.JOB_HEARTBEAT_SECONDS = 0.5
-    settings.JOB_MAX_ATTEMPTS = 3
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_dir))  # the render folders of the test's workers
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "gestima.settings_test",
-        "DATABASE_URL": f"sqlite:///{path}",
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "EXPORTS_ROOT": str(settings.EXPORTS_ROOT),
-        "TMPDIR": str(tmp_dir),
-        "JOB_LEASE_SECONDS": str(LEASE),
-        "JOB_HEARTBEAT_SECONDS": "0.5",
-        "JOB_RECOVER_INTERVAL_SECONDS": "1",
-        "JOB_MAX_ATTEMPTS": "3",
-    }
-    with django_db_blocker.unblock(), _database_file(path):
-        yield {"env": env, "tmp": tmp_dir, "log": tmp_path / "worker.log"}
-
-
-def _start_worker(db, queue: str, *, burst: bool = False, worker_class: str | None = None) -> subprocess.Popen:
-    args = [sys.executable, "manage.py", "rqworker", queue] + (["--burst"] if burst else [])
-    args += ["--worker-class", worker_class] if worker_class else []
-    with open(db["log"], "ab") as log:
-        return subprocess.Popen(
-            args, cwd=ROOT, env=db["env"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _kill(process: subprocess.Popen, *, horse_only: bool = False) -> None:
-    """SIGKILL the worker, its work-horse (RQ puts it in a process group of its own) and the render process
-    at once, as the out-of-memory killer or a `docker kill` would; or only the work-horse and below."""
-    try:
-        children = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    family = list(children)
-    if not horse_only and process.poll() is None:
-        try:
-            family.insert(0, psutil.Process(process.pid))
-        except psutil.NoSuchProcess:
-            pass  # the worker is gone already (a failed step stopped it): nothing left to kill
-    for member in family:
-        try:
-            member.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    if not horse_only:
-        process.wait(timeout=10)
-    psutil.wait_procs(children, timeout=10)
-
-
-def _wait_for(what: str, check, db, process=None, deadline: float = STEP_DEADLINE):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        result = check()
-        if result:
-            return result
-        if process is not None and process.poll() is not None:
-            break
-        time.sleep(0.1)
-    if process is not None and process.poll() is None:
-        _kill(process)
-    log = db["log"].read_text(errors="replace")[-3000:] if db["log"].exists() else ""
-    pytest.fail(f"waited {deadline} s for {what}; worker log:\n{log}")
-
-
 def _render_folders(db) -> list[str]:
     return [name for name in os.listdir(db["tmp"]) if name.startswith("gestima-render-")]
-
-
-def _wait_lease_out(db, lease_of) -> None:
-    # The lease and the dead process's files (their age counts too) must both be older than LEASE.
-    _wait_for("the lease to run out", lambda: (lease_of() or timezone.now()) <= timezone.now(), db)
-    time.sleep(LEASE + 0.5)
 
 
 def _blocking_drawing() -> Drawing:
@@ -187,17 +60,17 @@ def test_a_render_killed_three_times_is_retried_then_failed_in_words(shared_db, 
     drawing_render_enqueue(drawing=drawing)
     lease_of = lambda: Drawing.objects.values_list("lease_until", flat=True).get(pk=drawing.pk)  # noqa: E731
 
-    worker = _start_worker(db, "render", worker_class=worker_class)
-    _wait_for("the first render to start", lambda: _render_started(db, drawing, 1), db, worker)
+    worker = start_worker(db, "render", worker_class=worker_class)
+    wait_for("the first render to start", lambda: _render_started(db, drawing, 1), db, worker)
     # Alive and blocked for longer than a lease: the heartbeat keeps it, the recovery leaves it alone.
     time.sleep(2 * LEASE)
     assert abandoned_jobs_recover()["drawings"] == {"queued": [], "failed": []}
     drawing.refresh_from_db()
     assert drawing.status == Drawing.Status.RENDERING and drawing.lease_until > timezone.now()
 
-    _kill(worker)
+    kill(worker)
     killed_at = time.monotonic()
-    _wait_lease_out(db, lease_of)
+    wait_lease_out(db, lease_of)
     # The periodic recovery (what each worker runs every JOB_RECOVER_INTERVAL_SECONDS).
     assert abandoned_jobs_recover()["drawings"] == {"queued": [drawing.pk], "failed": []}
     assert time.monotonic() - killed_at < 60
@@ -207,18 +80,18 @@ def test_a_render_killed_three_times_is_retried_then_failed_in_words(shared_db, 
     assert job is not None and job.get_status() == "queued"  # the dead `started` job no longer blocks it
     assert _render_folders(db) == []  # the killed render's temporary folder is gone
 
-    worker = _start_worker(db, "render", worker_class=worker_class)
-    _wait_for("the second render to start", lambda: _render_started(db, drawing, 2), db, worker)
-    _kill(worker)
-    _wait_lease_out(db, lease_of)
+    worker = start_worker(db, "render", worker_class=worker_class)
+    wait_for("the second render to start", lambda: _render_started(db, drawing, 2), db, worker)
+    kill(worker)
+    wait_lease_out(db, lease_of)
 
     # A worker starting takes the drawing back itself and renders it (third attempt).
-    worker = _start_worker(db, "render", worker_class=worker_class)
-    _wait_for("the third render to start", lambda: _render_started(db, drawing, 3), db, worker)
-    _kill(worker)
-    _wait_lease_out(db, lease_of)
+    worker = start_worker(db, "render", worker_class=worker_class)
+    wait_for("the third render to start", lambda: _render_started(db, drawing, 3), db, worker)
+    kill(worker)
+    wait_lease_out(db, lease_of)
 
-    worker = _start_worker(db, "render", burst=True, worker_class=worker_class)
+    worker = start_worker(db, "render", burst=True, worker_class=worker_class)
     worker.wait(timeout=STEP_DEADLINE)
     drawing.refresh_from_db()
     assert drawing.status == Drawing.Status.FAILED
@@ -233,19 +106,19 @@ def test_a_work_horse_killed_alone_is_retried_by_its_own_worker(shared_db):
     db = shared_db
     drawing = _blocking_drawing()
     drawing_render_enqueue(drawing=drawing)
-    worker = _start_worker(db, "render")
+    worker = start_worker(db, "render")
     try:
-        _wait_for("the first render to start", lambda: _render_started(db, drawing, 1), db, worker)
-        _kill(worker, horse_only=True)
+        wait_for("the first render to start", lambda: _render_started(db, drawing, 1), db, worker)
+        kill(worker, horse_only=True)
         killed_at = time.monotonic()
         # The lease (2 s here, 30 s by default) runs out, the worker's recovery queues it, the worker renders.
         # Within the issue's bound of a minute, with room for a loaded machine (it takes about 5 s when idle).
-        _wait_for("the second render to start", lambda: _render_started(db, drawing, 2), db, worker, deadline=55)
+        wait_for("the second render to start", lambda: _render_started(db, drawing, 2), db, worker, deadline=55)
         assert time.monotonic() - killed_at < 60
         # The first render's folder goes (once older than a lease); the second's stays while it renders.
-        _wait_for("the killed render's folder to go", lambda: len(_render_folders(db)) == 1, db, worker, deadline=10)
+        wait_for("the killed render's folder to go", lambda: len(_render_folders(db)) == 1, db, worker, deadline=10)
     finally:
-        _kill(worker)
+        kill(worker)
 
 
 def _blocking_version(n=3):
@@ -288,10 +161,10 @@ def test_an_export_killed_three_times_is_retried_then_failed_in_words(shared_db)
     dataset_version_export_request(version=version)
     lease_of = lambda: DatasetVersion.objects.values_list("export_lease_until", flat=True).get(pk=version.pk)  # noqa: E731
 
-    worker = _start_worker(db, "default")
-    _wait_for("the first export to start", lambda: _export_started(version, 1), db, worker)
-    _kill(worker)
-    _wait_lease_out(db, lease_of)
+    worker = start_worker(db, "default")
+    wait_for("the first export to start", lambda: _export_started(version, 1), db, worker)
+    kill(worker)
+    wait_lease_out(db, lease_of)
     assert abandoned_jobs_recover()["exports"] == {"queued": [version.pk], "failed": []}
     version.refresh_from_db()
     assert version.export_status == DatasetVersion.ExportStatus.QUEUED
@@ -299,17 +172,17 @@ def test_an_export_killed_three_times_is_retried_then_failed_in_words(shared_db)
     job = django_rq.get_queue("default").fetch_job(export_job_id(version.pk))
     assert job is not None and job.get_status() == "queued"
 
-    worker = _start_worker(db, "default")
-    _wait_for("the second export to start", lambda: _export_started(version, 2), db, worker)
-    _kill(worker)
-    _wait_lease_out(db, lease_of)
+    worker = start_worker(db, "default")
+    wait_for("the second export to start", lambda: _export_started(version, 2), db, worker)
+    kill(worker)
+    wait_lease_out(db, lease_of)
 
-    worker = _start_worker(db, "default")  # takes it back at start, and runs it (third attempt)
-    _wait_for("the third export to start", lambda: _export_started(version, 3), db, worker)
-    _kill(worker)
-    _wait_lease_out(db, lease_of)
+    worker = start_worker(db, "default")  # takes it back at start, and runs it (third attempt)
+    wait_for("the third export to start", lambda: _export_started(version, 3), db, worker)
+    kill(worker)
+    wait_lease_out(db, lease_of)
 
-    worker = _start_worker(db, "default", burst=True)
+    worker = start_worker(db, "default", burst=True)
     worker.wait(timeout=STEP_DEADLINE)
     version.refresh_from_db()
     assert version.export_status == DatasetVersion.ExportStatus.FAILED
@@ -321,15 +194,15 @@ def test_an_export_killed_midway_can_be_requested_again_once_its_lease_ran_out(s
     db = shared_db
     version = _blocking_version()
     dataset_version_export_request(version=version)
-    worker = _start_worker(db, "default")
-    _wait_for("the export to start", lambda: _export_started(version, 1), db, worker)
-    _kill(worker)
+    worker = start_worker(db, "default")
+    wait_for("the export to start", lambda: _export_started(version, 1), db, worker)
+    kill(worker)
     # RQ still calls the dead job `started`; while the lease runs the export counts as live. (The lease is
     # set here: on a busy machine the kill itself may take longer than this test's short lease.)
     DatasetVersion.objects.filter(pk=version.pk).update(export_lease_until=timezone.now() + timedelta(seconds=LEASE))
     with pytest.raises(ExportError, match="already being exported"):
         dataset_version_export_request(version=version)
-    _wait_lease_out(db, lambda: DatasetVersion.objects.values_list("export_lease_until", flat=True).get(pk=version.pk))
+    wait_lease_out(db, lambda: DatasetVersion.objects.values_list("export_lease_until", flat=True).get(pk=version.pk))
     version = dataset_version_export_request(version=version, fmt="open_weights")
     assert version.export_status == DatasetVersion.ExportStatus.QUEUED
     assert version.export_format == "open_weights" and version.export_attempts == 0
