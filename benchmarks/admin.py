@@ -23,16 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _django import django_throwaway  # noqa: E402
+from _seed import examples_create, tables_create  # noqa: E402
 
 # DEBUG off: production-like template loading; DEBUG would also keep every query in memory.
 WORKDIR = django_throwaway(
     "admin", ALLOWED_HOSTS="testserver", STATICFILES_BACKEND="django.contrib.staticfiles.storage.StaticFilesStorage"
 )
 
-from django.apps import apps  # noqa: E402
-from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import Group, User  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
@@ -47,12 +45,10 @@ from curation.models import (  # noqa: E402
     Dataset,
     DatasetVersion,
     Drawing,
-    DrawingPage,
     Example,
     ExampleChange,
     GroundTruth,
 )
-from gestima.roles import roles_sync  # noqa: E402
 from curation.services.tasks import task_create_from_preset  # noqa: E402
 from finetune.models import Estimate, EvalRun, ModelVersion, TrainingRun  # noqa: E402
 
@@ -68,44 +64,29 @@ STATUSES = ["pending"] * 12 + ["approved"] * 5 + ["rejected"] * 2 + ["needs_chan
 
 def build(*, task, users, start: int, stop: int, rng: random.Random) -> None:
     """Examples start..stop-1, each with its drawing, one page, ground truth and two history rows."""
-    numbers = range(start, stop)
-    drawings = Drawing.objects.bulk_create(
-        [
-            Drawing(
-                file=f"drawings/P-{n:06d}.pdf",
-                original_name=f"P-{n:06d}.pdf",
-                sha256=f"{n:064x}",
-                size_bytes=1000,
-                part_number=f"P-{n:06d}",
-                page_count=1,
-                has_text_layer=True,
-                status=Drawing.Status.RENDERED,
-            )
-            for n in numbers
-        ],
-        batch_size=2000,
-    )
-    pages = DrawingPage.objects.bulk_create(
-        [
-            DrawingPage(
-                drawing=d,
-                number=1,
-                image=f"pages/{d.part_number}-p1.png",
-                width=2048,
-                height=1448,
-                format="png",
-                bytes=250_000,
-                sha256=f"{i:064x}",
-                phash=f"{i:016x}",
-            )
-            for i, d in zip(numbers, drawings)
-        ],
-        batch_size=2000,
-    )
+
+    def fields(n: int, drawing) -> dict:
+        status = rng.choice(STATUSES)
+        decided = status != "pending"
+        return {
+            "status": status,
+            "reviewer": rng.choice(users) if decided else None,
+            "rejection_reason": "blurred" if status == "rejected" else "",
+            "confidence": round(rng.random(), 2),
+            "quality_score": round(rng.random(), 2) if rng.random() < 0.8 else None,
+            "tags": {
+                "industry": rng.choice(INDUSTRIES),
+                "machine": rng.choice(MACHINE_SETS),
+                "material": rng.choice(MATERIALS),
+            },
+            "is_near_duplicate": rng.random() < 0.03,
+        }
+
+    examples = examples_create(task=task, numbers=range(start, stop), prefix="P", fields=fields)
     GroundTruth.objects.bulk_create(
         [
             GroundTruth(
-                part_number=d.part_number,
+                part_number=example.group_key,
                 material=rng.choice(MATERIALS),
                 record_count=8,
                 max_cv=0.2,
@@ -129,52 +110,10 @@ def build(*, task, users, start: int, stop: int, rng: random.Random) -> None:
                     },
                 ],
             )
-            for d in drawings
+            for example in examples
         ],
         batch_size=2000,
     )
-    examples = []
-    for n, drawing, page in zip(numbers, drawings, pages):
-        status = rng.choice(STATUSES)
-        decided = status != "pending"
-        target = (
-            '{"part_number": "%s", "material": "C45", "machines": ["NZX 2000", "DMU 50"], "operations": ['
-            '{"machine": "NZX 2000", "operation": "turning", "machine_time_min_per_piece": 12.5, "setup_min": 30.0}, '
-            '{"machine": "DMU 50", "operation": "milling", "machine_time_min_per_piece": 6.25, "setup_min": 30.0}]}'
-            % drawing.part_number
-        )
-        examples.append(
-            Example(
-                task=task,
-                drawing=drawing,
-                target=target,
-                status=status,
-                schema_version=1,
-                messages=[
-                    {"role": "system", "content": task.compact_prompt},
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "text", "text": f"Drawing of part {drawing.part_number}."},
-                            {"type": "image_url", "image_url": {"url": f"page:{page.pk}", "detail": "high"}},
-                        ],
-                    },
-                ],
-                reviewer=rng.choice(users) if decided else None,
-                rejection_reason="blurred" if status == "rejected" else "",
-                confidence=round(rng.random(), 2),
-                quality_score=round(rng.random(), 2) if rng.random() < 0.8 else None,
-                tags={
-                    "industry": rng.choice(INDUSTRIES),
-                    "machine": rng.choice(MACHINE_SETS),
-                    "material": rng.choice(MATERIALS),
-                },
-                group_key=drawing.part_number,
-                content_hash=f"{n:064x}",
-                is_near_duplicate=rng.random() < 0.03,
-            )
-        )
-    examples = Example.objects.bulk_create(examples, batch_size=2000)
     ExampleChange.objects.bulk_create(
         [
             change
@@ -301,11 +240,7 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=10_000)
     args = parser.parse_args()
 
-    # Tables straight from the models, like the test suite's --nomigrations: the benchmark measures pages,
-    # and must run whether or not the migration files are there yet.
-    settings.MIGRATION_MODULES = {app.label: None for app in apps.get_app_configs()}
-    call_command("migrate", run_syncdb=True, verbosity=0)
-    roles_sync()
+    tables_create()
     task = task_create_from_preset(slug="technology_builder")
     reviewers = Group.objects.get(name="Reviewer")
     users = []
