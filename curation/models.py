@@ -342,6 +342,9 @@ class Example(models.Model):
         indexes = [
             # the dashboard's oldest pending example: one step down the index
             models.Index(fields=["status", "created_at"], name="example_status_created"),
+            # the changelist filtered by status and confidence, counted for its paginator: a fifth of a status's
+            # rows instead of all of them (the JSON tag and search terms are then read on those alone)
+            models.Index(fields=["status", "confidence"], name="example_status_confidence"),
             # the newest change, part of the fingerprint that keeps the tag filters' values cached
             models.Index(fields=["updated_at"], name="example_updated"),
             # examples whose ground truth changed: a handful, counted on the dashboard and filtered in the list

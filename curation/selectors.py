@@ -34,7 +34,8 @@ def example_status_counts(*, task_id=None) -> dict[str, int]:
     if task_id:
         queryset = queryset.filter(task_id=task_id)
     counts = dict.fromkeys(Example.Status.values, 0)
-    for row in queryset.order_by().values("status").annotate(n=Count("id")):
+    # COUNT(*), not COUNT(id): PostgreSQL then reads the status index alone instead of every (wide) row.
+    for row in queryset.order_by().values("status").annotate(n=Count("*")):
         counts[row["status"]] = row["n"]
     return counts
 
