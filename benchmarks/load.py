@@ -63,21 +63,14 @@ def _postgres_drop(url: str, name: str) -> None:
 
 def _seed(users: int) -> dict:
     """Tables, roles, managers, the task with an active model, drawings with real page images, examples."""
-    from django.apps import apps
-    from django.conf import settings
     from django.contrib.auth.models import Group, User
-    from django.core.management import call_command
 
-    from curation.models import Drawing, DrawingPage, Example
-    from gestima.roles import roles_sync
+    from _seed import examples_create, tables_create
     from curation.services.tasks import task_create_from_preset
     from finetune.models import ModelVersion
-    from tests.factories import make_base_model, make_drawing, technology_target
+    from tests.factories import make_base_model, make_drawing
 
-    # Tables straight from the models (as benchmarks/admin.py): the benchmark measures requests.
-    settings.MIGRATION_MODULES = {app.label: None for app in apps.get_app_configs()}
-    call_command("migrate", run_syncdb=True, verbosity=0)
-    roles_sync()
+    tables_create()
     task = task_create_from_preset(slug="technology_builder")
     managers = Group.objects.get(name="Manager")
     names = []
@@ -96,62 +89,14 @@ def _seed(users: int) -> dict:
         override_reason="load benchmark",
     )
     estimate_drawings = [make_drawing(part_number=f"EST-{i}").pk for i in range(4)]
-    drawings = Drawing.objects.bulk_create(
-        [
-            Drawing(
-                file=f"drawings/L-{n:06d}.pdf",
-                original_name=f"L-{n:06d}.pdf",
-                sha256=f"{n:064x}",
-                size_bytes=1000,
-                part_number=f"L-{n:06d}",
-                page_count=1,
-                has_text_layer=True,
-                status=Drawing.Status.RENDERED,
-            )
-            for n in range(PENDING)
-        ],
-        batch_size=1000,
-    )
-    pages = DrawingPage.objects.bulk_create(
-        [
-            DrawingPage(
-                drawing=d,
-                number=1,
-                image=f"pages/{d.part_number}-p1.png",
-                width=2048,
-                height=1448,
-                format="png",
-                bytes=250_000,
-                sha256=f"{n:064x}",
-                phash=f"{n:016x}",
-            )
-            for n, d in enumerate(drawings)
-        ],
-        batch_size=1000,
-    )
-    examples = Example.objects.bulk_create(
-        [
-            Example(
-                task=task,
-                drawing=d,
-                target=json.dumps(technology_target(d.part_number)),
-                status="pending",
-                messages=[
-                    {"role": "system", "content": task.compact_prompt},
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "text", "text": f"Drawing of part {d.part_number}."},
-                            {"type": "image_url", "image_url": {"url": f"page:{p.pk}", "detail": "high"}},
-                        ],
-                    },
-                ],
-                tags={"industry": "automotive", "machine": ["NZX 2000"], "material": "C45"},
-                group_key=d.part_number,
-                content_hash=f"{n:064x}",
-            )
-            for n, (d, p) in enumerate(zip(drawings, pages))
-        ],
+    examples = examples_create(
+        task=task,
+        numbers=range(PENDING),
+        prefix="L",
+        fields=lambda n, drawing: {
+            "status": "pending",
+            "tags": {"industry": "automotive", "machine": ["NZX 2000"], "material": "C45"},
+        },
         batch_size=1000,
     )
     return {"users": names, "examples": [e.pk for e in examples], "drawings": estimate_drawings}

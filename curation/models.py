@@ -49,6 +49,13 @@ class Drawing(models.Model):
     class Meta:
         ordering = ["-created_at"]
         permissions = [("render_drawing", "Can render drawings again")]
+        # Rendered scans (scans_waiting_for_material, on the example list): read without visiting the drawings
+        # that have a text layer, usually nearly all of them.
+        indexes = [
+            models.Index(
+                fields=["status", "part_number"], condition=models.Q(has_text_layer=False), name="drawing_scans"
+            )
+        ]
 
     def __str__(self):
         return self.part_number or self.original_name
@@ -156,6 +163,10 @@ class GroundTruth(models.Model):
     class Meta:
         ordering = ["part_number"]
         verbose_name_plural = "ground truth"
+        # The parts still waiting for a material (scans_waiting_for_material, on the example list): a few rows.
+        indexes = [
+            models.Index(fields=["part_number"], condition=models.Q(material=""), name="groundtruth_no_material")
+        ]
 
     def __str__(self):
         return self.part_number
@@ -326,6 +337,21 @@ class Example(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["task", "content_hash"], name="unique_example_content_per_task")]
+        # Each serves a read that would otherwise visit every example's row (wide: chat and target JSON), so
+        # its cost stayed flat from 100 to 100,000 examples (benchmarks/admin.py):
+        indexes = [
+            # the dashboard's oldest pending example: one step down the index
+            models.Index(fields=["status", "created_at"], name="example_status_created"),
+            # the changelist filtered by status and confidence, counted for its paginator: a fifth of a status's
+            # rows instead of all of them (the JSON tag and search terms are then read on those alone)
+            models.Index(fields=["status", "confidence"], name="example_status_confidence"),
+            # the newest change, part of the fingerprint that keeps the tag filters' values cached
+            models.Index(fields=["updated_at"], name="example_updated"),
+            # examples whose ground truth changed: a handful, counted on the dashboard and filtered in the list
+            models.Index(
+                fields=["id"], condition=~models.Q(ground_truth_target=""), name="example_ground_truth_changed"
+            ),
+        ]
         permissions = [("review_example", "Can review examples (approve, reject, edit target)")]
 
     def __str__(self):
@@ -347,6 +373,13 @@ class ExampleChange(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+        indexes = [
+            # The dashboard's review decisions per day and reviewer, read from the index alone (status changes
+            # only: a target change's `after` is a whole target and stays out of it).
+            models.Index(
+                fields=["at", "user", "after", "field"], condition=models.Q(field="status"), name="examplechange_status"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.example_id} {self.field} {self.at:%Y-%m-%d %H:%M}"

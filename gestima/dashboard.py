@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from django.db.models import Count, Exists, Min, OuterRef, Q, Subquery, Sum
+from django.db.models import Case, Count, Exists, Min, OuterRef, Q, Subquery, Sum, Value, When
 from django.urls import reverse
 from django.utils import timezone
 
@@ -54,7 +54,8 @@ def _changelist(name: str, query: str = "") -> str:
 def drawing_status_counts() -> dict[str, int]:
     """{status: count} for every drawing status (zeros included), one aggregate query."""
     counts = dict.fromkeys(Drawing.Status.values, 0)
-    for row in Drawing.objects.order_by().values("status").annotate(n=Count("id")):
+    # COUNT(*): PostgreSQL reads the status index alone (COUNT(id) needs the rows), as example_status_counts.
+    for row in Drawing.objects.order_by().values("status").annotate(n=Count("*")):
         counts[row["status"]] = row["n"]
     return counts
 
@@ -73,27 +74,41 @@ def review_queue(*, status_counts: dict[str, int]) -> dict:
     }
 
 
+def _day_number(starts: list[datetime.datetime], lo: int = 0, hi: int | None = None) -> Case | Value:
+    """The number of the day (0 for the first) that `at` falls in, from `starts` (the day boundaries, one more
+    than the days): a binary search written as nested CASEs, about five comparisons a row for 30 days."""
+    hi = len(starts) - 1 if hi is None else hi
+    if hi - lo == 1:
+        return Value(lo)
+    mid = (lo + hi) // 2
+    return Case(When(at__lt=starts[mid], then=_day_number(starts, lo, mid)), default=_day_number(starts, mid, hi))
+
+
 def reviews_per_day(*, days: int = REVIEW_DAYS, today: datetime.date | None = None) -> dict:
     """Review decisions per day and reviewer over the last `days` days (today included), as a chart spec.
 
-    One query, one row per reviewer and one count per day: the day boundaries are computed here in the
-    project's time zone and compared in the database, which SQLite does natively (a per-row TruncDate would
-    call back into Python for every decision: most of the page's time at 20,000 decisions)."""
+    One query, one row per reviewer and day: the day boundaries are computed here in the project's time zone and
+    compared in the database, which SQLite does natively (a per-row TruncDate would call back into Python for
+    every decision: most of the page's time at 20,000 decisions). The decisions are read from a partial index
+    of status changes alone (ExampleChange.Meta)."""
     today = today or timezone.localdate()
     first = today - datetime.timedelta(days=days - 1)
     starts = [
         timezone.make_aware(datetime.datetime.combine(first + datetime.timedelta(days=i), datetime.time.min))
         for i in range(days + 1)
     ]
-    counts = {f"d{i}": Count("id", filter=Q(at__gte=starts[i], at__lt=starts[i + 1])) for i in range(days)}
     rows = (
         ExampleChange.objects.filter(
             field="status", after__in=DECISIONS, at__gte=starts[0], at__lt=starts[-1], user__isnull=False
         )
-        .values("user__username")
-        .annotate(**counts)
-        .order_by("user__username")
+        .annotate(day=_day_number(starts))
+        .values("user__username", "day")
+        .annotate(n=Count("*"))  # not Count("id"): the id is not in the index
+        .order_by("user__username", "day")
     )
+    per_user: dict[str, list[int]] = {}
+    for row in rows:
+        per_user.setdefault(row["user__username"], [0] * days)[row["day"]] = row["n"]
     return chart_spec(
         title=f"Review decisions per day and reviewer, last {days} days",
         kind="bar",
@@ -103,7 +118,7 @@ def reviews_per_day(*, days: int = REVIEW_DAYS, today: datetime.date | None = No
         y_label="Decisions (approve, reject, needs changes)",
         unit="decisions",
         labels=[(first + datetime.timedelta(days=i)).isoformat() for i in range(days)],
-        series=[{"name": row["user__username"], "values": [row[f"d{i}"] for i in range(days)]} for row in rows],
+        series=[{"name": name, "values": values} for name, values in per_user.items()],
     )
 
 

@@ -52,12 +52,12 @@ def tag_filter(key: str) -> type[admin.SimpleListFilter]:
             if value is None:
                 return queryset
             # A list tag is matched as a quoted element inside its JSON text, so "DMU" never matches "DMU 50";
-            # both escapings, because SQLite keeps Django's \u escapes and PostgreSQL does not.
-            return queryset.filter(
-                Q(**{f"tags__{key}": value})
-                | Q(**{f"tags__{key}__icontains": json.dumps(value)})
-                | Q(**{f"tags__{key}__icontains": json.dumps(value, ensure_ascii=False)})
-            )
+            # both escapings, because SQLite keeps Django's \u escapes and PostgreSQL does not. An ASCII value
+            # has one spelling, matched once: every term reads the row's JSON again, row by row.
+            match = Q(**{f"tags__{key}": value})
+            for quoted in dict.fromkeys([json.dumps(value), json.dumps(value, ensure_ascii=False)]):
+                match |= Q(**{f"tags__{key}__icontains": quoted})
+            return queryset.filter(match)
 
     TagFilter.__name__ = f"Tag{key.title().replace('_', '')}Filter"
     return TagFilter

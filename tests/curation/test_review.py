@@ -388,6 +388,16 @@ def test_changelist_filters_by_tags_ranges_reviewer_and_near_duplicate(reviewer_
     assert html.count("tag_machine=NZX+2000") == 1 and "tag_machine=DMU+50+evo" in html
 
 
+def test_changelist_tag_filter_matches_a_value_with_letters_beyond_ascii(reviewer_client):
+    task = make_task()
+    listed = make_example(task=task, tags={"machine": ["Drehzentrum Ø 65", "DMU 50"], "material": "Messing"})
+    single = make_example(task=task, tags={"machine": "Drehzentrum Ø 65", "material": "Stahl ü"})
+    make_example(task=task, tags={"machine": ["Drehzentrum Ø 650"], "material": "C45"})
+
+    assert _ids(reviewer_client.get(CHANGELIST, {"tag_machine": "Drehzentrum Ø 65"})) == {listed.pk, single.pk}
+    assert _ids(reviewer_client.get(CHANGELIST, {"tag_material": "Stahl ü"})) == {single.pk}
+
+
 def test_changelist_shows_counts_per_status(reviewer_client, reviewer):
     task = make_task()
     examples = [make_example(task=task) for _ in range(4)]

@@ -1,5 +1,6 @@
 """The admin index as a dashboard: what each role reads there, the figures, the links, and a flat query count."""
 
+import datetime
 import json
 import re
 
@@ -7,10 +8,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
+from curation.models import Example, ExampleChange
 from tests.factories import make_user
 from gestima.dashboard import WORK_LIMIT
-from tests.gestima.dashkit import grow_house, make_house
+from tests.gestima.dashkit import decide, grow_house, make_house
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +79,22 @@ def test_the_review_chart_counts_decisions_per_day_and_reviewer_over_30_days(cli
     # The table fallback renders the same JSON: yesterday's row reads 2 (rita), 1 (rolf), 3 in all.
     yesterday = chart["labels"][-2]
     assert f"{yesterday} 2 1 3" in _text(html)
+
+
+def test_the_review_chart_puts_each_decision_on_its_own_day_first_and_last_included(client):
+    """A decision at the first and last instant of a local day counts on that day, on each of the 30 days."""
+    house = make_house()
+    example = Example.objects.filter(status=Example.Status.PENDING).first()
+    ExampleChange.objects.all().delete()
+    first = timezone.localdate() - datetime.timedelta(days=29)
+    for day in range(30):
+        midnight = timezone.make_aware(datetime.datetime.combine(first + datetime.timedelta(days=day), datetime.time()))
+        # day + 1 decisions: one at midnight, the rest in the day's last second
+        for at in [midnight] + [midnight + datetime.timedelta(days=1, microseconds=-1)] * day:
+            change = decide(example, house["rolf"], "approved", days_ago=0)
+            ExampleChange.objects.filter(pk=change.pk).update(at=at)
+    chart = _chart(_index(client, house["rita"]), "reviews-chart")
+    assert {s["name"]: s["values"] for s in chart["series"]} == {"rolf": list(range(1, 31))}
 
 
 def test_a_manager_reads_readiness_models_work_money_and_next_steps(client):
