@@ -15,34 +15,28 @@ import logging
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
-from rq import Callback
 
 from curation.models import ProductionImport
 from curation.services.production import ProductionCsvInvalid, production_records_import
 from gestima.leases import lease_kept
-from gestima.queues import enqueue_on_commit, queue_ping
-from gestima.work import (
-    ACTIVE,
-    WorkStatus,
-    work_abandoned_recover,
-    work_claim,
-    work_fail,
-    work_is_active,
-    work_lease_renew,
-    work_progress,
-)
+from gestima.queues import queue_ping
+from gestima.work import ACTIVE, WorkKind, WorkStatus
 
 logger = logging.getLogger(__name__)
 
-IMPORT_QUEUE = "default"
-IMPORT_JOB = "curation.jobs.production_import_job"
-IMPORT_FAILED_HOOK = "curation.jobs.production_import_job_failed"
+IMPORT = WorkKind(
+    model=ProductionImport,
+    queue="default",
+    job="curation.jobs.production_import_job",
+    failure_hook="curation.jobs.production_import_job_failed",
+    job_id_prefix="production-import",
+    doing="importing this file",
+    again="Upload the file again",
+    stopped="The import stopped",
+)
+production_import_job_id = IMPORT.job_id
 # Reading, storing and recomputing ground truth: the bar is split between the stages in this order.
 _STAGES = ("reading lines", "updating ground truth")
-
-
-def production_import_job_id(import_id: int) -> str:
-    return f"production-import-{import_id}"
 
 
 def production_import_request(*, file, user=None) -> tuple[ProductionImport, bool]:
@@ -50,7 +44,7 @@ def production_import_request(*, file, user=None) -> tuple[ProductionImport, boo
 
     Raises QueueUnavailable when Redis does not answer (nothing stored).
     """
-    queue_ping(IMPORT_QUEUE)
+    queue_ping(IMPORT.queue)
     data = file.read()
     data = data.encode() if isinstance(data, str) else data
     sha256 = hashlib.sha256(data).hexdigest()
@@ -58,15 +52,10 @@ def production_import_request(*, file, user=None) -> tuple[ProductionImport, boo
     with transaction.atomic():
         # The same bytes under way already (a second click, a re-sent form): that import answers.
         current = ProductionImport.objects.filter(sha256=sha256, status__in=ACTIVE).order_by("pk").first()
-        if current is not None and work_is_active(
-            current, queue_name=IMPORT_QUEUE, job_id=production_import_job_id(current.pk)
-        ):
-            return current, False
-        if current is not None:  # its job was lost: queue it again
-            ProductionImport.objects.filter(pk=current.pk).update(status=WorkStatus.QUEUED, lease_until=None)
-            _enqueue(current.pk)
-            current.refresh_from_db()
-            return current, True
+        if current is not None:
+            if IMPORT.is_active(current):
+                return current, False
+            return IMPORT.requeue(current), True  # its job was lost: queue it again
         row = ProductionImport(
             source_name=name,
             sha256=sha256,
@@ -75,16 +64,16 @@ def production_import_request(*, file, user=None) -> tuple[ProductionImport, boo
         )
         row.file.save(f"{sha256[:16]}.csv", ContentFile(data), save=False)
         row.save()
-        _enqueue(row.pk)
+        IMPORT.queue_job(row.pk)
     return row, True
 
 
 def production_import_run(*, import_id: int) -> ProductionImport | None:
     """The job's work: claim the row, read the stored file, import with progress, record the outcome."""
-    if not work_claim(ProductionImport, pk=import_id):
+    if not IMPORT.claim(import_id):
         return None  # done already, or another worker has it
     row = ProductionImport.objects.get(pk=import_id)
-    record = work_progress(ProductionImport, pk=import_id)
+    record = IMPORT.progress(import_id)
 
     def progress(stage: str, done: int, total: int) -> None:
         index = _STAGES.index(stage) if stage in _STAGES else 0
@@ -95,15 +84,15 @@ def production_import_run(*, import_id: int) -> ProductionImport | None:
         record(index * total + done, 2 * total)
 
     try:
-        with lease_kept(lambda: work_lease_renew(ProductionImport, pk=import_id)):
+        with lease_kept(lambda: IMPORT.lease_renew(import_id)):
             with row.file.open("rb") as handle:
                 report = production_records_import(file=handle, source_name=row.source_name, progress=progress)
     except ProductionCsvInvalid as exc:
-        work_fail(ProductionImport, pk=import_id, error=str(exc))
+        IMPORT.fail(import_id, error=str(exc))
         return ProductionImport.objects.get(pk=import_id)
     except Exception as exc:
         logger.exception("production import %s failed", import_id)
-        work_fail(ProductionImport, pk=import_id, error=f"The import stopped: {type(exc).__name__}: {exc}")
+        IMPORT.fail(import_id, error=f"{IMPORT.stopped}: {type(exc).__name__}: {exc}")
         raise
     ProductionImport.objects.filter(pk=import_id, status=WorkStatus.RUNNING).update(
         status=WorkStatus.DONE,
@@ -119,22 +108,4 @@ def production_import_run(*, import_id: int) -> ProductionImport | None:
 
 
 def production_imports_abandoned_recover() -> dict[str, list[int]]:
-    return work_abandoned_recover(
-        ProductionImport,
-        doing="importing this file",
-        again="Upload the file again",
-        queue_name=IMPORT_QUEUE,
-        job_id=production_import_job_id,
-        enqueue=_enqueue,
-    )
-
-
-def _enqueue(import_id: int) -> None:
-    # By dotted path: services never import jobs (the job module imports the services).
-    enqueue_on_commit(
-        IMPORT_QUEUE,
-        IMPORT_JOB,
-        import_id,
-        job_id=production_import_job_id(import_id),
-        on_failure=Callback(IMPORT_FAILED_HOOK),
-    )
+    return IMPORT.recover()
