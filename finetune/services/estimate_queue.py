@@ -18,11 +18,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from curation.models import Drawing, Task
-from curation.services.base_models import lifecycle_today, model_lifecycle
-from finetune.models import Estimate, TaskFallback
-from finetune.selectors import model_version_lifecycle
-from finetune.services.estimates import FALLBACK_HELP, EstimateError, EstimateFailed, estimate_create
-from finetune.services.promotion import model_version_active
+from finetune.models import Estimate
+from finetune.services.estimates import EstimateError, EstimateFailed, estimate_create, estimate_model_choose
 from gestima.leases import lease_kept
 from gestima.queues import queue_ping
 from gestima.work import ACTIVE, WorkKind, WorkStatus
@@ -52,29 +49,6 @@ class DrawingUnusable(EstimateError):
         self.drawing = drawing
 
 
-def estimate_refusal_check(*, task: Task) -> None:
-    """Raise EstimateError when no model could answer for the task now (no active model and no usable fallback),
-    so a caller is told before uploading minutes of rendering. `estimate_create` checks again when it runs."""
-    version = model_version_active(task=task)
-    if version is not None and not model_version_lifecycle(version).is_shut_down(lifecycle_today()):
-        return
-    fallback = TaskFallback.objects.filter(task=task).first()
-    if version is None and fallback is None:
-        raise EstimateError(
-            f"Task {task.slug} has no active model: promote an evaluated model first "
-            "(or set the task's fallback model)."
-        )
-    reason = (
-        f"Task {task.slug} has no active model."
-        if version is None
-        else f"The active model {version.model_name} has stopped serving."
-    )
-    if fallback is None:
-        raise EstimateError(f"{reason} Task {task.slug} has no fallback model: {FALLBACK_HELP}.")
-    if model_lifecycle(model_name=fallback.model_name).is_shut_down(lifecycle_today()):
-        raise EstimateError(f"{reason} The fallback model {fallback.model_name} stopped serving too: {FALLBACK_HELP}.")
-
-
 def estimate_pdf_request(*, file, task: Task, user) -> tuple[Estimate, bool]:
     """Store the PDF and queue its render and estimate (after commit); returns (estimate, queued now).
 
@@ -86,7 +60,7 @@ def estimate_pdf_request(*, file, task: Task, user) -> tuple[Estimate, bool]:
 
     if not user.has_perm("finetune.add_estimate"):
         raise PermissionDenied("You may not ask for estimates.")
-    estimate_refusal_check(task=task)
+    estimate_model_choose(task=task)  # refused now, before minutes of rendering; asked again when the job runs
     queue_ping(ESTIMATE.queue)
     drawing, _ = drawing_ingest(file=file, uploaded_by=user, enqueue=False)  # rendered by the estimate's job
     if drawing.status == Drawing.Status.FAILED:
