@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 # Progress is written at most this often (and at the end): a 40,000-line file costs a few dozen UPDATEs.
 PROGRESS_EVERY_SECONDS = 1.0
+# A row's job reaches Redis just after the commit that made the row: a request reading the row in between
+# (a simultaneous second click) must not take it for lost and queue it again.
+JOB_SEND_GRACE = timedelta(seconds=10)
 
 
 class WorkStatus(models.TextChoices):
@@ -84,11 +87,14 @@ def work_worker_lost(model, *, pk: int) -> None:
 
 
 def work_is_active(row, *, queue_name: str, job_id: str) -> bool:
-    """Is the row's work really under way? A `queued` row with no job in Redis, or a `running` one whose lease
-    ran out, is not: a new request may take it over."""
+    """Is the row's work really under way? A `queued` row with no job in Redis (and older than JOB_SEND_GRACE),
+    or a `running` one whose lease ran out, is not: a new request may take it over."""
     if row.status == WorkStatus.RUNNING:
         return row.lease_until is None or row.lease_until >= timezone.now()
     if row.status == WorkStatus.QUEUED:
+        created = getattr(row, "created_at", None)
+        if created is not None and timezone.now() - created < JOB_SEND_GRACE:
+            return True  # just made: its job is sent right after the commit that made the row, not yet in Redis
         try:
             return job_is_pending(queue_name=queue_name, job_id=job_id)
         except Exception:  # noqa: BLE001 - Redis away: the caller's own ping says so
