@@ -35,24 +35,28 @@ dataset_build_job_id = BUILD.job_id
 _STAGES = ("reading page images", "checking lines")
 
 
-def dataset_build_request(*, dataset: Dataset, user=None) -> tuple[DatasetBuild, bool]:
+def dataset_build_request(*, dataset: Dataset, user=None, queue: bool = True) -> tuple[DatasetBuild, bool]:
     """Queue a build of the dataset (after commit); returns (build, queued now).
 
-    A build of the dataset already queued or running is returned as it is (False): no second job. Raises
-    QueueUnavailable when Redis does not answer (nothing recorded).
+    A build of the dataset already queued or running is returned as it is (False): no second job. Two requests
+    at once are one build: the dataset's row lock on PostgreSQL; on SQLite the write lock every transaction takes
+    at BEGIN (settings: IMMEDIATE). With `queue=False` (a command's --sync) no job is sent and Redis is not
+    asked: the caller runs the build itself. Raises QueueUnavailable when Redis does not answer (nothing recorded).
     """
-    queue_ping(BUILD.queue)
+    if queue:
+        queue_ping(BUILD.queue)
     with transaction.atomic():
         Dataset.objects.select_for_update().filter(pk=dataset.pk).first()  # two clicks at once: one build
         current = DatasetBuild.objects.filter(dataset=dataset, status__in=ACTIVE).order_by("-pk").first()
         if current is not None:
-            if BUILD.is_active(current):
+            if not queue or BUILD.is_active(current):
                 return current, False
             return BUILD.requeue(current), True  # its job was lost: queue it again
         build = DatasetBuild.objects.create(
             dataset=dataset, requested_by=user if getattr(user, "pk", None) else None, stage="waiting for a worker"
         )
-        BUILD.queue_job(build.pk)
+        if queue:
+            BUILD.queue_job(build.pk)
     return build, True
 
 
