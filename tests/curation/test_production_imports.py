@@ -10,7 +10,7 @@ import django_rq
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from curation.models import ProductionImport, ProductionRecord
 from curation.services.production_imports import production_import_request, production_import_run
@@ -139,7 +139,6 @@ def test_eight_identical_uploads_at_the_same_instant_queue_one_import():
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:
-            close_old_connections()
             connection.close()
 
     threads = [threading.Thread(target=post) for _ in range(8)]
