@@ -3,6 +3,7 @@
 Each row model (curation.DatasetBuild, curation.ProductionImport, finetune.Estimate) has the fields `status`
 (WorkStatus), `done`, `total`, `error`, `lease_until` and `attempts`; these functions are the one place the
 status moves, with conditional UPDATEs so two workers (or a worker and the recovery) never both take a row.
+Each service declares its wiring once as a `WorkKind` (queue, job, failure hook, job id, recovery words).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from rq import Callback
 
 from gestima.leases import lease_until, worker_stopped_message
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_forget, job_is_pending
@@ -179,8 +181,6 @@ class WorkKind:
 
     def queue_job(self, pk: int) -> None:
         """Queue the row's job after commit (QueueUnavailable when Redis does not answer now)."""
-        from rq import Callback
-
         enqueue_on_commit(self.queue, self.job, pk, job_id=self.job_id(pk), on_failure=Callback(self.failure_hook))
 
     def is_active(self, row) -> bool:

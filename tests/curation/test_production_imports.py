@@ -151,3 +151,23 @@ def test_eight_identical_uploads_at_the_same_instant_queue_one_import():
     assert {r.pk for r, _ in results} == {row.pk} and sum(queued for _, queued in results) == 1
     assert django_rq.get_queue("default").job_ids == [f"production-import-{row.pk}"]
     assert _stored_files(row.file.storage) == [row.file.name]  # the losers' copies were deleted
+
+
+@pytest.mark.django_db
+def test_a_second_upload_right_after_the_first_waits_for_its_job_and_a_lost_job_is_queued_again(
+    django_capture_on_commit_callbacks,
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    with django_capture_on_commit_callbacks(execute=False):  # committed, its job not yet sent to Redis
+        row, _ = production_import_request(file=_upload())
+    assert production_import_request(file=_upload()) == (row, False)  # not taken for lost: no second send
+    assert django_rq.get_queue("default").count == 0
+
+    ProductionImport.objects.filter(pk=row.pk).update(created_at=timezone.now() - timedelta(minutes=1))
+    with django_capture_on_commit_callbacks(execute=True):  # a minute on, still no job: Redis lost it
+        again, queued = production_import_request(file=_upload())
+    assert (again.pk, queued) == (row.pk, True)
+    assert django_rq.get_queue("default").job_ids == [f"production-import-{row.pk}"]
