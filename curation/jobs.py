@@ -6,7 +6,7 @@ Services enqueue these by dotted path ("curation.jobs.<name>") and never import 
 # What RQ reports, minutes later, for a job whose worker was killed: the row's lease recovery (retry, or
 # fail in words) handles it, not the job's own failure text. (A work-horse killed alone calls no hook at
 # all in RQ 3: its lease runs out and the same recovery takes the row back.)
-_WORKER_STOPPED = ("AbandonedJobError",)
+from gestima.work import WORKER_STOPPED as _WORKER_STOPPED
 
 
 # --- drawings (render queue) ------------------------------------------------------------------
@@ -77,13 +77,9 @@ def dataset_build_job(build_id: int):
 
 def dataset_build_job_failed(job, connection, exc_type, exc_value, tb):
     """on_failure hook: a crash or an RQ timeout is stored on the build instead of leaving it `running`."""
-    from curation.models import DatasetBuild
-    from gestima.work import work_fail, work_worker_lost
+    from curation.services.dataset_builds import BUILD
 
-    if exc_type.__name__ in _WORKER_STOPPED:
-        work_worker_lost(DatasetBuild, pk=job.args[0])
-        return
-    work_fail(DatasetBuild, pk=job.args[0], error=f"The build stopped: {exc_type.__name__}: {exc_value}")
+    BUILD.job_failed(job.args[0], exc_type=exc_type, exc_value=exc_value)
 
 
 def production_import_job(import_id: int):
@@ -96,10 +92,6 @@ def production_import_job(import_id: int):
 
 def production_import_job_failed(job, connection, exc_type, exc_value, tb):
     """on_failure hook: a crash or an RQ timeout is stored on the import instead of leaving it `running`."""
-    from curation.models import ProductionImport
-    from gestima.work import work_fail, work_worker_lost
+    from curation.services.production_imports import IMPORT
 
-    if exc_type.__name__ in _WORKER_STOPPED:
-        work_worker_lost(ProductionImport, pk=job.args[0])
-        return
-    work_fail(ProductionImport, pk=job.args[0], error=f"The import stopped: {exc_type.__name__}: {exc_value}")
+    IMPORT.job_failed(job.args[0], exc_type=exc_type, exc_value=exc_value)

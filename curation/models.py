@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from curation.openai_format import MAX_IMAGES_PER_EXAMPLE
 from curation.provider_names import ProviderName
-from gestima.work import WorkStatus
+from gestima.work import ACTIVE, WorkStatus
 
 
 class Drawing(models.Model):
@@ -526,11 +526,13 @@ class DatasetBuild(models.Model):
 class ProductionImport(models.Model):
     """One uploaded production-times CSV, imported by a worker: progress, counts, and each bad line by number.
 
-    The file is kept in storage (not a temp path of the web host) so a worker on any machine reads it.
+    The file is kept in storage (not a temp path of the web host) so a worker on any machine reads it, and deleted
+    once the import has finished: its counts and every bad line stay on the row, with its name, size and hash.
     """
 
-    file = models.FileField(upload_to="imports/production/%Y/%m/")
-    source_name = models.CharField(max_length=255)
+    file = models.FileField(upload_to="imports/production/%Y/%m/", blank=True, help_text="Empty once imported.")
+    source_name = models.CharField(max_length=255, help_text="The uploaded file's name.")
+    size = models.PositiveBigIntegerField(default=0, help_text="The uploaded file's size in bytes.")
     sha256 = models.CharField(max_length=64, db_index=True)
     status = models.CharField(max_length=10, choices=WorkStatus.choices, default=WorkStatus.QUEUED, db_index=True)
     done = models.PositiveIntegerField(default=0)
@@ -554,6 +556,15 @@ class ProductionImport(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # The same bytes posted twice at once: the database lets one be queued (a partial index, on SQLite
+            # and PostgreSQL alike); the other request gets IntegrityError and answers with that import.
+            models.UniqueConstraint(
+                fields=["sha256"],
+                condition=models.Q(status__in=ACTIVE),
+                name="production_import_one_active_per_file",
+            )
+        ]
 
     def __str__(self):
         return f"Import {self.pk} of {self.source_name}"

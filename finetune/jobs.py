@@ -61,13 +61,9 @@ def estimate_request_job(estimate_id: int) -> str | None:
 
 def estimate_request_job_failed(job, connection, exc_type, exc_value, traceback) -> None:
     """on_failure hook: a crash or an RQ timeout is stored on the estimate instead of leaving it `running`."""
-    from finetune.models import Estimate
-    from gestima.work import work_fail, work_worker_lost
+    from finetune.services.estimate_queue import ESTIMATE
 
-    if exc_type.__name__ in ("AbandonedJobError",):
-        work_worker_lost(Estimate, pk=job.args[0])
-        return
-    work_fail(Estimate, pk=job.args[0], error=f"The estimate stopped: {exc_type.__name__}: {exc_value}")
+    ESTIMATE.job_failed(job.args[0], exc_type=exc_type, exc_value=exc_value)
 
 
 def estimates_score_stale_job() -> dict:

@@ -1,4 +1,5 @@
-"""Taking back the work of killed workers: drawings left `rendering`; exports, builds, imports, estimates `running`.
+"""Taking back the work of killed workers: drawings left `rendering`; exports, builds, imports, estimates `running`;
+and the stored CSVs of finished imports that a killed worker did not get to delete.
 
 `abandoned_jobs_recover()` runs when a worker starts and every JOB_RECOVER_INTERVAL_SECONDS inside each
 worker (gestima.worker), not on RQ's scheduler: a killed worker keeps the scheduler lock for about a
@@ -23,7 +24,7 @@ def abandoned_jobs_recover(*, sweep: bool = False) -> dict[str, dict[str, list[i
     from curation.services.dataset_builds import dataset_builds_abandoned_recover
     from curation.services.drawings import drawings_abandoned_recover
     from curation.services.export_queue import dataset_version_exports_abandoned_recover
-    from curation.services.production_imports import production_imports_abandoned_recover
+    from curation.services.production_imports import production_import_files_sweep, production_imports_abandoned_recover
     from finetune.services.estimate_queue import estimates_abandoned_recover
 
     outcome = {}
@@ -32,6 +33,7 @@ def abandoned_jobs_recover(*, sweep: bool = False) -> dict[str, dict[str, list[i
         ("exports", dataset_version_exports_abandoned_recover),
         ("builds", dataset_builds_abandoned_recover),
         ("imports", production_imports_abandoned_recover),
+        ("import_files", production_import_files_sweep),
         ("estimates", estimates_abandoned_recover),
     ):
         try:

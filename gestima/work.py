@@ -3,6 +3,7 @@
 Each row model (curation.DatasetBuild, curation.ProductionImport, finetune.Estimate) has the fields `status`
 (WorkStatus), `done`, `total`, `error`, `lease_until` and `attempts`; these functions are the one place the
 status moves, with conditional UPDATEs so two workers (or a worker and the recovery) never both take a row.
+Each service declares its wiring once as a `WorkKind` (queue, job, failure hook, job id, recovery words).
 """
 
 from __future__ import annotations
@@ -10,20 +11,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from rq import Callback
 
 from gestima.leases import lease_until, worker_stopped_message
-from gestima.queues import QueueUnavailable, job_forget, job_is_pending
+from gestima.queues import QueueUnavailable, enqueue_on_commit, job_forget, job_is_pending
 
 logger = logging.getLogger(__name__)
 
 # Progress is written at most this often (and at the end): a 40,000-line file costs a few dozen UPDATEs.
 PROGRESS_EVERY_SECONDS = 1.0
+# A row's job reaches Redis just after the commit that made the row: a request reading the row in between
+# (a simultaneous second click) must not take it for lost and queue it again.
+JOB_SEND_GRACE = timedelta(seconds=10)
 
 
 class WorkStatus(models.TextChoices):
@@ -34,6 +40,11 @@ class WorkStatus(models.TextChoices):
 
 
 ACTIVE = (WorkStatus.QUEUED, WorkStatus.RUNNING)
+FINISHED = (WorkStatus.DONE, WorkStatus.FAILED)
+
+# What RQ reports, minutes later, for a job whose worker was killed: the row's lease recovery (retry, or fail in
+# words) handles it, not the job's own failure text.
+WORKER_STOPPED = ("AbandonedJobError",)
 
 
 def work_claim(model, *, pk: int) -> bool:
@@ -78,11 +89,14 @@ def work_worker_lost(model, *, pk: int) -> None:
 
 
 def work_is_active(row, *, queue_name: str, job_id: str) -> bool:
-    """Is the row's work really under way? A `queued` row with no job in Redis, or a `running` one whose lease
-    ran out, is not: a new request may take it over."""
+    """Is the row's work really under way? A `queued` row with no job in Redis (and older than JOB_SEND_GRACE),
+    or a `running` one whose lease ran out, is not: a new request may take it over."""
     if row.status == WorkStatus.RUNNING:
         return row.lease_until is None or row.lease_until >= timezone.now()
     if row.status == WorkStatus.QUEUED:
+        created = getattr(row, "created_at", None)
+        if created is not None and timezone.now() - created < JOB_SEND_GRACE:
+            return True  # just made: its job is sent right after the commit that made the row, not yet in Redis
         try:
             return job_is_pending(queue_name=queue_name, job_id=job_id)
         except Exception:  # noqa: BLE001 - Redis away: the caller's own ping says so
@@ -145,3 +159,66 @@ def work_live_state(row) -> dict:
         fields={"progress": work_progress_text(row)},
         bars={"progress": work_percent(row) if row.status != WorkStatus.DONE else 100},
     )
+
+
+@dataclass(frozen=True)
+class WorkKind:
+    """The wiring of one kind of work row: its model, queue, job and failure hook (by dotted path: services never
+    import jobs), job id, and the words the recovery uses. Each service declares one; everything that queues,
+    claims, recovers or fails its rows goes through it."""
+
+    model: type[models.Model]
+    queue: str
+    job: str
+    failure_hook: str
+    job_id_prefix: str
+    doing: str  # "The worker stopped while <doing>"
+    again: str  # what the person does after JOB_MAX_ATTEMPTS
+    stopped: str  # "<stopped>: <exception>" when the job crashes or times out
+
+    def job_id(self, pk: int) -> str:
+        return f"{self.job_id_prefix}-{pk}"
+
+    def queue_job(self, pk: int) -> None:
+        """Queue the row's job after commit (QueueUnavailable when Redis does not answer now)."""
+        enqueue_on_commit(self.queue, self.job, pk, job_id=self.job_id(pk), on_failure=Callback(self.failure_hook))
+
+    def is_active(self, row) -> bool:
+        return work_is_active(row, queue_name=self.queue, job_id=self.job_id(row.pk))
+
+    def requeue(self, row):
+        """Queue again a row whose job was lost (Redis lost it, or its worker died before the recovery ran)."""
+        self.model.objects.filter(pk=row.pk).update(status=WorkStatus.QUEUED, lease_until=None)
+        self.queue_job(row.pk)
+        row.refresh_from_db()
+        return row
+
+    def claim(self, pk: int) -> bool:
+        return work_claim(self.model, pk=pk)
+
+    def lease_renew(self, pk: int) -> int:
+        return work_lease_renew(self.model, pk=pk)
+
+    def progress(self, pk: int) -> Callable[..., None]:
+        return work_progress(self.model, pk=pk)
+
+    def fail(self, pk: int, *, error: str) -> int:
+        return work_fail(self.model, pk=pk, error=error)
+
+    def job_failed(self, pk: int, *, exc_type, exc_value) -> None:
+        """The job's on_failure hook: a killed worker ends the lease (the recovery retries); a crash or an RQ
+        timeout is stored on the row instead of leaving it `running`."""
+        if exc_type.__name__ in WORKER_STOPPED:
+            work_worker_lost(self.model, pk=pk)
+        else:
+            self.fail(pk, error=f"{self.stopped}: {exc_type.__name__}: {exc_value}")
+
+    def recover(self) -> dict[str, list[int]]:
+        return work_abandoned_recover(
+            self.model,
+            doing=self.doing,
+            again=self.again,
+            queue_name=self.queue,
+            job_id=self.job_id,
+            enqueue=self.queue_job,
+        )

@@ -23,7 +23,7 @@ from curation.services.production import (
     production_records_changed,
     production_records_delete,
 )
-from curation.services.production_imports import production_import_request
+from curation.services.production_imports import production_import_queued_text, production_import_request
 from curation.services.tasks import SchemaInvalid, schema_check
 from gestima.live import live_context, live_refused, live_response
 from gestima.queues import QueueUnavailable
@@ -127,7 +127,7 @@ class ProductionRecordAdmin(admin.ModelAdmin):
             except QueueUnavailable as exc:
                 form.add_error("file", f"{exc} Nothing was stored: import again once the queue is back.")
             else:
-                said = "import queued" if queued else "this file is already being imported (no second import queued)"
+                said = production_import_queued_text(job, queued=queued)
                 self.message_user(request, f"{upload.name}: {said}; the progress shows below.")
                 # Post/redirect/get: a reload does not send the file again; the page polls the import's row.
                 return HttpResponseRedirect(reverse("admin:curation_productionrecord_import_status", args=[job.pk]))

@@ -12,66 +12,60 @@ import logging
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
-from rq import Callback
 
 from curation.models import Dataset, DatasetBuild
 from curation.services.datasets import DatasetBuildError, dataset_build
 from gestima.leases import lease_kept
-from gestima.queues import enqueue_on_commit, queue_ping
-from gestima.work import (
-    ACTIVE,
-    WorkStatus,
-    work_abandoned_recover,
-    work_claim,
-    work_fail,
-    work_is_active,
-    work_lease_renew,
-    work_progress,
-)
+from gestima.queues import queue_ping
+from gestima.work import ACTIVE, WorkKind, WorkStatus
 
 logger = logging.getLogger(__name__)
 
-BUILD_QUEUE = "default"
-BUILD_JOB = "curation.jobs.dataset_build_job"
-BUILD_FAILED_HOOK = "curation.jobs.dataset_build_job_failed"
+BUILD = WorkKind(
+    model=DatasetBuild,
+    queue="default",
+    job="curation.jobs.dataset_build_job",
+    failure_hook="curation.jobs.dataset_build_job_failed",
+    job_id_prefix="dataset-build",
+    doing="building this dataset",
+    again="Build the dataset again",
+    stopped="The build stopped",
+)
+dataset_build_job_id = BUILD.job_id
 _STAGES = ("reading page images", "checking lines")
 
 
-def dataset_build_job_id(build_id: int) -> str:
-    return f"dataset-build-{build_id}"
-
-
-def dataset_build_request(*, dataset: Dataset, user=None) -> tuple[DatasetBuild, bool]:
+def dataset_build_request(*, dataset: Dataset, user=None, queue: bool = True) -> tuple[DatasetBuild, bool]:
     """Queue a build of the dataset (after commit); returns (build, queued now).
 
-    A build of the dataset already queued or running is returned as it is (False): no second job. Raises
-    QueueUnavailable when Redis does not answer (nothing recorded).
+    A build of the dataset already queued or running is returned as it is (False): no second job. Two requests
+    at once are one build: the dataset's row lock on PostgreSQL; on SQLite the write lock every transaction takes
+    at BEGIN (settings: IMMEDIATE). With `queue=False` (a command's --sync) no job is sent and Redis is not
+    asked: the caller runs the build itself. Raises QueueUnavailable when Redis does not answer (nothing recorded).
     """
-    queue_ping(BUILD_QUEUE)
+    if queue:
+        queue_ping(BUILD.queue)
     with transaction.atomic():
         Dataset.objects.select_for_update().filter(pk=dataset.pk).first()  # two clicks at once: one build
         current = DatasetBuild.objects.filter(dataset=dataset, status__in=ACTIVE).order_by("-pk").first()
         if current is not None:
-            if work_is_active(current, queue_name=BUILD_QUEUE, job_id=dataset_build_job_id(current.pk)):
+            if not queue or BUILD.is_active(current):
                 return current, False
-            # Its job is gone (Redis lost it, or the worker died before the lease recovery ran): queue it again.
-            DatasetBuild.objects.filter(pk=current.pk).update(status=WorkStatus.QUEUED, lease_until=None)
-            _enqueue(current.pk)
-            current.refresh_from_db()
-            return current, True
+            return BUILD.requeue(current), True  # its job was lost: queue it again
         build = DatasetBuild.objects.create(
             dataset=dataset, requested_by=user if getattr(user, "pk", None) else None, stage="waiting for a worker"
         )
-        _enqueue(build.pk)
+        if queue:
+            BUILD.queue_job(build.pk)
     return build, True
 
 
 def dataset_build_run(*, build_id: int) -> DatasetBuild | None:
     """The job's work: claim the row, build with progress, record the version (or the reason it failed)."""
-    if not work_claim(DatasetBuild, pk=build_id):
+    if not BUILD.claim(build_id):
         return None  # done already, or another worker has it
     build = DatasetBuild.objects.select_related("dataset__task", "requested_by").get(pk=build_id)
-    record = work_progress(DatasetBuild, pk=build_id)
+    record = BUILD.progress(build_id)
     before = build.dataset.versions.aggregate(n=Max("pk"))["n"] or 0
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -83,14 +77,14 @@ def dataset_build_run(*, build_id: int) -> DatasetBuild | None:
         record(index * total + done, 2 * total, force=done == total)
 
     try:
-        with lease_kept(lambda: work_lease_renew(DatasetBuild, pk=build_id)):
+        with lease_kept(lambda: BUILD.lease_renew(build_id)):
             version = dataset_build(dataset=build.dataset, user=build.requested_by, progress=progress)
     except DatasetBuildError as exc:
-        work_fail(DatasetBuild, pk=build_id, error=str(exc))
+        BUILD.fail(build_id, error=str(exc))
         return DatasetBuild.objects.get(pk=build_id)
     except Exception as exc:
         logger.exception("build %s failed", build_id)
-        work_fail(DatasetBuild, pk=build_id, error=f"The build stopped: {type(exc).__name__}: {exc}")
+        BUILD.fail(build_id, error=f"{BUILD.stopped}: {type(exc).__name__}: {exc}")
         raise
     DatasetBuild.objects.filter(pk=build_id, status=WorkStatus.RUNNING).update(
         status=WorkStatus.DONE,
@@ -104,14 +98,7 @@ def dataset_build_run(*, build_id: int) -> DatasetBuild | None:
 
 
 def dataset_builds_abandoned_recover() -> dict[str, list[int]]:
-    return work_abandoned_recover(
-        DatasetBuild,
-        doing="building this dataset",
-        again="Build the dataset again",
-        queue_name=BUILD_QUEUE,
-        job_id=dataset_build_job_id,
-        enqueue=_enqueue,
-    )
+    return BUILD.recover()
 
 
 def dataset_build_summary(build: DatasetBuild) -> str:
@@ -124,10 +111,3 @@ def dataset_build_summary(build: DatasetBuild) -> str:
     failed = [g["message"] for g in version.gates if not g["passed"]]
     made = "built" if build.created_new else "nothing changed since the latest version"
     return f"{version} {made}: " + ("ready" if not failed else f"NOT ready: {'; '.join(failed)}")
-
-
-def _enqueue(build_id: int) -> None:
-    # By dotted path: services never import jobs (the job module imports the services).
-    enqueue_on_commit(
-        BUILD_QUEUE, BUILD_JOB, build_id, job_id=dataset_build_job_id(build_id), on_failure=Callback(BUILD_FAILED_HOOK)
-    )

@@ -12,6 +12,8 @@ EstimateError that says what to do, never a silent failure.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -21,7 +23,7 @@ from curation.models import Drawing, Example, Task
 from curation.services.base_models import lifecycle_today, model_lifecycle
 from curation.services.examples import content_hash, drawing_messages
 from curation.services.tasks import TargetInvalid, is_text_task, target_normalise, target_validate
-from finetune.models import Estimate, ModelKind, TaskFallback
+from finetune.models import Estimate, ModelKind, ModelVersion, TaskFallback
 from finetune.providers.base import ProviderError
 from finetune.selectors import model_version_lifecycle
 from finetune.services.endpoints import endpoint_prices, model_provider
@@ -144,6 +146,42 @@ def _usable_fallback(task: Task, *, reason: str, today) -> TaskFallback:
     return fallback
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model answers for a task now."""
+
+    version: ModelVersion | None  # the task's active model, if one is promoted
+    gone: str = ""  # why the active model cannot answer ("" when it can): the fallback answers, saying so
+    fallback: TaskFallback | None = None  # set (and usable) exactly when `gone` is
+
+
+def estimate_model_choose(*, task: Task, today=None) -> ModelChoice:
+    """The active model, or the task's usable fallback when the active model is missing or past its shutdown date.
+
+    The one home of the refusal "no active model and no usable fallback" (an EstimateError saying what to do):
+    the estimates API asks it before accepting a PDF (no minutes of rendering for nothing), `estimate_create`
+    again when it asks the model (a promotion or a shutdown may have come in between).
+    """
+    today = today or lifecycle_today()
+    version = model_version_active(task=task)
+    if version is None:
+        if not TaskFallback.objects.filter(task=task).exists():
+            raise EstimateError(
+                f"Task {task.slug} has no active model: promote an evaluated model first "
+                "(or set the task's fallback model)."
+            )
+        gone = f"Task {task.slug} has no active model."
+    else:
+        lifecycle = model_version_lifecycle(version)
+        if not lifecycle.is_shut_down(today):
+            return ModelChoice(version=version)
+        inherited = f" (the shutdown date of its base {lifecycle.base_name})" if lifecycle.derived else ""
+        gone = (
+            f"The active model {version.model_name} stopped serving on {lifecycle.shutdown_date:%Y-%m-%d}{inherited}."
+        )
+    return ModelChoice(version=version, gone=gone, fallback=_usable_fallback(task, reason=gone, today=today))
+
+
 def estimate_create(*, drawing: Drawing, task: Task, user=None, estimate_id: int | None = None) -> Estimate:
     """Ask the task's active model (read now: a promotion takes effect on the next call) about a drawing;
     the task's fallback model answers when the active model is gone or its provider keeps failing.
@@ -155,26 +193,12 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None, estimate_id: int
             f"Drawing {drawing} is {drawing.status}, not rendered yet: try again when its pages exist."
         )
     today = lifecycle_today()
-    version = model_version_active(task=task)
-    gone = ""
-    if version is None:
-        gone = f"Task {task.slug} has no active model."
-        if not TaskFallback.objects.filter(task=task).exists():
-            raise EstimateError(
-                f"Task {task.slug} has no active model: promote an evaluated model first "
-                "(or set the task's fallback model)."
-            )
-    else:
+    choice = estimate_model_choose(task=task, today=today)
+    version = choice.version
+    if not choice.gone:
         simulated = simulated_model_refusal(task=task, provider=version.provider, model_name=version.model_name)
         if simulated:
             raise EstimateError(f"Estimate refused: {simulated}")
-        lifecycle = model_version_lifecycle(version)
-        if lifecycle.is_shut_down(today):
-            inherited = f" (the shutdown date of its base {lifecycle.base_name})" if lifecycle.derived else ""
-            gone = (
-                f"The active model {version.model_name} stopped serving on {lifecycle.shutdown_date:%Y-%m-%d}"
-                f"{inherited}."
-            )
     estimate = Estimate(
         pk=estimate_id,
         task=task,
@@ -184,9 +208,8 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None, estimate_id: int
     )
     if estimate_id is not None:  # saved as an UPDATE of the queued row: it keeps the time it was asked
         estimate.created_at = Estimate.objects.filter(pk=estimate_id).values_list("created_at", flat=True).first()
-    if gone:
-        fallback = _usable_fallback(task, reason=gone, today=today)
-        _ask_fallback(estimate, task=task, drawing=drawing, fallback=fallback, reason=gone)
+    if choice.gone:
+        _ask_fallback(estimate, task=task, drawing=drawing, fallback=choice.fallback, reason=choice.gone)
     else:
         estimate.provider = provider_tag(provider=version.provider, kind=version.kind)
         error = _ask(

@@ -242,7 +242,7 @@ def test_build_and_validate_commands_print_gates_and_cost(capsys):
     base_models_seed()
     approved_examples(7)
     make_dataset(name="seven")
-    call_command("build_dataset", "seven")
+    call_command("build_dataset", "seven", "--sync")
     out = capsys.readouterr().out
     assert "FAIL min_rows: 7 rows: below the minimum of 10" in out
     assert "gpt-4o-2024-08-06" in out and "$" in out

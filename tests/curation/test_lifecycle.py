@@ -106,7 +106,7 @@ def test_one_clock_frozen_by_the_setting_gives_one_warning_everywhere(settings, 
 
     approved_examples(7)
     make_dataset(name="lifecycle")
-    call_command("build_dataset", "lifecycle")
+    call_command("build_dataset", "lifecycle", "--sync")
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if "cost gpt-4o-2024-08-06" in line)
     assert expected in line

@@ -135,7 +135,7 @@ def test_admin_upload_is_refused_to_a_reviewer(client):
 def test_command_lists_invalid_lines_and_refuses_a_missing_file(corpus, corpus_drawings, capsys, tmp_path):
     from django.core.management import CommandError, call_command
 
-    call_command("import_production_times", str(corpus / "production_times.csv"))
+    call_command("import_production_times", str(corpus / "production_times.csv"), "--sync")
     out = capsys.readouterr().out
     assert "line 43: non-numeric machine_time_min_per_piece" in out and "line 154: missing part_number" in out
     assert "PDM-279950: no drawing yet (lines 282)" in out

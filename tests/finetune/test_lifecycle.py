@@ -7,9 +7,11 @@ import json
 from io import StringIO
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 
+from curation.models import Drawing
 from finetune.metrics import pct
 from finetune.models import Estimate, EvalRun, TaskFallback
 from finetune.selectors import eval_run_mape
@@ -139,11 +141,22 @@ def test_past_the_shutdown_date_without_a_fallback_is_a_clear_error(client, mana
         "/api/estimates", json.dumps({"drawing_id": drawing.pk}), content_type="application/json", **_basic(manager)
     )
     assert response.status_code == 409 and "no fallback model" in response.json()["error"]
+    # A posted PDF is refused before it is stored, in the very words of an estimate of a stored drawing.
+    pdf = {"file": SimpleUploadedFile("gone.pdf", b"%PDF-1.4\n" + b"0" * 100, content_type="application/pdf")}
+    refused = client.post("/api/estimates", {**pdf, "task": version.dataset.task.slug}, **_basic(manager))
+    assert refused.status_code == 409 and refused.json()["error"] == response.json()["error"]
     # A fallback that died with it is no fallback either.
     TaskFallback.objects.create(task=version.dataset.task, model_name="gpt-4o-mini-2024-07-18", provider="openai")
     with pytest.raises(EstimateError, match="fallback model gpt-4o-mini-2024-07-18 stopped serving on 2027-01-14 too"):
         estimate_create(drawing=drawing, task=version.dataset.task, user=manager)
+    pdf = {"file": SimpleUploadedFile("gone.pdf", b"%PDF-1.4\n" + b"0" * 100, content_type="application/pdf")}
+    refused = client.post("/api/estimates", {**pdf, "task": version.dataset.task.slug}, **_basic(manager))
+    assert (
+        refused.status_code == 409
+        and "gpt-4o-mini-2024-07-18 stopped serving on 2027-01-14 too" in (refused.json()["error"])
+    )
     assert not Estimate.objects.exists() and not standin.calls_to("POST", "/chat/completions")
+    assert not Drawing.objects.filter(original_name="gone.pdf").exists()  # no PDF stored
 
 
 def test_a_provider_that_keeps_failing_is_answered_by_the_fallback(manager, models, standin):

@@ -70,3 +70,28 @@ def test_every_finetune_job_takes_ids_only():
     for func in jobs:
         params = list(inspect.signature(func).parameters)
         assert params[:2] == FAILURE_HOOK or all(p.endswith("_id") for p in params), (func.__name__, params)
+
+
+def test_curation_services_never_import_jobs():
+    imports = [
+        f"{name}:{node.lineno}"
+        for name, tree in _modules("curation/services")
+        for node in ast.walk(tree)
+        if (isinstance(node, ast.ImportFrom) and (node.module or "").endswith("jobs"))
+        or (isinstance(node, ast.Import) and any(alias.name.endswith(".jobs") for alias in node.names))
+    ]
+    assert imports == []
+
+
+def test_every_work_kind_names_a_job_and_a_failure_hook_that_exist():
+    from curation.services.dataset_builds import BUILD
+    from curation.services.production_imports import IMPORT
+    from finetune.services.estimate_queue import ESTIMATE
+
+    kinds = [BUILD, IMPORT, ESTIMATE]
+    assert len({kind.job_id_prefix for kind in kinds}) == len({kind.model for kind in kinds}) == 3
+    for kind in kinds:
+        job, hook = import_string(kind.job), import_string(kind.failure_hook)
+        assert all(p.endswith("_id") for p in inspect.signature(job).parameters), kind.job
+        assert list(inspect.signature(hook).parameters)[:2] == FAILURE_HOOK, kind.failure_hook
+        assert kind.job_id(7) == f"{kind.job_id_prefix}-7"
