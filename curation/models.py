@@ -22,7 +22,10 @@ class Drawing(models.Model):
     material = models.CharField(
         max_length=100, blank=True, help_text="As printed in the title block (read at render; empty for scans)."
     )
-    page_count = models.PositiveIntegerField(null=True, blank=True)
+    page_count = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Pages kept as images; while rendering, the pages in the PDF."
+    )
+    pages_done = models.PositiveIntegerField(default=0, help_text="While rendering: pages of the PDF rendered so far.")
     has_text_layer = models.BooleanField(null=True, help_text="True: vector drawing; False: scan.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UPLOADED, db_index=True)
     error = models.TextField(blank=True)

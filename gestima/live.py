@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import JsonResponse
+from django.template.loader import render_to_string
 
 
 def live_state(
@@ -34,3 +35,12 @@ def live_response(state: dict) -> JsonResponse:
 def live_refused(status: int, message: str) -> JsonResponse:
     """A refusal the polling script can read (403: no permission, 404: the object is gone)."""
     return JsonResponse({"error": message}, status=status)
+
+
+def progress_html(*, text: str, percent: int, name: str = "progress") -> str:
+    """Progress text and bar (admin/gestima/work_progress.html) that live.js moves as the JSON's `fields[name]`
+    and `bars[name]` change: the page and its live JSON show the same figures."""
+    return render_to_string(
+        "admin/gestima/work_progress.html",
+        {"progress_text": text, "progress_percent": max(0, min(100, percent)), "live_name": name},
+    )

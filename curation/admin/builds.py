@@ -6,23 +6,18 @@ Read-only: a build is started by the datasets' "Build version" action (curation/
 from django.contrib import admin
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from curation.models import DatasetBuild
 from curation.services.dataset_builds import dataset_build_summary
-from gestima.live import live_context, live_refused, live_response
+from gestima.live import live_context, live_refused, live_response, progress_html
 from gestima.work import WorkStatus, work_live_state, work_percent, work_progress_text
 
 
 def work_progress_html(row) -> str:
-    return render_to_string(
-        "admin/gestima/work_progress.html",
-        {
-            "progress_text": work_progress_text(row),
-            "progress_percent": 100 if row.status == WorkStatus.DONE else work_percent(row),
-        },
+    return progress_html(
+        text=work_progress_text(row), percent=100 if row.status == WorkStatus.DONE else work_percent(row)
     )
 
 

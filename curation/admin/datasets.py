@@ -22,7 +22,7 @@ from curation.services.cost_projection import PROJECTION_SCALES, dataset_version
 from curation.services.export_queue import dataset_version_export_request
 from curation.services.exports import ExportError, export_file_open
 from gestima.dataset_charts import dataset_version_charts
-from gestima.live import live_context, live_refused, live_response, live_state
+from gestima.live import live_context, live_refused, live_response, live_state, progress_html
 from gestima.queues import QueueUnavailable
 
 BUILD_PERMISSION = "curation.build_dataset"
@@ -151,16 +151,25 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         return obj.export_status in (DatasetVersion.ExportStatus.QUEUED, DatasetVersion.ExportStatus.RUNNING)
 
     @staticmethod
-    def _export_progress(obj) -> str:
-        total = obj.counts.get("total") or (obj.counts.get("train", 0) + obj.counts.get("validation", 0))
-        pct = 100 * obj.export_progress // total if total else 0
+    def _export_total(obj) -> int:
+        """Lines the export writes: one per example of the version."""
+        return obj.counts.get("total") or (obj.counts.get("train", 0) + obj.counts.get("validation", 0))
+
+    @classmethod
+    def _export_percent(cls, obj) -> int:
+        total = cls._export_total(obj)
+        return min(100, 100 * obj.export_progress // total) if total else 0
+
+    @classmethod
+    def _export_progress(cls, obj) -> str:
+        total, pct = cls._export_total(obj), cls._export_percent(obj)
         return f"{obj.get_export_status_display()}: {obj.export_progress} / {total} lines ({pct}%)"
 
     @admin.display(description="Export")
     def export_state(self, obj):
         if self._export_busy(obj):
-            # The version page updates this in place while the export runs (static/gestima/live.js).
-            return format_html('<span data-live-field="export">{}</span>', self._export_progress(obj))
+            # The version page moves text and bar in place while the export runs (static/gestima/live.js).
+            return progress_html(text=self._export_progress(obj), percent=self._export_percent(obj), name="export")
         if obj.export_status == DatasetVersion.ExportStatus.FAILED:
             return format_html('<span style="color:#ba2121">Failed: {}</span>', obj.export_error)
         if obj.export_status == DatasetVersion.ExportStatus.DONE:
@@ -317,6 +326,7 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             status=version.export_status,
             active=self._export_busy(version),
             fields={"export": self._export_progress(version)},
+            bars={"export": self._export_percent(version)},
         )
 
     def live_view(self, request, pk):

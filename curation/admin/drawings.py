@@ -20,6 +20,7 @@ from PIL import Image
 from curation.models import Drawing, DrawingPage
 from curation.services.drawing_uploads import drawings_ingest_many
 from curation.services.drawings import drawing_render_again, drawings_delete
+from gestima.live import live_context, live_refused, live_response, live_state, progress_html
 from gestima.queues import QueueUnavailable
 from gestima.storage import storage_stream
 
@@ -30,6 +31,41 @@ THUMB_PX = 160
 # good. Without the hash (or with an old one after a re-render) it is revalidated soon, by its ETag.
 IMMUTABLE_CACHE = "private, max-age=31536000, immutable"
 SHORT_CACHE = "private, max-age=300"
+
+
+RENDER_ACTIVE = (Drawing.Status.UPLOADED, Drawing.Status.RENDERING)
+
+
+def render_percent(drawing: Drawing) -> int:
+    if drawing.status == Drawing.Status.RENDERED:
+        return 100
+    total = drawing.page_count or 0
+    return min(100, 100 * drawing.pages_done // total) if total else 0
+
+
+def render_progress_text(drawing: Drawing) -> str:
+    """The render's progress in words, on the drawing's page and in its live JSON."""
+    if drawing.status == Drawing.Status.UPLOADED:
+        return "Queued: waiting for a render worker"
+    if drawing.status == Drawing.Status.RENDERING:
+        if not drawing.page_count:
+            return "Rendering: opening the PDF"
+        done = min(drawing.pages_done, drawing.page_count)
+        return f"Rendering: {done} / {drawing.page_count} pages ({render_percent(drawing)}%)"
+    if drawing.status == Drawing.Status.RENDERED:
+        pages = drawing.page_count or 0
+        return f"Rendered: {pages} page{'s' if pages != 1 else ''}"
+    return drawing.get_status_display()
+
+
+def render_live_state(drawing: Drawing) -> dict:
+    """What the drawing's page moves while it waits for a worker or renders (static/gestima/live.js)."""
+    return live_state(
+        status=drawing.status,
+        active=drawing.status in RENDER_ACTIVE,
+        fields={"render": render_progress_text(drawing)},
+        bars={"render": render_percent(drawing)},
+    )
 
 
 def page_image_url(page: DrawingPage) -> str:
@@ -132,9 +168,11 @@ class DrawingAdmin(admin.ModelAdmin):
     actions = ["render_again"]
     inlines = [DrawingPageInline]
     change_list_template = "admin/curation/drawing/change_list.html"
+    change_form_template = "admin/curation/drawing/change_form.html"
     fields = [
         "part_number",
         "status",
+        "render_progress",
         "error",
         "page_problems",
         "original_name",
@@ -191,6 +229,10 @@ class DrawingAdmin(admin.ModelAdmin):
             '<span class="drawing-status drawing-{}">{}</span>', drawing.status, drawing.get_status_display().lower()
         )
 
+    @admin.display(description="Render progress")
+    def render_progress(self, drawing):
+        return progress_html(text=render_progress_text(drawing), percent=render_percent(drawing), name="render")
+
     @admin.display(description="kind", ordering="has_text_layer")
     def kind(self, drawing):
         if drawing.has_text_layer is None:
@@ -236,7 +278,26 @@ class DrawingAdmin(admin.ModelAdmin):
             # replace the view's own "private, max-age=86400" with no-store (the permission is checked inside).
             path("page/<int:page_id>/image/", view(self.page_image_view, cacheable=True), name="curation_page_image"),
             path("<int:drawing_id>/pdf/", view(self.pdf_view), name="curation_drawing_pdf"),
+            path("<int:drawing_id>/live.json", view(self.live_view), name="curation_drawing_live"),
         ] + super().get_urls()
+
+    def live_view(self, request, drawing_id):
+        """The JSON the drawing's page polls while it is queued or rendering (static/gestima/live.js)."""
+        if not self.has_view_permission(request):
+            return live_refused(403, "You may not view drawings.")
+        drawing = Drawing.objects.filter(pk=drawing_id).first()
+        if drawing is None:
+            return live_refused(404, f"Drawing {drawing_id} does not exist.")
+        return live_response(render_live_state(drawing))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        drawing = Drawing.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        extra = {}
+        if drawing is not None:
+            extra = live_context(
+                state=render_live_state(drawing), url=reverse("admin:curation_drawing_live", args=[drawing.pk])
+            )
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
     def upload_view(self, request):
         # Checked here, not only by hiding the button: a reviewer posting the form is refused.

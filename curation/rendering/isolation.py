@@ -14,6 +14,7 @@ import signal
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 from curation.rendering.pdf import mupdf_memory_release, mupdf_preload, render_pdf
 from curation.rendering.results import RenderError, RenderLimits, RenderResult
@@ -107,8 +108,13 @@ def _serve(requests: int, responses: int, memory_limit_mb: int) -> None:
             return
         path, out_dir, limits, stem = request
         retire = served == _RECYCLE_AFTER
+
+        def progress(done: int, total: int) -> None:
+            # Before the answer, on the same pipe: the caller reads these until the answer comes.
+            _send(responses, ("progress", (done, total), False))
+
         try:
-            answer = ("ok", render_pdf(path, out_dir=out_dir, limits=limits, stem=stem))
+            answer = ("ok", render_pdf(path, out_dir=out_dir, limits=limits, stem=stem, progress=progress))
         except RenderError as exc:
             answer = ("error", exc.message)
             retire = retire or "memory" in exc.message
@@ -205,22 +211,42 @@ def _render_process(memory_limit_mb: int) -> _RenderProcess:
     return _process
 
 
-def render_isolated(path: str, *, out_dir: str, limits: RenderLimits, stem: str = "page") -> RenderResult:
+def render_isolated(
+    path: str,
+    *,
+    out_dir: str,
+    limits: RenderLimits,
+    stem: str = "page",
+    progress: Callable[[int, int], None] | None = None,
+) -> RenderResult:
     """`render_pdf` in the capped render process, within `limits.timeout_seconds`.
 
     A MemoryError, a crash, a kill or the deadline becomes a RenderError; the caller process is untouched.
+    `progress(done, total)` is called here, in the caller, as the render process reports pages.
     """
     with _lock:
-        return _render_isolated(path, out_dir=out_dir, limits=limits, stem=stem)
+        return _render_isolated(path, out_dir=out_dir, limits=limits, stem=stem, progress=progress)
 
 
-def _render_isolated(path: str, *, out_dir: str, limits: RenderLimits, stem: str) -> RenderResult:
+def _answer(process: _RenderProcess, deadline: float, progress: Callable[[int, int], None] | None):
+    """The render process's answer, handing the progress reports that come first to `progress`."""
+    while True:
+        answer = _recv(process.responses, deadline)
+        if answer is None or answer[0] != "progress":
+            return answer
+        if progress is not None:
+            progress(*answer[1])
+
+
+def _render_isolated(
+    path: str, *, out_dir: str, limits: RenderLimits, stem: str, progress: Callable[[int, int], None] | None
+) -> RenderResult:
     global _process
     process = _render_process(limits.memory_limit_mb)
     deadline = time.monotonic() + limits.timeout_seconds
     try:
         _send(process.requests, (path, out_dir, limits, stem))
-        answer = _recv(process.responses, deadline)
+        answer = _answer(process, deadline, progress)
     except TimeoutError:
         process.stop(kill=True)
         _process = None

@@ -13,6 +13,7 @@ import mmap
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -166,8 +167,18 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-def render_pdf(path: str, *, out_dir: str, limits: RenderLimits, stem: str = "page") -> RenderResult:
-    """Render every page of the PDF at `path` into `out_dir`; raise RenderError with the reason."""
+def render_pdf(
+    path: str,
+    *,
+    out_dir: str,
+    limits: RenderLimits,
+    stem: str = "page",
+    progress: Callable[[int, int], None] | None = None,
+) -> RenderResult:
+    """Render every page of the PDF at `path` into `out_dir`; raise RenderError with the reason.
+
+    `progress(done, total)`, when given, hears (0, pages in the PDF) once they are counted, then after each page.
+    """
     with open(path, "rb") as handle:
         head = handle.read(SNIFF_BYTES)
     pdf_sniff(head)
@@ -177,7 +188,7 @@ def render_pdf(path: str, *, out_dir: str, limits: RenderLimits, stem: str = "pa
     except Exception as exc:  # PyMuPDF raises FileDataError, RuntimeError, ValueError... at open
         raise RenderError(_classify("open", exc, memory_mb=limits.memory_limit_mb)) from None
     try:
-        return _render_document(doc, path=path, out_dir=out_dir, limits=limits, stem=stem)
+        return _render_document(doc, path=path, out_dir=out_dir, limits=limits, stem=stem, progress=progress)
     finally:
         doc.close()
 
@@ -214,7 +225,7 @@ def _page_label(number: int, count: int) -> str:
     return f"page {number}" if count > 1 else "the page"
 
 
-def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem: str) -> RenderResult:
+def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem: str, progress=None) -> RenderResult:
     if not doc.is_pdf:
         raise RenderError("not a PDF (MuPDF does not read it as one)")
     if doc.needs_pass:
@@ -233,6 +244,8 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
         raise RenderError("the PDF has no pages")
     if count > limits.max_pages:
         raise RenderError(f"{count} pages: above the page limit of {limits.max_pages}")
+    progress = progress or (lambda done, total: None)
+    progress(0, count)
 
     pages: list[RenderedPage] = []
     left_out: list[str] = []
@@ -259,6 +272,7 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
                 f"({rect.width:.4g} × {rect.height:.4g} pt; the minimum is {MIN_PAGE_POINTS} pt = 1 in a side): left "
                 f"out"
             )
+            progress(number, count)
             continue
         zoom = _zoom(rect, limits)
         try:
@@ -302,6 +316,7 @@ def _render_document(doc, *, path: str, out_dir: str, limits: RenderLimits, stem
                 scanned=scanned,
             )
         )
+        progress(number, count)
     warnings = _warnings()
     if not pages:
         # Blank after rendering with MuPDF complaining usually means damage: say what it said.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from rq import Callback
@@ -70,6 +70,7 @@ def _claim(drawing: Drawing) -> bool:
             updated_at=timezone.now(),
             lease_until=lease_until(),
             render_attempts=F("render_attempts") + 1,
+            pages_done=0,
         )
         == 1
     )
@@ -110,6 +111,25 @@ def drawing_render(*, drawing: Drawing) -> Drawing:
     return drawing
 
 
+def _render_progress(drawing_id: int):
+    """The render's `progress(done, total)`: the drawing's page counts, which its page shows live.
+
+    One UPDATE a page (at most RENDER_MAX_PAGES + 1 a drawing). The total is the PDF's page count, stored as the
+    render starts; the finished render stores the pages it kept. A count that cannot be written is only logged:
+    the render itself goes on.
+    """
+
+    def record(done: int, total: int) -> None:
+        try:
+            Drawing.objects.filter(pk=drawing_id, status=Drawing.Status.RENDERING).update(
+                page_count=total, pages_done=done
+            )
+        except DatabaseError:
+            logger.warning("drawing %s: render progress %s / %s not recorded", drawing_id, done, total, exc_info=True)
+
+    return record
+
+
 def _render_claimed(drawing: Drawing) -> Drawing:
     if not drawing.file or not drawing.file.storage.exists(drawing.file.name):
         return drawing_render_fail(drawing=drawing, message="the PDF file is missing from storage: upload it again")
@@ -118,7 +138,11 @@ def _render_claimed(drawing: Drawing) -> Drawing:
         source = _local_pdf_path(drawing, workdir)
         try:
             result = rendering.render_isolated(
-                source, out_dir=workdir, limits=rendering.RenderLimits.from_settings(), stem=drawing.sha256[:16]
+                source,
+                out_dir=workdir,
+                limits=rendering.RenderLimits.from_settings(),
+                stem=drawing.sha256[:16],
+                progress=_render_progress(drawing.pk),
             )
         except rendering.RenderError as exc:
             return drawing_render_fail(drawing=drawing, message=exc.message)

@@ -1,4 +1,5 @@
-/* Live updates for pages whose work runs in a worker (training run, eval run, dataset export).
+/* Live updates for pages whose work runs in a worker (training run, eval run, dataset export and build, CSV import,
+   drawing render).
 
    The page marks one element with data-live-url (a small JSON endpoint), data-live-status (the status
    the page was rendered with) and data-live-interval (seconds). While the work is under way this script

@@ -34,3 +34,12 @@ def pdf_with_raw_bytes_in_warnings() -> bytes:
     xref = page.get_contents()[0]
     doc.update_stream(xref, doc.xref_stream(xref) + b"\n/CS\xe3 cs /GS\xe3\x81 gs\n")
     return doc.tobytes()
+
+
+def pdf_repeated(path, times: int) -> bytes:
+    """The pages of the PDF at `path`, `times` over: a long drawing whose render takes seconds (live progress)."""
+    source = pymupdf.open(path)
+    doc = pymupdf.open()
+    for _ in range(times):
+        doc.insert_pdf(source)
+    return doc.tobytes()
