@@ -306,7 +306,10 @@ def child_export_s3(workdir: Path, version_id: int) -> dict:
     wall = time.perf_counter() - started
     version.refresh_from_db()
     if version.export_status != DatasetVersion.ExportStatus.DONE:
-        sys.exit(f"the export ended {version.export_status}: {version.export_error} (log: {workdir / 'worker.log'})")
+        kept = workdir.parent / f"{workdir.name}-worker.log"
+        shutil.copy(workdir / "worker.log", kept)
+        log = f"{kept}, which ends:\n" + kept.read_text()[-2000:]
+        sys.exit(f"the export ended {version.export_status}: {version.export_error}; the worker's log:\n{log}")
     job = django_rq.get_queue(EXPORT_QUEUE).fetch_job(export_job_id(version_id))
     return {
         # The job's own time (RQ's started_at..ended_at: claim, export, record), without the worker's start-up
