@@ -13,7 +13,6 @@ import hashlib
 import io
 import shutil
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -172,13 +171,11 @@ def storage_partials_remove(storage: Storage, folder: str, *, depth: int = 2) ->
 
 
 class MultipartObject:
-    """Streams one object into the bucket in parts of STORAGE_PART_BYTES: memory holds at most two parts.
+    """Streams one object into the bucket in parts of STORAGE_PART_BYTES: memory holds at most one part.
 
-    A full part is sent on a thread of the object's own while the next one fills (one part in flight: the
-    writer no longer stops for each upload's round trip). S3 shows nothing under the key until `commit()`
-    completes the upload (a file smaller than one part is sent by a single PUT at commit); `discard()` aborts
-    it. A killed writer leaves an unfinished upload, invisible to readers, that `storage_partials_remove` (or
-    the bucket's lifecycle rule) clears.
+    S3 shows nothing under the key until `commit()` completes the upload (a file smaller than one part is
+    sent by a single PUT at commit); `discard()` aborts it. A killed writer leaves an unfinished upload,
+    invisible to readers, that `storage_partials_remove` (or the bucket's lifecycle rule) clears.
     """
 
     def __init__(self, storage, name: str):
@@ -190,8 +187,6 @@ class MultipartObject:
         self.buffer = bytearray()
         self.upload_id = None
         self.parts = []
-        self.sending: Future | None = None
-        self.sender: ThreadPoolExecutor | None = None
         self.sha256 = hashlib.sha256()
         self.bytes = 0
         self.lines = 0
@@ -206,39 +201,18 @@ class MultipartObject:
             self._send_part()
 
     def _send_part(self) -> None:
-        self._sent()  # the previous part: at most one in flight, and its error surfaces here
         if self.upload_id is None:
             self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
-            self.sender = ThreadPoolExecutor(1, thread_name_prefix="multipart-part")
-        number, body = len(self.parts) + 1, bytes(self.buffer)
-        self.buffer.clear()
-        self.sending = self.sender.submit(
-            self.client.upload_part,
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=body,
+        number = len(self.parts) + 1
+        sent = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=bytes(self.buffer)
         )
-        self.sending.number = number
-
-    def _sent(self) -> None:
-        if self.sending is not None:
-            sending, self.sending = self.sending, None
-            self.parts.append({"ETag": sending.result()["ETag"], "PartNumber": sending.number})
-
-    def _stop_sender(self) -> None:
-        if self.sender is not None:
-            self.sender.shutdown(wait=True)
-            self.sender = None
+        self.parts.append({"ETag": sent["ETag"], "PartNumber": number})
+        self.buffer.clear()
 
     def finish(self) -> None:
         if self.upload_id is not None and self.buffer:
             self._send_part()
-        try:
-            self._sent()
-        finally:
-            self._stop_sender()
 
     def commit(self) -> None:
         if self.upload_id is None:
@@ -251,7 +225,6 @@ class MultipartObject:
 
     def discard(self) -> None:
         self.buffer.clear()
-        self._stop_sender()  # a part still in flight ends before the abort, so it cannot outlive it
         if self.upload_id is not None:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
