@@ -110,6 +110,16 @@ def storage_stream(storage: Storage, name: str):
         raise FileNotFoundError(f"{storage_location(storage, name)} does not exist") from None
 
 
+def storage_read_bytes(storage: Storage, name: str) -> bytes:
+    """A small file's bytes (a page image), read whole. In a bucket one GET: django-storages' `open()` would
+    also send a HEAD and start boto3's threaded download, over twice the time for a page (measured on moto)."""
+    if storage_is_local(storage):
+        with storage.open(name, "rb") as handle:
+            return handle.read()
+    with storage_stream(storage, name) as body:
+        return body.read()
+
+
 def storage_sha256(storage: Storage, name: str) -> str:
     digest = hashlib.sha256()
     with storage_stream(storage, name) as handle:

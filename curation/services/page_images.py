@@ -7,13 +7,16 @@ given that fingerprint refuses bytes that differ, so a paid job never trains on 
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 
 from curation.models import DrawingPage
 from curation.openai_format import page_ref_ids, resolve_image_refs
+from gestima.storage import storage_read_bytes
 
 # What a loader's error messages name (drawing, page number): loaded with the page, never one query each.
 _FIELDS = ("id", "image", "number", "drawing__part_number", "drawing__original_name")
@@ -30,8 +33,7 @@ def page_read(page: DrawingPage) -> bytes:
             raise ValueError(f"The '{DrawingPage.image.field.name}' attribute has no file associated with it.")
         # Through the storage, not the FieldFile: a FieldFile keeps one handle, and threads reading one page
         # instance (a few-shot page shown with many questions at once) would close it under each other.
-        with page.image.storage.open(page.image.name, "rb") as handle:
-            return handle.read()
+        return storage_read_bytes(page.image.storage, page.image.name)
     except (FileNotFoundError, OSError, ValueError) as exc:
         raise ExportError(f"image file of page {page.pk} ({page}) cannot be read: {exc}") from exc
 
@@ -110,6 +112,41 @@ class PageImages:
         self.gone_hint = gone_hint
         self.defer_content_check = defer_content_check
         self.checks: list[Callable[[], None]] = []
+        self.ahead: collections.deque = collections.deque()  # (page id, Future of its bytes), in load order
+        self.queued: collections.deque = collections.deque()  # page ids still to start reading
+        self.pool = None
+        self.window = 0
+
+    def read_ahead(self, page_ids: Iterable[int], *, pool: Executor, window: int) -> PageImages:
+        """Read these pages (in the order `load` will ask for them) up to `window` ahead, on `pool`.
+
+        A bucket answers each page's GET after a round trip: reading ahead overlaps those waits with the
+        caller's work, and `window` bounds the bytes held (a few pages). A page asked out of order is read
+        then; a read's error is raised by the `load` of that page, as without read-ahead.
+        """
+        self.pool, self.window = pool, window
+        self.queued.extend(pid for pid in page_ids if pid in self.pages)
+        self._top_up()
+        return self
+
+    def _top_up(self) -> None:
+        while self.queued and len(self.ahead) < self.window:
+            pid = self.queued.popleft()
+            self.ahead.append((pid, self.pool.submit(page_read, self.pages[pid])))
+
+    def _read(self, page: DrawingPage) -> bytes:
+        if self.ahead and self.ahead[0][0] == page.pk:
+            _, future = self.ahead.popleft()
+            self._top_up()
+            return future.result()
+        return page_read(page)
+
+    def cancel(self) -> None:
+        """Drop the reads not yet started (an export that stops early)."""
+        self.queued.clear()
+        for _, future in self.ahead:
+            future.cancel()
+        self.ahead.clear()
 
     @classmethod
     def of_messages(cls, chats: Iterable[list], **options) -> PageImages:
@@ -130,7 +167,7 @@ class PageImages:
         if page is None:
             raise ExportError(f"page {page_id} no longer exists: {self.gone_hint}")
         expected = expected or {}
-        data = page_read(page)
+        data = self._read(page)
         page_size_check(page, expected, data)
         if self.defer_content_check:
             self.checks.append(lambda: page_content_check(page, expected, data))
