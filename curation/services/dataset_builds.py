@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from curation.models import Dataset, DatasetBuild
@@ -66,7 +65,6 @@ def dataset_build_run(*, build_id: int) -> DatasetBuild | None:
         return None  # done already, or another worker has it
     build = DatasetBuild.objects.select_related("dataset__task", "requested_by").get(pk=build_id)
     record = BUILD.progress(build_id)
-    before = build.dataset.versions.aggregate(n=Max("pk"))["n"] or 0
 
     def progress(stage: str, done: int, total: int) -> None:
         # Two passes over the examples: the bar runs 0-50 % reading images, 50-100 % checking lines.
@@ -89,7 +87,9 @@ def dataset_build_run(*, build_id: int) -> DatasetBuild | None:
     DatasetBuild.objects.filter(pk=build_id, status=WorkStatus.RUNNING).update(
         status=WorkStatus.DONE,
         version=version,
-        created_new=version.pk > before,
+        # Made since this build was asked for, by this attempt or by one whose worker was killed after the
+        # version's commit (the retry then finds it unchanged): either way, this build made it.
+        created_new=version.created_at >= build.created_at,
         stage="",
         finished_at=timezone.now(),
         lease_until=None,
