@@ -12,8 +12,9 @@ peak RSS is the export's own. Runs at 1,000 and 4,000 examples by default.
 built, and the export is queued with `dataset_version_export_request` (what the admin's action calls) and
 run by `manage.py rqworker default --burst`, whose work-horse streams it into the bucket. Its time is the
 job's (RQ's started_at..ended_at; the worker's start-up is printed beside it), its peak RSS the highest
-VmHWM of the worker and its work-horse. Raw, in the same run against the same server: a file of the
-export's size on disk, sent by boto3's `upload_file` (multipart, the export's part size, 10 threads).
+VmHWM of the worker and its work-horse. Raw, in the same run against the same server, is the local
+baseline carried into the bucket: each page image read from the bucket (one GET), base64'd, and the lines
+sent as one multipart upload of the export's part size (plain boto3: no JSON, hashing or database).
 Pages are 256 KB by default with --s3, not 1 MB: moto completes a multipart upload by joining its parts in
 memory (about twice the object), so 10,000 pages of 1 MB (a 13.6 GB train.jsonl) would need ~27 GB of RAM
 in the server and ~50 GB of /tmp; at 256 KB the 10,000 run writes ~3.5 GB and fits ~10 minutes on 2 cores.
@@ -333,27 +334,54 @@ def child_export_s3(workdir: Path, version_id: int) -> dict:
     }
 
 
-def child_raw_s3(workdir: Path, size: int, part_bytes: int) -> dict:
-    """Raw: a file of the export's size, on disk, sent by boto3's own multipart upload (TransferConfig with the
-    export's part size, boto3's default 10 threads) to the same server. Nothing is built or read but the file."""
-    import boto3
-    from boto3.s3.transfer import TransferConfig
+def child_raw_s3(workdir: Path, version_id: int, part_bytes: int) -> dict:
+    """Raw, the local baseline carried into the bucket: read each page image of the version from the bucket
+    (one GET each, in export order), base64 it, and send the lines as one multipart upload (the export's part
+    size) to the same server. No JSON, no hashing, no database writes: the bytes the export must move, and
+    nothing else."""
+    _django(workdir)
+    import base64
 
-    path = workdir / "raw.bin"
-    with open(path, "wb") as out:  # written before the clock starts, so it is in the page cache as pages are
-        left = size
-        while left:
-            block = os.urandom(min(left, 1 << 20))
-            out.write(block)
-            left -= len(block)
+    import boto3
+    from django.core.files.storage import storages
+
+    from curation.models import DatasetMember, DrawingPage
+    from curation.openai_format import page_ref_ids
+
+    ids = [
+        pid
+        for messages in DatasetMember.objects.filter(version_id=version_id)
+        .order_by("split", "position")
+        .values_list("messages", flat=True)
+        for pid in page_ref_ids(messages)
+    ]
+    names = dict(DrawingPage.objects.filter(pk__in=ids).values_list("pk", "image"))
+    location = storages["default"].location.strip("/")
+    keys = [f"{location}/{names[int(i)]}" if location else names[int(i)] for i in ids]
     client = boto3.client("s3", endpoint_url=os.environ["AWS_S3_ENDPOINT_URL"], region_name="us-east-1")
-    bucket = os.environ["AWS_STORAGE_BUCKET_NAME"]
-    config = TransferConfig(multipart_threshold=part_bytes, multipart_chunksize=part_bytes)
+    bucket, key = os.environ["AWS_STORAGE_BUCKET_NAME"], "raw/raw.jsonl"
     started = time.perf_counter()
-    client.upload_file(str(path), bucket, "raw/raw.bin", Config=config)
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts, buffer, size = [], bytearray(), 0
+
+    def send(data: bytes) -> None:
+        number = len(parts) + 1
+        answer = client.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=data)
+        parts.append({"ETag": answer["ETag"], "PartNumber": number})
+
+    for page_key in keys:
+        buffer += base64.b64encode(client.get_object(Bucket=bucket, Key=page_key)["Body"].read())
+        buffer += b"\n"
+        if len(buffer) >= part_bytes:
+            size += len(buffer)
+            send(bytes(buffer))
+            buffer.clear()
+    if buffer:
+        size += len(buffer)
+        send(bytes(buffer))
+    client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
     seconds = time.perf_counter() - started
-    client.delete_object(Bucket=bucket, Key="raw/raw.bin")
-    path.unlink()
+    client.delete_object(Bucket=bucket, Key=key)
     return {"seconds": seconds, "bytes": size, "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -397,7 +425,9 @@ def run_s3(n: int, image_kb: int, base: Path, endpoint: str, attempts: int) -> d
         for attempt in range(attempts):
             export = _run_child("--child", "export-s3", workdir, setup["version_id"])
             size = export["bytes"]
-            raw = _run_child("--child", "raw-s3", workdir, size, int(os.environ.get("STORAGE_PART_BYTES", 8 << 20)))
+            raw = _run_child(
+                "--child", "raw-s3", workdir, setup["version_id"], int(os.environ.get("STORAGE_PART_BYTES", 8 << 20))
+            )
             print(
                 f"    run {attempt + 1}: raw {raw['seconds']:.2f} s, export job {export['seconds']:.2f} s "
                 f"({export['seconds'] / raw['seconds']:.2f}x; {export['wall']:.2f} s with the worker's start), "
@@ -432,7 +462,7 @@ def main_s3(sizes: list[int], image_kb: int, base: Path, attempts: int) -> None:
     listed = ", ".join(f"{n:,}" for n in sizes)
     print(
         f"export benchmark into a bucket (moto server, STORAGE_BACKEND=s3): {listed} examples, ~{image_kb} KB noise "
-        f"PNG each; raw = boto3 multipart upload of a file of the export's size from disk",
+        f"PNG each; raw = GET each page, base64, one boto3 multipart upload",
         flush=True,
     )
     results = [run_s3(n, image_kb, base, endpoint, attempts) for n in sizes]

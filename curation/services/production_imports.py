@@ -123,7 +123,7 @@ def production_import_run(*, import_id: int) -> ProductionImport | None:
     ProductionImport.objects.filter(pk=import_id, status=WorkStatus.RUNNING).update(
         status=WorkStatus.DONE,
         report=dataclasses.asdict(report),
-        summary=report.summary(),
+        summary=_summary(report, attempts=row.attempts),
         stage="",
         done=1,
         total=1,
@@ -132,6 +132,16 @@ def production_import_run(*, import_id: int) -> ProductionImport | None:
     )
     production_import_file_delete(import_id=import_id)
     return ProductionImport.objects.get(pk=import_id)
+
+
+def _summary(report, *, attempts: int) -> str:
+    """The report's one line; a retried import says why its records count as unchanged."""
+    if attempts <= 1:
+        return report.summary()
+    return (
+        f"{report.summary()} (attempt {attempts}: the worker stopped during an earlier attempt, whose stored "
+        "records count as unchanged here; the ground truth of every part in the file was recomputed)"
+    )
 
 
 def production_import_file_delete(*, import_id: int) -> bool:

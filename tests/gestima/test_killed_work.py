@@ -187,6 +187,7 @@ def test_an_import_killed_midway_stores_each_record_once_and_every_ground_truth(
     row.refresh_from_db()
     assert row.status == WorkStatus.DONE and row.attempts == 2 and row.error == ""
     assert row.report["invalid"] == []
+    assert "attempt 2: the worker stopped during an earlier attempt" in row.summary  # why "0 created"
     assert ProductionRecord.objects.count() == FILLER_PARTS + 3  # each line once, no duplicate
     assert ProductionRecord.objects.filter(part_number=LAST_PART).count() == 3
     truth = GroundTruth.objects.get(part_number=LAST_PART)  # the part the killed attempt never reached
