@@ -27,12 +27,12 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
 from django.http import JsonResponse
-from django.urls import reverse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from curation.models import Drawing, Task
 from curation.task_presets import DRAWING_TASK_SLUG
+from finetune.estimate_json import estimate_json, estimate_status_url
 from finetune.models import Estimate
 from finetune.services.api_tokens import api_token_user
 from finetune.services.estimate_queue import DrawingUnusable, estimate_pdf_request
@@ -126,36 +126,6 @@ def _drawing_id(value) -> int | None:
     if isinstance(value, int) and 0 < value <= _MAX_ID:
         return value
     return None
-
-
-def estimate_status_url(estimate: Estimate) -> str:
-    return reverse("api:estimate", args=[estimate.pk])
-
-
-def estimate_json(estimate: Estimate) -> dict:
-    return {
-        "status": estimate.status,
-        "status_url": estimate_status_url(estimate),
-        "progress": {"done": estimate.done, "total": estimate.total, "stage": estimate.stage or None},
-        "id": estimate.pk,
-        "task": estimate.task.slug,
-        "drawing_id": estimate.drawing_id,
-        "part_number": estimate.drawing.part_number,
-        "model": estimate.model_name,
-        "provider": estimate.provider,
-        "model_version_id": estimate.model_version_id,
-        "output": estimate.output,
-        "answered_by": estimate.answered_by,
-        "simulated": estimate.is_simulated,
-        "fallback_reason": estimate.fallback_reason or None,
-        "error_kind": estimate.error_kind or None,
-        "error": estimate.error or None,
-        "latency_ms": estimate.latency_ms,
-        "input_tokens": estimate.input_tokens,
-        "output_tokens": estimate.output_tokens,
-        "cost_usd": None if estimate.cost_usd is None else str(estimate.cost_usd),
-        "created_at": estimate.created_at.isoformat(),
-    } | ({"model": None, "provider": None} if estimate.status != WorkStatus.DONE else {})
 
 
 def not_found(request, *args, **kwargs):

@@ -22,7 +22,7 @@ from curation.services.drawings import DRAWING_TASK_SLUG
 from curation.services.tasks import TargetInvalid
 from finetune.admin.downloads import json_attachment, json_endpoint
 from finetune.admin.fragments import drawing_cell_html, tool_page
-from finetune.api import estimate_json
+from finetune.estimate_json import estimate_json
 from finetune.formatting import MISSING, answer_tables, estimate_live_json, live_score_rows
 from finetune.metrics import pct, usd
 from finetune.models import Estimate
