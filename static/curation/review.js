@@ -24,7 +24,9 @@
   let prefetched = new Map();
 
   // --- viewer ---------------------------------------------------------------------------------------
-  function makeViewer(screen) {
+  // `known`: the viewport's size when the caller knows it without a layout (a swapped-in screen's viewport has the
+  // size of the one it replaces: the same grid column and height), so the first fit forces no layout of its own.
+  function makeViewer(screen, known = null) {
     const viewport = screen.querySelector("#review-viewport");
     const zoomLabel = screen.querySelector("#review-zoom-label");
     const pages = viewport ? Array.from(viewport.querySelectorAll("img.review-page")) : [];
@@ -47,7 +49,8 @@
       const image = img();
       if (!image) return;
       const size = natural(image);
-      const vw = viewport.clientWidth, vh = viewport.clientHeight;
+      const box = known || { w: viewport.clientWidth, h: viewport.clientHeight };
+      const vw = box.w, vh = box.h;
       const scale = Math.min(vw / size.w, vh / size.h);
       view = { scale, x: (vw - size.w * scale) / 2, y: (vh - size.h * scale) / 2, fitted: true };
       apply();
@@ -105,6 +108,9 @@
       }));
       pageButtons.forEach((button) => button.addEventListener("click", () => showPage(+button.dataset.pageIndex)));
       fit();
+      // Fitted to a size taken from the screen before: checked against its own in the frame that draws it (one
+      // layout, which that frame does anyway), in case a scrollbar came or went.
+      if (known) requestAnimationFrame(() => { known = null; if (view.fitted) fit(); });
     }
     return {
       firstImage: pages[0] || null,
@@ -152,6 +158,7 @@
       });
     // A failed fetch is forgotten: that key then makes a normal page load.
     promise.catch(() => { if (prefetched.get(url) === promise) prefetched.delete(url); });
+    promise.then((next) => { promise.ready = next; }, () => null);  // decide() posts later when it is ready
     prefetched.set(url, promise);
   }
 
@@ -188,6 +195,8 @@
     const nextLegend = next.querySelector("#review-legend");
     if (legend && nextLegend) nextLegend.open = legend.open;  // "?" folds the legend for the whole session
     if (document.activeElement && root.contains(document.activeElement)) document.activeElement.blur();
+    const oldViewport = root.querySelector("#review-viewport");  // laid out already: reading it costs nothing
+    const known = oldViewport && oldViewport.clientWidth ? { w: oldViewport.clientWidth, h: oldViewport.clientHeight } : null;
     root.replaceWith(next);
     root = next;
     history.pushState({ review: root.dataset.exampleId }, "", url);
@@ -196,7 +205,7 @@
     if (crumb) { crumb.href = root.dataset.changeUrl; crumb.textContent = `#${root.dataset.exampleId}`; }
     showMessage(flash);
     window.scrollTo(0, 0);
-    viewer = makeViewer(root);
+    viewer = makeViewer(root, known);
     if (window.gestimaTargetEditor) window.gestimaTargetEditor(root);  // the form editor of the new screen
     performance.mark("review:swapped");  // the marks time the steps of a move (benchmarks/review.py prints them)
     markShown(root);
@@ -311,10 +320,11 @@
 
   // Post a decision; the answer is the server's JSON ({message, next_url, ...}) or {error}. The record stays
   // in sessionStorage until the server confirms it, and is marked failed (with the reason) when it does not.
-  function send(record) {
+  function send(record, { after = null } = {}) {
     record.state = "sending";
     keepUnsaved(record);
     const posting = (async () => {
+      if (after) await after;
       let answer;
       try {
         const response = await fetch(record.url, {
@@ -364,6 +374,18 @@
     const record = { id: root.dataset.exampleId, url: root.dataset.url, decision: new URLSearchParams(body).get("decision"), body };
     const guess = root.dataset.nextPendingUrl;
     const ahead = guess && guess !== record.url ? prefetched.get(guess) : null;
+    if (ahead && ahead.ready && root.dataset.url === record.url) {
+      // The next screen is ready: it goes on screen in this task, and the post starts right after the frame that
+      // draws it (the server and the browser's painting share the machine's cores). The decision is in
+      // sessionStorage from now on, so a page left before the post would still be told (checkLeftBehind).
+      const painted = new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+      const answering = send(record, { after: painted });
+      prefetched.delete(guess);
+      swapIn(guess, ahead.ready, { level: "info", text: `Saving: ${VERBS[record.decision] || "Deciding on"} example #${record.id}…` });
+      const shown = root;
+      answering.then((answer) => settled(record, answer, shown));
+      return;
+    }
     const answering = send(record);
     if (ahead) {
       // Optimistic: the next pending example fetched in advance goes on screen now, the post runs behind it.
