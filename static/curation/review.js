@@ -373,7 +373,9 @@
     const body = new URLSearchParams(new FormData(form)).toString();
     const record = { id: root.dataset.exampleId, url: root.dataset.url, decision: new URLSearchParams(body).get("decision"), body };
     const guess = root.dataset.nextPendingUrl;
-    const ahead = guess && guess !== record.url ? prefetched.get(guess) : null;
+    // A decision the example already has is refused for sure ("already approved"): said here, on the example.
+    const repeated = root.dataset.status === STATUS_AFTER[record.decision];
+    const ahead = guess && guess !== record.url && !repeated ? prefetched.get(guess) : null;
     if (ahead && ahead.ready && root.dataset.url === record.url) {
       // The next screen is ready: it goes on screen in this task, and the post starts right after the frame that
       // draws it (the server and the browser's painting share the machine's cores). The decision is in

@@ -226,10 +226,16 @@ def test_approve_shows_the_next_example_before_the_server_answers_and_stores_it(
     # The next-pending key of the screen shown leads on to the third (the answer's, read after the decision).
     assert page.get_attribute("#review-next-pending", "href").endswith(f"/{third.pk}/review/")
 
-    # The back button shows the first as it is now: approved.
+    # The back button shows the first as it is now: approved. Approving it again is refused on the spot.
     page.go_back()
     page.wait_for_function(SHOWN, arg=first.pk)
     assert page.inner_text("#review-status") == "Approved"
+    page.wait_for_timeout(300)
+    page.keyboard.press("a")
+    page.wait_for_selector("ul.messagelist li.error")
+    assert "already approved" in page.inner_text("ul.messagelist")
+    assert page.url.endswith(f"/admin/curation/example/{first.pk}/review/")
+    assert not page.is_visible("#review-unsaved")
 
 
 def test_a_failed_post_is_kept_and_a_retry_stores_it(live_server, transactional_db, browser_page):
@@ -260,6 +266,7 @@ def test_a_failed_post_is_kept_and_a_retry_stores_it(live_server, transactional_
     page.wait_for_function("() => document.querySelectorAll('#review-unsaved .review-unsaved-item').length === 2")
     assert "may not review examples" in page.inner_text(f"#review-unsaved [data-example-id='{second.pk}']")
     assert Example.objects.get(pk=second.pk).status == Example.Status.PENDING
+    page.wait_for_timeout(500)  # the third's neighbours are fetched: the page is idle for the write below
     reviewer.groups.add(reviewers)
 
     # Both retried, with the permission back: stored, the banner gone, the third still on screen.
