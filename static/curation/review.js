@@ -376,27 +376,26 @@
     // A decision the example already has is refused for sure ("already approved"): said here, on the example.
     const repeated = root.dataset.status === STATUS_AFTER[record.decision];
     const ahead = guess && guess !== record.url && !repeated ? prefetched.get(guess) : null;
-    if (ahead && ahead.ready && root.dataset.url === record.url) {
-      // The next screen is ready: it goes on screen in this task, and the post starts right after the frame that
-      // draws it (the server and the browser's painting share the machine's cores). The decision is in
-      // sessionStorage from now on, so a page left before the post would still be told (checkLeftBehind).
-      const painted = new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
-      const answering = send(record, { after: painted });
+    // Optimistic: the next pending example fetched in advance goes on screen now, the post runs behind it.
+    const showNext = (next, answering) => {
       prefetched.delete(guess);
-      swapIn(guess, ahead.ready, { level: "info", text: `Saving: ${VERBS[record.decision] || "Deciding on"} example #${record.id}…` });
+      swapIn(guess, next, { level: "info", text: `Saving: ${VERBS[record.decision] || "Deciding on"} example #${record.id}…` });
       const shown = root;
       answering.then((answer) => settled(record, answer, shown));
+    };
+    if (ahead && ahead.ready) {
+      // Ready: on screen in this task, and the post starts right after the frame that draws it (the server and
+      // the browser's painting share the machine's cores). The decision is in sessionStorage from now on, so a
+      // page left before the post is still told (checkLeftBehind).
+      const painted = new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+      showNext(ahead.ready, send(record, { after: painted }));
       return;
     }
     const answering = send(record);
     if (ahead) {
-      // Optimistic: the next pending example fetched in advance goes on screen now, the post runs behind it.
-      const next = await ahead.catch(() => null);
+      const next = await ahead.catch(() => null);  // still loading: the post runs meanwhile
       if (next && root.dataset.url === record.url) {
-        prefetched.delete(guess);
-        swapIn(guess, next, { level: "info", text: `Saving: ${VERBS[record.decision] || "Deciding on"} example #${record.id}…` });
-        const shown = root;
-        answering.then((answer) => settled(record, answer, shown));
+        showNext(next, answering);
         return;
       }
     }
