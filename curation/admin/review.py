@@ -56,15 +56,20 @@ def next_pending_view(model_admin, request):
 
 def review_view(model_admin, request, object_id):
     example = get_object_or_404(Example.objects.select_related("task", "drawing", "reviewer"), pk=object_id)
-    if not model_admin.has_view_permission(request, example):
+    posted = request.method == "POST"
+    wants_json = posted and "application/json" in request.headers.get("Accept", "")
+    # The review permission is checked here and in nothing else: the buttons are hidden for users without it,
+    # but a hand-made POST must be refused just the same.
+    if not model_admin.has_view_permission(request, example) or (
+        posted and not request.user.has_perm(REVIEW_PERMISSION)
+    ):
+        if wants_json:
+            # The screen's script shows this in its banner, naming the example (the admin's 403 page is HTML).
+            return JsonResponse({"error": "Your account may not review examples (any more)."}, status=403)
         raise PermissionDenied
     edited_target = None
-    if request.method == "POST":
-        # Checked here and in nothing else: the buttons are hidden for users without it, but a
-        # hand-made POST must be refused just the same.
-        if not request.user.has_perm(REVIEW_PERMISSION):
-            raise PermissionDenied
-        if "application/json" in request.headers.get("Accept", ""):
+    if posted:
+        if wants_json:
             return _review_post_json(request, example)
         response, edited_target = _review_post(model_admin, request, example)
         if response is not None:
@@ -117,10 +122,12 @@ def _review_decide(request, example, decision) -> str | None:
 
 
 def _review_post_json(request, example):
-    """A decision posted by the screen's script: stored first, then the answer says where the screen goes.
+    """A decision posted by the screen's script, which has usually shown the next pending example already.
 
-    The script moves on only after this answer, so a refused or failed decision never looks done; it swaps
-    in the example it fetched in advance only when `next_id` is that one (someone else may have taken it).
+    The answer says where the screen belongs: when `next_id` is not the example the script showed (someone
+    else took it meanwhile) it loads that one; `next_pending_url` is the next pending after it, now that this
+    decision is stored (the shown screen was fetched before, when this example was still pending). An error
+    is shown by the script on the screen it is on, naming this example, with a retry.
     """
     decision = request.POST.get("decision", "")
     try:
@@ -130,11 +137,24 @@ def _review_post_json(request, example):
     if done is None:
         return JsonResponse({"error": "Unknown decision."}, status=400)
     next_id = selectors.example_next_pending(after=example.pk, task=example.task_id)
+    after_next = None
     if next_id is None:
         done, next_id = f"{done} No pending examples left.", example.pk
+    else:
+        after_next = selectors.example_next_pending(after=next_id, task=example.task_id)
     return JsonResponse(
-        {"message": done, "next_id": next_id, "next_url": reverse("admin:curation_example_review", args=[next_id])}
+        {
+            "message": done,
+            "example_id": example.pk,
+            "next_id": next_id,
+            "next_url": _review_url(next_id),
+            "next_pending_url": _review_url(after_next) if after_next else "",
+        }
     )
+
+
+def _review_url(pk: int) -> str:
+    return reverse("admin:curation_example_review", args=[pk])
 
 
 def _review_post(model_admin, request, example):

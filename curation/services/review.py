@@ -9,6 +9,9 @@ Transitions (decided here, shown in the README):
   no machine path rewrites its target again. When the ground truth moves under it, the example is flagged
   with the new ground truth and the reviewer keeps theirs or takes it (both audited, below).
 - Reject needs a reason and needs-changes needs a note: the next person has to know what was wrong.
+- A changed target changes the example's content hash (the one hash, `services.examples.content_hash`) in
+  the same write, so the build, the import and an estimate's correction find the example as it is now; an
+  edit that would make it identical to another example of its task is refused, naming that one.
 
 Two reviewers at once: the row is locked (`select_for_update`, PostgreSQL) and the write is a conditional
 update on the status/target that was read (works on SQLite too), so a concurrent change is never
@@ -18,7 +21,7 @@ meanwhile by someone else is refused with ReviewConflict instead of being lost.
 
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from curation.models import Example
@@ -31,6 +34,7 @@ __all__ = [
     "ReasonRequired",
     "TransitionNotAllowed",
     "ReviewConflict",
+    "DuplicateExample",
     "TargetInvalid",
     "BulkResult",
     "example_approve",
@@ -60,6 +64,10 @@ class TransitionNotAllowed(ReviewError):
 
 class ReviewConflict(ReviewError):
     """Someone else changed the example after the reviewer loaded it."""
+
+
+class DuplicateExample(ReviewError):
+    """The new target would make the example identical (same messages and target) to another of its task."""
 
 
 # Where a reviewer may send an example from each status. Pending is missing on purpose: only the system
@@ -93,6 +101,48 @@ def _check_expected(current: Example, expected_status: str | None) -> None:
             f"Example #{current.pk} was changed meanwhile (now {_label(current.status)}, you saw "
             f"{_label(expected_status)}). Reload it and decide again."
         )
+
+
+def _content_hash_for(current: Example, new_target: str) -> str:
+    """The example's content hash with `new_target` (the one hash, as built and imported examples have it).
+
+    A task holds each content once (a constraint), and the build, the import and an estimate's correction look
+    examples up by this hash: an edit that makes this example the same as another is refused here, naming it,
+    so the reviewer rejects one of the two instead of meeting a server error.
+    """
+    digest = content_hash(current.messages, new_target)
+    twin = (
+        Example.objects.filter(task_id=current.task_id, content_hash=digest)
+        .exclude(pk=current.pk)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if twin is not None:
+        raise DuplicateExample(_duplicate_text(current.pk, twin))
+    return digest
+
+
+def _duplicate_text(pk: int, twin: int | None) -> str:
+    other = f"example #{twin}" if twin is not None else "another example"
+    return (
+        f"Not saved: with this target example #{pk} would be identical to {other} of the same task "
+        "(same drawing, prompt and target). Reject one of the two as a duplicate instead."
+    )
+
+
+def _update_or_conflict(filters: dict, fields: dict, *, pk: int, conflict: str) -> None:
+    """The conditional update of a target change; 0 rows means someone else changed the example meanwhile.
+
+    The duplicate check above reads before it writes: another edit that reached the same content in between
+    is caught by the constraint and refused the same way.
+    """
+    try:
+        with transaction.atomic():
+            updated = Example.objects.filter(pk=pk, **filters).update(**fields)
+    except IntegrityError:
+        raise DuplicateExample(_duplicate_text(pk, None)) from None
+    if updated != 1:
+        raise ReviewConflict(conflict)
 
 
 def _set_status(
@@ -185,6 +235,7 @@ def example_target_update(
         now = timezone.now()
         fields = {
             "target": new_target,
+            "content_hash": _content_hash_for(current, new_target),  # raises DuplicateExample
             "schema_version": current.task.schema_version,
             "touched_by_person": True,
             "updated_at": now,
@@ -192,8 +243,12 @@ def example_target_update(
         status_before = current.status
         if status_before == Status.APPROVED:
             fields.update(status=Status.PENDING, review_note="Target edited after approval: review again.")
-        if Example.objects.filter(pk=current.pk, target=current.target, status=status_before).update(**fields) != 1:
-            raise ReviewConflict(f"Example #{current.pk} was changed meanwhile. Reload it and edit again.")
+        _update_or_conflict(
+            {"target": current.target, "status": status_before},
+            fields,
+            pk=current.pk,
+            conflict=f"Example #{current.pk} was changed meanwhile. Reload it and edit again.",
+        )
         example_change_record(
             example=current,
             user=user,
@@ -264,7 +319,7 @@ def example_ground_truth_take(*, example: Example, user, expected_ground_truth_t
         now = timezone.now()
         fields = {
             "target": waiting,
-            "content_hash": content_hash(current.messages, waiting),
+            "content_hash": _content_hash_for(current, waiting),  # raises DuplicateExample
             "schema_version": current.task.schema_version,
             "ground_truth_basis": waiting,
             "ground_truth_target": "",
@@ -277,13 +332,12 @@ def example_ground_truth_take(*, example: Example, user, expected_ground_truth_t
             fields.update(
                 status=Status.PENDING, review_note=f"{note} Review again: the approval was for the old target."
             )
-        if (
-            Example.objects.filter(
-                pk=current.pk, ground_truth_target=waiting, target=current.target, status=status_before
-            ).update(**fields)
-            != 1
-        ):
-            raise ReviewConflict(f"Example #{current.pk} was changed meanwhile. Reload it and choose again.")
+        _update_or_conflict(
+            {"ground_truth_target": waiting, "target": current.target, "status": status_before},
+            fields,
+            pk=current.pk,
+            conflict=f"Example #{current.pk} was changed meanwhile. Reload it and choose again.",
+        )
         example_change_record(
             example=current, user=user, field="target", before=current.target, after=waiting, note=note
         )

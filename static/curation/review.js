@@ -4,9 +4,12 @@
    dimension text readable instead of scaling a thumbnail up.
    Speed: while the reviewer reads one example, the examples the keys lead to (next pending, next, previous)
    are fetched as HTML fragments and their first drawing page decoded; a key then swaps the fetched screen in
-   place (history.pushState, so the URL and the back button stay right). A decision is posted first and the
-   screen moves only on the server's answer; when the server's next is not the one fetched (someone else took
-   it) or anything fails, the screen falls back to a normal page load. */
+   place (history.pushState, so the URL and the back button stay right).
+   A decision (a, or reject / needs changes with their text) is optimistic: its POST starts, and the next pending
+   example fetched in advance is shown at once while the server stores it. The decision is kept in
+   sessionStorage until the server says it is stored; when it is refused or the post fails, a banner on whatever
+   screen is shown names the example and offers a retry (it survives page loads until retried or dismissed).
+   When the server's next is not the one shown (someone else took it) the screen loads the server's one. */
 (function () {
   "use strict";
 
@@ -21,7 +24,9 @@
   let prefetched = new Map();
 
   // --- viewer ---------------------------------------------------------------------------------------
-  function makeViewer(screen) {
+  // `known`: the viewport's size when the caller knows it without a layout (a swapped-in screen's viewport has the
+  // size of the one it replaces: the same grid column and height), so the first fit forces no layout of its own.
+  function makeViewer(screen, known = null) {
     const viewport = screen.querySelector("#review-viewport");
     const zoomLabel = screen.querySelector("#review-zoom-label");
     const pages = viewport ? Array.from(viewport.querySelectorAll("img.review-page")) : [];
@@ -44,7 +49,8 @@
       const image = img();
       if (!image) return;
       const size = natural(image);
-      const vw = viewport.clientWidth, vh = viewport.clientHeight;
+      const box = known || { w: viewport.clientWidth, h: viewport.clientHeight };
+      const vw = box.w, vh = box.h;
       const scale = Math.min(vw / size.w, vh / size.h);
       view = { scale, x: (vw - size.w * scale) / 2, y: (vh - size.h * scale) / 2, fitted: true };
       apply();
@@ -102,6 +108,9 @@
       }));
       pageButtons.forEach((button) => button.addEventListener("click", () => showPage(+button.dataset.pageIndex)));
       fit();
+      // Fitted to a size taken from the screen before: checked against its own in the frame that draws it (one
+      // layout, which that frame does anyway), in case a scrollbar came or went.
+      if (known) requestAnimationFrame(() => { known = null; if (view.fitted) fit(); });
     }
     return {
       firstImage: pages[0] || null,
@@ -149,6 +158,7 @@
       });
     // A failed fetch is forgotten: that key then makes a normal page load.
     promise.catch(() => { if (prefetched.get(url) === promise) prefetched.delete(url); });
+    promise.then((next) => { promise.ready = next; }, () => null);  // decide() posts later when it is ready
     prefetched.set(url, promise);
   }
 
@@ -163,7 +173,8 @@
   // --- moving between examples ------------------------------------------------------------------------
   function fullLoad(url, flash) {
     if (flash) sessionStorage.setItem(FLASH_KEY, JSON.stringify({ ...flash, path: new URL(url, location.href).pathname }));
-    window.location.assign(url);
+    // A decision still being posted is answered first: its outcome is then known to the next page.
+    afterSending(() => window.location.assign(url));
   }
 
   function showMessage(flash) {
@@ -184,6 +195,8 @@
     const nextLegend = next.querySelector("#review-legend");
     if (legend && nextLegend) nextLegend.open = legend.open;  // "?" folds the legend for the whole session
     if (document.activeElement && root.contains(document.activeElement)) document.activeElement.blur();
+    const oldViewport = root.querySelector("#review-viewport");  // laid out already: reading it costs nothing
+    const known = oldViewport && oldViewport.clientWidth ? { w: oldViewport.clientWidth, h: oldViewport.clientHeight } : null;
     root.replaceWith(next);
     root = next;
     history.pushState({ review: root.dataset.exampleId }, "", url);
@@ -192,7 +205,7 @@
     if (crumb) { crumb.href = root.dataset.changeUrl; crumb.textContent = `#${root.dataset.exampleId}`; }
     showMessage(flash);
     window.scrollTo(0, 0);
-    viewer = makeViewer(root);
+    viewer = makeViewer(root, known);
     if (window.gestimaTargetEditor) window.gestimaTargetEditor(root);  // the form editor of the new screen
     performance.mark("review:swapped");  // the marks time the steps of a move (benchmarks/review.py prints them)
     markShown(root);
@@ -213,23 +226,183 @@
     swapIn(url, next, flash);
   }
 
-  // A decision is stored before the screen moves: post it, read the answer, and stay with the error shown
-  // when it is refused or the post fails.
-  async function decide(form) {
-    let answer;
-    try {
-      const response = await fetch(root.dataset.url, {
-        // Form-encoded, not multipart: the server parses it in a fraction of the time.
-        method: "POST", body: new URLSearchParams(new FormData(form)), credentials: "same-origin",
-        headers: { Accept: "application/json" },
-      });
-      answer = await response.json().catch(() => ({ error: `The server answered ${response.status} ${response.statusText}.` }));
-      if (!response.ok && !answer.error) answer.error = `The server answered ${response.status}.`;
-    } catch (error) {
-      answer = { error: `Not saved: the server could not be reached (${error.message}).` };
+  // The next pending example after the one on screen, as the server reads it once a decision is stored.
+  function setNextPending(url) {
+    if (url === (root.dataset.nextPendingUrl || "")) return;
+    root.dataset.nextPendingUrl = url;
+    const old = root.querySelector("#review-next-pending");
+    if (!old) return;
+    const fresh = document.createElement(url ? "a" : "span");
+    fresh.id = "review-next-pending";
+    fresh.className = url ? "button" : "button disabled";
+    if (url) {
+      fresh.href = url;
+      fresh.append("Next pending ");
+      const key = document.createElement("kbd");
+      key.textContent = "u";
+      fresh.append(key);
+    } else fresh.textContent = "No other pending";
+    old.replaceWith(fresh);
+  }
+
+  // --- decisions ------------------------------------------------------------------------------------
+  // Every decision the server has not confirmed: {id, url, decision, body, state: "sending" | "failed", error}.
+  // Kept in sessionStorage so a page load (the back button reloads) never drops one without a word.
+  const UNSAVED_KEY = "gestima-review-unsaved";
+  const VERBS = { approve: "Approving", reject: "Rejecting", needs_changes: "Marking as needing changes" };
+  const STATUS_AFTER = { approve: "approved", reject: "rejected", needs_changes: "needs_changes" };
+  let unsaved = [];
+  try { unsaved = JSON.parse(sessionStorage.getItem(UNSAVED_KEY) || "[]"); } catch (error) { unsaved = []; }
+  const sending = new Set();  // the posts under way in this document
+
+  function keepUnsaved(record) {
+    unsaved = unsaved.filter((other) => other.id !== record.id).concat(record.state ? [record] : []);
+    sessionStorage.setItem(UNSAVED_KEY, JSON.stringify(unsaved));
+    showUnsaved();
+  }
+  function forget(record) { record.state = null; keepUnsaved(record); }
+  function fail(record, error) { record.state = "failed"; record.error = error; keepUnsaved(record); }
+
+  function afterSending(then) {
+    if (!sending.size) then();
+    else Promise.allSettled(Array.from(sending)).then(then);
+  }
+
+  // The banner above the screen: one line per decision the server refused or never got, naming its example.
+  function showUnsaved() {
+    const main = document.getElementById("content-start");
+    const failed = unsaved.filter((record) => record.state === "failed");
+    let banner = document.getElementById("review-unsaved");
+    if (!failed.length || !main) { if (banner) banner.remove(); return; }
+    if (!banner) {
+      banner = document.createElement("div");
+      banner.id = "review-unsaved";
+      banner.className = "review-unsaved";
+      banner.setAttribute("role", "alert");
+      main.insertBefore(banner, main.querySelector("ul.messagelist") || document.getElementById("content"));
     }
-    performance.mark("review:answered");
+    banner.replaceChildren(...failed.map((record) => {
+      const line = document.createElement("p");
+      line.className = "review-unsaved-item";
+      line.dataset.exampleId = record.id;
+      const text = document.createElement("span");
+      text.textContent = `Not saved: ${VERBS[record.decision] || "Deciding on"} example #${record.id} failed. ${record.error} `;
+      const retry = document.createElement("button");
+      retry.type = "button";
+      retry.className = "review-unsaved-retry";
+      retry.textContent = `Retry #${record.id}`;
+      retry.addEventListener("click", () => { retry.disabled = true; resend(record); });
+      const open = document.createElement("a");
+      open.href = record.url;
+      open.textContent = `Open example #${record.id}`;
+      const dismiss = document.createElement("button");
+      dismiss.type = "button";
+      dismiss.className = "review-unsaved-dismiss";
+      dismiss.textContent = "Dismiss";
+      dismiss.addEventListener("click", () => forget(record));
+      line.append(text, retry, " ", open, " ", dismiss);
+      return line;
+    }));
+  }
+
+  function sendable(body) {
+    // The token of this document: a retry after a new login (rotated CSRF secret) still passes.
+    const params = new URLSearchParams(body);
+    const token = document.querySelector("[name=csrfmiddlewaretoken]");
+    if (token) params.set("csrfmiddlewaretoken", token.value);
+    return params;
+  }
+
+  function refusal(response) {
+    if (response.redirected && /\/login\//.test(response.url)) return "Your session has ended: log in again, then retry.";
+    return `The server answered ${response.status} ${response.statusText}.`.replace(" .", ".");
+  }
+
+  // Post a decision; the answer is the server's JSON ({message, next_url, ...}) or {error}. The record stays
+  // in sessionStorage until the server confirms it, and is marked failed (with the reason) when it does not.
+  function send(record, { after = null } = {}) {
+    record.state = "sending";
+    keepUnsaved(record);
+    const posting = (async () => {
+      if (after) await after;
+      let answer;
+      try {
+        const response = await fetch(record.url, {
+          // Form-encoded, not multipart: the server parses it in a fraction of the time. keepalive: the post
+          // reaches the server even when the reviewer leaves the page meanwhile.
+          method: "POST", body: sendable(record.body), credentials: "same-origin", keepalive: true,
+          headers: { Accept: "application/json" },
+        });
+        answer = await response.json().catch(() => ({}));
+        if (!response.ok || !answer.next_url) answer = { error: answer.error || refusal(response) };
+      } catch (error) {
+        answer = { error: `The server could not be reached (${error.message}).` };
+      }
+      performance.mark("review:answered");
+      if (answer.error) fail(record, answer.error); else forget(record);
+      return answer;
+    })();
+    sending.add(posting);
+    posting.finally(() => sending.delete(posting));
+    return posting;
+  }
+
+  async function resend(record) {
+    const answer = await send(record);
+    if (!answer.error) showMessage({ level: "success", text: answer.message });
+  }
+
+  // Once the server answered a decision made optimistically: the screen shown meanwhile is `shown`.
+  function settled(record, answer, shown) {
+    prefetched.delete(record.url);  // its screen changed with the decision (or someone else's)
+    const here = root === shown;
     if (answer.error) {
+      if (here) showMessage(null);  // the "Saving" line: the banner says what happened instead
+    } else if (here && answer.next_url !== shown.dataset.url) {
+      // Someone else took the example shown: the server's next, loaded as a page load shows it.
+      fullLoad(answer.next_url, { level: "success", text: answer.message });
+      return;
+    } else if (here) {
+      setNextPending(answer.next_pending_url || "");
+      showMessage({ level: "success", text: answer.message });
+    }
+    if (root.dataset.shownAt) prefetchNeighbours();
+  }
+
+  async function decide(form) {
+    const body = new URLSearchParams(new FormData(form)).toString();
+    const record = { id: root.dataset.exampleId, url: root.dataset.url, decision: new URLSearchParams(body).get("decision"), body };
+    const guess = root.dataset.nextPendingUrl;
+    // A decision the example already has is refused for sure ("already approved"): said here, on the example.
+    const repeated = root.dataset.status === STATUS_AFTER[record.decision];
+    const ahead = guess && guess !== record.url && !repeated ? prefetched.get(guess) : null;
+    // Optimistic: the next pending example fetched in advance goes on screen now, the post runs behind it.
+    const showNext = (next, answering) => {
+      prefetched.delete(guess);
+      swapIn(guess, next, { level: "info", text: `Saving: ${VERBS[record.decision] || "Deciding on"} example #${record.id}…` });
+      const shown = root;
+      answering.then((answer) => settled(record, answer, shown));
+    };
+    if (ahead && ahead.ready) {
+      // Ready: on screen in this task, and the post starts right after the frame that draws it (the server and
+      // the browser's painting share the machine's cores). The decision is in sessionStorage from now on, so a
+      // page left before the post is still told (checkLeftBehind).
+      const painted = new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+      showNext(ahead.ready, send(record, { after: painted }));
+      return;
+    }
+    const answering = send(record);
+    if (ahead) {
+      const next = await ahead.catch(() => null);  // still loading: the post runs meanwhile
+      if (next && root.dataset.url === record.url) {
+        showNext(next, answering);
+        return;
+      }
+    }
+    // Nothing ready to show (no other pending example, or its fetch failed): the screen waits for the answer.
+    const answer = await answering;
+    if (answer.error) {
+      forget(record);  // shown on this very example instead of in the banner
       showMessage({ level: "error", text: answer.error });
       return;
     }
@@ -237,6 +410,23 @@
     const keep = prefetched.get(answer.next_url);
     prefetched = new Map(keep ? [[answer.next_url, keep]] : []);
     await moveTo(answer.next_url, { level: "success", text: answer.message });
+  }
+
+  // A decision sent by an earlier page that left before its answer: the example's status says whether it was
+  // stored; when not, it goes to the banner with its retry.
+  async function checkLeftBehind(records) {
+    for (const record of records) {
+      if (!unsaved.includes(record)) continue;  // decided again (or dismissed) on this page meanwhile
+      let status = null;
+      try {
+        const response = await fetch(fragmentUrl(record.url), { credentials: "same-origin", headers: { Accept: "text/html" } });
+        const found = response.ok && new DOMParser().parseFromString(await response.text(), "text/html").getElementById("review");
+        status = found ? found.dataset.status : null;
+      } catch (error) { status = null; }
+      if (!unsaved.includes(record)) continue;
+      if (status === STATUS_AFTER[record.decision]) forget(record);
+      else fail(record, "The page changed before the server answered, and the example does not show the decision.");
+    }
   }
 
   async function exclusive(work) {
@@ -264,7 +454,7 @@
 
   // The entries pushed here belong to this document: going back or forward loads the example at that address,
   // so it shows the example as it is now (also when the browser brings this page back from its cache).
-  window.addEventListener("popstate", () => window.location.reload());
+  window.addEventListener("popstate", () => afterSending(() => window.location.reload()));
   window.addEventListener("pageshow", (event) => { if (event.persisted) window.location.reload(); });
   window.addEventListener("resize", () => viewer && viewer.resized());
 
@@ -327,4 +517,8 @@
   history.replaceState({ review: root.dataset.exampleId }, "");
   viewer = makeViewer(root);
   markShown(root);
+  showUnsaved();
+  const leftBehind = unsaved.filter((record) => record.state === "sending");
+  // After a second: a post the last page sent as it was left (keepalive) has reached the server by then.
+  if (leftBehind.length) setTimeout(() => checkLeftBehind(leftBehind), 1000);
 })();

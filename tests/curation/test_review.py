@@ -162,6 +162,56 @@ def test_target_edit_against_a_target_changed_meanwhile_is_refused(reviewer):
     assert json.loads(fresh(example).target)["operations"][0]["machine_time_min_per_piece"] == 20
 
 
+def _support_line(question: str, answer: str) -> str:
+    return json.dumps(
+        {
+            "task": "support_reply",
+            "messages": [
+                {"role": "system", "content": "You answer machine shop support questions."},
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer},
+            ],
+        }
+    )
+
+
+def test_an_edited_target_is_found_as_a_duplicate_by_the_next_import(reviewer):
+    from curation.services.example_import import examples_import_jsonl
+
+    examples_import_jsonl(text=_support_line("The chuck slips.", "Check the jaws."))
+    example = Example.objects.get()
+    example_target_update(example=example, user=reviewer, target_text="Re-tighten the chuck.")
+
+    # The same chat with the reviewer's answer is the example as it is now: counted as a duplicate, not added.
+    report = examples_import_jsonl(text=_support_line("The chuck slips.", "Re-tighten the chuck."))
+    assert (report.created, report.duplicates) == (0, 1)
+    assert Example.objects.count() == 1
+    # The old answer is no longer stored: importing it again adds it as a new example.
+    assert examples_import_jsonl(text=_support_line("The chuck slips.", "Check the jaws.")).created == 1
+
+
+def test_an_edit_that_makes_the_example_identical_to_another_is_refused_naming_it(reviewer_client, reviewer):
+    from curation.services.review import DuplicateExample
+
+    task, drawing = make_task(), make_drawing(part_number="DUP-1")
+    kept = make_example(task=task, drawing=drawing, target=technology_target("DUP-1", minutes=12.5))
+    other = make_example(task=task, drawing=drawing, target=technology_target("DUP-1", minutes=14.0))
+    # The first is corrected by a person; the second is then edited to say the same: the same content twice.
+    example_target_update(example=kept, user=reviewer, target_text=json.dumps(technology_target("DUP-1", minutes=11.0)))
+    same = json.dumps(technology_target("DUP-1", minutes=11.0))
+    with pytest.raises(DuplicateExample, match=f"identical to example #{kept.pk}"):
+        example_target_update(example=other, user=reviewer, target_text=same)
+    assert json.loads(fresh(other).target)["operations"][0]["machine_time_min_per_piece"] == 14.0
+
+    # On the review screen: the reviewer reads which example it duplicates, the text stays in the editor.
+    response = reviewer_client.post(
+        review_url(other), {"decision": "edit", "target": same, "expected_target": fresh(other).target}
+    )
+    assert response.status_code == 200
+    assert any(f"identical to example #{kept.pk}" in m for m in messages_of(response))
+    assert not other.changes.exists()
+
+
 def test_bulk_approve_counts_changed_and_skipped(reviewer):
     task = make_task()
     pending = [make_example(task=task) for _ in range(3)]

@@ -55,17 +55,23 @@ def test_fragment_needs_the_same_permission_as_the_review_screen(client, roles):
 
 def test_json_approve_is_stored_and_answers_the_next_pending(client, reviewer):
     task = make_task()
-    first, second = make_example(task=task), make_example(task=task)
+    first, second, third = make_example(task=task), make_example(task=task), make_example(task=task)
     client.force_login(reviewer)
 
     response = client.post(review_url(first), {"decision": "approve", "expected_status": "pending"}, **JSON)
 
     assert response.status_code == 200
+    # The next pending after the shown next one is read after this decision: never the example just decided
+    # (the shown screen was fetched while it was still pending, and the queue wraps around).
     assert response.json() == {
         "message": f"Approved example #{first.pk}.",
+        "example_id": first.pk,
         "next_id": second.pk,
         "next_url": review_url(second),
+        "next_pending_url": review_url(third),
     }
+    last = client.post(review_url(third), {"decision": "approve", "expected_status": "pending"}, **JSON).json()
+    assert (last["next_id"], last["next_pending_url"]) == (second.pk, "")
     stored = Example.objects.get(pk=first.pk)
     assert stored.status == Example.Status.APPROVED and stored.reviewer_id == reviewer.pk
     # The answer carries the message; nothing waits in the session to pop up on a later page.
@@ -110,5 +116,6 @@ def test_json_decision_without_the_review_permission_is_refused(client, roles):
 
     response = client.post(review_url(example), {"decision": "approve", "expected_status": "pending"}, **JSON)
 
-    assert response.status_code == 403
+    # Said in words the screen's script shows in its banner (an admin 403 page would be HTML).
+    assert response.status_code == 403 and "may not review" in response.json()["error"]
     assert Example.objects.get(pk=example.pk).status == Example.Status.PENDING

@@ -53,10 +53,13 @@ def test_reviewer_approves_with_the_keyboard_then_rejects_with_a_reason(live_ser
     if os.environ.get("REVIEW_SCREENSHOT_TO_DOCS"):
         shutil.copyfile(ARTIFACTS / "review-screen.png", docs_copy)
 
-    # "a" approves and moves on to the next pending example.
+    # "a" moves on to the next pending example at once and says so once the approval is stored.
     page.keyboard.press("a")
     page.wait_for_url(f"**/admin/curation/example/{second.pk}/review/")
-    assert f"Approved example #{first.pk}." in page.inner_text("ul.messagelist")
+    page.wait_for_function(
+        "(text) => (document.querySelector('ul.messagelist li.success') || {}).innerText?.includes(text)",
+        arg=f"Approved example #{first.pk}.",
+    )
     assert Example.objects.get(pk=first.pk).status == Example.Status.APPROVED
     assert Example.objects.get(pk=first.pk).reviewer_id == reviewer.pk
 
