@@ -16,6 +16,14 @@ def _orm_beside_playwright(monkeypatch):
 
 
 @pytest.fixture
+def expect():
+    """Playwright's `expect`, waiting long enough for a worker and a reload on a busy machine (5 s by default)."""
+    expect = pytest.importorskip("playwright.sync_api").expect
+    expect.set_options(timeout=20_000)
+    return expect
+
+
+@pytest.fixture
 def browser_page(settings):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:

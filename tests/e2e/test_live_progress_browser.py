@@ -31,13 +31,6 @@ CSV = (
 )
 
 
-@pytest.fixture
-def expect():
-    expect = pytest.importorskip("playwright.sync_api").expect
-    expect.set_options(timeout=20_000)  # a worker and a reload on a busy machine take more than the default 5 s
-    return expect
-
-
 @pytest.fixture(autouse=True)
 def _fast_polling(settings):
     settings.ADMIN_LIVE_POLL_SECONDS = 0.2
