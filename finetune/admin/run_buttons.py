@@ -21,6 +21,7 @@ from finetune.providers.base import ProviderError
 from finetune.services import deployments as deployment_services
 from finetune.services.evals import EvalError, training_run_evaluate
 from finetune.services.run_cancel import training_run_cancel, training_run_relaunch
+from finetune.services.run_counts import run_count
 from finetune.services.run_launch import (
     training_run_cost,
     training_run_duplicates,
@@ -178,23 +179,20 @@ def evaluate_view(model_admin, request, object_id):
 
 
 def run_live(run: TrainingRun) -> dict:
-    """What the run page updates while the run is under way (launched, not finished)."""
-    last_metric = run.metrics.order_by("-step").first()
+    """What the run page updates while the run is under way (launched, not finished): its progress (files, then
+    steps) as text and, when the total is known, a bar."""
     last_event = run.events.order_by("-created_at_remote", "-id").first()
-    if last_metric is None:
-        progress = "no metrics yet"
-    else:
-        loss = "—" if last_metric.train_loss is None else f"{last_metric.train_loss:.4g}"
-        progress = f"step {last_metric.step}, train loss {loss}"
+    count = run_count(run)
     return live_state(
         status=run.status,
         active=run.status != TrainingRun.Status.DRAFT and not run.is_terminal,
         fields={
             "status": run.status_label,
-            "progress": progress,
+            "progress": count.text,
             "last_event": last_event.message if last_event else "no events yet",
             "last_synced": f"{run.last_synced_at:%Y-%m-%d %H:%M:%S}" if run.last_synced_at else "not yet",
         },
+        bars={} if count.percent is None else {"progress": count.percent},
         charts=training_run_charts(run=run),  # the page's loss and accuracy charts grow while it runs
     )
 

@@ -57,7 +57,7 @@ def _run_dir(run: TrainingRun) -> str:
     return storage_location(runs_storage(), str(run.pk))
 
 
-def _splits(run: TrainingRun) -> list[tuple[str, str]]:
+def run_upload_splits(run: TrainingRun) -> list[tuple[str, str]]:
     """(split, run field) for each split the version has: a version without validation rows sends none."""
     splits = [("train", "training_file_id")]
     if run.dataset_version.members.filter(split=DatasetMember.Split.VALIDATION).exists():
@@ -94,7 +94,7 @@ def _upload(run: TrainingRun, provider) -> TrainingRun:
     the earlier file, once files.retrieve shows it still exists (a new key, organisation or base URL, or a
     deleted file, means uploading again instead of a job refused with "invalid training_file")."""
     account = provider.account()
-    splits = _splits(run)
+    splits = run_upload_splits(run)
     for split, field in splits:
         file_id = getattr(run, field)
         if file_id and not _carried_file_usable(run, provider, file_id=file_id, account=account):

@@ -5,6 +5,7 @@ side is the local stand-in or the dry-run provider. The pages follow the worker 
 (static/gestima/live.js) and stop asking once the work is over. Screenshots go to test-artifacts/."""
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -94,6 +95,9 @@ def test_manager_launches_syncs_relaunches_and_cancels_a_run_on_the_stand_in(
     expect(page.locator("ul.messagelist")).to_contain_text(f"Run {run.pk} launched: uploading in the background.")
     expect(page.locator(".run-status")).to_have_text("Uploading")
     expect(page.locator("[data-live-url]")).to_have_attribute("data-live-state", "polling")
+    expect(page.locator("[data-live-field=progress]")).to_have_text(
+        "Uploading: 0 / 2 files (train pending, validation pending)"
+    )
 
     # The worker uploads the files and creates the job; the page notices without a click.
     run_worker("openai")
@@ -107,7 +111,9 @@ def test_manager_launches_syncs_relaunches_and_cancels_a_run_on_the_stand_in(
         status = page.inner_text(".run-status")
         expect(page.locator("ul.messagelist")).to_contain_text(f"Run {run.pk} synced: {status}.")
         if status == "Running":
-            assert page.inner_text("[data-live-field=progress]").startswith("step 6, train loss")
+            # The stand-in's metrics events report 6 steps in all: the bar is full at step 6.
+            assert page.inner_text("[data-live-field=progress]").startswith("step 6 / 6 (100%), train loss")
+            expect(page.locator("[data-live-bar=progress]")).to_have_attribute("style", re.compile("width:100%"))
         if status == "Succeeded":
             break
     assert status == "Succeeded"

@@ -29,6 +29,9 @@ DRAWN = """(id) => {
   };
 }"""
 
+# The width live.js (or the template) gave the run page's progress bar.
+BAR_WIDTH = "() => document.querySelector('.run-progress [data-live-bar=progress]').style.width"
+
 
 @pytest.fixture(autouse=True)
 def _fast_polling(settings):
@@ -104,6 +107,8 @@ def test_the_run_page_draws_its_curves_grows_them_live_and_stops_when_the_run_en
     errors, violations = _watch(page)
     house = make_chart_house()
     run = house["run"]
+    # 4 epochs × ceil(2 train examples / batch 1) = 8 steps: the page shows step 4 of 8 and a bar half full.
+    TrainingRun.objects.filter(pk=run.pk).update(resolved_hyperparameters={"n_epochs": 4, "batch_size": 1})
     login(
         page,
         live_server,
@@ -111,6 +116,8 @@ def test_the_run_page_draws_its_curves_grows_them_live_and_stops_when_the_run_en
         "Manager-pw-2026",
         next_url=reverse("admin:finetune_trainingrun_change", args=[run.pk]),
     )
+    assert page.locator(".run-progress [data-live-field=progress]").inner_text().startswith("step 4 / 8 (50%)")
+    assert page.evaluate(BAR_WIDTH) == "50%"
     loss = _read(page, "run-loss-chart")
     assert loss["x"] == {"type": "linear", "title": "Training step"}
     assert [d["label"] for d in loss["datasets"]] == ["train", "validation", "checkpoint"]
@@ -125,10 +132,13 @@ def test_the_run_page_draws_its_curves_grows_them_live_and_stops_when_the_run_en
     )
     grown = _read(page, "run-loss-chart")
     assert grown["rows"][-1] == ["5", "0.7", "0.8", ""]  # the table follows the chart
+    page.wait_for_function(f"() => ({BAR_WIDTH})() === '62%'")  # the bar grows with the steps, no reload
+    assert page.locator(".run-progress [data-live-field=progress]").inner_text().startswith("step 5 / 8 (62%)")
 
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
     page.wait_for_function("() => document.querySelector('[data-live-url]') === null")  # reloaded, not polling
     assert len(_read(page, "run-loss-chart")["datasets"][0]["data"]) == 5
+    assert page.evaluate(BAR_WIDTH) == "100%"  # a succeeded run's bar is full
     _clean(page, errors, violations)
 
 
