@@ -130,8 +130,10 @@ def estimate_request_run(*, estimate_id: int) -> Estimate | None:
         ESTIMATE.fail(estimate_id, error=f"{ESTIMATE.stopped}: {type(exc).__name__}: {exc}")
         raise
     else:
-        # estimate_create saved the answer into the row (status done); the steps read complete.
-        Estimate.objects.filter(pk=estimate_id).update(done=STEPS, total=STEPS, stage="", lease_until=None)
+        # estimate_create saved the answer into the row; the row is done, its steps complete, its attempts kept.
+        Estimate.objects.filter(pk=estimate_id).update(
+            status=WorkStatus.DONE, done=STEPS, total=STEPS, stage="", lease_until=None
+        )
     return Estimate.objects.get(pk=estimate_id)
 
 

@@ -206,8 +206,6 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None, estimate_id: int
         model_version=version,
         created_by=user if (user is not None and user.is_authenticated) else None,
     )
-    if estimate_id is not None:  # saved as an UPDATE of the queued row: it keeps the time it was asked
-        estimate.created_at = Estimate.objects.filter(pk=estimate_id).values_list("created_at", flat=True).first()
     if choice.gone:
         _ask_fallback(estimate, task=task, drawing=drawing, fallback=choice.fallback, reason=choice.gone)
     else:
@@ -238,8 +236,20 @@ def estimate_create(*, drawing: Drawing, task: Task, user=None, estimate_id: int
         raise EstimateFailed(f"The model {estimate.model_name} did not answer: {estimate.error}", kind="api_error")
     if estimate.error_kind == "input_error":
         raise EstimateFailed(f"The request could not be made: {estimate.error}", kind="input_error")
-    estimate.save()
+    if estimate_id is None:
+        estimate.save()
+    else:  # the answer goes into the queued row; its work fields (status, attempts, when it was asked) stay the queue's
+        estimate.save(update_fields=_ANSWER_FIELDS)
     return estimate
+
+
+# What an answer writes into a queued row (finetune/services/estimate_queue.py): everything but the row's own work
+# fields (gestima/work.py), which the queue moves, and the time the estimate was asked.
+_ANSWER_FIELDS = [
+    f.name
+    for f in Estimate._meta.concrete_fields
+    if not f.primary_key and f.name not in {"status", "done", "total", "stage", "lease_until", "attempts", "created_at"}
+]
 
 
 def estimate_correct(*, estimate: Estimate, user, target_text: str) -> Estimate:
