@@ -15,7 +15,7 @@ from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
 
 from curation import rendering
-from curation.models import Drawing, ProductionRecord
+from curation.models import Drawing, ProductionImport, ProductionRecord
 from curation.services.drawing_uploads import drawing_ingest
 from tests.curation.pdfs import pdf_repeated
 from tests.e2e.browser import BROWSER_MARKS, login, screenshot
@@ -180,8 +180,9 @@ def test_a_manager_imports_a_csv_through_the_button_and_reads_the_result_on_the_
     )
     page.click("input[value=Import]")
     page.wait_for_url("**/productionrecord/import/*/")
+    imported = ProductionImport.objects.get()
     expect(page.locator("ul.messagelist")).to_contain_text(
-        "shop.csv: import queued; the progress shows below.", ignore_case=True
+        f"shop.csv: import #{imported.pk} queued; the progress shows below.", ignore_case=True
     )
     expect(page.locator("[data-live-field=progress]")).to_contain_text("Queued")
     seen = _live_requests(page)
