@@ -12,7 +12,7 @@ import pytest
 from django.db import connections
 from django.urls import reverse
 from rq import SimpleWorker
-from rq.timeouts import TimerDeathPenalty
+from rq.timeouts import BaseDeathPenalty
 
 from curation import rendering
 from curation.models import Drawing, ProductionImport, ProductionRecord
@@ -47,11 +47,23 @@ def browser_page(browser_page):
     rendering.render_process_stop()
 
 
-class _ThreadWorker(SimpleWorker):
-    """A burst worker that can run beside the test in a thread: signals (SIGINT/SIGTERM, the SIGALRM job timeout)
-    belong to the main thread, so the job timeout is RQ's timer-thread one and no handlers are installed."""
+class _NoTimeout(BaseDeathPenalty):
+    """No job timeout in the test's worker thread. RQ's SIGALRM one belongs to the main thread, and its timer-thread
+    one (TimerDeathPenalty) patches JobTimeoutException's __init__ for the whole process, so every later timeout
+    in this test session would read "(300 seconds)" whatever its own limit was."""
 
-    death_penalty_class = TimerDeathPenalty
+    def setup_death_penalty(self):
+        pass
+
+    def cancel_death_penalty(self):
+        pass
+
+
+class _ThreadWorker(SimpleWorker):
+    """A burst worker that can run beside the test in a thread: no signal handlers (they belong to the main
+    thread) and no job timeout (above); the jobs here are short and the test waits with its own bounds."""
+
+    death_penalty_class = _NoTimeout
 
     def _install_signal_handlers(self):
         pass
