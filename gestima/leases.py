@@ -37,12 +37,12 @@ def lease_until() -> datetime:
     return timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
 
 
-def worker_stopped_message(*, doing: str, attempts: int, again: str) -> str:
-    """What a person reads on a row whose worker was killed on every attempt."""
+def worker_stopped_message(*, doing: str, attempts: int, again: str, then: str = "") -> str:
+    """What a person reads on a row whose worker was killed on every attempt; `then` adds what a retry keeps."""
     times = "once" if attempts == 1 else f"{attempts} times"
     return (
         f"The worker stopped while {doing} (killed or out of memory) {times}; it was not retried again. "
-        f"{again} to retry."
+        f"{again} to retry{'; ' + then if then else ''}."
     )
 
 

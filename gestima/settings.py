@@ -349,8 +349,6 @@ OPENAI_BACKOFF_MAX_SECONDS = env.float("OPENAI_BACKOFF_MAX_SECONDS", default=30.
 OPENAI_RETRY_AFTER_MAX_SECONDS = env.float("OPENAI_RETRY_AFTER_MAX_SECONDS", default=120.0)
 # At most this many remote jobs are scanned when looking a run up by its metadata (and by ft_doctor).
 RUN_LOOKUP_MAX_JOBS = env.int("RUN_LOOKUP_MAX_JOBS", default=1000)
-# A worker's claim on a run with no job id is presumed dead after this long (longer than the openai queue's timeout).
-RUN_CLAIM_STALE_SECONDS = env.int("RUN_CLAIM_STALE_SECONDS", default=RQ_QUEUES["openai"]["DEFAULT_TIMEOUT"] + 300)
 # Model lifecycle (curation/services/base_models.py): every page warns this many days before a jobs-end or
 # shutdown date (base-model list, launch page, the registry and the admin index for a task's active model).
 MODEL_LIFECYCLE_WARNING_DAYS = env.int("MODEL_LIFECYCLE_WARNING_DAYS", default=60)

@@ -98,6 +98,10 @@ class TrainingRun(models.Model):
     job_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
     # Set by the one worker that won the right to upload and create the job; see services/run_start.py.
     worker_claimed_at = models.DateTimeField(null=True, blank=True)
+    # The claiming worker renews this while it exports, uploads and creates the job; once it has run out the
+    # worker is gone and the recovery (gestima.recovery) starts the run again, at most JOB_MAX_ATTEMPTS starts.
+    start_lease_until = models.DateTimeField(null=True, blank=True)
+    start_attempts = models.PositiveSmallIntegerField(default=0)
     run_dir = models.CharField(max_length=500, blank=True)
 
     fine_tuned_model = models.CharField(max_length=200, blank=True)

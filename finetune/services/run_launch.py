@@ -26,6 +26,12 @@ from gestima.queues import enqueue_on_commit
 S = TrainingRun.Status
 START_JOB = "finetune.jobs.training_run_start_job"
 START_FAILED_HOOK = "finetune.jobs.training_run_start_failed"
+START_QUEUE = "openai"
+
+
+def start_job_id(run_id: int) -> str:
+    """The start job's id: one waiting or running per run (enqueue_on_commit sends no second one)."""
+    return f"training-run-start-{run_id}"
 
 
 def _hyperparameter(*, name: str, value) -> str:
@@ -285,5 +291,5 @@ def training_run_enqueue_start(*, run: TrainingRun) -> None:
     from rq import Callback
 
     enqueue_on_commit(
-        "openai", START_JOB, run.pk, job_id=f"training-run-start-{run.pk}", on_failure=Callback(START_FAILED_HOOK)
+        START_QUEUE, START_JOB, run.pk, job_id=start_job_id(run.pk), on_failure=Callback(START_FAILED_HOOK)
     )

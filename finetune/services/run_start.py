@@ -3,13 +3,15 @@
 Exactly one remote job per run, however often a button is clicked or a worker dies:
 1. `training_run_launch` (run_launch.py) moves the row draft → uploading with a conditional update (one
    winner), under a row lock, and enqueues the start job after commit.
-2. `training_run_start` claims the row again for the worker (`worker_claimed_at`, conditional update),
-   uploads (reusing files already on the provider), then looks the job up by the run id it sends as
-   metadata before creating one, and again after every ambiguous failure (5xx, timeout): the create may
-   have landed. The job id is saved the moment it is known (`run_job_adopt`).
-3. `training_runs_sync_all` (run_sync.py, one periodic job) syncs every active run and adopts, by metadata,
-   a job whose worker died before saving its id; a run whose claim went stale with no job anywhere is
-   started again.
+2. `training_run_start` claims the row again for the worker (`worker_claimed_at`, conditional update) under
+   a lease it renews while it works (run_start_leases.py), uploads (reusing files already on the provider),
+   then looks the job up by the run id it sends as metadata before creating one, and again after every
+   ambiguous failure (5xx, timeout): the create may have landed. The job id is saved the moment it is known
+   (`run_job_adopt`).
+3. A killed worker's lease runs out: every worker's recovery pass (gestima.recovery) starts the run again, at
+   most JOB_MAX_ATTEMPTS times, and the retry adopts, by metadata, a job the dead worker had made.
+   `training_runs_sync_all` (run_sync.py, one periodic job) syncs every active run, adopts such a job too, and
+   starts again a run that nobody holds (Redis was away at launch).
 """
 
 from __future__ import annotations
@@ -26,8 +28,15 @@ from curation.services.exports import ExportError, dataset_version_export_store
 from finetune.models import TrainingRun, UploadedFile
 from finetune.providers.base import ProviderError, get_provider
 from finetune.services.run_launch import run_metadata
+from finetune.services.run_start_leases import (
+    training_run_start_claim,
+    training_run_start_lease_renew,
+    training_run_start_release,
+    training_run_start_worker_lost,
+)
 from finetune.services.run_state import run_progress, run_status_set
 from finetune.services.run_sync import run_job_adopt
+from gestima.leases import lease_kept
 from gestima.storage import StoredFile, runs_storage, storage_location, storage_sha256
 
 logger = logging.getLogger(__name__)
@@ -255,14 +264,17 @@ def _start_dry_run(run: TrainingRun, provider) -> TrainingRun:
 
 
 def training_run_start(*, run_id: int) -> TrainingRun:
-    """Upload and create the remote job for a launched run (the `openai` queue). Safe to run twice."""
-    now = timezone.now()
-    claimed = TrainingRun.objects.filter(
-        pk=run_id, status=S.UPLOADING, job_id__isnull=True, worker_claimed_at__isnull=True
-    ).update(worker_claimed_at=now)
+    """Upload and create the remote job for a launched run (the `openai` queue). Safe to run twice; the lease
+    is renewed while it works, so a killed worker's run is started again by the recovery."""
+    claimed_at = training_run_start_claim(run_id=run_id)
     run = TrainingRun.objects.select_related("dataset_version__dataset", "base_model").get(pk=run_id)
-    if claimed != 1:
+    if claimed_at is None:
         return run  # done already, cancelled, or another worker holds it
+    with lease_kept(lambda: training_run_start_lease_renew(run_id=run_id, claimed_at=claimed_at)):
+        return _start(run, claimed_at=claimed_at)
+
+
+def _start(run: TrainingRun, *, claimed_at) -> TrainingRun:
     provider = get_provider(run.provider)
     try:
         if not provider.calls_api:
@@ -280,9 +292,7 @@ def training_run_start(*, run_id: int) -> TrainingRun:
             return run
         if exc.retryable:
             # The run keeps its state; the periodic sync starts it again (and looks up by metadata first).
-            TrainingRun.objects.filter(pk=run.pk).update(
-                worker_claimed_at=None, sync_error=f"{exc.code}: {exc.message}"
-            )
+            training_run_start_release(run_id=run.pk, claimed_at=claimed_at, sync_error=f"{exc.code}: {exc.message}")
             run.refresh_from_db()
             return run
         return run_status_set(
@@ -290,10 +300,12 @@ def training_run_start(*, run_id: int) -> TrainingRun:
         )
 
 
-# Exceptions RQ reports when the worker itself stopped (killed, out of memory, over the queue's timeout):
-# they carry no message of their own, so the run says in words what happened.
+# RQ's report, minutes later, of a start whose worker was killed: the lease recovery retries the run (or fails it
+# in words after JOB_MAX_ATTEMPTS), so the hook only ends the lease (as gestima.work's WORKER_STOPPED).
+_WORKER_KILLED = ("AbandonedJobError",)
+# Exceptions RQ reports when the worker itself stopped (over the queue's timeout, a shutdown): they carry no
+# message of their own, so the run says in words what happened.
 _WORKER_STOPPED = {
-    "AbandonedJobError": "killed or timed out",
     "JobTimeoutException": "timed out",
     "StopRequested": "stopped",
     "ShutDownImminentException": "shut down",
@@ -308,7 +320,7 @@ def _stopped_phase(run: TrainingRun) -> str:
     return "creating the fine-tuning job (its files were uploaded)"
 
 
-def _orphans(run: TrainingRun) -> list[dict]:
+def run_orphaned_files(run: TrainingRun) -> list[dict]:
     """Files uploaded for this run that no job uses: the provider keeps (and may bill storage for) them."""
     return [
         {"split": split, "file_id": file_id}
@@ -319,7 +331,11 @@ def _orphans(run: TrainingRun) -> list[dict]:
 
 def training_run_start_failed(*, run_id: int, message: str, error_type: str = "") -> None:
     """A start job died on something unexpected, or its worker stopped: the reason goes on the run, in words,
-    and the run fails unless a job exists. Files uploaded but attached to no job are recorded as orphaned."""
+    and the run fails unless a job exists. Files uploaded but attached to no job are recorded as orphaned.
+    A killed worker is not a failure yet: its lease ends and the recovery starts the run again."""
+    if error_type in _WORKER_KILLED:
+        training_run_start_worker_lost(run_id=run_id)
+        return
     run = TrainingRun.objects.filter(pk=run_id).select_related("dataset_version").first()
     if run is None:
         return
@@ -351,7 +367,7 @@ def training_run_start_failed(*, run_id: int, message: str, error_type: str = ""
             run_job_adopt(run, found, provider, note="found by metadata after a worker error")
             TrainingRun.objects.filter(pk=run_id).update(sync_error=text)
             return
-    orphans = _orphans(run) if run.status == S.UPLOADING else list(run.orphaned_files or [])
+    orphans = run_orphaned_files(run) if run.status == S.UPLOADING else list(run.orphaned_files or [])
     run_status_set(
         run,
         S.FAILED,
@@ -359,5 +375,6 @@ def training_run_start_failed(*, run_id: int, message: str, error_type: str = ""
         error_code=code,
         error_message=text,
         worker_claimed_at=None,
+        start_lease_until=None,
         orphaned_files=orphans,
     )

@@ -11,7 +11,6 @@ import datetime
 import logging
 from decimal import Decimal
 
-from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -245,7 +244,8 @@ def training_run_sync(*, run: TrainingRun) -> TrainingRun:
 
 def training_run_reconcile(*, run: TrainingRun) -> TrainingRun:
     """A launched run with no job id: adopt its job if one carries its run id (a worker died before saving
-    it), else start it again when nobody holds it (Redis was away) or the holder's claim went stale."""
+    it), else start it again when nobody holds it (Redis was away). A run a worker holds is left to its lease:
+    the recovery (finetune/services/run_start_leases.py) starts it again once the lease has run out."""
     provider = get_provider(run.provider)
     if provider.calls_api:
         try:
@@ -255,13 +255,10 @@ def training_run_reconcile(*, run: TrainingRun) -> TrainingRun:
             return run
         if found is not None:
             return run_job_adopt(run, found, provider, note="adopted by sync (found by metadata)")
-    stale = timezone.now() - datetime.timedelta(seconds=settings.RUN_CLAIM_STALE_SECONDS)
-    released = (
-        TrainingRun.objects.filter(pk=run.pk, status=S.UPLOADING, job_id__isnull=True)
-        .filter(Q(worker_claimed_at__isnull=True) | Q(worker_claimed_at__lt=stale))
-        .update(worker_claimed_at=None)
-    )
-    if released:
+    unclaimed = TrainingRun.objects.filter(
+        pk=run.pk, status=S.UPLOADING, job_id__isnull=True, worker_claimed_at__isnull=True
+    ).exists()
+    if unclaimed:
         try:
             training_run_enqueue_start(run=run)
         except Exception as exc:  # QueueUnavailable: the next sync tries again

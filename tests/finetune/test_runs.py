@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied
 
 from finetune.models import RunCheckpoint, RunEvent, RunMetric, TrainingRun, UploadedFile
 from finetune.services.run_cancel import training_run_cancel, training_run_relaunch
-from finetune.services.run_launch import training_run_create, training_run_duplicates, training_run_launch
+from finetune.services.run_launch import start_job_id, training_run_create, training_run_duplicates, training_run_launch
 from finetune.services.run_start import training_run_start
 from finetune.services.run_state import TrainingRunError
 from finetune.services.run_sync import training_run_sync, training_runs_sync_all
@@ -618,34 +618,75 @@ def _abandon_start_job(run):
 
     from finetune.jobs import training_run_start_failed
 
-    job = django_rq.get_queue("openai").fetch_job(f"training-run-start-{run.pk}")
+    job = django_rq.get_queue("openai").fetch_job(start_job_id(run.pk))
     assert job is not None
     training_run_start_failed(job, job.connection, AbandonedJobError, AbandonedJobError(), None)
 
 
-def test_a_worker_killed_during_the_upload_says_so_and_records_the_orphaned_file(
-    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, client
-):
+STOPPED_WORDS = (
+    "The worker stopped while starting this run (killed or out of memory) 3 times; it was not retried again. "
+    "Relaunch to retry; files already uploaded are reused."
+)
+
+
+def _killed_after_uploading(run, ft_api, *, attempts):
+    """The worker claimed the run (its `attempts`-th start), uploaded the training file, and was killed sending the
+    validation file; RQ then reports the job abandoned."""
     import openai
+
+    sdk = openai.OpenAI(api_key="sk-test", base_url=ft_api.base_url)
+    uploaded = sdk.files.create(file=("train.jsonl", b'{"messages": []}\n'), purpose="fine-tune").id
+    TrainingRun.objects.filter(pk=run.pk).update(
+        worker_claimed_at="2026-01-01T00:00:00Z",
+        start_lease_until="2099-01-01T00:00:00Z",  # still held: only RQ's report ends it
+        start_attempts=attempts,
+        training_file_id=uploaded,
+    )
+    _abandon_start_job(run)
+    return uploaded
+
+
+def test_a_worker_killed_during_the_upload_is_started_again_and_reuses_the_uploaded_file(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks
+):
+    from gestima.recovery import abandoned_jobs_recover
 
     run = _create(version, base_model, manager)
     with django_capture_on_commit_callbacks(execute=True):
         run = training_run_launch(run=run, user=manager)
-    # The worker claimed the run, uploaded the training file, and was killed sending the validation file.
-    sdk = openai.OpenAI(api_key="sk-test", base_url=ft_api.base_url)
-    uploaded = sdk.files.create(file=("train.jsonl", b'{"messages": []}\n'), purpose="fine-tune").id
-    TrainingRun.objects.filter(pk=run.pk).update(worker_claimed_at="2026-01-01T00:00:00Z", training_file_id=uploaded)
-    _abandon_start_job(run)
+    uploaded = _killed_after_uploading(run, ft_api, attempts=1)
+    run.refresh_from_db()
+    assert run.status == "uploading" and run.error_code == ""  # not failed: the recovery retries it
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert abandoned_jobs_recover()["run_starts"]["queued"] == [run.pk]
+    run_worker("openai")
+    run.refresh_from_db()
+    assert run.status == "validating_files" and run.job_id and run.start_attempts == 2
+    assert run.training_file_id == uploaded  # reused, not sent again
+    assert len(ft_api.calls_to("POST", FILES)) == 2  # the dead worker's one, then only the validation file
+    assert len(ft_api.calls_to("POST", JOBS)) == 1
+    assert any("started again" in t.get("note", "") for t in run.timeline)
+
+
+def test_a_worker_killed_on_every_start_fails_the_run_in_words_and_records_the_orphaned_file(
+    ft_api, version, base_model, manager, run_worker, django_capture_on_commit_callbacks, client
+):
+    from gestima.recovery import abandoned_jobs_recover
+
+    run = _create(version, base_model, manager)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_launch(run=run, user=manager)
+    uploaded = _killed_after_uploading(run, ft_api, attempts=3)
+    assert abandoned_jobs_recover()["run_starts"]["failed"] == [run.pk]
     run.refresh_from_db()
     assert run.status == "failed" and run.error_code == "worker_stopped"
-    assert run.error_message == (
-        "The worker stopped while uploading the validation file (killed or timed out); "
-        "relaunch to retry, files already uploaded are reused."
-    )
+    assert run.error_message == STOPPED_WORDS
     assert run.orphaned_files == [{"split": "train", "file_id": uploaded}]
+    assert abandoned_jobs_recover()["run_starts"] == {"queued": [], "failed": [], "adopted": []}
     client.force_login(manager)
     page = client.get(f"/admin/finetune/trainingrun/{run.pk}/change/").content.decode()
-    assert "The worker stopped while uploading the validation file" in page and uploaded in page
+    assert "The worker stopped while starting this run" in page and uploaded in page
 
     again = _launch(
         training_run_relaunch(run=run, user=manager), manager, run_worker, django_capture_on_commit_callbacks
@@ -662,6 +703,7 @@ def test_an_adopted_run_that_succeeds_loses_the_stale_worker_error(
     import openai
     from django.core.management import call_command
 
+    from gestima.recovery import abandoned_jobs_recover
     from tests.openai_standin.base import Response
 
     run = _create(version, base_model, manager)
@@ -671,11 +713,14 @@ def test_an_adopted_run_that_succeeds_loses_the_stale_worker_error(
     sdk = openai.OpenAI(api_key="sk-test", base_url=ft_api.base_url)
     file_id = sdk.files.create(file=("train.jsonl", b'{"messages": []}\n'), purpose="fine-tune").id
     remote = sdk.fine_tuning.jobs.create(model=base_model.name, training_file=file_id, metadata=run.metadata)
-    TrainingRun.objects.filter(pk=run.pk).update(training_file_id=file_id)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        training_file_id=file_id, worker_claimed_at="2026-01-01T00:00:00Z", start_attempts=3
+    )
     ft_api.script("GET", JOBS, Response(200, {"object": "list", "data": [], "has_more": False}))
     _abandon_start_job(run)
+    abandoned_jobs_recover()  # its last start died too, and the lookup misses the job
     run.refresh_from_db()
-    assert run.status == "failed" and "The worker stopped while" in run.error_message
+    assert run.status == "failed" and run.error_message == STOPPED_WORDS
     assert run.orphaned_files == [{"split": "train", "file_id": file_id}]
 
     call_command("ft_doctor", "--fix", stdout=io.StringIO())
