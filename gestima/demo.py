@@ -79,4 +79,33 @@ def demo_loop_load(report: DemoReport) -> TrainingRun | None:
         report.say(f"promotion refused: {exc}")
         return run
     report.say(f"promoted {promoted.model_name} (simulated) for task {promoted.task.slug}: estimates answer with it")
+    _demo_estimates(report, version=version, user=admin)
     return run
+
+
+DEMO_ESTIMATES = 3
+
+
+def _demo_estimates(report: DemoReport, *, version: DatasetVersion, user) -> None:
+    """A few estimates by the promoted simulated model, of validation drawings whose parts have production
+    records, scored against them at once: the estimate pages and the live accuracy have something to show."""
+    from curation.models import Drawing, GroundTruth
+    from finetune.services.estimate_scores import estimates_score_stale
+    from finetune.services.estimates import EstimateError, estimate_create
+
+    task = version.dataset.task
+    measured = GroundTruth.objects.values_list("part_number", flat=True)
+    drawings = Drawing.objects.filter(
+        examples__memberships__version=version,
+        examples__memberships__split="validation",
+        part_number__in=measured,
+    ).distinct()[:DEMO_ESTIMATES]
+    made = 0
+    for drawing in drawings:
+        try:
+            estimate_create(drawing=drawing, task=task, user=user)
+            made += 1
+        except EstimateError as exc:
+            report.say(f"demo estimate of {drawing.part_number} refused: {exc}")
+    scored = estimates_score_stale().scored if made else 0
+    report.say(f"{made} demo estimate(s) by the simulated model, {scored} scored against production records")

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from curation.models import DatasetVersion, Task
 from curation.provider_names import ProviderName
-from finetune.models import EvalRun, ModelKind, ModelVersion, TrainingRun
+from finetune.models import Estimate, EvalRun, ModelKind, ModelVersion, TrainingRun
 from finetune.providers.base import ProviderError, default_provider_name, get_provider
 from finetune.selectors import eval_run_mape
 from finetune.services.estimates import EstimateError, estimate_create
@@ -170,6 +170,12 @@ def test_demo_data_with_the_simulated_provider_gives_the_whole_loop(simulated, c
     active = ModelVersion.objects.get(task=task, is_active=True)
     assert active.model_name == run.fine_tuned_model and active.policy_passed
     assert "gates pass: ready to launch" in out and "(simulated)" in out
+    # Estimates by the promoted model, scored against the shop's records: the estimate pages have something to show.
+    estimates = list(Estimate.objects.filter(task=task))
+    assert len(estimates) == 3 and all(e.model_name == active.model_name and e.is_simulated for e in estimates)
+    assert all(e.scored_ground_truth_at is not None for e in estimates)
+    assert "3 demo estimate(s) by the simulated model, 3 scored against production records" in out
 
-    call_command("demo_data")  # a second run makes no second run, evaluation or model version
+    call_command("demo_data")  # a second run makes no second run, evaluation, model version or estimate
     assert TrainingRun.objects.count() == 1 and EvalRun.objects.count() == 2 and ModelVersion.objects.count() == 1
+    assert Estimate.objects.count() == 3
