@@ -40,9 +40,9 @@ def run_total_steps(run: TrainingRun) -> int | None:
     reported = run.events.filter(data__has_key="total_steps").order_by("-created_at_remote", "-id").first()
     if reported is not None and _whole(reported.data.get("total_steps")):
         return _whole(reported.data["total_steps"])
-    resolved, asked = run.resolved_hyperparameters or {}, run.hyperparameters
-    epochs = _whole(resolved.get("n_epochs", asked["n_epochs"]))
-    batch = _whole(resolved.get("batch_size", asked["batch_size"]))
+    resolved, asked = run.resolved_hyperparameters or {}, run.hyperparameters or {}
+    epochs = _whole(resolved.get("n_epochs", asked.get("n_epochs")))
+    batch = _whole(resolved.get("batch_size", asked.get("batch_size")))
     train = _whole((run.dataset_version.counts or {}).get("train"))
     if not (epochs and batch and train):
         return None
