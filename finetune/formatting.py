@@ -27,6 +27,8 @@ FIELD_LABELS = {
     "machine_time_min_per_piece": "Time per piece (min/pc)",
     "setup_min": "Setup (min)",
 }
+# An operation's fields first, in the schema's order; any others after them, by name.
+OPERATION_COLUMNS = ("machine", "operation", "machine_time_min_per_piece", "setup_min")
 
 # Checkpoint metrics by the names providers use (events carry the long ones, result files the short ones).
 CHECKPOINT_COLUMNS = [
@@ -74,8 +76,7 @@ def answer_tables(output) -> dict:
     fields = [(label(k), cell(v)) for k, v in output.items() if not (k == "operations" and ops_are_rows)]
     tables = {"fields": fields}
     if ops_are_rows and operations:
-        columns = list(FIELD_LABELS)[3:]  # machine, operation, time per piece, setup first, in the schema's order
-        columns = [c for c in columns if any(c in o for o in operations)]
+        columns = [c for c in OPERATION_COLUMNS if any(c in o for o in operations)]
         columns += sorted({k for o in operations for k in o} - set(columns))
         tables["operations"] = {
             "headers": [label(c) for c in columns],
