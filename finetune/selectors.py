@@ -9,6 +9,7 @@ so they can never disagree about where a model came from.
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
@@ -17,7 +18,17 @@ from django.db.models.functions import Coalesce
 from curation.models import DatasetMember, DrawingPage, Example, Task
 from curation.provider_names import ProviderName
 from curation.services.base_models import Lifecycle, base_models_by_name, lifecycle_today, model_lifecycle
-from finetune.models import EvalResult, EvalRun, ModelKind, ModelVersion, RunCheckpoint, TaskFallback, TrainingRun
+from finetune.models import (
+    EvalResult,
+    EvalRun,
+    ModelKind,
+    ModelVersion,
+    RunCheckpoint,
+    RunEvent,
+    RunMetric,
+    TaskFallback,
+    TrainingRun,
+)
 
 
 def training_run_hyperparameters(run: TrainingRun) -> dict:
@@ -338,3 +349,47 @@ def simulated_truth_index() -> dict:
         )
         for row in drawing_page_truths(task=task)
     }
+
+
+@dataclass(frozen=True)
+class RunProgressFacts:
+    """What `finetune.services.run_counts.run_count` reads beyond the run's own fields."""
+
+    last_metric: RunMetric | None
+    reported_total_steps: object  # as the provider sent it (or None)
+    has_validation: bool
+
+
+def runs_progress_facts(runs: list[TrainingRun]) -> None:
+    """Attach `progress_facts` to each run, read in four queries whatever their number (the dashboard's runs), so
+    `run_count` makes none per run."""
+    if not runs:
+        return
+    last_metric = RunMetric.objects.filter(run=OuterRef("pk")).order_by("-step").values("pk")[:1]
+    total_event = (
+        RunEvent.objects.filter(run=OuterRef("pk"), data__has_key="total_steps")
+        .order_by("-created_at_remote", "-id")
+        .values("pk")[:1]
+    )
+    rows = list(
+        TrainingRun.objects.filter(pk__in=[run.pk for run in runs])
+        .annotate(metric_id=Subquery(last_metric), event_id=Subquery(total_event))
+        .values_list("pk", "metric_id", "event_id")
+    )
+    metrics = RunMetric.objects.in_bulk([m for _, m, _ in rows if m])
+    totals = dict(RunEvent.objects.filter(pk__in=[e for _, _, e in rows if e]).values_list("pk", "data"))
+    with_validation = set(
+        DatasetMember.objects.filter(
+            version_id__in={run.dataset_version_id for run in runs}, split=DatasetMember.Split.VALIDATION
+        )
+        .values_list("version_id", flat=True)
+        .distinct()
+    )
+    found = {pk: (metric_id, event_id) for pk, metric_id, event_id in rows}
+    for run in runs:
+        metric_id, event_id = found.get(run.pk, (None, None))
+        run.progress_facts = RunProgressFacts(
+            last_metric=metrics.get(metric_id),
+            reported_total_steps=(totals.get(event_id) or {}).get("total_steps"),
+            has_validation=run.dataset_version_id in with_validation,
+        )

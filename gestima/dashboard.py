@@ -15,14 +15,18 @@ from django.db.models import Case, Count, Exists, Min, OuterRef, Q, Subquery, Su
 from django.urls import reverse
 from django.utils import timezone
 
-from curation.models import DatasetVersion, Drawing, Example, ExampleChange, Task
+from curation.models import DatasetBuild, DatasetVersion, Drawing, Example, ExampleChange, ProductionImport, Task
 from curation.selectors import example_status_counts
+from curation.services.drawings import drawing_render_progress
+from curation.services.export_queue import export_progress
 from finetune.metrics import pct_with_ci
 from finetune.models import Estimate, EvalRun, ModelVersion, TrainingRun
-from finetune.selectors import model_version_lifecycle
+from finetune.selectors import model_version_lifecycle, runs_progress_facts
+from finetune.services.run_counts import run_count
 from finetune.services.run_launch import training_run_over_budget
 from gestima.charts import chart_spec
 from gestima.live_accuracy import eval_mape_block, live_accuracy
+from gestima.work import ACTIVE, work_row_progress
 
 REVIEW_DAYS = 30
 # Rows per list of work under way; the rest is one click away in the filtered changelist.
@@ -187,20 +191,51 @@ def _cut(queryset) -> dict:
 
 
 def renders_under_way() -> dict:
-    return _cut(
+    work = _cut(
         Drawing.objects.filter(status__in=RENDERING)
         .order_by("created_at")
-        .only("id", "part_number", "original_name", "status", "render_attempts", "created_at")
+        .only(
+            "id", "part_number", "original_name", "status", "render_attempts", "created_at", "page_count", "pages_done"
+        )
     )
+    for drawing in work["rows"]:
+        drawing.progress = drawing_render_progress(drawing)  # as the drawing's own page says it
+    return work
 
 
 def exports_under_way() -> dict:
-    return _cut(
+    work = _cut(
         DatasetVersion.objects.filter(export_status__in=EXPORTING)
         .select_related("dataset")
         .only("id", "number", "dataset__name", "export_status", "export_progress", "counts")
         .order_by("pk")
     )
+    for version in work["rows"]:
+        version.progress = export_progress(version)
+    return work
+
+
+def builds_under_way() -> dict:
+    work = _cut(
+        DatasetBuild.objects.filter(status__in=ACTIVE)
+        .select_related("dataset")
+        .only("id", "dataset__name", "status", "done", "total", "stage", "created_at")
+        .order_by("pk")
+    )
+    for build in work["rows"]:
+        build.progress = work_row_progress(build)
+    return work
+
+
+def imports_under_way() -> dict:
+    work = _cut(
+        ProductionImport.objects.filter(status__in=ACTIVE)
+        .only("id", "source_name", "status", "done", "total", "stage", "created_at")
+        .order_by("pk")
+    )
+    for row in work["rows"]:
+        row.progress = work_row_progress(row)
+    return work
 
 
 def runs_under_way() -> dict:
@@ -217,14 +252,24 @@ def runs_under_way() -> dict:
             "estimated_cost_usd",
             "actual_cost_usd",
             "launched_at",
+            "n_epochs",
+            "batch_size",
+            "learning_rate_multiplier",
+            "resolved_hyperparameters",
+            "estimated_finish_at",
+            "training_file_id",
+            "validation_file_id",
             "dataset_version__number",
+            "dataset_version__counts",
             "dataset_version__dataset__name",
             "base_model__name",
         )
         .order_by("-pk")
     )
+    runs_progress_facts(work["rows"])  # a few queries for all of them, none per run
     for run in work["rows"]:
         run.over_budget = training_run_over_budget(run=run)
+        run.progress = run_count(run)  # as the run's own page says it (files, then steps of total, finish)
     return work
 
 
@@ -407,6 +452,9 @@ def dashboard_context(*, user) -> dict:
         context["tasks"] = task_rows(datasets=see["datasets"], models=see["models"])
     if see["datasets"]:
         context["exports"] = exports_under_way()
+        context["builds"] = builds_under_way()
+    if can("curation.add_productionrecord"):  # who may upload an import sees the imports under way
+        context["imports"] = imports_under_way()
     if see["money"]:
         context["runs"] = runs_under_way()
         context["spend"] = spend_this_month()

@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from rq import Callback
 
+from gestima.progress import Progress
 from gestima.leases import lease_until, worker_stopped_message
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_forget, job_is_pending
 
@@ -149,15 +150,21 @@ def work_progress_text(row) -> str:
     return row.get_status_display()
 
 
+def work_row_progress(row) -> Progress:
+    """A work row's progress (the text and its bar; a finished row's bar is full)."""
+    return Progress(work_progress_text(row), 100 if row.status == WorkStatus.DONE else work_percent(row))
+
+
 def work_live_state(row) -> dict:
     """What a live page (gestima.live, static/gestima/live.js) updates while the row's work is under way."""
     from gestima.live import live_state
 
+    progress = work_row_progress(row)
     return live_state(
         status=row.status,
         active=row.status in ACTIVE,
-        fields={"progress": work_progress_text(row)},
-        bars={"progress": work_percent(row) if row.status != WorkStatus.DONE else 100},
+        fields={"progress": progress.text},
+        bars={"progress": progress.percent},
     )
 
 

@@ -19,7 +19,7 @@ from curation.services.base_models import base_model_date_warning
 from curation.services.dataset_builds import dataset_build_request
 from curation.services.dataset_costs import dataset_version_training_costs
 from curation.services.cost_projection import PROJECTION_SCALES, dataset_version_cost_projection
-from curation.services.export_queue import dataset_version_export_request
+from curation.services.export_queue import EXPORT_BUSY, dataset_version_export_request, export_progress
 from curation.services.exports import ExportError, export_file_open
 from gestima.dataset_charts import dataset_version_charts
 from gestima.live import live_context, live_refused, live_response, live_state, progress_html
@@ -148,28 +148,14 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _export_busy(obj) -> bool:
-        return obj.export_status in (DatasetVersion.ExportStatus.QUEUED, DatasetVersion.ExportStatus.RUNNING)
-
-    @staticmethod
-    def _export_total(obj) -> int:
-        """Lines the export writes: one per example of the version."""
-        return obj.counts.get("total") or (obj.counts.get("train", 0) + obj.counts.get("validation", 0))
-
-    @classmethod
-    def _export_percent(cls, obj) -> int:
-        total = cls._export_total(obj)
-        return min(100, 100 * obj.export_progress // total) if total else 0
-
-    @classmethod
-    def _export_progress(cls, obj) -> str:
-        total, pct = cls._export_total(obj), cls._export_percent(obj)
-        return f"{obj.get_export_status_display()}: {obj.export_progress} / {total} lines ({pct}%)"
+        return obj.export_status in EXPORT_BUSY
 
     @admin.display(description="Export")
     def export_state(self, obj):
         if self._export_busy(obj):
             # The version page moves text and bar in place while the export runs (static/gestima/live.js).
-            return progress_html(text=self._export_progress(obj), percent=self._export_percent(obj), name="export")
+            progress = export_progress(obj)
+            return progress_html(text=progress.text, percent=progress.percent, name="export")
         if obj.export_status == DatasetVersion.ExportStatus.FAILED:
             return format_html('<span style="color:#ba2121">Failed: {}</span>', obj.export_error)
         if obj.export_status == DatasetVersion.ExportStatus.DONE:
@@ -325,8 +311,8 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         return live_state(
             status=version.export_status,
             active=self._export_busy(version),
-            fields={"export": self._export_progress(version)},
-            bars={"export": self._export_percent(version)},
+            fields={"export": export_progress(version).text},
+            bars={"export": export_progress(version).percent},
         )
 
     def live_view(self, request, pk):

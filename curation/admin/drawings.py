@@ -19,7 +19,7 @@ from PIL import Image
 
 from curation.models import Drawing, DrawingPage
 from curation.services.drawing_uploads import drawings_ingest_many
-from curation.services.drawings import drawing_render_again, drawings_delete
+from curation.services.drawings import drawing_render_again, drawing_render_progress, drawings_delete
 from gestima.live import live_context, live_refused, live_response, live_state, progress_html
 from gestima.queues import QueueUnavailable
 from gestima.storage import storage_stream
@@ -36,35 +36,14 @@ SHORT_CACHE = "private, max-age=300"
 RENDER_ACTIVE = (Drawing.Status.UPLOADED, Drawing.Status.RENDERING)
 
 
-def render_percent(drawing: Drawing) -> int:
-    if drawing.status == Drawing.Status.RENDERED:
-        return 100
-    total = drawing.page_count or 0
-    return min(100, 100 * drawing.pages_done // total) if total else 0
-
-
-def render_progress_text(drawing: Drawing) -> str:
-    """The render's progress in words, on the drawing's page and in its live JSON."""
-    if drawing.status == Drawing.Status.UPLOADED:
-        return "Queued: waiting for a render worker"
-    if drawing.status == Drawing.Status.RENDERING:
-        if not drawing.page_count:
-            return "Rendering: opening the PDF"
-        done = min(drawing.pages_done, drawing.page_count)
-        return f"Rendering: {done} / {drawing.page_count} pages ({render_percent(drawing)}%)"
-    if drawing.status == Drawing.Status.RENDERED:
-        pages = drawing.page_count or 0
-        return f"Rendered: {pages} page{'s' if pages != 1 else ''}"
-    return drawing.get_status_display()
-
-
 def render_live_state(drawing: Drawing) -> dict:
     """What the drawing's page moves while it waits for a worker or renders (static/gestima/live.js)."""
+    progress = drawing_render_progress(drawing)
     return live_state(
         status=drawing.status,
         active=drawing.status in RENDER_ACTIVE,
-        fields={"render": render_progress_text(drawing)},
-        bars={"render": render_percent(drawing)},
+        fields={"render": progress.text},
+        bars={"render": progress.percent},
     )
 
 
@@ -231,7 +210,8 @@ class DrawingAdmin(admin.ModelAdmin):
 
     @admin.display(description="Render progress")
     def render_progress(self, drawing):
-        return progress_html(text=render_progress_text(drawing), percent=render_percent(drawing), name="render")
+        progress = drawing_render_progress(drawing)
+        return progress_html(text=progress.text, percent=progress.percent, name="render")
 
     @admin.display(description="kind", ordering="has_text_layer")
     def kind(self, drawing):

@@ -30,6 +30,7 @@ from gestima.leases import (
     render_workdirs_remove,
     worker_stopped_message,
 )
+from gestima.progress import Progress
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_forget, job_is_pending
 from gestima.storage import storage_stream
 
@@ -109,6 +110,22 @@ def drawing_render(*, drawing: Drawing) -> Drawing:
             # The drawing did render; `build_examples` (or the Task action) can always do this later.
             logger.exception("ground truth / example build after rendering drawing %s failed", drawing.pk)
     return drawing
+
+
+def drawing_render_progress(drawing: Drawing) -> Progress:
+    """The render's progress as the drawing's page, its live JSON and the dashboard show it."""
+    if drawing.status == Drawing.Status.UPLOADED:
+        return Progress("Queued: waiting for a render worker", 0)
+    if drawing.status == Drawing.Status.RENDERED:
+        pages = drawing.page_count or 0
+        return Progress(f"Rendered: {pages} page{'s' if pages != 1 else ''}", 100)
+    if drawing.status != Drawing.Status.RENDERING:
+        return Progress(drawing.get_status_display(), 0)
+    if not drawing.page_count:
+        return Progress("Rendering: opening the PDF", 0)
+    done = min(drawing.pages_done, drawing.page_count)
+    percent = 100 * done // drawing.page_count
+    return Progress(f"Rendering: {done} / {drawing.page_count} pages ({percent}%)", percent)
 
 
 def _render_progress(drawing_id: int):

@@ -26,6 +26,7 @@ from curation.services.exports import (
     format_errors,
 )
 from gestima.leases import lease_kept, lease_until, worker_stopped_message
+from gestima.progress import Progress
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_forget, job_is_pending, queue_ping
 from gestima.storage import exports_storage, storage_location, storage_partials_remove
 
@@ -39,6 +40,23 @@ EXPORT_FAILED_HOOK = "curation.jobs.dataset_version_export_job_failed"
 
 def export_job_id(version_id: int) -> str:
     return f"dataset-version-export-{version_id}"
+
+
+EXPORT_BUSY = (DatasetVersion.ExportStatus.QUEUED, DatasetVersion.ExportStatus.RUNNING)
+
+
+def export_progress(version: DatasetVersion) -> Progress:
+    """The export's progress as the version's page, its live JSON and the dashboard show it: lines written of
+    the version's lines (one per example)."""
+    counts = version.counts or {}
+    total = counts.get("total") or (counts.get("train", 0) + counts.get("validation", 0))
+    if version.export_status == DatasetVersion.ExportStatus.DONE:
+        percent = 100
+    else:
+        percent = min(100, 100 * version.export_progress // total) if total else 0
+    return Progress(
+        f"{version.get_export_status_display()}: {version.export_progress} / {total} lines ({percent}%)", percent
+    )
 
 
 def dataset_version_export_request(*, version: DatasetVersion, fmt: str = "openai") -> DatasetVersion:

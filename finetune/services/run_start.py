@@ -66,10 +66,13 @@ def _run_dir(run: TrainingRun) -> str:
     return storage_location(runs_storage(), str(run.pk))
 
 
-def run_upload_splits(run: TrainingRun) -> list[tuple[str, str]]:
-    """(split, run field) for each split the version has: a version without validation rows sends none."""
+def run_upload_splits(run: TrainingRun, *, has_validation: bool | None = None) -> list[tuple[str, str]]:
+    """(split, run field) for each split the version has: a version without validation rows sends none.
+    `has_validation` when the caller read it already (finetune.selectors.runs_progress_facts, for many runs)."""
     splits = [("train", "training_file_id")]
-    if run.dataset_version.members.filter(split=DatasetMember.Split.VALIDATION).exists():
+    if has_validation is None:
+        has_validation = run.dataset_version.members.filter(split=DatasetMember.Split.VALIDATION).exists()
+    if has_validation:
         splits.append(("validation", "validation_file_id"))
     return splits
 

@@ -10,8 +10,8 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from curation.models import Drawing, Example, ExampleChange
-from finetune.models import Estimate, EvalRun, ModelVersion, TrainingRun
+from curation.models import DatasetBuild, Drawing, Example, ExampleChange, ProductionImport
+from finetune.models import Estimate, EvalRun, ModelVersion, RunMetric, TrainingRun
 from tests.factories import make_base_model, make_dataset_version, make_drawing, make_example, make_task, make_user
 
 
@@ -57,7 +57,11 @@ def make_house(*, scale: int = 1) -> dict:
         budget_usd=Decimal("5.00"),
         estimated_cost_usd=Decimal("7.50"),
         launched_at=now,
+        resolved_hyperparameters={"n_epochs": 3, "batch_size": 1},  # 3 epochs of 3 train rows: 9 steps
     )
+    RunMetric.objects.create(run=running, step=3, train_loss=0.5)
+    DatasetBuild.objects.create(dataset=ready.dataset, status="running", done=5, total=20, stage="reading page images")
+    ProductionImport.objects.create(source_name="times.csv", sha256="a" * 64, status="queued")
     succeeded = TrainingRun.objects.create(
         dataset_version=blocked,
         base_model=openai_model,
@@ -175,14 +179,17 @@ def grow_house(house: dict, *, n: int) -> None:
         version = make_dataset_version(name=f"grown-{i}", n_train=1, n_validation=0, gates_passed=i % 2 == 0)
         version.export_status = "running"
         version.save(update_fields=["export_status"])
-        TrainingRun.objects.create(
+        grown = TrainingRun.objects.create(
             dataset_version=blocked,
             base_model=run.base_model,
             provider="azure",
-            status="queued",
+            status="running",
             budget_usd=Decimal("1.00"),
             launched_at=now,
         )
+        RunMetric.objects.create(run=grown, step=1 + i, train_loss=1.0)
+        DatasetBuild.objects.create(dataset=version.dataset, status="running", done=i, total=2 * n)
+        ProductionImport.objects.create(source_name=f"grown-{i}.csv", sha256=f"{i:064d}", status="running")
         TrainingRun.objects.create(
             dataset_version=blocked,
             base_model=run.base_model,
