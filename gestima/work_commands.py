@@ -90,8 +90,9 @@ def work_command_run(
     if sync:
         try:
             run(row.pk)  # returns at once when a worker has it already: then it is followed like any other
-        except Exception:  # noqa: BLE001 - the row has the error in words; it is printed below
-            pass
+        except Exception as exc:  # noqa: BLE001 - stored on the row (unless the job stored its own), printed below
+            # No worker and no lease recovery here: a row the job left unfinished would be followed forever.
+            kind.fail(row.pk, error=f"{kind.stopped}: {type(exc).__name__}: {exc}")
     row = work_follow(command, kind=kind, pk=row.pk, label=name)
     if row.status == WorkStatus.FAILED:
         raise CommandError(f"{name} failed: {row.error}", returncode=EXIT_FAILED)

@@ -132,3 +132,30 @@ def test_import_no_wait_prints_the_id_and_leaves_the_job_queued(django_capture_o
     row = ProductionImport.objects.get()
     assert capsys.readouterr().out.strip() == str(row.pk) and row.status == "queued"
     assert django_rq.get_queue("default").job_ids == [f"production-import-{row.pk}"]
+
+
+def test_sync_work_that_crashes_before_it_records_its_outcome_exits_1_with_the_reason(capsys):
+    """--sync has no worker and no recovery: a crash the job body did not store still ends the row, never a wait."""
+    from django.core.management.base import BaseCommand
+
+    from curation.services.dataset_builds import BUILD, dataset_build_request
+    from gestima.work_commands import work_command_run
+
+    approved_examples(10)
+    dataset = make_dataset()
+
+    def crash(pk):
+        raise OSError("disk full")
+
+    with pytest.raises(CommandError, match="disk full") as refused:
+        work_command_run(
+            BaseCommand(),
+            kind=BUILD,
+            label=lambda pk: f"build {pk}",
+            request=lambda queue: dataset_build_request(dataset=dataset, queue=queue),
+            run=crash,
+            options={"sync": True},
+        )
+    assert refused.value.returncode == 1
+    build = DatasetBuild.objects.get()
+    assert build.status == "failed" and "OSError: disk full" in build.error
