@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from curation.models import DatasetBuild, DatasetVersion, Drawing, Example, ExampleChange, ProductionImport, Task
 from curation.selectors import example_status_counts
-from curation.services.drawings import drawing_render_progress
-from curation.services.export_queue import export_progress
+from curation.services.drawings import RENDER_ACTIVE, drawing_render_progress
+from curation.services.export_queue import EXPORT_BUSY, export_progress
 from finetune.metrics import pct_with_ci
 from finetune.models import Estimate, EvalRun, ModelVersion, TrainingRun
 from finetune.selectors import model_version_lifecycle, runs_progress_facts
@@ -33,8 +33,6 @@ REVIEW_DAYS = 30
 WORK_LIMIT = 10
 # The decisions a reviewer makes (ExampleChange rows of field "status"); only the system moves back to pending.
 DECISIONS = (Example.Status.APPROVED, Example.Status.REJECTED, Example.Status.NEEDS_CHANGES)
-RENDERING = (Drawing.Status.UPLOADED, Drawing.Status.RENDERING)
-EXPORTING = (DatasetVersion.ExportStatus.QUEUED, DatasetVersion.ExportStatus.RUNNING)
 EVALUATING = (EvalRun.Status.QUEUED, EvalRun.Status.RUNNING)
 # Runs that are under way: launched and not finished (a draft is not under way until someone launches it).
 RUNS_IDLE = (*TrainingRun.Status.TERMINAL, TrainingRun.Status.DRAFT)
@@ -192,7 +190,7 @@ def _cut(queryset) -> dict:
 
 def renders_under_way() -> dict:
     work = _cut(
-        Drawing.objects.filter(status__in=RENDERING)
+        Drawing.objects.filter(status__in=RENDER_ACTIVE)
         .order_by("created_at")
         .only(
             "id", "part_number", "original_name", "status", "render_attempts", "created_at", "page_count", "pages_done"
@@ -205,7 +203,7 @@ def renders_under_way() -> dict:
 
 def exports_under_way() -> dict:
     work = _cut(
-        DatasetVersion.objects.filter(export_status__in=EXPORTING)
+        DatasetVersion.objects.filter(export_status__in=EXPORT_BUSY)
         .select_related("dataset")
         .only("id", "number", "dataset__name", "export_status", "export_progress", "counts")
         .order_by("pk")

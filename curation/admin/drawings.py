@@ -19,7 +19,7 @@ from PIL import Image
 
 from curation.models import Drawing, DrawingPage
 from curation.services.drawing_uploads import drawings_ingest_many
-from curation.services.drawings import drawing_render_again, drawing_render_progress, drawings_delete
+from curation.services.drawings import RENDER_ACTIVE, drawing_render_again, drawing_render_progress, drawings_delete
 from gestima.live import live_context, live_refused, live_response, live_state, progress_html
 from gestima.queues import QueueUnavailable
 from gestima.storage import storage_stream
@@ -31,9 +31,6 @@ THUMB_PX = 160
 # good. Without the hash (or with an old one after a re-render) it is revalidated soon, by its ETag.
 IMMUTABLE_CACHE = "private, max-age=31536000, immutable"
 SHORT_CACHE = "private, max-age=300"
-
-
-RENDER_ACTIVE = (Drawing.Status.UPLOADED, Drawing.Status.RENDERING)
 
 
 def render_live_state(drawing: Drawing) -> dict:

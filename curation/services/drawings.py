@@ -112,6 +112,10 @@ def drawing_render(*, drawing: Drawing) -> Drawing:
     return drawing
 
 
+# Waiting for a render worker or rendering: the drawing's page polls, the dashboard lists it under work under way.
+RENDER_ACTIVE = (Drawing.Status.UPLOADED, Drawing.Status.RENDERING)
+
+
 def drawing_render_progress(drawing: Drawing) -> Progress:
     """The render's progress as the drawing's page, its live JSON and the dashboard show it."""
     if drawing.status == Drawing.Status.UPLOADED:
