@@ -22,13 +22,14 @@ import queue
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from _server import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = "benchmarks._load_settings"
@@ -100,12 +101,6 @@ def _seed(users: int) -> dict:
         batch_size=1000,
     )
     return {"users": names, "examples": [e.pk for e in examples], "drawings": estimate_drawings}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Client:
@@ -220,7 +215,7 @@ def child(kind: str, args) -> dict:
         connection.close()
         with StandIn() as api:
             install_chat(api, lambda body: json.dumps(technology_target(part_number(body) or "EST-0")))
-            port = _free_port()
+            port = free_port()
             server_env = {**os.environ, "OPENAI_API_KEY": "bench-key", "OPENAI_BASE_URL": api.base_url}
             server = subprocess.Popen(
                 [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
@@ -230,7 +225,7 @@ def child(kind: str, args) -> dict:
                 stderr=open(workdir / "server.log", "wb"),
             )
             base = f"http://127.0.0.1:{port}"
-            _wait_ready(base, server)
+            wait_ready(base, server)
             pool: queue.Queue = queue.Queue()
             for pk in data["examples"]:
                 pool.put(pk)
@@ -299,22 +294,6 @@ def _client(base: str, username: str) -> Client:
     client = Client(base, username)
     client.user = username
     return client
-
-
-def _wait_ready(base: str, server: subprocess.Popen, deadline: float = 60) -> None:
-    import httpx
-
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}")
-        try:
-            if httpx.get(f"{base}/admin/login/", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the server did not answer within {deadline} s")
 
 
 def _error_kinds(log: str) -> dict[str, int]:

@@ -20,13 +20,14 @@ import argparse
 import hashlib
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _server import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus" / "drawings"
@@ -111,28 +112,6 @@ def _seed(workdir: Path, count: int) -> list[int]:
         make_ground_truth(part_number)
         ids.append(make_example(task=task, drawing=drawing, target=technology_target(part_number)).pk)
     return ids
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(base: str, server: subprocess.Popen, deadline: float = 60) -> None:
-    import httpx
-
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}")
-        try:
-            if httpx.get(f"{base}/admin/login/", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the server did not answer within {deadline} s")
 
 
 def _press(page, key: str, pause: float) -> dict:
@@ -258,7 +237,7 @@ def main() -> int:
         floor_count = max(5, args.keys // 2)
         ids = _seed(workdir, 1 + 2 * args.keys + 2 * floor_count + 6)
         connection.close()
-        port = _free_port()
+        port = free_port()
         # --insecure: runserver serves review.js from the app directories with DEBUG off, as `./dev run` does with DEBUG
         # on.
         server = subprocess.Popen(
@@ -269,7 +248,7 @@ def main() -> int:
             stderr=open(workdir / "server.log", "wb"),
         )
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, server)
+        wait_ready(base, server)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             context = browser.new_context(viewport={"width": 1600, "height": 1000})
