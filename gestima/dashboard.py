@@ -22,6 +22,7 @@ from curation.services.export_queue import EXPORT_BUSY, export_progress
 from finetune.metrics import pct_with_ci
 from finetune.models import Estimate, EvalRun, ModelVersion, TrainingRun
 from finetune.selectors import model_version_lifecycle, runs_progress_facts
+from finetune.services.evals import eval_run_progress
 from finetune.services.run_counts import run_count
 from finetune.services.run_launch import training_run_over_budget
 from gestima.charts import chart_spec
@@ -272,12 +273,15 @@ def runs_under_way() -> dict:
 
 
 def evals_under_way() -> dict:
-    return _cut(
+    work = _cut(
         EvalRun.objects.filter(status__in=EVALUATING)
         .select_related("task")
         .only("id", "status", "model_name", "total", "done_count", "error_count", "task__slug")
         .order_by("-pk")
     )
+    for run in work["rows"]:
+        run.progress = eval_run_progress(run)
+    return work
 
 
 # --- money -------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from finetune.charts import eval_run_charts
 from finetune.metrics import usd
 from finetune.models import EvalRun
 from finetune.selectors import eval_runs_with_train_overlap
-from finetune.services.evals import EvalError, eval_run_is_stale, eval_run_leak, eval_run_resume
+from finetune.services.evals import EvalError, eval_run_is_stale, eval_run_leak, eval_run_progress, eval_run_resume
 from gestima.live import live_context, live_refused, live_response, live_state
 from gestima.queues import QueueUnavailable
 
@@ -166,15 +166,12 @@ class EvalRunAdmin(admin.ModelAdmin):
     def status_display(self, obj):
         return format_html('<span data-live-field="status">{}</span>', obj.get_status_display())
 
-    @staticmethod
-    def _progress(obj) -> tuple[str, int]:
-        done = obj.done_count + obj.error_count
-        return f"{done} / {obj.total}", int(100 * done / obj.total) if obj.total else 0
-
     @admin.display(description="progress")
     def progress_display(self, obj):
-        text, width = self._progress(obj)
-        return render_to_string("admin/finetune/evals/_progress.html", {"run": obj, "text": text, "width": width})
+        progress = eval_run_progress(obj)
+        return render_to_string(
+            "admin/finetune/evals/_progress.html", {"run": obj, "text": progress.text, "width": progress.percent}
+        )
 
     @admin.display(description="MAPE")
     def mape_display(self, obj):
@@ -246,12 +243,12 @@ class EvalRunAdmin(admin.ModelAdmin):
 
     def _live(self, run: EvalRun) -> dict:
         """What the eval-run page updates while the run is queued or running."""
-        text, width = self._progress(run)
+        progress = eval_run_progress(run)
         return live_state(
             status=run.status,
             active=run.status in (EvalRun.Status.QUEUED, EvalRun.Status.RUNNING),
-            fields={"status": run.get_status_display(), "progress": text},
-            bars={"progress": width},
+            fields={"status": run.get_status_display(), "progress": progress.text},
+            bars={"progress": progress.percent},
         )
 
     def live_view(self, request, pk):

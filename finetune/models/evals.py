@@ -151,10 +151,6 @@ class EvalRun(models.Model):
         return self.deployment_name or self.model_name
 
     @property
-    def progress(self) -> str:
-        return f"{self.done_count + self.error_count}/{self.total}"
-
-    @property
     def is_simulated(self) -> bool:
         """Made or answered by the simulated provider (the demo): every screen that shows it says so."""
         return is_simulated_provider(self.provider)

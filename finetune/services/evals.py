@@ -22,6 +22,7 @@ from finetune.providers.base import ProviderError, available_providers, get_prov
 from finetune.selectors import eval_run_train_overlap, training_run_for_model
 from finetune.services.endpoints import COMPATIBLE, EndpointError, endpoint_check
 from finetune.services.few_shot import FewShotError, few_shot_config
+from gestima.progress import Progress
 from gestima.queues import QueueUnavailable, enqueue_on_commit, job_is_pending
 
 logger = logging.getLogger(__name__)
@@ -402,3 +403,10 @@ def eval_runs_reconcile() -> list[int]:
             continue
         resumed.append(run.pk)
     return resumed
+
+
+def eval_run_progress(run: EvalRun) -> Progress:
+    """Examples asked of the run's total (answered or failed, both are done): the eval page, its live JSON and the
+    dashboard show this one."""
+    done = run.done_count + run.error_count
+    return Progress(f"{done} / {run.total}", 100 * done // run.total if run.total else 0)

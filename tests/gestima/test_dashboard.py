@@ -111,7 +111,7 @@ def test_a_manager_reads_readiness_models_work_money_and_next_steps(client):
     run = house["running"]
     assert f'href="{reverse("admin:finetune_trainingrun_change", args=[run.pk])}"' in work
     assert "$7.50 estimated" in _text(work) and "$5.00 over budget" in _text(work)
-    assert "12/40 done" not in _text(work) and "13/40 done" in _text(work)  # done and failed answers both count
+    assert "12 / 40 done" not in _text(work) and "13 / 40 done" in _text(work)  # done and failed answers both count
     # Progress as each page says it, from the same function: steps of the total, builds, imports, renders.
     assert "step 3 / 9 (33%), train loss 0.5" in _text(work)
     assert "brackets: build" in _text(work) and "Running: 5 / 20 (25%) (reading page images)" in _text(work)
