@@ -2,7 +2,8 @@
 
 Each kind of work has one function that makes it (renders `curation.services.drawings.drawing_render_progress`,
 exports `curation.services.export_queue.export_progress`, work rows `gestima.work.work_row_progress`, training runs
-`finetune.services.run_counts.run_count`); its own page, its live JSON and the dashboard all show that one.
+`finetune.services.run_counts.run_count`, eval runs `finetune.services.evals.eval_run_progress`); its own page,
+its live JSON and the dashboard all show that one.
 """
 
 from __future__ import annotations
